@@ -1,0 +1,36 @@
+"""tnlib: tensor-network decomposition of matrices (MPO) and tensors (MPS).
+
+Backend-agnostic: every function finds its array library (NumPy, CuPy,
+PyTorch, any Array-API library) from its inputs and returns results in it.
+"""
+
+from ._chain import MAX_DENSE_SIZE
+from .factorize import default_num_cores, factorize, padded_size
+from .linalg import register_svd, svd_methods
+from .mpo import MPO
+from .mps import MPS
+from .truncation import (
+    Truncation,
+    TruncatedSVD,
+    TruncationReport,
+    allocate_bonds,
+    truncated_svd,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MPS",
+    "MPO",
+    "Truncation",
+    "TruncatedSVD",
+    "TruncationReport",
+    "truncated_svd",
+    "allocate_bonds",
+    "factorize",
+    "default_num_cores",
+    "padded_size",
+    "register_svd",
+    "svd_methods",
+    "MAX_DENSE_SIZE",
+]

@@ -1,0 +1,125 @@
+"""Array namespaces, input validation and host transfers.
+
+The backend of every computation is found from its inputs with
+:func:`array_api_compat.array_namespace`; there is no global switch. NumPy,
+CuPy, PyTorch and any Array-API library (for example ``array_api_strict``)
+work the same way, and results keep the input's namespace, dtype and device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "namespace",
+    "as_array",
+    "check_floating",
+    "check_finite",
+    "to_host",
+    "real_dtype",
+    "SUPPORTED_DTYPES",
+]
+
+SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+def namespace(*arrays: Any) -> Any:
+    """Return the Array-API namespace shared by ``arrays``."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def as_array(value: Any, name: str) -> Any:
+    """Return ``value`` unchanged if it is an array, else ``numpy.asarray(value)``.
+
+    Lists, tuples and scalars have no backend of their own; they become NumPy
+    arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works.
+    """
+    if array_api_compat.is_array_api_obj(value):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be an array (NumPy, CuPy, PyTorch or any Array-API "
+            f"library), got {type(value).__name__} that numpy.asarray cannot "
+            f"convert: {exc}"
+        ) from None
+
+
+def _dtype_name(xp: Any, dtype: Any) -> str | None:
+    for name in SUPPORTED_DTYPES:
+        if dtype == getattr(xp, name, None):
+            return name
+    return None
+
+
+def check_floating(x: Any, name: str) -> str:
+    """Raise ``TypeError`` unless ``x`` has a supported floating dtype.
+
+    Returns the dtype's name (one of :data:`SUPPORTED_DTYPES`).
+    """
+    xp = namespace(x)
+    found = _dtype_name(xp, x.dtype)
+    if found is None:
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; expected one of "
+            f"{', '.join(SUPPORTED_DTYPES)}. Convert it first, e.g. "
+            f"{name}.astype('float64') for NumPy or {name}.double() for torch"
+        )
+    return found
+
+
+def itemsize(x: Any) -> int:
+    """Bytes per entry of an array of a supported dtype."""
+    name = _dtype_name(namespace(x), x.dtype)
+    return {"float32": 4, "float64": 8, "complex64": 8, "complex128": 16}.get(name or "", 8)
+
+
+def check_finite(x: Any, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinite entries."""
+    xp = namespace(x)
+    if not bool(xp.all(xp.isfinite(x))):
+        bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
+        raise ValueError(
+            f"{name} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'}"
+            f" out of {array_api_compat.size(x)}; expected finite values"
+        )
+
+
+def real_dtype(xp: Any, dtype: Any) -> Any:
+    """The real floating dtype of the same precision as ``dtype``."""
+    if dtype == xp.complex64:
+        return xp.float32
+    if dtype == xp.complex128:
+        return xp.float64
+    return dtype
+
+
+def is_complex(xp: Any, dtype: Any) -> bool:
+    return dtype in (xp.complex64, xp.complex128)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """Copy a (small) array to a NumPy array on the host.
+
+    Used only off the hot path: for singular-value spectra that drive host-side
+    decisions (bond allocation) and for printing.
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    try:
+        return np.from_dlpack(x)
+    except Exception:  # noqa: BLE001 - any library-specific failure
+        return np.asarray(array_api_compat.to_device(x, "cpu"))
+
+
+def prod(values: Any) -> int:
+    return math.prod(int(v) for v in values)

@@ -1,0 +1,232 @@
+"""The behaviour MPS and MPO share: an immutable chain of cores.
+
+Leg conventions live in :mod:`tnlib.canonical`; this module only adapts the
+containers to the site-core algorithms there and validates user input.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence, TypeVar
+
+import array_api_compat
+
+from . import linalg
+from ._backend import as_array, check_finite, check_floating, namespace, prod
+from .canonical import orthonormalize, renyi_entropy, schmidt_values
+from .decompose import truncate_chain
+from .truncation import Truncation, TruncationReport, check_truncation
+
+MAX_DENSE_SIZE = 2**28
+"""Largest number of entries ``to_dense`` / ``to_matrix`` build unless told otherwise."""
+
+_Self = TypeVar("_Self", bound="_Chain")
+
+
+def validate_cores(cores: Any, legs: int, kind: str, leg_names: str) -> tuple[Any, ...]:
+    """Check a user's cores: a non-empty sequence of same-library, same-dtype,
+    finite arrays with ``legs`` legs whose bonds match and whose ends are 1."""
+    if isinstance(cores, (str, bytes)) or not isinstance(cores, Sequence):
+        raise TypeError(
+            f"cores must be a sequence of arrays with legs {leg_names}, got {type(cores).__name__}"
+        )
+    if len(cores) == 0:
+        raise ValueError(f"cores must hold at least one core; got an empty {type(cores).__name__}")
+    arrays = tuple(as_array(c, f"cores[{k}]") for k, c in enumerate(cores))
+    try:
+        namespace(*arrays)
+    except TypeError as exc:
+        raise TypeError(f"cores mix array libraries ({exc}); give every core the same one") from None
+    for k, c in enumerate(arrays):
+        if c.ndim != legs:
+            raise ValueError(
+                f"cores[{k}] has shape {tuple(c.shape)}; an {kind} core has {legs} legs {leg_names}"
+            )
+        if 0 in c.shape:
+            raise ValueError(f"cores[{k}] has shape {tuple(c.shape)}; every leg must have size >= 1")
+        check_floating(c, f"cores[{k}]")
+        if c.dtype != arrays[0].dtype:
+            raise TypeError(
+                f"cores[{k}] has dtype {c.dtype} but cores[0] has {arrays[0].dtype}; "
+                "give every core the same dtype"
+            )
+    if arrays[0].shape[0] != 1:
+        raise ValueError(
+            f"cores[0] has left bond {arrays[0].shape[0]}; the boundary bonds must have size 1"
+        )
+    if arrays[-1].shape[-1] != 1:
+        raise ValueError(
+            f"cores[{len(arrays) - 1}] has right bond {arrays[-1].shape[-1]}; "
+            "the boundary bonds must have size 1"
+        )
+    for k in range(len(arrays) - 1):
+        if arrays[k].shape[-1] != arrays[k + 1].shape[0]:
+            raise ValueError(
+                f"bond {k} does not match: cores[{k}] has right bond {arrays[k].shape[-1]} "
+                f"but cores[{k + 1}] has left bond {arrays[k + 1].shape[0]}"
+            )
+    for k, c in enumerate(arrays):
+        check_finite(c, f"cores[{k}]")
+    return arrays
+
+
+def check_index(name: str, value: Any, size: int, what: str) -> int:
+    """An int in ``[-size, size)``, normalised to ``[0, size)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not -size <= value < size:
+        valid = f"0..{size - 1} (or -{size}..-1)" if size else "none: there are no bonds"
+        raise ValueError(f"{name}={value} is out of range; this chain has {size} {what}: {valid}")
+    return int(value) % size
+
+
+def check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a real number > 0, got {alpha!r}")
+    alpha = float(alpha)
+    if not alpha > 0:  # also NaN
+        raise ValueError(f"alpha={alpha} is invalid; expected alpha > 0 (1 for von Neumann)")
+    return alpha
+
+
+def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1:
+        raise ValueError(f"max_size must be a positive int, got {max_size!r}")
+    if size > max_size:
+        raise ValueError(
+            f"{what} would build an array of {size} entries ({size * itemsize / 2**30:.3g} GiB), "
+            f"above max_size={max_size}; pass max_size={size} to allow it"
+        )
+
+
+class _Chain:
+    """An immutable chain of cores; subclasses fix the number of legs."""
+
+    __slots__ = ("_cores", "_center", "_report")
+    _kind = "chain"
+
+    _cores: tuple[Any, ...]
+    _center: int | None
+    _report: TruncationReport | None
+
+    def _init(self, cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> None:
+        self._cores = tuple(cores)
+        self._center = center
+        self._report = report
+
+    # -- adapters to site cores (left, phys, right) --------------------------
+    def _sites(self) -> list[Any]:
+        raise NotImplementedError
+
+    def _with_sites(self: _Self, sites: Sequence[Any], center: int | None, report: TruncationReport | None) -> _Self:
+        raise NotImplementedError
+
+    # -- properties ----------------------------------------------------------
+    @property
+    def cores(self) -> tuple[Any, ...]:
+        """The cores, a tuple of arrays."""
+        return self._cores
+
+    @property
+    def num_sites(self) -> int:
+        """Number of cores."""
+        return len(self._cores)
+
+    def __len__(self) -> int:
+        return len(self._cores)
+
+    @property
+    def bond_dims(self) -> tuple[int, ...]:
+        """Dimensions of the ``n - 1`` inner bonds; bond ``k`` joins cores ``k`` and ``k+1``."""
+        return tuple(int(c.shape[0]) for c in self._cores[1:])
+
+    @property
+    def num_params(self) -> int:
+        """Total number of entries in the cores."""
+        return sum(prod(c.shape) for c in self._cores)
+
+    @property
+    def dtype(self) -> Any:
+        """The cores' dtype."""
+        return self._cores[0].dtype
+
+    @property
+    def center(self) -> int | None:
+        """Orthogonality centre, or ``None`` when the chain is not known to be canonical."""
+        return self._center
+
+    @property
+    def report(self) -> TruncationReport | None:
+        """Report of the truncation (or exact decomposition) that made this chain, or ``None``."""
+        return self._report
+
+    # -- canonical forms -----------------------------------------------------
+    def canonicalize(self: _Self, center: int = -1) -> _Self:
+        """A new chain in mixed canonical form with orthogonality centre ``center``.
+
+        Cores left of ``center`` become left-orthonormal and cores right of it
+        right-orthonormal, by QR sweeps; ``center=0`` gives the
+        right-canonical form, ``center=-1`` the left-canonical one. Only the
+        cores between the old and the new centre are touched when the centre
+        is known. The represented tensor does not change.
+        """
+        c = check_index("center", center, self.num_sites, "cores")
+        return self._with_sites(orthonormalize(self._sites(), c, self._center), c, self._report)
+
+    def truncate(self: _Self, truncation: Truncation, *, svd: str = "auto") -> _Self:
+        """Compress by one SVD sweep from the right-canonical form.
+
+        Every step of the sweep sees exact Schmidt values, so the squared
+        error is the sum of the discarded weights in the new :attr:`report`.
+        ``max_params`` allocates all bonds together (:func:`tnlib.allocate_bonds`).
+        The result is left-canonical (centre ``n - 1``).
+        """
+        truncation = check_truncation(truncation)
+        if truncation is None:
+            raise TypeError("truncation must be a tnlib.Truncation, got None")
+        linalg.check_method(svd)
+        sites, report = truncate_chain(self._sites(), self._center, truncation, svd)
+        return self._with_sites(sites, self.num_sites - 1, report)
+
+    # -- spectra -------------------------------------------------------------
+    def singular_values(self, bond: int) -> Any:
+        """Schmidt values across ``bond``, descending, in the cores' namespace.
+
+        Computed from the mixed canonical form with centre ``bond`` (exact,
+        whatever the chain's history): the singular values of the centre core
+        unfolded as ``(left * phys, right)``. For an MPO the physical leg is
+        ``(out, in)``.
+        """
+        k = check_index("bond", bond, self.num_sites - 1, "bonds")
+        xp = namespace(*self._cores)
+        sites = orthonormalize(self._sites(), k, self._center)
+        left, phys, right = sites[k].shape
+        return linalg.svd(xp.reshape(sites[k], (left * phys, right)))[1]
+
+    def entropy(self, bond: int, alpha: float = 1.0) -> Any:
+        """Entanglement entropy across ``bond`` (natural log), a 0-d array.
+
+        ``p = s**2 / sum(s**2)`` for the Schmidt values ``s``; von Neumann
+        ``-sum p ln p`` for ``alpha=1``, Renyi ``ln(sum p**alpha)/(1-alpha)``
+        otherwise (``alpha=inf`` gives ``-ln max p``).
+        """
+        alpha = check_alpha(alpha)
+        return renyi_entropy(self.singular_values(bond), alpha)
+
+    def entropies(self, alpha: float = 1.0) -> Any:
+        """Entropy of every bond ``0 .. n-2`` from one sweep, a 1-D array."""
+        alpha = check_alpha(alpha)
+        xp = namespace(*self._cores)
+        values = [renyi_entropy(s, alpha) for s in schmidt_values(self._sites(), self._center)]
+        if not values:
+            return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
+        return xp.stack(values)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._describe()}, bond_dims={self.bond_dims}, "
+            f"dtype={self.dtype}, center={self._center})"
+        )
+
+    def _describe(self) -> str:
+        raise NotImplementedError

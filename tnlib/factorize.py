@@ -1,0 +1,131 @@
+"""Balanced factorisation of dimensions, and padding to factorable sizes.
+
+An MPO of a matrix with ``M`` rows and ``N`` columns needs ``M`` and ``N``
+written as products of ``n`` factors each, one per core. :func:`factorize`
+finds the most balanced such product. A factorisation is *usable* when its
+largest factor is at most ``max(8, 2 * ceil(n ** (1 / k)))``: at most twice
+the ideal ``n ** (1/k)``, with anything up to 8 accepted. A prime such as
+1021 has none; padding with zeros to a nearby usable size (1024) fixes that.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+__all__ = ["factorize", "default_num_cores", "is_usable", "padded_size"]
+
+
+def _divisors(n: int) -> list[int]:
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return small + large[::-1]
+
+
+def _key(factors: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(factors, reverse=True))
+
+
+@lru_cache(maxsize=4096)
+def _balanced(n: int, k: int, lowest: int) -> tuple[int, ...] | None:
+    if k == 1:
+        return (n,) if n >= lowest else None
+    best = None
+    for d in _divisors(n):
+        if d < lowest:
+            continue
+        if d**k > n:
+            break
+        rest = _balanced(n // d, k - 1, d)
+        if rest is not None:
+            candidate = (d, *rest)
+            if best is None or _key(candidate) < _key(best):
+                best = candidate
+    return best
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)  # type: ignore[call-overload]
+    if value < 1:
+        raise ValueError(f"{name}={value} is invalid; expected an int >= 1")
+    return value
+
+
+def factorize(n: int, num_factors: int) -> tuple[int, ...]:
+    """The most balanced ``num_factors`` integers whose product is ``n``.
+
+    Balanced means the largest factor is as small as possible, then the
+    second largest, and so on. Factors come in ascending order; 1s appear
+    when ``n`` has too few prime factors.
+
+    Parameters
+    ----------
+    n
+        The number to factor, ``>= 1``.
+    num_factors
+        How many factors, ``>= 1``.
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> tnlib.factorize(1024, 4)
+    (4, 4, 8, 8)
+    >>> tnlib.factorize(784, 4)
+    (4, 4, 7, 7)
+    >>> tnlib.factorize(1021, 2)
+    (1, 1021)
+    """
+    n = _check_positive_int("n", n)
+    num_factors = _check_positive_int("num_factors", num_factors)
+    result = _balanced(n, num_factors, 1)
+    assert result is not None  # (1, ..., 1, n) always exists
+    return result
+
+
+def is_usable(factors: Sequence[int]) -> bool:
+    """Whether a factorisation is balanced enough for an MPO (module docstring)."""
+    n = math.prod(factors)
+    k = len(factors)
+    limit = max(8, 2 * math.ceil(n ** (1.0 / k) - 1e-9))
+    return max(factors) <= limit
+
+
+def padded_size(n: int, num_factors: int) -> int:
+    """The smallest size ``>= n`` with a usable factorisation into ``num_factors``.
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> tnlib.padded_size(1021, 4)
+    1024
+    """
+    n = _check_positive_int("n", n)
+    num_factors = _check_positive_int("num_factors", num_factors)
+    m = n
+    while not is_usable(factorize(m, num_factors)):
+        m += 1
+    return m
+
+
+def default_num_cores(rows: int, cols: int) -> int:
+    """Number of cores ``from_matrix`` uses when neither dims nor ``num_cores`` are given.
+
+    ``max(2, ceil(log2(max(rows, cols)) / 3))``: factors of about 8, so a
+    4096 x 4096 matrix gets 4 cores of (8, 8) legs, a 784 x 256 one 4 cores.
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> tnlib.default_num_cores(4096, 4096), tnlib.default_num_cores(784, 256)
+    (4, 4)
+    """
+    return max(2, math.ceil(math.log2(max(rows, cols, 1)) / 3))

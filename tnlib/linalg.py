@@ -1,0 +1,173 @@
+"""Matrix factorizations behind every decomposition, and their registry.
+
+Every SVD in tnlib goes through :func:`svd`, which looks the method up in a
+small registry. A method is a function ``f(a, rank) -> (U, S, Vh)`` taking a
+2-D array ``a`` of shape ``(m, n)`` and an optional number ``rank`` of leading
+singular triplets the caller needs (``None``: all of them). It returns the
+thin SVD in ``a``'s namespace: ``U`` of shape ``(m, k)``, ``S`` real,
+non-negative and descending, of shape ``(k,)``, and ``Vh`` of shape
+``(k, n)``. A method that returns fewer than ``min(m, n)`` triplets returns a
+*partial* spectrum; callers then take the total weight from
+``||a||_F^2`` and count the rest as discarded.
+
+Built-in methods:
+
+``"auto"``
+    The default: currently ``"lapack"``.
+``"lapack"``
+    The full thin SVD of the array's own library (``gesdd`` for NumPy through
+    SciPy, with a fallback to the slower but more robust ``gesvd`` when
+    ``gesdd`` fails to converge).
+``"randomized"``
+    Randomized range finder with two power iterations, re-orthonormalised
+    by QR at every step, and oversampling 10 (Halko, Martinsson and Tropp,
+    SIAM Review 53, 2011). Used only when ``rank`` is given and well below
+    ``min(m, n)``; otherwise it falls back to ``"lapack"``. Its truncation
+    is checked a posteriori: the discarded weight it reports is
+    ``||a||_F^2 - sum(S_kept^2)``, the exact error of the projection.
+
+Examples
+--------
+>>> import numpy as np, tnlib
+>>> def numpy_svd(a, rank):
+...     return np.linalg.svd(a, full_matrices=False)
+>>> tnlib.register_svd("numpy", numpy_svd)
+>>> a = np.arange(12.0).reshape(3, 4)
+>>> tnlib.truncated_svd(a, svd="numpy").S.shape
+(3,)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import array_api_compat
+import numpy as np
+
+from ._backend import namespace
+
+__all__ = ["register_svd", "svd_methods", "svd", "qr"]
+
+SVDMethod = Callable[[Any, "int | None"], "tuple[Any, Any, Any]"]
+
+_OVERSAMPLE = 10
+_POWER_ITERATIONS = 2
+
+
+def _lapack_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
+    if isinstance(a, np.ndarray):
+        import scipy.linalg
+
+        try:
+            return scipy.linalg.svd(a, full_matrices=False, check_finite=False)
+        except np.linalg.LinAlgError:
+            return scipy.linalg.svd(
+                a, full_matrices=False, check_finite=False, lapack_driver="gesvd"
+            )
+    xp = namespace(a)
+    return tuple(xp.linalg.svd(a, full_matrices=False))
+
+
+def _gaussian(a: Any, shape: tuple[int, int], seed: int) -> Any:
+    """A standard normal matrix in ``a``'s namespace, dtype and device."""
+    xp = namespace(a)
+    device = array_api_compat.device(a)
+    if array_api_compat.is_torch_array(a):
+        import torch
+
+        gen = torch.Generator(device=a.device).manual_seed(seed)
+        return torch.randn(shape, generator=gen, dtype=a.dtype, device=a.device)
+    if array_api_compat.is_cupy_array(a):
+        import cupy
+
+        return cupy.random.default_rng(seed).standard_normal(shape).astype(a.dtype)
+    host = np.random.default_rng(seed).standard_normal(shape)
+    return xp.asarray(host, dtype=a.dtype, device=device)
+
+
+def _randomized_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
+    m, n = a.shape
+    if rank is None or 2 * (rank + _OVERSAMPLE) >= min(m, n):
+        return _lapack_svd(a, rank)
+    xp = namespace(a)
+    k = rank + _OVERSAMPLE
+    ah = xp.conj(xp.matrix_transpose(a))
+    q = qr(a @ _gaussian(a, (n, k), seed=0))[0]
+    for _ in range(_POWER_ITERATIONS):
+        z = qr(ah @ q)[0]
+        q = qr(a @ z)[0]
+    u_small, s, vh = _lapack_svd(xp.conj(xp.matrix_transpose(q)) @ a, None)
+    return q @ u_small, s, vh
+
+
+_REGISTRY: dict[str, SVDMethod] = {
+    "auto": _lapack_svd,
+    "lapack": _lapack_svd,
+    "randomized": _randomized_svd,
+}
+
+
+def register_svd(name: str, method: SVDMethod, *, overwrite: bool = False) -> None:
+    """Add an SVD method under ``name`` for ``svd=name`` everywhere in tnlib.
+
+    Parameters
+    ----------
+    name
+        The name to pass as ``svd=`` to :func:`tnlib.truncated_svd`,
+        :meth:`tnlib.MPO.from_matrix`, :meth:`tnlib.MPS.from_dense` and
+        ``truncate``.
+    method
+        ``method(a, rank) -> (U, S, Vh)``: the thin SVD of the 2-D array
+        ``a`` in its own namespace, ``S`` descending; ``rank`` is the number
+        of leading triplets needed, or ``None`` for all.
+    overwrite
+        Allow replacing an existing method (built-ins included).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> tnlib.register_svd("plain", lambda a, rank: np.linalg.svd(a, full_matrices=False))
+    >>> "plain" in tnlib.svd_methods()
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not callable(method):
+        raise TypeError(f"method must be callable, got {type(method).__name__}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"an SVD method named {name!r} is already registered; "
+            "pass overwrite=True to replace it"
+        )
+    _REGISTRY[name] = method
+
+
+def svd_methods() -> tuple[str, ...]:
+    """Names accepted by ``svd=``, built-ins first."""
+    return tuple(_REGISTRY)
+
+
+def check_method(svd_name: str) -> None:
+    if svd_name not in _REGISTRY:
+        raise ValueError(
+            f"svd={svd_name!r} is not a registered SVD method; expected one of "
+            f"{', '.join(map(repr, _REGISTRY))} (add more with tnlib.register_svd)"
+        )
+
+
+def svd(a: Any, rank: int | None = None, method: str = "auto") -> tuple[Any, Any, Any]:
+    """Thin SVD of the 2-D array ``a`` with the registered ``method``."""
+    check_method(method)
+    u, s, vh = _REGISTRY[method](a, rank)
+    return u, s, vh
+
+
+def qr(a: Any) -> tuple[Any, Any]:
+    """Reduced QR of the 2-D array ``a`` in its own namespace."""
+    if isinstance(a, np.ndarray):
+        import scipy.linalg
+
+        return scipy.linalg.qr(a, mode="economic", check_finite=False)
+    xp = namespace(a)
+    q, r = xp.linalg.qr(a, mode="reduced")
+    return q, r

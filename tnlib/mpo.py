@@ -1,0 +1,298 @@
+"""Matrix product operators (tensor-train matrices): a matrix as a chain of cores.
+
+An MPO core has legs ``(left, out, in, right)``; the boundary bonds have size
+1. A matrix ``W`` of shape ``(M, N)`` with ``M = prod(out_dims)`` and
+``N = prod(in_dims)`` (the layout of ``torch.nn.Linear.weight``) has row index
+``i = (i_1, ..., i_n)`` and column index ``j = (j_1, ..., j_n)`` in C order, and::
+
+    W[i, j] = G_1[0, i_1, j_1, :] @ G_2[:, i_2, j_2, :] @ ... @ G_n[:, i_n, j_n, 0]
+
+To decompose, ``W`` is reshaped to ``(i_1..i_n, j_1..j_n)``, its legs are
+interleaved to ``(i_1 j_1, ..., i_n j_n)`` and the result is decomposed as an
+MPS with physical legs ``i_k j_k`` (Oseledets 2011, sec. 5; Gao et al. 2020).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import array_api_compat
+
+from . import linalg
+from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
+from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
+from .canonical import contract_chain
+from .decompose import tt_decompose
+from .factorize import default_num_cores, factorize, is_usable, padded_size
+from .truncation import Truncation, TruncationReport, check_truncation
+
+__all__ = ["MPO"]
+
+
+def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive ints, got {dims!r}")
+    if len(dims) == 0:
+        raise ValueError(f"{name} must hold at least one factor, got {tuple(dims)!r}")
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not hasattr(d, "__index__") or int(d) < 1:
+            raise ValueError(f"{name}={tuple(dims)!r} is invalid; expected positive ints")
+        out.append(int(d))
+    return tuple(out)
+
+
+def _resolve_dims(
+    shape: tuple[int, int],
+    out_dims: Any,
+    in_dims: Any,
+    num_cores: Any,
+    pad: bool,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    given = {
+        "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
+        "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
+    }
+    if num_cores is not None and (
+        isinstance(num_cores, bool) or not hasattr(num_cores, "__index__") or int(num_cores) < 1
+    ):
+        raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
+    lengths = {len(d) for d in given.values() if d is not None}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"out_dims has {len(given['out_dims'])} factors but in_dims has "
+            f"{len(given['in_dims'])}; an MPO needs one out and one in leg per core"
+        )
+    n = lengths.pop() if lengths else int(num_cores or default_num_cores(*shape))
+    if num_cores is not None and int(num_cores) != n:
+        raise ValueError(f"num_cores={num_cores} but the given dims have {n} factors; drop one of them")
+    resolved = []
+    for (name, dims), size, axis in zip(given.items(), shape, ("rows", "columns")):
+        if dims is None:
+            dims = factorize(size, n)
+            if not is_usable(dims):
+                target = padded_size(size, n)
+                if not pad:
+                    raise ValueError(
+                        f"matrix has {size} {axis}, which has no balanced factorization into "
+                        f"{n} factors (best: {dims}); pass pad=True to zero-pad to {target} = "
+                        f"{' x '.join(map(str, factorize(target, n)))}, or give {name} explicitly"
+                    )
+                dims = factorize(target, n)
+        else:
+            p = prod(dims)
+            if p != size and not (pad and p > size):
+                hint = " or pad=True to zero-pad" if p > size else ""
+                raise ValueError(
+                    f"{name}={dims} multiply to {p} but matrix has {size} {axis}; pass factors "
+                    f"whose product is {size}, {name}=None to choose them{hint}"
+                )
+        resolved.append(dims)
+    return resolved[0], resolved[1]
+
+
+class MPO(_Chain):
+    """An immutable matrix product operator (tensor-train matrix).
+
+    Parameters
+    ----------
+    cores : sequence of arrays, each of shape (left, out, in, right)
+        Same library and dtype, finite, matching bonds, boundary bonds 1.
+    shape : (int, int), optional
+        The matrix's shape when it is smaller than ``(prod(out_dims),
+        prod(in_dims))``, i.e. when it was zero-padded; default the full size.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> W = np.random.default_rng(0).standard_normal((1024, 512))
+    >>> mpo = tnlib.MPO.from_matrix(W, out_dims=(4, 8, 8, 4), in_dims=(4, 4, 8, 4),
+    ...                             truncation=tnlib.Truncation(max_bond=32))
+    >>> mpo.cores[1].shape
+    (16, 8, 4, 32)
+    >>> mpo.bond_dims, mpo.num_params
+    ((16, 32, 16), 49664)
+    """
+
+    __slots__ = ("_shape",)
+    _kind = "MPO"
+    _shape: tuple[int, int]
+
+    def __init__(self, cores: Sequence[Any], *, shape: tuple[int, int] | None = None) -> None:
+        arrays = validate_cores(cores, 4, "MPO", "(left, out, in, right)")
+        full = (prod(c.shape[1] for c in arrays), prod(c.shape[2] for c in arrays))
+        if shape is None:
+            shape = full
+        else:
+            try:
+                shape = (int(shape[0]), int(shape[1]))
+                ok = len(shape) == 2 and 1 <= shape[0] <= full[0] and 1 <= shape[1] <= full[1]
+            except (TypeError, IndexError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"shape={shape!r} is invalid; expected (M, N) with 1 <= M <= {full[0]} "
+                    f"and 1 <= N <= {full[1]} (the product of the cores' out and in legs)"
+                )
+        self._init(arrays, None, None)
+        self._shape = shape
+
+    @classmethod
+    def _trusted(
+        cls,
+        cores: Sequence[Any],
+        center: int | None,
+        report: TruncationReport | None,
+        shape: tuple[int, int],
+    ) -> MPO:
+        obj = cls.__new__(cls)
+        obj._init(cores, center, report)
+        obj._shape = shape
+        return obj
+
+    def _sites(self) -> list[Any]:
+        xp = namespace(*self._cores)
+        return [xp.reshape(c, (c.shape[0], c.shape[1] * c.shape[2], c.shape[3])) for c in self._cores]
+
+    def _with_sites(self, sites: Sequence[Any], center: int | None, report: TruncationReport | None) -> MPO:
+        xp = namespace(*sites)
+        cores = [
+            xp.reshape(s, (s.shape[0], o, i, s.shape[2]))
+            for s, o, i in zip(sites, self.out_dims, self.in_dims)
+        ]
+        return MPO._trusted(cores, center, report, self._shape)
+
+    def _describe(self) -> str:
+        return f"shape={self._shape}, out_dims={self.out_dims}, in_dims={self.in_dims}"
+
+    @property
+    def out_dims(self) -> tuple[int, ...]:
+        """Row factors, one per core."""
+        return tuple(int(c.shape[1]) for c in self._cores)
+
+    @property
+    def in_dims(self) -> tuple[int, ...]:
+        """Column factors, one per core."""
+        return tuple(int(c.shape[2]) for c in self._cores)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The matrix's shape ``(M, N)`` (without any zero padding)."""
+        return self._shape
+
+    @property
+    def compression_ratio(self) -> float:
+        """``M * N / num_params``: how many times smaller than the dense matrix."""
+        return self._shape[0] * self._shape[1] / self.num_params
+
+    @classmethod
+    def from_matrix(
+        cls,
+        matrix: Any,
+        out_dims: Sequence[int] | None = None,
+        in_dims: Sequence[int] | None = None,
+        *,
+        num_cores: int | None = None,
+        truncation: Truncation | None = None,
+        pad: bool = False,
+        svd: str = "auto",
+    ) -> MPO:
+        """Decompose a matrix into an MPO by TT-SVD of its interleaved legs.
+
+        Parameters
+        ----------
+        matrix : array, shape (M, N)
+            Finite, float32/float64/complex64/complex128, any Array-API
+            namespace; the cores share its namespace, dtype and device.
+        out_dims, in_dims
+            Factors of ``M`` and ``N``, one per core. ``None`` chooses the most
+            balanced ones (:func:`tnlib.factorize`) with as many factors as the
+            other argument, or ``num_cores``, or
+            :func:`tnlib.default_num_cores`.
+        num_cores
+            Number of cores when both dims are ``None``.
+        truncation
+            ``None`` (default) is exact: every bond has its full rank
+            (computed by QR sweeps, no SVD). Otherwise see
+            :class:`tnlib.Truncation`.
+        pad
+            Zero-pad the matrix when a size has no balanced factorization
+            (a prime such as 1021), or to the product of the given dims when
+            it is larger; :meth:`to_matrix` and :attr:`shape` still give the
+            original shape.
+        svd
+            SVD method name (:func:`tnlib.svd_methods`).
+
+        Returns
+        -------
+        MPO
+            Left-canonical (``center == n - 1``), with :attr:`report`.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> W = np.random.default_rng(0).standard_normal((64, 64))
+        >>> mpo = tnlib.MPO.from_matrix(W, (4, 4, 4), (4, 4, 4))
+        >>> mpo.bond_dims
+        (16, 16)
+        >>> float(np.linalg.norm(mpo.to_matrix() - W)) < 1e-12 * float(np.linalg.norm(W))
+        True
+        """
+        a = as_array(matrix, "matrix")
+        if a.ndim != 2:
+            raise ValueError(
+                f"matrix must be 2-D (M, N), got shape {tuple(a.shape)}; reshape it, "
+                "or use MPS.from_dense for a tensor"
+            )
+        if 0 in a.shape:
+            raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
+        check_floating(a, "matrix")
+        check_finite(a, "matrix")
+        truncation = check_truncation(truncation)
+        linalg.check_method(svd)
+        shape = (int(a.shape[0]), int(a.shape[1]))
+        out_dims, in_dims = _resolve_dims(shape, out_dims, in_dims, num_cores, bool(pad))
+        xp = namespace(a)
+        padded = (prod(out_dims), prod(in_dims))
+        if padded != shape:
+            dev = array_api_compat.device(a)
+            a = xp.concat([a, xp.zeros((padded[0] - shape[0], shape[1]), dtype=a.dtype, device=dev)], axis=0)
+            a = xp.concat([a, xp.zeros((padded[0], padded[1] - shape[1]), dtype=a.dtype, device=dev)], axis=1)
+        n = len(out_dims)
+        legs = xp.reshape(a, out_dims + in_dims)
+        order = [axis for k in range(n) for axis in (k, n + k)]
+        interleaved = xp.permute_dims(legs, tuple(order))
+        site_dims = tuple(o * i for o, i in zip(out_dims, in_dims))
+        sites, report = tt_decompose(interleaved, site_dims, truncation, svd)
+        cores = [
+            xp.reshape(s, (s.shape[0], o, i, s.shape[2]))
+            for s, o, i in zip(sites, out_dims, in_dims)
+        ]
+        return cls._trusted(cores, n - 1, report, shape)
+
+    def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
+        """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.
+
+        Includes any zero padding; :meth:`to_matrix` removes it.
+        """
+        n = self.num_sites
+        size = prod(self.out_dims) * prod(self.in_dims)
+        check_max_size(size, max_size, "MPO.to_dense", itemsize(self._cores[0]))
+        xp = namespace(*self._cores)
+        flat = contract_chain(self._sites())
+        legs = xp.reshape(flat, tuple(d for o, i in zip(self.out_dims, self.in_dims) for d in (o, i)))
+        return xp.permute_dims(legs, tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2)))
+
+    def to_matrix(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
+        """The matrix of shape :attr:`shape`, in the cores' namespace.
+
+        Refuses (``ValueError``) to build more than ``max_size`` entries
+        (default ``2**28``, 2 GiB of float64).
+        """
+        xp = namespace(*self._cores)
+        dense = self.to_dense(max_size=max_size)
+        full = xp.reshape(dense, (prod(self.out_dims), prod(self.in_dims)))
+        m, n = self._shape
+        if (m, n) != tuple(full.shape):
+            full = full[:m, :n]
+        return full

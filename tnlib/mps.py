@@ -1,0 +1,124 @@
+"""Matrix product states: a tensor with ``n`` legs as a chain of ``n`` cores.
+
+An MPS core has legs ``(left, phys, right)``; the boundary bonds have size 1::
+
+    T[i_1, ..., i_n] = A_1[0, i_1, :] @ A_2[:, i_2, :] @ ... @ A_n[:, i_n, 0]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from . import linalg
+from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
+from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
+from .canonical import contract_chain
+from .decompose import tt_decompose
+from .truncation import Truncation, TruncationReport, check_truncation
+
+__all__ = ["MPS"]
+
+
+class MPS(_Chain):
+    """An immutable matrix product state (tensor train).
+
+    Parameters
+    ----------
+    cores : sequence of arrays, each of shape (left, phys, right)
+        Same library and dtype (float32, float64, complex64 or complex128),
+        finite, with matching bonds and boundary bonds of size 1. Methods
+        return new objects; the cores are not copied.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> ghz = np.zeros((2,) * 6); ghz[(0,) * 6] = ghz[(1,) * 6] = 2 ** -0.5
+    >>> mps = tnlib.MPS.from_dense(ghz, truncation=tnlib.Truncation(cutoff=1e-12))
+    >>> mps.bond_dims
+    (2, 2, 2, 2, 2)
+    >>> np.round(mps.entropies(), 6)
+    array([0.693147, 0.693147, 0.693147, 0.693147, 0.693147])
+    """
+
+    __slots__ = ()
+    _kind = "MPS"
+
+    def __init__(self, cores: Sequence[Any]) -> None:
+        self._init(validate_cores(cores, 3, "MPS", "(left, phys, right)"), None, None)
+
+    @classmethod
+    def _trusted(cls, cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> MPS:
+        obj = cls.__new__(cls)
+        obj._init(cores, center, report)
+        return obj
+
+    def _sites(self) -> list[Any]:
+        return list(self._cores)
+
+    def _with_sites(self, sites: Sequence[Any], center: int | None, report: TruncationReport | None) -> MPS:
+        return MPS._trusted(sites, center, report)
+
+    def _describe(self) -> str:
+        return f"phys_dims={self.phys_dims}"
+
+    @property
+    def phys_dims(self) -> tuple[int, ...]:
+        """Physical dimension of every core: the shape of the dense tensor."""
+        return tuple(int(c.shape[1]) for c in self._cores)
+
+    @classmethod
+    def from_dense(
+        cls, tensor: Any, truncation: Truncation | None = None, *, svd: str = "auto"
+    ) -> MPS:
+        """Decompose a tensor into an MPS by TT-SVD.
+
+        Parameters
+        ----------
+        tensor : array with n >= 1 legs
+            Finite, float32/float64/complex64/complex128, any Array-API
+            namespace; the cores share its namespace, dtype and device.
+        truncation
+            ``None`` (default) is exact: no singular value is dropped and every
+            bond has its full rank (computed by QR sweeps). Otherwise see
+            :class:`tnlib.Truncation`.
+        svd
+            SVD method name (:func:`tnlib.svd_methods`).
+
+        Returns
+        -------
+        MPS
+            Left-canonical (``center == n - 1``), with :attr:`report`.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> psi = np.random.default_rng(1).standard_normal(2**10)
+        >>> mps = tnlib.MPS.from_dense(psi.reshape((2,) * 10))
+        >>> mps.bond_dims
+        (2, 4, 8, 16, 32, 16, 8, 4, 2)
+        >>> bool(np.allclose(mps.to_dense().reshape(-1), psi))
+        True
+        """
+        t = as_array(tensor, "tensor")
+        if t.ndim < 1:
+            raise ValueError("tensor must have at least one leg, got a 0-d array")
+        if 0 in t.shape:
+            raise ValueError(f"tensor must be non-empty, got shape {tuple(t.shape)}")
+        check_floating(t, "tensor")
+        check_finite(t, "tensor")
+        truncation = check_truncation(truncation)
+        linalg.check_method(svd)
+        dims = tuple(int(d) for d in t.shape)
+        cores, report = tt_decompose(t, dims, truncation, svd)
+        return cls._trusted(cores, len(dims) - 1, report)
+
+    def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
+        """The full tensor of shape :attr:`phys_dims`.
+
+        Refuses (``ValueError``) to build more than ``max_size`` entries
+        (default ``2**28``, 2 GiB of float64).
+        """
+        size = prod(self.phys_dims)
+        check_max_size(size, max_size, "MPS.to_dense", itemsize(self._cores[0]))
+        xp = namespace(*self._cores)
+        return xp.reshape(contract_chain(self._cores), self.phys_dims)

@@ -1,0 +1,448 @@
+r"""How to truncate: one frozen value, and the one place its rules are applied.
+
+Every truncation in tnlib goes through :func:`truncated_svd` (one bond) or
+:func:`allocate_bonds` (a global parameter budget over all bonds). Given the
+singular values :math:`s_1 \ge s_2 \ge \dots \ge s_r` of an unfolding, with
+weights :math:`p_k = s_k^2 / \sum_j s_j^2`, :class:`Truncation` keeps the
+smallest :math:`\chi` that satisfies every criterion that is set:
+
+* ``cutoff``: :math:`s_k \ge \mathrm{cutoff}\cdot s_1` for every kept :math:`k`;
+* ``max_discarded``: :math:`\sum_{k>\chi} p_k \le \mathrm{max\_discarded}`;
+* ``max_entropy_loss``: the von Neumann entropy of the kept, renormalised
+  spectrum is at least :math:`(1-\mathrm{max\_entropy\_loss})\,S` with
+  :math:`S = -\sum_k p_k \ln p_k`;
+
+then caps it at ``max_bond`` and raises it to ``min_bond`` (never above the
+number of singular values). With none of the three criteria set, every
+singular value is kept up to ``max_bond``.
+
+The discarded weight of a bond is :math:`\epsilon_k^2 = \sum_{j>\chi} s_j^2`
+(absolute). A sequential sweep obeys
+:math:`\|A - A_{TT}\|_F \le \sqrt{\sum_k \epsilon_k^2}` (Oseledets, SIAM J.
+Sci. Comput. 33, 2011, Thm 2.2), with equality when the sweep runs over a
+canonical form, as tnlib's do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from . import linalg
+from ._backend import as_array, check_finite, check_floating, namespace
+
+__all__ = [
+    "Truncation",
+    "TruncatedSVD",
+    "TruncationReport",
+    "truncated_svd",
+    "allocate_bonds",
+]
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Truncation.{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"Truncation.{name}={value} is invalid; expected an int >= {minimum}")
+
+
+def _check_fraction(name: str, value: Any, upper: float, closed: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"Truncation.{name} must be a float, got {value!r}")
+    value = float(value)
+    ok = 0.0 <= value <= upper if closed else 0.0 <= value < upper
+    if not ok:  # also catches NaN
+        interval = f"[0, {upper}]" if closed else f"[0, {upper})"
+        raise ValueError(f"Truncation.{name}={value!r} is invalid; expected a float in {interval}")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How to truncate bonds; all criteria are optional and combine with AND.
+
+    Parameters
+    ----------
+    max_bond
+        Cap on every bond dimension.
+    cutoff
+        Drop singular values ``s_k < cutoff * s_max``; in ``[0, 1)``.
+    max_discarded
+        Keep the smallest ``chi`` whose discarded weight
+        ``sum_{k>chi} s_k^2 / sum_k s_k^2`` is at most this; in ``[0, 1)``.
+    max_entropy_loss
+        Keep the smallest ``chi`` whose kept, renormalised spectrum has a von
+        Neumann entropy of at least ``(1 - max_entropy_loss)`` times the full
+        one; in ``[0, 1]``.
+    max_params
+        A budget for a whole MPS/MPO: all bond dimensions are chosen together
+        (see :func:`allocate_bonds`) so that ``num_params <= max_params``.
+        For :func:`truncated_svd` the two factors ``U S`` and ``Vh`` count
+        ``chi * (m + n)`` parameters.
+    min_bond
+        Never keep fewer singular values than this (nor more than exist).
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> tnlib.Truncation(max_bond=32, cutoff=1e-10)
+    Truncation(max_bond=32, cutoff=1e-10)
+    >>> tnlib.Truncation(cutoff=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: Truncation.cutoff=1.5 is invalid; expected a float in [0, 1)
+    """
+
+    max_bond: int | None = None
+    cutoff: float | None = None
+    max_discarded: float | None = None
+    max_entropy_loss: float | None = None
+    max_params: int | None = None
+    min_bond: int = 1
+
+    def __post_init__(self) -> None:
+        _check_int("min_bond", self.min_bond, 1)
+        if self.max_bond is not None:
+            _check_int("max_bond", self.max_bond, 1)
+            if self.max_bond < self.min_bond:
+                raise ValueError(
+                    f"Truncation.max_bond={self.max_bond} is below "
+                    f"min_bond={self.min_bond}; expected max_bond >= min_bond"
+                )
+        if self.cutoff is not None:
+            _check_fraction("cutoff", self.cutoff, 1.0, closed=False)
+        if self.max_discarded is not None:
+            _check_fraction("max_discarded", self.max_discarded, 1.0, closed=False)
+        if self.max_entropy_loss is not None:
+            _check_fraction("max_entropy_loss", self.max_entropy_loss, 1.0, closed=True)
+        if self.max_params is not None:
+            _check_int("max_params", self.max_params, 1)
+
+    def __repr__(self) -> str:
+        fields = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        ]
+        return f"Truncation({', '.join(fields)})"
+
+    @property
+    def is_exact(self) -> bool:
+        """True when no criterion can drop a singular value."""
+        return all(
+            getattr(self, name) is None
+            for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params")
+        )
+
+    @property
+    def needs_full_spectrum(self) -> bool:
+        """True when a criterion needs every singular value, not only the leading ones."""
+        return self.max_entropy_loss is not None or self.max_bond is None
+
+
+def check_truncation(truncation: Any) -> Truncation | None:
+    if truncation is None or isinstance(truncation, Truncation):
+        return truncation
+    raise TypeError(
+        f"truncation must be a tnlib.Truncation or None, got "
+        f"{type(truncation).__name__}; e.g. tnlib.Truncation(max_bond=16)"
+    )
+
+
+class TruncatedSVD(NamedTuple):
+    """Result of :func:`truncated_svd`: ``matrix ~ U @ diag(S) @ Vh``.
+
+    Attributes
+    ----------
+    U : array, shape (m, chi)
+        Orthonormal columns.
+    S : array, shape (chi,)
+        Kept singular values, real and descending.
+    Vh : array, shape (chi, n)
+        Orthonormal rows.
+    discarded : float
+        Discarded weight ``sum_{k > chi} s_k^2`` (absolute, squared Frobenius
+        norm of ``matrix - U diag(S) Vh``).
+    """
+
+    U: Any
+    S: Any
+    Vh: Any
+    discarded: float
+
+
+@dataclass(frozen=True)
+class TruncationReport:
+    """What a decomposition or truncation sweep kept and discarded, per bond.
+
+    Attributes
+    ----------
+    bond_dims : tuple of int
+        Kept dimension of every bond ``0 .. n-2``.
+    full_bond_dims : tuple of int
+        Number of singular values each bond had before truncation.
+    discarded : tuple of float
+        Discarded weight ``eps_k^2`` of each bond (absolute, squared).
+    norm : float
+        Frobenius norm of the tensor that was decomposed or truncated.
+    truncation : Truncation or None
+        The settings used (``None``: exact).
+    """
+
+    bond_dims: tuple[int, ...]
+    full_bond_dims: tuple[int, ...]
+    discarded: tuple[float, ...]
+    norm: float
+    truncation: Truncation | None = None
+
+    @property
+    def error_bound(self) -> float:
+        """``sqrt(sum_k eps_k^2) >= ||A - A_tt||_F`` (Oseledets 2011)."""
+        return math.sqrt(sum(self.discarded))
+
+    @property
+    def relative_error_bound(self) -> float:
+        """:attr:`error_bound` divided by :attr:`norm` (0 for a zero tensor)."""
+        return self.error_bound / self.norm if self.norm > 0 else 0.0
+
+    @property
+    def relative_discarded(self) -> tuple[float, ...]:
+        """Discarded weight of each bond relative to ``norm**2``."""
+        total = self.norm**2
+        return tuple(d / total if total > 0 else 0.0 for d in self.discarded)
+
+    def __str__(self) -> str:
+        lines = [
+            f"TruncationReport ({self.truncation!r})" if self.truncation else "TruncationReport (exact)",
+            f"{'bond':>5} {'kept':>7} {'of':>7} {'discarded weight':>17} {'relative':>10}",
+        ]
+        for k, (kept, full, d, rel) in enumerate(
+            zip(self.bond_dims, self.full_bond_dims, self.discarded, self.relative_discarded)
+        ):
+            lines.append(f"{k:>5} {kept:>7} {full:>7} {d:>17.6g} {rel:>10.3g}")
+        lines.append(
+            f"error bound ||A - A_tt||_F <= {self.error_bound:.6g} "
+            f"(relative {self.relative_error_bound:.3g}), ||A||_F = {self.norm:.6g}"
+        )
+        return "\n".join(lines)
+
+
+def select_rank(s: Any, truncation: Truncation | None, total: float | None = None) -> int:
+    """Number of singular values of the descending ``s`` that ``truncation`` keeps.
+
+    ``total`` is the full weight ``sum s_k^2`` when ``s`` holds only the
+    leading part of a spectrum; ``None`` means ``s`` is complete.
+    """
+    n = int(s.shape[0])
+    if truncation is None:
+        return n
+    xp = namespace(s)
+    s2 = s * s
+    if total is None:
+        total = float(xp.sum(s2))
+    t = truncation
+    if total <= 0.0:
+        return max(1, min(t.min_bond, n))
+    needed = []
+    if t.cutoff is not None:
+        needed.append(int(xp.sum(xp.astype(s >= t.cutoff * s[0], xp.int64))))
+    if t.max_discarded is not None:
+        # tail[k] = sum_{j >= k} s_j^2, summed from the small end for accuracy.
+        kept_so_far = xp.cumulative_sum(s2)
+        if total > float(kept_so_far[-1]):
+            tail = total - kept_so_far + s2
+        else:
+            tail = xp.flip(xp.cumulative_sum(xp.flip(s2, axis=0)), axis=0)
+        needed.append(int(xp.sum(xp.astype(tail > t.max_discarded * total, xp.int64))))
+    if t.max_entropy_loss is not None:
+        p = s2 / total
+        plogp = xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0)
+        cp = xp.cumulative_sum(p)
+        kept_entropy = -xp.cumulative_sum(plogp) / cp + xp.log(cp)
+        ok = kept_entropy >= (1.0 - t.max_entropy_loss) * kept_entropy[-1]
+        needed.append(1 + int(xp.argmax(xp.astype(ok, xp.int8))))
+    chi = max(needed) if needed else n
+    if t.max_bond is not None:
+        chi = min(chi, t.max_bond)
+    return max(1, min(max(chi, t.min_bond), n))
+
+
+def svd_truncate(a: Any, truncation: Truncation | None, method: str) -> tuple[TruncatedSVD, int]:
+    """Truncated SVD of a validated 2-D array; also returns the full rank.
+
+    Trusts its caller: ``a`` is finite and floating, ``truncation`` has no
+    ``max_params``.
+    """
+    xp = namespace(a)
+    full_rank = min(a.shape)
+    rank = None
+    if truncation is not None and not truncation.needs_full_spectrum:
+        rank = min(truncation.max_bond, full_rank)
+    u, s, vh = linalg.svd(a, rank, method)
+    total = None
+    if s.shape[0] < full_rank:
+        total = float(xp.linalg.vector_norm(a)) ** 2
+    chi = select_rank(s, truncation, total)
+    kept = s[:chi]
+    if total is None:
+        discarded = float(xp.sum(s[chi:] * s[chi:]))
+    else:
+        discarded = max(0.0, total - float(xp.sum(kept * kept)))
+    return TruncatedSVD(u[:, :chi], kept, vh[:chi, :], discarded), full_rank
+
+
+def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str = "auto") -> TruncatedSVD:
+    """Truncated singular value decomposition ``matrix ~ U diag(S) Vh``.
+
+    Parameters
+    ----------
+    matrix : array, shape (m, n)
+        Finite, of dtype float32, float64, complex64 or complex128, in any
+        Array-API namespace; the result stays in it.
+    truncation
+        Which singular values to keep (``None``: all of them).
+        ``max_params`` counts the ``chi * (m + n)`` entries of ``U diag(S)``
+        and ``Vh``.
+    svd
+        A method name from :func:`tnlib.svd_methods`.
+
+    Returns
+    -------
+    TruncatedSVD
+        ``U, S, Vh`` and the absolute discarded weight.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> a = np.diag([3.0, 2.0, 1.0e-3])
+    >>> r = tnlib.truncated_svd(a, tnlib.Truncation(cutoff=1e-2))
+    >>> r.S, round(r.discarded, 12)
+    (array([3., 2.]), 1e-06)
+    """
+    a = as_array(matrix, "matrix")
+    if a.ndim != 2:
+        raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(a.shape)}")
+    if 0 in a.shape:
+        raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
+    check_floating(a, "matrix")
+    check_finite(a, "matrix")
+    truncation = check_truncation(truncation)
+    linalg.check_method(svd)
+    if truncation is not None and truncation.max_params is not None:
+        m, n = a.shape
+        cap = truncation.max_params // (m + n)
+        if cap < truncation.min_bond:
+            raise ValueError(
+                f"Truncation.max_params={truncation.max_params} is too small for a "
+                f"{m} x {n} matrix: rank {truncation.min_bond} needs "
+                f"{truncation.min_bond * (m + n)} parameters"
+            )
+        cap = cap if truncation.max_bond is None else min(cap, truncation.max_bond)
+        truncation = dataclasses.replace(truncation, max_params=None, max_bond=cap)
+    return svd_truncate(a, truncation, svd)[0]
+
+
+def allocate_bonds(
+    spectra: Sequence[Any],
+    phys_dims: Sequence[int],
+    max_params: int,
+    *,
+    upper: Sequence[int] | None = None,
+    min_bond: int = 1,
+) -> tuple[int, ...]:
+    """Bond dimensions with ``num_params <= max_params`` and little discarded weight.
+
+    Parameters
+    ----------
+    spectra
+        Schmidt values of every bond ``0 .. n-2`` (descending), from a
+        canonical form, so that the discarded weight of a bond is exactly the
+        sum of the squares it drops.
+    phys_dims
+        Physical dimension of every site (``out * in`` for an MPO).
+    max_params
+        Budget for ``sum_k chi_{k-1} d_k chi_k``.
+    upper
+        Largest dimension allowed per bond (default: the spectrum's length).
+    min_bond
+        Smallest dimension allowed per bond.
+
+    Returns
+    -------
+    tuple of int
+        One dimension per bond.
+
+    Notes
+    -----
+    The total discarded weight is separable over bonds but the parameter count
+    couples neighbours, so the optimum is an integer program. tnlib starts from
+    the largest allowed dimensions and repeatedly shrinks, across all bonds,
+    the one whose next singular value costs the least discarded weight per
+    parameter saved; then it grows back any bond that still fits in the
+    budget, best ratio first.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> spectra = [np.array([1.0, 0.5]), np.array([1.0, 0.1])]
+    >>> tnlib.allocate_bonds(spectra, (2, 2, 2), max_params=12)
+    (2, 1)
+    """
+    weights = [np.asarray(s, dtype=np.float64) ** 2 for s in spectra]
+    n = len(phys_dims)
+    if len(weights) != n - 1:
+        raise ValueError(f"spectra has {len(weights)} bonds; expected {n - 1} for {n} sites")
+    chi = [len(w) if upper is None else min(len(w), u) for w, u in zip(weights, upper or weights)]
+    low = [min(min_bond, c) for c in chi]
+
+    def params(c: list[int]) -> int:
+        full = [1, *c, 1]
+        return sum(full[k] * d * full[k + 1] for k, d in enumerate(phys_dims))
+
+    smallest = params(low)
+    if smallest > max_params:
+        raise ValueError(
+            f"Truncation.max_params={max_params} is below the smallest network "
+            f"with min_bond={min_bond}: {smallest} parameters"
+        )
+
+    def saving(c: list[int], k: int) -> int:
+        # parameters saved by chi_k -> chi_k - 1
+        full = [1, *c, 1]
+        return full[k] * phys_dims[k] + phys_dims[k + 1] * full[k + 2]
+
+    total = params(chi)
+    while total > max_params:
+        best, best_cost = -1, math.inf
+        for k in range(n - 1):
+            if chi[k] > low[k]:
+                cost = weights[k][chi[k] - 1] / saving(chi, k)
+                if cost < best_cost:
+                    best, best_cost = k, cost
+        total -= saving(chi, best)
+        chi[best] -= 1
+    # grow back what still fits, cheapest gain first
+    heap = [(-weights[k][chi[k]] / saving([*chi[:k], chi[k] + 1, *chi[k + 1 :]], k), k)
+            for k in range(n - 1) if _can_grow(chi, k, weights, upper)]
+    heapq.heapify(heap)
+    while heap:
+        _, k = heapq.heappop(heap)
+        grown = [*chi[:k], chi[k] + 1, *chi[k + 1 :]]
+        if params(grown) <= max_params:
+            chi = grown
+            if _can_grow(chi, k, weights, upper):
+                nxt = [*chi[:k], chi[k] + 1, *chi[k + 1 :]]
+                heapq.heappush(heap, (-weights[k][chi[k]] / saving(nxt, k), k))
+    return tuple(chi)
+
+
+def _can_grow(
+    chi: list[int], k: int, weights: list[np.ndarray], upper: Sequence[int] | None
+) -> bool:
+    limit = len(weights[k]) if upper is None else min(len(weights[k]), upper[k])
+    return chi[k] < limit
