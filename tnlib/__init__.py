@@ -5,6 +5,7 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 """
 
 from ._chain import MAX_DENSE_SIZE
+from .budget import allocate_bonds
 from .factorize import default_num_cores, factorize, padded_size
 from .linalg import register_svd, svd_methods
 from .mpo import MPO
@@ -13,7 +14,6 @@ from .truncation import (
     Truncation,
     TruncatedSVD,
     TruncationReport,
-    allocate_bonds,
     truncated_svd,
 )
 

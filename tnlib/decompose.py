@@ -27,7 +27,8 @@ from typing import Any, Sequence
 from . import linalg
 from ._backend import namespace
 from .canonical import orthonormalize, svd_sweep
-from .truncation import Truncation, TruncationReport, allocate_bonds, select_rank, svd_truncate
+from .budget import allocate_bonds
+from .truncation import Truncation, TruncationReport, select_rank, svd_truncate
 
 __all__ = ["tt_decompose", "truncate_chain"]
 

@@ -1,7 +1,7 @@
 r"""How to truncate: one frozen value, and the one place its rules are applied.
 
 Every truncation in tnlib goes through :func:`truncated_svd` (one bond) or
-:func:`allocate_bonds` (a global parameter budget over all bonds). Given the
+:func:`tnlib.allocate_bonds` (a global parameter budget over all bonds). Given the
 singular values :math:`s_1 \ge s_2 \ge \dots \ge s_r` of an unfolding, with
 weights :math:`p_k = s_k^2 / \sum_j s_j^2`, :class:`Truncation` keeps the
 smallest :math:`\chi` that satisfies every criterion that is set:
@@ -26,10 +26,9 @@ canonical form, as tnlib's do.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,7 +40,6 @@ __all__ = [
     "TruncatedSVD",
     "TruncationReport",
     "truncated_svd",
-    "allocate_bonds",
 ]
 
 
@@ -58,7 +56,7 @@ def _check_fraction(name: str, value: Any, upper: float, closed: bool) -> None:
     value = float(value)
     ok = 0.0 <= value <= upper if closed else 0.0 <= value < upper
     if not ok:  # also catches NaN
-        interval = f"[0, {upper}]" if closed else f"[0, {upper})"
+        interval = f"[0, {upper:g}]" if closed else f"[0, {upper:g})"
         raise ValueError(f"Truncation.{name}={value!r} is invalid; expected a float in {interval}")
 
 
@@ -81,7 +79,7 @@ class Truncation:
         one; in ``[0, 1]``.
     max_params
         A budget for a whole MPS/MPO: all bond dimensions are chosen together
-        (see :func:`allocate_bonds`) so that ``num_params <= max_params``.
+        (see :func:`tnlib.allocate_bonds`) so that ``num_params <= max_params``.
         For :func:`truncated_svd` the two factors ``U S`` and ``Vh`` count
         ``chi * (m + n)`` parameters.
     min_bond
@@ -345,104 +343,3 @@ def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str
         cap = cap if truncation.max_bond is None else min(cap, truncation.max_bond)
         truncation = dataclasses.replace(truncation, max_params=None, max_bond=cap)
     return svd_truncate(a, truncation, svd)[0]
-
-
-def allocate_bonds(
-    spectra: Sequence[Any],
-    phys_dims: Sequence[int],
-    max_params: int,
-    *,
-    upper: Sequence[int] | None = None,
-    min_bond: int = 1,
-) -> tuple[int, ...]:
-    """Bond dimensions with ``num_params <= max_params`` and little discarded weight.
-
-    Parameters
-    ----------
-    spectra
-        Schmidt values of every bond ``0 .. n-2`` (descending), from a
-        canonical form, so that the discarded weight of a bond is exactly the
-        sum of the squares it drops.
-    phys_dims
-        Physical dimension of every site (``out * in`` for an MPO).
-    max_params
-        Budget for ``sum_k chi_{k-1} d_k chi_k``.
-    upper
-        Largest dimension allowed per bond (default: the spectrum's length).
-    min_bond
-        Smallest dimension allowed per bond.
-
-    Returns
-    -------
-    tuple of int
-        One dimension per bond.
-
-    Notes
-    -----
-    The total discarded weight is separable over bonds but the parameter count
-    couples neighbours, so the optimum is an integer program. tnlib starts from
-    the largest allowed dimensions and repeatedly shrinks, across all bonds,
-    the one whose next singular value costs the least discarded weight per
-    parameter saved; then it grows back any bond that still fits in the
-    budget, best ratio first.
-
-    Examples
-    --------
-    >>> import numpy as np, tnlib
-    >>> spectra = [np.array([1.0, 0.5]), np.array([1.0, 0.1])]
-    >>> tnlib.allocate_bonds(spectra, (2, 2, 2), max_params=12)
-    (2, 1)
-    """
-    weights = [np.asarray(s, dtype=np.float64) ** 2 for s in spectra]
-    n = len(phys_dims)
-    if len(weights) != n - 1:
-        raise ValueError(f"spectra has {len(weights)} bonds; expected {n - 1} for {n} sites")
-    chi = [len(w) if upper is None else min(len(w), u) for w, u in zip(weights, upper or weights)]
-    low = [min(min_bond, c) for c in chi]
-
-    def params(c: list[int]) -> int:
-        full = [1, *c, 1]
-        return sum(full[k] * d * full[k + 1] for k, d in enumerate(phys_dims))
-
-    smallest = params(low)
-    if smallest > max_params:
-        raise ValueError(
-            f"Truncation.max_params={max_params} is below the smallest network "
-            f"with min_bond={min_bond}: {smallest} parameters"
-        )
-
-    def saving(c: list[int], k: int) -> int:
-        # parameters saved by chi_k -> chi_k - 1
-        full = [1, *c, 1]
-        return full[k] * phys_dims[k] + phys_dims[k + 1] * full[k + 2]
-
-    total = params(chi)
-    while total > max_params:
-        best, best_cost = -1, math.inf
-        for k in range(n - 1):
-            if chi[k] > low[k]:
-                cost = weights[k][chi[k] - 1] / saving(chi, k)
-                if cost < best_cost:
-                    best, best_cost = k, cost
-        total -= saving(chi, best)
-        chi[best] -= 1
-    # grow back what still fits, cheapest gain first
-    heap = [(-weights[k][chi[k]] / saving([*chi[:k], chi[k] + 1, *chi[k + 1 :]], k), k)
-            for k in range(n - 1) if _can_grow(chi, k, weights, upper)]
-    heapq.heapify(heap)
-    while heap:
-        _, k = heapq.heappop(heap)
-        grown = [*chi[:k], chi[k] + 1, *chi[k + 1 :]]
-        if params(grown) <= max_params:
-            chi = grown
-            if _can_grow(chi, k, weights, upper):
-                nxt = [*chi[:k], chi[k] + 1, *chi[k + 1 :]]
-                heapq.heappush(heap, (-weights[k][chi[k]] / saving(nxt, k), k))
-    return tuple(chi)
-
-
-def _can_grow(
-    chi: list[int], k: int, weights: list[np.ndarray], upper: Sequence[int] | None
-) -> bool:
-    limit = len(weights[k]) if upper is None else min(len(weights[k]), upper[k])
-    return chi[k] < limit

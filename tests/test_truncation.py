@@ -1,0 +1,194 @@
+import math
+
+import numpy as np
+import pytest
+
+import tnlib
+from conftest import host, random_array
+
+
+def spectrum_matrix(s, seed=0):
+    """A matrix with singular values ``s`` (descending) and random singular vectors."""
+    rng = np.random.default_rng(seed)
+    n = len(s)
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n + 5, n)))
+    return (u * s) @ v.T
+
+
+S = np.array([10.0, 5.0, 2.0, 1.0, 0.5, 0.1, 1e-3, 1e-8])
+A = spectrum_matrix(S)
+
+
+def test_none_keeps_everything():
+    r = tnlib.truncated_svd(A)
+    np.testing.assert_allclose(r.S, S, rtol=1e-10, atol=1e-13)
+    assert r.discarded == pytest.approx(0.0, abs=1e-20)
+    np.testing.assert_allclose((r.U * r.S) @ r.Vh, A, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "truncation, chi",
+    [
+        (tnlib.Truncation(max_bond=3), 3),
+        (tnlib.Truncation(cutoff=0.04), 5),  # keep s >= 0.4
+        (tnlib.Truncation(cutoff=0.04, max_bond=2), 2),
+        (tnlib.Truncation(max_bond=1, min_bond=1), 1),
+        (tnlib.Truncation(cutoff=0.5, min_bond=4), 4),
+        (tnlib.Truncation(min_bond=20, cutoff=0.9), 8),  # never above the number of values
+        (tnlib.Truncation(), 8),
+    ],
+)
+def test_rank_selection(truncation, chi):
+    r = tnlib.truncated_svd(A, truncation)
+    assert r.S.shape == (chi,) and r.U.shape == (A.shape[0], chi) and r.Vh.shape == (chi, A.shape[1])
+    assert r.discarded == pytest.approx(float(np.sum(S[chi:] ** 2)), rel=1e-9, abs=1e-24)
+    err = np.linalg.norm(A - (r.U * r.S) @ r.Vh) ** 2
+    assert err == pytest.approx(r.discarded, rel=1e-6, abs=1e-20)
+
+
+def test_max_discarded_keeps_smallest_chi():
+    total = np.sum(S**2)
+    for eps in [0.0, 1e-12, 1e-6, 1e-3, 0.01, 0.05, 0.2, 0.9]:
+        chi = tnlib.truncated_svd(A, tnlib.Truncation(max_discarded=eps)).S.shape[0]
+        tails = [np.sum(S[k:] ** 2) / total for k in range(len(S) + 1)]
+        expected = next(k for k in range(1, len(S) + 1) if tails[k] <= eps)
+        assert chi == expected, eps
+
+
+def test_max_entropy_loss_keeps_smallest_chi():
+    p = S**2 / np.sum(S**2)
+    full = -np.sum(p * np.log(p))
+
+    def kept_entropy(k):
+        q = p[:k] / p[:k].sum()
+        return -np.sum(q * np.log(q))
+
+    for loss in [0.0, 0.01, 0.1, 0.3, 0.6, 1.0]:
+        chi = tnlib.truncated_svd(A, tnlib.Truncation(max_entropy_loss=loss)).S.shape[0]
+        expected = next(k for k in range(1, len(S) + 1) if kept_entropy(k) >= (1 - loss) * full - 1e-15)
+        assert chi == expected, loss
+
+
+def test_max_params_for_two_factors():
+    m, n = A.shape
+    r = tnlib.truncated_svd(A, tnlib.Truncation(max_params=3 * (m + n) + 1))
+    assert r.S.shape == (3,)
+    with pytest.raises(ValueError, match=r"max_params=10 is too small for a 8 x 13 matrix"):
+        tnlib.truncated_svd(A, tnlib.Truncation(max_params=10))
+
+
+def test_randomized_svd_meets_max_bond_and_reports_projection_error():
+    rng = np.random.default_rng(0)
+    s = 2.0 ** -np.arange(200)
+    u, _ = np.linalg.qr(rng.standard_normal((300, 200)))
+    v, _ = np.linalg.qr(rng.standard_normal((400, 200)))
+    M = (u * s) @ v.T
+    r = tnlib.truncated_svd(M, tnlib.Truncation(max_bond=20), svd="randomized")
+    exact = tnlib.truncated_svd(M, tnlib.Truncation(max_bond=20))
+    err2 = np.linalg.norm(M - (r.U * r.S) @ r.Vh) ** 2
+    assert r.S.shape == (20,)
+    assert err2 == pytest.approx(r.discarded, rel=1e-3, abs=1e-28)
+    assert math.sqrt(r.discarded) <= 1.05 * math.sqrt(exact.discarded) + 1e-15
+
+
+def test_register_svd_and_errors():
+    calls = []
+
+    def plain(a, rank):
+        calls.append(rank)
+        return np.linalg.svd(a, full_matrices=False)
+
+    tnlib.register_svd("test-plain", plain, overwrite=True)
+    assert "test-plain" in tnlib.svd_methods()
+    r = tnlib.truncated_svd(A, tnlib.Truncation(max_bond=2), svd="test-plain")
+    assert calls == [2] and r.S.shape == (2,)
+    mpo = tnlib.MPO.from_matrix(random_array((16, 16)), (4, 4), (4, 4),
+                                truncation=tnlib.Truncation(max_bond=3), svd="test-plain")
+    assert mpo.bond_dims == (3,)
+    with pytest.raises(ValueError, match="already registered; pass overwrite=True"):
+        tnlib.register_svd("test-plain", plain)
+    with pytest.raises(ValueError, match=r"svd='nope' is not a registered SVD method"):
+        tnlib.truncated_svd(A, svd="nope")
+    with pytest.raises(TypeError, match="method must be callable"):
+        tnlib.register_svd("x", 3)
+
+
+def test_gesdd_failure_falls_back_to_gesvd(monkeypatch):
+    import scipy.linalg
+
+    real = scipy.linalg.svd
+    drivers = []
+
+    def flaky(a, *args, lapack_driver="gesdd", **kw):
+        drivers.append(lapack_driver)
+        if lapack_driver == "gesdd":
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return real(a, *args, lapack_driver=lapack_driver, **kw)
+
+    monkeypatch.setattr(scipy.linalg, "svd", flaky)
+    r = tnlib.truncated_svd(A, tnlib.Truncation(max_bond=2))
+    assert drivers == ["gesdd", "gesvd"]
+    np.testing.assert_allclose(r.S, S[:2], rtol=1e-12)
+
+
+def test_report_text_and_relative_fields():
+    W = random_array((64, 64))
+    mpo = tnlib.MPO.from_matrix(W, (4, 4, 4), (4, 4, 4), truncation=tnlib.Truncation(max_bond=4))
+    rep = mpo.report
+    text = str(rep)
+    assert "max_bond=4" in text and "error bound" in text and text.count("\n") == 4
+    assert rep.relative_error_bound == pytest.approx(rep.error_bound / np.linalg.norm(W))
+    assert sum(rep.relative_discarded) == pytest.approx(rep.relative_error_bound**2)
+
+
+def test_truncation_is_frozen_and_readable():
+    t = tnlib.Truncation(max_bond=8, cutoff=1e-10)
+    with pytest.raises(AttributeError):
+        t.max_bond = 3  # type: ignore[misc]
+    assert repr(t) == "Truncation(max_bond=8, cutoff=1e-10)"
+    assert not t.is_exact and tnlib.Truncation().is_exact
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_bond": 0}, r"Truncation.max_bond=0 is invalid; expected an int >= 1"),
+        ({"max_bond": -3}, r"Truncation.max_bond=-3 is invalid"),
+        ({"cutoff": -1e-3}, r"Truncation.cutoff=-0.001 is invalid; expected a float in \[0, 1\)"),
+        ({"cutoff": 1.0}, r"Truncation.cutoff=1.0 is invalid"),
+        ({"cutoff": float("nan")}, r"Truncation.cutoff=nan is invalid"),
+        ({"max_discarded": 1.0}, r"Truncation.max_discarded=1.0 is invalid"),
+        ({"max_discarded": float("nan")}, r"Truncation.max_discarded=nan"),
+        ({"max_entropy_loss": 1.5}, r"Truncation.max_entropy_loss=1.5 is invalid; expected a float in \[0, 1\]"),
+        ({"max_params": 0}, r"Truncation.max_params=0 is invalid"),
+        ({"min_bond": 0}, r"Truncation.min_bond=0 is invalid"),
+        ({"max_bond": 2, "min_bond": 3}, r"Truncation.max_bond=2 is below min_bond=3"),
+    ],
+)
+def test_invalid_truncation_names_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tnlib.Truncation(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_bond": 2.5}, "Truncation.max_bond must be an int, got 2.5"),
+        ({"max_bond": True}, "Truncation.max_bond must be an int, got True"),
+        ({"cutoff": "1e-3"}, "Truncation.cutoff must be a float, got '1e-3'"),
+    ],
+)
+def test_wrong_type_truncation_names_the_field(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        tnlib.Truncation(**kwargs)
+
+
+def test_truncated_svd_namespace(backend, dtype):
+    M = random_array((12, 9), dtype)
+    r = tnlib.truncated_svd(backend.asarray(M), tnlib.Truncation(max_bond=4))
+    assert backend.is_mine(r.U) and backend.is_mine(r.S) and backend.is_mine(r.Vh)
+    expected = np.linalg.svd(M.astype(np.complex128), compute_uv=False)
+    tol = 1e-5 if dtype in ("float32", "complex64") else 1e-12
+    np.testing.assert_allclose(host(r.S), expected[:4], rtol=tol)
+    assert r.discarded == pytest.approx(float(np.sum(expected[4:] ** 2)), rel=10 * tol)
