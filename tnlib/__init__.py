@@ -6,6 +6,7 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 
 from ._chain import MAX_DENSE_SIZE
 from .budget import allocate_bonds
+from .examples import ExampleMLP, load_example_mlp
 from .factorize import default_num_cores, factorize, padded_size
 from .linalg import register_svd, svd_methods
 from .mpo import MPO
@@ -33,4 +34,6 @@ __all__ = [
     "register_svd",
     "svd_methods",
     "MAX_DENSE_SIZE",
+    "ExampleMLP",
+    "load_example_mlp",
 ]

@@ -14,6 +14,11 @@ the chain (minimise weight + :math:`\lambda` * parameters, bisecting on
 candidates, the best uniform cap and a greedy descent from the largest
 dimensions, are computed the same way, and the one with the least discarded
 weight wins, so the result is never worse than any of them.
+
+The discarded weights of different bonds overlap when truncation is severe,
+so their sum over-counts the true error; :func:`allocation_candidates` lets a
+caller that can measure the true error of each candidate (a truncation sweep
+does) choose among them by that instead.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["allocate_bonds"]
+from ._backend import to_host
+
+__all__ = ["allocate_bonds", "allocation_candidates"]
 
 _MAX_CANDIDATES = 512
 
@@ -133,6 +140,25 @@ def _dual(tails, phys, low, upper, budget) -> list[int]:
     return best
 
 
+def _prepare(spectra, phys_dims, max_params, upper, min_bond):
+    """Tails (``tails[k][c]``: weight dropped when bond ``k`` keeps ``c``
+    values) and the per-bond bounds; raises if nothing fits."""
+    weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
+    n = len(phys_dims)
+    if len(weights) != n - 1:
+        raise ValueError(f"spectra has {len(weights)} bonds; expected {n - 1} for {n} sites")
+    upper = [len(w) if upper is None else max(1, min(len(w), int(u))) for w, u in zip(weights, upper or weights)]
+    low = [min(min_bond, u) for u in upper]
+    smallest = _params(low, phys_dims)
+    if smallest > max_params:
+        raise ValueError(
+            f"Truncation.max_params={max_params} is below the smallest network "
+            f"with min_bond={min_bond}: {smallest} parameters"
+        )
+    tails = [np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]]) for w in weights]
+    return tails, low, upper
+
+
 def allocate_bonds(
     spectra: Sequence[Any],
     phys_dims: Sequence[int],
@@ -175,31 +201,38 @@ def allocate_bonds(
     >>> tnlib.allocate_bonds(spectra, (2, 2, 2), max_params=12)
     (2, 1)
     """
-    from ._backend import to_host
-
-    weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
-    n = len(phys_dims)
-    if len(weights) != n - 1:
-        raise ValueError(f"spectra has {len(weights)} bonds; expected {n - 1} for {n} sites")
-    upper = [len(w) if upper is None else max(1, min(len(w), int(u))) for w, u in zip(weights, upper or weights)]
-    low = [min(min_bond, u) for u in upper]
-    smallest = _params(low, phys_dims)
-    if smallest > max_params:
-        raise ValueError(
-            f"Truncation.max_params={max_params} is below the smallest network "
-            f"with min_bond={min_bond}: {smallest} parameters"
-        )
-    if n == 1:
-        return ()
-    # tails[k][c] = weight discarded when bond k keeps c values
-    tails = [np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]]) for w in weights]
+    tails = _prepare(spectra, phys_dims, max_params, upper, min_bond)[0]
 
     def cost(chi: Sequence[int]) -> float:
         return float(sum(t[c] for t, c in zip(tails, chi)))
 
-    candidates = [
-        _grow(_dual(tails, phys_dims, low, upper, max_params), tails, phys_dims, upper, max_params),
-        _grow(_shrink(tails, phys_dims, low, upper, max_params), tails, phys_dims, upper, max_params),
-        _grow(_uniform(phys_dims, low, upper, max_params), tails, phys_dims, upper, max_params),
-    ]
-    return tuple(min(candidates, key=cost))
+    candidates = allocation_candidates(spectra, phys_dims, max_params, upper=upper, min_bond=min_bond)
+    return min(candidates, key=cost)
+
+
+def allocation_candidates(
+    spectra: Sequence[Any],
+    phys_dims: Sequence[int],
+    max_params: int,
+    *,
+    upper: Sequence[int] | None = None,
+    min_bond: int = 1,
+) -> list[tuple[int, ...]]:
+    """The distinct allocations :func:`allocate_bonds` chooses from (same arguments).
+
+    Each meets the budget: the Lagrangian dynamic programme, the greedy
+    descent and the best uniform cap, each grown greedily into what is left.
+    """
+    tails, low, upper = _prepare(spectra, phys_dims, max_params, upper, min_bond)
+    if len(phys_dims) == 1:
+        return [()]
+    found: list[tuple[int, ...]] = []
+    for start in (
+        _dual(tails, phys_dims, low, upper, max_params),
+        _shrink(tails, phys_dims, low, upper, max_params),
+        _uniform(phys_dims, low, upper, max_params),
+    ):
+        chi = tuple(_grow(start, tails, phys_dims, upper, max_params))
+        if chi not in found:
+            found.append(chi)
+    return found

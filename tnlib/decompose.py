@@ -12,8 +12,9 @@ the caller). Three routes, chosen from the :class:`~tnlib.Truncation`:
   Sci. Comput. 33, 2011, Alg. 1). Every core it leaves is left-orthonormal,
   so the squared error equals the sum of the discarded weights.
 * ``max_params``: the exact chain's Schmidt spectra drive a global allocation
-  of bond dimensions (:func:`~tnlib.allocate_bonds`), then one truncating SVD
-  sweep from the right-canonical form applies it.
+  of bond dimensions (:func:`~tnlib.allocate_bonds`); each candidate
+  allocation is applied by a truncating SVD sweep from the right-canonical
+  form, and the one with the least true error is kept.
 
 Every route returns cores in left-canonical form (centre ``n-1``) and a
 :class:`~tnlib.TruncationReport`; none rebuilds the dense tensor.
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 from . import linalg
 from ._backend import namespace
 from .canonical import orthonormalize, svd_sweep
-from .budget import allocate_bonds
+from .budget import allocation_candidates
 from .truncation import Truncation, TruncationReport, select_rank, svd_truncate
 
 __all__ = ["tt_decompose", "truncate_chain"]
@@ -93,33 +94,39 @@ def truncate_chain(
     """Truncate a chain by one SVD sweep from its right-canonical form.
 
     With ``max_params`` set, a first (untruncated) sweep gets every bond's
-    Schmidt spectrum, :func:`~tnlib.allocate_bonds` chooses the dimensions,
-    and the truncating sweep caps each bond at its allocation. Returns cores
+    Schmidt spectrum, :func:`~tnlib.budget.allocation_candidates` proposes
+    allocations that meet the budget, a truncating sweep applies each, and
+    the one whose discarded weights (= squared error) sum to least wins. Returns cores
     in left-canonical form and the report of the truncating sweep.
     """
     xp = namespace(*cores)
     n = len(cores)
     per_bond = dataclasses.replace(truncation, max_params=None)
-    caps: Sequence[int | None] = [per_bond.max_bond] * max(n - 1, 0)
+    allocations: list[Sequence[int | None]] = [[per_bond.max_bond] * max(n - 1, 0)]
     if truncation.max_params is not None:
         # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
         left = orthonormalize(cores, n - 1, center)
         canon, spectra, _, _, _ = svd_sweep(left, -1, lambda bond: None, "auto")
         upper = [select_rank(s, per_bond) for s in spectra]
         phys = [c.shape[1] for c in canon]
-        caps = allocate_bonds(
+        allocations = list(allocation_candidates(
             spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
-        )
+        ))
     else:
         canon = orthonormalize(cores, 0, center)
     if norm is None:
         norm = float(xp.linalg.vector_norm(canon[0]))
     if n == 1:
         return canon, TruncationReport((), (), (), norm, truncation)
-    per_cap = [
-        per_bond if cap is None
-        else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
-        for cap in caps
-    ]
-    out, _, kept, full, discarded = svd_sweep(canon, 1, per_cap.__getitem__, method)
+    best = None
+    for caps in allocations:
+        per_cap = [
+            per_bond if cap is None
+            else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
+            for cap in caps
+        ]
+        out, _, kept, full, discarded = svd_sweep(canon, 1, per_cap.__getitem__, method)
+        if best is None or sum(discarded) < sum(best[3]):
+            best = (out, kept, full, discarded)
+    out, kept, full, discarded = best
     return out, TruncationReport(tuple(kept), tuple(full), tuple(discarded), norm, truncation)

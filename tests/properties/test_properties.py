@@ -1,0 +1,145 @@
+"""Hypothesis properties: round trips, isometries, error bounds, optimality."""
+
+import math
+
+import numpy as np
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tnlib
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+dims_st = st.lists(st.integers(1, 4), min_size=1, max_size=5).filter(lambda d: math.prod(d) <= 1024)
+dtype_st = st.sampled_from(["float32", "float64", "complex128"])
+
+
+@st.composite
+def truncations(draw):
+    kw = {}
+    if draw(st.booleans()):
+        kw["max_bond"] = draw(st.integers(1, 8))
+    if draw(st.booleans()):
+        kw["cutoff"] = draw(st.floats(0, 0.9))
+    if draw(st.booleans()):
+        kw["max_discarded"] = draw(st.floats(0, 0.5))
+    if draw(st.booleans()):
+        kw["max_entropy_loss"] = draw(st.floats(0, 1))
+    if draw(st.booleans()):
+        kw["min_bond"] = draw(st.integers(1, kw.get("max_bond", 3)))
+    return tnlib.Truncation(**kw)
+
+
+def tensor(dims, dtype, seed, decay):
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal(dims)
+    if dtype.startswith("complex"):
+        t = t + 1j * rng.standard_normal(dims)
+    # optionally impose a decaying spectrum so truncations are meaningful
+    scale = np.exp(-decay * np.arange(t.size) / max(t.size, 1)).reshape(dims)
+    return (t * scale).astype(dtype)
+
+
+def tol(dtype):
+    return 1e-4 if dtype == "float32" else 1e-10
+
+
+@SETTINGS
+@given(dims_st, dtype_st, st.integers(0, 2**16), st.floats(0, 8), truncations())
+def test_error_bound_holds_and_is_sharp(dims, dtype, seed, decay, truncation):
+    t = tensor(dims, dtype, seed, decay)
+    assume(np.linalg.norm(t) > 0)
+    mps = tnlib.MPS.from_dense(t, truncation=truncation)
+    err = float(np.linalg.norm(mps.to_dense() - t))
+    bound = mps.report.error_bound
+    norm = float(np.linalg.norm(t))
+    assert err <= bound + tol(dtype) * norm
+    assert abs(err - bound) <= tol(dtype) * norm * 10  # left-orthonormal sweep: equality
+    if truncation.max_bond is not None:
+        assert max(mps.bond_dims, default=1) <= truncation.max_bond
+    assert mps.report.bond_dims == mps.bond_dims
+
+
+@SETTINGS
+@given(dims_st, dtype_st, st.integers(0, 2**16))
+def test_exact_round_trip_and_entropy_bounds(dims, dtype, seed):
+    t = tensor(dims, dtype, seed, 0.0)
+    mps = tnlib.MPS.from_dense(t)
+    norm = np.linalg.norm(t)
+    assert np.linalg.norm(mps.to_dense() - t) <= tol(dtype) * norm
+    ent = np.asarray(mps.entropies())
+    assert ent.shape == (len(dims) - 1,)
+    assert np.all(ent >= 0)
+    assert np.all(ent <= np.log(np.array(mps.bond_dims, dtype=float)) + tol(dtype) * 10)
+    renyi2 = np.asarray(mps.entropies(alpha=2.0))
+    assert np.all(renyi2 <= ent + tol(dtype) * 10)  # Renyi entropies decrease with alpha
+
+
+@SETTINGS
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**16), st.floats(0, 6))
+def test_two_cores_give_the_eckart_young_optimum(m, n, chi, seed, decay):
+    a = tensor((m, n), "float64", seed, decay)
+    mps = tnlib.MPS.from_dense(a, truncation=tnlib.Truncation(max_bond=chi))
+    s = np.linalg.svd(a, compute_uv=False)
+    optimum = math.sqrt(float(np.sum(s[chi:] ** 2)))
+    assert abs(np.linalg.norm(mps.to_dense() - a) - optimum) <= 1e-10 * max(np.linalg.norm(a), 1e-300)
+
+
+@SETTINGS
+@given(dims_st, dtype_st, st.integers(0, 2**16), st.integers(0, 4), st.integers(1, 6))
+def test_canonicalize_keeps_the_tensor_and_makes_isometries(dims, dtype, seed, center, bond):
+    rng = np.random.default_rng(seed)
+    n = len(dims)
+    bonds = [1] + [bond] * (n - 1) + [1]
+    cores = []
+    for k, d in enumerate(dims):
+        c = rng.standard_normal((bonds[k], d, bonds[k + 1]))
+        if dtype.startswith("complex"):
+            c = c + 1j * rng.standard_normal(c.shape)
+        cores.append(c.astype(dtype))
+    mps = tnlib.MPS(cores)
+    center = center % n
+    canon = mps.canonicalize(center)
+    ref = mps.to_dense()
+    assert np.linalg.norm(canon.to_dense() - ref) <= tol(dtype) * np.linalg.norm(ref) * 10
+    for k, c in enumerate(canon.cores):
+        left, phys, right = c.shape
+        if k < center:
+            m = c.reshape(left * phys, right)
+            assert np.allclose(m.conj().T @ m, np.eye(right), atol=tol(dtype) * 10)
+        elif k > center:
+            m = c.reshape(left, phys * right)
+            assert np.allclose(m @ m.conj().T, np.eye(left), atol=tol(dtype) * 10)
+
+
+@SETTINGS
+@given(st.lists(st.integers(1, 3), min_size=1, max_size=4), st.data(), st.integers(0, 2**16), truncations())
+def test_mpo_round_trip_and_truncate_bound(out_dims, data, seed, truncation):
+    in_dims = data.draw(st.lists(st.integers(1, 3), min_size=len(out_dims), max_size=len(out_dims)))
+    m, n = math.prod(out_dims), math.prod(in_dims)
+    w = tensor((m, n), "float64", seed, 3.0)
+    mpo = tnlib.MPO.from_matrix(w, out_dims, in_dims)
+    assert np.linalg.norm(mpo.to_matrix() - w) <= 1e-12 * max(np.linalg.norm(w), 1e-300)
+    t = mpo.truncate(truncation)
+    err = np.linalg.norm(t.to_matrix() - w)
+    assert err <= t.report.error_bound + 1e-10 * np.linalg.norm(w)
+    assert abs(err - t.report.error_bound) <= 1e-9 * np.linalg.norm(w)
+
+
+@SETTINGS
+@given(dims_st, st.integers(0, 2**16), st.integers(1, 4000))
+def test_budget_is_always_met(dims, seed, budget):
+    t = tensor(dims, "float64", seed, 2.0)
+    smallest = sum(dims)
+    if budget < smallest:
+        try:
+            tnlib.MPS.from_dense(t, truncation=tnlib.Truncation(max_params=budget))
+        except ValueError as exc:
+            assert "max_params" in str(exc)
+        else:
+            raise AssertionError("a budget below the smallest chain must raise")
+        return
+    mps = tnlib.MPS.from_dense(t, truncation=tnlib.Truncation(max_params=budget))
+    assert mps.num_params <= budget
+    err = np.linalg.norm(mps.to_dense() - t)
+    assert abs(err - mps.report.error_bound) <= 1e-9 * max(np.linalg.norm(t), 1e-300)
