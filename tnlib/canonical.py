@@ -33,10 +33,6 @@ __all__ = [
 ]
 
 
-def _hermitian(xp: Any, a: Any) -> Any:
-    return xp.conj(xp.matrix_transpose(a))
-
-
 def _scale_rows(xp: Any, s: Any, m: Any) -> Any:
     return xp.reshape(xp.astype(s, m.dtype), (-1, 1)) * m
 
@@ -54,12 +50,12 @@ def _left_step(xp: Any, cores: list[Any], k: int) -> None:
 def _right_step(xp: Any, cores: list[Any], k: int) -> None:
     """Make core ``k`` right-orthonormal by LQ (QR of the adjoint); push L into core ``k-1``."""
     left, phys, right = cores[k].shape
-    q, r = linalg.qr(_hermitian(xp, xp.reshape(cores[k], (left, phys * right))))
+    q, r = linalg.qr(linalg.adjoint(xp.reshape(cores[k], (left, phys * right))))
     chi = q.shape[1]
-    cores[k] = xp.reshape(_hermitian(xp, q), (chi, phys, right))
+    cores[k] = xp.reshape(linalg.adjoint(q), (chi, phys, right))
     prev = cores[k - 1]
     pl, pp, pr = prev.shape
-    cores[k - 1] = xp.reshape(xp.reshape(prev, (pl * pp, pr)) @ _hermitian(xp, r), (pl, pp, chi))
+    cores[k - 1] = xp.reshape(xp.reshape(prev, (pl * pp, pr)) @ linalg.adjoint(r), (pl, pp, chi))
 
 
 def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = None) -> list[Any]:

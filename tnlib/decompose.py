@@ -5,9 +5,11 @@ The tensor arrives already arranged so that its sites are its axes in C order
 the caller). Three routes, chosen from the :class:`~tnlib.Truncation`:
 
 * exact (``truncation`` is ``None`` or drops nothing): a left-to-right sweep
-  of reduced QR factorizations. It gives the same chain as TT-SVD with every
-  singular value kept, up to a gauge, at a fraction of the cost; Schmidt
-  values are computed on demand from the canonical form.
+  in which every unfolding with more rows than columns is factored by QR,
+  and every other one keeps the identity as its (orthonormal) core. It gives
+  the same chain as TT-SVD with every singular value kept, up to a gauge, at
+  a fraction of the cost; Schmidt values are computed on demand from the
+  canonical form.
 * per-bond criteria: the sequential truncated TT-SVD of Oseledets (SIAM J.
   Sci. Comput. 33, 2011, Alg. 1). Every core it leaves is left-orthonormal,
   so the squared error equals the sum of the discarded weights.
@@ -25,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import array_api_compat
+
 from . import linalg
 from ._backend import namespace
 from .canonical import orthonormalize, svd_sweep
@@ -35,11 +39,22 @@ __all__ = ["tt_decompose", "truncate_chain"]
 
 
 def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
+    """Exact left-canonical chain. Where an unfolding has no more rows than
+    columns its orthonormal factor can be the identity (the bond is at full
+    rank ``rows`` either way), so nothing is computed; taller unfoldings are
+    factored by QR."""
     cores = []
     rest = tensor
     r = 1
     for d in dims[:-1]:
-        q, rest = linalg.qr(xp.reshape(rest, (r * d, -1)))
+        unfolding = xp.reshape(rest, (r * d, -1))
+        rows, cols = unfolding.shape
+        if rows <= cols:
+            eye = xp.eye(rows, dtype=tensor.dtype, device=array_api_compat.device(tensor))
+            cores.append(xp.reshape(eye, (r, d, rows)))
+            rest, r = unfolding, rows
+            continue
+        q, rest = linalg.qr(unfolding)
         cores.append(xp.reshape(q, (r, d, q.shape[1])))
         r = q.shape[1]
     cores.append(xp.reshape(rest, (r, dims[-1], 1)))
@@ -71,6 +86,7 @@ def tt_decompose(
 ) -> tuple[list[Any], TruncationReport]:
     """Decompose a validated ``tensor`` with ``prod(dims)`` entries into site cores."""
     xp = namespace(tensor)
+    tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
     norm = float(xp.linalg.vector_norm(tensor))
     if truncation is None or truncation.is_exact:
         cores = _qr_chain(xp, tensor, dims)
