@@ -6,11 +6,14 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 
 from ._chain import MAX_DENSE_SIZE
 from .budget import allocate_bonds
+from .contraction import ContractionPlan, contract, contraction_plan
 from .examples import ExampleMLP, load_example_mlp
 from .factorize import default_num_cores, factorize, padded_size
+from .io import load, save
 from .linalg import register_svd, svd_methods
 from .mpo import MPO
 from .mps import MPS
+from .spectrum import Spectrum, Tradeoff, spectrum, tradeoff
 from .truncation import (
     Truncation,
     TruncatedSVD,
@@ -34,6 +37,15 @@ __all__ = [
     "register_svd",
     "svd_methods",
     "MAX_DENSE_SIZE",
+    "contract",
+    "contraction_plan",
+    "ContractionPlan",
+    "Spectrum",
+    "spectrum",
+    "Tradeoff",
+    "tradeoff",
+    "save",
+    "load",
     "ExampleMLP",
     "load_example_mlp",
 ]

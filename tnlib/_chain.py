@@ -7,11 +7,11 @@ containers to the site-core algorithms there and validates user input.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence, TypeVar
+from typing import Any, Literal, Sequence, TypeVar
 
 import array_api_compat
 
-from . import linalg
+from . import algebra, linalg
 from ._backend import as_array, check_finite, check_floating, namespace, prod
 from .canonical import orthonormalize, renyi_entropy, schmidt_values
 from .decompose import truncate_chain
@@ -221,6 +221,126 @@ class _Chain:
         if not values:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
         return xp.stack(values)
+
+    # -- algebra -------------------------------------------------------------
+    def _signature(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _check_same_legs(self, other: Any, op: str) -> None:
+        if type(other) is not type(self):
+            raise TypeError(
+                f"{op} needs two {type(self).__name__}s, got {type(self).__name__} and "
+                f"{type(other).__name__}"
+            )
+        if self._signature() != other._signature() or self.num_sites != other.num_sites:
+            raise ValueError(
+                f"{op} needs matching legs: {self._describe()} vs {other._describe()}"
+            )
+
+    def norm(self) -> float:
+        """Frobenius norm (2-norm of the state); from the centre core when canonical."""
+        xp = namespace(*self._cores)
+        if self._center is not None:
+            return float(xp.linalg.vector_norm(self._cores[self._center]))
+        return float(xp.sqrt(xp.abs(algebra.inner(self._sites(), self._sites()))))
+
+    def inner(self, other: _Self) -> Any:
+        """``<self|other> = sum conj(self) * other`` (for MPOs ``tr(A^H B)``), a 0-d array."""
+        self._check_same_legs(other, "inner")
+        return algebra.inner(self._sites(), other._sites())
+
+    def conj(self: _Self) -> _Self:
+        """Complex conjugate of every core (canonical form preserved)."""
+        xp = namespace(*self._cores)
+        return self._with_sites([xp.conj(c) for c in self._sites()], self._center, None)
+
+    def __add__(self: _Self, other: _Self) -> _Self:
+        """Sum of two chains with the same legs; bond dimensions add (direct sum)."""
+        if not isinstance(other, _Chain):
+            return NotImplemented
+        self._check_same_legs(other, "+")
+        return self._with_sites(algebra.direct_sum(self._sites(), other._sites()), None, None)
+
+    def __sub__(self: _Self, other: _Self) -> _Self:
+        if not isinstance(other, _Chain):
+            return NotImplemented
+        return self + (-1.0) * other
+
+    def __neg__(self: _Self) -> _Self:
+        return (-1.0) * self
+
+    def __mul__(self: _Self, scalar: Any) -> _Self:
+        """Multiply by a number: scales the centre core (or core 0), keeping the canonical form."""
+        if isinstance(scalar, bool) or not isinstance(scalar, numbers.Number):
+            return NotImplemented
+        xp = namespace(*self._cores)
+        k = 0 if self._center is None else self._center
+        sites = self._sites()
+        core = sites[k]
+        if isinstance(scalar, complex) and not xp.isdtype(core.dtype, "complex floating"):
+            dtype = xp.complex64 if core.dtype == xp.float32 else xp.complex128
+            sites = [xp.astype(c, dtype) for c in sites]
+        sites[k] = sites[k] * scalar
+        return self._with_sites(sites, self._center, None)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self: _Self, scalar: Any) -> _Self:
+        if isinstance(scalar, bool) or not isinstance(scalar, numbers.Number):
+            return NotImplemented
+        if scalar == 0:
+            raise ZeroDivisionError("cannot divide a tensor network by 0")
+        return self * (1.0 / scalar)
+
+    def compress(
+        self: _Self,
+        truncation: Truncation,
+        method: Literal["svd", "variational"] = "svd",
+        *,
+        sweeps: int = 10,
+        tol: float = 1e-10,
+        svd: str = "auto",
+    ) -> _Self:
+        """Compress, returning a new chain with a :attr:`report`.
+
+        ``method="svd"`` is :meth:`truncate`: one SVD sweep from the
+        canonical form, any :class:`~tnlib.Truncation`. ``method="variational"``
+        fits a chain with bonds ``min(max_bond, current)`` by one-site
+        alternating least squares (``sweeps`` at most, stopping when the squared
+        error improves by less than ``tol`` times the squared norm); it needs
+        ``truncation.max_bond`` and is cheaper when the current bonds are much
+        larger than ``max_bond`` (after a product). Its report gives the
+        measured squared error split evenly over the bonds, so
+        ``report.error_bound`` is the true error.
+        """
+        if method == "svd":
+            return self.truncate(truncation, svd=svd)
+        if method != "variational":
+            raise ValueError(f"method={method!r} is invalid; expected 'svd' or 'variational'")
+        truncation = check_truncation(truncation)
+        if truncation is None or truncation.max_bond is None:
+            raise ValueError(
+                "method='variational' needs truncation.max_bond (the bond dimension to fit); "
+                f"got {truncation!r}"
+            )
+        sites = self._sites()
+        n = len(sites)
+        phys = [c.shape[1] for c in sites]
+        bonds = []
+        for k in range(n - 1):
+            left_rank = prod(phys[: k + 1])
+            right_rank = prod(phys[k + 1 :])
+            bonds.append(min(truncation.max_bond, self.bond_dims[k], left_rank, right_rank))
+        fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)
+        share = err2 / (n - 1) if n > 1 else 0.0
+        report = TruncationReport(
+            tuple(int(c.shape[2]) for c in fitted[:-1]),
+            self.bond_dims,
+            (share,) * (n - 1),
+            norm2**0.5,
+            truncation,
+        )
+        return self._with_sites(fitted, n - 1, report)
 
     def __repr__(self) -> str:
         return (

@@ -17,13 +17,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import array_api_compat
+import opt_einsum
 
-from . import linalg
+from . import algebra, linalg
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
 from .canonical import contract_chain
+from .contraction import contract
 from .decompose import tt_decompose
 from .factorize import default_num_cores, factorize, is_usable, padded_size
+from .mps import MPS
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPO"]
@@ -164,6 +167,104 @@ class MPO(_Chain):
 
     def _describe(self) -> str:
         return f"shape={self._shape}, out_dims={self.out_dims}, in_dims={self.in_dims}"
+
+    def _signature(self) -> tuple[Any, ...]:
+        return (self.out_dims, self.in_dims, self._shape)
+
+    def transpose(self) -> MPO:
+        """The transposed operator ``W.T`` (out and in legs swapped; no conjugation)."""
+        xp = namespace(*self._cores)
+        cores = [xp.permute_dims(c, (0, 2, 1, 3)) for c in self._cores]
+        return MPO._trusted(cores, self._center, None, (self._shape[1], self._shape[0]))
+
+    @property
+    def T(self) -> MPO:
+        """Same as :meth:`transpose`."""
+        return self.transpose()
+
+    def apply(self, x: Any, *, optimize: Any = "auto") -> Any:
+        """``x @ W.T`` for ``x`` of shape ``(..., N)``, without forming ``W``.
+
+        The ``nn.Linear`` convention: the result has shape ``(..., M)``. The
+        batch is flattened and contracted with the cores by :func:`tnlib.contract`
+        on the cheapest path for its size (cached per shape).
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> W = np.random.default_rng(0).standard_normal((64, 32))
+        >>> mpo = tnlib.MPO.from_matrix(W, (4, 4, 4), (2, 4, 4))
+        >>> x = np.ones((5, 32))
+        >>> bool(np.allclose(mpo.apply(x), x @ W.T))
+        True
+        """
+        x = as_array(x, "x")
+        try:
+            xp = namespace(x, *self._cores)
+        except TypeError:
+            raise TypeError(
+                f"x is a {type(x).__module__}.{type(x).__name__} but the MPO's cores are "
+                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; "
+                "give x in the cores' array library"
+            ) from None
+        m, n = self._shape
+        if x.ndim < 1 or x.shape[-1] != n:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected (..., {n}) for an MPO of shape {self._shape}")
+        check_floating(x, "x")
+        lead = tuple(int(d) for d in x.shape[:-1])
+        batch = prod(lead)
+        flat = xp.reshape(x, (batch, n))
+        n_full = prod(self.in_dims)
+        if n_full != n:
+            dev = array_api_compat.device(x)
+            flat = xp.concat([flat, xp.zeros((batch, n_full - n), dtype=x.dtype, device=dev)], axis=1)
+        k = self.num_sites
+        out_idx = [opt_einsum.get_symbol(i) for i in range(k)]
+        in_idx = [opt_einsum.get_symbol(k + i) for i in range(k)]
+        bond = [opt_einsum.get_symbol(2 * k + i) for i in range(k + 1)]
+        b = opt_einsum.get_symbol(3 * k + 1)
+        terms = [b + "".join(in_idx)]
+        terms += [bond[i] + out_idx[i] + in_idx[i] + bond[i + 1] for i in range(k)]
+        subscripts = ",".join(terms) + "->" + b + "".join(out_idx)
+        legs = xp.reshape(flat, (batch, *self.in_dims))
+        y = contract(subscripts, legs, *self._cores, optimize=optimize)
+        y = xp.reshape(y, (batch, prod(self.out_dims)))
+        if y.shape[1] != m:
+            y = y[:, :m]
+        return xp.reshape(y, (*lead, m))
+
+    def __matmul__(self, other: Any) -> Any:
+        """``W @ other`` for an MPO (-> MPO), an MPS (-> MPS) or an array ``(N,)``/``(N, K)``.
+
+        MPO and MPS products multiply bond dimensions; compress the result
+        with :meth:`compress`.
+        """
+        if isinstance(other, MPO):
+            if self.in_dims != other.out_dims or self._shape[1] != other._shape[0]:
+                raise ValueError(
+                    f"cannot multiply an MPO with in_dims={self.in_dims} (N={self._shape[1]}) by "
+                    f"one with out_dims={other.out_dims} (M={other._shape[0]}); they must match"
+                )
+            cores = algebra.operator_times_operator(self._cores, other._cores)
+            return MPO._trusted(cores, None, None, (self._shape[0], other._shape[1]))
+        if isinstance(other, MPS):
+            if self.in_dims != other.phys_dims or self._shape[1] != prod(other.phys_dims):
+                raise ValueError(
+                    f"cannot apply an MPO with in_dims={self.in_dims} to an MPS with "
+                    f"phys_dims={other.phys_dims}; they must match"
+                )
+            if self._shape[0] != prod(self.out_dims):
+                raise ValueError("an MPO with zero-padded rows cannot act on an MPS; use an unpadded MPO")
+            return MPS._trusted(algebra.operator_times_state(self._cores, other.cores), None, None)
+        if isinstance(other, _Chain):
+            return NotImplemented
+        v = as_array(other, "other")
+        xp = namespace(v)
+        if v.ndim == 1:
+            return self.apply(v)
+        if v.ndim == 2:
+            return xp.matrix_transpose(self.apply(xp.matrix_transpose(v)))
+        raise ValueError(f"other has shape {tuple(v.shape)}; expected (N,) or (N, K) with N={self._shape[1]}")
 
     @property
     def out_dims(self) -> tuple[int, ...]:

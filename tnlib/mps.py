@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import linalg
+from . import algebra, linalg
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
 from .canonical import contract_chain
@@ -60,6 +60,15 @@ class MPS(_Chain):
 
     def _describe(self) -> str:
         return f"phys_dims={self.phys_dims}"
+
+    def _signature(self) -> tuple[Any, ...]:
+        return self.phys_dims
+
+    def dot(self, other: MPS) -> Any:
+        """Bilinear ``sum self * other`` (no conjugation; see :meth:`inner`), a 0-d array."""
+        self._check_same_legs(other, "dot")
+        xp = namespace(*self._cores)
+        return algebra.inner([xp.conj(c) for c in self._cores], list(other.cores))
 
     @property
     def phys_dims(self) -> tuple[int, ...]:

@@ -1,0 +1,180 @@
+"""Save and load MPS, MPO and Spectrum objects as versioned ``.npz`` files.
+
+A file is a NumPy ``.npz`` archive (never pickle) holding the arrays
+(``core_0``, ``core_1``, ... or ``sv_0``, ...) and one ``__tnlib__`` entry: a
+JSON header with the format name and version, the kind of object, dims,
+dtype, centre and truncation report. Cores are stored as NumPy arrays, so a
+round trip is bit-exact; :func:`load` returns NumPy-backed objects (move
+them to another library with its ``asarray``).
+
+Loading checks everything before building anything: a missing, truncated,
+corrupt, foreign or newer-version file raises an error that names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io as _io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._backend import to_host
+from .mpo import MPO
+from .mps import MPS
+from .spectrum import Spectrum
+from .truncation import Truncation, TruncationReport
+
+__all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "tnlib"
+FORMAT_VERSION = 1
+_HEADER = "__tnlib__"
+
+
+def _report_to_json(report: TruncationReport | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    out = dataclasses.asdict(report)
+    if report.truncation is not None:
+        out["truncation"] = dataclasses.asdict(report.truncation)
+    return out
+
+
+def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
+    if data is None:
+        return None
+    trunc = data.get("truncation")
+    return TruncationReport(
+        tuple(int(v) for v in data["bond_dims"]),
+        tuple(int(v) for v in data["full_bond_dims"]),
+        tuple(float(v) for v in data["discarded"]),
+        float(data["norm"]),
+        None if trunc is None else Truncation(**trunc),
+    )
+
+
+def save(path: str | os.PathLike[str], obj: MPS | MPO | Spectrum) -> None:
+    """Write ``obj`` to ``path`` (any extension; ``.tnz`` is customary).
+
+    The file is written to a temporary name and renamed, so an interrupted
+    save never leaves a half-written file under ``path``.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib, tempfile, os
+    >>> mps = tnlib.MPS.from_dense(np.arange(8.0).reshape(2, 2, 2))
+    >>> path = os.path.join(tempfile.mkdtemp(), "state.tnz")
+    >>> tnlib.save(path, mps)
+    >>> back = tnlib.load(path)
+    >>> back.bond_dims == mps.bond_dims and all((a == b).all() for a, b in zip(back.cores, mps.cores))
+    True
+    """
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(obj, (MPS, MPO)):
+        header = {
+            "kind": type(obj).__name__,
+            "dtype": str(to_host(obj.cores[0]).dtype),
+            "num_sites": obj.num_sites,
+            "center": obj.center,
+            "report": _report_to_json(obj.report),
+        }
+        if isinstance(obj, MPO):
+            header["shape"] = list(obj.shape)
+        for k, core in enumerate(obj.cores):
+            arrays[f"core_{k}"] = np.ascontiguousarray(to_host(core))
+    elif isinstance(obj, Spectrum):
+        header = {"kind": "Spectrum", "of": obj.kind, "phys_dims": list(obj.phys_dims), "num_bonds": obj.num_bonds}
+        for k, s in enumerate(obj.singular_values):
+            arrays[f"sv_{k}"] = np.asarray(s)
+    else:
+        raise TypeError(f"obj must be an MPS, MPO or Spectrum, got {type(obj).__name__}")
+    header.update(format=FORMAT, version=FORMAT_VERSION)
+    arrays[_HEADER] = np.array(json.dumps(header))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+class _Bad(ValueError):
+    pass
+
+
+def load(path: str | os.PathLike[str]) -> MPS | MPO | Spectrum:
+    """Read an object written by :func:`save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file is not a tnlib file, is truncated or corrupt, is
+        inconsistent, or was written by a newer format version; the message
+        names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+        with np.load(_io.BytesIO(data), allow_pickle=False) as archive:
+            if _HEADER not in archive.files:
+                raise _Bad("not a tnlib file (no tnlib header; is it a plain .npz?)")
+            header = json.loads(str(archive[_HEADER][()]))
+            arrays = {name: archive[name] for name in archive.files if name != _HEADER}
+        return _build(header, arrays)
+    except _Bad as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable tnlib file (truncated or corrupt: {exc})") from None
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: corrupt tnlib file: {exc}") from None
+
+
+def _build(header: Any, arrays: dict[str, np.ndarray]) -> MPS | MPO | Spectrum:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _Bad("not a tnlib file (foreign header)")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise _Bad(f"invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise _Bad(
+            f"written by format version {version}; this tnlib reads up to version "
+            f"{FORMAT_VERSION}: upgrade tnlib"
+        )
+    kind = header.get("kind")
+    if kind in ("MPS", "MPO"):
+        n = int(header["num_sites"])
+        names = [f"core_{k}" for k in range(n)]
+        if sorted(arrays) != sorted(names):
+            raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
+        cores = [arrays[name] for name in names]
+        if any(str(c.dtype) != header["dtype"] for c in cores):
+            raise _Bad(f"core dtypes do not match the header's {header['dtype']}")
+        obj: MPS | MPO
+        if kind == "MPS":
+            obj = MPS(cores)
+        else:
+            obj = MPO(cores, shape=tuple(header["shape"]))
+        center = header.get("center")
+        if center is not None and not (isinstance(center, int) and 0 <= center < n):
+            raise _Bad(f"invalid center {center!r}")
+        report = _report_from_json(header.get("report"))
+        obj._init(obj.cores, center, report)
+        return obj
+    if kind == "Spectrum":
+        n = int(header["num_bonds"])
+        names = [f"sv_{k}" for k in range(n)]
+        if sorted(arrays) != sorted(names):
+            raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
+        values = tuple(np.array(arrays[name], dtype=np.float64) for name in names)
+        if any(v.ndim != 1 for v in values):
+            raise _Bad("singular values must be 1-D")
+        return Spectrum(values, tuple(int(d) for d in header["phys_dims"]), str(header["of"]))
+    raise _Bad(f"unknown object kind {kind!r}")

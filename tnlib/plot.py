@@ -1,0 +1,69 @@
+"""Plots of spectra and trade-off curves (matplotlib, the ``plot`` extra, imported lazily)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_spectrum", "plot_tradeoff"]
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plotting needs matplotlib: pip install 'tnlib[plot]'"
+        ) from None
+    return plt
+
+
+def plot_spectrum(spec: Any, ax: Any = None) -> Any:
+    """Draw a :class:`tnlib.Spectrum`; see :meth:`tnlib.Spectrum.plot`."""
+    plt = _pyplot()
+    if ax is None:
+        fig, (ax_values, ax_entropy) = plt.subplots(1, 2, figsize=(10, 4))
+    elif isinstance(ax, (tuple, list)):
+        ax_values, ax_entropy = ax
+        fig = ax_values.figure
+    else:
+        ax_values, ax_entropy, fig = ax, None, ax.figure
+    for k, s in enumerate(spec.singular_values):
+        positive = s[s > 0]
+        ax_values.semilogy(np.arange(1, len(positive) + 1), positive, marker=".", label=f"bond {k}")
+    ax_values.set_xlabel("index")
+    ax_values.set_ylabel("Schmidt value")
+    ax_values.set_title(f"{spec.kind} singular values per bond")
+    if spec.num_bonds <= 12:
+        ax_values.legend(fontsize="small")
+    if ax_entropy is not None:
+        bonds = np.arange(spec.num_bonds)
+        ax_entropy.plot(bonds, spec.entropies(), marker="o", label="von Neumann")
+        ax_entropy.plot(bonds, spec.entropies(2.0), marker="s", label="Renyi-2")
+        ax_entropy.plot(bonds, np.log(np.maximum(spec.bond_dims, 1)), "k--", label="ln(bond dim)")
+        ax_entropy.set_xticks(bonds)
+        ax_entropy.set_xlabel("bond")
+        ax_entropy.set_ylabel("entropy (nats)")
+        ax_entropy.set_title("entanglement entropy across bonds")
+        ax_entropy.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoff(curve: Any, ax: Any = None) -> Any:
+    """Draw a :class:`tnlib.Tradeoff`: relative error against compression ratio."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4))
+    else:
+        fig = ax.figure
+    ax.loglog(curve.compression_ratios, np.maximum(curve.relative_errors, 1e-17), marker="o")
+    for chi, x, y in zip(curve.max_bonds, curve.compression_ratios, curve.relative_errors):
+        ax.annotate(str(chi), (x, max(y, 1e-17)), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("compression ratio (M N / params)")
+    ax.set_ylabel("relative Frobenius error")
+    ax.set_title("error vs compression (labels: max bond)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
