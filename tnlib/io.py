@@ -123,6 +123,10 @@ def load(path: str | os.PathLike[str]) -> MPS | MPO | Spectrum:
         raise FileNotFoundError(f"{path}: no such file")
     try:
         data = path.read_bytes()
+        if data.startswith(b"\x93NUMPY"):
+            raise _Bad("not a tnlib file (a plain .npy array)")
+        if not data.startswith(b"PK"):
+            raise _Bad("not a readable tnlib file (not an .npz archive)")
         with np.load(_io.BytesIO(data), allow_pickle=False) as archive:
             if _HEADER not in archive.files:
                 raise _Bad("not a tnlib file (no tnlib header; is it a plain .npz?)")

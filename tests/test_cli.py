@@ -1,0 +1,88 @@
+"""The command line, run as a subprocess as a user would."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tnlib
+
+
+def run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "tnlib", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def matrix_file(tmp_path):
+    W = np.random.default_rng(0).standard_normal((64, 64))
+    np.save(tmp_path / "W.npy", W)
+    np.savez(tmp_path / "two.npz", first=W, second=W[:8])
+    return W
+
+
+def test_decompose_info_spectrum(tmp_path, matrix_file):
+    r = run("decompose", "W.npy", "--out-dims", "4,4,4", "--in-dims", "4,4,4", "--max-bond", "5", "-o", "W.tnz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "bond_dims=(5, 5)" in r.stdout and "error bound" in r.stdout and "saved to W.tnz" in r.stdout
+    mpo = tnlib.load(tmp_path / "W.tnz")
+    assert mpo.bond_dims == (5, 5)
+    r = run("info", "W.tnz", cwd=tmp_path)
+    assert r.returncode == 0 and "compression ratio" in r.stdout and "TruncationReport" in r.stdout
+    r = run("spectrum", "W.npy", "--out-dims", "4,4,4", "--in-dims", "4,4,4", "--plot", "s.png", "-o", "s.tnz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "entropy" in r.stdout and (tmp_path / "s.png").stat().st_size > 1000
+    assert isinstance(tnlib.load(tmp_path / "s.tnz"), tnlib.Spectrum)
+    r = run("spectrum", "W.tnz", cwd=tmp_path)
+    assert r.returncode == 0 and "Spectrum of an MPO" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--cutoff", "0.5"], "cutoff=0.5"),
+        (["--max-discarded", "0.3"], "max_discarded=0.3"),
+        (["--max-entropy-loss", "0.2"], "max_entropy_loss=0.2"),
+        (["--compression", "10"], "max_params=409"),
+    ],
+)
+def test_decompose_truncation_flags(tmp_path, matrix_file, flags, expected):
+    r = run("decompose", "W.npy", *flags, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert expected in r.stdout
+
+
+def test_npz_key(tmp_path, matrix_file):
+    r = run("decompose", "two.npz", "--key", "second", cwd=tmp_path)
+    assert r.returncode == 0 and "shape=(8, 64)" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["decompose", "missing.npy"], "missing.npy: no such file"),
+        (["decompose", "two.npz"], "holds 2 arrays (first, second); pick one with --key"),
+        (["decompose", "two.npz", "--key", "third"], "has no array 'third'"),
+        (["decompose", "W.npy", "--max-bond", "x"], "argument --max-bond: invalid int value: 'x'"),
+        (["decompose", "W.npy", "--out-dims", "4,a"], "expected comma-separated positive ints"),
+        (["decompose", "W.npy", "--out-dims", "4,4", "--in-dims", "4,4,4"], "out_dims has 2 factors but in_dims has 3"),
+        (["decompose", "W.npy", "--cutoff", "2"], "Truncation.cutoff=2.0 is invalid"),
+        (["decompose", "W.npy", "--compression", "0"], "--compression must be > 0"),
+        (["info", "W.npy"], "W.npy: not a tnlib file (a plain .npy array)"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, matrix_file, args, message):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_help_on_every_command(tmp_path):
+    for cmd in ([], ["decompose"], ["spectrum"], ["info"]):
+        r = run(*cmd, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "usage: tnlib" in r.stdout

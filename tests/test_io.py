@@ -1,0 +1,108 @@
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import tnlib
+from conftest import random_array
+
+
+def test_round_trips_are_bit_exact(tmp_path, dtype):
+    W = random_array((30, 7), dtype)
+    mpo = tnlib.MPO.from_matrix(W, (2, 4, 4), (2, 2, 2), pad=True, truncation=tnlib.Truncation(max_bond=3, cutoff=1e-9))
+    path = tmp_path / "w.tnz"
+    tnlib.save(path, mpo)
+    back = tnlib.load(path)
+    assert isinstance(back, tnlib.MPO) and back.shape == (30, 7) and back.center == mpo.center
+    assert back.report == mpo.report
+    for a, b in zip(mpo.cores, back.cores):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    mps = tnlib.MPS.from_dense(random_array((2, 3, 2), dtype)).canonicalize(1)
+    tnlib.save(tmp_path / "s", mps)  # no extension added
+    back = tnlib.load(tmp_path / "s")
+    assert back.center == 1 and back.report == mps.report and all(np.array_equal(a, b) for a, b in zip(mps.cores, back.cores))
+    spec = tnlib.spectrum(mpo)
+    tnlib.save(tmp_path / "spec.tnz", spec)
+    sback = tnlib.load(tmp_path / "spec.tnz")
+    assert sback.kind == "MPO" and all(np.array_equal(a, b) for a, b in zip(spec.singular_values, sback.singular_values))
+
+
+def test_save_from_torch_loads_as_numpy(tmp_path):
+    torch = pytest.importorskip("torch")
+    mps = tnlib.MPS.from_dense(torch.asarray(random_array((2, 2, 2))))
+    tnlib.save(tmp_path / "t.tnz", mps)
+    back = tnlib.load(tmp_path / "t.tnz")
+    assert all(np.array_equal(c.numpy(), b) for c, b in zip(mps.cores, back.cores))
+
+
+def saved(tmp_path):
+    path = tmp_path / "good.tnz"
+    tnlib.save(path, tnlib.MPS.from_dense(random_array((2, 2, 2))))
+    return path
+
+
+def rewrite(path, out, change):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    with open(out, "wb") as fh:
+        np.savez(fh, **arrays)
+    return out
+
+
+def test_bad_files_raise_errors_naming_the_file(tmp_path):
+    good = saved(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"missing.tnz: no such file"):
+        tnlib.load(tmp_path / "missing.tnz")
+    truncated = tmp_path / "truncated.tnz"
+    truncated.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"truncated.tnz: not a readable tnlib file \(truncated or corrupt"):
+        tnlib.load(truncated)
+    garbage = tmp_path / "garbage.tnz"
+    garbage.write_bytes(b"hello world" * 20)
+    with pytest.raises(ValueError, match=r"garbage.tnz: not a readable tnlib file"):
+        tnlib.load(garbage)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, a=np.ones(3))
+    with pytest.raises(ValueError, match=r"plain.npz: not a tnlib file \(no tnlib header"):
+        tnlib.load(plain)
+
+    def newer(arrays):
+        header = json.loads(str(arrays["__tnlib__"]))
+        header["version"] = 99
+        arrays["__tnlib__"] = np.array(json.dumps(header))
+
+    with pytest.raises(ValueError, match=r"newer.tnz: written by format version 99; this tnlib reads up to version 1"):
+        tnlib.load(rewrite(good, tmp_path / "newer.tnz", newer))
+
+    def foreign(arrays):
+        arrays["__tnlib__"] = np.array(json.dumps({"format": "other"}))
+
+    with pytest.raises(ValueError, match=r"foreign.tnz: not a tnlib file \(foreign header\)"):
+        tnlib.load(rewrite(good, tmp_path / "foreign.tnz", foreign))
+
+    def missing_core(arrays):
+        del arrays["core_1"]
+
+    with pytest.raises(ValueError, match=r"missing_core.tnz: expected arrays"):
+        tnlib.load(rewrite(good, tmp_path / "missing_core.tnz", missing_core))
+
+    def bad_bond(arrays):
+        arrays["core_1"] = np.ones((3, 2, 2))
+
+    with pytest.raises(ValueError, match=r"bad_bond.tnz: corrupt tnlib file: bond 0 does not match"):
+        tnlib.load(rewrite(good, tmp_path / "bad_bond.tnz", bad_bond))
+
+    def pickled(arrays):
+        arrays["core_0"] = np.array([object()], dtype=object)
+
+    bad = tmp_path / "pickled.tnz"
+    with pytest.raises(ValueError, match=r"pickled.tnz"):
+        tnlib.load(rewrite(good, bad, pickled))
+
+
+def test_save_rejects_other_objects(tmp_path):
+    with pytest.raises(TypeError, match=r"obj must be an MPS, MPO or Spectrum, got ndarray"):
+        tnlib.save(tmp_path / "x.tnz", np.ones(3))
+    assert not list(tmp_path.iterdir())
