@@ -58,9 +58,13 @@ def plot_tradeoff(curve: Any, ax: Any = None) -> Any:
         fig, ax = plt.subplots(figsize=(5, 4))
     else:
         fig = ax.figure
-    ax.loglog(curve.compression_ratios, np.maximum(curve.relative_errors, 1e-17), marker="o")
-    for chi, x, y in zip(curve.max_bonds, curve.compression_ratios, curve.relative_errors):
-        ax.annotate(str(chi), (x, max(y, 1e-17)), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    # exact points (error at rounding level) have no place on a log scale
+    points = [p for p in zip(curve.max_bonds, curve.compression_ratios, curve.relative_errors) if p[2] > 1e-15]
+    if points:
+        chis, xs, ys = zip(*points)
+        ax.loglog(xs, ys, marker="o")
+        for chi, x, y in points:
+            ax.annotate(str(chi), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xlabel("compression ratio (M N / params)")
     ax.set_ylabel("relative Frobenius error")
     ax.set_title("error vs compression (labels: max bond)")
