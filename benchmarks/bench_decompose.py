@@ -103,12 +103,12 @@ def main() -> None:
                         lambda: tnlib.MPO.from_matrix(W, dims, dims, truncation=trunc, svd=ours), repeat
                     )
                     e_ours = rel_error(mpo.to_matrix(), W)
-                    row = f"| {name} | {bond or 'exact'} | {label} | {t_ours:.3f} | {e_ours:.1e} |"
+                    row = f"| {name} | {bond or 'exact'} | {label} | {t_ours:.3f} | {e_ours:.4g} |"
                     if have_tensorly:
                         run, rebuild = tensorly_runner(W, dims, bond, theirs)
                         t_tl, tt = timed(run, repeat)
                         e_tl = rel_error(rebuild(tt), W)
-                        row += f" {theirs} | {t_tl:.3f} | {e_tl:.1e} | {t_tl / t_ours:.1f}x |"
+                        row += f" {theirs} | {t_tl:.3f} | {e_tl:.4g} | {t_tl / t_ours:.1f}x |"
                     else:
                         row += " (not installed) | | | |"
                     print(row, flush=True)
