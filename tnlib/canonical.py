@@ -33,10 +33,6 @@ __all__ = [
 ]
 
 
-def _scale_rows(xp: Any, s: Any, m: Any) -> Any:
-    return xp.reshape(xp.astype(s, m.dtype), (-1, 1)) * m
-
-
 def _left_step(xp: Any, cores: list[Any], k: int) -> None:
     """Make core ``k`` left-orthonormal by QR; push R into core ``k+1``."""
     left, phys, right = cores[k].shape
@@ -107,24 +103,22 @@ def svd_sweep(
         bond = k if direction > 0 else k - 1
         left, phys, right = out[k].shape
         if direction > 0:
-            res, full[bond] = svd_truncate(
-                xp.reshape(out[k], (left * phys, right)), truncation_of_bond(bond), method
-            )
+            mat = xp.reshape(out[k], (left * phys, right))
+            res, full[bond] = svd_truncate(mat, truncation_of_bond(bond), method, side="left")
             chi = res.S.shape[0]
             out[k] = xp.reshape(res.U, (left, phys, chi))
             nxt = out[k + 1]
             nl, np_, nr = nxt.shape
-            carry = _scale_rows(xp, res.S, res.Vh)
+            carry = linalg.adjoint(res.U) @ mat  # = diag(S) Vh
             out[k + 1] = xp.reshape(carry @ xp.reshape(nxt, (nl, np_ * nr)), (chi, np_, nr))
         else:
-            res, full[bond] = svd_truncate(
-                xp.reshape(out[k], (left, phys * right)), truncation_of_bond(bond), method
-            )
+            mat = xp.reshape(out[k], (left, phys * right))
+            res, full[bond] = svd_truncate(mat, truncation_of_bond(bond), method, side="right")
             chi = res.S.shape[0]
             out[k] = xp.reshape(res.Vh, (chi, phys, right))
             prev = out[k - 1]
             pl, pp, pr = prev.shape
-            carry = res.U * xp.astype(res.S, res.U.dtype)
+            carry = mat @ linalg.adjoint(res.Vh)  # = U diag(S)
             out[k - 1] = xp.reshape(xp.reshape(prev, (pl * pp, pr)) @ carry, (pl, pp, chi))
         spectra[bond], kept[bond], discarded[bond] = res.S, chi, res.discarded
     return out, spectra, kept, full, discarded

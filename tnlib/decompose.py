@@ -63,22 +63,30 @@ def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
 
 def _svd_chain(
     xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, method: str
-) -> tuple[list[Any], list[int], list[int], list[float]]:
+) -> tuple[list[Any], list[int], list[int], list[float], float]:
+    """Sequential truncated TT-SVD; also returns the Frobenius norm of ``tensor``
+    (from the first, complete, spectrum: ``sum S^2`` plus what it discarded)."""
     cores = []
+    norm = None
     kept, full, discarded = [], [], []
     rest = tensor
     r = 1
     for d in dims[:-1]:
-        res, rank = svd_truncate(xp.reshape(rest, (r * d, -1)), truncation, method)
+        unfolding = xp.reshape(rest, (r * d, -1))
+        res, rank = svd_truncate(unfolding, truncation, method, side="left")
         chi = res.S.shape[0]
+        if norm is None:
+            norm = (float(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
         cores.append(xp.reshape(res.U, (r, d, chi)))
-        rest = xp.reshape(xp.astype(res.S, res.Vh.dtype), (-1, 1)) * res.Vh
+        rest = linalg.adjoint(res.U) @ unfolding  # = diag(S) Vh, the exact projection
         kept.append(chi)
         full.append(rank)
         discarded.append(res.discarded)
         r = chi
     cores.append(xp.reshape(rest, (r, dims[-1], 1)))
-    return cores, kept, full, discarded
+    if norm is None:  # a single site: nothing to truncate
+        norm = float(xp.linalg.vector_norm(rest))
+    return cores, kept, full, discarded, norm
 
 
 def tt_decompose(
@@ -87,15 +95,16 @@ def tt_decompose(
     """Decompose a validated ``tensor`` with ``prod(dims)`` entries into site cores."""
     xp = namespace(tensor)
     tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
-    norm = float(xp.linalg.vector_norm(tensor))
     if truncation is None or truncation.is_exact:
+        norm = float(xp.linalg.vector_norm(tensor))
         cores = _qr_chain(xp, tensor, dims)
         bonds = tuple(c.shape[2] for c in cores[:-1])
         report = TruncationReport(bonds, bonds, (0.0,) * len(bonds), norm, truncation)
         return cores, report
     if truncation.max_params is None:
-        cores, kept, full, discarded = _svd_chain(xp, tensor, dims, truncation, method)
+        cores, kept, full, discarded, norm = _svd_chain(xp, tensor, dims, truncation, method)
         return cores, TruncationReport(tuple(kept), tuple(full), tuple(discarded), norm, truncation)
+    norm = float(xp.linalg.vector_norm(tensor))
     exact = _qr_chain(xp, tensor, dims)
     return truncate_chain(exact, len(dims) - 1, truncation, method, norm)
 

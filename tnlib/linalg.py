@@ -50,7 +50,7 @@ import numpy as np
 
 from ._backend import namespace
 
-__all__ = ["register_svd", "svd_methods", "svd", "qr", "adjoint"]
+__all__ = ["register_svd", "svd_methods", "svd", "left_factor", "qr", "r_factor", "adjoint"]
 
 SVDMethod = Callable[[Any, "int | None"], "tuple[Any, Any, Any]"]
 
@@ -75,6 +75,50 @@ def _lapack_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
         u, s, vh = _square_svd(adjoint(r))
         return u[:, :k], s, vh[:k, :] @ adjoint(q)
     return _square_svd(a)
+
+
+def left_factor(a: Any, rank: int | None = None, method: str = "auto") -> tuple[Any, Any]:
+    """Left singular vectors and all singular values ``(U, S)`` of ``a``, no ``Vh``.
+
+    For the built-in methods, a matrix at least 4 times as wide as tall needs
+    only the triangular factor ``R`` of ``a^H = Q R`` (blocked Householder QR
+    without forming ``Q``), then the SVD of the small ``R^H``: the left
+    singular vectors and values of ``a`` are those of ``R^H``. A sweep that
+    needs the right factor forms it as the exact projection ``U^H a``.
+    """
+    m, n = a.shape
+    if method in ("auto", "lapack") and _REGISTRY[method] is _lapack_svd and n >= _ASPECT * m:
+        k = m if rank is None else rank
+        u, s, _ = _square_svd(adjoint(r_factor(adjoint(a))))
+        return u[:, :k], s
+    u, s, _ = svd(a, rank, method)
+    return u, s
+
+
+def r_factor(a: Any) -> Any:
+    """The ``(n, n)`` triangular factor of the reduced QR of a tall ``(m, n)`` array.
+
+    NumPy arrays use blocked Householder QR (LAPACK ``geqrf`` on row blocks,
+    then on the stacked factors) without ever forming ``Q``.
+    """
+    m, n = a.shape
+    if not isinstance(a, np.ndarray):
+        return _direct_qr(a)[1]
+    import scipy.linalg
+
+    (geqrf,) = scipy.linalg.get_lapack_funcs(("geqrf",), (a,))
+
+    def r_of(block: np.ndarray) -> np.ndarray:
+        qr, _, _, info = geqrf(block, lwork=max(1, 64 * block.shape[1]))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"geqrf failed with info={info}")
+        k = min(block.shape)
+        return np.triu(qr[:k, :])
+
+    if m < _TSQR_MIN_ROWS:
+        return r_of(a)
+    block = max(_TSQR_BLOCK, 2 * n)
+    return r_of(np.concatenate([r_of(a[i : i + block]) for i in range(0, m, block)]))
 
 
 def adjoint(a: Any) -> Any:

@@ -270,18 +270,30 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     return max(1, min(max(chi, t.min_bond), n))
 
 
-def svd_truncate(a: Any, truncation: Truncation | None, method: str) -> tuple[TruncatedSVD, int]:
+def svd_truncate(
+    a: Any, truncation: Truncation | None, method: str, side: str = "both"
+) -> tuple[TruncatedSVD, int]:
     """Truncated SVD of a validated 2-D array; also returns the full rank.
 
-    Trusts its caller: ``a`` is finite and floating, ``truncation`` has no
-    ``max_params``.
+    ``side="left"`` computes only ``U`` and ``S`` (``Vh`` is ``None``),
+    ``side="right"`` only ``S`` and ``Vh`` (``U`` is ``None``), which is
+    cheaper for very wide (or tall) matrices; sweeps then form the other
+    factor as the exact projection. Trusts its caller: ``a`` is finite and
+    floating, ``truncation`` has no ``max_params``.
     """
     xp = namespace(a)
     full_rank = min(a.shape)
     rank = None
     if truncation is not None and not truncation.needs_full_spectrum:
         rank = min(truncation.max_bond, full_rank)
-    u, s, vh = linalg.svd(a, rank, method)
+    if side == "left":
+        u, s = linalg.left_factor(a, rank, method)
+        vh = None
+    elif side == "right":
+        v, s = linalg.left_factor(linalg.adjoint(a), rank, method)
+        u, vh = None, linalg.adjoint(v)
+    else:
+        u, s, vh = linalg.svd(a, rank, method)
     total = None
     if s.shape[0] < full_rank:
         total = float(xp.linalg.vector_norm(a)) ** 2
@@ -291,7 +303,9 @@ def svd_truncate(a: Any, truncation: Truncation | None, method: str) -> tuple[Tr
         discarded = float(xp.sum(s[chi:] * s[chi:]))
     else:
         discarded = max(0.0, total - float(xp.sum(kept * kept)))
-    return TruncatedSVD(u[:, :chi], kept, vh[:chi, :], discarded), full_rank
+    u = None if u is None else u[:, :chi]
+    vh = None if vh is None else vh[:chi, :]
+    return TruncatedSVD(u, kept, vh, discarded), full_rank
 
 
 def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str = "auto") -> TruncatedSVD:
