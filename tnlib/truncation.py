@@ -34,6 +34,7 @@ import numpy as np
 
 from . import linalg
 from ._backend import as_array, check_finite, check_floating, namespace
+from .strategy import fast_left_factor
 
 __all__ = [
     "Truncation",
@@ -283,6 +284,14 @@ def svd_truncate(
     """
     xp = namespace(a)
     full_rank = min(a.shape)
+    if method == "auto" and side != "both" and truncation is not None and not truncation.is_exact:
+        target = a if side == "left" else linalg.adjoint(a)
+        fast = fast_left_factor(target, truncation)
+        if fast is not None:
+            u, s, chi, discarded = fast
+            if side == "left":
+                return TruncatedSVD(u, s[:chi], None, discarded), full_rank
+            return TruncatedSVD(None, s[:chi], linalg.adjoint(u), discarded), full_rank
     rank = None
     if truncation is not None and not truncation.needs_full_spectrum:
         rank = min(truncation.max_bond, full_rank)

@@ -1,0 +1,69 @@
+"""svd="auto" fast routes: used only when certified, never less accurate than the full SVD."""
+
+import numpy as np
+import pytest
+
+import tnlib
+from tnlib import strategy
+from conftest import random_array
+
+
+def smooth(n):
+    x = np.linspace(0, 1, n)
+    return np.exp(-((x[:, None] - x[None, :]) ** 2) / 0.1)
+
+
+@pytest.mark.parametrize("kind", ["random", "smooth"])
+@pytest.mark.parametrize("bond", [4, 16])
+def test_auto_matches_lapack_quality_and_report(kind, bond):
+    W = random_array((512, 512), seed=1) if kind == "random" else smooth(512)
+    dims = (8, 8, 8)
+    auto = tnlib.MPO.from_matrix(W, dims, dims, truncation=tnlib.Truncation(max_bond=bond))
+    full = tnlib.MPO.from_matrix(W, dims, dims, truncation=tnlib.Truncation(max_bond=bond), svd="lapack")
+    norm = np.linalg.norm(W)
+    err_auto = np.linalg.norm(auto.to_matrix() - W) / norm
+    err_full = np.linalg.norm(full.to_matrix() - W) / norm
+    assert err_auto <= 1.05 * err_full + 1e-13
+    assert err_auto == pytest.approx(auto.report.relative_error_bound, rel=1e-6, abs=2e-15)
+
+
+def test_gram_route_is_certified_on_a_gapped_spectrum():
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.standard_normal((32, 32)))
+    v, _ = np.linalg.qr(rng.standard_normal((4096, 32)))
+    s = np.concatenate([np.ones(8), 0.1 * np.ones(24)])
+    A = (u * s) @ v.T
+    got = strategy.fast_left_factor(A, tnlib.Truncation(max_bond=8))
+    assert got is not None
+    U, S, chi, discarded = got
+    assert chi == 8 and U.shape == (32, 8)
+    assert discarded == pytest.approx(24 * 0.01, rel=1e-9)
+    np.testing.assert_allclose(U @ U.T, u[:, :8] @ u[:, :8].T, atol=1e-10)  # the same subspace
+
+
+def test_gram_route_refuses_what_it_cannot_resolve():
+    rng = np.random.default_rng(1)
+    u, _ = np.linalg.qr(rng.standard_normal((32, 32)))
+    v, _ = np.linalg.qr(rng.standard_normal((4096, 32)))
+    # singular values around 1e-9 s_max: invisible to a Gram matrix, large for a 1e-12 target
+    s = np.concatenate([np.ones(4), 1e-9 * np.ones(28)])
+    A = (u * s) @ v.T
+    assert strategy.fast_left_factor(A, tnlib.Truncation(max_bond=8)) is None
+    # ... so the full SVD is used and the error is right
+    r = tnlib.truncated_svd(A, tnlib.Truncation(max_bond=8))
+    assert r.discarded == pytest.approx(24 * 1e-18, rel=1e-6)
+    # a tiny cutoff cannot be judged on Gram eigenvalues either
+    s2 = np.concatenate([np.ones(8), 0.1 * np.ones(24)])
+    assert strategy.fast_left_factor((u * s2) @ v.T, tnlib.Truncation(max_bond=8, cutoff=1e-9)) is None
+
+
+def test_randomized_route_needs_a_certificate():
+    rng = np.random.default_rng(2)
+    flat = rng.standard_normal((400, 400))
+    assert strategy._randomized(flat, tnlib.Truncation(max_bond=20)) is None  # flat: no certificate
+    low = smooth(400)
+    got = strategy._randomized(low, tnlib.Truncation(max_bond=20))
+    assert got is not None
+    U, S, chi, discarded = got
+    err = np.linalg.norm(low - U @ (U.T @ low))
+    assert err**2 == pytest.approx(discarded, rel=1e-6, abs=1e-28)
