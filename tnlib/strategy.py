@@ -10,9 +10,11 @@ tall as wide): ``eigh`` of the small Gram matrix. Eigenvalues carry an absolute 
 of about ``eps * s_max**2``, so the result is accepted only when that cannot
 matter: the kept subspace is separated from the rest by a relative gap of at
 least ``1e-5`` (its vectors are then accurate to ``eps / gap``), the discarded
-weight is at least ``1e-9`` of the total (so it is resolved), and a ``cutoff`` is at
-least ``1e-6``; or when the projection's error, measured directly as
-``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level).
+weight is at least ``1e-9`` of the total (so it is resolved); or, when ``max_bond`` set
+the cut, when the projection's error, measured directly as
+``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level). A
+``cutoff`` below ``1e-6`` or a ``max_discarded`` below ``1e-9`` is never
+judged on Gram eigenvalues.
 
 *Randomized route* (tried first, when ``max_bond`` is well below both sides
 and no entropy criterion is set): range finder with
@@ -54,6 +56,10 @@ def _descending_eigh(g: Any) -> tuple[Any, Any]:
 def _gram(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     from .truncation import select_rank
 
+    if truncation.cutoff is not None and truncation.cutoff < _MIN_CUTOFF:
+        return None  # s below sqrt(eps) s_max cannot be judged on Gram eigenvalues
+    if truncation.max_discarded is not None and truncation.max_discarded < _MIN_DISCARDED:
+        return None
     xp = namespace(a)
     m, n = a.shape
     ah = linalg.adjoint(a)
@@ -72,8 +78,8 @@ def _gram(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
         gap = float(lam[chi - 1] - lam[chi]) / float(lam[0])
         tail = float(xp.sum(lam[chi:]))
         certified = gap >= _MIN_GAP and tail >= _MIN_DISCARDED * total
-        if truncation.cutoff is not None and truncation.cutoff < _MIN_CUTOFF:
-            certified = False
+    if not certified and chi != truncation.max_bond:
+        return None  # chi was chosen on eigenvalues that may be rounding noise
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
         # accept only if the projection's error, measured directly, is at rounding level
