@@ -99,3 +99,17 @@ def test_apply_refuses_another_library():
     mpo = tnlib.MPO.from_matrix(random_array((16, 16)), (4, 4), (4, 4))
     with pytest.raises(TypeError, match=r"x is a torch.Tensor but the MPO's cores are numpy.ndarray"):
         mpo.apply(torch.ones(16, dtype=torch.float64))
+
+
+def test_apply_both_strategies_every_split(backend):
+    W = random_array((48, 40), "complex128", seed=5)
+    mpo = tnlib.MPO.from_matrix(backend.asarray(W), (3, 4, 4), (2, 5, 4), truncation=tnlib.Truncation(max_bond=5))
+    dense = host(mpo.to_matrix())
+    x = random_array((9, 40), "float64", seed=6)
+    xb = backend.asarray(x)
+    for split in (1, 2):
+        y = mpo._apply_halves(xb, split)
+        np.testing.assert_allclose(host(y), x @ dense.T, rtol=1e-12, atol=1e-12)
+    big = random_array((300, 40), "float64", seed=7)  # large batch: the two-halves route
+    assert mpo._best_split(300)[0] is not None
+    np.testing.assert_allclose(host(mpo.apply(backend.asarray(big))), big @ dense.T, rtol=1e-12, atol=1e-11)
