@@ -5,6 +5,7 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 """
 
 from ._chain import MAX_DENSE_SIZE
+from .batch import decompose_many
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
 from .examples import ExampleMLP, load_example_mlp
@@ -44,6 +45,7 @@ __all__ = [
     "spectrum",
     "Tradeoff",
     "tradeoff",
+    "decompose_many",
     "save",
     "load",
     "ExampleMLP",

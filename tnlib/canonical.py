@@ -33,18 +33,19 @@ __all__ = [
 ]
 
 
-def _left_step(xp: Any, cores: list[Any], k: int) -> None:
-    """Make core ``k`` left-orthonormal by QR; push R into core ``k+1``."""
+def _left_step(xp: Any, cores: list[Any], k: int) -> Any:
+    """Make core ``k`` left-orthonormal by QR; push R into core ``k+1``; return R."""
     left, phys, right = cores[k].shape
     q, r = linalg.qr(xp.reshape(cores[k], (left * phys, right)))
     cores[k] = xp.reshape(q, (left, phys, q.shape[1]))
     nxt = cores[k + 1]
     nl, np_, nr = nxt.shape
     cores[k + 1] = xp.reshape(r @ xp.reshape(nxt, (nl, np_ * nr)), (r.shape[0], np_, nr))
+    return r
 
 
-def _right_step(xp: Any, cores: list[Any], k: int) -> None:
-    """Make core ``k`` right-orthonormal by LQ (QR of the adjoint); push L into core ``k-1``."""
+def _right_step(xp: Any, cores: list[Any], k: int) -> Any:
+    """Make core ``k`` right-orthonormal by LQ (QR of the adjoint); push L into core ``k-1``; return L."""
     left, phys, right = cores[k].shape
     q, r = linalg.qr(linalg.adjoint(xp.reshape(cores[k], (left, phys * right))))
     chi = q.shape[1]
@@ -52,6 +53,7 @@ def _right_step(xp: Any, cores: list[Any], k: int) -> None:
     prev = cores[k - 1]
     pl, pp, pr = prev.shape
     cores[k - 1] = xp.reshape(xp.reshape(prev, (pl * pp, pr)) @ linalg.adjoint(r), (pl, pp, chi))
+    return linalg.adjoint(r)
 
 
 def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = None) -> list[Any]:
@@ -125,14 +127,27 @@ def svd_sweep(
 
 
 def schmidt_values(cores: Sequence[Any], center: int | None) -> list[Any]:
-    """Schmidt values of every bond, from one canonicalisation and one SVD sweep."""
+    """Schmidt values of every bond: a QR sweep to one end, then one back.
+
+    On the way back, the LQ (or QR) step that moves the centre across bond
+    ``k`` leaves the bond in a small square factor between two isometries:
+    its singular values are the Schmidt values. One QR per site and one small
+    ``svdvals`` per bond; no SVD of a core.
+    """
+    xp = namespace(*cores)
     n = len(cores)
     if n == 1:
         return []
-    target = 0 if center is None or center < n // 2 else n - 1
-    canon = orthonormalize(cores, target, center)
-    direction = 1 if target == 0 else -1
-    return svd_sweep(canon, direction, lambda bond: None, "auto")[1]
+    start = n - 1 if center is None or center >= n // 2 else 0
+    out = orthonormalize(cores, start, center)
+    spectra: list[Any] = [None] * (n - 1)
+    if start == n - 1:
+        for k in range(n - 1, 0, -1):
+            spectra[k - 1] = linalg.svdvals(_right_step(xp, out, k))
+    else:
+        for k in range(n - 1):
+            spectra[k] = linalg.svdvals(_left_step(xp, out, k))
+    return spectra
 
 
 def contract_chain(cores: Sequence[Any]) -> Any:

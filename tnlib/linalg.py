@@ -50,7 +50,7 @@ import numpy as np
 
 from ._backend import namespace
 
-__all__ = ["register_svd", "svd_methods", "svd", "left_factor", "qr", "r_factor", "adjoint"]
+__all__ = ["register_svd", "svd_methods", "svd", "svdvals", "left_factor", "qr", "r_factor", "adjoint"]
 
 SVDMethod = Callable[[Any, "int | None"], "tuple[Any, Any, Any]"]
 
@@ -75,6 +75,19 @@ def _lapack_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
         u, s, vh = _square_svd(adjoint(r))
         return u[:, :k], s, vh[:k, :] @ adjoint(q)
     return _square_svd(a)
+
+
+def svdvals(a: Any) -> Any:
+    """Singular values of a 2-D array, descending (``gesdd``, ``gesvd`` fallback for NumPy)."""
+    if isinstance(a, np.ndarray):
+        import scipy.linalg
+
+        try:
+            return scipy.linalg.svd(a, compute_uv=False, check_finite=False)
+        except np.linalg.LinAlgError:
+            return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesvd")
+    xp = namespace(a)
+    return xp.linalg.svdvals(a)
 
 
 def left_factor(a: Any, rank: int | None = None, method: str = "auto") -> tuple[Any, Any]:
