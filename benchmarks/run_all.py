@@ -1,0 +1,62 @@
+"""Run every benchmark and write the tables to docs/performance.md.
+
+    python benchmarks/run_all.py            # full run (about 20 minutes on 2 cores)
+    python benchmarks/run_all.py --quick    # small inputs, seconds; prints only
+
+Each benchmark pins BLAS to one thread and compares against references
+measured in the same run; this script only collects their Markdown output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ("bench_decompose.py", []),
+    ("bench_decompose.py", ["--sizes", "4096x16384", "--dtypes", "float64"]),
+    ("bench_apply.py", []),
+    ("bench_mps.py", []),
+    ("bench_scaleout.py", []),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    parts = []
+    seen = set()
+    for script, extra in SCRIPTS:
+        if args.quick:
+            if script in seen:
+                continue
+            extra = ["--quick"]
+        seen.add(script)
+        cmd = [sys.executable, str(HERE / script), *extra]
+        print("$", " ".join(cmd[1:]), flush=True)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        print(out, flush=True)
+        parts.append(f"`python benchmarks/{script} {' '.join(extra)}`\n\n{out}")
+    if args.quick:
+        return
+    header = (
+        "# Performance\n\n"
+        f"Made by `python benchmarks/run_all.py` on {datetime.date.today()} "
+        f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}). "
+        "Every table compares against references measured in the same run, with BLAS "
+        "pinned to one thread; this machine is shared and noisy, so read ratios, not seconds.\n\n"
+    )
+    (HERE.parent / "docs" / "performance.md").write_text(header + "\n\n".join(parts))
+    print("wrote docs/performance.md")
+
+
+if __name__ == "__main__":
+    main()
