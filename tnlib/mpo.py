@@ -17,30 +17,18 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import array_api_compat
-import opt_einsum
 
 from . import algebra, linalg
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
 from .canonical import contract_chain
-from .contraction import contract, contraction_plan
+from .apply import apply_cores, apply_halves, best_split
 from .decompose import tt_decompose
 from .factorize import default_num_cores, factorize, is_usable, padded_size
 from .mps import MPS
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPO"]
-
-
-def _apply_subscripts(num_sites: int) -> str:
-    """``x[b, j_1..j_n] G_1[a_0, i_1, j_1, a_1] ... -> y[b, i_1..i_n]``."""
-    k = num_sites
-    out_idx = [opt_einsum.get_symbol(i) for i in range(k)]
-    in_idx = [opt_einsum.get_symbol(k + i) for i in range(k)]
-    bond = [opt_einsum.get_symbol(2 * k + i) for i in range(k + 1)]
-    b = opt_einsum.get_symbol(3 * k + 1)
-    terms = [b + "".join(in_idx)] + [bond[i] + out_idx[i] + in_idx[i] + bond[i + 1] for i in range(k)]
-    return ",".join(terms) + "->" + b + "".join(out_idx)
 
 
 def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
@@ -232,58 +220,17 @@ class MPO(_Chain):
         if n_full != n:
             dev = array_api_compat.device(x)
             flat = xp.concat([flat, xp.zeros((batch, n_full - n), dtype=x.dtype, device=dev)], axis=1)
-        legs = xp.reshape(flat, (batch, *self.in_dims))
-        subscripts = _apply_subscripts(self.num_sites)
-        chain_flops = contraction_plan(subscripts, legs.shape, *(c.shape for c in self._cores), optimize=optimize).flops
-        split, half_flops = self._best_split(batch)
-        if split is not None and half_flops <= chain_flops:
-            y = self._apply_halves(flat, split)
-        else:
-            y = contract(subscripts, legs, *self._cores, optimize=optimize)
-            y = xp.reshape(y, (batch, prod(self.out_dims)))
+        y = apply_cores(self._cores, flat, optimize)
         if y.shape[1] != m:
             y = y[:, :m]
         return xp.reshape(y, (*lead, m))
 
     def _best_split(self, batch: int) -> tuple[int | None, float]:
-        """Where to cut the chain into two merged halves, and the FLOPs of doing so.
-
-        Applying ``L (M_L, N_L, r)`` and ``R (r, M_R, N_R)`` to ``x (B, N_L, N_R)``
-        is two matrix products of ``2 B N_L r M_R (N_R + M_L)`` FLOPs in all,
-        plus merging the halves.
-        """
-        best, best_flops = None, float("inf")
-        outs, ins, bonds = self.out_dims, self.in_dims, self.bond_dims
-        for s in range(1, self.num_sites):
-            ml, nl, mr, nr, r = prod(outs[:s]), prod(ins[:s]), prod(outs[s:]), prod(ins[s:]), bonds[s - 1]
-            flops = 2 * batch * nl * r * mr * (nr + ml) + 2 * r * (ml * nl + mr * nr) * max(bonds)
-            if flops < best_flops:
-                best, best_flops = s, flops
-        return best, best_flops
+        return best_split(self._cores, batch)
 
     def _apply_halves(self, flat: Any, split: int) -> Any:
-        """``flat @ W.T`` through the two merged halves of the chain (two large GEMMs)."""
-        xp = namespace(flat, *self._cores)
-        dtype = xp.result_type(flat, self._cores[0])
-        flat = flat if flat.dtype == dtype else xp.astype(flat, dtype)
-        cores = [c if c.dtype == dtype else xp.astype(c, dtype) for c in self._cores]
-        left = xp.reshape(cores[0], cores[0].shape[1:])  # (o, i, r)
-        for c in cores[1:split]:
-            o, i = left.shape[0], left.shape[1]
-            left = contract("OIr,roiR->OoIiR", left, c)
-            left = xp.reshape(left, (o * c.shape[1], i * c.shape[2], c.shape[3]))
-        right = xp.reshape(cores[-1], cores[-1].shape[:3])  # (r, o, i)
-        for c in reversed(cores[split:-1]):
-            o, i = right.shape[1], right.shape[2]
-            right = contract("roiR,ROI->roOiI", c, right)
-            right = xp.reshape(right, (c.shape[0], c.shape[1] * o, c.shape[2] * i))
-        batch = flat.shape[0]
-        ml, nl, r = left.shape
-        _, mr, nr = right.shape
-        t = xp.reshape(flat, (batch * nl, nr)) @ xp.reshape(xp.permute_dims(right, (2, 0, 1)), (nr, r * mr))
-        t = xp.reshape(xp.permute_dims(xp.reshape(t, (batch, nl, r, mr)), (0, 3, 1, 2)), (batch * mr, nl * r))
-        y = t @ xp.reshape(xp.permute_dims(left, (1, 2, 0)), (nl * r, ml))
-        return xp.reshape(xp.permute_dims(xp.reshape(y, (batch, mr, ml)), (0, 2, 1)), (batch, ml * mr))
+        return apply_halves(self._cores, flat, split)
+
 
     def __matmul__(self, other: Any) -> Any:
         """``W @ other`` for an MPO (-> MPO), an MPS (-> MPS) or an array ``(N,)``/``(N, K)``.

@@ -1,0 +1,94 @@
+"""Applying a chain of MPO cores to a batch of vectors, without forming the matrix.
+
+The kernel behind :meth:`tnlib.MPO.apply` and the neural-network layers:
+trusted cores ``(left, out, in, right)`` and a ``(batch, prod(in))`` array in
+one namespace; no validation. Two strategies, chosen by FLOP count for the
+actual batch size:
+
+* the batch contracted with the cores on an optimal path
+  (:func:`tnlib.contract`, plan cached per shape);
+* the chain merged into two halves ``L (M_L, N_L, r)`` and ``R (r, M_R, N_R)``
+  at the cheapest cut and applied as two large matrix products, which run
+  closest to the machine's peak; preferred on a tie.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import opt_einsum
+
+from ._backend import namespace, prod
+from .contraction import contract, contraction_plan
+
+__all__ = ["apply_cores"]
+
+
+def apply_subscripts(num_sites: int) -> str:
+    """``x[b, j_1..j_n] G_1[a_0, i_1, j_1, a_1] ... -> y[b, i_1..i_n]``."""
+    k = num_sites
+    out_idx = [opt_einsum.get_symbol(i) for i in range(k)]
+    in_idx = [opt_einsum.get_symbol(k + i) for i in range(k)]
+    bond = [opt_einsum.get_symbol(2 * k + i) for i in range(k + 1)]
+    b = opt_einsum.get_symbol(3 * k + 1)
+    terms = [b + "".join(in_idx)] + [bond[i] + out_idx[i] + in_idx[i] + bond[i + 1] for i in range(k)]
+    return ",".join(terms) + "->" + b + "".join(out_idx)
+
+
+def best_split(cores: Sequence[Any], batch: int) -> tuple[int | None, float]:
+    """Where to cut the chain into two merged halves, and the FLOPs of doing so.
+
+    Applying ``L (M_L, N_L, r)`` and ``R (r, M_R, N_R)`` to ``x (B, N_L, N_R)``
+    is two matrix products of ``2 B N_L r M_R (N_R + M_L)`` FLOPs in all, plus
+    merging the halves.
+    """
+    outs = [int(c.shape[1]) for c in cores]
+    ins = [int(c.shape[2]) for c in cores]
+    bonds = [int(c.shape[3]) for c in cores[:-1]]
+    best, best_flops = None, float("inf")
+    for s in range(1, len(cores)):
+        ml, nl, mr, nr, r = prod(outs[:s]), prod(ins[:s]), prod(outs[s:]), prod(ins[s:]), bonds[s - 1]
+        flops = 2 * batch * nl * r * mr * (nr + ml) + 2 * r * (ml * nl + mr * nr) * max(bonds)
+        if flops < best_flops:
+            best, best_flops = s, flops
+    return best, best_flops
+
+
+def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
+    """``flat @ W.T`` through the two merged halves of the chain (two large GEMMs)."""
+    xp = namespace(flat, *cores)
+    dtype = xp.result_type(flat, cores[0])
+    flat = flat if flat.dtype == dtype else xp.astype(flat, dtype)
+    cores = [c if c.dtype == dtype else xp.astype(c, dtype) for c in cores]
+    left = xp.reshape(cores[0], tuple(cores[0].shape[1:]))  # (o, i, r)
+    for c in cores[1:split]:
+        o, i = left.shape[0], left.shape[1]
+        left = contract("OIr,roiR->OoIiR", left, c)
+        left = xp.reshape(left, (o * c.shape[1], i * c.shape[2], c.shape[3]))
+    right = xp.reshape(cores[-1], tuple(cores[-1].shape[:3]))  # (r, o, i)
+    for c in reversed(cores[split:-1]):
+        o, i = right.shape[1], right.shape[2]
+        right = contract("roiR,ROI->roOiI", c, right)
+        right = xp.reshape(right, (c.shape[0], c.shape[1] * o, c.shape[2] * i))
+    batch = flat.shape[0]
+    ml, nl, r = left.shape
+    _, mr, nr = right.shape
+    t = xp.reshape(flat, (batch * nl, nr)) @ xp.reshape(xp.permute_dims(right, (2, 0, 1)), (nr, r * mr))
+    t = xp.reshape(xp.permute_dims(xp.reshape(t, (batch, nl, r, mr)), (0, 3, 1, 2)), (batch * mr, nl * r))
+    y = t @ xp.reshape(xp.permute_dims(left, (1, 2, 0)), (nl * r, ml))
+    return xp.reshape(xp.permute_dims(xp.reshape(y, (batch, mr, ml)), (0, 2, 1)), (batch, ml * mr))
+
+
+def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
+    """``flat @ W.T`` for ``flat`` of shape ``(batch, prod(in_dims))``; returns ``(batch, prod(out_dims))``."""
+    xp = namespace(flat, *cores)
+    batch = int(flat.shape[0])
+    in_dims = tuple(int(c.shape[2]) for c in cores)
+    out_total = prod(int(c.shape[1]) for c in cores)
+    legs = xp.reshape(flat, (batch, *in_dims))
+    subscripts = apply_subscripts(len(cores))
+    chain_flops = contraction_plan(subscripts, legs.shape, *(c.shape for c in cores), optimize=optimize).flops
+    split, half_flops = best_split(cores, batch)
+    if split is not None and half_flops <= chain_flops:
+        return apply_halves(cores, flat, split)
+    return xp.reshape(contract(subscripts, legs, *cores, optimize=optimize), (batch, out_total))
