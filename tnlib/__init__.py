@@ -9,11 +9,12 @@ from .batch import decompose_many
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
 from .examples import ExampleMLP, load_example_mlp
-from .factorize import default_num_cores, factorize, padded_size
+from .factorize import choose_dims, default_num_cores, factorize, padded_size
 from .io import load, save
 from .linalg import register_svd, svd_methods
 from .mpo import MPO
 from .mps import MPS
+from .recurrent import lstm_forward
 from .spectrum import Spectrum, Tradeoff, spectrum, tradeoff
 from .truncation import (
     Truncation,
@@ -33,6 +34,7 @@ __all__ = [
     "truncated_svd",
     "allocate_bonds",
     "factorize",
+    "choose_dims",
     "default_num_cores",
     "padded_size",
     "register_svd",
@@ -46,6 +48,7 @@ __all__ = [
     "Tradeoff",
     "tradeoff",
     "decompose_many",
+    "lstm_forward",
     "save",
     "load",
     "ExampleMLP",

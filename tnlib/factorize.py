@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["factorize", "default_num_cores", "is_usable", "padded_size"]
+__all__ = ["factorize", "default_num_cores", "is_usable", "padded_size", "choose_dims"]
 
 
 def _divisors(n: int) -> list[int]:
@@ -129,3 +129,83 @@ def default_num_cores(rows: int, cols: int) -> int:
     (4, 4)
     """
     return max(2, math.ceil(math.log2(max(rows, cols, 1)) / 3))
+
+
+def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive ints, got {dims!r}")
+    if len(dims) == 0:
+        raise ValueError(f"{name} must hold at least one factor, got {tuple(dims)!r}")
+    out = []
+    for d in dims:
+        if isinstance(d, bool) or not hasattr(d, "__index__") or int(d) < 1:
+            raise ValueError(f"{name}={tuple(dims)!r} is invalid; expected positive ints")
+        out.append(int(d))
+    return tuple(out)
+
+
+def choose_dims(
+    shape: tuple[int, int],
+    out_dims: Sequence[int] | None = None,
+    in_dims: Sequence[int] | None = None,
+    *,
+    num_cores: int | None = None,
+    pad: bool = False,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ``(out_dims, in_dims)`` that :meth:`tnlib.MPO.from_matrix` uses for ``shape``.
+
+    Given dims are checked against ``shape = (M, N)`` (with ``pad=True`` their
+    product may exceed it); missing ones are the most balanced factorization
+    with as many factors as the other, or ``num_cores``, or
+    :func:`default_num_cores`. Raises ``ValueError`` naming the argument when
+    the dims do not fit or a size has no usable factorization (suggesting
+    ``pad=True``).
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> tnlib.choose_dims((1024, 512))
+    ((4, 4, 8, 8), (4, 4, 4, 8))
+    >>> tnlib.choose_dims((1021, 16), pad=True)
+    ((4, 4, 8, 8), (2, 2, 2, 2))
+    """
+    given = {
+        "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
+        "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
+    }
+    if num_cores is not None and (
+        isinstance(num_cores, bool) or not hasattr(num_cores, "__index__") or int(num_cores) < 1
+    ):
+        raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
+    lengths = {len(d) for d in given.values() if d is not None}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"out_dims has {len(given['out_dims'])} factors but in_dims has "
+            f"{len(given['in_dims'])}; an MPO needs one out and one in leg per core"
+        )
+    n = lengths.pop() if lengths else int(num_cores or default_num_cores(*shape))
+    if num_cores is not None and int(num_cores) != n:
+        raise ValueError(f"num_cores={num_cores} but the given dims have {n} factors; drop one of them")
+    resolved = []
+    for (name, dims), size, axis in zip(given.items(), shape, ("rows", "columns")):
+        if dims is None:
+            dims = factorize(size, n)
+            if not is_usable(dims):
+                target = padded_size(size, n)
+                if not pad:
+                    raise ValueError(
+                        f"matrix has {size} {axis}, which has no balanced factorization into "
+                        f"{n} factors (best: {dims}); pass pad=True to zero-pad to {target} = "
+                        f"{' x '.join(map(str, factorize(target, n)))}, or give {name} explicitly"
+                    )
+                dims = factorize(target, n)
+        else:
+            p = math.prod(dims)
+            if p != size and not (pad and p > size):
+                hint = " or pad=True to zero-pad" if p > size else ""
+                raise ValueError(
+                    f"{name}={dims} multiply to {p} but matrix has {size} {axis}; pass factors "
+                    f"whose product is {size}, {name}=None to choose them{hint}"
+                )
+        resolved.append(dims)
+    return resolved[0], resolved[1]

@@ -24,73 +24,11 @@ from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
 from .canonical import contract_chain
 from .apply import apply_cores, apply_halves, best_split
 from .decompose import tt_decompose
-from .factorize import default_num_cores, factorize, is_usable, padded_size
+from .factorize import choose_dims
 from .mps import MPS
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPO"]
-
-
-def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
-    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
-        raise TypeError(f"{name} must be a sequence of positive ints, got {dims!r}")
-    if len(dims) == 0:
-        raise ValueError(f"{name} must hold at least one factor, got {tuple(dims)!r}")
-    out = []
-    for d in dims:
-        if isinstance(d, bool) or not hasattr(d, "__index__") or int(d) < 1:
-            raise ValueError(f"{name}={tuple(dims)!r} is invalid; expected positive ints")
-        out.append(int(d))
-    return tuple(out)
-
-
-def _resolve_dims(
-    shape: tuple[int, int],
-    out_dims: Any,
-    in_dims: Any,
-    num_cores: Any,
-    pad: bool,
-) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    given = {
-        "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
-        "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
-    }
-    if num_cores is not None and (
-        isinstance(num_cores, bool) or not hasattr(num_cores, "__index__") or int(num_cores) < 1
-    ):
-        raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
-    lengths = {len(d) for d in given.values() if d is not None}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"out_dims has {len(given['out_dims'])} factors but in_dims has "
-            f"{len(given['in_dims'])}; an MPO needs one out and one in leg per core"
-        )
-    n = lengths.pop() if lengths else int(num_cores or default_num_cores(*shape))
-    if num_cores is not None and int(num_cores) != n:
-        raise ValueError(f"num_cores={num_cores} but the given dims have {n} factors; drop one of them")
-    resolved = []
-    for (name, dims), size, axis in zip(given.items(), shape, ("rows", "columns")):
-        if dims is None:
-            dims = factorize(size, n)
-            if not is_usable(dims):
-                target = padded_size(size, n)
-                if not pad:
-                    raise ValueError(
-                        f"matrix has {size} {axis}, which has no balanced factorization into "
-                        f"{n} factors (best: {dims}); pass pad=True to zero-pad to {target} = "
-                        f"{' x '.join(map(str, factorize(target, n)))}, or give {name} explicitly"
-                    )
-                dims = factorize(target, n)
-        else:
-            p = prod(dims)
-            if p != size and not (pad and p > size):
-                hint = " or pad=True to zero-pad" if p > size else ""
-                raise ValueError(
-                    f"{name}={dims} multiply to {p} but matrix has {size} {axis}; pass factors "
-                    f"whose product is {size}, {name}=None to choose them{hint}"
-                )
-        resolved.append(dims)
-    return resolved[0], resolved[1]
 
 
 class MPO(_Chain):
@@ -351,7 +289,7 @@ class MPO(_Chain):
         truncation = check_truncation(truncation)
         linalg.check_method(svd)
         shape = (int(a.shape[0]), int(a.shape[1]))
-        out_dims, in_dims = _resolve_dims(shape, out_dims, in_dims, num_cores, bool(pad))
+        out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         xp = namespace(a)
         padded = (prod(out_dims), prod(in_dims))
         if padded != shape:
