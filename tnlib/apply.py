@@ -21,7 +21,7 @@ import opt_einsum
 from ._backend import namespace, prod
 from .contraction import contract, contraction_plan
 
-__all__ = ["apply_cores"]
+__all__ = ["apply_cores", "apply_input_first"]
 
 
 def apply_subscripts(num_sites: int) -> str:
@@ -92,3 +92,25 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
     if split is not None and half_flops <= chain_flops:
         return apply_halves(cores, flat, split)
     return xp.reshape(contract(subscripts, legs, *cores, optimize=optimize), (batch, out_total))
+
+
+def apply_input_first(cores: Sequence[Any], num_in: int, flat: Any) -> Any:
+    """``flat @ W.T`` for ``W`` stored as an MPS whose first ``num_in`` sites are its input legs.
+
+    The MPS tensor-train form of a weight (Murua et al. 2020): sites
+    ``(j_1, ..., j_n, i_1, ..., i_m)`` with MPS cores ``(left, phys, right)``.
+    The input sites are contracted with ``flat (batch, prod j)`` first, leaving
+    ``(batch, r_mid)``, which then runs through the output sites.
+    """
+    xp = namespace(flat, *cores)
+    batch = int(flat.shape[0])
+    acc = xp.reshape(flat, (batch, 1, -1))  # (B, r, rest of the input legs)
+    for core in cores[:num_in]:
+        r, j, r2 = (int(d) for d in core.shape)
+        acc = contract("brjs,rjq->bqs", xp.reshape(acc, (batch, r, j, -1)), core)
+    acc = xp.reshape(acc, (batch, -1))  # (B, r_mid)
+    for core in cores[num_in:]:
+        r, i, r2 = (int(d) for d in core.shape)
+        acc = xp.reshape(xp.reshape(acc, (-1, r)) @ xp.reshape(core, (r, i * r2)), (batch, -1, r2))
+    return xp.reshape(acc, (batch, -1))
+

@@ -1,0 +1,64 @@
+"""Shared helpers: MPO cores as parameters, their initialisation, bond masks."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+
+
+def uniform_bonds(out_dims: Sequence[int], in_dims: Sequence[int], bond_dim: int) -> list[int]:
+    """``bond_dim`` on every bond, capped at the largest rank the bond can carry."""
+    site = [o * i for o, i in zip(out_dims, in_dims)]
+    n = len(site)
+    return [min(bond_dim, math.prod(site[: k + 1]), math.prod(site[k + 1 :])) for k in range(n - 1)]
+
+
+def init_cores(out_dims, in_dims, bonds, fan_in, *, device=None, dtype=None) -> list[torch.Tensor]:
+    """Gaussian cores whose product has entries of variance ``1 / (3 fan_in)``.
+
+    That is the variance of ``nn.Linear``'s default weights
+    (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``), so an MPO layer drops into a
+    model with the same output scale. With core ``k`` drawn from
+    ``N(0, s_k^2)``, an entry of the matrix is a sum of ``prod(bonds)``
+    products, so its variance is ``prod(s_k^2) * prod(bonds)``; every core gets
+    ``s_k^2 = (1 / (3 fan_in) / prod(bonds)) ** (1/n)``.
+    """
+    n = len(out_dims)
+    target = 1.0 / (3.0 * fan_in)
+    var = (target / math.prod(bonds)) ** (1.0 / n) if bonds else target
+    full = [1, *bonds, 1]
+    return [
+        torch.randn(full[k], out_dims[k], in_dims[k], full[k + 1], device=device, dtype=dtype) * math.sqrt(var)
+        for k in range(n)
+    ]
+
+
+def cores_from_matrix(weight: torch.Tensor, out_dims, in_dims, truncation) -> tuple[list[torch.Tensor], tnlib.MPO]:
+    """Decompose a weight (in float64 for accuracy) and return cores in its dtype."""
+    with torch.no_grad():
+        mpo = tnlib.MPO.from_matrix(weight.detach().to(torch.float64), out_dims, in_dims, truncation=truncation)
+    return [c.to(weight.dtype) for c in mpo.cores], mpo
+
+
+def masked(cores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:
+    """Cores with squeezed bond slices zeroed (MPOP dimension squeezing)."""
+    if not masks:
+        return list(cores)
+    out = []
+    n = len(cores)
+    for k, c in enumerate(cores):
+        if k > 0:
+            c = c * masks[k - 1].reshape(-1, 1, 1, 1)
+        if k < n - 1:
+            c = c * masks[k].reshape(1, 1, 1, -1)
+        out.append(c)
+    return out
+
+
+def parameter_list(cores: Sequence[torch.Tensor]) -> nn.ParameterList:
+    return nn.ParameterList([nn.Parameter(c.detach().clone()) for c in cores])

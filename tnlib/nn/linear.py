@@ -1,0 +1,161 @@
+"""``MPOLinear``: a fully connected layer whose weight is an MPO."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+from tnlib.apply import apply_cores
+
+from ._cores import cores_from_matrix, init_cores, masked, parameter_list, uniform_bonds
+
+__all__ = ["MPOLinear"]
+
+
+class MPOLinear(nn.Module):
+    """``y = x W^T + b`` with ``W`` (``out_features x in_features``) held as MPO cores.
+
+    Cores are ``nn.Parameter`` s of shape ``(left, out_k, in_k, right)``; the
+    forward pass contracts the input with them (:func:`tnlib.apply.apply_cores`:
+    cached optimal path or two merged halves, whichever costs fewer FLOPs) and
+    never forms ``W``.
+
+    Parameters
+    ----------
+    in_features, out_features
+        As ``nn.Linear``.
+    in_dims, out_dims
+        Factors of ``in_features`` and ``out_features`` (default:
+        :func:`tnlib.choose_dims`).
+    bond_dim
+        Dimension of every bond (capped at what each bond can carry).
+    bias
+        Add a learnable bias.
+    num_cores
+        Number of cores when dims are not given.
+
+    Notes
+    -----
+    Initialisation: Gaussian cores scaled so that the entries of ``W`` have the
+    variance of ``nn.Linear``'s default, ``1 / (3 in_features)``; the bias is
+    ``U(-1/sqrt(in_features), 1/sqrt(in_features))`` as in ``nn.Linear``.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> layer = tnlib.nn.MPOLinear(256, 128, bond_dim=8)
+    >>> layer(torch.randn(4, 256)).shape
+    torch.Size([4, 128])
+    >>> layer.out_dims, layer.in_dims, layer.bond_dims
+    ((2, 8, 8), (4, 8, 8), (8, 8))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        in_dims: Sequence[int] | None = None,
+        out_dims: Sequence[int] | None = None,
+        bond_dim: int,
+        bias: bool = True,
+        num_cores: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features), ("bond_dim", bond_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid; expected a positive int")
+        self.in_features, self.out_features = in_features, out_features
+        self.out_dims, self.in_dims = tnlib.choose_dims((out_features, in_features), out_dims, in_dims, num_cores=num_cores)
+        bonds = uniform_bonds(self.out_dims, self.in_dims, bond_dim)
+        self.cores = parameter_list(init_cores(self.out_dims, self.in_dims, bonds, in_features, device=device, dtype=dtype))
+        if bias:
+            bound = 1.0 / math.sqrt(in_features)
+            self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype).uniform_(-bound, bound))
+        else:
+            self.register_parameter("bias", None)
+        self.bond_masks: list[torch.Tensor] | None = None
+
+    @property
+    def bond_dims(self) -> tuple[int, ...]:
+        return tuple(int(c.shape[3]) for c in list(self.cores)[:-1])
+
+    def effective_cores(self) -> list[torch.Tensor]:
+        """The cores as used in the forward pass (squeezed bond slices zeroed)."""
+        return masked(list(self.cores), self.bond_masks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"input has {x.shape[-1]} features; this MPOLinear expects {self.in_features}")
+        lead = x.shape[:-1]
+        y = apply_cores(self.effective_cores(), x.reshape(-1, self.in_features))
+        y = y.reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    @property
+    def mpo(self) -> tnlib.MPO:
+        """The weight as a core :class:`tnlib.MPO` (detached tensors)."""
+        return tnlib.MPO([c.detach() for c in self.effective_cores()])
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense weight ``(out_features, in_features)``, formed on request (differentiable)."""
+        eye = torch.eye(self.in_features, dtype=self.cores[0].dtype, device=self.cores[0].device)
+        return apply_cores(self.effective_cores(), eye).T
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        truncation: tnlib.Truncation | None = None,
+        *,
+        in_dims: Sequence[int] | None = None,
+        out_dims: Sequence[int] | None = None,
+        num_cores: int | None = None,
+    ) -> MPOLinear:
+        """Decompose a trained ``nn.Linear`` (exact when ``truncation`` is ``None``).
+
+        The decomposition runs in float64 and the cores are cast to the
+        layer's dtype.
+        """
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        out_dims, in_dims = tnlib.choose_dims(linear.weight.shape, out_dims, in_dims, num_cores=num_cores)
+        cores, _ = cores_from_matrix(linear.weight, out_dims, in_dims, truncation)
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_features, layer.out_features = linear.in_features, linear.out_features
+        layer.out_dims, layer.in_dims = out_dims, in_dims
+        layer.cores = parameter_list(cores)
+        layer.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        layer.bond_masks = None
+        return layer
+
+    def to_linear(self) -> nn.Linear:
+        """A dense ``nn.Linear`` with the same function."""
+        c0 = self.cores[0]
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=c0.device, dtype=c0.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def set_trainable(self, which: Literal["all", "auxiliary", "central"] = "all") -> None:
+        """Train all cores, only the auxiliary ones, or only the central one (MPOP)."""
+        from .mpop import central_index
+
+        if which not in ("all", "auxiliary", "central"):
+            raise ValueError(f"which={which!r} is invalid; expected 'all', 'auxiliary' or 'central'")
+        c = central_index(self)
+        for k, p in enumerate(self.cores):
+            p.requires_grad_(which == "all" or (which == "central") == (k == c))
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, out_dims={self.out_dims}, "
+                f"in_dims={self.in_dims}, bond_dims={self.bond_dims}, bias={self.bias is not None}")

@@ -1,0 +1,121 @@
+"""MPOP (Liu et al., ACL 2021): fine-tune only the auxiliary tensors, squeeze bond dimensions.
+
+An MPO's *central tensor* is the core holding the most parameters (the middle
+one for balanced dims); the others are *auxiliary*. :func:`freeze_central`
+leaves only the auxiliary tensors trainable. :class:`DimensionSqueezer`
+shrinks bond dimensions step by step during fine-tuning: each MPO is brought
+to its canonical form, truncated by an SVD sweep to the new bond, written
+back, and the bond slices beyond the cut are masked to zero from then on, so
+parameter shapes (and the optimizer's state) stay as they were.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+import tnlib
+
+from .linear import MPOLinear
+from .lstm import MPOLSTM
+
+__all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
+
+
+def central_index(cores: Any) -> int:
+    """Index of the central tensor: the core with the most parameters (middle on ties)."""
+    if isinstance(cores, MPOLinear):
+        cores = list(cores.cores)
+    sizes = [int(c.numel()) for c in cores]
+    top = max(sizes)
+    candidates = [k for k, s in enumerate(sizes) if s == top]
+    middle = (len(sizes) - 1) / 2
+    return min(candidates, key=lambda k: abs(k - middle))
+
+
+def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[nn.Module, str, nn.ParameterList]]:
+    for sub in module.modules():
+        if isinstance(sub, MPOLinear):
+            yield sub, "cores", sub.cores
+        elif isinstance(sub, MPOLSTM):
+            for name in sub.mpo_names():
+                yield sub, name, getattr(sub, name)
+
+
+def freeze_central(module: nn.Module) -> int:
+    """Freeze the central tensor of every MPO in ``module``; returns the trainable parameter count left.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> layer = tnlib.nn.MPOLinear(256, 256, bond_dim=16, bias=False)
+    >>> total = sum(p.numel() for p in layer.parameters())
+    >>> left = tnlib.nn.freeze_central(layer)
+    >>> left < total
+    True
+    """
+    found = False
+    for _, _, cores in _mpo_parameter_lists(module):
+        found = True
+        c = central_index(list(cores))
+        for k, p in enumerate(cores):
+            p.requires_grad_(k != c)
+    if not found:
+        raise ValueError(f"{type(module).__name__} holds no MPOLinear or MPOLSTM layer")
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class DimensionSqueezer:
+    """Shrink the bond dimensions of every MPO in a module on a schedule.
+
+    Parameters
+    ----------
+    module
+        Holds :class:`MPOLinear` / :class:`MPOLSTM` layers.
+    schedule
+        ``{step: max_bond}`` or a callable ``step -> max_bond or None``.
+        Call :meth:`step` once per training step (after ``optimizer.step()``).
+    """
+
+    def __init__(self, module: nn.Module, schedule: Mapping[int, int] | Callable[[int], int | None]) -> None:
+        if not list(_mpo_parameter_lists(module)):
+            raise ValueError(f"{type(module).__name__} holds no MPOLinear or MPOLSTM layer")
+        self.module = module
+        self.schedule = schedule if callable(schedule) else dict(schedule).get
+        self.t = 0
+        self.current: int | None = None
+
+    def step(self) -> int | None:
+        """Advance one step; squeeze when the schedule names a bond. Returns the bond in force."""
+        bond = self.schedule(self.t)
+        self.t += 1
+        if bond is not None and bond != self.current:
+            self.squeeze(int(bond))
+        return self.current
+
+    @torch.no_grad()
+    def squeeze(self, max_bond: int) -> None:
+        """Truncate every MPO to ``max_bond`` now (canonical form, SVD sweep, mask)."""
+        for owner, name, cores in _mpo_parameter_lists(self.module):
+            masks = owner.bond_masks if isinstance(owner, MPOLinear) else owner.bond_masks.get(name)
+            current = [c.detach() for c in cores]
+            from ._cores import masked
+
+            mpo = tnlib.MPO(masked(current, masks))
+            small = mpo.canonicalize(central_index(current)).truncate(tnlib.Truncation(max_bond=max_bond))
+            new_masks = []
+            for k, (param, core) in enumerate(zip(cores, small.cores)):
+                padded = torch.zeros_like(param)
+                padded[: core.shape[0], :, :, : core.shape[3]] = core.to(param.dtype)
+                param.copy_(padded)
+                if k < len(cores) - 1:
+                    m = torch.zeros(param.shape[3], dtype=param.dtype, device=param.device)
+                    m[: core.shape[3]] = 1
+                    new_masks.append(m)
+            if isinstance(owner, MPOLinear):
+                owner.bond_masks = new_masks
+            else:
+                owner.bond_masks[name] = new_masks
+        self.current = max_bond
