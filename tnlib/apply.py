@@ -14,6 +14,7 @@ actual batch size:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import opt_einsum
@@ -24,6 +25,7 @@ from .contraction import contract, contraction_plan
 __all__ = ["apply_cores", "apply_input_first"]
 
 
+@functools.lru_cache(maxsize=64)
 def apply_subscripts(num_sites: int) -> str:
     """``x[b, j_1..j_n] G_1[a_0, i_1, j_1, a_1] ... -> y[b, i_1..i_n]``."""
     k = num_sites
@@ -79,19 +81,37 @@ def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
     return xp.reshape(xp.permute_dims(xp.reshape(y, (batch, mr, ml)), (0, 2, 1)), (batch, ml * mr))
 
 
+class _Shape:
+    """Stands in for a core in :func:`best_split`, which reads only shapes."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+
+@functools.lru_cache(maxsize=1024)
+def _strategy(shapes: tuple[tuple[int, ...], ...], batch: int, optimize: Any) -> int | None:
+    """The cut for the two-halves route, or ``None`` for the contraction path (cached)."""
+    in_dims = tuple(s[2] for s in shapes)
+    subscripts = apply_subscripts(len(shapes))
+    chain_flops = contraction_plan(subscripts, (batch, *in_dims), *shapes, optimize=optimize).flops
+    split, half_flops = best_split([_Shape(s) for s in shapes], batch)
+    return split if split is not None and half_flops <= chain_flops else None
+
+
 def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
-    """``flat @ W.T`` for ``flat`` of shape ``(batch, prod(in_dims))``; returns ``(batch, prod(out_dims))``."""
-    xp = namespace(flat, *cores)
+    """``flat @ W.T`` for ``flat`` of shape ``(batch, prod(in_dims))``; returns ``(batch, prod(out_dims))``.
+
+    The choice between the two routes is cached per core shapes and batch size.
+    """
+    shapes = tuple(tuple(int(d) for d in c.shape) for c in cores)
     batch = int(flat.shape[0])
-    in_dims = tuple(int(c.shape[2]) for c in cores)
-    out_total = prod(int(c.shape[1]) for c in cores)
-    legs = xp.reshape(flat, (batch, *in_dims))
-    subscripts = apply_subscripts(len(cores))
-    chain_flops = contraction_plan(subscripts, legs.shape, *(c.shape for c in cores), optimize=optimize).flops
-    split, half_flops = best_split(cores, batch)
-    if split is not None and half_flops <= chain_flops:
+    split = _strategy(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
+    if split is not None:
         return apply_halves(cores, flat, split)
-    return xp.reshape(contract(subscripts, legs, *cores, optimize=optimize), (batch, out_total))
+    xp = namespace(flat, *cores)
+    legs = xp.reshape(flat, (batch, *(s[2] for s in shapes)))
+    out_total = prod(s[1] for s in shapes)
+    return xp.reshape(contract(apply_subscripts(len(cores)), legs, *cores, optimize=optimize), (batch, out_total))
 
 
 def apply_input_first(cores: Sequence[Any], num_in: int, flat: Any) -> Any:
