@@ -86,6 +86,8 @@ def test_mpolinear_gradients_reach_every_core_and_it_trains():
 def test_mpolinear_bad_input():
     with pytest.raises(ValueError, match=r"in_dims=\(4, 4\) multiply to 16 but matrix has 20 columns"):
         tn.MPOLinear(20, 16, in_dims=(4, 4), bond_dim=2)
+    with pytest.raises(ValueError, match=r"bond_dim=300 cannot be reached: with out_dims=\(4, 4\) and in_dims=\(4, 4\) the largest bond is 16"):
+        tn.MPOLinear(16, 16, bond_dim=300, num_cores=2)
     with pytest.raises(ValueError, match=r"bond_dim=0 is invalid"):
         tn.MPOLinear(16, 16, bond_dim=0)
     with pytest.raises(TypeError, match=r"linear must be a torch.nn.Linear, got Conv1d"):

@@ -12,10 +12,19 @@ import tnlib
 
 
 def uniform_bonds(out_dims: Sequence[int], in_dims: Sequence[int], bond_dim: int) -> list[int]:
-    """``bond_dim`` on every bond, capped at the largest rank the bond can carry."""
+    """``bond_dim`` on every bond, capped at the largest rank each bond can carry.
+
+    Raises ``ValueError`` when no bond can reach ``bond_dim`` at all.
+    """
     site = [o * i for o, i in zip(out_dims, in_dims)]
     n = len(site)
-    return [min(bond_dim, math.prod(site[: k + 1]), math.prod(site[k + 1 :])) for k in range(n - 1)]
+    limits = [min(math.prod(site[: k + 1]), math.prod(site[k + 1 :])) for k in range(n - 1)]
+    if limits and bond_dim > max(limits):
+        raise ValueError(
+            f"bond_dim={bond_dim} cannot be reached: with out_dims={tuple(out_dims)} and "
+            f"in_dims={tuple(in_dims)} the largest bond is {max(limits)}"
+        )
+    return [min(bond_dim, lim) for lim in limits]
 
 
 def init_cores(out_dims, in_dims, bonds, fan_in, *, device=None, dtype=None) -> list[torch.Tensor]:

@@ -293,7 +293,7 @@ def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dic
 
     For each method the largest setting whose *measured* weight count
     (:func:`count_parameters` of the built module) is at most
-    ``dense / ratio``: ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
+    ``dense / ratio`` (``None`` when even the smallest setting is larger): ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
     "mps_tt": {"bond_dim", ...}, "pruning": {"sparsity", ...}}``.
     """
     check_lstm(lstm)
@@ -310,7 +310,11 @@ def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dic
         lo, hi = 1, top
         while lo <= hi:
             mid = (lo + hi) // 2
-            params = count_parameters(build(mid))
+            try:
+                params = count_parameters(build(mid))
+            except ValueError:  # a bond no core can carry
+                hi = mid - 1
+                continue
             if params <= budget:
                 best = {key: mid, "params": params}
                 lo = mid + 1
