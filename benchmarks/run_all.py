@@ -24,6 +24,7 @@ SCRIPTS = [
     ("bench_apply.py", []),
     ("bench_mps.py", []),
     ("bench_scaleout.py", []),
+    ("bench_nn.py", []),
 ]
 
 
