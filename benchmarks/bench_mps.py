@@ -11,22 +11,14 @@ plain QR per site (LAPACK only, no bookkeeping). BLAS pinned to one thread.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 import tnlib
+from _timing import best_of
 
-
-def best_of(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def random_cores(n, d, chi, rng):

@@ -15,23 +15,15 @@ float32, CPU, one thread (``torch.set_num_threads(1)``).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
 
 import tnlib
+from _timing import best_of
 import tnlib.nn as tn
 from tnlib.apply import apply_subscripts, best_split
 
-
-def best_of(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def mpo_flops(layer, batch):
