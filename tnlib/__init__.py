@@ -15,7 +15,7 @@ from .linalg import register_svd, svd_methods
 from .mpo import MPO
 from .mps import MPS
 from .recurrent import lstm_forward
-from .spectrum import Spectrum, Tradeoff, spectrum, tradeoff
+from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .truncation import (
     Truncation,
     TruncatedSVD,

@@ -23,7 +23,7 @@ import numpy as np
 from .io import load, save
 from .mpo import MPO
 from .mps import MPS
-from .spectrum import Spectrum, spectrum
+from .spectra import Spectrum, spectrum
 from .truncation import Truncation
 
 __all__ = ["main"]

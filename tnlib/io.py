@@ -26,7 +26,7 @@ import numpy as np
 from ._backend import to_host
 from .mpo import MPO
 from .mps import MPS
-from .spectrum import Spectrum
+from .spectra import Spectrum
 from .truncation import Truncation, TruncationReport
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
