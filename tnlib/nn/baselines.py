@@ -96,7 +96,7 @@ class GradualPruner:
     >>> layer = torch.nn.Linear(32, 32)
     >>> pruner = tnlib.nn.GradualPruner(layer, final_sparsity=0.9, end_step=10)
     >>> for _ in range(11):
-    ...     pruner.step()
+    ...     _ = pruner.step()
     >>> round(float((layer.weight == 0).float().mean()), 2)
     0.9
     """

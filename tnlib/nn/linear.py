@@ -51,7 +51,7 @@ class MPOLinear(nn.Module):
     >>> layer(torch.randn(4, 256)).shape
     torch.Size([4, 128])
     >>> layer.out_dims, layer.in_dims, layer.bond_dims
-    ((2, 8, 8), (4, 8, 8), (8, 8))
+    ((4, 4, 8), (4, 8, 8), (8, 8))
     """
 
     def __init__(
