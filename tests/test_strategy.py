@@ -67,3 +67,17 @@ def test_randomized_route_needs_a_certificate():
     U, S, chi, discarded = got
     err = np.linalg.norm(low - U @ (U.T @ low))
     assert err**2 == pytest.approx(discarded, rel=1e-6, abs=1e-28)
+
+
+def test_krylov_route_is_optimal_on_a_flat_spectrum():
+    rng = np.random.default_rng(3)
+    flat = rng.standard_normal((600, 600))
+    t = tnlib.Truncation(max_bond=20)
+    got = strategy.fast_left_factor(flat, t)
+    assert got is not None  # the randomized route declines, PROPACK converges
+    U, S, chi, discarded = got
+    s = np.linalg.svd(flat, compute_uv=False)
+    assert chi == 20
+    np.testing.assert_allclose(S[:20], s[:20], rtol=1e-9)
+    assert discarded == pytest.approx(float(np.sum(s[20:] ** 2)), rel=1e-9)
+    np.testing.assert_allclose(U.T @ U, np.eye(20), atol=1e-10)

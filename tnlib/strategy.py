@@ -5,6 +5,13 @@ vectors that the :class:`~tnlib.Truncation` keeps, not a full SVD. Two cheaper
 routes are tried first; each result is checked a posteriori and dropped (the
 caller falls back to the full SVD) unless it is as good as the full SVD's:
 
+*Krylov route* (NumPy, square-ish unfoldings, when the randomized result
+has no certificate, typically for flat spectra): the leading ``max_bond``
+singular triplets by PROPACK's Lanczos bidiagonalisation
+(``scipy.sparse.linalg.svds``) converged to a relative tolerance of
+``1e-10``; any convergence warning drops it. Its discarded weight is measured
+directly.
+
 *Gram route* (next, for an unfolding at least 4 times as wide as tall, or
 tall as wide): ``eigh`` of the small Gram matrix. Eigenvalues carry an absolute error
 of about ``eps * s_max**2``, so the result is accepted only when that cannot
@@ -45,6 +52,7 @@ _OVERSAMPLE = 10
 _POWER = 2
 _PROBES = 8
 _ROUNDING = 1e-13
+_KRYLOV_TOL = 1e-10
 
 
 def _descending_eigh(g: Any) -> tuple[Any, Any]:
@@ -121,6 +129,33 @@ def _randomized(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     return u, s, chi, discarded
 
 
+def _krylov(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
+    """Leading singular triplets by PROPACK (Lanczos bidiagonalisation), NumPy only."""
+    import warnings
+
+    import numpy as np
+    import scipy.sparse.linalg
+
+    from .truncation import select_rank
+
+    if not isinstance(a, np.ndarray):
+        return None
+    k = truncation.max_bond
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            u, s, _ = scipy.sparse.linalg.svds(a, k=k, solver="propack", tol=_KRYLOV_TOL, random_state=0)
+    except Exception:  # noqa: BLE001 - no convergence, or any solver failure: use the full SVD
+        return None
+    order = np.argsort(s)[::-1]
+    u, s = u[:, order], s[order]
+    total = float(np.linalg.norm(a)) ** 2
+    chi = select_rank(s, truncation, total)
+    u = u[:, :chi]
+    discarded = float(np.linalg.norm(a - u @ (u.conj().T @ a))) ** 2
+    return u, s, chi, discarded
+
+
 def fast_left_factor(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     """``(U_kept, S, chi, discarded)`` by a certified fast route, or ``None``.
 
@@ -137,6 +172,8 @@ def fast_left_factor(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | N
         and 4 * (truncation.max_bond + _OVERSAMPLE) <= short
     ):
         result = _randomized(a, truncation)
+        if result is None and long_ < _ASPECT * short and 8 * truncation.max_bond <= short:
+            result = _krylov(a, truncation)
     if result is None and long_ >= _ASPECT * short and short >= 2:
         result = _gram(a, truncation)
     return result
