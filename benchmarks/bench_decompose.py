@@ -1,9 +1,12 @@
-"""Matrix -> MPO: tnlib against TensorLy's ``tensor_train_matrix``, same run, same inputs.
+"""Matrix -> MPO: tnlib against TensorLy and quimb, same run, same inputs.
 
 For every size, dtype, input (random, or a smooth kernel with a decaying
 spectrum) and job (exact, max bond 16, max bond 64): tnlib with its default
 ``svd="auto"``, TensorLy 0.10 with its default SVD and with
-``svd="randomized_svd"`` (its best option at bond 16 and 64). Prints a
+``svd="randomized_svd"`` (its best option at bond 16 and 64), and quimb
+1.15's ``MatrixProductOperator.from_dense`` with ``method="svd"`` and
+``method="svd:eig"`` (its fastest, which loses digits; square matrices
+only). Prints a
 Markdown table of times, relative Frobenius errors and the ratios TensorLy /
 tnlib, and the tnlib float32 / float64 time ratio. BLAS is pinned to one
 thread (threadpoolctl).
@@ -12,10 +15,10 @@ thread (threadpoolctl).
     python benchmarks/bench_decompose.py --sizes 4096x16384 --dtypes float64
     python benchmarks/bench_decompose.py --quick         # seconds, for CI
 
-TensorLy runs that would take minutes (the full SVD of a 4096 x 65536
-unfolding) are skipped above ``--anchor-limit`` entries per unfolding side
-product and marked as such. TensorLy is in the ``dev`` extra; without it only
-tnlib is timed.
+Anchor runs that would take many minutes (full SVDs of a 4096 x 65536
+unfolding) are skipped above ``--anchor-limit`` entries in the middle
+unfolding and marked as such. TensorLy and quimb are in the ``dev`` extra;
+without them only tnlib is timed.
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ def tensorly_run(W, out_dims, in_dims, max_bond, svd):
     return t, rel_error(np.asarray(tt_matrix_to_tensor(tt)).reshape(W.shape), W)
 
 
+def quimb_run(W, out_dims, max_bond, method):
+    import quimb.tensor as qtn
+
+    kw = {} if max_bond is None else {"max_bond": max_bond}
+    t, mpo = timed(lambda: qtn.MatrixProductOperator.from_dense(W, dims=list(out_dims), cutoff=0.0,
+                                                                 method=method, **kw))
+    return t, rel_error(mpo.to_dense(), W)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 float64 only, no bond 64")
@@ -80,11 +92,21 @@ def main() -> None:
         have_tl = True
     except ImportError:
         have_tl = False
+    try:
+        import warnings
+
+        import quimb.tensor  # noqa: F401
+
+        warnings.filterwarnings("ignore", module="quimb")
+        have_quimb = True
+    except ImportError:
+        have_quimb = False
     rng = np.random.default_rng(0)
     print("# Matrix -> MPO: tnlib (svd='auto') against TensorLy 0.10, BLAS threads = 1\n")
     print("| size | dtype | input | job | tnlib (s) | tnlib error | TensorLy default (s) | error "
-          "| TensorLy randomized (s) | error | default / tnlib | randomized / tnlib |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| TensorLy randomized (s) | error | default / tnlib | randomized / tnlib "
+          "| quimb svd (s) | error | quimb svd:eig (s) | error | svd / tnlib | svd:eig / tnlib |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     f32: dict[tuple, float] = {}
     f64: dict[tuple, float] = {}
     with threadpool_limits(1):
@@ -116,6 +138,14 @@ def main() -> None:
                                 row += " - | - |" if c is None else (" skipped | |" if c == "skipped" else f" {c[0]:.3f} | {c[1]:.3g} |")
                             for c in cells:
                                 row += " - |" if not isinstance(c, tuple) else f" {c[0] / t:.1f}x |"
+                        else:
+                            row += " (not installed) | | | | | |"
+                        if have_quimb and m == n and (middle * middle_cols <= args.anchor_limit or bond == 16):
+                            q = [quimb_run(W, out_dims, bond, method) for method in ("svd", "svd:eig")]
+                            row += "".join(f" {c[0]:.3f} | {c[1]:.3g} |" for c in q)
+                            row += "".join(f" {c[0] / t:.1f}x |" for c in q)
+                        else:
+                            row += " - | - | - | - | - | - |"
                         print(row, flush=True)
     ratios = [f32[k] / f64[k] for k in f32 if k in f64 and f64[k] > 0.05]
     if ratios:
