@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = [
-    ("bench_decompose.py", []),
+    ("bench_decompose.py", ["--anchor-dtypes", "float64"]),
     ("bench_decompose.py", ["--sizes", "4096x16384", "--dtypes", "float64"]),
     ("bench_apply.py", []),
     ("bench_mps.py", []),
@@ -43,7 +43,10 @@ def main() -> None:
         seen.add(script)
         cmd = [sys.executable, str(HERE / script), *extra]
         print("$", " ".join(cmd[1:]), flush=True)
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{script} failed:\n{done.stderr[-3000:]}")
+        out = done.stdout
         print(out, flush=True)
         parts.append(f"`python benchmarks/{script} {' '.join(extra)}`\n\n{out}")
     if args.quick:
