@@ -300,3 +300,38 @@ def test_compress_errors():
         tn.compress(Net(), layers=[""])
     with pytest.raises(ValueError, match=r"compression=0.5 is invalid"):
         tn.compress(Net(), compression=0.5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
+    lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
+    lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
+])
+def test_baseline_lstms_train(make):
+    model = make()
+    teacher = nn.LSTM(6, 8, batch_first=True)
+    out, _ = model(torch.randn(2, 4, 6))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+
+    def batch():
+        x = torch.randn(16, 5, 6)
+        return x, teacher(x)[0].detach()
+
+    losses = train_steps(model, batch, steps=80)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_pruned_lstm_trains_and_stays_sparse():
+    lstm = nn.LSTM(6, 8, batch_first=True)
+    tn.prune_magnitude(lstm, 0.8)
+    teacher = nn.LSTM(6, 8, batch_first=True)
+
+    def batch():
+        x = torch.randn(16, 5, 6)
+        return x, teacher(x)[0].detach()
+
+    losses = train_steps(lstm, batch, steps=60)
+    assert losses[-1] < 0.8 * losses[0]
+    assert float((lstm.weight_hh_l0 == 0).float().mean()) == pytest.approx(0.8, abs=0.01)
