@@ -107,7 +107,7 @@ def main() -> None:
     except ImportError:
         have_quimb = False
     rng = np.random.default_rng(0)
-    print("# Matrix -> MPO: tnlib (svd='auto') against TensorLy 0.10, BLAS threads = 1\n")
+    print("# Matrix -> MPO: tnlib (svd='auto') against TensorLy 0.10 and quimb 1.15, BLAS threads = 1\n")
     print("| size | dtype | input | job | tnlib (s) | tnlib error | TensorLy default (s) | error "
           "| TensorLy randomized (s) | error | default / tnlib | randomized / tnlib "
           "| quimb svd (s) | error | quimb svd:eig (s) | error | svd / tnlib | svd:eig / tnlib |")
