@@ -139,23 +139,6 @@ def test_lstm_forward_in_numpy_equals_the_torch_module():
     np.testing.assert_allclose(h2, h[0].detach().numpy(), atol=1e-5)
 
 
-def test_mpolstm_trains_from_scratch():
-    model = tn.MPOLSTM(6, 8, bond_dim=3, num_cores=2, batch_first=True)
-    teacher = nn.LSTM(6, 8, batch_first=True)
-    params = list(model.parameters())
-    out, _ = model(torch.randn(2, 4, 6))
-    out.sum().backward()
-    assert all(p.grad is not None for p in params)
-    model.zero_grad()
-
-    def batch():
-        x = torch.randn(16, 5, 6)
-        return x, teacher(x)[0].detach()
-
-    losses = train_steps(model, batch, steps=80)
-    assert losses[-1] < 0.7 * losses[0]
-
-
 def test_mpolstm_errors():
     with pytest.raises(TypeError, match=r"lstm must be a torch.nn.LSTM, got GRU"):
         tn.MPOLSTM.from_lstm(nn.GRU(4, 4))
@@ -302,36 +285,36 @@ def test_compress_errors():
         tn.compress(Net(), compression=0.5)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
-    lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
-    lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
-])
-def test_baseline_lstms_train(make):
-    model = make()
+def lstm_teacher_batches():
+    """Batches ``(x, y)`` labelled by a fixed random LSTM (6 -> 8, batch first)."""
     teacher = nn.LSTM(6, 8, batch_first=True)
-    out, _ = model(torch.randn(2, 4, 6))
-    out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
-    model.zero_grad()
 
     def batch():
         x = torch.randn(16, 5, 6)
         return x, teacher(x)[0].detach()
 
-    losses = train_steps(model, batch, steps=80)
+    return batch
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tn.MPOLSTM(6, 8, bond_dim=3, num_cores=2, batch_first=True),
+    lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
+    lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
+    lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
+])
+def test_every_lstm_trains_from_scratch(make):
+    model = make()
+    out, _ = model(torch.randn(2, 4, 6))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    losses = train_steps(model, lstm_teacher_batches(), steps=80)
     assert losses[-1] < 0.7 * losses[0]
 
 
 def test_pruned_lstm_trains_and_stays_sparse():
     lstm = nn.LSTM(6, 8, batch_first=True)
     tn.prune_magnitude(lstm, 0.8)
-    teacher = nn.LSTM(6, 8, batch_first=True)
-
-    def batch():
-        x = torch.randn(16, 5, 6)
-        return x, teacher(x)[0].detach()
-
-    losses = train_steps(lstm, batch, steps=60)
+    losses = train_steps(lstm, lstm_teacher_batches(), steps=60)
     assert losses[-1] < 0.8 * losses[0]
     assert float((lstm.weight_hh_l0 == 0).float().mean()) == pytest.approx(0.8, abs=0.01)
