@@ -267,13 +267,27 @@ def _tsqr(a: Any) -> tuple[Any, Any]:
     xp = namespace(a)
     m, n = a.shape
     block = max(_TSQR_BLOCK, 2 * n)
-    factors = [_direct_qr(a[i : i + block, :]) for i in range(0, m, block)]
+    starts = range(0, m, block)
+    if isinstance(a, np.ndarray):
+        # Two passes keep memory at one output array: first only the R factors,
+        # then each block's Q again, written straight into its rows of the result.
+        r_blocks = [r_factor(a[i : i + block, :]) for i in starts]
+        q2, r = _direct_qr(np.concatenate(r_blocks, axis=0))
+        out = np.empty((m, q2.shape[1]), dtype=np.result_type(a, q2))
+        row = 0
+        for i, r_block in zip(starts, r_blocks):
+            k = r_block.shape[0]
+            q = _direct_qr(a[i : i + block, :])[0]
+            np.matmul(q, q2[row : row + k, :], out=out[i : i + q.shape[0], :])
+            row += k
+        return out, r
+    factors = [_direct_qr(a[i : i + block, :]) for i in starts]
     q2, r = _direct_qr(xp.concat([f[1] for f in factors], axis=0))
-    pieces, start = [], 0
+    pieces, row = [], 0
     for q, r_block in factors:
         k = r_block.shape[0]
-        pieces.append(q @ q2[start : start + k, :])
-        start += k
+        pieces.append(q @ q2[row : row + k, :])
+        row += k
     return xp.concat(pieces, axis=0), r
 
 
