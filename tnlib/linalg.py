@@ -50,7 +50,7 @@ import numpy as np
 
 from ._backend import namespace
 
-__all__ = ["register_svd", "svd_methods", "svd", "svdvals", "left_factor", "qr", "r_factor", "adjoint"]
+__all__ = ["register_svd", "svd_methods", "svd", "svdvals", "left_factor", "range_finder", "qr", "r_factor", "adjoint"]
 
 SVDMethod = Callable[[Any, "int | None"], "tuple[Any, Any, Any]"]
 
@@ -80,12 +80,7 @@ def _lapack_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
 def svdvals(a: Any) -> Any:
     """Singular values of a 2-D array, descending (``gesdd``, ``gesvd`` fallback for NumPy)."""
     if isinstance(a, np.ndarray):
-        import scipy.linalg
-
-        try:
-            return scipy.linalg.svd(a, compute_uv=False, check_finite=False)
-        except np.linalg.LinAlgError:
-            return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesvd")
+        return _scipy_svd(a, compute_uv=False)
     xp = namespace(a)
     return xp.linalg.svdvals(a)
 
@@ -141,16 +136,19 @@ def adjoint(a: Any) -> Any:
     return xp.conj(t) if xp.isdtype(a.dtype, "complex floating") else t
 
 
+def _scipy_svd(a: np.ndarray, **kwargs: Any) -> Any:
+    """SciPy's SVD by ``gesdd``, falling back to ``gesvd`` when it fails to converge."""
+    import scipy.linalg
+
+    try:
+        return scipy.linalg.svd(a, check_finite=False, **kwargs)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(a, check_finite=False, lapack_driver="gesvd", **kwargs)
+
+
 def _square_svd(a: Any) -> tuple[Any, Any, Any]:
     if isinstance(a, np.ndarray):
-        import scipy.linalg
-
-        try:
-            return scipy.linalg.svd(a, full_matrices=False, check_finite=False)
-        except np.linalg.LinAlgError:
-            return scipy.linalg.svd(
-                a, full_matrices=False, check_finite=False, lapack_driver="gesvd"
-            )
+        return _scipy_svd(a, full_matrices=False)
     xp = namespace(a)
     return tuple(xp.linalg.svd(a, full_matrices=False))
 
@@ -172,16 +170,24 @@ def _gaussian(a: Any, shape: tuple[int, int], seed: int) -> Any:
     return xp.asarray(host, dtype=a.dtype, device=device)
 
 
+def range_finder(a: Any, k: int) -> Any:
+    """Orthonormal ``(m, k)`` basis approximating the range of ``a``.
+
+    Gaussian sketch, then power iterations re-orthonormalised by QR at every
+    step (Halko, Martinsson and Tropp 2011, Alg. 4.4); seeded, so repeatable.
+    """
+    ah = adjoint(a)
+    q = qr(a @ _gaussian(a, (a.shape[1], k), seed=0))[0]
+    for _ in range(_POWER_ITERATIONS):
+        q = qr(a @ qr(ah @ q)[0])[0]
+    return q
+
+
 def _randomized_svd(a: Any, rank: int | None) -> tuple[Any, Any, Any]:
     m, n = a.shape
     if rank is None or 2 * (rank + _OVERSAMPLE) >= min(m, n):
         return _lapack_svd(a, rank)
-    k = rank + _OVERSAMPLE
-    ah = adjoint(a)
-    q = qr(a @ _gaussian(a, (n, k), seed=0))[0]
-    for _ in range(_POWER_ITERATIONS):
-        z = qr(ah @ q)[0]
-        q = qr(a @ z)[0]
+    q = range_finder(a, rank + _OVERSAMPLE)
     u_small, s, vh = _lapack_svd(adjoint(q) @ a, None)
     return q @ u_small, s, vh
 

@@ -49,7 +49,6 @@ _MIN_GAP = 1e-5
 _MIN_DISCARDED = 1e-9
 _MIN_CUTOFF = 1e-6
 _OVERSAMPLE = 10
-_POWER = 2
 _PROBES = 8
 _ROUNDING = 1e-13
 _KRYLOV_TOL = 1e-10
@@ -101,12 +100,8 @@ def _randomized(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     from .truncation import select_rank
 
     xp = namespace(a)
-    m, n = a.shape
-    k = truncation.max_bond + _OVERSAMPLE
-    ah = linalg.adjoint(a)
-    q = linalg.qr(a @ linalg._gaussian(a, (n, k), seed=0))[0]
-    for _ in range(_POWER):
-        q = linalg.qr(a @ linalg.qr(ah @ q)[0])[0]
+    n = a.shape[1]
+    q = linalg.range_finder(a, truncation.max_bond + _OVERSAMPLE)
     b = linalg.adjoint(q) @ a
     u_b, s, _ = linalg.svd(b, None, "lapack")
     total = float(xp.linalg.vector_norm(a)) ** 2
