@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tnlib
+from tnlib.apply import apply_halves, best_split
 from tnlib.contraction import _compile
 from conftest import host, random_array
 
@@ -108,8 +109,8 @@ def test_apply_both_strategies_every_split(backend):
     x = random_array((9, 40), "float64", seed=6)
     xb = backend.asarray(x)
     for split in (1, 2):
-        y = mpo._apply_halves(xb, split)
+        y = apply_halves(mpo.cores, xb, split)
         np.testing.assert_allclose(host(y), x @ dense.T, rtol=1e-12, atol=1e-12)
     big = random_array((300, 40), "float64", seed=7)  # large batch: the two-halves route
-    assert mpo._best_split(300)[0] is not None
+    assert best_split(mpo.cores, 300)[0] is not None
     np.testing.assert_allclose(host(mpo.apply(backend.asarray(big))), big @ dense.T, rtol=1e-12, atol=1e-11)

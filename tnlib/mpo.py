@@ -22,7 +22,7 @@ from . import algebra, linalg
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
 from .canonical import contract_chain
-from .apply import apply_cores, apply_halves, best_split
+from .apply import apply_cores
 from .decompose import tt_decompose
 from .factorize import choose_dims
 from .mps import MPS
@@ -162,12 +162,6 @@ class MPO(_Chain):
         if y.shape[1] != m:
             y = y[:, :m]
         return xp.reshape(y, (*lead, m))
-
-    def _best_split(self, batch: int) -> tuple[int | None, float]:
-        return best_split(self._cores, batch)
-
-    def _apply_halves(self, flat: Any, split: int) -> Any:
-        return apply_halves(self._cores, flat, split)
 
 
     def __matmul__(self, other: Any) -> Any:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import array_api_compat
+
 from ._backend import as_array, check_floating, namespace
 from .mpo import MPO
 
@@ -107,8 +109,8 @@ def lstm_forward(
     gates_in = xp.reshape(gates_in, (steps, batch, four_h))
     if bias is not None:
         gates_in = gates_in + bias
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=_device(x))
-    c = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=_device(x))
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
+    c = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
     outputs: list[Any] = [None] * steps
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     for t in order:
@@ -121,9 +123,3 @@ def lstm_forward(
         h = o * xp.tanh(c)
         outputs[t] = h
     return xp.stack(outputs, axis=0), (h, c)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)

@@ -18,6 +18,7 @@ from torch import nn
 
 import tnlib
 
+from ._cores import masked
 from .linear import MPOLinear
 from .lstm import MPOLSTM
 
@@ -101,8 +102,6 @@ class DimensionSqueezer:
         for owner, name, cores in _mpo_parameter_lists(self.module):
             masks = owner.bond_masks if isinstance(owner, MPOLinear) else owner.bond_masks.get(name)
             current = [c.detach() for c in cores]
-            from ._cores import masked
-
             mpo = tnlib.MPO(masked(current, masks))
             small = mpo.canonicalize(central_index(current)).truncate(tnlib.Truncation(max_bond=max_bond))
             new_masks = []
