@@ -15,6 +15,7 @@ from .baselines import (
     prune_magnitude,
 )
 from .compress import LayerReport, compress
+from .factored_linear import LowRankLinear, TTLinear
 from .linear import MPOLinear
 from .lstm import MPOLSTM
 from .mpop import DimensionSqueezer, central_index, freeze_central
@@ -24,6 +25,8 @@ __all__ = [
     "MPOLSTM",
     "LowRankLSTM",
     "TTLSTM",
+    "LowRankLinear",
+    "TTLinear",
     "prune_magnitude",
     "GradualPruner",
     "count_parameters",
