@@ -1,0 +1,144 @@
+"""One protocol for every LSTM task: dense, then each compression method at matched parameter counts.
+
+Per seed: a dense ``nn.LSTM`` model is trained for ``epochs``. For every
+target ratio, :func:`tnlib.nn.match_compression` gives each method's largest
+setting whose *measured* weight count is at most ``dense / ratio``; then
+
+* ``MPO (scratch)``: :class:`tnlib.nn.MPOLSTM` trained from random cores for
+  ``epochs`` (Gao et al. 2020);
+* ``MPO (decomposed)``: the trained dense LSTM truncated to that bond
+  (:meth:`MPOLSTM.from_lstm`), then fine-tuned for ``finetune_epochs``;
+* ``pruning (gradual)``: the trained dense LSTM pruned by magnitude on the
+  Zhu-Gupta schedule while fine-tuning for ``finetune_epochs``;
+* ``low-rank``: truncated SVD of both weights (:meth:`LowRankLSTM.from_lstm`),
+  fine-tuned for ``finetune_epochs``;
+* ``MPS-TT (scratch)``: :class:`tnlib.nn.TTLSTM` trained from scratch for
+  ``epochs`` (Murua et al. 2020).
+
+Only the LSTM weights are compressed and counted (biases and the head stay
+dense in every model and are left out of ``params``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+import tnlib.nn as tn
+
+from _common import fit, seed_all, steps_per_epoch
+
+METHODS = ("MPO (scratch)", "MPO (decomposed)", "pruning (gradual)", "low-rank", "MPS-TT (scratch)")
+NUM_CORES = 3
+
+
+class SeqModel(nn.Module):
+    """``LSTM -> head`` reading the last step (``readout="last"``) or every step (``"all"``)."""
+
+    def __init__(self, lstm: nn.Module, head: nn.Module, readout: str) -> None:
+        super().__init__()
+        self.lstm, self.head, self.readout = lstm, head, readout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lstm(x)[0]
+        return self.head(out[:, -1] if self.readout == "last" else out)
+
+
+@dataclass
+class Task:
+    name: str
+    X_train: torch.Tensor
+    Y_train: torch.Tensor
+    hidden_size: int
+    make_head: Callable[[int], nn.Module]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    evaluate: Callable[[nn.Module], dict[str, float]]
+    readout: str = "last"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.X_train.shape[-1])
+
+
+def _train(task: Task, model: nn.Module, cfg: dict[str, Any], seed: int, desc: str, *, finetune: bool,
+           on_step: Callable | None = None) -> float:
+    epochs = cfg["finetune_epochs"] if finetune else cfg["epochs"]
+    lr = cfg["finetune_lr"] if finetune else cfg["lr"]
+    return fit(model, task.X_train, task.Y_train, task.loss, epochs=epochs, lr=lr, batch_size=cfg["batch_size"],
+               seed=seed, desc=desc, on_step=on_step)
+
+
+def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cfg: dict[str, Any]):
+    """The compressed model for ``method`` and whether it starts from the trained dense model."""
+    lstm, h, i = dense.lstm, task.hidden_size, task.input_size
+    head = copy.deepcopy(dense.head)
+    if method == "MPO (scratch)":
+        new = tn.MPOLSTM(i, h, bond_dim=settings["mpo"]["bond_dim"], num_cores=NUM_CORES, batch_first=True)
+        return SeqModel(new, task.make_head(h), task.readout), False
+    if method == "MPO (decomposed)":
+        new = tn.MPOLSTM.from_lstm(lstm, tnlib.Truncation(max_bond=settings["mpo"]["bond_dim"]), num_cores=NUM_CORES)
+        return SeqModel(new, head, task.readout), True
+    if method == "pruning (gradual)":
+        return SeqModel(copy.deepcopy(lstm), head, task.readout), True
+    if method == "low-rank":
+        return SeqModel(tn.LowRankLSTM.from_lstm(lstm, settings["low_rank"]["rank"]), head, task.readout), True
+    if method == "MPS-TT (scratch)":
+        new = tn.TTLSTM(i, h, settings["mps_tt"]["bond_dim"], batch_first=True)
+        return SeqModel(new, task.make_head(h), task.readout), False
+    raise ValueError(f"method={method!r} is not one of {METHODS}")
+
+
+SETTING = {"MPO (scratch)": "mpo", "MPO (decomposed)": "mpo", "pruning (gradual)": "pruning",
+           "low-rank": "low_rank", "MPS-TT (scratch)": "mps_tt"}
+
+
+def dense_model(task: Task, seed: int) -> SeqModel:
+    seed_all(seed)
+    return SeqModel(nn.LSTM(task.input_size, task.hidden_size, batch_first=True), task.make_head(task.hidden_size),
+                    task.readout)
+
+
+def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str, Any],
+        methods: Sequence[str] = METHODS, experiment: str = "") -> list[dict[str, Any]]:
+    """Rows (one per trained model) of ``task`` over ``ratios`` x ``seeds`` x ``methods``."""
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        dense = dense_model(task, seed)
+        seconds = _train(task, dense, cfg, seed, f"{task.name} dense s{seed}", finetune=False)
+        dense_params = tn.count_parameters(dense.lstm)
+        rows.append(dict(experiment=experiment, task=task.name, method="dense", ratio=1.0, setting="",
+                         params=dense_params, compression=1.0, seed=seed, train_seconds=round(seconds, 2),
+                         **task.evaluate(dense)))
+        for ratio in ratios:
+            settings = tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES)
+            for method in methods:
+                chosen = settings[SETTING[method]]
+                if chosen is None:
+                    continue  # even the smallest setting of this method is above the budget
+                seed_all(seed)
+                model, from_dense = build(method, dense, settings, task, cfg)
+                before = task.evaluate(model) if from_dense else {}
+                on_step = None
+                if method == "pruning (gradual)":
+                    steps = cfg["finetune_epochs"] * steps_per_epoch(len(task.X_train), cfg["batch_size"])
+                    pruner = tn.GradualPruner(model.lstm, chosen["sparsity"], end_step=max(1, (3 * steps) // 4),
+                                              frequency=max(1, steps // 20))
+                    pruner.step()
+                    one_shot = tn.prune_magnitude(copy.deepcopy(dense.lstm), chosen["sparsity"])
+                    before = task.evaluate(SeqModel(one_shot, model.head, task.readout))  # one-shot pruning to the final sparsity, not fine-tuned
+                    on_step = pruner.step
+                seconds = _train(task, model, cfg, seed, f"{task.name} {method} {ratio:g}x s{seed}",
+                                 finetune=from_dense, on_step=on_step)
+                params = tn.count_parameters(model.lstm)
+                setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                    for k, v in chosen.items() if k != "params")
+                rows.append(dict(experiment=experiment, task=task.name, method=method, ratio=float(ratio),
+                                 setting=setting, params=params, compression=round(dense_params / params, 2),
+                                 seed=seed, train_seconds=round(seconds, 2), **task.evaluate(model),
+                                 **{f"{k}_before_finetune": v for k, v in before.items()}))
+    return rows
