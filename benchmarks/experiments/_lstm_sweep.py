@@ -22,6 +22,7 @@ dense in every model and are left out of ``params``).
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -31,7 +32,7 @@ from torch import nn
 import tnlib
 import tnlib.nn as tn
 
-from _common import fit, seed_all, steps_per_epoch
+from _common import compare, fit, plot_sweep, seed_all, steps_per_epoch, summarize, sweep_table
 
 METHODS = ("MPO (scratch)", "MPO (decomposed)", "pruning (gradual)", "low-rank", "MPS-TT (scratch)")
 NUM_CORES = 3
@@ -103,6 +104,14 @@ def dense_model(task: Task, seed: int) -> SeqModel:
                     task.readout)
 
 
+def log(row: dict[str, Any]) -> None:
+    """One line per trained model on stderr (tqdm shows per-epoch progress on terminals)."""
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in
+                        ("ratio", "compression", "train_seconds") and not k.endswith("_before_finetune"))
+    print(f"[{row['task'].split()[0]}] {row['method']} {row['ratio']:g}x seed {row['seed']}: params={row['params']}, "
+          f"{metrics}, {row['train_seconds']} s", file=sys.stderr, flush=True)
+
+
 def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str, Any],
         methods: Sequence[str] = METHODS, experiment: str = "") -> list[dict[str, Any]]:
     """Rows (one per trained model) of ``task`` over ``ratios`` x ``seeds`` x ``methods``."""
@@ -114,6 +123,7 @@ def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str
         rows.append(dict(experiment=experiment, task=task.name, method="dense", ratio=1.0, setting="",
                          params=dense_params, compression=1.0, seed=seed, train_seconds=round(seconds, 2),
                          **task.evaluate(dense)))
+        log(rows[-1])
         for ratio in ratios:
             settings = tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES)
             for method in methods:
@@ -141,4 +151,40 @@ def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str
                                  setting=setting, params=params, compression=round(dense_params / params, 2),
                                  seed=seed, train_seconds=round(seconds, 2), **task.evaluate(model),
                                  **{f"{k}_before_finetune": v for k, v in before.items()}))
+                log(rows[-1])
     return rows
+
+
+def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_better: bool = True,
+           ylabel: str = "test accuracy", baseline: dict[str, tuple[str, float]] | None = None,
+           extra_metrics: Sequence[str] = ()):
+    """Tables, plots and the claims (MPO vs pruning, MPS-TT vs MPO) for every task in ``rows``."""
+    sections, claims = [], []
+    ratios = args.cfg["ratios"]
+    for task in tasks:
+        task_rows = [r for r in rows if r["task"] == task]
+        summary = summarize(task_rows, ["method", "ratio"], [metric, f"{metric}_before_finetune", *extra_metrics])
+        dense = next(s for s in summary if s["method"] == "dense")
+        slug = f"{name}-{task.split()[0].lower()}"
+        plot_sweep(args.out / f"{slug}.png", summary, metric, METHODS, ylabel=ylabel, title=task, dense=dense,
+                   baseline=(baseline[task] if baseline else None))
+        sections += [f"### {task}", "",
+                     f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:", "",
+                     sweep_table(summary, metric, METHODS, ratios, dense), "",
+                     f"Before fine-tuning (decomposition / one-shot pruning straight from the trained dense LSTM):",
+                     "", sweep_table(summary, f"{metric}_before_finetune",
+                                     ["MPO (decomposed)", "pruning (gradual)", "low-rank"], ratios), "",
+                     *[line for m in extra_metrics for line in
+                       (f"{m} (mean ± std):", "", sweep_table(summary, m, METHODS, ratios, dense), "")],
+                     f"![{task}]({slug}.png)", ""]
+        for a in ("MPO (scratch)", "MPO (decomposed)"):
+            wins, total, pairs = compare(summary, metric, a, "pruning (gradual)", ratios,
+                                         higher_is_better=higher_is_better)
+            verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")
+            claims.append(f"{task}: {a} vs gradual pruning - better at {wins} of {total} ratios "
+                          f"({'; '.join(pairs)}): the claim {verdict}.")
+        wins, total, pairs = compare(summary, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
+                                     higher_is_better=higher_is_better)
+        claims.append(f"{task}: MPS-TT vs MPO, both from scratch - MPS-TT better at {wins} of {total} ratios "
+                      f"({'; '.join(pairs)}).")
+    return sections, claims

@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 import _data
-from _common import (accuracy, compare, load_rows, parse, plot_sweep, save_rows, summarize, sweep_table,
-                     write_report)
-from _lstm_sweep import METHODS, Task, run
+from _common import accuracy, load_rows, parse, save_rows, write_report
+from _lstm_sweep import Task, report, run
 
 NAME = "classification"
 FULL = dict(ratios=(2, 8, 32, 100), epochs=8, finetune_epochs=3, lr=5e-3, finetune_lr=2e-3, batch_size=100,
@@ -30,38 +29,6 @@ def classification_task(name: str, X, y, Xt, yt, hidden: int, classes: int) -> T
     return Task(name=name, X_train=X, Y_train=y, hidden_size=hidden,
                 make_head=lambda h: nn.Linear(h, classes), loss=nn.functional.cross_entropy,
                 evaluate=lambda model: {"accuracy": accuracy(model, Xt, yt)})
-
-
-def report_sweep(args, rows, tasks, metric="accuracy", higher_is_better=True, ylabel="test accuracy",
-                 name=NAME, baseline=None):
-    """Tables, plots and the MPO-vs-pruning verdict for every task in ``rows``."""
-    sections, claims = [], []
-    ratios = args.cfg["ratios"]
-    for task in tasks:
-        task_rows = [r for r in rows if r["task"] == task]
-        summary = summarize(task_rows, ["method", "ratio"], [metric, f"{metric}_before_finetune"])
-        dense = next(s for s in summary if s["method"] == "dense")
-        slug = f"{name}-{task.split()[0].lower()}"
-        plot_sweep(args.out / f"{slug}.png", summary, metric, METHODS, ylabel=ylabel, title=task, dense=dense,
-                   baseline=(baseline[task] if baseline else None))
-        sections += [f"### {task}", "",
-                     f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:", "",
-                     sweep_table(summary, metric, METHODS, ratios, dense), "",
-                     f"Before fine-tuning (decomposition / one-shot pruning straight from the trained dense LSTM):",
-                     "", sweep_table(summary, f"{metric}_before_finetune",
-                                     ["MPO (decomposed)", "pruning (gradual)", "low-rank"], ratios), "",
-                     f"![{task}]({slug}.png)", ""]
-        for a in ("MPO (scratch)", "MPO (decomposed)"):
-            wins, total, pairs = compare(summary, metric, a, "pruning (gradual)", ratios,
-                                         higher_is_better=higher_is_better)
-            verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")
-            claims.append(f"{task}: {a} vs gradual pruning - better at {wins} of {total} ratios "
-                          f"({'; '.join(pairs)}): the claim {verdict}.")
-        wins, total, pairs = compare(summary, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
-                                     higher_is_better=higher_is_better)
-        claims.append(f"{task}: MPS-TT vs MPO, both from scratch - MPS-TT better at {wins} of {total} ratios "
-                      f"({'; '.join(pairs)}).")
-    return sections, claims
 
 
 def main(argv=None) -> None:
@@ -78,7 +45,7 @@ def main(argv=None) -> None:
         rows += run(classification_task(vowels, Xv, yv, Xvt, yvt, 64, 9), cfg["ratios"], args.seeds, vcfg,
                     experiment=NAME)
         save_rows(args, NAME, rows)
-    sections, claims = report_sweep(args, rows, [mnist, vowels])
+    sections, claims = report(args, rows, [mnist, vowels], name=NAME)
     write_report(args, NAME, "1. Sequence classification: LSTM on MNIST-5k rows and JapaneseVowels",
                  ["Dense LSTM trained first; every compressed model at a target ratio has at most "
                   "dense/ratio weights (measured; biases and the classifier head are dense everywhere). "
