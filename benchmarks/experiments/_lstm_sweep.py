@@ -171,7 +171,7 @@ def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_
         sections += [f"### {task}", "",
                      f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:", "",
                      sweep_table(summary, metric, METHODS, ratios, dense), "",
-                     f"Before fine-tuning (decomposition / one-shot pruning straight from the trained dense LSTM):",
+                     f"Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
                      "", sweep_table(summary, f"{metric}_before_finetune",
                                      ["MPO (decomposed)", "pruning (gradual)", "low-rank"], ratios), "",
                      *[line for m in extra_metrics for line in
