@@ -166,18 +166,21 @@ def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_
         summary = summarize(task_rows, ["method", "ratio"], [metric, f"{metric}_before_finetune", *extra_metrics])
         dense = next(s for s in summary if s["method"] == "dense")
         slug = f"{name}-{task.split()[0].lower()}"
-        plot_sweep(args.out / f"{slug}.png", summary, metric, METHODS, ylabel=ylabel, title=task, dense=dense,
+        methods = [m for m in METHODS if any(r["method"] == m for r in task_rows)]
+        warm = [m for m in ("MPO (decomposed)", "pruning (gradual)", "low-rank") if m in methods]
+        plot_sweep(args.out / f"{slug}.png", summary, metric, methods, ylabel=ylabel, title=task, dense=dense,
                    baseline=(baseline[task] if baseline else None))
         sections += [f"### {task}", "",
                      f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:", "",
-                     sweep_table(summary, metric, METHODS, ratios, dense), "",
-                     f"Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
-                     "", sweep_table(summary, f"{metric}_before_finetune",
-                                     ["MPO (decomposed)", "pruning (gradual)", "low-rank"], ratios), "",
+                     sweep_table(summary, metric, methods, ratios, dense), ""]
+        if warm:
+            sections += ["Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
+                         "", sweep_table(summary, f"{metric}_before_finetune", warm, ratios), ""]
+        sections += [
                      *[line for m in extra_metrics for line in
-                       (f"{m} (mean ± std):", "", sweep_table(summary, m, METHODS, ratios, dense), "")],
+                       (f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), "")],
                      f"![{task}]({slug}.png)", ""]
-        for a in ("MPO (scratch)", "MPO (decomposed)"):
+        for a in [m for m in ("MPO (scratch)", "MPO (decomposed)") if "pruning (gradual)" in methods and m in methods]:
             wins, total, pairs = compare(summary, metric, a, "pruning (gradual)", ratios,
                                          higher_is_better=higher_is_better)
             verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")

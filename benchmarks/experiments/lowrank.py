@@ -1,0 +1,133 @@
+"""Experiment 6 - which LSTM recurrence tolerates low rank (Winata et al. 2019)?
+
+Dense LSTMs (hidden 128) trained on MNIST-5k rows; then ``W_ih`` alone,
+``W_hh`` alone or both replaced by their best rank-r approximation
+(:meth:`tnlib.nn.LowRankLSTM.from_lstm`, truncated SVD) at the same ranks:
+test accuracy straight after the factorisation and after one epoch of
+fine-tuning, with the matrices' norms and relative truncation errors.
+
+    python benchmarks/experiments/lowrank.py            # full: ~4 min on 1 core
+    python benchmarks/experiments/lowrank.py --smoke
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+import tnlib.nn as tn
+
+import _data
+from _common import accuracy, fit, fmt, load_rows, parse, save_rows, seed_all, summarize, table, write_report
+from _lstm_sweep import SeqModel, log
+
+NAME = "lowrank"
+WHICH = ("ih", "hh", "both")
+FULL = dict(ranks=(1, 2, 4, 8, 16), epochs=8, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=100,
+            limit=None)
+SMOKE = dict(ranks=(2, 8), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=100, limit=300)
+
+
+def main(argv=None) -> None:
+    args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
+    cfg = args.cfg
+    if args.report_only:
+        rows = load_rows(args, NAME)
+    else:
+        X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
+        rows = []
+        for seed in args.seeds:
+            seed_all(seed)
+            dense = SeqModel(nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10), "last")
+            fit(dense, X, y, nn.functional.cross_entropy, epochs=cfg["epochs"], lr=cfg["lr"],
+                batch_size=cfg["batch_size"], seed=seed, desc=f"dense s{seed}")
+            norms = {}
+            for kind in ("ih", "hh"):
+                w = getattr(dense.lstm, f"weight_{kind}_l0").detach().double()
+                s = torch.linalg.svdvals(w)
+                norms[kind] = (float(torch.linalg.norm(w)), float(s[0]), s)
+            rows.append(dict(task="MNIST-5k rows", method="dense", which="", rank=0, seed=seed,
+                             params=tn.count_parameters(dense.lstm), ratio=1.0,
+                             accuracy=accuracy(dense, Xt, yt), frob_ih=norms["ih"][0], frob_hh=norms["hh"][0],
+                             spec_ih=norms["ih"][1], spec_hh=norms["hh"][1], train_seconds=0.0))
+            log(rows[-1])
+            for which in WHICH:
+                for rank in cfg["ranks"]:
+                    seed_all(seed)
+                    model = SeqModel(tn.LowRankLSTM.from_lstm(dense.lstm, rank, which=which),
+                                     copy.deepcopy(dense.head), "last")
+                    before = accuracy(model, Xt, yt)
+                    err = {k: float(torch.linalg.norm(norms[k][2][rank:]) / norms[k][0]) if which in (k, "both")
+                           else 0.0 for k in ("ih", "hh")}
+                    sec = fit(model, X, y, nn.functional.cross_entropy, epochs=cfg["finetune_epochs"],
+                              lr=cfg["finetune_lr"], batch_size=cfg["batch_size"], seed=seed,
+                              desc=f"{which} r{rank} s{seed}")
+                    rows.append(dict(task="MNIST-5k rows", method=f"low-rank {which}", which=which, rank=rank,
+                                     seed=seed, params=tn.count_parameters(model.lstm), ratio=float(rank),
+                                     accuracy_before_finetune=before, accuracy=accuracy(model, Xt, yt),
+                                     rel_error_ih=err["ih"], rel_error_hh=err["hh"], train_seconds=round(sec, 2)))
+                    log(rows[-1])
+        save_rows(args, NAME, rows)
+    summary = summarize(rows, ["method", "which", "rank"],
+                        ["accuracy", "accuracy_before_finetune", "rel_error_ih", "rel_error_hh",
+                         "frob_ih", "frob_hh", "spec_ih", "spec_hh"])
+    dense = next(s for s in summary if s["method"] == "dense")
+    by = {(s["which"], s["rank"]): s for s in summary}
+    ranks = cfg["ranks"]
+    head = ["factorised", *(f"rank {r}" for r in ranks)]
+    t_before = table(head, [[w, *(fmt(by[w, r]["accuracy_before_finetune"], by[w, r]["accuracy_before_finetune_std"])
+                                  for r in ranks)] for w in WHICH])
+    t_after = table(head, [[w, *(fmt(by[w, r]["accuracy"], by[w, r]["accuracy_std"]) for r in ranks)] for w in WHICH])
+    t_err = table(head, [[w, *(f"{by[w, r]['rel_error_' + w]:.3f}" if w != "both" else
+                               f"{by[w, r]['rel_error_ih']:.3f} / {by[w, r]['rel_error_hh']:.3f}" for r in ranks)]
+                         for w in WHICH])
+    t_par = table(head, [[w, *(f"{by[w, r]['params']:,.0f}" for r in ranks)] for w in WHICH])
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for w, m in zip(WHICH, "osD"):
+        ax.errorbar(ranks, [by[w, r]["accuracy_before_finetune"] for r in ranks],
+                    yerr=[by[w, r]["accuracy_before_finetune_std"] for r in ranks], marker=m, ls="--", capsize=3,
+                    label=f"W_{w} factorised, no fine-tuning" if w != "both" else "both, no fine-tuning")
+        ax.errorbar(ranks, [by[w, r]["accuracy"] for r in ranks], yerr=[by[w, r]["accuracy_std"] for r in ranks],
+                    marker=m, capsize=3, label=f"W_{w}, 1 epoch fine-tuning" if w != "both" else "both, fine-tuned")
+    ax.axhline(dense["accuracy"], color="k", ls=":", label="dense")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("LSTM 128 on MNIST-5k rows: which recurrence tolerates low rank", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.out / f"{NAME}.png", dpi=110)
+    plt.close(fig)
+
+    drop = {w: np.mean([dense["accuracy"] - by[w, r]["accuracy_before_finetune"] for r in ranks]) for w in ("ih", "hh")}
+    sensitive = max(drop, key=drop.get)
+    larger = "ih" if dense["frob_ih"] > dense["frob_hh"] else "hh"
+    claims = [f"Mean accuracy lost without fine-tuning over ranks {list(ranks)}: W_ih {drop['ih']:.3f}, "
+              f"W_hh {drop['hh']:.3f}: " + (f"W_{'hh' if sensitive == 'ih' else 'ih'} tolerates low rank better."
+                                             if abs(drop["ih"] - drop["hh"]) > 0.005 else "no clear difference."),
+              f"Norms (mean over seeds): ||W_ih||_F {dense['frob_ih']:.2f}, ||W_hh||_F {dense['frob_hh']:.2f}; "
+              f"spectral {dense['spec_ih']:.2f} vs {dense['spec_hh']:.2f}. The more sensitive matrix "
+              f"({'W_' + sensitive}) {'has' if sensitive == larger else 'does not have'} the larger Frobenius norm, "
+              f"so a norm-based explanation {'fits' if sensitive == larger else 'does not fit'} here."]
+    write_report(args, NAME, "6. Which LSTM recurrence tolerates low rank", [
+        f"Dense LSTM(28 -> 128) trained {cfg['epochs']} epochs (test accuracy {fmt(dense['accuracy'], dense['accuracy_std'])}, "
+        f"W_ih 512x28, W_hh 512x128); rank-r truncated SVD of the named matrices, then "
+        f"{cfg['finetune_epochs']} epoch(s) of fine-tuning.", "",
+        "Test accuracy straight after factorising:", "", t_before, "",
+        "After fine-tuning:", "", t_after, "",
+        "Relative truncation error ||W - W_r||_F / ||W||_F (both: W_ih / W_hh):", "", t_err, "",
+        "LSTM weights kept (dense: " + f"{dense['params']:,.0f}" + "):", "", t_par, "",
+        f"![low rank]({NAME}.png)", ""], claims)
+
+
+if __name__ == "__main__":
+    main()
