@@ -176,10 +176,9 @@ def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_
         if warm:
             sections += ["Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
                          "", sweep_table(summary, f"{metric}_before_finetune", warm, ratios), ""]
-        sections += [
-                     *[line for m in extra_metrics for line in
-                       (f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), "")],
-                     f"![{task}]({slug}.png)", ""]
+        for m in extra_metrics:
+            sections += [f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), ""]
+        sections += [f"![{task}]({slug}.png)", ""]
         for a in [m for m in ("MPO (scratch)", "MPO (decomposed)") if "pruning (gradual)" in methods and m in methods]:
             wins, total, pairs = compare(summary, metric, a, "pruning (gradual)", ratios,
                                          higher_is_better=higher_is_better)
