@@ -164,12 +164,17 @@ def summarize(rows: list[dict[str, Any]], keys: Sequence[str], metrics: Sequence
     return out
 
 
+def _num(x: float, digits: int) -> str:
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.{digits}g}"
+
+
 def fmt(value: float, std: float | None = None, digits: int = 3) -> str:
+    """``value`` (and ``± std``) to ``digits`` significant figures; whole numbers from 100 up."""
     if value != value:
         return "-"
-    text = f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    text = _num(value, digits)
     if std:
-        text += f" ± {std:.{max(1, digits - 1)}g}" if abs(std) < 1000 else f" ± {std:,.0f}"
+        text += " ± " + _num(std, max(1, digits - 1))
     return text
 
 
