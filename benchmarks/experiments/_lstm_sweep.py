@@ -193,6 +193,7 @@ def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_
                           f"(fewer parameters regularise, or train faster per epoch).")
         wins, total, pairs = compare(summary, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
                                      higher_is_better=higher_is_better)
+        verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")
         claims.append(f"{task}: MPS-TT vs MPO, both from scratch - MPS-TT better at {wins} of {total} ratios "
-                      f"({'; '.join(pairs)}).")
+                      f"({'; '.join(pairs)}): the claim that MPS-TT beats MPO on accuracy {verdict}.")
     return sections, claims

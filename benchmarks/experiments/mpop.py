@@ -113,7 +113,7 @@ def main(argv=None) -> None:
     cut = 100 * (1 - aux["trainable"] / allm["trainable"])
     claims = [f"Auxiliary-only fine-tuning trains {aux['trainable']:,.0f} parameters instead of "
               f"{allm['trainable']:,.0f} for all MPO tensors ({cut:.1f} % fewer; MPOP reports about 91 % on BERT): "
-              f"{'held' if cut >= 85 else 'did not hold'} in size here.",
+              f"the claim {'held' if cut >= 85 else 'did not hold'} in size here.",
               f"Accuracy: auxiliary only {fmt(aux['accuracy'], aux['accuracy_std'])} vs all MPO tensors "
               f"{fmt(allm['accuracy'], allm['accuracy_std'])} vs all dense weights "
               f"{fmt(by[VARIANTS[0]]['accuracy'], by[VARIANTS[0]]['accuracy_std'])} vs the head alone "

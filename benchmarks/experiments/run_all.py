@@ -65,7 +65,7 @@ def run(name: str, extra: list[str]) -> tuple[str, int, float, str]:
 
 def assemble(out: Path, target: Path, names: tuple[str, ...] = EXPERIMENTS) -> None:
     """``target``: the introduction, then each experiment's report with its image links rebased."""
-    parts = [INTRO]
+    parts, verdicts = [], []
     rel = out.relative_to(target.parent) if out.is_relative_to(target.parent) else out
     for name in names:
         path = out / f"{name}.md"
@@ -73,8 +73,13 @@ def assemble(out: Path, target: Path, names: tuple[str, ...] = EXPERIMENTS) -> N
             parts.append(f"## {name}\n\nNot run yet: `python benchmarks/experiments/{name}.py`.\n")
             continue
         text = path.read_text()
+        number = text.split(".", 1)[0].removeprefix("## ")
+        verdicts += [f"- ({number}) {line[2:]}" for line in text.splitlines()
+                     if line.startswith("- ") and ("claim" in line or "tolerates" in line)]
         parts.append(re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({rel.as_posix()}/{m.group(1)})", text))
-    target.write_text("\n".join(parts))
+    summary = ["## Verdicts at a glance", "",
+               "Collected from the sections below (each computed from the committed results):", "", *verdicts, ""]
+    target.write_text("\n".join([INTRO, *(summary if verdicts else []), *parts]))
     print(f"wrote {target}")
 
 
