@@ -59,6 +59,29 @@ def trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def plot(path, by) -> None:
+    """Task-B accuracy against trainable parameters, one point per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for variant, marker in zip(VARIANTS, "osD^v"):
+        s = by[variant]
+        ax.errorbar([s["trainable"]], [s["accuracy"]], yerr=[s["accuracy_std"]], marker=marker, capsize=3,
+                    ls="none", label=variant)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters during fine-tuning")
+    ax.set_ylabel("task-B test accuracy (digits 5-9)")
+    ax.set_title("MPOP: fine-tuning an MLP pretrained on digits 0-4", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
@@ -121,11 +144,13 @@ def main(argv=None) -> None:
               f"auxiliary tensors is {allm['accuracy'] - aux['accuracy']:+.3f} (all MPO minus auxiliary).",
               f"With squeezing to bond {cfg['squeeze']}: {fmt(by[VARIANTS[3]]['accuracy'], by[VARIANTS[3]]['accuracy_std'])}, "
               f"storing {by[VARIANTS[3]]['stored']:,.0f} non-zero parameters instead of {aux['stored']:,.0f}."]
+    plot(args.out / f"{NAME}.png", by)
     write_report(args, NAME, "7. MPOP: fine-tuning only the auxiliary tensors", [
         f"Pretrained on digits 0-4 (task A accuracy {fmt(by[VARIANTS[0]]['pretrain_accuracy'])}), fine-tuned "
         f"{cfg['finetune_epochs']} epochs on digits 5-9 (Adam, lr {cfg['finetune_lr']}). Trainable counts include "
         f"the new head (1,285); 'stored' counts non-zero parameters of the hidden layers and the head.", "",
-        table(["fine-tuned", "trainable", "fewer than (a)", "stored", "task-B accuracy"], body), ""], claims)
+        table(["fine-tuned", "trainable", "fewer than (a)", "stored", "task-B accuracy"], body), "",
+        f"![MPOP]({NAME}.png)", ""], claims)
 
 
 if __name__ == "__main__":
