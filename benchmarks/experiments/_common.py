@@ -55,6 +55,7 @@ def parse(description: str, full: dict[str, Any], smoke: dict[str, Any], argv: S
     args.command = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(ROOT))
                                          if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else sys.argv[0],
                                          *sys.argv[1:]])
+    args.command = args.command.replace(str(ROOT) + "/", "")
     args.started = time.perf_counter()
     return args
 
