@@ -210,6 +210,7 @@ def plot_sweep(path: Path, summary: list[dict[str, Any]], metric: str, methods: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     markers = "osD^v<>p*h"
@@ -224,6 +225,7 @@ def plot_sweep(path: Path, summary: list[dict[str, Any]], metric: str, methods: 
     if baseline is not None:
         ax.axhline(baseline[1], color="grey", ls=":", lw=1.5, label=baseline[0])
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
