@@ -174,7 +174,7 @@ def fmt(value: float, std: float | None = None, digits: int = 3) -> str:
     if value != value:
         return "-"
     text = _num(value, digits)
-    if std:
+    if std is not None and std == std:
         text += " ± " + _num(std, max(1, digits - 1))
     return text
 
@@ -251,7 +251,7 @@ def write_report(args, name: str, title: str, sections: Sequence[str], claims: S
     """``<name>.md``: title, how it was run, the sections (tables, figures) and the claims."""
     meta = json.loads((args.out / f"{name}.json").read_text())
     parts = [f"## {title}", "",
-             f"Command: `{meta['command']}` - wall time {meta['wall_seconds'] / 60:.1f} min on {meta['machine']}; "
+             f"Command: `{meta['command'].replace(str(ROOT) + '/', '')}` - wall time {meta['wall_seconds'] / 60:.1f} min on {meta['machine']}; "
              f"{meta['seeds']} seed(s){' (smoke configuration)' if meta['smoke'] else ''}.", ""]
     parts += list(sections)
     if claims:

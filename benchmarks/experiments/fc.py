@@ -208,10 +208,12 @@ def entropy_study(args, cfg, X, y, Xt, yt) -> list[str]:
     ax.set_xlabel("bond")
     ax.set_ylabel("entanglement entropy S (nats)")
     ax.set_title("FC2 784 -> 256, modes [4,7,7,4] -> [4,4,4,4]", fontsize=10)
-    ax.legend(fontsize=8)
-    for k in range(len(full)):
+    ax.set_ylim(0, 1.45 * max(float(v) for s in curves.values() for v in s))
+    ax.legend(fontsize=8, loc="upper right")
+    for k, m in zip(range(len(full)), "o^s"):
         s = dense_mpo.singular_values(k)
-        ax2.semilogy(np.arange(1, len(s) + 1), s / s[0], label=f"bond {k + 1} (full rank {full[k]})")
+        ax2.loglog(np.arange(1, len(s) + 1), s / s[0], marker=m, markersize=3,
+                   label=f"bond {k + 1} (full rank {full[k]})")
     ax2.set_xlabel("index")
     ax2.set_ylabel("singular value / largest")
     ax2.set_title("Schmidt spectra of the trained dense layer", fontsize=10)
