@@ -122,6 +122,15 @@ def main(argv=None) -> None:
                f"{'held' if sensitive == larger else 'did not hold'} here."
                if abs(drop["ih"] - drop["hh"]) > 0.005 else "With no difference in sensitivity, the norms have "
                "nothing to explain.")]
+    pairs = [(ri, rh) for ri in ranks for rh in ranks
+             if abs(by["ih", ri]["rel_error_ih"] - by["hh", rh]["rel_error_hh"]) < 0.05]
+    if pairs:
+        text = "; ".join(f"W_ih rank {ri} (error {by['ih', ri]['rel_error_ih']:.2f}): "
+                         f"{fmt(by['ih', ri]['accuracy_before_finetune'])} vs W_hh rank {rh} "
+                         f"(error {by['hh', rh]['rel_error_hh']:.2f}): {fmt(by['hh', rh]['accuracy_before_finetune'])}"
+                         for ri, rh in pairs)
+        claims.append("Caveat: at equal rank W_ih (at most rank 28 here) keeps more of its spectrum than W_hh (rank "
+                      f"128), so equal ranks favour W_ih. At similar relative truncation error: {text} (no fine-tuning).")
     write_report(args, NAME, "6. Which LSTM recurrence tolerates low rank", [
         f"Dense LSTM(28 -> 128) trained {cfg['epochs']} epochs (test accuracy {fmt(dense['accuracy'], dense['accuracy_std'])}, "
         f"W_ih 512x28, W_hh 512x128); rank-r truncated SVD of the named matrices, then "

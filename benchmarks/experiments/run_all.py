@@ -1,6 +1,6 @@
 """Run every experiment, then assemble ``docs/experiments.md`` from their reports.
 
-    python benchmarks/experiments/run_all.py                 # full runs, ~1.5 h on 2 cores (--jobs 2)
+    python benchmarks/experiments/run_all.py --jobs 2        # full runs: ~1 h on 2 cores (~1 h 45 min of compute)
     python benchmarks/experiments/run_all.py --smoke         # every script in its tiny configuration (CI)
     python benchmarks/experiments/run_all.py --assemble-only # rebuild docs/experiments.md from docs/experiments/
 
@@ -54,6 +54,18 @@ dense one (decomposed MPO, gradual pruning, low-rank) get a shorter
 fine-tuning. Mean ± standard deviation over 3 seeds. The raw results are the
 CSV files in `docs/experiments/`. The statements under "What the numbers
 say" are computed from those results by the scripts, not written by hand.
+
+**Limits of these runs.** Small data (MNIST-5k, 270 JapaneseVowels
+utterances, 64 synthetic utterances) and short, equal training budgets: the
+dense model is not always the best model (several compressed ones beat it at
+2x, a sign of regularisation or under-training), so read each method
+against the others at equal weights rather than against "dense". Low-rank
+factorisation cannot exceed the narrower side of `W_ih` (5 to 28 inputs
+here), so at low ratios it sits below the budget and at high ratios it is
+"not reachable". Speech uses 4x-64x and LeNet-5 2x-32x (their small weights
+leave no room for 100x). Timings (experiment 5) ran beside another
+experiment on a 2-core machine: ratios within a row are meaningful,
+absolute times less so.
 """
 
 
