@@ -19,7 +19,6 @@ import copy
 import os
 import time
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
@@ -97,7 +96,7 @@ def main() -> None:
 
     w_hh = dense.lstm.weight_hh_l0.detach().double().numpy()  # (512, 128): rows (4 gates x 128), columns 128
     spec = tnlib.spectrum(w_hh, out_dims=(8, 8, 8), in_dims=(4, 4, 8))
-    print(f"\nW_hh (512 x 128) as an MPO with out_dims (8, 8, 8), in_dims (4, 4, 8):")
+    print("\nW_hh (512 x 128) as an MPO with out_dims (8, 8, 8), in_dims (4, 4, 8):")
     print(spec)
     try:
         fig = spec.plot()

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -130,6 +131,15 @@ def save_rows(args, name: str, rows: list[dict[str, Any]]) -> None:
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=1))
 
 
+def rows_for(args, name: str, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The committed rows with ``--report-only``; otherwise ``run()``'s, saved to ``<name>.csv``."""
+    if args.report_only:
+        return load_rows(args, name)
+    rows = run()
+    save_rows(args, name, rows)
+    return rows
+
+
 def load_rows(args, name: str) -> list[dict[str, Any]]:
     path = args.out / f"{name}.csv"
     if not path.exists():
@@ -206,34 +216,45 @@ def sweep_table(summary: list[dict[str, Any]], metric: str, methods: Sequence[st
 def plot_sweep(path: Path, summary: list[dict[str, Any]], metric: str, methods: Sequence[str], *, ylabel: str,
                title: str, dense: dict[str, Any] | None = None, baseline: tuple[str, float] | None = None,
                xlabel: str = "parameters in the compressed weights (measured)") -> None:
+    """``metric`` (mean, std as error bars) against measured parameters, one line per method."""
+    import matplotlib.ticker
+
+    markers = "osD^v<>p*h"
+    with figure(path) as ax:
+        for k, method in enumerate(methods):
+            pts = sorted((s["params"], s[metric], s[metric + "_std"]) for s in summary
+                         if s["method"] == method and s["params"] == s["params"])
+            if pts:
+                x, y, e = zip(*pts)
+                ax.errorbar(x, y, yerr=e, marker=markers[k % len(markers)], capsize=3, label=method)
+        if dense is not None:
+            ax.axhline(dense[metric], color="k", ls="--", lw=1, label=f"dense ({dense['params']:,.0f} params)")
+        if baseline is not None:
+            ax.axhline(baseline[1], color="grey", ls=":", lw=1.5, label=baseline[0])
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+
+
+@contextmanager
+def figure(path: Path, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.2)):
+    """Axes to draw on (one, or ``ncols`` side by side); the figure is saved to ``path`` as PNG on exit."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    markers = "osD^v<>p*h"
-    for k, method in enumerate(methods):
-        pts = sorted((s["params"], s[metric], s[metric + "_std"]) for s in summary
-                     if s["method"] == method and s["params"] == s["params"])
-        if pts:
-            x, y, e = zip(*pts)
-            ax.errorbar(x, y, yerr=e, marker=markers[k % len(markers)], capsize=3, label=method)
-    if dense is not None:
-        ax.axhline(dense[metric], color="k", ls="--", lw=1, label=f"dense ({dense['params']:,.0f} params)")
-    if baseline is not None:
-        ax.axhline(baseline[1], color="grey", ls=":", lw=1.5, label=baseline[0])
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig, axes = plt.subplots(1, ncols, figsize=figsize)
+    try:
+        yield axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def machine() -> str:

@@ -11,11 +11,10 @@ beats magnitude pruning at the same parameter count.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 import _data
-from _common import accuracy, load_rows, parse, save_rows, write_report
+from _common import accuracy, parse, rows_for, write_report
 from _lstm_sweep import Task, report, run
 
 NAME = "classification"
@@ -35,16 +34,16 @@ def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
     mnist, vowels = "MNIST-5k rows (28 steps x 28 pixels, LSTM 128)", "JapaneseVowels (UEA, 12 channels, LSTM 64)"
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["mnist_limit"])
         rows = run(classification_task(mnist, X, y, Xt, yt, 128, 10), cfg["ratios"], args.seeds, cfg, experiment=NAME)
         Xv, yv, Xvt, yvt = _data.japanese_vowels()
         vcfg = dict(cfg, epochs=cfg["vowels_epochs"], finetune_epochs=cfg["vowels_finetune_epochs"], batch_size=30)
         rows += run(classification_task(vowels, Xv, yv, Xvt, yvt, 64, 9), cfg["ratios"], args.seeds, vcfg,
                     experiment=NAME)
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     sections, claims = report(args, rows, [mnist, vowels], name=NAME)
     write_report(args, NAME, "1. Sequence classification: LSTM on MNIST-5k rows and JapaneseVowels",
                  ["Dense LSTM trained first; every compressed model at a target ratio has at most "

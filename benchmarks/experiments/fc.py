@@ -28,7 +28,7 @@ import tnlib
 import tnlib.nn as tn
 
 import _data
-from _common import accuracy, fit, load_rows, parse, save_rows, seed_all, steps_per_epoch, table, write_report
+from _common import accuracy, figure, fit, parse, rows_for, seed_all, steps_per_epoch, table, write_report
 from _lstm_sweep import METHODS, log, report
 
 NAME = "fc"
@@ -175,11 +175,6 @@ def sweep(arch: str, ratios, seeds, cfg, X, y, Xt, yt) -> list[dict]:
 
 def entropy_study(args, cfg, X, y, Xt, yt) -> list[str]:
     """Entropy per bond of the trained 784 -> 256 MPO (bond 10), its dense counterpart and a random matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     (in_dims, out_dims), _ = DIMS[FC2]
     seed_all(0)
     mpo_net = Net(FC2, [tn.MPOLinear(784, 256, in_dims=in_dims, out_dims=out_dims, bond_dim=10),
@@ -199,33 +194,30 @@ def entropy_study(args, cfg, X, y, Xt, yt) -> list[str]:
               "dense layer, exact MPO": dense_mpo.entropies(),
               "random Gaussian matrix, exact MPO": random_mpo.entropies()}
     full = dense_mpo.bond_dims
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    bonds = np.arange(1, len(full) + 1)
-    for (label, s), m in zip(curves.items(), "osD"):
-        ax.plot(bonds, s, marker=m, label=label)
-    ax.plot(bonds, np.log(np.minimum(10, full)), "k:", label="ln 10 (bond-10 ceiling)")
-    ax.set_xticks(bonds)
-    ax.set_xlabel("bond")
-    ax.set_ylabel("entanglement entropy S (nats)")
-    ax.set_title("FC2 784 -> 256, modes [4,7,7,4] -> [4,4,4,4]", fontsize=10)
-    ax.set_ylim(0, 1.45 * max(float(v) for s in curves.values() for v in s))
-    ax.legend(fontsize=8, loc="upper right")
-    for k, m in zip(range(len(full)), "o^s"):
-        s = dense_mpo.singular_values(k)
-        ax2.loglog(np.arange(1, len(s) + 1), s / s[0], marker=m, markersize=3,
-                   label=f"bond {k + 1} (full rank {full[k]})")
-    ax2.set_xlabel("index")
-    ax2.set_ylabel("singular value / largest")
-    ax2.set_title("Schmidt spectra of the trained dense layer", fontsize=10)
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / f"{NAME}-entropy.png", dpi=110)
-    plt.close(fig)
+    with figure(args.out / f"{NAME}-entropy.png", ncols=2, figsize=(10, 4)) as (ax, ax2):
+        bonds = np.arange(1, len(full) + 1)
+        for (label, s), m in zip(curves.items(), "osD"):
+            ax.plot(bonds, s, marker=m, label=label)
+        ax.plot(bonds, np.log(np.minimum(10, full)), "k:", label="ln 10 (bond-10 ceiling)")
+        ax.set_xticks(bonds)
+        ax.set_xlabel("bond")
+        ax.set_ylabel("entanglement entropy S (nats)")
+        ax.set_title("FC2 784 -> 256, modes [4,7,7,4] -> [4,4,4,4]", fontsize=10)
+        ax.set_ylim(0, 1.45 * max(float(v) for s in curves.values() for v in s))
+        ax.legend(fontsize=8, loc="upper right")
+        for k, m in zip(range(len(full)), "o^s"):
+            s = dense_mpo.singular_values(k)
+            ax2.loglog(np.arange(1, len(s) + 1), s / s[0], marker=m, markersize=3,
+                       label=f"bond {k + 1} (full rank {full[k]})")
+        ax2.set_xlabel("index")
+        ax2.set_ylabel("singular value / largest")
+        ax2.set_title("Schmidt spectra of the trained dense layer", fontsize=10)
+        ax2.legend(fontsize=8)
     body = [[label, *(f"{v:.3f}" for v in s)] for label, s in curves.items()]
     body.append(["ln(full bond dimension)", *(f"{np.log(d):.3f}" for d in full)])
     acc = accuracy(mpo_net, Xt, yt)
     middle = int(np.argmax(curves["MPO layer trained from scratch (bond 10)"])) + 1
-    return [f"### Entanglement entropy per bond (the paper's figure)", "",
+    return ["### Entanglement entropy per bond (the paper's figure)", "",
             f"FC2 with both layers as bond-10 MPOs trained from scratch ({cfg['entropy_epochs']} epochs, test "
             f"accuracy {acc:.3f}); entropies S_k = -sum p ln p of the normalised squared Schmidt values of the "
             f"784 -> 256 layer's MPO in canonical form, next to the dense FC2 layer trained the same way and a "
@@ -241,12 +233,8 @@ def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
     X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
-        rows = sweep(FC2, cfg["ratios"], args.seeds, cfg, X, y, Xt, yt)
-        rows += sweep(LENET, cfg["lenet_ratios"], args.seeds, cfg, X, y, Xt, yt)
-        save_rows(args, NAME, rows)
+    rows = rows_for(args, NAME, lambda: sweep(FC2, cfg["ratios"], args.seeds, cfg, X, y, Xt, yt)
+                    + sweep(LENET, cfg["lenet_ratios"], args.seeds, cfg, X, y, Xt, yt))
     print("entropy study", file=sys.stderr)
     entropy = entropy_study(args, cfg, X, y, Xt, yt)
     s1, c1 = report(args, rows, [FC2], name=NAME)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import _data
-from _common import load_rows, parse, predict, save_rows, write_report
+from _common import parse, rows_for, predict, write_report
 from _lstm_sweep import Task, report, run
 
 NAME = "forecasting"
@@ -31,9 +31,7 @@ def main(argv=None) -> None:
     data = _data.taylor(window=48, limit=cfg["limit"])
     # The naive forecast: the last observed value of the window.
     naive = float(torch.sqrt(torch.mean((data.X_test[:, -1, :1] - data.y_test) ** 2))) * data.scale
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         def rmse(model: nn.Module) -> dict[str, float]:
             err = predict(model, data.X_test) - data.y_test
             return {"rmse": float(torch.sqrt(torch.mean(err**2))) * data.scale}
@@ -41,7 +39,9 @@ def main(argv=None) -> None:
         task = Task(name=TASK, X_train=data.X_train, Y_train=data.y_train, hidden_size=64,
                     make_head=lambda h: nn.Linear(h, 1), loss=nn.functional.mse_loss, evaluate=rmse)
         rows = run(task, cfg["ratios"], args.seeds, cfg, experiment=NAME)
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     sections, claims = report(args, rows, [TASK], name=NAME, metric="rmse", higher_is_better=False,
                               ylabel="test RMSE (MW), lower is better",
                               baseline={TASK: (f"last-value forecast ({naive:,.0f} MW)", naive)})

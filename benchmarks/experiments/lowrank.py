@@ -21,7 +21,7 @@ from torch import nn
 import tnlib.nn as tn
 
 import _data
-from _common import accuracy, fit, fmt, load_rows, parse, save_rows, seed_all, summarize, table, write_report
+from _common import accuracy, figure, fit, fmt, parse, rows_for, seed_all, summarize, table, write_report
 from _lstm_sweep import SeqModel, log
 
 NAME = "lowrank"
@@ -34,9 +34,7 @@ SMOKE = dict(ranks=(2, 8), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         rows = []
         for seed in args.seeds:
@@ -70,7 +68,9 @@ def main(argv=None) -> None:
                                      accuracy_before_finetune=before, accuracy=accuracy(model, Xt, yt),
                                      rel_error_ih=err["ih"], rel_error_hh=err["hh"], train_seconds=round(sec, 2)))
                     log(rows[-1])
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     summary = summarize(rows, ["method", "which", "rank"],
                         ["accuracy", "accuracy_before_finetune", "rel_error_ih", "rel_error_hh",
                          "frob_ih", "frob_hh", "spec_ih", "spec_hh"])
@@ -86,27 +86,19 @@ def main(argv=None) -> None:
                          for w in WHICH])
     t_par = table(head, [[w, *(f"{by[w, r]['params']:,.0f}" for r in ranks)] for w in WHICH])
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for w, m in zip(WHICH, "osD"):
-        ax.errorbar(ranks, [by[w, r]["accuracy_before_finetune"] for r in ranks],
-                    yerr=[by[w, r]["accuracy_before_finetune_std"] for r in ranks], marker=m, ls="--", capsize=3,
-                    label=f"W_{w} factorised, no fine-tuning" if w != "both" else "both, no fine-tuning")
-        ax.errorbar(ranks, [by[w, r]["accuracy"] for r in ranks], yerr=[by[w, r]["accuracy_std"] for r in ranks],
-                    marker=m, capsize=3, label=f"W_{w}, 1 epoch fine-tuning" if w != "both" else "both, fine-tuned")
-    ax.axhline(dense["accuracy"], color="k", ls=":", label="dense")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("LSTM 128 on MNIST-5k rows: which recurrence tolerates low rank", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.out / f"{NAME}.png", dpi=110)
-    plt.close(fig)
+    with figure(args.out / f"{NAME}.png") as ax:
+        for w, m in zip(WHICH, "osD"):
+            ax.errorbar(ranks, [by[w, r]["accuracy_before_finetune"] for r in ranks],
+                        yerr=[by[w, r]["accuracy_before_finetune_std"] for r in ranks], marker=m, ls="--", capsize=3,
+                        label=f"W_{w} factorised, no fine-tuning" if w != "both" else "both, no fine-tuning")
+            ax.errorbar(ranks, [by[w, r]["accuracy"] for r in ranks], yerr=[by[w, r]["accuracy_std"] for r in ranks],
+                        marker=m, capsize=3, label=f"W_{w}, 1 epoch fine-tuning" if w != "both" else "both, fine-tuned")
+        ax.axhline(dense["accuracy"], color="k", ls=":", label="dense")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("rank")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("LSTM 128 on MNIST-5k rows: which recurrence tolerates low rank", fontsize=10)
+        ax.legend(fontsize=7)
 
     drop = {w: np.mean([dense["accuracy"] - by[w, r]["accuracy_before_finetune"] for r in ranks]) for w in ("ih", "hh")}
     sensitive = max(drop, key=drop.get)

@@ -25,7 +25,7 @@ from torch import nn
 import tnlib.nn as tn
 
 import _data
-from _common import accuracy, fit, fmt, load_rows, parse, save_rows, seed_all, steps_per_epoch, summarize, table, \
+from _common import accuracy, figure, fit, fmt, parse, rows_for, seed_all, steps_per_epoch, summarize, table, \
     write_report
 
 NAME = "mpop"
@@ -61,33 +61,23 @@ def trainable(model: nn.Module) -> int:
 
 def plot(path, by) -> None:
     """Task-B accuracy against trainable parameters, one point per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for variant, marker in zip(VARIANTS, "osD^v"):
-        s = by[variant]
-        ax.errorbar([s["trainable"]], [s["accuracy"]], yerr=[s["accuracy_std"]], marker=marker, capsize=3,
-                    ls="none", label=variant)
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters during fine-tuning")
-    ax.set_ylabel("task-B test accuracy (digits 5-9)")
-    ax.set_title("MPOP: fine-tuning an MLP pretrained on digits 0-4", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path) as ax:
+        for variant, marker in zip(VARIANTS, "osD^v"):
+            s = by[variant]
+            ax.errorbar([s["trainable"]], [s["accuracy"]], yerr=[s["accuracy_std"]], marker=marker, capsize=3,
+                        ls="none", label=variant)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters during fine-tuning")
+        ax.set_ylabel("task-B test accuracy (digits 5-9)")
+        ax.set_title("MPOP: fine-tuning an MLP pretrained on digits 0-4", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         (XA, yA), (XAt, yAt) = split(X, y, [0, 1, 2, 3, 4]), split(Xt, yt, [0, 1, 2, 3, 4])
         (XB, yB), (XBt, yBt) = split(X, y, [5, 6, 7, 8, 9]), split(Xt, yt, [5, 6, 7, 8, 9])
@@ -126,7 +116,9 @@ def main(argv=None) -> None:
                                  train_seconds=round(sec, 2), method=variant, params=n_train))
                 print(f"[mpop] {variant} seed {seed}: trainable={n_train}, accuracy={rows[-1]['accuracy']:.4f}",
                       flush=True)
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     summary = summarize(rows, ["variant"], ["accuracy", "trainable", "stored", "pretrain_accuracy"])
     by = {s["variant"]: s for s in summary}
     full = by[VARIANTS[0]]["trainable"]

@@ -23,7 +23,7 @@ from pystoi import stoi
 from torch import nn
 
 import _data
-from _common import load_rows, parse, save_rows, write_report
+from _common import parse, rows_for, write_report
 from _lstm_sweep import Task, report, run
 
 NAME = "speech"
@@ -58,14 +58,14 @@ def main(argv=None) -> None:
         return {"si_sdr_improvement": float(np.mean(s[:, 0] - noisy_scores[:, 0])),
                 "pesq": float(s[:, 1].mean()), "stoi": float(s[:, 2].mean())}
 
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         task = Task(name=TASK, X_train=data.X_train, Y_train=data.M_train, hidden_size=128,
                     make_head=lambda h: nn.Sequential(nn.Linear(h, data.X_train.shape[-1]), nn.Sigmoid()),
                     loss=nn.functional.mse_loss, evaluate=evaluate, readout="all")
         rows = run(task, cfg["ratios"], args.seeds, cfg, experiment=NAME)
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     sections, claims = report(args, rows, [TASK], name=NAME, metric="si_sdr_improvement",
                               ylabel="SI-SDR improvement (dB), higher is better", extra_metrics=("pesq", "stoi"))
     claims.append(f"Noisy test input: PESQ {noisy_scores[:, 1].mean():.2f}, STOI {noisy_scores[:, 2].mean():.3f} "

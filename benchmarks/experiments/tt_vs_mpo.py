@@ -22,8 +22,8 @@ from torch import nn
 import tnlib.nn as tn
 
 import _data
-from _common import compare, fmt, load_rows, parse, save_rows, summarize, table, write_report
-from _lstm_sweep import Task, report, run
+from _common import compare, fmt, parse, rows_for, summarize, table, write_report
+from _lstm_sweep import report, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _timing import best_of  # noqa: E402
@@ -61,16 +61,16 @@ def timings(cfg) -> list[dict]:
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
-    if args.report_only:
-        rows = load_rows(args, NAME)
-    else:
+    def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         from classification import classification_task
 
         rows = run(classification_task(TASK, X, y, Xt, yt, 128, 10), cfg["ratios"], args.seeds, cfg, METHODS,
                    experiment=NAME)
         rows += timings(cfg)
-        save_rows(args, NAME, rows)
+        return rows
+
+    rows = rows_for(args, NAME, experiment)
     train_rows = [r for r in rows if r.get("kind") != "timing"]
     time_rows = [r for r in rows if r.get("kind") == "timing"]
     sections, claims = report(args, train_rows, [TASK], name=NAME)
