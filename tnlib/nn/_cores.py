@@ -1,4 +1,4 @@
-"""Shared helpers: MPO cores as parameters, their initialisation, bond masks."""
+"""Shared helpers: MPO cores as parameters, their initialisation, bond masks; low-rank and TT factors."""
 
 from __future__ import annotations
 
@@ -71,3 +71,20 @@ def masked(cores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None) 
 
 def parameter_list(cores: Sequence[torch.Tensor]) -> nn.ParameterList:
     return nn.ParameterList([nn.Parameter(c.detach().clone()) for c in cores])
+
+
+def low_rank_factors(weight: torch.Tensor, rank: int) -> tuple[nn.Parameter, nn.Parameter]:
+    """``(U, V)`` with ``U V`` the best rank-``rank`` approximation of ``weight`` (SVD in float64, balanced)."""
+    r = tnlib.truncated_svd(weight.detach().to(torch.float64), tnlib.Truncation(max_bond=rank, min_bond=rank))
+    root = torch.sqrt(r.S)
+    return nn.Parameter((r.U * root).to(weight.dtype)), nn.Parameter((root[:, None] * r.Vh).to(weight.dtype))
+
+
+def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int):
+    """``(in_dims, out_dims, cores)``: ``weight`` (out x in) as an MPS with the input legs first, bond capped."""
+    in_dims = tnlib.factorize(weight.shape[1], num_cores)
+    out_dims = tnlib.factorize(weight.shape[0], num_cores)
+    tensor = weight.detach().to(torch.float64).T.reshape(*in_dims, *out_dims)
+    mps = tnlib.MPS.from_dense(tensor, truncation=tnlib.Truncation(max_bond=bond_dim))
+    return in_dims, out_dims, nn.ParameterList([nn.Parameter(c.to(weight.dtype).clone()) for c in mps.cores])
+

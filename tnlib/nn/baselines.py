@@ -23,10 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-import tnlib
-
 from tnlib.apply import apply_input_first
 
+from ._cores import input_first_tt, low_rank_factors
 from ._recurrent import StackedLSTM, check_lstm, suffix
 
 __all__ = [
@@ -161,10 +160,9 @@ class LowRankLSTM(StackedLSTM):
                     if which in (kind, "both"):
                         if rank > min(w.shape):
                             raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of weight_{name}")
-                        r = tnlib.truncated_svd(w.to(torch.float64), tnlib.Truncation(max_bond=rank, min_bond=rank))
-                        root = torch.sqrt(r.S)
-                        setattr(self, "U_" + name, nn.Parameter((r.U * root).to(w.dtype)))
-                        setattr(self, "V_" + name, nn.Parameter((root[:, None] * r.Vh).to(w.dtype)))
+                        u, v = low_rank_factors(w, rank)
+                        setattr(self, "U_" + name, u)
+                        setattr(self, "V_" + name, v)
                     else:
                         setattr(self, "W_" + name, nn.Parameter(w.clone()))
         self.copy_biases(lstm)
@@ -230,15 +228,10 @@ class TTLSTM(StackedLSTM):
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
                 for kind in ("ih", "hh"):
-                    w = getattr(lstm, f"weight_{kind}" + suffix(layer, d)).detach()
                     name = f"{kind}" + suffix(layer, d)
-                    in_dims = tnlib.factorize(w.shape[1], num_cores)
-                    out_dims = tnlib.factorize(w.shape[0], num_cores)
-                    tensor = w.to(torch.float64).T.reshape(*in_dims, *out_dims)
-                    mps = tnlib.MPS.from_dense(tensor, truncation=tnlib.Truncation(max_bond=bond_dim))
-                    cores = [c.to(w.dtype) for c in mps.cores]
+                    in_dims, out_dims, cores = input_first_tt(getattr(lstm, "weight_" + name), bond_dim, num_cores)
                     self.site_dims[name] = (in_dims, out_dims)
-                    setattr(self, "tt_" + name, nn.ParameterList([nn.Parameter(c.clone()) for c in cores]))
+                    setattr(self, "tt_" + name, cores)
         self.copy_biases(lstm)
 
     def _operator(self, name: str):

@@ -17,8 +17,9 @@ import math
 import torch
 from torch import nn
 
-import tnlib
 from tnlib.apply import apply_input_first
+
+from ._cores import input_first_tt, low_rank_factors
 
 __all__ = ["LowRankLinear", "TTLinear"]
 
@@ -61,10 +62,7 @@ class LowRankLinear(nn.Module):
         if _positive("rank", rank) > min(w.shape):
             raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of the weight")
         self.in_features, self.out_features, self.rank = linear.in_features, linear.out_features, rank
-        r = tnlib.truncated_svd(w.to(torch.float64), tnlib.Truncation(max_bond=rank, min_bond=rank))
-        root = torch.sqrt(r.S)
-        self.U = nn.Parameter((r.U * root).to(w.dtype))
-        self.V = nn.Parameter((root[:, None] * r.Vh).to(w.dtype))
+        self.U, self.V = low_rank_factors(w, rank)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,13 +107,8 @@ class TTLinear(nn.Module):
     def _build(self, linear: nn.Linear, bond_dim: int, num_cores: int) -> None:
         _positive("bond_dim", bond_dim)
         _positive("num_cores", num_cores)
-        w = linear.weight.detach()
         self.in_features, self.out_features, self.bond_dim = linear.in_features, linear.out_features, bond_dim
-        self.in_dims = tnlib.factorize(w.shape[1], num_cores)
-        self.out_dims = tnlib.factorize(w.shape[0], num_cores)
-        tensor = w.to(torch.float64).T.reshape(*self.in_dims, *self.out_dims)
-        mps = tnlib.MPS.from_dense(tensor, truncation=tnlib.Truncation(max_bond=bond_dim))
-        self.cores = nn.ParameterList([nn.Parameter(c.to(w.dtype).clone()) for c in mps.cores])
+        self.in_dims, self.out_dims, self.cores = input_first_tt(linear.weight, bond_dim, num_cores)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
