@@ -40,7 +40,8 @@ def parse(description: str, full: dict[str, Any], smoke: dict[str, Any], argv: S
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; smoke: a temporary folder)")
     parser.add_argument("--report-only", action="store_true",
-                        help="rebuild the Markdown and plots from the CSV already in --out (no training)")
+                        help="rebuild the Markdown and plots from the CSV already in --out (no sweep training; "
+                             "fc.py still retrains its one small entropy-study net, ~20 s)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TNLIB_THREADS", "1")),
                         help="torch threads (env TNLIB_THREADS; default 1: two threads on two busy cores "
                              "run 20-70x slower)")
