@@ -22,7 +22,7 @@ from torch import nn
 import tnlib
 from _timing import best_of
 import tnlib.nn as tn
-from tnlib.apply import apply_subscripts, best_split
+from tnlib._apply import apply_subscripts, best_split
 
 
 

@@ -89,7 +89,7 @@ def test_svd_and_variational_compression_match_their_reports():
     dense, big = decaying_product()
     t = tnlib.Truncation(max_bond=6)
     svd = big.compress(t)
-    var = big.compress(t, method="variational", sweeps=20)
+    var = big.compress(t, algorithm="variational", sweeps=20)
     for c in (svd, var):
         assert max(c.bond_dims) <= 6 and c.center == 2
         err = np.linalg.norm(c.to_matrix() - dense)
@@ -103,7 +103,7 @@ def test_variational_on_torch():
     torch = pytest.importorskip("torch")
     dense, big = decaying_product()
     tb = tnlib.MPO([torch.asarray(c) for c in big.cores])
-    var = tb.compress(tnlib.Truncation(max_bond=6), method="variational", sweeps=20)
+    var = tb.compress(tnlib.Truncation(max_bond=6), algorithm="variational", sweeps=20)
     assert isinstance(var.cores[0], torch.Tensor)
     err = np.linalg.norm(host(var.to_matrix()) - dense)
     assert err == pytest.approx(var.report.error_bound, rel=1e-6, abs=1e-9)
@@ -111,7 +111,16 @@ def test_variational_on_torch():
 
 def test_compress_errors():
     _, big = decaying_product()
-    with pytest.raises(ValueError, match=r"method='variational' needs truncation.max_bond"):
-        big.compress(tnlib.Truncation(cutoff=0.1), method="variational")
-    with pytest.raises(ValueError, match=r"method='als' is invalid; expected 'svd' or 'variational'"):
-        big.compress(tnlib.Truncation(max_bond=3), method="als")
+    with pytest.raises(ValueError, match=r"algorithm='variational' needs truncation.max_bond"):
+        big.compress(tnlib.Truncation(cutoff=0.1), algorithm="variational")
+    with pytest.raises(ValueError, match=r"algorithm='als' is invalid; expected 'svd' or 'variational'"):
+        big.compress(tnlib.Truncation(max_bond=3), algorithm="als")
+
+
+def test_compress_method_keyword_still_works_and_warns():
+    big = tnlib.MPS.from_dense(random_array((4, 4, 4, 4), seed=9))
+    t = tnlib.Truncation(max_bond=3)
+    with pytest.warns(DeprecationWarning, match=r"compress\(method=...\) is deprecated; use compress\(algorithm=...\)"):
+        old = big.compress(t, method="variational", sweeps=20)
+    new = big.compress(t, algorithm="variational", sweeps=20)
+    np.testing.assert_allclose(old.to_dense(), new.to_dense(), atol=1e-12)

@@ -4,8 +4,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tnlib
-from tnlib.apply import apply_halves, best_split
-from tnlib.contraction import _compile
 from conftest import host, random_array
 
 
@@ -30,13 +28,23 @@ def test_contract_matches_einsum_on_every_backend(backend, subscripts, shapes):
     np.testing.assert_allclose(host(got), np.einsum(subscripts, *ops), rtol=1e-12, atol=1e-12)
 
 
-def test_plan_is_cached_and_reports_speedup():
-    _compile.cache_clear()
-    a, b, c = np.ones((100, 2)), np.ones((2, 100)), np.ones((100, 3))
-    for _ in range(5):
-        tnlib.contract("ab,bc,cd->ad", a, b, c)
-    info = _compile.cache_info()
-    assert info.misses == 1 and info.hits == 4
+def test_path_is_found_once_per_shape_and_plan_reports_speedup(monkeypatch):
+    import opt_einsum
+
+    calls = []
+    real = opt_einsum.contract_path
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opt_einsum, "contract_path", counting)
+    a, b, c = np.ones((101, 2)), np.ones((2, 101)), np.ones((101, 3))
+    results = [tnlib.contract("ab,bc,cd->ad", a, b, c) for _ in range(5)]
+    assert len(calls) == 2  # the optimal and the naive path, once; four more calls reuse them
+    assert all(np.array_equal(r, results[0]) for r in results)
+    tnlib.contract("ab,bc,cd->ad", np.ones((102, 2)), np.ones((2, 102)), np.ones((102, 3)))
+    assert len(calls) == 4  # new shapes, new paths
     plan = tnlib.contraction_plan("ab,bc,cd->ad", (100, 2), (2, 100), (100, 3))
     assert plan.path == ((1, 2), (0, 1))
     assert plan.flops < plan.naive_flops and plan.speedup > 10
@@ -68,49 +76,3 @@ def test_chain_of_three_matches_einsum(a, b, c, d, seed):
 def test_contract_errors(subscripts, shapes, message):
     with pytest.raises(ValueError, match=message):
         tnlib.contract(subscripts, *[np.ones(s) for s in shapes])
-
-
-def test_apply_matches_dense_on_every_backend(backend, dtype):
-    W = random_array((48, 40), dtype, seed=3)
-    mpo = tnlib.MPO.from_matrix(backend.asarray(W), (3, 4, 4), (2, 5, 4))
-    x = random_array((7, 40), dtype, seed=4)
-    y = mpo.apply(backend.asarray(x))
-    assert backend.is_mine(y)
-    tol = 1e-4 if dtype in ("float32", "complex64") else 1e-12
-    np.testing.assert_allclose(host(y), x @ W.T, rtol=tol, atol=tol * 10)
-
-
-def test_apply_batch_shapes_padding_and_matmul():
-    W = random_array((30, 7))
-    mpo = tnlib.MPO.from_matrix(W, (2, 4, 4), (2, 2, 2), pad=True)
-    x = random_array((2, 3, 7), seed=1)
-    np.testing.assert_allclose(mpo.apply(x), x @ W.T, atol=1e-12)
-    v = random_array((7,), seed=2)
-    np.testing.assert_allclose(mpo @ v, W @ v, atol=1e-12)
-    V = random_array((7, 5), seed=3)
-    np.testing.assert_allclose(mpo @ V, W @ V, atol=1e-12)
-    with pytest.raises(ValueError, match=r"x has shape \(3, 8\); expected \(\.\.\., 7\) for an MPO of shape \(30, 7\)"):
-        mpo.apply(np.ones((3, 8)))
-    with pytest.raises(ValueError, match=r"other has shape \(7, 2, 2\); expected \(N,\) or \(N, K\)"):
-        mpo @ np.ones((7, 2, 2))
-
-
-def test_apply_refuses_another_library():
-    torch = pytest.importorskip("torch")
-    mpo = tnlib.MPO.from_matrix(random_array((16, 16)), (4, 4), (4, 4))
-    with pytest.raises(TypeError, match=r"x is a torch.Tensor but the MPO's cores are numpy.ndarray"):
-        mpo.apply(torch.ones(16, dtype=torch.float64))
-
-
-def test_apply_both_strategies_every_split(backend):
-    W = random_array((48, 40), "complex128", seed=5)
-    mpo = tnlib.MPO.from_matrix(backend.asarray(W), (3, 4, 4), (2, 5, 4), truncation=tnlib.Truncation(max_bond=5))
-    dense = host(mpo.to_matrix())
-    x = random_array((9, 40), "float64", seed=6)
-    xb = backend.asarray(x)
-    for split in (1, 2):
-        y = apply_halves(mpo.cores, xb, split)
-        np.testing.assert_allclose(host(y), x @ dense.T, rtol=1e-12, atol=1e-12)
-    big = random_array((300, 40), "float64", seed=7)  # large batch: the two-halves route
-    assert best_split(mpo.cores, 300)[0] is not None
-    np.testing.assert_allclose(host(mpo.apply(backend.asarray(big))), big @ dense.T, rtol=1e-12, atol=1e-11)

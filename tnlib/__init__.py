@@ -5,23 +5,18 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 """
 
 from ._chain import MAX_DENSE_SIZE
-from .batch import decompose_many
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
-from .examples import ExampleMLP, load_example_mlp
-from .factorize import choose_dims, default_num_cores, factorize, padded_size
+from .datasets import ExampleMLP, load_example_mlp
+from .dims import choose_dims, default_num_cores, factorize, padded_size
 from .io import load, save
-from .linalg import register_svd, svd_methods
 from .mpo import MPO
 from .mps import MPS
-from .recurrent import lstm_forward
+from .parallel import decompose_many
+from .rnn import lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
-from .truncation import (
-    Truncation,
-    TruncatedSVD,
-    TruncationReport,
-    truncated_svd,
-)
+from .svd import register_svd, svd_methods, truncated_svd
+from .truncation import Truncation, TruncatedSVD, TruncationReport
 
 __version__ = "0.1.0"
 

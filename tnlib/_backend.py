@@ -20,7 +20,8 @@ __all__ = [
     "check_floating",
     "check_finite",
     "to_host",
-    "real_dtype",
+    "itemsize",
+    "prod",
     "SUPPORTED_DTYPES",
 ]
 
@@ -88,19 +89,6 @@ def check_finite(x: Any, name: str) -> None:
             f"{name} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'}"
             f" out of {array_api_compat.size(x)}; expected finite values"
         )
-
-
-def real_dtype(xp: Any, dtype: Any) -> Any:
-    """The real floating dtype of the same precision as ``dtype``."""
-    if dtype == xp.complex64:
-        return xp.float32
-    if dtype == xp.complex128:
-        return xp.float64
-    return dtype
-
-
-def is_complex(xp: Any, dtype: Any) -> bool:
-    return dtype in (xp.complex64, xp.complex128)
 
 
 def to_host(x: Any) -> np.ndarray:

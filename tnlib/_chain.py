@@ -1,26 +1,31 @@
 """The behaviour MPS and MPO share: an immutable chain of cores.
 
-Leg conventions live in :mod:`tnlib.canonical`; this module only adapts the
+Leg conventions live in :mod:`tnlib._canonical`; this module only adapts the
 containers to the site-core algorithms there and validates user input.
 """
 
 from __future__ import annotations
 
+import copy
 import numbers
+import warnings
 from typing import Any, Literal, Sequence, TypeVar
 
 import array_api_compat
 
-from . import algebra, linalg
+from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, namespace, prod
-from .canonical import orthonormalize, renyi_entropy, schmidt_values
-from .decompose import truncate_chain
+from ._canonical import orthonormalize, schmidt_values
+from ._checks import check_int, is_int, is_real
+from ._entropy import renyi_entropy
+from ._sweeps import truncate_chain
+from .svd import check_svd, thin_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
 MAX_DENSE_SIZE = 2**28
 """Largest number of entries ``to_dense`` / ``to_matrix`` build unless told otherwise."""
 
-_Self = TypeVar("_Self", bound="_Chain")
+_Self = TypeVar("_Self", bound="Chain")
 
 
 def validate_cores(cores: Any, legs: int, kind: str, leg_names: str) -> tuple[Any, ...]:
@@ -72,8 +77,7 @@ def validate_cores(cores: Any, legs: int, kind: str, leg_names: str) -> tuple[An
 
 def check_index(name: str, value: Any, size: int, what: str) -> int:
     """An int in ``[-size, size)``, normalised to ``[0, size)``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = check_int(name, value, None)
     if not -size <= value < size:
         valid = f"0..{size - 1} (or -{size}..-1)" if size else "none: there are no bonds"
         raise ValueError(f"{name}={value} is out of range; this chain has {size} {what}: {valid}")
@@ -81,7 +85,7 @@ def check_index(name: str, value: Any, size: int, what: str) -> int:
 
 
 def check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+    if not is_real(alpha):
         raise TypeError(f"alpha must be a real number > 0, got {alpha!r}")
     alpha = float(alpha)
     if not alpha > 0:  # also NaN
@@ -90,7 +94,7 @@ def check_alpha(alpha: Any) -> float:
 
 
 def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
-    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) or max_size < 1:
+    if not is_int(max_size) or max_size < 1:
         raise ValueError(f"max_size must be a positive int, got {max_size!r}")
     if size > max_size:
         raise ValueError(
@@ -99,7 +103,36 @@ def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
         )
 
 
-class _Chain:
+def contract_chain(cores: Sequence[Any]) -> Any:
+    """Contract site cores into a ``(prod phys,)``-long vector, left to right."""
+    xp = namespace(*cores)
+    acc = xp.reshape(cores[0], (cores[0].shape[1], cores[0].shape[2]))
+    for core in cores[1:]:
+        left, phys, right = core.shape
+        acc = xp.reshape(acc @ xp.reshape(core, (left, phys * right)), (-1, right))
+    return xp.reshape(acc, (prod(c.shape[1] for c in cores),))
+
+
+def build_chain(cls: type[_Self], cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> _Self:
+    """A chain of type ``cls`` from trusted cores (validated by the caller), no copies."""
+    obj = cls.__new__(cls)
+    obj._init(cores, center, report)
+    return obj
+
+
+def rebuild(chain: _Self, center: int | None, report: TruncationReport | None) -> _Self:
+    """The same cores (no copy) with a stated orthogonality centre and report; trusts its caller."""
+    obj = copy.copy(chain)
+    obj._init(chain.cores, center, report)
+    return obj
+
+
+def site_cores(chain: Chain) -> list[Any]:
+    """The cores of an MPS or MPO as three-leg site cores ``(left, phys, right)``."""
+    return chain._sites()
+
+
+class Chain:
     """An immutable chain of cores; subclasses fix the number of legs."""
 
     __slots__ = ("_cores", "_center", "_report")
@@ -184,7 +217,7 @@ class _Chain:
         truncation = check_truncation(truncation)
         if truncation is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
-        linalg.check_method(svd)
+        check_svd(svd)
         sites, report = truncate_chain(self._sites(), self._center, truncation, svd)
         return self._with_sites(sites, self.num_sites - 1, report)
 
@@ -201,7 +234,7 @@ class _Chain:
         xp = namespace(*self._cores)
         sites = orthonormalize(self._sites(), k, self._center)
         left, phys, right = sites[k].shape
-        return linalg.svd(xp.reshape(sites[k], (left * phys, right)))[1]
+        return thin_svd(xp.reshape(sites[k], (left * phys, right)))[1]
 
     def entropy(self, bond: int, alpha: float = 1.0) -> Any:
         """Entanglement entropy across ``bond`` (natural log), a 0-d array.
@@ -256,13 +289,13 @@ class _Chain:
 
     def __add__(self: _Self, other: _Self) -> _Self:
         """Sum of two chains with the same legs; bond dimensions add (direct sum)."""
-        if not isinstance(other, _Chain):
+        if not isinstance(other, Chain):
             return NotImplemented
         self._check_same_legs(other, "+")
         return self._with_sites(algebra.direct_sum(self._sites(), other._sites()), None, None)
 
     def __sub__(self: _Self, other: _Self) -> _Self:
-        if not isinstance(other, _Chain):
+        if not isinstance(other, Chain):
             return NotImplemented
         return self + (-1.0) * other
 
@@ -295,16 +328,18 @@ class _Chain:
     def compress(
         self: _Self,
         truncation: Truncation,
-        method: Literal["svd", "variational"] = "svd",
+        algorithm: Literal["svd", "variational"] = "svd",
         *,
         sweeps: int = 10,
         tol: float = 1e-10,
         svd: str = "auto",
+        method: Literal["svd", "variational"] | None = None,
     ) -> _Self:
         """Compress, returning a new chain with a :attr:`report`.
 
-        ``method="svd"`` is :meth:`truncate`: one SVD sweep from the
-        canonical form, any :class:`~tnlib.Truncation`. ``method="variational"``
+        ``algorithm="svd"`` is :meth:`truncate`: one SVD sweep from the
+        canonical form, any :class:`~tnlib.Truncation`, with the SVD method
+        named by ``svd``. ``algorithm="variational"``
         fits a chain with bonds ``min(max_bond, current)`` by one-site
         alternating least squares (``sweeps`` at most, stopping when the squared
         error improves by less than ``tol`` times the squared norm); it needs
@@ -312,15 +347,26 @@ class _Chain:
         larger than ``max_bond`` (after a product). Its report gives the
         measured squared error split evenly over the bonds, so
         ``report.error_bound`` is the true error.
+
+        ``method=`` is the former name of ``algorithm=``; it still works and
+        warns (``DeprecationWarning``), and will be removed in the next release.
         """
-        if method == "svd":
+        if method is not None:
+            warnings.warn(
+                "compress(method=...) is deprecated; use compress(algorithm=...) "
+                "(svd= names the SVD method)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            algorithm = method
+        if algorithm == "svd":
             return self.truncate(truncation, svd=svd)
-        if method != "variational":
-            raise ValueError(f"method={method!r} is invalid; expected 'svd' or 'variational'")
+        if algorithm != "variational":
+            raise ValueError(f"algorithm={algorithm!r} is invalid; expected 'svd' or 'variational'")
         truncation = check_truncation(truncation)
         if truncation is None or truncation.max_bond is None:
             raise ValueError(
-                "method='variational' needs truncation.max_bond (the bond dimension to fit); "
+                "algorithm='variational' needs truncation.max_bond (the bond dimension to fit); "
                 f"got {truncation!r}"
             )
         sites = self._sites()

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_host
+from ._chain import rebuild
 from .mpo import MPO
 from .mps import MPS
 from .spectra import Spectrum
@@ -170,8 +171,7 @@ def _build(header: Any, arrays: dict[str, np.ndarray]) -> MPS | MPO | Spectrum:
         if center is not None and not (isinstance(center, int) and 0 <= center < n):
             raise _Bad(f"invalid center {center!r}")
         report = _report_from_json(header.get("report"))
-        obj._init(obj.cores, center, report)
-        return obj
+        return rebuild(obj, center, report)
     if kind == "Spectrum":
         n = int(header["num_bonds"])
         names = [f"sv_{k}" for k in range(n)]

@@ -18,20 +18,20 @@ from typing import Any, Sequence
 
 import array_api_compat
 
-from . import algebra, linalg
+from . import _algebra as algebra
+from ._apply import apply_cores
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
-from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
-from .canonical import contract_chain
-from .apply import apply_cores
-from .decompose import tt_decompose
-from .factorize import choose_dims
+from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
+from ._sweeps import tt_decompose
+from .dims import choose_dims
 from .mps import MPS
+from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPO"]
 
 
-class MPO(_Chain):
+class MPO(Chain):
     """An immutable matrix product operator (tensor-train matrix).
 
     Parameters
@@ -186,8 +186,8 @@ class MPO(_Chain):
                 )
             if self._shape[0] != prod(self.out_dims):
                 raise ValueError("an MPO with zero-padded rows cannot act on an MPS; use an unpadded MPO")
-            return MPS._trusted(algebra.operator_times_state(self._cores, other.cores), None, None)
-        if isinstance(other, _Chain):
+            return build_chain(MPS, algebra.operator_times_state(self._cores, other.cores), None, None)
+        if isinstance(other, Chain):
             return NotImplemented
         v = as_array(other, "other")
         xp = namespace(v)
@@ -281,7 +281,7 @@ class MPO(_Chain):
         check_floating(a, "matrix")
         check_finite(a, "matrix")
         truncation = check_truncation(truncation)
-        linalg.check_method(svd)
+        check_svd(svd)
         shape = (int(a.shape[0]), int(a.shape[1]))
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         xp = namespace(a)

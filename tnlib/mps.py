@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import algebra, linalg
+from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
-from ._chain import MAX_DENSE_SIZE, _Chain, check_max_size, validate_cores
-from .canonical import contract_chain
-from .decompose import tt_decompose
+from ._chain import MAX_DENSE_SIZE, Chain, check_max_size, contract_chain, validate_cores
+from ._sweeps import tt_decompose
+from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPS"]
 
 
-class MPS(_Chain):
+class MPS(Chain):
     """An immutable matrix product state (tensor train).
 
     Parameters
@@ -116,7 +116,7 @@ class MPS(_Chain):
         check_floating(t, "tensor")
         check_finite(t, "tensor")
         truncation = check_truncation(truncation)
-        linalg.check_method(svd)
+        check_svd(svd)
         dims = tuple(int(d) for d in t.shape)
         cores, report = tt_decompose(t, dims, truncation, svd)
         return cls._trusted(cores, len(dims) - 1, report)

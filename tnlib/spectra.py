@@ -16,8 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._backend import as_array, to_host
-from ._chain import _Chain, check_alpha
-from .canonical import renyi_entropy, schmidt_values
+from ._canonical import schmidt_values
+from ._chain import Chain, check_alpha, check_index, site_cores
+from ._entropy import renyi_entropy
 from .mpo import MPO
 from .truncation import Truncation
 
@@ -84,7 +85,6 @@ class Spectrum:
         ``curve[chi - 1] = sqrt(sum_{j >= chi} s_j^2 / sum_j s_j^2)``, the error
         of truncating only that bond (exact, since the values are Schmidt values).
         """
-        from ._chain import check_index
 
         k = check_index("bond", bond, self.num_bonds, "bonds")
         s2 = np.asarray(self.singular_values[k], dtype=np.float64) ** 2
@@ -117,7 +117,7 @@ class Spectrum:
         ``ax``: ``None`` (a new figure with both panels), one Axes (singular
         values only) or a pair of Axes. Needs matplotlib (the ``plot`` extra).
         """
-        from .plot import plot_spectrum
+        from ._plot import plot_spectrum
 
         return plot_spectrum(self, ax)
 
@@ -134,14 +134,14 @@ def spectrum(
     ``out_dims``, ``in_dims`` and any further keyword (``num_cores``,
     ``pad``). One canonicalisation and one SVD sweep give every bond.
     """
-    if isinstance(obj, _Chain):
+    if isinstance(obj, Chain):
         if out_dims is not None or in_dims is not None or from_matrix_kwargs:
             raise ValueError("out_dims, in_dims and other options apply only to a dense matrix")
         chain = obj
     else:
         chain = MPO.from_matrix(as_array(obj, "obj"), out_dims, in_dims, **from_matrix_kwargs)
-    values = schmidt_values(chain._sites(), chain.center)
-    phys = tuple(int(c.shape[1]) for c in chain._sites())
+    values = schmidt_values(site_cores(chain), chain.center)
+    phys = tuple(int(c.shape[1]) for c in site_cores(chain))
     host = tuple(np.array(to_host(s), dtype=np.float64) for s in values)
     return Spectrum(host, phys, type(chain).__name__)
 
@@ -180,7 +180,7 @@ class Tradeoff:
 
     def plot(self, ax: Any = None) -> Any:
         """Relative error against compression ratio (log-log); returns the Figure."""
-        from .plot import plot_tradeoff
+        from ._plot import plot_tradeoff
 
         return plot_tradeoff(self, ax)
 

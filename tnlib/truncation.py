@@ -1,6 +1,6 @@
 r"""How to truncate: one frozen value, and the one place its rules are applied.
 
-Every truncation in tnlib goes through :func:`truncated_svd` (one bond) or
+Every truncation in tnlib goes through :func:`select_rank` (one bond) or
 :func:`tnlib.allocate_bonds` (a global parameter budget over all bonds). Given the
 singular values :math:`s_1 \ge s_2 \ge \dots \ge s_r` of an unfolding, with
 weights :math:`p_k = s_k^2 / \sum_j s_j^2`, :class:`Truncation` keeps the
@@ -30,29 +30,24 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
-
-from . import linalg
-from ._backend import as_array, check_finite, check_floating, namespace
-from .strategy import fast_left_factor
+from ._backend import namespace
+from ._checks import check_int, is_real
 
 __all__ = [
     "Truncation",
     "TruncatedSVD",
     "TruncationReport",
-    "truncated_svd",
+    "check_truncation",
+    "select_rank",
 ]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Truncation.{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"Truncation.{name}={value} is invalid; expected an int >= {minimum}")
+    check_int(f"Truncation.{name}", value, minimum)
 
 
 def _check_fraction(name: str, value: Any, upper: float, closed: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    if not is_real(value):
         raise TypeError(f"Truncation.{name} must be a float, got {value!r}")
     value = float(value)
     ok = 0.0 <= value <= upper if closed else 0.0 <= value < upper
@@ -106,6 +101,11 @@ class Truncation:
 
     def __post_init__(self) -> None:
         _check_int("min_bond", self.min_bond, 1)
+        # NumPy scalars become Python numbers, so a Truncation always saves as JSON.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None and is_real(value) and not isinstance(value, (int, float)):
+                object.__setattr__(self, f.name, int(value) if f.type in ("int", "int | None") else float(value))
         if self.max_bond is not None:
             _check_int("max_bond", self.max_bond, 1)
             if self.max_bond < self.min_bond:
@@ -269,100 +269,3 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     if t.max_bond is not None:
         chi = min(chi, t.max_bond)
     return max(1, min(max(chi, t.min_bond), n))
-
-
-def svd_truncate(
-    a: Any, truncation: Truncation | None, method: str, side: str = "both"
-) -> tuple[TruncatedSVD, int]:
-    """Truncated SVD of a validated 2-D array; also returns the full rank.
-
-    ``side="left"`` computes only ``U`` and ``S`` (``Vh`` is ``None``),
-    ``side="right"`` only ``S`` and ``Vh`` (``U`` is ``None``), which is
-    cheaper for very wide (or tall) matrices; sweeps then form the other
-    factor as the exact projection. Trusts its caller: ``a`` is finite and
-    floating, ``truncation`` has no ``max_params``.
-    """
-    xp = namespace(a)
-    full_rank = min(a.shape)
-    if method == "auto" and side != "both" and truncation is not None and not truncation.is_exact:
-        target = a if side == "left" else linalg.adjoint(a)
-        fast = fast_left_factor(target, truncation)
-        if fast is not None:
-            u, s, chi, discarded = fast
-            if side == "left":
-                return TruncatedSVD(u, s[:chi], None, discarded), full_rank
-            return TruncatedSVD(None, s[:chi], linalg.adjoint(u), discarded), full_rank
-    rank = None
-    if truncation is not None and not truncation.needs_full_spectrum:
-        rank = min(truncation.max_bond, full_rank)
-    if side == "left":
-        u, s = linalg.left_factor(a, rank, method)
-        vh = None
-    elif side == "right":
-        v, s = linalg.left_factor(linalg.adjoint(a), rank, method)
-        u, vh = None, linalg.adjoint(v)
-    else:
-        u, s, vh = linalg.svd(a, rank, method)
-    total = None
-    if s.shape[0] < full_rank:
-        total = float(xp.linalg.vector_norm(a)) ** 2
-    chi = select_rank(s, truncation, total)
-    kept = s[:chi]
-    if total is None:
-        discarded = float(xp.sum(s[chi:] * s[chi:]))
-    else:
-        discarded = max(0.0, total - float(xp.sum(kept * kept)))
-    u = None if u is None else u[:, :chi]
-    vh = None if vh is None else vh[:chi, :]
-    return TruncatedSVD(u, kept, vh, discarded), full_rank
-
-
-def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str = "auto") -> TruncatedSVD:
-    """Truncated singular value decomposition ``matrix ~ U diag(S) Vh``.
-
-    Parameters
-    ----------
-    matrix : array, shape (m, n)
-        Finite, of dtype float32, float64, complex64 or complex128, in any
-        Array-API namespace; the result stays in it.
-    truncation
-        Which singular values to keep (``None``: all of them).
-        ``max_params`` counts the ``chi * (m + n)`` entries of ``U diag(S)``
-        and ``Vh``.
-    svd
-        A method name from :func:`tnlib.svd_methods`.
-
-    Returns
-    -------
-    TruncatedSVD
-        ``U, S, Vh`` and the absolute discarded weight.
-
-    Examples
-    --------
-    >>> import numpy as np, tnlib
-    >>> a = np.diag([3.0, 2.0, 1.0e-3])
-    >>> r = tnlib.truncated_svd(a, tnlib.Truncation(cutoff=1e-2))
-    >>> r.S, round(r.discarded, 12)
-    (array([3., 2.]), 1e-06)
-    """
-    a = as_array(matrix, "matrix")
-    if a.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(a.shape)}")
-    if 0 in a.shape:
-        raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
-    check_floating(a, "matrix")
-    check_finite(a, "matrix")
-    truncation = check_truncation(truncation)
-    linalg.check_method(svd)
-    if truncation is not None and truncation.max_params is not None:
-        m, n = a.shape
-        cap = truncation.max_params // (m + n)
-        if cap < truncation.min_bond:
-            raise ValueError(
-                f"Truncation.max_params={truncation.max_params} is too small for a "
-                f"{m} x {n} matrix: rank {truncation.min_bond} needs "
-                f"{truncation.min_bond * (m + n)} parameters"
-            )
-        cap = cap if truncation.max_bond is None else min(cap, truncation.max_bond)
-        truncation = dataclasses.replace(truncation, max_params=None, max_bond=cap)
-    return svd_truncate(a, truncation, svd)[0]

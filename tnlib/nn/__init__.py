@@ -2,23 +2,24 @@
 
 Importing this package needs torch (the ``torch`` extra); the rest of tnlib
 never imports it. The adapters only hold parameters and call the
-framework-free core (:func:`tnlib.apply.apply_cores`, :func:`tnlib.lstm_forward`,
+framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`,
 :class:`tnlib.MPO`): all tensor-network arithmetic lives there.
+
+One module per method: ``mpo_linear`` and ``mpo_rnn`` (MPO layers),
+``pruning``, ``lowrank``, ``tensor_train`` (the baselines), ``matching``
+(parameter counts at a target ratio), ``mpop`` (MPOP fine-tuning) and
+``compress`` (whole models).
 """
 
-from .baselines import (
-    GradualPruner,
-    LowRankLSTM,
-    TTLSTM,
-    count_parameters,
-    match_compression,
-    prune_magnitude,
-)
+from ._cores import central_index
 from .compress import LayerReport, compress
-from .factored_linear import LowRankLinear, TTLinear
-from .linear import MPOLinear
-from .lstm import MPOLSTM
-from .mpop import DimensionSqueezer, central_index, freeze_central
+from .lowrank import LowRankLinear, LowRankLSTM
+from .matching import count_parameters, match_compression
+from .mpo_linear import MPOLinear
+from .mpo_rnn import MPOLSTM
+from .mpop import DimensionSqueezer, freeze_central
+from .pruning import GradualPruner, prune_magnitude
+from .tensor_train import TTLSTM, TTLinear
 
 __all__ = [
     "MPOLinear",

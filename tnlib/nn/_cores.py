@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 import tnlib
+from tnlib._checks import is_int
+
+
+def positive_int(name: str, value: object) -> int:
+    """``value`` if it is a positive int (not a bool), else ``ValueError`` naming ``name``."""
+    if not is_int(value) or value < 1:  # type: ignore[operator]
+        raise ValueError(f"{name}={value!r} is invalid; expected a positive int")
+    return int(value)  # type: ignore[call-overload]
+
+
+def check_linear(linear: object) -> nn.Linear:
+    if not isinstance(linear, nn.Linear):
+        raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+    return linear
+
+
+def central_index(cores: Any) -> int:
+    """Index of the central tensor: the core with the most parameters (middle on ties).
+
+    ``cores`` is a sequence of tensors or a module holding them as ``.cores``
+    (an :class:`~tnlib.nn.MPOLinear`).
+    """
+    if isinstance(cores, nn.Module) and hasattr(cores, "cores"):
+        cores = list(cores.cores)
+    sizes = [int(c.numel()) for c in cores]
+    top = max(sizes)
+    candidates = [k for k, s in enumerate(sizes) if s == top]
+    middle = (len(sizes) - 1) / 2
+    return min(candidates, key=lambda k: abs(k - middle))
 
 
 def uniform_bonds(out_dims: Sequence[int], in_dims: Sequence[int], bond_dim: int) -> list[int]:

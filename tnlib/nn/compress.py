@@ -11,8 +11,8 @@ from torch import nn
 
 import tnlib
 
-from .linear import MPOLinear
-from .lstm import MPOLSTM
+from .mpo_linear import MPOLinear
+from .mpo_rnn import MPOLSTM
 
 __all__ = ["compress", "LayerReport"]
 

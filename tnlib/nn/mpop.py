@@ -18,22 +18,11 @@ from torch import nn
 
 import tnlib
 
-from ._cores import masked
-from .linear import MPOLinear
-from .lstm import MPOLSTM
+from ._cores import central_index, masked
+from .mpo_linear import MPOLinear
+from .mpo_rnn import MPOLSTM
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
-
-
-def central_index(cores: Any) -> int:
-    """Index of the central tensor: the core with the most parameters (middle on ties)."""
-    if isinstance(cores, MPOLinear):
-        cores = list(cores.cores)
-    sizes = [int(c.numel()) for c in cores]
-    top = max(sizes)
-    candidates = [k for k, s in enumerate(sizes) if s == top]
-    middle = (len(sizes) - 1) / 2
-    return min(candidates, key=lambda k: abs(k - middle))
 
 
 def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[nn.Module, str, nn.ParameterList]]:

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib.apply import apply_cores
+from tnlib._apply import apply_cores
 
-from ._cores import cores_from_matrix, init_cores, masked, parameter_list, uniform_bonds
+from ._cores import central_index, cores_from_matrix, init_cores, masked, parameter_list, positive_int, uniform_bonds
 
 __all__ = ["MPOLinear"]
 
@@ -20,7 +20,7 @@ class MPOLinear(nn.Module):
     """``y = x W^T + b`` with ``W`` (``out_features x in_features``) held as MPO cores.
 
     Cores are ``nn.Parameter`` s of shape ``(left, out_k, in_k, right)``; the
-    forward pass contracts the input with them (:func:`tnlib.apply.apply_cores`:
+    forward pass contracts the input with them (``tnlib._apply.apply_cores``:
     cached optimal path or two merged halves, whichever costs fewer FLOPs) and
     never forms ``W``.
 
@@ -69,8 +69,7 @@ class MPOLinear(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features), ("bond_dim", bond_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid; expected a positive int")
+            positive_int(name, value)
         self.in_features, self.out_features = in_features, out_features
         self.out_dims, self.in_dims = tnlib.choose_dims((out_features, in_features), out_dims, in_dims, num_cores=num_cores)
         bonds = uniform_bonds(self.out_dims, self.in_dims, bond_dim)
@@ -148,7 +147,6 @@ class MPOLinear(nn.Module):
 
     def set_trainable(self, which: Literal["all", "auxiliary", "central"] = "all") -> None:
         """Train all cores, only the auxiliary ones, or only the central one (MPOP)."""
-        from .mpop import central_index
 
         if which not in ("all", "auxiliary", "central"):
             raise ValueError(f"which={which!r} is invalid; expected 'all', 'auxiliary' or 'central'")

@@ -14,6 +14,8 @@ import math
 from functools import lru_cache
 from typing import Any, Sequence
 
+from ._checks import check_int, is_int
+
 __all__ = ["factorize", "default_num_cores", "is_usable", "padded_size", "choose_dims"]
 
 
@@ -52,12 +54,7 @@ def _balanced(n: int, k: int, lowest: int) -> tuple[int, ...] | None:
 
 
 def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) and not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    value = int(value)  # type: ignore[call-overload]
-    if value < 1:
-        raise ValueError(f"{name}={value} is invalid; expected an int >= 1")
-    return value
+    return check_int(name, value, 1)
 
 
 def factorize(n: int, num_factors: int) -> tuple[int, ...]:
@@ -138,7 +135,7 @@ def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
         raise ValueError(f"{name} must hold at least one factor, got {tuple(dims)!r}")
     out = []
     for d in dims:
-        if isinstance(d, bool) or not hasattr(d, "__index__") or int(d) < 1:
+        if not is_int(d) or int(d) < 1:
             raise ValueError(f"{name}={tuple(dims)!r} is invalid; expected positive ints")
         out.append(int(d))
     return tuple(out)
@@ -173,9 +170,7 @@ def choose_dims(
         "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
         "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
     }
-    if num_cores is not None and (
-        isinstance(num_cores, bool) or not hasattr(num_cores, "__index__") or int(num_cores) < 1
-    ):
+    if num_cores is not None and (not is_int(num_cores) or int(num_cores) < 1):
         raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
     lengths = {len(d) for d in given.values() if d is not None}
     if len(lengths) > 1:

@@ -37,12 +37,25 @@ least ``||A||^2 - sum_{i <= chi} (s_i + rho)^2``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
-from . import linalg
-from ._backend import namespace
+import numpy as np
 
-__all__ = ["fast_left_factor"]
+from .. import _linalg as linalg
+from .._backend import namespace
+from ..truncation import Truncation, select_rank
+from ._registry import thin_svd
+
+__all__ = ["FastFactor", "fast_left_factor", "gram_factor", "randomized_factor", "krylov_factor"]
+
+
+class FastFactor(NamedTuple):
+    """A certified truncated left factor: ``U`` (kept columns), every computed ``S``, ``chi``, discarded weight."""
+
+    U: Any
+    S: Any
+    chi: int
+    discarded: float
 
 _ASPECT = 4
 _MIN_GAP = 1e-5
@@ -60,9 +73,7 @@ def _descending_eigh(g: Any) -> tuple[Any, Any]:
     return xp.flip(lam, axis=0), xp.flip(vec, axis=1)
 
 
-def _gram(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
-    from .truncation import select_rank
-
+def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     if truncation.cutoff is not None and truncation.cutoff < _MIN_CUTOFF:
         return None  # s below sqrt(eps) s_max cannot be judged on Gram eigenvalues
     if truncation.max_discarded is not None and truncation.max_discarded < _MIN_DISCARDED:
@@ -93,17 +104,15 @@ def _gram(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
         tail = float(xp.linalg.vector_norm(a - u @ (linalg.adjoint(u) @ a))) ** 2
         if tail > _ROUNDING**2 * total:
             return None
-    return u, s, chi, tail
+    return FastFactor(u, s, chi, tail)
 
 
-def _randomized(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
-    from .truncation import select_rank
-
+def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     xp = namespace(a)
     n = a.shape[1]
     q = linalg.range_finder(a, truncation.max_bond + _OVERSAMPLE)
     b = linalg.adjoint(q) @ a
-    u_b, s, _ = linalg.svd(b, None, "lapack")
+    u_b, s, _ = thin_svd(b, None, "lapack")
     total = float(xp.linalg.vector_norm(a)) ** 2
     if total <= 0.0:
         return None
@@ -112,7 +121,7 @@ def _randomized(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     # the discarded weight of the projection, measured directly (no cancellation)
     discarded = float(xp.linalg.vector_norm(a - u @ (linalg.adjoint(u) @ a))) ** 2
     if discarded > _ROUNDING**2 * total:
-        probes = linalg._gaussian(a, (n, _PROBES), seed=1)
+        probes = linalg.gaussian(a, (n, _PROBES), seed=1)
         resid = a @ probes
         resid = resid - q @ (linalg.adjoint(q) @ resid)
         norms = xp.linalg.vector_norm(resid, axis=0) / xp.linalg.vector_norm(probes, axis=0)
@@ -121,17 +130,14 @@ def _randomized(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
         lower = total - upper_kept
         if lower <= 0.0 or discarded > 1.05**2 * lower:
             return None
-    return u, s, chi, discarded
+    return FastFactor(u, s, chi, discarded)
 
 
-def _krylov(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
+def krylov_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     """Leading singular triplets by PROPACK (Lanczos bidiagonalisation), NumPy only."""
     import warnings
 
-    import numpy as np
     import scipy.sparse.linalg
-
-    from .truncation import select_rank
 
     if not isinstance(a, np.ndarray):
         return None
@@ -148,11 +154,11 @@ def _krylov(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
     chi = select_rank(s, truncation, total)
     u = u[:, :chi]
     discarded = float(np.linalg.norm(a - u @ (u.conj().T @ a))) ** 2
-    return u, s, chi, discarded
+    return FastFactor(u, s, chi, discarded)
 
 
-def fast_left_factor(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | None:
-    """``(U_kept, S, chi, discarded)`` by a certified fast route, or ``None``.
+def fast_left_factor(a: Any, truncation: Truncation) -> FastFactor | None:
+    """A :class:`FastFactor` by a certified fast route, or ``None``.
 
     ``S`` holds every singular value the route computed (approximate below
     ``sqrt(eps) * s_max`` for the Gram route); ``discarded`` is the weight the
@@ -166,9 +172,9 @@ def fast_left_factor(a: Any, truncation: Any) -> tuple[Any, Any, int, float] | N
         and truncation.max_entropy_loss is None
         and 4 * (truncation.max_bond + _OVERSAMPLE) <= short
     ):
-        result = _randomized(a, truncation)
+        result = randomized_factor(a, truncation)
         if result is None and long_ < _ASPECT * short and 8 * truncation.max_bond <= short:
-            result = _krylov(a, truncation)
+            result = krylov_factor(a, truncation)
     if result is None and long_ >= _ASPECT * short and short >= 2:
-        result = _gram(a, truncation)
+        result = gram_factor(a, truncation)
     return result

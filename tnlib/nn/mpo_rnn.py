@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib.apply import apply_cores
+from tnlib._apply import apply_cores
 
-from ._cores import cores_from_matrix, init_cores, masked, parameter_list, uniform_bonds
-from ._recurrent import StackedLSTM, check_lstm, suffix
+from ._cores import cores_from_matrix, init_cores, masked, parameter_list, positive_int, uniform_bonds
+from ._stacking import StackedLSTM, check_lstm, suffix
 
 __all__ = ["MPOLSTM"]
 
@@ -63,8 +63,7 @@ class MPOLSTM(StackedLSTM):
                  device=None, dtype=None) -> None:
         super().__init__()
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        if isinstance(bond_dim, bool) or not isinstance(bond_dim, int) or bond_dim < 1:
-            raise ValueError(f"bond_dim={bond_dim!r} is invalid; expected a positive int")
+        positive_int("bond_dim", bond_dim)
         n = num_cores or tnlib.default_num_cores(4 * hidden_size, max(input_size, hidden_size))
         self.gate_dims = gate_dims(hidden_size, n, hidden_dims)
         n = len(self.gate_dims)
@@ -114,8 +113,7 @@ class MPOLSTM(StackedLSTM):
         check_lstm(lstm)
         self = cls.__new__(cls)
         StackedLSTM.__init__(self)
-        self._setup(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
-                    float(lstm.dropout), lstm.bidirectional)
+        self._setup_like(lstm)
         n = num_cores or tnlib.default_num_cores(4 * lstm.hidden_size, max(lstm.input_size, lstm.hidden_size))
         self.gate_dims = gate_dims(lstm.hidden_size, n, hidden_dims)
         n = len(self.gate_dims)

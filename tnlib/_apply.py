@@ -89,7 +89,7 @@ class _Shape:
 
 
 @functools.lru_cache(maxsize=1024)
-def _strategy(shapes: tuple[tuple[int, ...], ...], batch: int, optimize: Any) -> int | None:
+def _route(shapes: tuple[tuple[int, ...], ...], batch: int, optimize: Any) -> int | None:
     """The cut for the two-halves route, or ``None`` for the contraction path (cached)."""
     in_dims = tuple(s[2] for s in shapes)
     subscripts = apply_subscripts(len(shapes))
@@ -105,7 +105,7 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
     """
     shapes = tuple(tuple(int(d) for d in c.shape) for c in cores)
     batch = int(flat.shape[0])
-    split = _strategy(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
+    split = _route(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
     if split is not None:
         return apply_halves(cores, flat, split)
     xp = namespace(flat, *cores)

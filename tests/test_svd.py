@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tnlib
-from tnlib import strategy
+from tnlib.svd import _certified as certified
 from conftest import random_array
 
 
@@ -33,7 +33,7 @@ def test_gram_route_is_certified_on_a_gapped_spectrum():
     v, _ = np.linalg.qr(rng.standard_normal((4096, 32)))
     s = np.concatenate([np.ones(8), 0.1 * np.ones(24)])
     A = (u * s) @ v.T
-    got = strategy.fast_left_factor(A, tnlib.Truncation(max_bond=8))
+    got = certified.fast_left_factor(A, tnlib.Truncation(max_bond=8))
     assert got is not None
     U, S, chi, discarded = got
     assert chi == 8 and U.shape == (32, 8)
@@ -48,21 +48,21 @@ def test_gram_route_refuses_what_it_cannot_resolve():
     # singular values around 1e-9 s_max: invisible to a Gram matrix, large for a 1e-12 target
     s = np.concatenate([np.ones(4), 1e-9 * np.ones(28)])
     A = (u * s) @ v.T
-    assert strategy.fast_left_factor(A, tnlib.Truncation(max_bond=8)) is None
+    assert certified.fast_left_factor(A, tnlib.Truncation(max_bond=8)) is None
     # ... so the full SVD is used and the error is right
     r = tnlib.truncated_svd(A, tnlib.Truncation(max_bond=8))
     assert r.discarded == pytest.approx(24 * 1e-18, rel=1e-6)
     # a tiny cutoff cannot be judged on Gram eigenvalues either
     s2 = np.concatenate([np.ones(8), 0.1 * np.ones(24)])
-    assert strategy.fast_left_factor((u * s2) @ v.T, tnlib.Truncation(max_bond=8, cutoff=1e-9)) is None
+    assert certified.fast_left_factor((u * s2) @ v.T, tnlib.Truncation(max_bond=8, cutoff=1e-9)) is None
 
 
 def test_randomized_route_needs_a_certificate():
     rng = np.random.default_rng(2)
     flat = rng.standard_normal((400, 400))
-    assert strategy._randomized(flat, tnlib.Truncation(max_bond=20)) is None  # flat: no certificate
+    assert certified.randomized_factor(flat, tnlib.Truncation(max_bond=20)) is None  # flat: no certificate
     low = smooth(400)
-    got = strategy._randomized(low, tnlib.Truncation(max_bond=20))
+    got = certified.randomized_factor(low, tnlib.Truncation(max_bond=20))
     assert got is not None
     U, S, chi, discarded = got
     err = np.linalg.norm(low - U @ (U.T @ low))
@@ -73,7 +73,7 @@ def test_krylov_route_is_optimal_on_a_flat_spectrum():
     rng = np.random.default_rng(3)
     flat = rng.standard_normal((600, 600))
     t = tnlib.Truncation(max_bond=20)
-    got = strategy.fast_left_factor(flat, t)
+    got = certified.fast_left_factor(flat, t)
     assert got is not None  # the randomized route declines, PROPACK converges
     U, S, chi, discarded = got
     s = np.linalg.svd(flat, compute_uv=False)

@@ -1,22 +1,23 @@
 """Arithmetic on chains of site cores: products, sums, inner products, fitting.
 
 All functions take and return lists of site cores ``(left, phys, right)``
-(:mod:`tnlib.canonical`); the containers wrap them. Contractions go through
+(:mod:`tnlib._canonical`); the containers wrap them. Contractions go through
 :func:`tnlib.contract`, so every array library works.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import array_api_compat
 import numpy as np
 
-from . import linalg
+from . import _linalg as linalg
 from ._backend import namespace
+from ._canonical import orthonormalize
 from .contraction import contract
 
-__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "fit"]
+__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "FitResult", "fit"]
 
 
 def operator_times_state(ops: Sequence[Any], states: Sequence[Any]) -> list[Any]:
@@ -92,6 +93,15 @@ def _random_chain(like: Any, phys: Sequence[int], bonds: Sequence[int], seed: in
     return cores
 
 
+class FitResult(NamedTuple):
+    """Result of :func:`fit`."""
+
+    cores: list[Any]
+    error_squared: float
+    target_norm_squared: float
+    sweeps: int
+
+
 def fit(
     target: Sequence[Any],
     bonds: Sequence[int],
@@ -100,7 +110,7 @@ def fit(
     tol: float = 1e-10,
     initial: Sequence[Any] | None = None,
     seed: int = 0,
-) -> tuple[list[Any], float, float, int]:
+) -> FitResult:
     """Variational compression: the chain with bond dims ``bonds`` closest to ``target``.
 
     One-site alternating least squares (fitting): the approximation is kept
@@ -112,11 +122,10 @@ def fit(
 
     Returns
     -------
-    cores, error_squared, target_norm_squared, sweeps_done
-        Left-canonical fitted cores (centre ``n - 1``) and the final squared error.
+    FitResult
+        Left-canonical fitted cores (centre ``n - 1``), the final squared
+        error, the target's squared norm and the number of sweeps run.
     """
-    from .canonical import orthonormalize
-
     xp = namespace(*target)
     n = len(target)
     phys = [c.shape[1] for c in target]
@@ -157,4 +166,4 @@ def fit(
         previous = err2
     if done % 2 == 0:
         phi = orthonormalize(phi, n - 1, 0)
-    return phi, err2, norm2, done
+    return FitResult(phi, err2, norm2, done)

@@ -1,4 +1,4 @@
-"""The ``nn.LSTM`` interface shared by every compressed LSTM.
+"""The ``nn.LSTM`` interface shared by every compressed LSTM: layers, directions, states.
 
 Subclasses store, per layer and direction, an input-to-hidden and a
 hidden-to-hidden operator and biases named as in ``nn.LSTM``
@@ -17,6 +17,8 @@ from torch import nn
 
 import tnlib
 
+from ._cores import positive_int
+
 
 def suffix(layer: int, direction: int) -> str:
     return f"_l{layer}" + ("_reverse" if direction else "")
@@ -28,14 +30,18 @@ class StackedLSTM(nn.Module):
     def _setup(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                batch_first: bool, dropout: float, bidirectional: bool) -> None:
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid; expected a positive int")
+            positive_int(name, value)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout!r} is invalid; expected a float in [0, 1)")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
+
+    def _setup_like(self, lstm: nn.LSTM) -> None:
+        """:meth:`_setup` with the sizes and options of a trained ``lstm``."""
+        self._setup(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+                    float(lstm.dropout), lstm.bidirectional)
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions

@@ -1,0 +1,48 @@
+"""Checks of scalar arguments at the public boundary, with errors that name them.
+
+``bool`` is a subclass of ``int`` in Python, so ``True`` would pass a plain
+``isinstance(x, int)``; every check here refuses it. NumPy integers and
+floats are accepted and returned as Python numbers, so a value stored in a
+result (and later saved as JSON) is always a plain ``int`` or ``float``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+__all__ = ["is_int", "is_real", "check_int", "check_real"]
+
+
+def is_int(value: Any) -> bool:
+    """True for an integer that is not a ``bool`` (``int``, ``numpy.int64``, ...)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
+def is_real(value: Any) -> bool:
+    """True for a real number that is not a ``bool`` (ints included)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
+def check_int(name: str, value: Any, minimum: int | None = 1, *, error: type[Exception] = ValueError) -> int:
+    """``value`` as a Python ``int``; ``TypeError`` if it is not one, ``error`` if below ``minimum``.
+
+    >>> check_int("bond_dim", 3)
+    3
+    >>> check_int("bond_dim", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: bond_dim=0 is invalid; expected an int >= 1
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise error(f"{name}={value} is invalid; expected an int >= {minimum}")
+    return int(value)
+
+
+def check_real(name: str, value: Any) -> float:
+    """``value`` as a Python ``float``; ``TypeError`` unless it is a real number (not ``bool``)."""
+    if not is_real(value):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)

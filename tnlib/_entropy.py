@@ -1,0 +1,30 @@
+"""Entropies of a spectrum of singular values (natural logarithms)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import namespace
+
+__all__ = ["renyi_entropy"]
+
+
+def renyi_entropy(s: Any, alpha: float = 1.0) -> Any:
+    """Entropy of the distribution ``p = s**2 / sum(s**2)`` of singular values ``s``.
+
+    Von Neumann ``-sum p ln p`` for ``alpha == 1``, Renyi
+    ``ln(sum p**alpha) / (1 - alpha)`` otherwise, ``-ln max p`` for
+    ``alpha == inf``; natural logarithms; a 0-d array in ``s``'s namespace.
+    """
+    xp = namespace(s)
+    s2 = s * s
+    total = xp.sum(s2)
+    p = s2 / xp.where(total > 0, total, 1.0)
+    if alpha == 1.0:
+        safe = xp.where(p > 0, p, 1.0)
+        value = -xp.sum(p * xp.log(safe))
+    elif alpha == float("inf"):
+        value = -xp.log(xp.where(total > 0, xp.max(p), 1.0))
+    else:
+        value = xp.log(xp.where(total > 0, xp.sum(p**alpha), 1.0)) / (1.0 - alpha)
+    return xp.maximum(value, xp.zeros_like(value))

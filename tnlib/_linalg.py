@@ -1,0 +1,177 @@
+"""Dense factorizations every sweep is built from: QR (with TSQR), SVD kernels, sketches.
+
+Each function takes a 2-D array and returns results in its namespace. NumPy
+arrays go through SciPy's LAPACK wrappers (``gesdd`` with a ``gesvd``
+fallback, blocked Householder QR); other libraries use their own
+``linalg``. Which SVD a decomposition uses is chosen in :mod:`tnlib.svd`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import array_api_compat
+import numpy as np
+
+from ._backend import namespace
+
+__all__ = [
+    "ASPECT",
+    "adjoint",
+    "gaussian",
+    "qr",
+    "r_factor",
+    "range_finder",
+    "scipy_svd",
+    "square_svd",
+    "svdvals",
+]
+
+_POWER_ITERATIONS = 2
+
+
+ASPECT = 4
+"""A matrix this many times as long as it is short counts as tall (or wide)."""
+_TSQR_MIN_ROWS = 8192
+_TSQR_BLOCK = 2048
+
+
+def svdvals(a: Any) -> Any:
+    """Singular values of a 2-D array, descending (``gesdd``, ``gesvd`` fallback for NumPy)."""
+    if isinstance(a, np.ndarray):
+        return scipy_svd(a, compute_uv=False)
+    xp = namespace(a)
+    return xp.linalg.svdvals(a)
+
+
+def r_factor(a: Any) -> Any:
+    """The ``(n, n)`` triangular factor of the reduced QR of a tall ``(m, n)`` array.
+
+    NumPy arrays use blocked Householder QR (LAPACK ``geqrf`` on row blocks,
+    then on the stacked factors) without ever forming ``Q``.
+    """
+    m, n = a.shape
+    if not isinstance(a, np.ndarray):
+        return _direct_qr(a)[1]
+    import scipy.linalg
+
+    (geqrf,) = scipy.linalg.get_lapack_funcs(("geqrf",), (a,))
+
+    def r_of(block: np.ndarray) -> np.ndarray:
+        qr, _, _, info = geqrf(block, lwork=max(1, 64 * block.shape[1]))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"geqrf failed with info={info}")
+        k = min(block.shape)
+        return np.triu(qr[:k, :])
+
+    if m < _TSQR_MIN_ROWS:
+        return r_of(a)
+    block = max(_TSQR_BLOCK, 2 * n)
+    return r_of(np.concatenate([r_of(a[i : i + block]) for i in range(0, m, block)]))
+
+
+def adjoint(a: Any) -> Any:
+    """Conjugate transpose of a 2-D array (no copy for real dtypes)."""
+    xp = namespace(a)
+    t = xp.matrix_transpose(a)
+    return xp.conj(t) if xp.isdtype(a.dtype, "complex floating") else t
+
+
+def scipy_svd(a: np.ndarray, **kwargs: Any) -> Any:
+    """SciPy's SVD by ``gesdd``, falling back to ``gesvd`` when it fails to converge."""
+    import scipy.linalg
+
+    try:
+        return scipy.linalg.svd(a, check_finite=False, **kwargs)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(a, check_finite=False, lapack_driver="gesvd", **kwargs)
+
+
+def square_svd(a: Any) -> tuple[Any, Any, Any]:
+    if isinstance(a, np.ndarray):
+        return scipy_svd(a, full_matrices=False)
+    xp = namespace(a)
+    return tuple(xp.linalg.svd(a, full_matrices=False))
+
+
+def gaussian(a: Any, shape: tuple[int, int], seed: int) -> Any:
+    """A standard normal matrix in ``a``'s namespace, dtype and device."""
+    xp = namespace(a)
+    device = array_api_compat.device(a)
+    if array_api_compat.is_torch_array(a):
+        import torch
+
+        gen = torch.Generator(device=a.device).manual_seed(seed)
+        return torch.randn(shape, generator=gen, dtype=a.dtype, device=a.device)
+    if array_api_compat.is_cupy_array(a):
+        import cupy
+
+        return cupy.random.default_rng(seed).standard_normal(shape).astype(a.dtype)
+    host = np.random.default_rng(seed).standard_normal(shape)
+    return xp.asarray(host, dtype=a.dtype, device=device)
+
+
+def range_finder(a: Any, k: int) -> Any:
+    """Orthonormal ``(m, k)`` basis approximating the range of ``a``.
+
+    Gaussian sketch, then power iterations re-orthonormalised by QR at every
+    step (Halko, Martinsson and Tropp 2011, Alg. 4.4); seeded, so repeatable.
+    """
+    ah = adjoint(a)
+    q = qr(a @ gaussian(a, (a.shape[1], k), seed=0))[0]
+    for _ in range(_POWER_ITERATIONS):
+        q = qr(a @ qr(ah @ q)[0])[0]
+    return q
+
+
+def qr(a: Any) -> tuple[Any, Any]:
+    """Reduced QR of the 2-D array ``a`` in its own namespace.
+
+    A tall-skinny ``a`` (at least 8192 rows and 4 times as many rows as
+    columns) is factored by one level of TSQR (Demmel et al., SIAM J. Sci.
+    Comput. 34, 2012): QR of row blocks, then QR of the stacked R factors. The
+    blocks fit in cache, which LAPACK's panel factorization of the whole
+    matrix does not.
+    """
+    m, n = a.shape
+    if m >= _TSQR_MIN_ROWS and m >= ASPECT * n:
+        return _tsqr(a)
+    return _direct_qr(a)
+
+
+def _tsqr(a: Any) -> tuple[Any, Any]:
+    xp = namespace(a)
+    m, n = a.shape
+    block = max(_TSQR_BLOCK, 2 * n)
+    starts = range(0, m, block)
+    if isinstance(a, np.ndarray):
+        # Two passes keep memory at one output array: first only the R factors,
+        # then each block's Q again, written straight into its rows of the result.
+        r_blocks = [r_factor(a[i : i + block, :]) for i in starts]
+        q2, r = _direct_qr(np.concatenate(r_blocks, axis=0))
+        out = np.empty((m, q2.shape[1]), dtype=np.result_type(a, q2))
+        row = 0
+        for i, r_block in zip(starts, r_blocks):
+            k = r_block.shape[0]
+            q = _direct_qr(a[i : i + block, :])[0]
+            np.matmul(q, q2[row : row + k, :], out=out[i : i + q.shape[0], :])
+            row += k
+        return out, r
+    factors = [_direct_qr(a[i : i + block, :]) for i in starts]
+    q2, r = _direct_qr(xp.concat([f[1] for f in factors], axis=0))
+    pieces, row = [], 0
+    for q, r_block in factors:
+        k = r_block.shape[0]
+        pieces.append(q @ q2[row : row + k, :])
+        row += k
+    return xp.concat(pieces, axis=0), r
+
+
+def _direct_qr(a: Any) -> tuple[Any, Any]:
+    if isinstance(a, np.ndarray):
+        import scipy.linalg
+
+        return scipy.linalg.qr(a, mode="economic", check_finite=False)
+    xp = namespace(a)
+    q, r = xp.linalg.qr(a, mode="reduced")
+    return q, r

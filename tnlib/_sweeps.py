@@ -1,0 +1,242 @@
+"""Sweeps that make and truncate chains: TT-SVD of a tensor, SVD sweeps over a chain.
+
+The tensor arrives already arranged so that its sites are its axes in C order
+(for an MPO the row and column legs of each site have been interleaved by
+the caller). Three routes, chosen from the :class:`~tnlib.Truncation`:
+
+* exact (``truncation`` is ``None`` or drops nothing): a left-to-right sweep
+  in which every unfolding with more rows than columns is factored by QR,
+  and every other one keeps the identity as its (orthonormal) core. It gives
+  the same chain as TT-SVD with every singular value kept, up to a gauge, at
+  a fraction of the cost; Schmidt values are computed on demand from the
+  canonical form.
+* per-bond criteria: the sequential truncated TT-SVD of Oseledets (SIAM J.
+  Sci. Comput. 33, 2011, Alg. 1). Every core it leaves is left-orthonormal,
+  so the squared error equals the sum of the discarded weights.
+* ``max_params``: the exact chain's Schmidt spectra drive a global allocation
+  of bond dimensions (:func:`~tnlib.allocate_bonds`); each candidate
+  allocation is applied by a truncating SVD sweep from the right-canonical
+  form, and the one with the least true error is kept.
+
+Every route returns cores in left-canonical form (centre ``n-1``) and a
+:class:`~tnlib.TruncationReport`; none rebuilds the dense tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import array_api_compat
+
+from . import _linalg as linalg
+from ._backend import namespace
+from ._canonical import orthonormalize
+from .budget import allocation_candidates
+from .svd import truncate_left
+from .truncation import Truncation, TruncationReport, select_rank
+
+__all__ = ["SweepResult", "svd_sweep", "tt_decompose", "truncate_chain"]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The chain a sweep left and what it kept, per bond ``0 .. n-2``.
+
+    Attributes
+    ----------
+    cores : tuple of arrays
+        Site cores ``(left, phys, right)``.
+    spectra : tuple of arrays
+        Kept singular values of every bond.
+    kept, full : tuple of int
+        Kept and full (before truncation) bond dimensions.
+    discarded : tuple of float
+        Discarded weight of every bond (absolute, squared).
+    """
+
+    cores: tuple[Any, ...]
+    spectra: tuple[Any, ...]
+    kept: tuple[int, ...]
+    full: tuple[int, ...]
+    discarded: tuple[float, ...]
+
+    def report(self, norm: float, truncation: Truncation | None) -> TruncationReport:
+        """The :class:`~tnlib.TruncationReport` of this sweep for a tensor of Frobenius norm ``norm``."""
+        return TruncationReport(self.kept, self.full, self.discarded, norm, truncation)
+
+
+def exact_report(cores: Sequence[Any], norm: float, truncation: Truncation | None) -> TruncationReport:
+    """The report of an exact chain: every bond kept at its full dimension."""
+    bonds = tuple(int(c.shape[2]) for c in cores[:-1])
+    return TruncationReport(bonds, bonds, (0.0,) * len(bonds), norm, truncation)
+
+def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
+    """Exact left-canonical chain. Where an unfolding has no more rows than
+    columns its orthonormal factor can be the identity (the bond is at full
+    rank ``rows`` either way), so nothing is computed; taller unfoldings are
+    factored by QR."""
+    cores = []
+    rest = tensor
+    r = 1
+    for d in dims[:-1]:
+        unfolding = xp.reshape(rest, (r * d, -1))
+        rows, cols = unfolding.shape
+        if rows <= cols:
+            eye = xp.eye(rows, dtype=tensor.dtype, device=array_api_compat.device(tensor))
+            cores.append(xp.reshape(eye, (r, d, rows)))
+            rest, r = unfolding, rows
+            continue
+        q, rest = linalg.qr(unfolding)
+        cores.append(xp.reshape(q, (r, d, q.shape[1])))
+        r = q.shape[1]
+    cores.append(xp.reshape(rest, (r, dims[-1], 1)))
+    return cores
+
+
+def _svd_chain(xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, svd: str) -> tuple[SweepResult, float]:
+    """Sequential truncated TT-SVD; also returns the Frobenius norm of ``tensor``
+    (from the first, complete, spectrum: ``sum S^2`` plus what it discarded)."""
+    cores, spectra = [], []
+    norm = None
+    kept, full, discarded = [], [], []
+    rest = tensor
+    r = 1
+    for d in dims[:-1]:
+        unfolding = xp.reshape(rest, (r * d, -1))
+        res = truncate_left(unfolding, truncation, svd)
+        chi = res.S.shape[0]
+        if norm is None:
+            norm = (float(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
+        cores.append(xp.reshape(res.U, (r, d, chi)))
+        rest = linalg.adjoint(res.U) @ unfolding  # = diag(S) Vh, the exact projection
+        spectra.append(res.S)
+        kept.append(chi)
+        full.append(res.full_rank)
+        discarded.append(res.discarded)
+        r = chi
+    cores.append(xp.reshape(rest, (r, dims[-1], 1)))
+    if norm is None:  # a single site: nothing to truncate
+        norm = float(xp.linalg.vector_norm(rest))
+    return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
+
+
+def tt_decompose(
+    tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str
+) -> tuple[list[Any], TruncationReport]:
+    """Decompose a validated ``tensor`` with ``prod(dims)`` entries into site cores."""
+    xp = namespace(tensor)
+    tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
+    if truncation is None or truncation.is_exact:
+        norm = float(xp.linalg.vector_norm(tensor))
+        cores = _qr_chain(xp, tensor, dims)
+        return cores, exact_report(cores, norm, truncation)
+    if truncation.max_params is None:
+        sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd)
+        return list(sweep.cores), sweep.report(norm, truncation)
+    norm = float(xp.linalg.vector_norm(tensor))
+    exact = _qr_chain(xp, tensor, dims)
+    return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
+
+
+def truncate_chain(
+    cores: Sequence[Any],
+    center: int | None,
+    truncation: Truncation,
+    svd: str,
+    norm: float | None = None,
+) -> tuple[list[Any], TruncationReport]:
+    """Truncate a chain by one SVD sweep from its right-canonical form.
+
+    With ``max_params`` set, a first (untruncated) sweep gets every bond's
+    Schmidt spectrum, :func:`~tnlib.budget.allocation_candidates` proposes
+    allocations that meet the budget, a truncating sweep applies each, and
+    the one whose discarded weights (= squared error) sum to least wins. Returns cores
+    in left-canonical form and the report of the truncating sweep.
+    """
+    xp = namespace(*cores)
+    n = len(cores)
+    per_bond = dataclasses.replace(truncation, max_params=None)
+    allocations: list[Sequence[int | None]] = [[per_bond.max_bond] * max(n - 1, 0)]
+    if truncation.max_params is not None:
+        # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
+        left = orthonormalize(cores, n - 1, center)
+        exact = svd_sweep(left, -1, lambda bond: None, "auto")
+        canon = list(exact.cores)
+        upper = [select_rank(s, per_bond) for s in exact.spectra]
+        phys = [c.shape[1] for c in canon]
+        allocations = list(allocation_candidates(
+            exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
+        ))
+    else:
+        canon = orthonormalize(cores, 0, center)
+    if norm is None:
+        norm = float(xp.linalg.vector_norm(canon[0]))
+    if n == 1:
+        return canon, exact_report(canon, norm, truncation)
+    best: SweepResult | None = None
+    for caps in allocations:
+        per_cap = [
+            per_bond if cap is None
+            else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
+            for cap in caps
+        ]
+        result = svd_sweep(canon, 1, per_cap.__getitem__, svd)
+        if best is None or sum(result.discarded) < sum(best.discarded):
+            best = result
+    assert best is not None  # allocations is never empty
+    return list(best.cores), best.report(norm, truncation)
+
+
+def svd_sweep(
+    cores: Sequence[Any],
+    direction: int,
+    truncation_of_bond: Callable[[int], Truncation | None],
+    svd: str,
+) -> SweepResult:
+    """One SVD sweep over a canonical chain, truncating bond by bond.
+
+    ``direction=+1`` needs the centre at core 0 and leaves it at ``n-1``;
+    ``direction=-1`` the reverse. Because the sweep runs from a canonical
+    form, the singular values at every step are the Schmidt values of the
+    chain truncated so far, and the discarded weights add up to the squared
+    error exactly.
+
+    Returns
+    -------
+    SweepResult
+        The new cores and, per bond, the kept spectrum, kept and full
+        dimensions and discarded weight.
+    """
+    xp = namespace(*cores)
+    out = list(cores)
+    n = len(out)
+    nb = n - 1
+    spectra: list[Any] = [None] * nb
+    kept, full, discarded = [0] * nb, [0] * nb, [0.0] * nb
+    sites = range(nb) if direction > 0 else range(n - 1, 0, -1)
+    for k in sites:
+        bond = k if direction > 0 else k - 1
+        left, phys, right = out[k].shape
+        if direction > 0:
+            mat = xp.reshape(out[k], (left * phys, right))
+            res = truncate_left(mat, truncation_of_bond(bond), svd)
+            chi = res.S.shape[0]
+            out[k] = xp.reshape(res.U, (left, phys, chi))
+            nxt = out[k + 1]
+            nl, np_, nr = nxt.shape
+            carry = linalg.adjoint(res.U) @ mat  # = diag(S) Vh
+            out[k + 1] = xp.reshape(carry @ xp.reshape(nxt, (nl, np_ * nr)), (chi, np_, nr))
+        else:
+            mat = xp.reshape(out[k], (left, phys * right))
+            res = truncate_left(linalg.adjoint(mat), truncation_of_bond(bond), svd)
+            chi = res.S.shape[0]
+            vh = linalg.adjoint(res.U)
+            out[k] = xp.reshape(vh, (chi, phys, right))
+            prev = out[k - 1]
+            pl, pp, pr = prev.shape
+            carry = mat @ res.U  # = U diag(S)
+            out[k - 1] = xp.reshape(xp.reshape(prev, (pl * pp, pr)) @ carry, (pl, pp, chi))
+        spectra[bond], kept[bond], full[bond], discarded[bond] = res.S, chi, res.full_rank, res.discarded
+    return SweepResult(tuple(out), tuple(spectra), tuple(kept), tuple(full), tuple(discarded))

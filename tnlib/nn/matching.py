@@ -1,0 +1,84 @@
+"""Measured parameter counts, and the setting of every method at a target compression."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from .lowrank import LowRankLSTM
+from .mpo_rnn import MPOLSTM
+from .pruning import prune_magnitude
+from .tensor_train import TTLSTM
+from ._stacking import check_lstm
+
+__all__ = ["count_parameters", "match_compression"]
+
+
+def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
+    """Non-zero entries of a module's parameters (after pruning masks), measured.
+
+    ``weights_only`` leaves biases out (they are never compressed and every
+    method keeps them).
+    """
+    total = 0
+    for name, p in module.named_parameters():
+        base = name.rsplit(".", 1)[-1]
+        if weights_only and base.startswith("bias"):
+            continue
+        if base.endswith("_orig"):
+            owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
+            p = getattr(owner, base[: -len("_orig")])
+        total += int(torch.count_nonzero(p.detach()))
+    return total
+
+
+def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dict[str, dict[str, Any]]:
+    """Settings of every method that compress ``lstm``'s weights at least ``ratio`` times.
+
+    For each method the largest setting whose *measured* weight count
+    (:func:`count_parameters` of the built module) is at most
+    ``dense / ratio`` (``None`` when even the smallest setting is larger): ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
+    "mps_tt": {"bond_dim", ...}, "pruning": {"sparsity", ...}}``.
+    """
+    check_lstm(lstm)
+    if not ratio >= 1.0:
+        raise ValueError(f"ratio={ratio!r} is invalid; expected a number >= 1")
+    dense = count_parameters(lstm)
+    budget = dense / ratio
+    kw = dict(num_layers=lstm.num_layers, bias=lstm.bias, bidirectional=lstm.bidirectional)
+
+    def largest(build, top: int, key: str) -> dict[str, Any] | None:
+        best = None
+        lo, hi = 1, top
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            try:
+                params = count_parameters(build(mid))
+            except ValueError:  # a bond no core can carry
+                hi = mid - 1
+                continue
+            if params <= budget:
+                best = {key: mid, "params": params}
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    torch_state = torch.random.get_rng_state()
+    try:
+        settings = {
+            "mpo": largest(lambda b: MPOLSTM(lstm.input_size, lstm.hidden_size, bond_dim=b,
+                                             num_cores=num_cores, **kw), 4 * lstm.hidden_size, "bond_dim"),
+            "low_rank": largest(lambda r: LowRankLSTM(lstm.input_size, lstm.hidden_size, r, **kw),
+                                min(lstm.input_size, lstm.hidden_size), "rank"),
+            "mps_tt": largest(lambda b: TTLSTM(lstm.input_size, lstm.hidden_size, b, **kw),
+                              4 * lstm.hidden_size, "bond_dim"),
+        }
+    finally:
+        torch.random.set_rng_state(torch_state)
+    sparsity = 1.0 - 1.0 / ratio
+    settings["pruning"] = {"sparsity": sparsity, "params": count_parameters(prune_magnitude(copy.deepcopy(lstm), sparsity))}
+    return settings

@@ -1,0 +1,137 @@
+"""Truncated SVDs of one matrix: what a bond of a sweep, or :func:`truncated_svd`, keeps."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from .._backend import as_array, check_finite, check_floating, namespace
+from ..truncation import TruncatedSVD, Truncation, check_truncation, select_rank
+from ._certified import fast_left_factor
+from ._registry import check_svd, left_factor, thin_svd
+
+__all__ = ["LeftFactor", "truncate_left", "truncated_svd"]
+
+
+class LeftFactor(NamedTuple):
+    """The kept left singular vectors of a matrix ``a`` and what they discard.
+
+    A sweep needs only ``U``: it forms the rest as the exact projection
+    ``U^H a``, whose squared distance to ``a`` is ``discarded``.
+
+    Attributes
+    ----------
+    U : array, shape (m, chi)
+        Orthonormal columns.
+    S : array, shape (chi,)
+        Kept singular values, descending.
+    discarded : float
+        ``||a - U U^H a||_F^2``, the absolute discarded weight.
+    full_rank : int
+        ``min(m, n)``: the bond's dimension before truncation.
+    """
+
+    U: Any
+    S: Any
+    discarded: float
+    full_rank: int
+
+
+def _full_weight(xp: Any, a: Any, s: Any, full_rank: int) -> float | None:
+    """``||a||_F^2`` when ``s`` is only the leading part of the spectrum, else ``None``."""
+    if s.shape[0] < full_rank:
+        return float(xp.linalg.vector_norm(a)) ** 2
+    return None
+
+
+def _discarded(xp: Any, s: Any, chi: int, total: float | None) -> float:
+    if total is None:
+        return float(xp.sum(s[chi:] * s[chi:]))
+    kept = s[:chi]
+    return max(0.0, total - float(xp.sum(kept * kept)))
+
+
+def _rank_cap(truncation: Truncation | None, full_rank: int) -> int | None:
+    if truncation is not None and not truncation.needs_full_spectrum:
+        assert truncation.max_bond is not None  # needs_full_spectrum is False only with a cap
+        return min(truncation.max_bond, full_rank)
+    return None
+
+
+def truncate_left(a: Any, truncation: Truncation | None, svd: str) -> LeftFactor:
+    """Kept left factor of a validated 2-D ``a`` (for the right factor pass ``adjoint(a)``).
+
+    With ``svd="auto"`` a certified fast route (:mod:`tnlib.svd._certified`)
+    is tried first. Trusts its caller: ``a`` is finite and floating,
+    ``truncation`` has no ``max_params``.
+    """
+    xp = namespace(a)
+    full_rank = min(a.shape)
+    if svd == "auto" and truncation is not None and not truncation.is_exact:
+        fast = fast_left_factor(a, truncation)
+        if fast is not None:
+            return LeftFactor(fast.U, fast.S[: fast.chi], fast.discarded, full_rank)
+    u, s = left_factor(a, _rank_cap(truncation, full_rank), svd)
+    total = _full_weight(xp, a, s, full_rank)
+    chi = select_rank(s, truncation, total)
+    return LeftFactor(u[:, :chi], s[:chi], _discarded(xp, s, chi, total), full_rank)
+
+
+def _truncate_both(a: Any, truncation: Truncation | None, svd: str) -> TruncatedSVD:
+    xp = namespace(a)
+    full_rank = min(a.shape)
+    u, s, vh = thin_svd(a, _rank_cap(truncation, full_rank), svd)
+    total = _full_weight(xp, a, s, full_rank)
+    chi = select_rank(s, truncation, total)
+    return TruncatedSVD(u[:, :chi], s[:chi], vh[:chi, :], _discarded(xp, s, chi, total))
+
+
+def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str = "auto") -> TruncatedSVD:
+    """Truncated singular value decomposition ``matrix ~ U diag(S) Vh``.
+
+    Parameters
+    ----------
+    matrix : array, shape (m, n)
+        Finite, of dtype float32, float64, complex64 or complex128, in any
+        Array-API namespace; the result stays in it.
+    truncation
+        Which singular values to keep (``None``: all of them).
+        ``max_params`` counts the ``chi * (m + n)`` entries of ``U diag(S)``
+        and ``Vh``.
+    svd
+        A method name from :func:`tnlib.svd_methods`.
+
+    Returns
+    -------
+    TruncatedSVD
+        ``U, S, Vh`` and the absolute discarded weight.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> a = np.diag([3.0, 2.0, 1.0e-3])
+    >>> r = tnlib.truncated_svd(a, tnlib.Truncation(cutoff=1e-2))
+    >>> r.S, round(r.discarded, 12)
+    (array([3., 2.]), 1e-06)
+    """
+    a = as_array(matrix, "matrix")
+    if a.ndim != 2:
+        raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(a.shape)}")
+    if 0 in a.shape:
+        raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
+    check_floating(a, "matrix")
+    check_finite(a, "matrix")
+    truncation = check_truncation(truncation)
+    check_svd(svd)
+    if truncation is not None and truncation.max_params is not None:
+        m, n = a.shape
+        cap = truncation.max_params // (m + n)
+        if cap < truncation.min_bond:
+            raise ValueError(
+                f"Truncation.max_params={truncation.max_params} is too small for a "
+                f"{m} x {n} matrix: rank {truncation.min_bond} needs "
+                f"{truncation.min_bond * (m + n)} parameters"
+            )
+        cap = cap if truncation.max_bond is None else min(cap, truncation.max_bond)
+        truncation = dataclasses.replace(truncation, max_params=None, max_bond=cap)
+    return _truncate_both(a, truncation, svd)
