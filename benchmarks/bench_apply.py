@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _timing import best_of
 from threadpoolctl import threadpool_limits
 
 import tnlib
-from _timing import best_of
-
 
 
 def main() -> None:
@@ -38,7 +37,10 @@ def main() -> None:
         W = mpo.to_matrix()
         print(f"# MPO.apply, {size} x {size} float64, dims {dims} x {dims}, bond 16, BLAS threads = 1")
         print(f"matmul rate (2048^3 float64): {rate / 1e9:.1f} GFLOP/s\n")
-        print("| batch | dense x @ W.T (s) | MPO.apply (s) | dense / MPO | MPO GFLOP | MPO GFLOP/s | % of matmul rate | max rel. diff |")
+        print(
+            "| batch | dense x @ W.T (s) | MPO.apply (s) | dense / MPO | MPO GFLOP | MPO GFLOP/s "
+            "| % of matmul rate | max rel. diff |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for batch in (1, 32, 256):
             x = rng.standard_normal((batch, size))
@@ -53,8 +55,10 @@ def main() -> None:
             plan = tnlib.contraction_plan(",".join(terms) + "->Z" + out, *legs)
             flops = plan.flops
             diff = np.max(np.abs(mpo.apply(x) - x @ W.T)) / np.max(np.abs(x @ W.T))
-            print(f"| {batch} | {t_dense:.5f} | {t_mpo:.5f} | {t_dense / t_mpo:.2f}x | {flops / 1e9:.3f} "
-                  f"| {flops / t_mpo / 1e9:.1f} | {100 * flops / t_mpo / rate:.0f} % | {diff:.1e} |")
+            print(
+                f"| {batch} | {t_dense:.5f} | {t_mpo:.5f} | {t_dense / t_mpo:.2f}x | {flops / 1e9:.3f} "
+                f"| {flops / t_mpo / 1e9:.1f} | {100 * flops / t_mpo / rate:.0f} % | {diff:.1e} |"
+            )
 
 
 if __name__ == "__main__":

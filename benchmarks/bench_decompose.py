@@ -69,8 +69,9 @@ def quimb_run(W, out_dims, max_bond, method):
 
     kw = {} if max_bond is None else {"max_bond": max_bond}
     try:
-        t, mpo = timed(lambda: qtn.MatrixProductOperator.from_dense(W, dims=list(out_dims), cutoff=0.0,
-                                                                     method=method, **kw))
+        t, mpo = timed(
+            lambda: qtn.MatrixProductOperator.from_dense(W, dims=list(out_dims), cutoff=0.0, method=method, **kw)
+        )
     except Exception as exc:  # noqa: BLE001 - report the anchor's failure in the table
         return f"fails ({type(exc).__name__})"
     return t, rel_error(mpo.to_dense(), W)
@@ -81,10 +82,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 float64 only, no bond 64")
     parser.add_argument("--sizes", default="1024x1024,4096x4096")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--anchor-dtypes", default="float64,float32",
-                        help="dtypes for which TensorLy and quimb are timed too")
-    parser.add_argument("--anchor-limit", type=int, default=4096 * 4096,
-                        help="skip TensorLy's full-SVD runs whose middle unfolding has more entries")
+    parser.add_argument(
+        "--anchor-dtypes", default="float64,float32", help="dtypes for which TensorLy and quimb are timed too"
+    )
+    parser.add_argument(
+        "--anchor-limit",
+        type=int,
+        default=4096 * 4096,
+        help="skip TensorLy's full-SVD runs whose middle unfolding has more entries",
+    )
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     dtypes = args.dtypes.split(",")
@@ -108,9 +114,11 @@ def main() -> None:
         have_quimb = False
     rng = np.random.default_rng(0)
     print("# Matrix -> MPO: tnlib (svd='auto') against TensorLy 0.10 and quimb 1.15, BLAS threads = 1\n")
-    print("| size | dtype | input | job | tnlib (s) | tnlib error | TensorLy default (s) | error "
-          "| TensorLy randomized (s) | error | default / tnlib | randomized / tnlib "
-          "| quimb svd (s) | error | quimb svd:eig (s) | error | svd / tnlib | svd:eig / tnlib |")
+    print(
+        "| size | dtype | input | job | tnlib (s) | tnlib error | TensorLy default (s) | error "
+        "| TensorLy randomized (s) | error | default / tnlib | randomized / tnlib "
+        "| quimb svd (s) | error | quimb svd:eig (s) | error | svd / tnlib | svd:eig / tnlib |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     f32: dict[tuple, float] = {}
     f64: dict[tuple, float] = {}
@@ -135,28 +143,44 @@ def main() -> None:
                             for svd in ("truncated_svd", "randomized_svd"):
                                 if svd == "randomized_svd" and bond is None:
                                     cells.append(None)
-                                elif svd == "truncated_svd" and middle * middle_cols > args.anchor_limit and (
-                                        bond is None or bond >= 64):
+                                elif (
+                                    svd == "truncated_svd"
+                                    and middle * middle_cols > args.anchor_limit
+                                    and (bond is None or bond >= 64)
+                                ):
                                     cells.append("skipped")
                                 else:
                                     cells.append(tensorly_run(W, out_dims, in_dims, bond, svd))
                             for c in cells:
-                                row += " - | - |" if c is None else (" skipped | |" if c == "skipped" else f" {c[0]:.3f} | {c[1]:.3g} |")
+                                row += (
+                                    " - | - |"
+                                    if c is None
+                                    else (" skipped | |" if c == "skipped" else f" {c[0]:.3f} | {c[1]:.3g} |")
+                                )
                             for c in cells:
                                 row += " - |" if not isinstance(c, tuple) else f" {c[0] / t:.1f}x |"
                         else:
                             row += " (not run) | | | | | |"
-                        if have_quimb and anchors and m == n and (middle * middle_cols <= args.anchor_limit or bond == 16):
+                        if (
+                            have_quimb
+                            and anchors
+                            and m == n
+                            and (middle * middle_cols <= args.anchor_limit or bond == 16)
+                        ):
                             q = [quimb_run(W, out_dims, bond, method) for method in ("svd", "svd:eig")]
-                            row += "".join(f" {c[0]:.3f} | {c[1]:.3g} |" if isinstance(c, tuple) else f" {c} | |" for c in q)
+                            row += "".join(
+                                f" {c[0]:.3f} | {c[1]:.3g} |" if isinstance(c, tuple) else f" {c} | |" for c in q
+                            )
                             row += "".join(f" {c[0] / t:.1f}x |" if isinstance(c, tuple) else " - |" for c in q)
                         else:
                             row += " - | - | - | - | - | - |"
                         print(row, flush=True)
     ratios = [f32[k] / f64[k] for k in f32 if k in f64 and f64[k] > 0.05]
     if ratios:
-        print(f"\ntnlib float32 / float64 time: median {np.median(ratios):.2f} "
-              f"(min {min(ratios):.2f}, max {max(ratios):.2f}) over {len(ratios)} jobs above 0.05 s")
+        print(
+            f"\ntnlib float32 / float64 time: median {np.median(ratios):.2f} "
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}) over {len(ratios)} jobs above 0.05 s"
+        )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import argparse
 
 import numpy as np
 import scipy.linalg
+from _timing import best_of
 from threadpoolctl import threadpool_limits
 
 import tnlib
-from _timing import best_of
-
 
 
 def random_cores(n, d, chi, rng):

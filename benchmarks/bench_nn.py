@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 
 import torch
+from _timing import best_of
 from torch import nn
 
 import tnlib
-from _timing import best_of
 import tnlib.nn as tn
 from tnlib._apply import apply_subscripts, best_split
-
 
 
 def mpo_flops(layer, batch):
@@ -50,8 +49,11 @@ def linear_rows(sizes, bonds, batches, repeat):
                 t_db = best_of(lambda: dense(x).sum().backward(), repeat)
                 t_mb = best_of(lambda: layer(x).sum().backward(), repeat)
                 flops = mpo_flops(layer, batch) / (2 * batch * n * n)
-                print(f"| {n}x{n} | {bond} | {batch} | {ratio:.0f}x | {flops:.3f} | {t_m / t_d:.2f} "
-                      f"({t_m * 1e3:.2f} ms vs {t_d * 1e3:.2f}) | {t_mb / t_db:.2f} |", flush=True)
+                print(
+                    f"| {n}x{n} | {bond} | {batch} | {ratio:.0f}x | {flops:.3f} | {t_m / t_d:.2f} "
+                    f"({t_m * 1e3:.2f} ms vs {t_d * 1e3:.2f}) | {t_mb / t_db:.2f} |",
+                    flush=True,
+                )
 
 
 def lstm_rows(hiddens, ratios, steps, repeat):
@@ -68,8 +70,10 @@ def lstm_rows(hiddens, ratios, steps, repeat):
             with torch.no_grad():
                 t_d = best_of(lambda: lstm(x), repeat) / steps
                 t_m = best_of(lambda: model(x), repeat) / steps
-            print(f"| {h} | {target}x | {bond} | {measured:.1f}x | {t_d * 1e3:.3f} | {t_m * 1e3:.3f} | {t_m / t_d:.2f} |",
-                  flush=True)
+            print(
+                f"| {h} | {target}x | {bond} | {measured:.1f}x | {t_d * 1e3:.3f} | {t_m * 1e3:.3f} | {t_m / t_d:.2f} |",
+                flush=True,
+            )
 
 
 def main():

@@ -75,8 +75,10 @@ def main() -> None:
     dense = Classifier(nn.LSTM(8, 128, batch_first=True))
     train(dense, Xtr, ytr, args.epochs, 5e-3)
     n_dense = tn.count_parameters(dense.lstm)
-    print(f"dense LSTM(8 -> 128) on sklearn digits: {n_dense:,} weights, test accuracy {accuracy(dense, Xte, yte):.4f} "
-          f"({len(Xtr)} train / {len(Xte)} test images, {time.perf_counter() - start:.1f} s)\n")
+    print(
+        f"dense LSTM(8 -> 128) on sklearn digits: {n_dense:,} weights, test accuracy {accuracy(dense, Xte, yte):.4f} "
+        f"({len(Xtr)} train / {len(Xte)} test images, {time.perf_counter() - start:.1f} s)\n"
+    )
 
     header = f"{'ratio':>6} {'method':<22} {'weights':>8} {'kept':>7} {'acc. compressed':>16} {'acc. fine-tuned':>16}"
     print(header)
@@ -92,7 +94,10 @@ def main() -> None:
             before = accuracy(model, Xte, yte)
             train(model, Xtr, ytr, args.finetune, 2e-3)
             n = tn.count_parameters(model.lstm)
-            print(f"{ratio:>5g}x {name:<22} {n:>8,} {n / n_dense:>7.1%} {before:>16.4f} {accuracy(model, Xte, yte):>16.4f}")
+            print(
+                f"{ratio:>5g}x {name:<22} {n:>8,} {n / n_dense:>7.1%} "
+                f"{before:>16.4f} {accuracy(model, Xte, yte):>16.4f}"
+            )
 
     w_hh = dense.lstm.weight_hh_l0.detach().double().numpy()  # (512, 128): rows (4 gates x 128), columns 128
     spec = tnlib.spectrum(w_hh, out_dims=(8, 8, 8), in_dims=(4, 4, 8))

@@ -68,7 +68,9 @@ def test_algebra_errors():
         a + b
     with pytest.raises(TypeError, match=r"inner needs two MPOs, got MPO and MPS"):
         a.inner(tnlib.MPS.from_dense(np.ones((2, 2))))
-    with pytest.raises(ValueError, match=r"cannot multiply an MPO with in_dims=\(3, 3, 2\) \(N=18\) by one with out_dims=\(2, 2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot multiply an MPO with in_dims=\(3, 3, 2\) \(N=18\) by one with out_dims=\(2, 2, 3\)"
+    ):
         b @ b
     with pytest.raises(ZeroDivisionError):
         a / 0

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import tnlib
-from tnlib._apply import apply_halves, best_split
 from conftest import host, random_array
+from tnlib._apply import apply_halves, best_split
 
 
 def test_apply_matches_dense_on_every_backend(backend, dtype):

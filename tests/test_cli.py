@@ -10,9 +10,7 @@ import tnlib
 
 
 def run(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "tnlib", *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "tnlib", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -24,14 +22,28 @@ def matrix_file(tmp_path):
 
 
 def test_decompose_info_spectrum(tmp_path, matrix_file):
-    r = run("decompose", "W.npy", "--out-dims", "4,4,4", "--in-dims", "4,4,4", "--max-bond", "5", "-o", "W.tnz", cwd=tmp_path)
+    r = run(
+        "decompose",
+        "W.npy",
+        "--out-dims",
+        "4,4,4",
+        "--in-dims",
+        "4,4,4",
+        "--max-bond",
+        "5",
+        "-o",
+        "W.tnz",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "bond_dims=(5, 5)" in r.stdout and "error bound" in r.stdout and "saved to W.tnz" in r.stdout
     mpo = tnlib.load(tmp_path / "W.tnz")
     assert mpo.bond_dims == (5, 5)
     r = run("info", "W.tnz", cwd=tmp_path)
     assert r.returncode == 0 and "compression ratio" in r.stdout and "TruncationReport" in r.stdout
-    r = run("spectrum", "W.npy", "--out-dims", "4,4,4", "--in-dims", "4,4,4", "--plot", "s.png", "-o", "s.tnz", cwd=tmp_path)
+    r = run(
+        "spectrum", "W.npy", "--out-dims", "4,4,4", "--in-dims", "4,4,4", "--plot", "s.png", "-o", "s.tnz", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "entropy" in r.stdout and (tmp_path / "s.png").stat().st_size > 1000
     assert isinstance(tnlib.load(tmp_path / "s.tnz"), tnlib.Spectrum)

@@ -12,14 +12,23 @@ W = random_array((16, 12))
 @pytest.mark.parametrize(
     "kwargs, exc, message",
     [
-        ({"out_dims": (4, 5), "in_dims": (3, 4)}, ValueError,
-         r"out_dims=\(4, 5\) multiply to 20 but matrix has 16 rows; pass factors whose product is 16, "
-         r"out_dims=None to choose them or pad=True to zero-pad"),
-        ({"out_dims": (4, 4), "in_dims": (2, 5)}, ValueError,
-         r"in_dims=\(2, 5\) multiply to 10 but matrix has 12 columns; pass factors whose product is 12, "
-         r"in_dims=None to choose them$"),
-        ({"out_dims": (4, 4), "in_dims": (2, 2, 3)}, ValueError,
-         r"out_dims has 2 factors but in_dims has 3; an MPO needs one out and one in leg per core"),
+        (
+            {"out_dims": (4, 5), "in_dims": (3, 4)},
+            ValueError,
+            r"out_dims=\(4, 5\) multiply to 20 but matrix has 16 rows; pass factors whose product is 16, "
+            r"out_dims=None to choose them or pad=True to zero-pad",
+        ),
+        (
+            {"out_dims": (4, 4), "in_dims": (2, 5)},
+            ValueError,
+            r"in_dims=\(2, 5\) multiply to 10 but matrix has 12 columns; pass factors whose product is 12, "
+            r"in_dims=None to choose them$",
+        ),
+        (
+            {"out_dims": (4, 4), "in_dims": (2, 2, 3)},
+            ValueError,
+            r"out_dims has 2 factors but in_dims has 3; an MPO needs one out and one in leg per core",
+        ),
         ({"out_dims": (4, 0, 4)}, ValueError, r"out_dims=\(4, 0, 4\) is invalid; expected positive ints"),
         ({"out_dims": (4, 2.5)}, ValueError, r"out_dims=\(4, 2.5\) is invalid; expected positive ints"),
         ({"out_dims": "44"}, TypeError, r"out_dims must be a sequence of positive ints, got '44'"),
@@ -36,7 +45,9 @@ def test_from_matrix_bad_arguments(kwargs, exc, message):
 
 
 def test_from_matrix_bad_matrices():
-    with pytest.raises(ValueError, match=r"matrix must be 2-D \(M, N\), got shape \(4, 4, 4\); reshape it, or use MPS.from_dense"):
+    with pytest.raises(
+        ValueError, match=r"matrix must be 2-D \(M, N\), got shape \(4, 4, 4\); reshape it, or use MPS.from_dense"
+    ):
         tnlib.MPO.from_matrix(np.ones((4, 4, 4)))
     with pytest.raises(ValueError, match=r"matrix must be non-empty, got shape \(0, 4\)"):
         tnlib.MPO.from_matrix(np.ones((0, 4)))
@@ -45,13 +56,19 @@ def test_from_matrix_bad_matrices():
     bad[3, 3] = np.inf
     with pytest.raises(ValueError, match=r"matrix has 2 NaN or infinite entries out of 192; expected finite values"):
         tnlib.MPO.from_matrix(bad)
-    with pytest.raises(TypeError, match=r"matrix has dtype int64; expected one of float32, float64, complex64, complex128"):
+    with pytest.raises(
+        TypeError, match=r"matrix has dtype int64; expected one of float32, float64, complex64, complex128"
+    ):
         tnlib.MPO.from_matrix(np.ones((4, 4), dtype=np.int64))
     with pytest.raises(TypeError, match=r"matrix has dtype float16; expected one of"):
         tnlib.MPO.from_matrix(np.ones((4, 4), dtype=np.float16))
     with pytest.raises(TypeError, match=r"matrix has dtype object"):
         tnlib.MPO.from_matrix(np.array([[1.0, "a"], [2.0, 3.0]], dtype=object))
-    with pytest.raises(ValueError, match=r"matrix has 1021 rows, which has no balanced factorization into 4 factors \(best: \(1, 1, 1, 1021\)\); pass pad=True to zero-pad to 1024"):
+    with pytest.raises(
+        ValueError,
+        match=r"matrix has 1021 rows, which has no balanced factorization into 4 factors "
+        r"\(best: \(1, 1, 1, 1021\)\); pass pad=True to zero-pad to 1024",
+    ):
         tnlib.MPO.from_matrix(np.ones((1021, 64)))
 
 
@@ -74,7 +91,9 @@ def test_from_dense_bad_tensors():
         tnlib.MPS.from_dense(np.array([1.0, np.inf]))
     with pytest.raises(TypeError, match=r"tensor has dtype bool"):
         tnlib.MPS.from_dense(np.ones((2, 2), dtype=bool))
-    with pytest.raises(TypeError, match=r"tensor must be an array .* got BadArray that numpy.asarray cannot convert: no"):
+    with pytest.raises(
+        TypeError, match=r"tensor must be an array .* got BadArray that numpy.asarray cannot convert: no"
+    ):
         tnlib.MPS.from_dense(object.__new__(BadArray))
 
 
@@ -87,14 +106,24 @@ class BadArray:
     "cores, exc, message",
     [
         ([], ValueError, r"cores must hold at least one core; got an empty list"),
-        (np.ones((1, 2, 1)), TypeError, r"cores must be a sequence of arrays with legs \(left, phys, right\), got ndarray"),
+        (
+            np.ones((1, 2, 1)),
+            TypeError,
+            r"cores must be a sequence of arrays with legs \(left, phys, right\), got ndarray",
+        ),
         ([np.ones((2, 2))], ValueError, r"cores\[0\] has shape \(2, 2\); an MPS core has 3 legs \(left, phys, right\)"),
         ([np.ones((2, 2, 1))], ValueError, r"cores\[0\] has left bond 2; the boundary bonds must have size 1"),
         ([np.ones((1, 2, 3))], ValueError, r"cores\[0\] has right bond 3; the boundary bonds must have size 1"),
-        ([np.ones((1, 2, 3)), np.ones((4, 2, 1))], ValueError,
-         r"bond 0 does not match: cores\[0\] has right bond 3 but cores\[1\] has left bond 4"),
-        ([np.ones((1, 2, 3)), np.ones((3, 2, 1), dtype=np.float32)], TypeError,
-         r"cores\[1\] has dtype float32 but cores\[0\] has float64; give every core the same dtype"),
+        (
+            [np.ones((1, 2, 3)), np.ones((4, 2, 1))],
+            ValueError,
+            r"bond 0 does not match: cores\[0\] has right bond 3 but cores\[1\] has left bond 4",
+        ),
+        (
+            [np.ones((1, 2, 3)), np.ones((3, 2, 1), dtype=np.float32)],
+            TypeError,
+            r"cores\[1\] has dtype float32 but cores\[0\] has float64; give every core the same dtype",
+        ),
         ([np.ones((1, 2, 1), dtype=np.int32)], TypeError, r"cores\[0\] has dtype int32"),
         ([np.full((1, 2, 1), np.nan)], ValueError, r"cores\[0\] has 2 NaN or infinite entries"),
         ([np.ones((1, 0, 1))], ValueError, r"cores\[0\] has shape \(1, 0, 1\); every leg must have size >= 1"),
@@ -112,7 +141,9 @@ def test_cores_from_two_libraries():
 
 
 def test_mpo_constructor_validates():
-    with pytest.raises(ValueError, match=r"cores\[0\] has shape \(1, 2, 1\); an MPO core has 4 legs \(left, out, in, right\)"):
+    with pytest.raises(
+        ValueError, match=r"cores\[0\] has shape \(1, 2, 1\); an MPO core has 4 legs \(left, out, in, right\)"
+    ):
         tnlib.MPO([np.ones((1, 2, 1))])
 
 

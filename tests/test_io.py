@@ -20,11 +20,17 @@ def test_round_trips_are_bit_exact(tmp_path, dtype):
     mps = tnlib.MPS.from_dense(random_array((2, 3, 2), dtype)).canonicalize(1)
     tnlib.save(tmp_path / "s", mps)  # no extension added
     back = tnlib.load(tmp_path / "s")
-    assert back.center == 1 and back.report == mps.report and all(np.array_equal(a, b) for a, b in zip(mps.cores, back.cores))
+    assert (
+        back.center == 1
+        and back.report == mps.report
+        and all(np.array_equal(a, b) for a, b in zip(mps.cores, back.cores))
+    )
     spec = tnlib.spectrum(mpo)
     tnlib.save(tmp_path / "spec.tnz", spec)
     sback = tnlib.load(tmp_path / "spec.tnz")
-    assert sback.kind == "MPO" and all(np.array_equal(a, b) for a, b in zip(spec.singular_values, sback.singular_values))
+    assert sback.kind == "MPO" and all(
+        np.array_equal(a, b) for a, b in zip(spec.singular_values, sback.singular_values)
+    )
 
 
 def test_save_from_torch_loads_as_numpy(tmp_path):

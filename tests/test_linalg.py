@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tnlib import _linalg as linalg
 from conftest import random_array
+from tnlib import _linalg as linalg
 
 
 @pytest.mark.parametrize("shape, dtype", [((9000, 8), "float64"), ((20000, 16), "float32"), ((8500, 3), "complex128")])

@@ -34,6 +34,7 @@ def train_steps(module, make_batch, steps=60, lr=1e-2):
 
 # -- MPOLinear ---------------------------------------------------------------
 
+
 def test_mpolinear_exact_conversion_and_back():
     lin = nn.Linear(96, 64)
     layer = tn.MPOLinear.from_linear(lin)
@@ -86,7 +87,10 @@ def test_mpolinear_gradients_reach_every_core_and_it_trains():
 def test_mpolinear_bad_input():
     with pytest.raises(ValueError, match=r"in_dims=\(4, 4\) multiply to 16 but matrix has 20 columns"):
         tn.MPOLinear(20, 16, in_dims=(4, 4), bond_dim=2)
-    with pytest.raises(ValueError, match=r"bond_dim=300 cannot be reached: with out_dims=\(4, 4\) and in_dims=\(4, 4\) the largest bond is 16"):
+    with pytest.raises(
+        ValueError,
+        match=r"bond_dim=300 cannot be reached: with out_dims=\(4, 4\) and in_dims=\(4, 4\) the largest bond is 16",
+    ):
         tn.MPOLinear(16, 16, bond_dim=300, num_cores=2)
     with pytest.raises(ValueError, match=r"bond_dim=0 is invalid"):
         tn.MPOLinear(16, 16, bond_dim=0)
@@ -100,6 +104,7 @@ def test_mpolinear_bad_input():
 
 
 # -- MPOLSTM -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layers, bidirectional, batch_first", [(1, False, False), (2, True, True)])
 def test_mpolstm_exact_conversion(layers, bidirectional, batch_first):
@@ -134,7 +139,9 @@ def test_lstm_forward_in_numpy_equals_the_torch_module():
     ref, (h, c) = mpo_lstm(x)
     to_np = lambda m: tnlib.MPO([c.numpy() for c in m.cores])  # noqa: E731
     bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
-    out, (h2, c2) = tnlib.lstm_forward(x.numpy(), to_np(mpo_lstm.mpo("cores_ih_l0")), to_np(mpo_lstm.mpo("cores_hh_l0")), bias)
+    out, (h2, c2) = tnlib.lstm_forward(
+        x.numpy(), to_np(mpo_lstm.mpo("cores_ih_l0")), to_np(mpo_lstm.mpo("cores_hh_l0")), bias
+    )
     np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(h2, h[0].detach().numpy(), atol=1e-5)
 
@@ -152,6 +159,7 @@ def test_mpolstm_errors():
 
 
 # -- baselines -------------------------------------------------------------------
+
 
 def test_one_shot_and_gradual_pruning():
     lstm = nn.LSTM(16, 16)
@@ -203,6 +211,7 @@ def test_match_compression_meets_the_ratio_with_measured_counts():
 
 # -- MPOP -----------------------------------------------------------------------
 
+
 def test_frozen_central_tensor_does_not_move():
     layer = tn.MPOLinear(64, 64, bond_dim=8, out_dims=(4, 4, 4), in_dims=(4, 4, 4))
     c = tn.central_index(layer)
@@ -247,6 +256,7 @@ def test_dimension_squeezing_keeps_training():
 
 
 # -- whole models -------------------------------------------------------------
+
 
 class Net(nn.Module):
     def __init__(self):
@@ -296,12 +306,15 @@ def lstm_teacher_batches():
     return batch
 
 
-@pytest.mark.parametrize("make", [
-    lambda: tn.MPOLSTM(6, 8, bond_dim=3, num_cores=2, batch_first=True),
-    lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
-    lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
-    lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tn.MPOLSTM(6, 8, bond_dim=3, num_cores=2, batch_first=True),
+        lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
+        lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
+        lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
+    ],
+)
 def test_every_lstm_trains_from_scratch(make):
     model = make()
     out, _ = model(torch.randn(2, 4, 6))

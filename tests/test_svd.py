@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import tnlib
-from tnlib.svd import _certified as certified
 from conftest import random_array
+from tnlib.svd import _certified as certified
 
 
 def smooth(n):

@@ -16,7 +16,7 @@ from .parallel import decompose_many
 from .rnn import lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .svd import register_svd, svd_methods, truncated_svd
-from .truncation import Truncation, TruncatedSVD, TruncationReport
+from .truncation import TruncatedSVD, Truncation, TruncationReport
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ right-orthonormal; then the singular values of the centre core's
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import _linalg as linalg
 from ._backend import namespace

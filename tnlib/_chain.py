@@ -28,6 +28,24 @@ MAX_DENSE_SIZE = 2**28
 _Self = TypeVar("_Self", bound="Chain")
 
 
+def _check_bonds(arrays: Sequence[Any]) -> None:
+    if arrays[0].shape[0] != 1:
+        raise ValueError(
+            f"cores[0] has left bond {arrays[0].shape[0]}; the boundary bonds must have size 1"
+        )
+    if arrays[-1].shape[-1] != 1:
+        raise ValueError(
+            f"cores[{len(arrays) - 1}] has right bond {arrays[-1].shape[-1]}; "
+            "the boundary bonds must have size 1"
+        )
+    for k in range(len(arrays) - 1):
+        if arrays[k].shape[-1] != arrays[k + 1].shape[0]:
+            raise ValueError(
+                f"bond {k} does not match: cores[{k}] has right bond {arrays[k].shape[-1]} "
+                f"but cores[{k + 1}] has left bond {arrays[k + 1].shape[0]}"
+            )
+
+
 def validate_cores(cores: Any, legs: int, kind: str, leg_names: str) -> tuple[Any, ...]:
     """Check a user's cores: a non-empty sequence of same-library, same-dtype,
     finite arrays with ``legs`` legs whose bonds match and whose ends are 1."""
@@ -55,21 +73,7 @@ def validate_cores(cores: Any, legs: int, kind: str, leg_names: str) -> tuple[An
                 f"cores[{k}] has dtype {c.dtype} but cores[0] has {arrays[0].dtype}; "
                 "give every core the same dtype"
             )
-    if arrays[0].shape[0] != 1:
-        raise ValueError(
-            f"cores[0] has left bond {arrays[0].shape[0]}; the boundary bonds must have size 1"
-        )
-    if arrays[-1].shape[-1] != 1:
-        raise ValueError(
-            f"cores[{len(arrays) - 1}] has right bond {arrays[-1].shape[-1]}; "
-            "the boundary bonds must have size 1"
-        )
-    for k in range(len(arrays) - 1):
-        if arrays[k].shape[-1] != arrays[k + 1].shape[0]:
-            raise ValueError(
-                f"bond {k} does not match: cores[{k}] has right bond {arrays[k].shape[-1]} "
-                f"but cores[{k + 1}] has left bond {arrays[k + 1].shape[0]}"
-            )
+    _check_bonds(arrays)
     for k, c in enumerate(arrays):
         check_finite(c, f"cores[{k}]")
     return arrays
@@ -214,11 +218,11 @@ class Chain:
         ``max_params`` allocates all bonds together (:func:`tnlib.allocate_bonds`).
         The result is left-canonical (centre ``n - 1``).
         """
-        truncation = check_truncation(truncation)
-        if truncation is None:
+        checked = check_truncation(truncation)
+        if checked is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
         check_svd(svd)
-        sites, report = truncate_chain(self._sites(), self._center, truncation, svd)
+        sites, report = truncate_chain(self._sites(), self._center, checked, svd)
         return self._with_sites(sites, self.num_sites - 1, report)
 
     # -- spectra -------------------------------------------------------------
@@ -323,7 +327,7 @@ class Chain:
             return NotImplemented
         if scalar == 0:
             raise ZeroDivisionError("cannot divide a tensor network by 0")
-        return self * (1.0 / scalar)
+        return self * (1.0 / scalar)  # type: ignore[operator]  # a non-zero numbers.Number
 
     def compress(
         self: _Self,
@@ -363,12 +367,13 @@ class Chain:
             return self.truncate(truncation, svd=svd)
         if algorithm != "variational":
             raise ValueError(f"algorithm={algorithm!r} is invalid; expected 'svd' or 'variational'")
-        truncation = check_truncation(truncation)
-        if truncation is None or truncation.max_bond is None:
+        checked = check_truncation(truncation)
+        if checked is None or checked.max_bond is None:
             raise ValueError(
                 "algorithm='variational' needs truncation.max_bond (the bond dimension to fit); "
                 f"got {truncation!r}"
             )
+        max_bond = checked.max_bond
         sites = self._sites()
         n = len(sites)
         phys = [c.shape[1] for c in sites]
@@ -376,7 +381,7 @@ class Chain:
         for k in range(n - 1):
             left_rank = prod(phys[: k + 1])
             right_rank = prod(phys[k + 1 :])
-            bonds.append(min(truncation.max_bond, self.bond_dims[k], left_rank, right_rank))
+            bonds.append(min(max_bond, self.bond_dims[k], left_rank, right_rank))
         fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)
         share = err2 / (n - 1) if n > 1 else 0.0
         report = TruncationReport(
@@ -384,7 +389,7 @@ class Chain:
             self.bond_dims,
             (share,) * (n - 1),
             norm2**0.5,
-            truncation,
+            checked,
         )
         return self._with_sites(fitted, n - 1, report)
 

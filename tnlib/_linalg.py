@@ -8,7 +8,7 @@ fallback, blocked Householder QR); other libraries use their own
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import array_api_compat
 import numpy as np

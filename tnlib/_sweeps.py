@@ -72,6 +72,7 @@ def exact_report(cores: Sequence[Any], norm: float, truncation: Truncation | Non
     bonds = tuple(int(c.shape[2]) for c in cores[:-1])
     return TruncationReport(bonds, bonds, (0.0,) * len(bonds), norm, truncation)
 
+
 def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
     """Exact left-canonical chain. Where an unfolding has no more rows than
     columns its orthonormal factor can be the identity (the bond is at full
@@ -95,7 +96,9 @@ def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
     return cores
 
 
-def _svd_chain(xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, svd: str) -> tuple[SweepResult, float]:
+def _svd_chain(
+    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, svd: str
+) -> tuple[SweepResult, float]:
     """Sequential truncated TT-SVD; also returns the Frobenius norm of ``tensor``
     (from the first, complete, spectrum: ``sum S^2`` plus what it discarded)."""
     cores, spectra = [], []
@@ -166,9 +169,9 @@ def truncate_chain(
         canon = list(exact.cores)
         upper = [select_rank(s, per_bond) for s in exact.spectra]
         phys = [c.shape[1] for c in canon]
-        allocations = list(allocation_candidates(
-            exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
-        ))
+        allocations = list(
+            allocation_candidates(exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond)
+        )
     else:
         canon = orthonormalize(cores, 0, center)
     if norm is None:
@@ -178,7 +181,8 @@ def truncate_chain(
     best: SweepResult | None = None
     for caps in allocations:
         per_cap = [
-            per_bond if cap is None
+            per_bond
+            if cap is None
             else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
             for cap in caps
         ]

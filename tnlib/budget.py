@@ -140,7 +140,7 @@ def _dual(tails, phys, low, upper, budget) -> list[int]:
     return best
 
 
-def _prepare(spectra, phys_dims, max_params, upper, min_bond):
+def _prepare(spectra, phys_dims, max_params, upper, min_bond) -> tuple[list[np.ndarray], list[int], list[int]]:
     """Tails (``tails[k][c]``: weight dropped when bond ``k`` keeps ``c``
     values) and the per-bond bounds; raises if nothing fits."""
     weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
@@ -223,16 +223,16 @@ def allocation_candidates(
     Each meets the budget: the Lagrangian dynamic programme, the greedy
     descent and the best uniform cap, each grown greedily into what is left.
     """
-    tails, low, upper = _prepare(spectra, phys_dims, max_params, upper, min_bond)
+    tails, low, caps = _prepare(spectra, phys_dims, max_params, upper, min_bond)
     if len(phys_dims) == 1:
         return [()]
     found: list[tuple[int, ...]] = []
     for start in (
-        _dual(tails, phys_dims, low, upper, max_params),
-        _shrink(tails, phys_dims, low, upper, max_params),
-        _uniform(phys_dims, low, upper, max_params),
+        _dual(tails, phys_dims, low, caps, max_params),
+        _shrink(tails, phys_dims, low, caps, max_params),
+        _uniform(phys_dims, low, caps, max_params),
     ):
-        chi = tuple(_grow(start, tails, phys_dims, upper, max_params))
+        chi = tuple(_grow(start, tails, phys_dims, caps, max_params))
         if chi not in found:
             found.append(chi)
     return found

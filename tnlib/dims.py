@@ -172,13 +172,14 @@ def choose_dims(
     }
     if num_cores is not None and (not is_int(num_cores) or int(num_cores) < 1):
         raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
-    lengths = {len(d) for d in given.values() if d is not None}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"out_dims has {len(given['out_dims'])} factors but in_dims has "
-            f"{len(given['in_dims'])}; an MPO needs one out and one in leg per core"
-        )
-    n = lengths.pop() if lengths else int(num_cores or default_num_cores(*shape))
+    if given["out_dims"] is not None and given["in_dims"] is not None:
+        if len(given["out_dims"]) != len(given["in_dims"]):
+            raise ValueError(
+                f"out_dims has {len(given['out_dims'])} factors but in_dims has "
+                f"{len(given['in_dims'])}; an MPO needs one out and one in leg per core"
+            )
+    lengths = [len(d) for d in given.values() if d is not None]
+    n = lengths[0] if lengths else int(num_cores or default_num_cores(*shape))
     if num_cores is not None and int(num_cores) != n:
         raise ValueError(f"num_cores={num_cores} but the given dims have {n} factors; drop one of them")
     resolved = []

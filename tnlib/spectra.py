@@ -221,6 +221,7 @@ def tradeoff(
     rows = []
     for chi in max_bonds:
         t = canon.truncate(Truncation(max_bond=int(chi)))
+        assert t.report is not None  # truncate always reports
         rows.append((int(chi), t.num_params, t.compression_ratio, t.report.relative_error_bound))
     cols = list(zip(*rows))
     return Tradeoff(tuple(cols[0]), tuple(cols[1]), tuple(cols[2]), tuple(cols[3]))

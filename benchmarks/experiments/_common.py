@@ -37,14 +37,24 @@ def parse(description: str, full: dict[str, Any], smoke: dict[str, Any], argv: S
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="tiny configuration that checks the script runs (CI)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 3, smoke: 1)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; smoke: a temporary folder)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rebuild the Markdown and plots from the CSV already in --out (no sweep training; "
-                             "fc.py still retrains its one small entropy-study net, ~20 s)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("TNLIB_THREADS", "1")),
-                        help="torch threads (env TNLIB_THREADS; default 1: two threads on two busy cores "
-                             "run 20-70x slower)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default {DEFAULT_OUT.relative_to(ROOT)}; smoke: a temporary folder)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the Markdown and plots from the CSV already in --out (no sweep training; "
+        "fc.py still retrains its one small entropy-study net, ~20 s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("TNLIB_THREADS", "1")),
+        help="torch threads (env TNLIB_THREADS; default 1: two threads on two busy cores run 20-70x slower)",
+    )
     args = parser.parse_args(argv)
     args.cfg = dict(smoke if args.smoke else full)
     args.seeds = list(range(args.seeds if args.seeds is not None else args.cfg.get("seeds", 1 if args.smoke else 3)))
@@ -54,9 +64,14 @@ def parse(description: str, full: dict[str, Any], smoke: dict[str, Any], argv: S
     if args.threads < 1:
         parser.error(f"--threads={args.threads} is invalid; expected a positive int")
     torch.set_num_threads(args.threads)
-    args.command = "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(ROOT))
-                                         if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else sys.argv[0],
-                                         *sys.argv[1:]])
+    args.command = "python " + " ".join(
+        [
+            str(Path(sys.argv[0]).resolve().relative_to(ROOT))
+            if Path(sys.argv[0]).resolve().is_relative_to(ROOT)
+            else sys.argv[0],
+            *sys.argv[1:],
+        ]
+    )
     args.command = args.command.replace(str(ROOT) + "/", "")
     args.started = time.perf_counter()
     return args
@@ -70,12 +85,23 @@ def seed_all(seed: int) -> None:
 def batches(n: int, batch_size: int, *, shuffle: bool, seed: int = 0) -> Iterable[torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
 
 
-def fit(model: nn.Module, X: torch.Tensor, Y: torch.Tensor, loss_fn: Callable, *, epochs: int, lr: float,
-        batch_size: int, seed: int, desc: str, on_step: Callable[[], Any] | None = None,
-        params: Iterable[nn.Parameter] | None = None) -> float:
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    loss_fn: Callable,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    desc: str,
+    on_step: Callable[[], Any] | None = None,
+    params: Iterable[nn.Parameter] | None = None,
+) -> float:
     """Adam with gradient clipping; returns wall seconds. ``on_step`` runs after each optimizer step."""
     params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
@@ -127,8 +153,13 @@ def _number(text: str) -> Any:
 def save_rows(args, name: str, rows: list[dict[str, Any]]) -> None:
     """``<name>.csv`` and ``<name>.json`` (command, wall time, machine) for ``--report-only`` runs."""
     write_csv(args.out / f"{name}.csv", rows)
-    meta = dict(command=args.command, wall_seconds=time.perf_counter() - args.started, machine=machine(),
-                seeds=len(args.seeds), smoke=args.smoke)
+    meta = dict(
+        command=args.command,
+        wall_seconds=time.perf_counter() - args.started,
+        machine=machine(),
+        seeds=len(args.seeds),
+        smoke=args.smoke,
+    )
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -196,35 +227,58 @@ def table(header: Sequence[str], body: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(summary: list[dict[str, Any]], metric: str, methods: Sequence[str], ratios: Sequence[float],
-                dense: dict[str, Any] | None = None, digits: int = 3) -> str:
+def sweep_table(
+    summary: list[dict[str, Any]],
+    metric: str,
+    methods: Sequence[str],
+    ratios: Sequence[float],
+    dense: dict[str, Any] | None = None,
+    digits: int = 3,
+) -> str:
     """Rows: methods; columns: target ratios; cells: ``metric mean ± std (params)``."""
     by = {(s["method"], s["ratio"]): s for s in summary}
     body = []
     if dense is not None:
-        body.append(["dense", fmt(dense[metric], dense[metric + "_std"], digits) + f" ({dense['params']:,.0f})"]
-                    + [""] * (len(ratios) - 1))
+        body.append(
+            ["dense", fmt(dense[metric], dense[metric + "_std"], digits) + f" ({dense['params']:,.0f})"]
+            + [""] * (len(ratios) - 1)
+        )
     for method in methods:
         cells = []
         for r in ratios:
             s = by.get((method, r))
-            cells.append("not reachable" if s is None or s["params"] != s["params"]
-                         else fmt(s[metric], s[metric + "_std"], digits) + f" ({s['params']:,.0f})")
+            cells.append(
+                "not reachable"
+                if s is None or s["params"] != s["params"]
+                else fmt(s[metric], s[metric + "_std"], digits) + f" ({s['params']:,.0f})"
+            )
         body.append([method, *cells])
     return table(["method", *[f"{r:g}x" for r in ratios]], body)
 
 
-def plot_sweep(path: Path, summary: list[dict[str, Any]], metric: str, methods: Sequence[str], *, ylabel: str,
-               title: str, dense: dict[str, Any] | None = None, baseline: tuple[str, float] | None = None,
-               xlabel: str = "parameters in the compressed weights (measured)") -> None:
+def plot_sweep(
+    path: Path,
+    summary: list[dict[str, Any]],
+    metric: str,
+    methods: Sequence[str],
+    *,
+    ylabel: str,
+    title: str,
+    dense: dict[str, Any] | None = None,
+    baseline: tuple[str, float] | None = None,
+    xlabel: str = "parameters in the compressed weights (measured)",
+) -> None:
     """``metric`` (mean, std as error bars) against measured parameters, one line per method."""
     import matplotlib.ticker
 
     markers = "osD^v<>p*h"
     with figure(path) as ax:
         for k, method in enumerate(methods):
-            pts = sorted((s["params"], s[metric], s[metric + "_std"]) for s in summary
-                         if s["method"] == method and s["params"] == s["params"])
+            pts = sorted(
+                (s["params"], s[metric], s[metric + "_std"])
+                for s in summary
+                if s["method"] == method and s["params"] == s["params"]
+            )
             if pts:
                 x, y, e = zip(*pts)
                 ax.errorbar(x, y, yerr=e, marker=markers[k % len(markers)], capsize=3, label=method)
@@ -265,16 +319,23 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
-            f"thread(s), Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"thread(s), Python {platform.python_version()}"
+    )
 
 
 def write_report(args, name: str, title: str, sections: Sequence[str], claims: Sequence[str]) -> Path:
     """``<name>.md``: title, how it was run, the sections (tables, figures) and the claims."""
     meta = json.loads((args.out / f"{name}.json").read_text())
-    parts = [f"## {title}", "",
-             f"Command: `{meta['command'].replace(str(ROOT) + '/', '')}` - wall time {meta['wall_seconds'] / 60:.1f} min on {meta['machine']}; "
-             f"{meta['seeds']} seed(s){' (smoke configuration)' if meta['smoke'] else ''}.", ""]
+    parts = [
+        f"## {title}",
+        "",
+        f"Command: `{meta['command'].replace(str(ROOT) + '/', '')}` - "
+        f"wall time {meta['wall_seconds'] / 60:.1f} min on {meta['machine']}; "
+        f"{meta['seeds']} seed(s){' (smoke configuration)' if meta['smoke'] else ''}.",
+        "",
+    ]
     parts += list(sections)
     if claims:
         parts += ["**What the numbers say**", ""] + [f"- {c}" for c in claims] + [""]
@@ -285,8 +346,9 @@ def write_report(args, name: str, title: str, sections: Sequence[str], claims: S
     return path
 
 
-def compare(summary: list[dict[str, Any]], metric: str, a: str, b: str, ratios: Sequence[float], *,
-            higher_is_better: bool) -> tuple[int, int, list[str]]:
+def compare(
+    summary: list[dict[str, Any]], metric: str, a: str, b: str, ratios: Sequence[float], *, higher_is_better: bool
+) -> tuple[int, int, list[str]]:
     """At how many target ratios method ``a``'s mean beats ``b``'s; with the pairs as text."""
     by = {(s["method"], s["ratio"]): s for s in summary}
     wins, total, pairs = 0, 0, []

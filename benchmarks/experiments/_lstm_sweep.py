@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+from _common import compare, fit, fmt, plot_sweep, seed_all, steps_per_epoch, summarize, sweep_table
 from torch import nn
 
 import tnlib
 import tnlib.nn as tn
-
-from _common import compare, fit, fmt, plot_sweep, seed_all, steps_per_epoch, summarize, sweep_table
 
 METHODS = ("MPO (scratch)", "MPO (decomposed)", "pruning (gradual)", "low-rank", "MPS-TT (scratch)")
 NUM_CORES = 3
@@ -66,12 +65,30 @@ class Task:
         return int(self.X_train.shape[-1])
 
 
-def _train(task: Task, model: nn.Module, cfg: dict[str, Any], seed: int, desc: str, *, finetune: bool,
-           on_step: Callable | None = None) -> float:
+def _train(
+    task: Task,
+    model: nn.Module,
+    cfg: dict[str, Any],
+    seed: int,
+    desc: str,
+    *,
+    finetune: bool,
+    on_step: Callable | None = None,
+) -> float:
     epochs = cfg["finetune_epochs"] if finetune else cfg["epochs"]
     lr = cfg["finetune_lr"] if finetune else cfg["lr"]
-    return fit(model, task.X_train, task.Y_train, task.loss, epochs=epochs, lr=lr, batch_size=cfg["batch_size"],
-               seed=seed, desc=desc, on_step=on_step)
+    return fit(
+        model,
+        task.X_train,
+        task.Y_train,
+        task.loss,
+        epochs=epochs,
+        lr=lr,
+        batch_size=cfg["batch_size"],
+        seed=seed,
+        desc=desc,
+        on_step=on_step,
+    )
 
 
 def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cfg: dict[str, Any]):
@@ -94,35 +111,67 @@ def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cf
     raise ValueError(f"method={method!r} is not one of {METHODS}")
 
 
-SETTING = {"MPO (scratch)": "mpo", "MPO (decomposed)": "mpo", "pruning (gradual)": "pruning",
-           "low-rank": "low_rank", "MPS-TT (scratch)": "mps_tt"}
+SETTING = {
+    "MPO (scratch)": "mpo",
+    "MPO (decomposed)": "mpo",
+    "pruning (gradual)": "pruning",
+    "low-rank": "low_rank",
+    "MPS-TT (scratch)": "mps_tt",
+}
 
 
 def dense_model(task: Task, seed: int) -> SeqModel:
     seed_all(seed)
-    return SeqModel(nn.LSTM(task.input_size, task.hidden_size, batch_first=True), task.make_head(task.hidden_size),
-                    task.readout)
+    return SeqModel(
+        nn.LSTM(task.input_size, task.hidden_size, batch_first=True), task.make_head(task.hidden_size), task.readout
+    )
 
 
 def log(row: dict[str, Any]) -> None:
     """One line per trained model on stderr (tqdm shows per-epoch progress on terminals)."""
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float) and k not in
-                        ("ratio", "compression", "train_seconds") and not k.endswith("_before_finetune"))
-    print(f"[{row['task'].split()[0]}] {row['method']} {row['ratio']:g}x seed {row['seed']}: params={row['params']}, "
-          f"{metrics}, {row['train_seconds']} s", file=sys.stderr, flush=True)
+    metrics = ", ".join(
+        f"{k}={v:.4g}"
+        for k, v in row.items()
+        if isinstance(v, float)
+        and k not in ("ratio", "compression", "train_seconds")
+        and not k.endswith("_before_finetune")
+    )
+    print(
+        f"[{row['task'].split()[0]}] {row['method']} {row['ratio']:g}x seed {row['seed']}: params={row['params']}, "
+        f"{metrics}, {row['train_seconds']} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
-def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str, Any],
-        methods: Sequence[str] = METHODS, experiment: str = "") -> list[dict[str, Any]]:
+def run(
+    task: Task,
+    ratios: Sequence[float],
+    seeds: Sequence[int],
+    cfg: dict[str, Any],
+    methods: Sequence[str] = METHODS,
+    experiment: str = "",
+) -> list[dict[str, Any]]:
     """Rows (one per trained model) of ``task`` over ``ratios`` x ``seeds`` x ``methods``."""
     rows: list[dict[str, Any]] = []
     for seed in seeds:
         dense = dense_model(task, seed)
         seconds = _train(task, dense, cfg, seed, f"{task.name} dense s{seed}", finetune=False)
         dense_params = tn.count_parameters(dense.lstm)
-        rows.append(dict(experiment=experiment, task=task.name, method="dense", ratio=1.0, setting="",
-                         params=dense_params, compression=1.0, seed=seed, train_seconds=round(seconds, 2),
-                         **task.evaluate(dense)))
+        rows.append(
+            dict(
+                experiment=experiment,
+                task=task.name,
+                method="dense",
+                ratio=1.0,
+                setting="",
+                params=dense_params,
+                compression=1.0,
+                seed=seed,
+                train_seconds=round(seconds, 2),
+                **task.evaluate(dense),
+            )
+        )
         log(rows[-1])
         for ratio in ratios:
             settings = tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES)
@@ -136,28 +185,59 @@ def run(task: Task, ratios: Sequence[float], seeds: Sequence[int], cfg: dict[str
                 on_step = None
                 if method == "pruning (gradual)":
                     steps = cfg["finetune_epochs"] * steps_per_epoch(len(task.X_train), cfg["batch_size"])
-                    pruner = tn.GradualPruner(model.lstm, chosen["sparsity"], end_step=max(1, (3 * steps) // 4),
-                                              frequency=max(1, steps // 20))
+                    pruner = tn.GradualPruner(
+                        model.lstm, chosen["sparsity"], end_step=max(1, (3 * steps) // 4), frequency=max(1, steps // 20)
+                    )
                     pruner.step()
                     one_shot = tn.prune_magnitude(copy.deepcopy(dense.lstm), chosen["sparsity"])
-                    before = task.evaluate(SeqModel(one_shot, model.head, task.readout))  # one-shot pruning to the final sparsity, not fine-tuned
+                    before = task.evaluate(
+                        SeqModel(one_shot, model.head, task.readout)
+                    )  # one-shot pruning to the final sparsity, not fine-tuned
                     on_step = pruner.step
-                seconds = _train(task, model, cfg, seed, f"{task.name} {method} {ratio:g}x s{seed}",
-                                 finetune=from_dense, on_step=on_step)
+                seconds = _train(
+                    task,
+                    model,
+                    cfg,
+                    seed,
+                    f"{task.name} {method} {ratio:g}x s{seed}",
+                    finetune=from_dense,
+                    on_step=on_step,
+                )
                 params = tn.count_parameters(model.lstm)
-                setting = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                    for k, v in chosen.items() if k != "params")
-                rows.append(dict(experiment=experiment, task=task.name, method=method, ratio=float(ratio),
-                                 setting=setting, params=params, compression=round(dense_params / params, 2),
-                                 seed=seed, train_seconds=round(seconds, 2), **task.evaluate(model),
-                                 **{f"{k}_before_finetune": v for k, v in before.items()}))
+                setting = ", ".join(
+                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items() if k != "params"
+                )
+                rows.append(
+                    dict(
+                        experiment=experiment,
+                        task=task.name,
+                        method=method,
+                        ratio=float(ratio),
+                        setting=setting,
+                        params=params,
+                        compression=round(dense_params / params, 2),
+                        seed=seed,
+                        train_seconds=round(seconds, 2),
+                        **task.evaluate(model),
+                        **{f"{k}_before_finetune": v for k, v in before.items()},
+                    )
+                )
                 log(rows[-1])
     return rows
 
 
-def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_better: bool = True,
-           ylabel: str = "test accuracy", baseline: dict[str, tuple[str, float]] | None = None,
-           extra_metrics: Sequence[str] = ()):
+def report(
+    args,
+    rows,
+    tasks,
+    *,
+    name: str,
+    metric: str = "accuracy",
+    higher_is_better: bool = True,
+    ylabel: str = "test accuracy",
+    baseline: dict[str, tuple[str, float]] | None = None,
+    extra_metrics: Sequence[str] = (),
+):
     """Tables, plots and the claims (MPO vs pruning, MPS-TT vs MPO) for every task in ``rows``."""
     sections, claims = [], []
     ratios = args.cfg["ratios"]
@@ -168,32 +248,60 @@ def report(args, rows, tasks, *, name: str, metric: str = "accuracy", higher_is_
         slug = f"{name}-{task.split()[0].lower()}"
         methods = [m for m in METHODS if any(r["method"] == m for r in task_rows)]
         warm = [m for m in ("MPO (decomposed)", "pruning (gradual)", "low-rank") if m in methods]
-        plot_sweep(args.out / f"{slug}.png", summary, metric, methods, ylabel=ylabel, title=task, dense=dense,
-                   baseline=(baseline[task] if baseline else None))
-        sections += [f"### {task}", "",
-                     f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:", "",
-                     sweep_table(summary, metric, methods, ratios, dense), ""]
+        plot_sweep(
+            args.out / f"{slug}.png",
+            summary,
+            metric,
+            methods,
+            ylabel=ylabel,
+            title=task,
+            dense=dense,
+            baseline=(baseline[task] if baseline else None),
+        )
+        sections += [
+            f"### {task}",
+            "",
+            f"{ylabel} (mean ± std over seeds) and, in brackets, the measured weight count:",
+            "",
+            sweep_table(summary, metric, methods, ratios, dense),
+            "",
+        ]
         if warm:
-            sections += ["Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
-                         "", sweep_table(summary, f"{metric}_before_finetune", warm, ratios), ""]
+            sections += [
+                "Before fine-tuning (decomposition / one-shot pruning straight from the trained dense model):",
+                "",
+                sweep_table(summary, f"{metric}_before_finetune", warm, ratios),
+                "",
+            ]
         for m in extra_metrics:
             sections += [f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), ""]
         sections += [f"![{task}]({slug}.png)", ""]
         for a in [m for m in ("MPO (scratch)", "MPO (decomposed)") if "pruning (gradual)" in methods and m in methods]:
-            wins, total, pairs = compare(summary, metric, a, "pruning (gradual)", ratios,
-                                         higher_is_better=higher_is_better)
+            wins, total, pairs = compare(
+                summary, metric, a, "pruning (gradual)", ratios, higher_is_better=higher_is_better
+            )
             verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")
-            claims.append(f"{task}: {a} vs gradual pruning - better at {wins} of {total} ratios "
-                          f"({'; '.join(pairs)}): the claim {verdict}.")
-        better = [f"{s['method']} at {s['ratio']:g}x" for s in summary if s["method"] != "dense" and
-                  (s[metric] > dense[metric] if higher_is_better else s[metric] < dense[metric])]
+            claims.append(
+                f"{task}: {a} vs gradual pruning - better at {wins} of {total} ratios "
+                f"({'; '.join(pairs)}): the claim {verdict}."
+            )
+        better = [
+            f"{s['method']} at {s['ratio']:g}x"
+            for s in summary
+            if s["method"] != "dense" and (s[metric] > dense[metric] if higher_is_better else s[metric] < dense[metric])
+        ]
         if better:
-            claims.append(f"{task}: compressed models beat the dense one's mean ({fmt(dense[metric])}): "
-                          f"{', '.join(better)} - at this training budget the dense model is not the ceiling "
-                          f"(fewer parameters regularise, or train faster per epoch).")
-        wins, total, pairs = compare(summary, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
-                                     higher_is_better=higher_is_better)
+            claims.append(
+                f"{task}: compressed models beat the dense one's mean ({fmt(dense[metric])}): "
+                f"{', '.join(better)} - at this training budget the dense model is not the ceiling "
+                f"(fewer parameters regularise, or train faster per epoch)."
+            )
+        wins, total, pairs = compare(
+            summary, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios, higher_is_better=higher_is_better
+        )
         verdict = "held" if total and wins == total else ("did not hold" if wins == 0 else "held in part")
-        claims.append(f"{task}: MPS-TT vs MPO, both from scratch - MPS-TT better at {wins} of {total} ratios "
-                      f"({'; '.join(pairs)}): the claim that MPS-TT beats MPO on accuracy {verdict}.")
+        claims.append(
+            f"{task}: MPS-TT vs MPO, both from scratch - MPS-TT better at {wins} of {total} ratios "
+            f"({'; '.join(pairs)}): the claim that MPS-TT beats MPO on accuracy {verdict}."
+        )
     return sections, claims

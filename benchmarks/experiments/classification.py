@@ -11,11 +11,10 @@ beats magnitude pruning at the same parameter count.
 
 from __future__ import annotations
 
-from torch import nn
-
 import _data
 from _common import accuracy, parse, rows_for, write_report
 from _lstm_sweep import Task, report, run
+from torch import nn
 
 NAME = "classification"
 FULL = dict(ratios=(2, 8, 32, 100), epochs=8, finetune_epochs=3, lr=5e-3, finetune_lr=2e-3, batch_size=100,

@@ -20,16 +20,15 @@ import copy
 import math
 import sys
 
+import _data
 import numpy as np
 import torch
+from _common import accuracy, figure, fit, parse, rows_for, seed_all, steps_per_epoch, table, write_report
+from _lstm_sweep import METHODS, log, report
 from torch import nn
 
 import tnlib
 import tnlib.nn as tn
-
-import _data
-from _common import accuracy, figure, fit, parse, rows_for, seed_all, steps_per_epoch, table, write_report
-from _lstm_sweep import METHODS, log, report
 
 NAME = "fc"
 FC2 = "FC2 784-256-10"

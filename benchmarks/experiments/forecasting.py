@@ -11,12 +11,11 @@ matched parameter counts as in ``_lstm_sweep.py``.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 import _data
-from _common import parse, rows_for, predict, write_report
+import torch
+from _common import parse, predict, rows_for, write_report
 from _lstm_sweep import Task, report, run
+from torch import nn
 
 NAME = "forecasting"
 TASK = "taylor (window 48, LSTM 64)"

@@ -19,18 +19,33 @@ from __future__ import annotations
 
 import copy
 
+import _data
 import torch
+from _common import (
+    accuracy,
+    figure,
+    fit,
+    fmt,
+    parse,
+    rows_for,
+    seed_all,
+    steps_per_epoch,
+    summarize,
+    table,
+    write_report,
+)
 from torch import nn
 
 import tnlib.nn as tn
 
-import _data
-from _common import accuracy, figure, fit, fmt, parse, rows_for, seed_all, steps_per_epoch, summarize, table, \
-    write_report
-
 NAME = "mpop"
-VARIANTS = ("(a) all dense weights", "(b) all MPO tensors", "(c) auxiliary tensors only",
-            "(d) auxiliary only + squeezing to bond 16", "(e) head only")
+VARIANTS = (
+    "(a) all dense weights",
+    "(b) all MPO tensors",
+    "(c) auxiliary tensors only",
+    "(d) auxiliary only + squeezing to bond 16",
+    "(e) head only",
+)
 # (in_dims, out_dims): small legs at the ends, as MPOP does, so that the exact (full-rank) MPO's
 # central tensor holds most parameters.
 DIMS = [((2, 4, 7, 7, 2), (2, 4, 4, 4, 2)), ((2, 4, 4, 4, 2), (2, 4, 4, 4, 2))]
@@ -64,8 +79,15 @@ def plot(path, by) -> None:
     with figure(path) as ax:
         for variant, marker in zip(VARIANTS, "osD^v"):
             s = by[variant]
-            ax.errorbar([s["trainable"]], [s["accuracy"]], yerr=[s["accuracy_std"]], marker=marker, capsize=3,
-                        ls="none", label=variant)
+            ax.errorbar(
+                [s["trainable"]],
+                [s["accuracy"]],
+                yerr=[s["accuracy_std"]],
+                marker=marker,
+                capsize=3,
+                ls="none",
+                label=variant,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters during fine-tuning")
         ax.set_ylabel("task-B test accuracy (digits 5-9)")
@@ -77,6 +99,7 @@ def plot(path, by) -> None:
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
+
     def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         (XA, yA), (XAt, yAt) = split(X, y, [0, 1, 2, 3, 4]), split(Xt, yt, [0, 1, 2, 3, 4])
@@ -86,8 +109,17 @@ def main(argv=None) -> None:
         for seed in args.seeds:
             seed_all(seed)
             pre = MLP([nn.Linear(784, 256), nn.Linear(256, 256)], nn.Linear(256, 5))
-            fit(pre, XA, yA, loss, epochs=cfg["pretrain_epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
-                seed=seed, desc=f"pretrain A s{seed}")
+            fit(
+                pre,
+                XA,
+                yA,
+                loss,
+                epochs=cfg["pretrain_epochs"],
+                lr=cfg["lr"],
+                batch_size=cfg["batch_size"],
+                seed=seed,
+                desc=f"pretrain A s{seed}",
+            )
             acc_a = accuracy(pre, XAt, yAt)
             for variant in VARIANTS:
                 seed_all(seed)
@@ -98,8 +130,10 @@ def main(argv=None) -> None:
                         for p in model.hidden.parameters():
                             p.requires_grad_(False)
                 else:
-                    model = MLP([tn.MPOLinear.from_linear(h, in_dims=i, out_dims=o)
-                                 for h, (i, o) in zip(pre.hidden, DIMS)], head)
+                    model = MLP(
+                        [tn.MPOLinear.from_linear(h, in_dims=i, out_dims=o) for h, (i, o) in zip(pre.hidden, DIMS)],
+                        head,
+                    )
                     if not variant.startswith("(b)"):
                         tn.freeze_central(model)
                 on_step = None
@@ -107,42 +141,86 @@ def main(argv=None) -> None:
                     steps = cfg["finetune_epochs"] * steps_per_epoch(len(XB), cfg["batch_size"])
                     on_step = tn.DimensionSqueezer(model, {steps // 2: cfg["squeeze"]}).step
                 n_train = trainable(model)
-                sec = fit(model, XB, yB, loss, epochs=cfg["finetune_epochs"], lr=cfg["finetune_lr"],
-                          batch_size=cfg["batch_size"], seed=seed, desc=f"{variant[:3]} s{seed}", on_step=on_step)
-                stored = sum(tn.count_parameters(h, weights_only=False) for h in model.hidden) + \
-                    sum(p.numel() for p in model.head.parameters())
-                rows.append(dict(variant=variant, seed=seed, trainable=n_train, stored=stored,
-                                 accuracy=accuracy(model, XBt, yBt), pretrain_accuracy=acc_a,
-                                 train_seconds=round(sec, 2), method=variant, params=n_train))
-                print(f"[mpop] {variant} seed {seed}: trainable={n_train}, accuracy={rows[-1]['accuracy']:.4f}",
-                      flush=True)
+                sec = fit(
+                    model,
+                    XB,
+                    yB,
+                    loss,
+                    epochs=cfg["finetune_epochs"],
+                    lr=cfg["finetune_lr"],
+                    batch_size=cfg["batch_size"],
+                    seed=seed,
+                    desc=f"{variant[:3]} s{seed}",
+                    on_step=on_step,
+                )
+                stored = sum(tn.count_parameters(h, weights_only=False) for h in model.hidden) + sum(
+                    p.numel() for p in model.head.parameters()
+                )
+                rows.append(
+                    dict(
+                        variant=variant,
+                        seed=seed,
+                        trainable=n_train,
+                        stored=stored,
+                        accuracy=accuracy(model, XBt, yBt),
+                        pretrain_accuracy=acc_a,
+                        train_seconds=round(sec, 2),
+                        method=variant,
+                        params=n_train,
+                    )
+                )
+                print(
+                    f"[mpop] {variant} seed {seed}: trainable={n_train}, accuracy={rows[-1]['accuracy']:.4f}",
+                    flush=True,
+                )
         return rows
 
     rows = rows_for(args, NAME, experiment)
     summary = summarize(rows, ["variant"], ["accuracy", "trainable", "stored", "pretrain_accuracy"])
     by = {s["variant"]: s for s in summary}
     full = by[VARIANTS[0]]["trainable"]
-    body = [[v, f"{by[v]['trainable']:,.0f}", f"{100 * (1 - by[v]['trainable'] / full):.1f} %",
-             f"{by[v]['stored']:,.0f}", fmt(by[v]["accuracy"], by[v]["accuracy_std"])] for v in VARIANTS]
+    body = [
+        [
+            v,
+            f"{by[v]['trainable']:,.0f}",
+            f"{100 * (1 - by[v]['trainable'] / full):.1f} %",
+            f"{by[v]['stored']:,.0f}",
+            fmt(by[v]["accuracy"], by[v]["accuracy_std"]),
+        ]
+        for v in VARIANTS
+    ]
     aux, allm = by[VARIANTS[2]], by[VARIANTS[1]]
     cut = 100 * (1 - aux["trainable"] / allm["trainable"])
-    claims = [f"Auxiliary-only fine-tuning trains {aux['trainable']:,.0f} parameters instead of "
-              f"{allm['trainable']:,.0f} for all MPO tensors ({cut:.1f} % fewer; MPOP reports about 91 % on BERT): "
-              f"the claim {'held' if cut >= 85 else 'did not hold'} in size here.",
-              f"Accuracy: auxiliary only {fmt(aux['accuracy'], aux['accuracy_std'])} vs all MPO tensors "
-              f"{fmt(allm['accuracy'], allm['accuracy_std'])} vs all dense weights "
-              f"{fmt(by[VARIANTS[0]]['accuracy'], by[VARIANTS[0]]['accuracy_std'])} vs the head alone "
-              f"{fmt(by[VARIANTS[4]]['accuracy'], by[VARIANTS[4]]['accuracy_std'])}: the cost of training only the "
-              f"auxiliary tensors is {allm['accuracy'] - aux['accuracy']:+.3f} (all MPO minus auxiliary).",
-              f"With squeezing to bond {cfg['squeeze']}: {fmt(by[VARIANTS[3]]['accuracy'], by[VARIANTS[3]]['accuracy_std'])}, "
-              f"storing {by[VARIANTS[3]]['stored']:,.0f} non-zero parameters instead of {aux['stored']:,.0f}."]
+    claims = [
+        f"Auxiliary-only fine-tuning trains {aux['trainable']:,.0f} parameters instead of "
+        f"{allm['trainable']:,.0f} for all MPO tensors ({cut:.1f} % fewer; MPOP reports about 91 % on BERT): "
+        f"the claim {'held' if cut >= 85 else 'did not hold'} in size here.",
+        f"Accuracy: auxiliary only {fmt(aux['accuracy'], aux['accuracy_std'])} vs all MPO tensors "
+        f"{fmt(allm['accuracy'], allm['accuracy_std'])} vs all dense weights "
+        f"{fmt(by[VARIANTS[0]]['accuracy'], by[VARIANTS[0]]['accuracy_std'])} vs the head alone "
+        f"{fmt(by[VARIANTS[4]]['accuracy'], by[VARIANTS[4]]['accuracy_std'])}: the cost of training only the "
+        f"auxiliary tensors is {allm['accuracy'] - aux['accuracy']:+.3f} (all MPO minus auxiliary).",
+        f"With squeezing to bond {cfg['squeeze']}: "
+        f"{fmt(by[VARIANTS[3]]['accuracy'], by[VARIANTS[3]]['accuracy_std'])}, "
+        f"storing {by[VARIANTS[3]]['stored']:,.0f} non-zero parameters instead of {aux['stored']:,.0f}.",
+    ]
     plot(args.out / f"{NAME}.png", by)
-    write_report(args, NAME, "7. MPOP: fine-tuning only the auxiliary tensors", [
-        f"Pretrained on digits 0-4 (task A accuracy {fmt(by[VARIANTS[0]]['pretrain_accuracy'])}), fine-tuned "
-        f"{cfg['finetune_epochs']} epochs on digits 5-9 (Adam, lr {cfg['finetune_lr']}). Trainable counts include "
-        f"the new head (1,285); 'stored' counts non-zero parameters of the hidden layers and the head.", "",
-        table(["fine-tuned", "trainable", "fewer than (a)", "stored", "task-B accuracy"], body), "",
-        f"![MPOP]({NAME}.png)", ""], claims)
+    write_report(
+        args,
+        NAME,
+        "7. MPOP: fine-tuning only the auxiliary tensors",
+        [
+            f"Pretrained on digits 0-4 (task A accuracy {fmt(by[VARIANTS[0]]['pretrain_accuracy'])}), fine-tuned "
+            f"{cfg['finetune_epochs']} epochs on digits 5-9 (Adam, lr {cfg['finetune_lr']}). Trainable counts include "
+            f"the new head (1,285); 'stored' counts non-zero parameters of the hidden layers and the head.",
+            "",
+            table(["fine-tuned", "trainable", "fewer than (a)", "stored", "task-B accuracy"], body),
+            "",
+            f"![MPOP]({NAME}.png)",
+            "",
+        ],
+        claims,
+    )
 
 
 if __name__ == "__main__":

@@ -86,11 +86,20 @@ def assemble(out: Path, target: Path, names: tuple[str, ...] = EXPERIMENTS) -> N
             continue
         text = path.read_text()
         number = text.split(".", 1)[0].removeprefix("## ")
-        verdicts += [f"- ({number}) {line[2:]}" for line in text.splitlines()
-                     if line.startswith("- ") and ("claim" in line or "tolerates" in line)]
+        verdicts += [
+            f"- ({number}) {line[2:]}"
+            for line in text.splitlines()
+            if line.startswith("- ") and ("claim" in line or "tolerates" in line)
+        ]
         parts.append(re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({rel.as_posix()}/{m.group(1)})", text))
-    summary = ["## Verdicts at a glance", "",
-               "Collected from the sections below (each computed from the committed results):", "", *verdicts, ""]
+    summary = [
+        "## Verdicts at a glance",
+        "",
+        "Collected from the sections below (each computed from the committed results):",
+        "",
+        *verdicts,
+        "",
+    ]
     target.write_text("\n".join([INTRO, *(summary if verdicts else []), *parts]))
     print(f"wrote {target}")
 

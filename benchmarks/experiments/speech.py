@@ -16,15 +16,14 @@ Needs the Debian package espeak-ng: ``apt-get install -y espeak-ng``.
 
 from __future__ import annotations
 
+import _data
 import numpy as np
 import torch
+from _common import parse, rows_for, write_report
+from _lstm_sweep import Task, report, run
 from pesq import pesq
 from pystoi import stoi
 from torch import nn
-
-import _data
-from _common import parse, rows_for, write_report
-from _lstm_sweep import Task, report, run
 
 NAME = "speech"
 TASK = "espeak-ng speech in white/pink noise (LSTM 128)"

@@ -16,14 +16,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import _data
 import torch
+from _common import compare, fmt, parse, rows_for, summarize, table, write_report
+from _lstm_sweep import report, run
 from torch import nn
 
 import tnlib.nn as tn
-
-import _data
-from _common import compare, fmt, parse, rows_for, summarize, table, write_report
-from _lstm_sweep import report, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _timing import best_of  # noqa: E402
@@ -31,10 +30,30 @@ from _timing import best_of  # noqa: E402
 NAME = "tt_vs_mpo"
 METHODS = ("MPO (scratch)", "MPS-TT (scratch)")
 TASK = "MNIST-5k rows (LSTM 128)"
-FULL = dict(ratios=(8, 32), epochs=8, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=100, limit=None,
-            sizes=(256, 1024), timing_ratios=(10, 50), repeat=20)
-SMOKE = dict(ratios=(8,), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=100, limit=300,
-             sizes=(64,), timing_ratios=(10,), repeat=2)
+FULL = dict(
+    ratios=(8, 32),
+    epochs=8,
+    finetune_epochs=1,
+    lr=5e-3,
+    finetune_lr=2e-3,
+    batch_size=100,
+    limit=None,
+    sizes=(256, 1024),
+    timing_ratios=(10, 50),
+    repeat=20,
+)
+SMOKE = dict(
+    ratios=(8,),
+    epochs=1,
+    finetune_epochs=1,
+    lr=5e-3,
+    finetune_lr=2e-3,
+    batch_size=100,
+    limit=300,
+    sizes=(64,),
+    timing_ratios=(10,),
+    repeat=2,
+)
 
 
 @torch.no_grad()
@@ -45,15 +64,35 @@ def timings(cfg) -> list[dict]:
         x = torch.randn(28, 1, size)
         t_dense = best_of(lambda: dense(x), cfg["repeat"]) / 28
         n_dense = tn.count_parameters(dense)
-        rows.append(dict(kind="timing", size=size, ratio=1.0, method="nn.LSTM", params=n_dense,
-                         ms_per_step=t_dense * 1e3, vs_dense=1.0))
+        rows.append(
+            dict(
+                kind="timing",
+                size=size,
+                ratio=1.0,
+                method="nn.LSTM",
+                params=n_dense,
+                ms_per_step=t_dense * 1e3,
+                vs_dense=1.0,
+            )
+        )
         for ratio in cfg["timing_ratios"]:
             s = tn.match_compression(dense, ratio)
-            for method, module in (("MPO", tn.MPOLSTM(size, size, bond_dim=s["mpo"]["bond_dim"], num_cores=3)),
-                                   ("MPS-TT", tn.TTLSTM(size, size, s["mps_tt"]["bond_dim"]))):
+            for method, module in (
+                ("MPO", tn.MPOLSTM(size, size, bond_dim=s["mpo"]["bond_dim"], num_cores=3)),
+                ("MPS-TT", tn.TTLSTM(size, size, s["mps_tt"]["bond_dim"])),
+            ):
                 t = best_of(lambda: module(x), cfg["repeat"]) / 28
-                rows.append(dict(kind="timing", size=size, ratio=float(ratio), method=method,
-                                 params=tn.count_parameters(module), ms_per_step=t * 1e3, vs_dense=t / t_dense))
+                rows.append(
+                    dict(
+                        kind="timing",
+                        size=size,
+                        ratio=float(ratio),
+                        method=method,
+                        params=tn.count_parameters(module),
+                        ms_per_step=t * 1e3,
+                        vs_dense=t / t_dense,
+                    )
+                )
                 print(f"[timing] {size} {method} {ratio}x: {t * 1e3:.3f} ms/step", file=sys.stderr)
     return rows
 
@@ -61,12 +100,14 @@ def timings(cfg) -> list[dict]:
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
+
     def experiment() -> list[dict]:
         X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         from classification import classification_task
 
-        rows = run(classification_task(TASK, X, y, Xt, yt, 128, 10), cfg["ratios"], args.seeds, cfg, METHODS,
-                   experiment=NAME)
+        rows = run(
+            classification_task(TASK, X, y, Xt, yt, 128, 10), cfg["ratios"], args.seeds, cfg, METHODS, experiment=NAME
+        )
         rows += timings(cfg)
         return rows
 
@@ -75,11 +116,23 @@ def main(argv=None) -> None:
     time_rows = [r for r in rows if r.get("kind") == "timing"]
     sections, claims = report(args, train_rows, [TASK], name=NAME)
     claims = [c for c in claims if "MPS-TT vs MPO" in c]
-    body = [[f"{r['size']}", f"{r['ratio']:g}x", r["method"], f"{r['params']:,}", fmt(r["ms_per_step"]),
-             f"{r['vs_dense']:.2f}"] for r in time_rows]
-    sections += ["### Inference time per step (batch 1, 28-step sequence / 28, best of "
-                 f"{cfg['repeat']}, torch CPU, 1 thread)", "",
-                 table(["input = hidden", "target", "module", "weights", "ms / step", "time / nn.LSTM"], body), ""]
+    body = [
+        [
+            f"{r['size']}",
+            f"{r['ratio']:g}x",
+            r["method"],
+            f"{r['params']:,}",
+            fmt(r["ms_per_step"]),
+            f"{r['vs_dense']:.2f}",
+        ]
+        for r in time_rows
+    ]
+    sections += [
+        f"### Inference time per step (batch 1, 28-step sequence / 28, best of {cfg['repeat']}, torch CPU, 1 thread)",
+        "",
+        table(["input = hidden", "target", "module", "weights", "ms / step", "time / nn.LSTM"], body),
+        "",
+    ]
     by = {(r["size"], r["ratio"], r["method"]): r for r in time_rows}
     faster, total = 0, 0
     for size in cfg["sizes"]:
@@ -88,19 +141,26 @@ def main(argv=None) -> None:
             if m and t:
                 total += 1
                 faster += t["ms_per_step"] < m["ms_per_step"]
-                claims.append(f"Hidden {size}, target {ratio}x ({t['params']:,} MPS-TT vs {m['params']:,} MPO "
-                              f"weights): a step takes {t['ms_per_step']:.3f} ms with MPS-TT vs "
-                              f"{m['ms_per_step']:.3f} ms with MPO ({m['ms_per_step'] / t['ms_per_step']:.2f}x).")
+                claims.append(
+                    f"Hidden {size}, target {ratio}x ({t['params']:,} MPS-TT vs {m['params']:,} MPO "
+                    f"weights): a step takes {t['ms_per_step']:.3f} ms with MPS-TT vs "
+                    f"{m['ms_per_step']:.3f} ms with MPO ({m['ms_per_step'] / t['ms_per_step']:.2f}x)."
+                )
     if total:
-        claims.append(f"Inference time: MPS-TT is faster per step in {faster} of {total} cases: the claim "
-                      f"{'held' if faster == total else 'did not hold' if faster == 0 else 'held in part'}.")
+        claims.append(
+            f"Inference time: MPS-TT is faster per step in {faster} of {total} cases: the claim "
+            f"{'held' if faster == total else 'did not hold' if faster == 0 else 'held in part'}."
+        )
     train_summary = summarize(train_rows, ["method", "ratio"], ["accuracy"])
-    wins, n, _ = compare(train_summary, "accuracy", "MPO (scratch)", "MPS-TT (scratch)", cfg["ratios"],
-                         higher_is_better=True)
+    wins, n, _ = compare(
+        train_summary, "accuracy", "MPO (scratch)", "MPS-TT (scratch)", cfg["ratios"], higher_is_better=True
+    )
     if n:
-        claims.append(f"Storage: both are matched to the same weight budget, so storage shows as accuracy at equal "
-                      f"weights; MPO is the more accurate at {wins} of {n} ratios, so the claim that MPS-TT stores "
-                      f"less for the same quality {'did not hold' if wins == n else 'held' if wins == 0 else 'held in part'}.")
+        claims.append(
+            f"Storage: both are matched to the same weight budget, so storage shows as accuracy at equal "
+            f"weights; MPO is the more accurate at {wins} of {n} ratios, so the claim that MPS-TT stores "
+            f"less for the same quality {'did not hold' if wins == n else 'held' if wins == 0 else 'held in part'}."
+        )
     write_report(args, NAME, "5. MPS tensor trains vs MPO for LSTMs", sections, claims)
 
 

@@ -32,7 +32,7 @@ def central_index(cores: Any) -> int:
     (an :class:`~tnlib.nn.MPOLinear`).
     """
     if isinstance(cores, nn.Module) and hasattr(cores, "cores"):
-        cores = list(cores.cores)
+        cores = list(cores.cores)  # type: ignore[arg-type]
     sizes = [int(c.numel()) for c in cores]
     top = max(sizes)
     candidates = [k for k, s in enumerate(sizes) if s == top]

@@ -27,8 +27,25 @@ def suffix(layer: int, direction: int) -> str:
 class StackedLSTM(nn.Module):
     """Base of the compressed LSTMs: ``forward(input, hx=None) -> output, (h_n, c_n)``."""
 
-    def _setup(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
-               batch_first: bool, dropout: float, bidirectional: bool) -> None:
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    num_directions: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+
+    def _setup(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+    ) -> None:
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             positive_int(name, value)
         if not 0.0 <= dropout < 1.0:
@@ -40,8 +57,15 @@ class StackedLSTM(nn.Module):
 
     def _setup_like(self, lstm: nn.LSTM) -> None:
         """:meth:`_setup` with the sizes and options of a trained ``lstm``."""
-        self._setup(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
-                    float(lstm.dropout), lstm.bidirectional)
+        self._setup(
+            lstm.input_size,
+            lstm.hidden_size,
+            lstm.num_layers,
+            lstm.bias,
+            lstm.batch_first,
+            float(lstm.dropout),
+            lstm.bidirectional,
+        )
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -77,8 +101,10 @@ class StackedLSTM(nn.Module):
     def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
         unbatched = input.dim() == 2
         if input.dim() not in (2, 3):
-            raise ValueError(f"input must be (T, B, {self.input_size}) or unbatched (T, {self.input_size}), "
-                             f"got shape {tuple(input.shape)}")
+            raise ValueError(
+                f"input must be (T, B, {self.input_size}) or unbatched (T, {self.input_size}), "
+                f"got shape {tuple(input.shape)}"
+            )
         x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features; this LSTM expects {self.input_size}")
@@ -89,7 +115,8 @@ class StackedLSTM(nn.Module):
             h0, c0 = zeros, zeros
         else:
             h0, c0 = (h.unsqueeze(1) for h in hx) if unbatched else hx
-        h_n, c_n = [], []
+        hs: list[torch.Tensor] = []
+        cs: list[torch.Tensor] = []
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
@@ -99,12 +126,12 @@ class StackedLSTM(nn.Module):
                 k = layer * self.num_directions + d
                 out, (h, c) = tnlib.lstm_forward(x, f_ih, f_hh, bias, h0[k], c0[k], reverse=bool(d))
                 outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
+                hs.append(h)
+                cs.append(c)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        h_n, c_n = torch.stack(hs), torch.stack(cs)
         if unbatched:
             return x.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
         return (x.transpose(0, 1) if self.batch_first else x), (h_n, c_n)
@@ -112,9 +139,17 @@ class StackedLSTM(nn.Module):
     def to_lstm(self) -> nn.LSTM:
         """A dense ``nn.LSTM`` computing the same function."""
         ref = next(self.parameters())
-        lstm = nn.LSTM(self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
-                       batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
-                       device=ref.device, dtype=ref.dtype)
+        lstm = nn.LSTM(
+            self.input_size,
+            self.hidden_size,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            bidirectional=self.bidirectional,
+            device=ref.device,
+            dtype=ref.dtype,
+        )
         with torch.no_grad():
             for layer in range(self.num_layers):
                 for d in range(self.num_directions):
@@ -123,12 +158,16 @@ class StackedLSTM(nn.Module):
                     getattr(lstm, "weight_hh" + suffix(layer, d)).copy_(w_hh)
                     if self.bias:
                         for kind in ("ih", "hh"):
-                            getattr(lstm, f"bias_{kind}" + suffix(layer, d)).copy_(getattr(self, f"bias_{kind}" + suffix(layer, d)))
+                            getattr(lstm, f"bias_{kind}" + suffix(layer, d)).copy_(
+                                getattr(self, f"bias_{kind}" + suffix(layer, d))
+                            )
         return lstm
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
-                f"batch_first={self.batch_first}, bidirectional={self.bidirectional}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
+            f"batch_first={self.batch_first}, bidirectional={self.bidirectional}"
+        )
 
 
 def check_lstm(lstm: Any) -> nn.LSTM:

@@ -110,10 +110,13 @@ def compress(
         targets = list(layers)
         for n in targets:
             if n not in named:
-                raise ValueError(f"layers names {n!r}, which is not a module of the model; "
-                                 f"modules: {[k for k in named if k][:12]}")
+                raise ValueError(
+                    f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
+                )
             if not isinstance(named[n], (nn.Linear, nn.LSTM)):
-                raise TypeError(f"layer {n!r} is a {type(named[n]).__name__}; only nn.Linear and nn.LSTM can be compressed")
+                raise TypeError(
+                    f"layer {n!r} is a {type(named[n]).__name__}; only nn.Linear and nn.LSTM can be compressed"
+                )
     out = model if inplace else copy.deepcopy(model)
     reports = []
     for name in targets:
@@ -123,25 +126,40 @@ def compress(
             new = MPOLinear.from_linear(module, t, num_cores=num_cores)
             pairs = [(module.weight, new.dense_weight())]
             mpos = [new.mpo]
+            replacement: nn.Module = new
         else:
             weights = [p for n, p in module.named_parameters() if n.startswith("weight_")]
             t = _truncation_for(weights[0], truncation, compression)
             if compression is not None:  # budget per matrix: the smallest one sets it
                 t = _truncation_for(min(weights, key=lambda w: w.numel()), truncation, compression)
-            new = MPOLSTM.from_lstm(module, t, num_cores=num_cores)
-            dense = [w for layer in range(new.num_layers) for d in range(new.num_directions)
-                     for w in new.dense_weights(layer, d)]
+            assert isinstance(module, nn.LSTM)
+            new_lstm = MPOLSTM.from_lstm(module, t, num_cores=num_cores)
+            dense = [
+                w
+                for layer in range(new_lstm.num_layers)
+                for d in range(new_lstm.num_directions)
+                for w in new_lstm.dense_weights(layer, d)
+            ]
             pairs = list(zip(weights, dense))
-            mpos = [new.mpo(n) for n in new.mpo_names()]
+            mpos = [new_lstm.mpo(n) for n in new_lstm.mpo_names()]
+            replacement = new_lstm
         with torch.no_grad():
             num = sum(float(torch.linalg.vector_norm((a - b).double())) ** 2 for a, b in pairs)
             den = sum(float(torch.linalg.vector_norm(a.double())) ** 2 for a, _ in pairs)
         before = sum(a.numel() for a, _ in pairs)
         after = sum(m.num_params for m in mpos)
         ent = tuple(tuple(float(v) for v in m.entropies()) for m in mpos)
-        reports.append(LayerReport(name, "Linear" if isinstance(module, nn.Linear) else "LSTM",
-                                   before, after, (num / den) ** 0.5 if den else 0.0, ent))
+        reports.append(
+            LayerReport(
+                name,
+                "Linear" if isinstance(module, nn.Linear) else "LSTM",
+                before,
+                after,
+                (num / den) ** 0.5 if den else 0.0,
+                ent,
+            )
+        )
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, new)
+        setattr(parent, child, replacement)
     return out, reports

@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from ._cores import check_linear, positive_int, low_rank_factors
+from ._cores import check_linear, low_rank_factors, positive_int
 from ._stacking import StackedLSTM, check_lstm, suffix
 
 __all__ = ["LowRankLinear", "LowRankLSTM"]

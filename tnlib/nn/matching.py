@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._stacking import check_lstm
 from .lowrank import LowRankLSTM
 from .mpo_rnn import MPOLSTM
 from .pruning import prune_magnitude
 from .tensor_train import TTLSTM
-from ._stacking import check_lstm
 
 __all__ = ["count_parameters", "match_compression"]
 
@@ -35,12 +35,13 @@ def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
     return total
 
 
-def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dict[str, dict[str, Any]]:
+def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dict[str, dict[str, Any] | None]:
     """Settings of every method that compress ``lstm``'s weights at least ``ratio`` times.
 
     For each method the largest setting whose *measured* weight count
     (:func:`count_parameters` of the built module) is at most
-    ``dense / ratio`` (``None`` when even the smallest setting is larger): ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
+    ``dense / ratio`` (``None`` when even the smallest setting is larger):
+    ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
     "mps_tt": {"bond_dim", ...}, "pruning": {"sparsity", ...}}``.
     """
     check_lstm(lstm)
@@ -48,7 +49,7 @@ def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dic
         raise ValueError(f"ratio={ratio!r} is invalid; expected a number >= 1")
     dense = count_parameters(lstm)
     budget = dense / ratio
-    kw = dict(num_layers=lstm.num_layers, bias=lstm.bias, bidirectional=lstm.bidirectional)
+    kw: dict[str, Any] = dict(num_layers=lstm.num_layers, bias=lstm.bias, bidirectional=lstm.bidirectional)
 
     def largest(build, top: int, key: str) -> dict[str, Any] | None:
         best = None
@@ -69,16 +70,26 @@ def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dic
 
     torch_state = torch.random.get_rng_state()
     try:
-        settings = {
-            "mpo": largest(lambda b: MPOLSTM(lstm.input_size, lstm.hidden_size, bond_dim=b,
-                                             num_cores=num_cores, **kw), 4 * lstm.hidden_size, "bond_dim"),
-            "low_rank": largest(lambda r: LowRankLSTM(lstm.input_size, lstm.hidden_size, r, **kw),
-                                min(lstm.input_size, lstm.hidden_size), "rank"),
-            "mps_tt": largest(lambda b: TTLSTM(lstm.input_size, lstm.hidden_size, b, **kw),
-                              4 * lstm.hidden_size, "bond_dim"),
+        settings: dict[str, dict[str, Any] | None] = {
+            "mpo": largest(
+                lambda b: MPOLSTM(lstm.input_size, lstm.hidden_size, bond_dim=b, num_cores=num_cores, **kw),
+                4 * lstm.hidden_size,
+                "bond_dim",
+            ),
+            "low_rank": largest(
+                lambda r: LowRankLSTM(lstm.input_size, lstm.hidden_size, r, **kw),
+                min(lstm.input_size, lstm.hidden_size),
+                "rank",
+            ),
+            "mps_tt": largest(
+                lambda b: TTLSTM(lstm.input_size, lstm.hidden_size, b, **kw), 4 * lstm.hidden_size, "bond_dim"
+            ),
         }
     finally:
         torch.random.set_rng_state(torch_state)
     sparsity = 1.0 - 1.0 / ratio
-    settings["pruning"] = {"sparsity": sparsity, "params": count_parameters(prune_magnitude(copy.deepcopy(lstm), sparsity))}
+    settings["pruning"] = {
+        "sparsity": sparsity,
+        "params": count_parameters(prune_magnitude(copy.deepcopy(lstm), sparsity)),
+    }
     return settings

@@ -71,9 +71,13 @@ class MPOLinear(nn.Module):
         for name, value in (("in_features", in_features), ("out_features", out_features), ("bond_dim", bond_dim)):
             positive_int(name, value)
         self.in_features, self.out_features = in_features, out_features
-        self.out_dims, self.in_dims = tnlib.choose_dims((out_features, in_features), out_dims, in_dims, num_cores=num_cores)
+        self.out_dims, self.in_dims = tnlib.choose_dims(
+            (out_features, in_features), out_dims, in_dims, num_cores=num_cores
+        )
         bonds = uniform_bonds(self.out_dims, self.in_dims, bond_dim)
-        self.cores = parameter_list(init_cores(self.out_dims, self.in_dims, bonds, in_features, device=device, dtype=dtype))
+        self.cores = parameter_list(
+            init_cores(self.out_dims, self.in_dims, bonds, in_features, device=device, dtype=dtype)
+        )
         if bias:
             bound = 1.0 / math.sqrt(in_features)
             self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype).uniform_(-bound, bound))
@@ -124,7 +128,8 @@ class MPOLinear(nn.Module):
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
-        out_dims, in_dims = tnlib.choose_dims(linear.weight.shape, out_dims, in_dims, num_cores=num_cores)
+        shape = (linear.out_features, linear.in_features)
+        out_dims, in_dims = tnlib.choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
         cores, _ = cores_from_matrix(linear.weight, out_dims, in_dims, truncation)
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
@@ -138,7 +143,9 @@ class MPOLinear(nn.Module):
     def to_linear(self) -> nn.Linear:
         """A dense ``nn.Linear`` with the same function."""
         c0 = self.cores[0]
-        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None, device=c0.device, dtype=c0.dtype)
+        lin = nn.Linear(
+            self.in_features, self.out_features, bias=self.bias is not None, device=c0.device, dtype=c0.dtype
+        )
         with torch.no_grad():
             lin.weight.copy_(self.dense_weight())
             if self.bias is not None:
@@ -155,5 +162,7 @@ class MPOLinear(nn.Module):
             p.requires_grad_(which == "all" or (which == "central") == (k == c))
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, out_dims={self.out_dims}, "
-                f"in_dims={self.in_dims}, bond_dims={self.bond_dims}, bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, out_dims={self.out_dims}, "
+            f"in_dims={self.in_dims}, bond_dims={self.bond_dims}, bias={self.bias is not None}"
+        )

@@ -57,6 +57,9 @@ class MPOLSTM(StackedLSTM):
     (torch.Size([7, 2, 64]), torch.Size([1, 2, 64]))
     """
 
+    bond_masks: dict[str, list[torch.Tensor]]
+
+
     def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  bond_dim: int = 8, num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
@@ -77,7 +80,7 @@ class MPOLSTM(StackedLSTM):
                     cores = init_cores(self.gate_dims, in_dims, bonds, hidden_size, device=device, dtype=dtype)
                     setattr(self, name, parameter_list(cores))
         self.init_biases(device, dtype)
-        self.bond_masks: dict[str, list[torch.Tensor]] = {}
+        self.bond_masks = {}
 
     def mpo_names(self) -> list[str]:
         return [f"cores_{kind}" + suffix(layer, d) for layer in range(self.num_layers)

@@ -11,7 +11,7 @@ parameter shapes (and the optimizer's state) stay as they were.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -25,7 +25,7 @@ from .mpo_rnn import MPOLSTM
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 
 
-def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[nn.Module, str, nn.ParameterList]]:
+def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOLSTM, str, nn.ParameterList]]:
     for sub in module.modules():
         if isinstance(sub, MPOLinear):
             yield sub, "cores", sub.cores

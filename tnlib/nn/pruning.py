@@ -3,7 +3,6 @@ the polynomial schedule of Zhu and Gupta (2017)."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -72,13 +71,24 @@ class GradualPruner:
     0.9
     """
 
-    def __init__(self, module: nn.Module, final_sparsity: float, *, end_step: int, begin_step: int = 0,
-                 initial_sparsity: float = 0.0, frequency: int = 1) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        final_sparsity: float,
+        *,
+        end_step: int,
+        begin_step: int = 0,
+        initial_sparsity: float = 0.0,
+        frequency: int = 1,
+    ) -> None:
         if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
-            raise ValueError(f"expected 0 <= initial_sparsity <= final_sparsity < 1, got "
-                             f"{initial_sparsity!r} and {final_sparsity!r}")
+            raise ValueError(
+                f"expected 0 <= initial_sparsity <= final_sparsity < 1, got {initial_sparsity!r} and {final_sparsity!r}"
+            )
         if end_step <= begin_step or frequency < 1:
-            raise ValueError(f"expected begin_step < end_step and frequency >= 1, got {begin_step}, {end_step}, {frequency}")
+            raise ValueError(
+                f"expected begin_step < end_step and frequency >= 1, got {begin_step}, {end_step}, {frequency}"
+            )
         _weight_names(module)
         self.module, self.final, self.initial = module, final_sparsity, initial_sparsity
         self.begin, self.end, self.frequency = begin_step, end_step, frequency

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._apply import apply_input_first
-from ._cores import check_linear, positive_int, input_first_tt
+from ._cores import check_linear, input_first_tt, positive_int
 from ._stacking import StackedLSTM, check_lstm, suffix
 
 __all__ = ["TTLinear", "TTLSTM"]

@@ -108,6 +108,8 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
 
 
 def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
+    """Range finder with power iterations; needs ``truncation.max_bond``."""
+    assert truncation.max_bond is not None
     xp = namespace(a)
     n = a.shape[1]
     q = linalg.range_finder(a, truncation.max_bond + _OVERSAMPLE)
