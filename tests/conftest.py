@@ -1,4 +1,10 @@
-"""Shared fixtures: array backends and dtypes, and converters to NumPy."""
+"""Shared fixtures: array backends (library x device) and dtypes, and converters to NumPy.
+
+The backend axis holds every (library, device) pair this machine can run:
+NumPy, ``array_api_strict`` and PyTorch on the CPU everywhere; PyTorch on
+CUDA and CuPy where a GPU is present (CuPy without a GPU is the one
+acceptable skip).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,17 @@ import pytest
 
 from tnlib._backend import to_host
 
+def _torch_has_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 BACKENDS = ["numpy", "array_api_strict", "torch"]
+if _torch_has_cuda():
+    BACKENDS.append("torch-cuda")
 if importlib.util.find_spec("cupy") is not None:
     BACKENDS.append("cupy")
 
@@ -36,15 +52,17 @@ class Backend:
     """Creates arrays of one library from NumPy data."""
 
     def __init__(self, name: str):
-        self.name = name
-        self.mod = _module(name)
+        library, _, device = name.partition("-")
+        self.name = library
+        self.device = device or ("cuda" if library == "cupy" else "cpu")
+        self.mod = _module(library)
 
     def asarray(self, a: np.ndarray, dtype: str | None = None):
         a = np.asarray(a)
         if dtype is not None:
             a = a.astype(dtype)
         if self.name == "torch":
-            return self.mod.asarray(a.copy())
+            return self.mod.asarray(a.copy(), device=self.device)
         if self.name == "cupy":
             return self.mod.asarray(a)
         return self.mod.asarray(a)
@@ -58,11 +76,16 @@ class Backend:
             "cupy": array_api_compat.is_cupy_array,
             "array_api_strict": lambda y: type(y).__module__.startswith("array_api_strict"),
         }
-        return checks[self.name](x)
+        if not checks[self.name](x):
+            return False
+        if self.name == "torch":
+            return x.device.type == self.device
+        return True
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> Backend:
+    """One (library, device) pair; ``backend.is_mine(x)`` also checks the device."""
     return Backend(request.param)
 
 

@@ -1,0 +1,140 @@
+"""The layout's rules, checked on the source: no import cycles, no private names
+used across modules, the core free of torch, the public API what ``__init__`` exports."""
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+import tnlib
+
+ROOT = Path(tnlib.__file__).parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
+def _top_level_imports(module: str) -> list[tuple[str, list[str]]]:
+    """(imported module, names) for the imports that run when ``module`` is imported."""
+    tree = ast.parse(MODULES[module].read_text())
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node)
+            names = [alias.name for alias in node.names]
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
+            found += [(s, []) for s in submodules] or [(target, names)]
+    return found
+
+
+def test_no_import_cycles():
+    graph = {
+        m: {t for t, _ in _top_level_imports(m) if t in MODULES and t != m and not m.startswith(t + ".")}
+        for m in MODULES
+    }
+    # a package's __init__ imports its children; a child importing its own package is not a cycle
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        path.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycle = path[path.index(t):] + [t]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        path.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def _private_imports(path: Path, module: str | None) -> list[str]:
+    """Private functions, classes or constants imported from another module
+    (importing a private *module* of the package is how the layers connect)."""
+    tree = ast.parse(path.read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            target = _resolve(module, node) if module else (node.module or "")
+            for alias in node.names:
+                if f"{target}.{alias.name}" in MODULES:
+                    continue
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    bad.append(f"{path.name}:{node.lineno} imports {alias.name}")
+    # module._private, for modules of the package bound to a name here
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            target = _resolve(module, node) if module else (node.module or "")
+            aliases |= {a.asname or a.name for a in node.names if f"{target}.{a.name}" in MODULES}
+        elif isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.asname and a.name in MODULES}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            bad.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return bad
+
+
+def test_no_private_name_used_across_modules():
+    bad = []
+    for module, path in MODULES.items():
+        bad += _private_imports(path, module)
+    for path in (ROOT.parent / "tests").rglob("*.py"):
+        bad += _private_imports(path, None)
+    assert not bad, "private names imported across modules:\n" + "\n".join(bad)
+
+
+def test_core_never_imports_torch_at_import_time():
+    for module in MODULES:
+        if module.startswith("tnlib.nn"):
+            continue
+        imported = {t for t, _ in _top_level_imports(module)}
+        assert not {t for t in imported if t.split(".")[0] in ("torch", "cupy", "matplotlib")}, module
+
+
+def test_public_modules_export_what_init_exports():
+    public = set(tnlib.__all__)
+    for info in pkgutil.iter_modules(tnlib.__path__):
+        if info.name.startswith("_") or info.name in ("nn", "cli"):
+            continue
+        mod = importlib.import_module(f"tnlib.{info.name}")
+        exported = set(getattr(mod, "__all__", ()))
+        user_facing = {n for n in exported if n in public}
+        assert user_facing, f"tnlib.{info.name} is public but nothing of it is in tnlib.__all__"
+    for name in tnlib.__all__:
+        assert hasattr(tnlib, name), name

@@ -1,0 +1,87 @@
+"""MPOLSTM: exact conversion, gate layout, NumPy inference, training, errors."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from nn_helpers import lstm_teacher_batches, train_steps  # noqa: E402
+from torch import nn  # noqa: E402
+
+import tnlib  # noqa: E402
+import tnlib.nn as tn  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("layers, bidirectional, batch_first", [(1, False, False), (2, True, True)])
+def test_mpolstm_exact_conversion(layers, bidirectional, batch_first):
+    lstm = nn.LSTM(12, 16, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    mpo = tn.MPOLSTM.from_lstm(lstm, num_cores=2)
+    x = torch.randn(3, 7, 12)
+    h0 = torch.randn(layers * (2 if bidirectional else 1), 3 if batch_first else 7, 16)
+    c0 = torch.randn_like(h0)
+    x_in = x if batch_first else x.transpose(0, 1).contiguous()
+    for hx in (None, (h0, c0)):
+        if hx is not None and not batch_first:
+            hx = (torch.randn(layers, 3, 16), torch.randn(layers, 3, 16))
+            x_in = x.transpose(0, 1).contiguous()
+        (a, (h, c)), (b, (h2, c2)) = lstm(x_in, hx), mpo(x_in, hx)
+        assert torch.allclose(a, b, atol=1e-5) and torch.allclose(h, h2, atol=1e-5) and torch.allclose(c, c2, atol=1e-5)
+    back = mpo.to_lstm()
+    assert torch.allclose(back(x_in)[0], lstm(x_in)[0], atol=1e-5)
+
+
+def test_mpolstm_gate_layout_and_unbatched_input():
+    lstm = nn.LSTM(8, 12)
+    mpo = tn.MPOLSTM.from_lstm(lstm, num_cores=2)
+    assert mpo.gate_dims[0] % 4 == 0 and np.prod(mpo.gate_dims) == 48  # factor 4 in the first leg
+    x = torch.randn(5, 8)
+    assert torch.allclose(mpo(x)[0], lstm(x)[0], atol=1e-5)
+
+
+def test_lstm_forward_in_numpy_equals_the_torch_module():
+    lstm = nn.LSTM(8, 16)
+    mpo_lstm = tn.MPOLSTM.from_lstm(lstm, tnlib.Truncation(max_bond=6), num_cores=2)
+    x = torch.randn(6, 2, 8)
+    ref, (h, c) = mpo_lstm(x)
+    to_np = lambda m: tnlib.MPO([c.numpy() for c in m.cores])  # noqa: E731
+    bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()
+    out, (h2, c2) = tnlib.lstm_forward(
+        x.numpy(), to_np(mpo_lstm.mpo("cores_ih_l0")), to_np(mpo_lstm.mpo("cores_hh_l0")), bias
+    )
+    np.testing.assert_allclose(out, ref.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(h2, h[0].detach().numpy(), atol=1e-5)
+
+
+def test_mpolstm_errors():
+    with pytest.raises(TypeError, match=r"lstm must be a torch.nn.LSTM, got GRU"):
+        tn.MPOLSTM.from_lstm(nn.GRU(4, 4))
+    with pytest.raises(ValueError, match=r"hidden_dims=\(3, 3\) multiply to 9 but hidden_size is 8"):
+        tn.MPOLSTM(4, 8, hidden_dims=(3, 3))
+    model = tn.MPOLSTM(4, 8, num_cores=2)
+    with pytest.raises(ValueError, match=r"input has 5 features; this LSTM expects 4"):
+        model(torch.randn(3, 2, 5))
+    with pytest.raises(ValueError, match=r"'cores_xx' is not one of"):
+        model.mpo("cores_xx")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: tn.MPOLSTM(6, 8, bond_dim=3, num_cores=2, batch_first=True),
+        lambda: tn.LowRankLSTM(6, 8, 3, batch_first=True),
+        lambda: tn.LowRankLSTM(6, 8, 3, which="ih", batch_first=True),
+        lambda: tn.TTLSTM(6, 8, 4, batch_first=True),
+    ],
+)
+def test_every_lstm_trains_from_scratch(make):
+    model = make()
+    out, _ = model(torch.randn(2, 4, 6))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    losses = train_steps(model, lstm_teacher_batches(), steps=80)
+    assert losses[-1] < 0.7 * losses[0]

@@ -1,0 +1,58 @@
+"""MPOP: frozen central tensors and dimension squeezing."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from nn_helpers import train_steps  # noqa: E402
+from torch import nn  # noqa: E402
+
+import tnlib  # noqa: E402
+import tnlib.nn as tn  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+def test_frozen_central_tensor_does_not_move():
+    layer = tn.MPOLinear(64, 64, bond_dim=8, out_dims=(4, 4, 4), in_dims=(4, 4, 4))
+    c = tn.central_index(layer)
+    assert c == 1
+    total = sum(p.numel() for p in layer.parameters())
+    left = tn.freeze_central(layer)
+    assert left == total - layer.cores[1].numel()
+    before = [p.detach().clone() for p in layer.cores]
+    teacher = nn.Linear(64, 64)
+
+    def batch():
+        x = torch.randn(32, 64)
+        return x, teacher(x).detach()
+
+    train_steps(layer, batch, steps=5)
+    assert torch.equal(layer.cores[1], before[1])
+    assert not torch.equal(layer.cores[0], before[0]) and not torch.equal(layer.cores[2], before[2])
+    lstm = tn.MPOLSTM(8, 8, num_cores=3, bond_dim=4)
+    tn.freeze_central(lstm)
+    assert [p.requires_grad for p in lstm.cores_ih_l0] == [True, False, True]
+    with pytest.raises(ValueError, match=r"holds no MPOLinear or MPOLSTM layer"):
+        tn.freeze_central(nn.Linear(2, 2))
+
+
+def test_dimension_squeezing_keeps_training():
+    lin = nn.Linear(64, 64)
+    layer = tn.MPOLinear.from_linear(lin, out_dims=(4, 4, 4), in_dims=(4, 4, 4))
+    tn.freeze_central(layer)
+    squeezer = tn.DimensionSqueezer(layer, {0: 12, 3: 8})
+    teacher = nn.Linear(64, 64)
+    opt = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(6):
+        bond = squeezer.step()
+        x = torch.randn(16, 64)
+        loss = ((layer(x) - teacher(x).detach()) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert bond == 8 and max(layer.mpo.canonicalize(0).truncate(tnlib.Truncation(cutoff=1e-6)).bond_dims) <= 8
+    eff = [c.detach() for c in layer.effective_cores()]
+    assert float(eff[0][..., 8:].abs().sum()) == 0.0 and float(eff[1][8:].abs().sum()) == 0.0

@@ -1,0 +1,60 @@
+"""TTLinear and TTLSTM: exact at full bond, the middle bond bounds the rank, clear errors."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import tnlib.nn as tn  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def dense():
+    torch.manual_seed(0)
+    return torch.nn.Linear(24, 18).double()
+
+
+def test_tt_linear_exact_and_truncated(dense):
+    x = torch.randn(7, 24, dtype=torch.float64)
+    full = tn.TTLinear.from_linear(dense, bond_dim=1000, num_cores=3)
+    assert torch.allclose(full(x), dense(x), atol=1e-12)
+    small = tn.TTLinear.from_linear(dense, bond_dim=2, num_cores=3)
+    assert tn.count_parameters(small) < tn.count_parameters(full)
+    # The middle bond separates input from output: rank <= bond, so the error is at least the SVD tail.
+    w = small(torch.eye(24, dtype=torch.float64)) - small.bias
+    assert torch.linalg.matrix_rank(w) <= 2
+    tail = torch.linalg.norm(torch.linalg.svdvals(dense.weight.detach())[2:])
+    assert torch.linalg.norm(w.T - dense.weight.detach()) >= tail * (1 - 1e-10)
+
+
+def test_tt_linear_trains():
+    torch.manual_seed(1)
+    layer = tn.TTLinear(24, 18, 3)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    x, y = torch.randn(64, 24), torch.randn(64, 18)
+    first = None
+    for _ in range(30):
+        loss = torch.nn.functional.mse_loss(layer(x), y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first
+
+
+def test_tt_linear_errors():
+    with pytest.raises(TypeError, match="torch.nn.Linear"):
+        tn.TTLinear.from_linear(torch.nn.LSTM(3, 3), 2)
+
+
+def test_tt_lstm_exact_at_full_bond():
+    lstm = nn.LSTM(8, 8)
+    x = torch.randn(5, 2, 8)
+    ref = lstm(x)[0]
+    assert torch.allclose(tn.TTLSTM.from_lstm(lstm, 1000)(x)[0], ref, atol=1e-5)
+    assert torch.allclose(tn.TTLSTM.from_lstm(lstm, 64).to_lstm()(x)[0], ref, atol=1e-5)
