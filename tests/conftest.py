@@ -15,6 +15,7 @@ import pytest
 
 from tnlib._backend import to_host
 
+
 def _torch_has_cuda() -> bool:
     if importlib.util.find_spec("torch") is None:
         return False
