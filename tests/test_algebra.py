@@ -126,3 +126,15 @@ def test_compress_method_keyword_still_works_and_warns():
         old = big.compress(t, method="variational", sweeps=20)
     new = big.compress(t, algorithm="variational", sweeps=20)
     np.testing.assert_allclose(old.to_dense(), new.to_dense(), atol=1e-12)
+
+
+def test_variational_report_states_the_measured_error_not_per_bond_weights(tmp_path):
+    big = tnlib.MPS.from_dense(random_array((4, 4, 4, 4), seed=10))
+    fitted = big.compress(tnlib.Truncation(max_bond=3), algorithm="variational", sweeps=20)
+    report = fitted.report
+    assert all(np.isnan(d) for d in report.discarded)
+    true = float(np.linalg.norm(fitted.to_dense() - big.to_dense()))
+    assert report.error == pytest.approx(true, rel=1e-6)
+    assert report.error_bound == report.error and "fitted: error" in str(report)
+    tnlib.save(tmp_path / "f.tnz", fitted)
+    assert tnlib.load(tmp_path / "f.tnz").report.error == report.error

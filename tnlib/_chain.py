@@ -349,8 +349,9 @@ class Chain:
         error improves by less than ``tol`` times the squared norm); it needs
         ``truncation.max_bond`` and is cheaper when the current bonds are much
         larger than ``max_bond`` (after a product). Its report gives the
-        measured squared error split evenly over the bonds, so
-        ``report.error_bound`` is the true error.
+        measured error (``report.error``, also ``report.error_bound``); its
+        per-bond ``discarded`` weights are NaN, as a fit discards nothing
+        bond by bond.
 
         ``method=`` is the former name of ``algorithm=``; it still works and
         warns (``DeprecationWarning``), and will be removed in the next release.
@@ -383,13 +384,13 @@ class Chain:
             right_rank = prod(phys[k + 1 :])
             bonds.append(min(max_bond, self.bond_dims[k], left_rank, right_rank))
         fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)
-        share = err2 / (n - 1) if n > 1 else 0.0
         report = TruncationReport(
             tuple(int(c.shape[2]) for c in fitted[:-1]),
             self.bond_dims,
-            (share,) * (n - 1),
+            (float("nan"),) * (n - 1),  # a fit has no per-bond discarded weights
             norm2**0.5,
             checked,
+            error=err2**0.5,
         )
         return self._with_sites(fitted, n - 1, report)
 

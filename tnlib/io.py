@@ -56,6 +56,8 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         tuple(float(v) for v in data["discarded"]),
         float(data["norm"]),
         None if trunc is None else Truncation(**trunc),
+        None if data.get("error") is None else float(data["error"]),
+        None if data.get("output_error") is None else float(data["output_error"]),
     )
 
 

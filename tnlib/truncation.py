@@ -191,6 +191,15 @@ class TruncationReport:
         Frobenius norm of the tensor that was decomposed or truncated.
     truncation : Truncation or None
         The settings used (``None``: exact).
+    error : float or None
+        ``||A - A_tt||_F`` measured directly, when the chain was *fitted*
+        (variational compression, data-aware fitting) rather than truncated
+        by a sweep; per-bond discarded weights are then not defined and
+        ``discarded`` holds NaN.
+    output_error : float or None
+        For a matrix fitted to an input Gram ``C``: the relative output-space
+        error ``||(W - W_tt) L||_F / ||W L||_F`` with ``C = L L^H``, i.e.
+        ``||X (W - W_tt)^T|| / ||X W^T||`` on the inputs ``X`` behind ``C``.
     """
 
     bond_dims: tuple[int, ...]
@@ -198,10 +207,14 @@ class TruncationReport:
     discarded: tuple[float, ...]
     norm: float
     truncation: Truncation | None = None
+    error: float | None = None
+    output_error: float | None = None
 
     @property
     def error_bound(self) -> float:
-        """``sqrt(sum_k eps_k^2) >= ||A - A_tt||_F`` (Oseledets 2011)."""
+        """``sqrt(sum_k eps_k^2) >= ||A - A_tt||_F`` (Oseledets 2011); the measured :attr:`error` when set."""
+        if self.error is not None:
+            return self.error
         return math.sqrt(sum(self.discarded))
 
     @property
@@ -224,10 +237,18 @@ class TruncationReport:
             zip(self.bond_dims, self.full_bond_dims, self.discarded, self.relative_discarded)
         ):
             lines.append(f"{k:>5} {kept:>7} {full:>7} {d:>17.6g} {rel:>10.3g}")
-        lines.append(
-            f"error bound ||A - A_tt||_F <= {self.error_bound:.6g} "
-            f"(relative {self.relative_error_bound:.3g}), ||A||_F = {self.norm:.6g}"
-        )
+        if self.error is None:
+            lines.append(
+                f"error bound ||A - A_tt||_F <= {self.error_bound:.6g} "
+                f"(relative {self.relative_error_bound:.3g}), ||A||_F = {self.norm:.6g}"
+            )
+        else:
+            lines.append(
+                f"fitted: error ||A - A_tt||_F = {self.error:.6g} "
+                f"(relative {self.relative_error_bound:.3g}), ||A||_F = {self.norm:.6g}"
+            )
+        if self.output_error is not None:
+            lines.append(f"output-space error ||X (W - W_tt)^T|| / ||X W^T|| = {self.output_error:.3g}")
         return "\n".join(lines)
 
 
