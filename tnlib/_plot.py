@@ -71,3 +71,30 @@ def plot_tradeoff(curve: Any, ax: Any = None) -> Any:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_layouts(search: Any, ax: Any = None) -> Any:
+    """Draw a :class:`tnlib.LayoutSearch`: every layout's error bound, fitted errors, the SVD and the winner."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    else:
+        fig = ax.figure
+    rows = search.rows
+    jitter = {r.layout: 0.15 * ((hash(r.layout) % 7) - 3) / 3 for r in rows}
+    xs = [r.layout.num_cores + jitter[r.layout] for r in rows]
+    ax.scatter(xs, [r.error_bound for r in rows], s=8, color="0.7", label="upper bound (spectra)")
+    fitted = [r for r in rows if r.status == "fitted"]
+    ax.scatter([r.layout.num_cores + jitter[r.layout] for r in fitted], [r.score for r in fitted],
+               s=22, color="C0", label="fitted error")
+    svd, best = search.svd, search.best
+    ax.axhline(svd.score, color="C1", linestyle="--", linewidth=1, label=f"truncated SVD {svd.score:.3g}")
+    ax.scatter([best.layout.num_cores + jitter[best.layout]], [best.score], s=90, marker="*", color="C3",
+               label=f"best: {best.layout} ({best.score:.3g})", zorder=3)
+    ax.set_xlabel("number of cores")
+    ax.set_ylabel("relative error" + (" (output space)" if best.output_error is not None else ""))
+    ax.set_title(f"layouts of a {search.shape[0]} x {search.shape[1]} matrix at {search.max_params} parameters")
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -14,7 +14,7 @@ MPS with physical legs ``i_k j_k`` (Oseledets 2011, sec. 5; Gao et al. 2020).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import array_api_compat
 
@@ -29,6 +29,22 @@ from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
 __all__ = ["MPO"]
+
+
+def _searches(out_dims: Any, in_dims: Any, num_cores: Any, truncation: Truncation | None) -> bool:
+    """Whether ``from_matrix`` searches layouts: ``"auto"`` dims, or no dims and a budget."""
+    auto = [d for d in (out_dims, in_dims) if isinstance(d, str)]
+    for name, d in (("out_dims", out_dims), ("in_dims", in_dims)):
+        if isinstance(d, str) and d != "auto":
+            raise TypeError(f"{name} must be a sequence of positive ints, got {d!r} (or 'auto' to search layouts)")
+    if auto:
+        if len(auto) == 1 and (out_dims is not None and in_dims is not None):
+            raise ValueError("out_dims='auto' and in_dims='auto' go together; a layout is searched as a whole")
+        return True
+    return (
+        out_dims is None and in_dims is None and num_cores is None
+        and truncation is not None and truncation.max_params is not None
+    )
 
 
 class MPO(Chain):
@@ -221,13 +237,14 @@ class MPO(Chain):
     def from_matrix(
         cls,
         matrix: Any,
-        out_dims: Sequence[int] | None = None,
-        in_dims: Sequence[int] | None = None,
+        out_dims: Sequence[int] | Literal["auto"] | None = None,
+        in_dims: Sequence[int] | Literal["auto"] | None = None,
         *,
         num_cores: int | None = None,
         truncation: Truncation | None = None,
         pad: bool = False,
         svd: str = "auto",
+        input_gram: Any = None,
     ) -> MPO:
         """Decompose a matrix into an MPO by TT-SVD of its interleaved legs.
 
@@ -240,13 +257,27 @@ class MPO(Chain):
             Factors of ``M`` and ``N``, one per core. ``None`` chooses the most
             balanced ones (:func:`tnlib.factorize`) with as many factors as the
             other argument, or ``num_cores``, or
-            :func:`tnlib.default_num_cores`.
+            :func:`tnlib.default_num_cores`. ``"auto"`` (for both), or both
+            ``None`` with a ``truncation.max_params`` and no ``num_cores``,
+            *searches* the layouts and keeps the one with the least true
+            error at that budget, never worse than the truncated SVD
+            (:func:`tnlib.layouts` shows the table; with ``"auto"``,
+            ``num_cores`` restricts the search to that many cores).
         num_cores
             Number of cores when both dims are ``None``.
         truncation
             ``None`` (default) is exact: every bond has its full rank
             (computed by QR sweeps, no SVD). Otherwise see
             :class:`tnlib.Truncation`.
+        input_gram : array, shape (N, N), optional
+            ``C = X^T X / n`` of the inputs ``X`` the layer sees. The MPO is
+            then fitted to minimise the output-space error
+            ``||X (W - W_hat)^T||_F`` instead of ``||W - W_hat||_F``: the
+            weight-space truncation, then alternating least squares over the
+            cores in the metric of ``C`` (a truncated-SVD layout is solved
+            exactly by the whitened SVD). Bond dimensions are those of the
+            truncation; the report gives the measured error in both norms
+            (``report.error``, ``report.output_error``). Needs a truncation.
         pad
             Zero-pad the matrix when a size has no balanced factorization
             (a prime such as 1021), or to the product of the given dims when
@@ -283,6 +314,23 @@ class MPO(Chain):
         truncation = check_truncation(truncation)
         check_svd(svd)
         shape = (int(a.shape[0]), int(a.shape[1]))
+        if input_gram is not None and (truncation is None or truncation.is_exact):
+            raise ValueError(
+                "input_gram needs a truncation (an exact MPO has no error to fit); pass e.g. "
+                "truncation=tnlib.Truncation(max_params=...)"
+            )
+        if _searches(out_dims, in_dims, num_cores, truncation):
+            if truncation is None or truncation.max_params is None:
+                raise ValueError(
+                    "out_dims='auto' searches layouts at a parameter budget: pass "
+                    "truncation=tnlib.Truncation(max_params=...)"
+                )
+            if pad:
+                raise ValueError("pad=True needs explicit dims; the layout search uses the matrix as it is")
+            from .layouts import search
+
+            return search(a, truncation, input_gram=input_gram, num_cores=num_cores, svd=svd).mpo
+        assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         xp = namespace(a)
         padded = (prod(out_dims), prod(in_dims))
@@ -300,7 +348,15 @@ class MPO(Chain):
             xp.reshape(s, (s.shape[0], o, i, s.shape[2]))
             for s, o, i in zip(sites, out_dims, in_dims)
         ]
-        return cls._trusted(cores, n - 1, report, shape)
+        mpo = cls._trusted(cores, n - 1, report, shape)
+        if input_gram is None:
+            return mpo
+        if padded != shape:
+            raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
+        from .layouts import Layout, fit_layout
+
+        assert truncation is not None
+        return fit_layout(cls, a, mpo, Layout(tuple(out_dims), tuple(in_dims)), truncation, input_gram)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.
