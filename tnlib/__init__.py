@@ -14,7 +14,7 @@ from .layouts import Layout, LayoutRow, LayoutSearch, layouts
 from .mpo import MPO
 from .mps import MPS
 from .parallel import decompose_many
-from .rnn import lstm_forward
+from .rnn import gru_forward, lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .svd import register_svd, svd_methods, truncated_svd
 from .truncation import TruncatedSVD, Truncation, TruncationReport
@@ -49,6 +49,7 @@ __all__ = [
     "tradeoff",
     "decompose_many",
     "lstm_forward",
+    "gru_forward",
     "save",
     "load",
     "ExampleMLP",

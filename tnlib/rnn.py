@@ -1,4 +1,4 @@
-"""LSTM inference with MPO (or any) weight operators, on any array library.
+"""LSTM and GRU inference with MPO (or any) weight operators, on any array library.
 
 :func:`lstm_forward` runs one LSTM layer in one direction with the gate
 layout of ``torch.nn.LSTM``: the pre-activations ``W_ih x_t + b_ih + W_hh
@@ -7,12 +7,23 @@ h_{t-1} + b_hh`` are stacked ``(i, f, g, o)`` along the ``4H`` rows, and::
     c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
     h_t = sigmoid(o) * tanh(c_t)
 
+:func:`gru_forward` does the same for ``torch.nn.GRU``: rows ``(r, z, n)``
+of ``3H`` and::
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h_t = (1 - z) * n + z * h_{t-1}
+
+:func:`lstm_cell` and :func:`gru_cell` are one step of each (the
+``nn.LSTMCell`` / ``nn.GRUCell`` update), used by the sequence functions.
+
 ``W_ih`` and ``W_hh`` may be :class:`tnlib.MPO` objects (as in the MPO-LSTM of
 Gao et al. 2020, where the four gates are stacked along the output and the
 factor 4 sits in the first output leg), dense arrays, or any callable that
-maps ``(batch, in)`` to ``(batch, 4H)``. The input projection of every time
-step is done in one batched application; only the recurrence is sequential.
-No torch is needed: a compressed model runs on NumPy or CuPy.
+maps ``(batch, in)`` to ``(batch, gates * H)``. The input projection of
+every time step is done in one batched application; only the recurrence is
+sequential. No torch is needed: a compressed model runs on NumPy or CuPy.
 """
 
 from __future__ import annotations
@@ -24,19 +35,20 @@ import array_api_compat
 from ._backend import as_array, check_floating, namespace
 from .mpo import MPO
 
-__all__ = ["lstm_forward"]
+__all__ = ["lstm_forward", "gru_forward", "lstm_cell", "gru_cell", "as_operator"]
 
-Operator = Any  # MPO, a (4H, N) array, or a callable (batch, N) -> (batch, 4H)
+Operator = Any  # MPO, a (gates * H, N) array, or a callable (batch, N) -> (batch, gates * H)
 
 
-def _as_function(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int]:
+def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int]:
+    """``(apply, rows, cols)`` of an MPO, a 2-D array or a callable (``-1`` sizes for a callable)."""
     if isinstance(op, MPO):
         return op.apply, op.shape[0], op.shape[1]
     if callable(op) and not hasattr(op, "shape"):
         return op, -1, -1
     w = as_array(op, name)
     if w.ndim != 2:
-        raise ValueError(f"{name} must be an MPO, a 2-D (4H, N) array or a callable, got shape {tuple(w.shape)}")
+        raise ValueError(f"{name} must be an MPO, a 2-D (gates * H, N) array or a callable, got shape {tuple(w.shape)}")
     xp = namespace(w)
     wt = xp.matrix_transpose(w)
     return (lambda x: x @ wt), int(w.shape[0]), int(w.shape[1])
@@ -95,8 +107,8 @@ def lstm_forward(
     check_floating(x, "x")
     xp = namespace(x)
     steps, batch, n_in = (int(d) for d in x.shape)
-    f_ih, rows_ih, cols_ih = _as_function(w_ih, "w_ih")
-    f_hh, rows_hh, cols_hh = _as_function(w_hh, "w_hh")
+    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
+    f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
     if cols_ih not in (-1, n_in):
         raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected (4H, {n_in})")
     if rows_hh != -1 and (rows_hh % 4 or cols_hh * 4 != rows_hh):
@@ -114,12 +126,102 @@ def lstm_forward(
     outputs: list[Any] = [None] * steps
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     for t in order:
-        z = gates_in[t, ...] + f_hh(h)
-        i = _sigmoid(xp, z[:, :hidden])
-        f = _sigmoid(xp, z[:, hidden : 2 * hidden])
-        g = xp.tanh(z[:, 2 * hidden : 3 * hidden])
-        o = _sigmoid(xp, z[:, 3 * hidden :])
-        c = f * c + i * g
-        h = o * xp.tanh(c)
+        h, c = lstm_cell(gates_in[t, ...], h, c, f_hh)
         outputs[t] = h
     return xp.stack(outputs, axis=0), (h, c)
+
+
+def lstm_cell(gates_in: Any, h: Any, c: Any, f_hh: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """One LSTM step: ``gates_in = W_ih x + b_ih + b_hh`` (``(B, 4H)``), states ``(B, H)``."""
+    xp = namespace(gates_in)
+    hidden = int(h.shape[-1])
+    z = gates_in + f_hh(h)
+    i = _sigmoid(xp, z[:, :hidden])
+    f = _sigmoid(xp, z[:, hidden : 2 * hidden])
+    g = xp.tanh(z[:, 2 * hidden : 3 * hidden])
+    o = _sigmoid(xp, z[:, 3 * hidden :])
+    c = f * c + i * g
+    return o * xp.tanh(c), c
+
+
+def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None) -> Any:
+    """One GRU step: ``gates_in = W_ih x + b_ih`` (``(B, 3H)``), ``b_hh`` ``(3H,)`` or ``None``, ``h`` ``(B, H)``."""
+    xp = namespace(gates_in)
+    hidden = int(h.shape[-1])
+    hh = f_hh(h)
+    if b_hh is not None:
+        hh = hh + b_hh
+    r = _sigmoid(xp, gates_in[:, :hidden] + hh[:, :hidden])
+    z = _sigmoid(xp, gates_in[:, hidden : 2 * hidden] + hh[:, hidden : 2 * hidden])
+    n = xp.tanh(gates_in[:, 2 * hidden :] + r * hh[:, 2 * hidden :])
+    return (1.0 - z) * n + z * h
+
+
+def gru_forward(
+    x: Any,
+    w_ih: Operator,
+    w_hh: Operator,
+    b_ih: Any = None,
+    b_hh: Any = None,
+    h0: Any = None,
+    *,
+    reverse: bool = False,
+) -> tuple[Any, Any]:
+    """One GRU layer, one direction, over a whole sequence (the update of ``torch.nn.GRU``).
+
+    Parameters
+    ----------
+    x : array, shape (T, B, I)
+        Time-major input.
+    w_ih, w_hh
+        Input-to-hidden ``(3H, I)`` and hidden-to-hidden ``(3H, H)`` operators:
+        :class:`tnlib.MPO`, arrays, or callables ``(batch, N) -> (batch, 3H)``.
+    b_ih, b_hh : arrays, shape (3H,), optional
+        The two biases (kept apart: ``b_hn`` sits inside the reset gate).
+    h0 : array, shape (B, H), optional
+        Initial state (zeros by default).
+    reverse
+        Run from the last time step to the first; outputs stay in time order.
+
+    Returns
+    -------
+    output, h_n
+        ``output`` of shape ``(T, B, H)``; final state ``(B, H)``.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> rng = np.random.default_rng(0)
+    >>> H, I = 8, 4
+    >>> W_ih, W_hh = rng.standard_normal((3 * H, I)), rng.standard_normal((3 * H, H))
+    >>> out, h = tnlib.gru_forward(rng.standard_normal((5, 3, I)), tnlib.MPO.from_matrix(W_ih, (6, 4), (2, 2)), W_hh)
+    >>> out.shape, h.shape
+    ((5, 3, 8), (3, 8))
+    """
+    x = as_array(x, "x")
+    if x.ndim != 3:
+        raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
+    check_floating(x, "x")
+    xp = namespace(x)
+    steps, batch, n_in = (int(d) for d in x.shape)
+    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
+    f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
+    if cols_ih not in (-1, n_in):
+        raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected (3H, {n_in})")
+    if rows_hh != -1 and (rows_hh % 3 or cols_hh * 3 != rows_hh):
+        raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected (3H, H)")
+    if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
+        raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be 3H")
+    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
+    three_h = int(gates_in.shape[-1])
+    hidden = three_h // 3
+    gates_in = xp.reshape(gates_in, (steps, batch, three_h))
+    if b_ih is not None:
+        gates_in = gates_in + b_ih
+    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
+    outputs: list[Any] = [None] * steps
+    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    for t in order:
+        h = gru_cell(gates_in[t, ...], h, f_hh, b_hh)
+        outputs[t] = h
+    return xp.stack(outputs, axis=0), h

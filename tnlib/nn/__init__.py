@@ -5,7 +5,7 @@ never imports it. The adapters only hold parameters and call the
 framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`,
 :class:`tnlib.MPO`): all tensor-network arithmetic lives there.
 
-One module per method: ``mpo_linear`` and ``mpo_rnn`` (MPO layers),
+One module per method: ``mpo_linear``, ``mpo_rnn`` and ``mpo_cells`` (MPO layers),
 ``pruning``, ``lowrank``, ``tensor_train`` (the baselines), ``matching``
 (parameter counts at a target ratio), ``mpop`` (MPOP fine-tuning) and
 ``compress`` (whole models).
@@ -15,8 +15,9 @@ from ._cores import central_index
 from .compress import LayerReport, compress
 from .lowrank import LowRankLinear, LowRankLSTM
 from .matching import count_parameters, match_compression
+from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOLSTM
+from .mpo_rnn import MPOGRU, MPOLSTM
 from .mpop import DimensionSqueezer, freeze_central
 from .pruning import GradualPruner, prune_magnitude
 from .tensor_train import TTLSTM, TTLinear
@@ -24,6 +25,9 @@ from .tensor_train import TTLSTM, TTLinear
 __all__ = [
     "MPOLinear",
     "MPOLSTM",
+    "MPOGRU",
+    "MPOLSTMCell",
+    "MPOGRUCell",
     "LowRankLSTM",
     "TTLSTM",
     "LowRankLinear",

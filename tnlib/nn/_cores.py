@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +82,19 @@ def cores_from_matrix(weight: torch.Tensor, out_dims, in_dims, truncation) -> tu
     with torch.no_grad():
         mpo = tnlib.MPO.from_matrix(weight.detach().to(torch.float64), out_dims, in_dims, truncation=truncation)
     return [c.to(weight.dtype) for c in mpo.cores], mpo
+
+
+def mpo_cores(mpo: Any, shape: tuple[int, int], like: torch.Tensor, name: str) -> list[torch.Tensor]:
+    """The cores of a :class:`tnlib.MPO` of a ``shape`` weight as tensors of ``like``'s dtype and device."""
+    if not isinstance(mpo, tnlib.MPO):
+        raise TypeError(f"{name} must be a tnlib.MPO, got {type(mpo).__name__}")
+    if tuple(mpo.shape) != tuple(shape) or math.prod(mpo.out_dims) != shape[0] or math.prod(mpo.in_dims) != shape[1]:
+        raise ValueError(
+            f"{name} is an MPO of shape {tuple(mpo.shape)} (dims {mpo.out_dims} x {mpo.in_dims}); "
+            f"expected an unpadded MPO of the weight's shape {tuple(shape)}"
+        )
+    host = [np.ascontiguousarray(c) if isinstance(c, np.ndarray) else c for c in mpo.cores]
+    return [torch.as_tensor(c).to(device=like.device, dtype=like.dtype).clone() for c in host]
 
 
 def masked(cores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The ``nn.LSTM`` interface shared by every compressed LSTM: layers, directions, states.
+"""The ``nn.LSTM`` / ``nn.GRU`` interface shared by every compressed recurrent layer.
 
 Subclasses store, per layer and direction, an input-to-hidden and a
 hidden-to-hidden operator and biases named as in ``nn.LSTM``
@@ -10,7 +10,7 @@ hidden-to-hidden operator and biases named as in ``nn.LSTM``
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -24,8 +24,18 @@ def suffix(layer: int, direction: int) -> str:
     return f"_l{layer}" + ("_reverse" if direction else "")
 
 
-class StackedLSTM(nn.Module):
-    """Base of the compressed LSTMs: ``forward(input, hx=None) -> output, (h_n, c_n)``."""
+class StackedRNN(nn.Module):
+    """Base of the compressed recurrent layers: layers, directions, ``batch_first``,
+    dropout between layers, initial states and unbatched input, as in torch.
+
+    Subclasses fix the cell (``gates`` rows per hidden unit: 4 for an LSTM,
+    3 for a GRU) and provide the two weight operators of every layer and
+    direction (:meth:`operators`); biases are named as in torch
+    (``bias_ih_l0``, ``bias_hh_l0_reverse``, ...).
+    """
+
+    gates: ClassVar[int] = 4
+    cell_name: ClassVar[str] = "LSTM"
 
     input_size: int
     hidden_size: int
@@ -55,42 +65,43 @@ class StackedLSTM(nn.Module):
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
 
-    def _setup_like(self, lstm: nn.LSTM) -> None:
-        """:meth:`_setup` with the sizes and options of a trained ``lstm``."""
+    def _setup_like(self, rnn: nn.RNNBase) -> None:
+        """:meth:`_setup` with the sizes and options of a trained ``nn.LSTM`` / ``nn.GRU``."""
         self._setup(
-            lstm.input_size,
-            lstm.hidden_size,
-            lstm.num_layers,
-            lstm.bias,
-            lstm.batch_first,
-            float(lstm.dropout),
-            lstm.bidirectional,
+            rnn.input_size,
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.bias,
+            rnn.batch_first,
+            float(rnn.dropout),
+            rnn.bidirectional,
         )
 
     def layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
 
+    def weight_names(self) -> list[tuple[str, int, int, str]]:
+        """``(kind, layer, direction, suffix)`` of every weight matrix, in torch's order."""
+        return [(kind, layer, d, suffix(layer, d)) for layer in range(self.num_layers)
+                for d in range(self.num_directions) for kind in ("ih", "hh")]
+
     def init_biases(self, device=None, dtype=None) -> None:
         bound = 1.0 / math.sqrt(self.hidden_size)
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                for kind in ("ih", "hh"):
-                    name = f"bias_{kind}" + suffix(layer, d)
-                    if self.bias:
-                        t = torch.empty(4 * self.hidden_size, device=device, dtype=dtype).uniform_(-bound, bound)
-                        setattr(self, name, nn.Parameter(t))
-                    else:
-                        self.register_parameter(name, None)
+        for kind, _, _, sfx in self.weight_names():
+            name = f"bias_{kind}" + sfx
+            if self.bias:
+                t = torch.empty(self.gates * self.hidden_size, device=device, dtype=dtype).uniform_(-bound, bound)
+                setattr(self, name, nn.Parameter(t))
+            else:
+                self.register_parameter(name, None)
 
-    def copy_biases(self, lstm: nn.LSTM) -> None:
-        for layer in range(self.num_layers):
-            for d in range(self.num_directions):
-                for kind in ("ih", "hh"):
-                    name = f"bias_{kind}" + suffix(layer, d)
-                    if self.bias:
-                        setattr(self, name, nn.Parameter(getattr(lstm, name).detach().clone()))
-                    else:
-                        self.register_parameter(name, None)
+    def copy_biases(self, rnn: nn.Module) -> None:
+        for kind, _, _, sfx in self.weight_names():
+            name = f"bias_{kind}" + sfx
+            if self.bias:
+                setattr(self, name, nn.Parameter(getattr(rnn, name).detach().clone()))
+            else:
+                self.register_parameter(name, None)
 
     def operators(self, layer: int, direction: int) -> tuple[Callable, Callable]:
         raise NotImplementedError
@@ -98,7 +109,14 @@ class StackedLSTM(nn.Module):
     def dense_weights(self, layer: int, direction: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def _run_layer(self, x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool):
+        """One layer and direction over the sequence: ``(output, final state)``."""
+        if self.gates == 4:
+            bias = None if b_ih is None else b_ih + b_hh
+            return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
+        return tnlib.gru_forward(x, f_ih, f_hh, b_ih, b_hh, state, reverse=reverse)
+
+    def forward(self, input: torch.Tensor, hx: Any = None):
         unbatched = input.dim() == 2
         if input.dim() not in (2, 3):
             raise ValueError(
@@ -107,39 +125,48 @@ class StackedLSTM(nn.Module):
             )
         x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {x.shape[-1]} features; this LSTM expects {self.input_size}")
+            raise ValueError(f"input has {x.shape[-1]} features; this {self.cell_name} expects {self.input_size}")
         batch = x.shape[1]
         states = self.num_layers * self.num_directions
+        lstm = self.gates == 4
+        parts: list[torch.Tensor]
         if hx is None:
-            zeros = x.new_zeros(states, batch, self.hidden_size)
-            h0, c0 = zeros, zeros
+            parts = [x.new_zeros(states, batch, self.hidden_size)] * (2 if lstm else 1)
         else:
-            h0, c0 = (h.unsqueeze(1) for h in hx) if unbatched else hx
-        hs: list[torch.Tensor] = []
-        cs: list[torch.Tensor] = []
+            parts = [h.unsqueeze(1) if unbatched else h for h in (list(hx) if lstm else [hx])]
+            for p in parts:
+                if tuple(p.shape) != (states, batch, self.hidden_size):
+                    raise ValueError(
+                        f"hx has shape {tuple(p.squeeze(1).shape) if unbatched else tuple(p.shape)}; expected "
+                        f"{(states, self.hidden_size) if unbatched else (states, batch, self.hidden_size)}"
+                    )
+        finals: list[list[torch.Tensor]] = [[] for _ in parts]
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
                 f_ih, f_hh = self.operators(layer, d)
                 b_ih, b_hh = getattr(self, "bias_ih" + suffix(layer, d)), getattr(self, "bias_hh" + suffix(layer, d))
-                bias = None if b_ih is None else b_ih + b_hh
                 k = layer * self.num_directions + d
-                out, (h, c) = tnlib.lstm_forward(x, f_ih, f_hh, bias, h0[k], c0[k], reverse=bool(d))
+                state = tuple(p[k] for p in parts) if lstm else parts[0][k]
+                out, final = self._run_layer(x, f_ih, f_hh, b_ih, b_hh, state, bool(d))
                 outs.append(out)
-                hs.append(h)
-                cs.append(c)
+                for store, value in zip(finals, final if lstm else (final,)):
+                    store.append(value)
             x = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-        h_n, c_n = torch.stack(hs), torch.stack(cs)
+        stacked = [torch.stack(f) for f in finals]
         if unbatched:
-            return x.squeeze(1), (h_n.squeeze(1), c_n.squeeze(1))
-        return (x.transpose(0, 1) if self.batch_first else x), (h_n, c_n)
+            x, stacked = x.squeeze(1), [f.squeeze(1) for f in stacked]
+        else:
+            x = x.transpose(0, 1) if self.batch_first else x
+        return x, (tuple(stacked) if lstm else stacked[0])
 
-    def to_lstm(self) -> nn.LSTM:
-        """A dense ``nn.LSTM`` computing the same function."""
+    def to_dense(self) -> nn.Module:
+        """The dense ``nn.LSTM`` / ``nn.GRU`` computing the same function."""
         ref = next(self.parameters())
-        lstm = nn.LSTM(
+        kind = nn.LSTM if self.gates == 4 else nn.GRU
+        dense = kind(
             self.input_size,
             self.hidden_size,
             num_layers=self.num_layers,
@@ -154,14 +181,14 @@ class StackedLSTM(nn.Module):
             for layer in range(self.num_layers):
                 for d in range(self.num_directions):
                     w_ih, w_hh = self.dense_weights(layer, d)
-                    getattr(lstm, "weight_ih" + suffix(layer, d)).copy_(w_ih)
-                    getattr(lstm, "weight_hh" + suffix(layer, d)).copy_(w_hh)
+                    getattr(dense, "weight_ih" + suffix(layer, d)).copy_(w_ih)
+                    getattr(dense, "weight_hh" + suffix(layer, d)).copy_(w_hh)
                     if self.bias:
-                        for kind in ("ih", "hh"):
-                            getattr(lstm, f"bias_{kind}" + suffix(layer, d)).copy_(
-                                getattr(self, f"bias_{kind}" + suffix(layer, d))
+                        for kind_ in ("ih", "hh"):
+                            getattr(dense, f"bias_{kind_}" + suffix(layer, d)).copy_(
+                                getattr(self, f"bias_{kind_}" + suffix(layer, d))
                             )
-        return lstm
+        return dense
 
     def extra_repr(self) -> str:
         return (
@@ -170,9 +197,41 @@ class StackedLSTM(nn.Module):
         )
 
 
+class StackedLSTM(StackedRNN):
+    """Base of the compressed LSTMs: ``forward(input, hx=None) -> output, (h_n, c_n)``."""
+
+    gates = 4
+    cell_name = "LSTM"
+
+    def to_lstm(self) -> nn.LSTM:
+        """A dense ``nn.LSTM`` computing the same function."""
+        dense = self.to_dense()
+        assert isinstance(dense, nn.LSTM)
+        return dense
+
+
+class StackedGRU(StackedRNN):
+    """Base of the compressed GRUs: ``forward(input, hx=None) -> output, h_n``."""
+
+    gates = 3
+    cell_name = "GRU"
+
+    def to_gru(self) -> nn.GRU:
+        """A dense ``nn.GRU`` computing the same function."""
+        dense = self.to_dense()
+        assert isinstance(dense, nn.GRU)
+        return dense
+
+
 def check_lstm(lstm: Any) -> nn.LSTM:
     if not isinstance(lstm, nn.LSTM):
         raise TypeError(f"lstm must be a torch.nn.LSTM, got {type(lstm).__name__}")
     if getattr(lstm, "proj_size", 0):
         raise ValueError("LSTMs with proj_size > 0 are not supported")
     return lstm
+
+
+def check_gru(gru: Any) -> nn.GRU:
+    if not isinstance(gru, nn.GRU):
+        raise TypeError(f"gru must be a torch.nn.GRU, got {type(gru).__name__}")
+    return gru

@@ -11,7 +11,7 @@ from torch import nn
 import tnlib
 from tnlib._apply import apply_cores
 
-from ._cores import central_index, cores_from_matrix, init_cores, masked, parameter_list, positive_int, uniform_bonds
+from ._cores import central_index, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
 
 __all__ = ["MPOLinear"]
 
@@ -53,6 +53,9 @@ class MPOLinear(nn.Module):
     >>> layer.out_dims, layer.in_dims, layer.bond_dims
     ((4, 4, 8), (4, 8, 8), (8, 8))
     """
+
+    bias: nn.Parameter | None
+
 
     def __init__(
         self,
@@ -117,26 +120,62 @@ class MPOLinear(nn.Module):
         linear: nn.Linear,
         truncation: tnlib.Truncation | None = None,
         *,
-        in_dims: Sequence[int] | None = None,
-        out_dims: Sequence[int] | None = None,
+        in_dims: Sequence[int] | Literal["auto"] | None = None,
+        out_dims: Sequence[int] | Literal["auto"] | None = None,
         num_cores: int | None = None,
+        input_gram: torch.Tensor | None = None,
     ) -> MPOLinear:
         """Decompose a trained ``nn.Linear`` (exact when ``truncation`` is ``None``).
 
         The decomposition runs in float64 and the cores are cast to the
-        layer's dtype.
+        layer's dtype. Dims, ``num_cores`` and ``input_gram`` (the Gram
+        ``X^T X / n`` of the layer's inputs, for output-space fitting) are
+        those of :meth:`tnlib.MPO.from_matrix`: with a ``max_params`` budget
+        and no dims, the layout is searched.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
-        shape = (linear.out_features, linear.in_features)
-        out_dims, in_dims = tnlib.choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
-        cores, _ = cores_from_matrix(linear.weight, out_dims, in_dims, truncation)
+        weight = linear.weight.detach()
+        gram = None if input_gram is None else torch.as_tensor(input_gram).detach().to(torch.float64).cpu()
+        with torch.no_grad():
+            mpo = tnlib.MPO.from_matrix(weight.to(torch.float64), out_dims, in_dims, num_cores=num_cores,
+                                        truncation=truncation, input_gram=gram)
+        return cls.from_mpo(mpo, linear.bias, dtype=weight.dtype, device=weight.device)
+
+    @classmethod
+    def from_mpo(
+        cls,
+        mpo: tnlib.MPO,
+        bias: torch.Tensor | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> MPOLinear:
+        """A layer whose weight is ``mpo`` (cores copied, any library), plus an optional ``bias``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, tnlib, tnlib.nn
+        >>> W = np.random.default_rng(0).standard_normal((32, 64))
+        >>> layer = tnlib.nn.MPOLinear.from_mpo(tnlib.layouts(W, max_params=600).mpo, dtype=torch.float32)
+        >>> layer(torch.randn(2, 64)).shape
+        torch.Size([2, 32])
+        """
+        if not isinstance(mpo, tnlib.MPO):
+            raise TypeError(f"mpo must be a tnlib.MPO, got {type(mpo).__name__}")
+        ref = torch.empty(0, dtype=dtype or torch.get_default_dtype(), device=device)
+        if bias is not None:
+            ref = torch.empty(0, dtype=dtype or bias.dtype, device=device or bias.device)
+        m, n = mpo.shape
+        cores = mpo_cores(mpo, (m, n), ref, "mpo")
+        if bias is not None and tuple(bias.shape) != (m,):
+            raise ValueError(f"bias has shape {tuple(bias.shape)}; expected ({m},) for an MPO of shape {(m, n)}")
         layer = cls.__new__(cls)
         nn.Module.__init__(layer)
-        layer.in_features, layer.out_features = linear.in_features, linear.out_features
-        layer.out_dims, layer.in_dims = out_dims, in_dims
+        layer.in_features, layer.out_features = n, m
+        layer.out_dims, layer.in_dims = tuple(mpo.out_dims), tuple(mpo.in_dims)
         layer.cores = parameter_list(cores)
-        layer.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        layer.bias = None if bias is None else nn.Parameter(bias.detach().to(ref.dtype).to(ref.device).clone())
         layer.bond_masks = None
         return layer
 

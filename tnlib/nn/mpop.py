@@ -20,16 +20,16 @@ import tnlib
 
 from ._cores import central_index, masked
 from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOLSTM
+from .mpo_rnn import MPOGRU, MPOLSTM
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 
 
-def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOLSTM, str, nn.ParameterList]]:
+def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOLSTM | MPOGRU, str, nn.ParameterList]]:
     for sub in module.modules():
         if isinstance(sub, MPOLinear):
             yield sub, "cores", sub.cores
-        elif isinstance(sub, MPOLSTM):
+        elif isinstance(sub, (MPOLSTM, MPOGRU)):
             for name in sub.mpo_names():
                 yield sub, name, getattr(sub, name)
 

@@ -1,0 +1,244 @@
+"""``MPOLSTMCell`` and ``MPOGRUCell``: ``nn.LSTMCell`` / ``nn.GRUCell`` with MPO weights.
+
+Production models often run a cell inside their own loop (a streaming
+voice-activity detector, a decoder); these are drop-in replacements with the
+same call signature, the same gate layout and bias names as torch's, exact
+without truncation. One step is :func:`tnlib.rnn.lstm_cell` /
+:func:`tnlib.rnn.gru_cell`, the update the sequence layers use too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+from tnlib._apply import apply_cores
+from tnlib.rnn import gru_cell, lstm_cell
+
+from ._cores import cores_from_matrix, init_cores, mpo_cores, parameter_list, positive_int, uniform_bonds
+from .mpo_rnn import gate_dims
+
+__all__ = ["MPOLSTMCell", "MPOGRUCell"]
+
+
+class _MPOCell(nn.Module):
+    gates: ClassVar[int] = 4
+    dense_type: ClassVar[type[nn.Module]] = nn.LSTMCell
+
+    input_size: int
+    hidden_size: int
+    gate_dims: tuple[int, ...]
+    cores_ih: nn.ParameterList
+    cores_hh: nn.ParameterList
+    bias_ih: nn.Parameter | None
+    bias_hh: nn.Parameter | None
+
+    def _sizes(self, input_size: int, hidden_size: int) -> None:
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        self.input_size, self.hidden_size = input_size, hidden_size
+
+    def _layout(self, num_cores: int | None, hidden_dims: Sequence[int] | None) -> int:
+        if num_cores is not None:
+            positive_int("num_cores", num_cores)
+        h = self.hidden_size
+        n = num_cores or tnlib.default_num_cores(self.gates * h, max(self.input_size, h))
+        self.gate_dims = gate_dims(h, n, hidden_dims, self.gates)
+        return len(self.gate_dims)
+
+    def _init_weights(self, bias: bool, bond_dim: int, num_cores, hidden_dims, device, dtype) -> None:
+        positive_int("bond_dim", bond_dim)
+        n = self._layout(num_cores, hidden_dims)
+        h = self.hidden_size
+        for kind, fan_in in (("ih", self.input_size), ("hh", h)):
+            in_dims = tnlib.factorize(fan_in, n)
+            cores = init_cores(self.gate_dims, in_dims, uniform_bonds(self.gate_dims, in_dims, bond_dim), h,
+                               device=device, dtype=dtype)
+            setattr(self, f"cores_{kind}", parameter_list(cores))
+        bound = 1.0 / h**0.5
+        for kind in ("ih", "hh"):
+            if bias:
+                t = torch.empty(self.gates * h, device=device, dtype=dtype).uniform_(-bound, bound)
+                setattr(self, f"bias_{kind}", nn.Parameter(t))
+            else:
+                self.register_parameter(f"bias_{kind}", None)
+
+    def _convert(self, cell: Any, truncation, num_cores, hidden_dims, mpos: Mapping[str, Any] | None) -> None:
+        self._sizes(cell.input_size, cell.hidden_size)
+        n = self._layout(num_cores, hidden_dims)
+        mpos = dict(mpos or {})
+        unknown = set(mpos) - {"cores_ih", "cores_hh"}
+        if unknown:
+            raise ValueError(f"mpos names {sorted(unknown)}; a cell's weights are 'cores_ih' and 'cores_hh'")
+        for kind in ("ih", "hh"):
+            w = getattr(cell, f"weight_{kind}")
+            name = f"cores_{kind}"
+            if name in mpos:
+                cores = mpo_cores(mpos[name], tuple(w.shape), w, name)
+            else:
+                cores, _ = cores_from_matrix(w, self.gate_dims, tnlib.factorize(w.shape[1], n), truncation)
+            setattr(self, name, parameter_list(cores))
+            b = getattr(cell, f"bias_{kind}")
+            if b is None:
+                self.register_parameter(f"bias_{kind}", None)
+            else:
+                setattr(self, f"bias_{kind}", nn.Parameter(b.detach().clone()))
+
+    def mpo_names(self) -> list[str]:
+        return ["cores_ih", "cores_hh"]
+
+    def mpo(self, name: str) -> tnlib.MPO:
+        """One weight as a core :class:`tnlib.MPO`: ``mpo("cores_ih")`` or ``mpo("cores_hh")``."""
+        if name not in self.mpo_names():
+            raise ValueError(f"{name!r} is not one of {self.mpo_names()}")
+        return tnlib.MPO([c.detach() for c in getattr(self, name)])
+
+    def dense_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        out = []
+        for kind, n_in in (("ih", self.input_size), ("hh", self.hidden_size)):
+            cores = list(getattr(self, f"cores_{kind}"))
+            eye = torch.eye(n_in, dtype=cores[0].dtype, device=cores[0].device)
+            out.append(apply_cores(cores, eye).T)
+        return out[0], out[1]
+
+    def to_dense(self) -> nn.Module:
+        """The dense ``nn.LSTMCell`` / ``nn.GRUCell`` computing the same function."""
+        ref = self.cores_ih[0]
+        dense: Any = self.dense_type(self.input_size, self.hidden_size, bias=self.bias_ih is not None,
+                                device=ref.device, dtype=ref.dtype)
+        w_ih, w_hh = self.dense_weights()
+        with torch.no_grad():
+            dense.weight_ih.copy_(w_ih)
+            dense.weight_hh.copy_(w_hh)
+            if self.bias_ih is not None and self.bias_hh is not None:
+                dense.bias_ih.copy_(self.bias_ih)
+                dense.bias_hh.copy_(self.bias_hh)
+        return dense
+
+    def _prepare(self, input: torch.Tensor, hx: Any, states: int):
+        if input.dim() not in (1, 2):
+            raise ValueError(f"input must be (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}")
+        if input.shape[-1] != self.input_size:
+            raise ValueError(f"input has {input.shape[-1]} features; this cell expects {self.input_size}")
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        if hx is None:
+            parts = [x.new_zeros(x.shape[0], self.hidden_size)] * states
+        else:
+            parts = list(hx) if states == 2 else [hx]
+            parts = [p.unsqueeze(0) if unbatched else p for p in parts]
+            for p in parts:
+                if tuple(p.shape) != (x.shape[0], self.hidden_size):
+                    raise ValueError(
+                        f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "
+                        f"{(self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)}"
+                    )
+        gates_in = apply_cores(list(self.cores_ih), x)
+        if self.bias_ih is not None:
+            gates_in = gates_in + self.bias_ih
+        return unbatched, gates_in, parts
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
+
+
+_PARAMS = """
+    Parameters
+    ----------
+    input_size, hidden_size, bias
+        As torch's.
+    bond_dim
+        Bond dimension of both MPOs (capped at what each bond can carry).
+    num_cores, hidden_dims
+        Cores per MPO and factors of ``hidden_size`` (default balanced).
+"""
+
+
+class MPOLSTMCell(_MPOCell):
+    """``nn.LSTMCell`` with ``W_ih (4H x I)`` and ``W_hh (4H x H)`` as MPOs: ``forward(input, hx) -> (h, c)``.
+    """ + _PARAMS + """
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> cell = torch.nn.LSTMCell(16, 32)
+    >>> mpo_cell = tnlib.nn.MPOLSTMCell.from_lstm_cell(cell)          # exact
+    >>> x, h, c = torch.randn(3, 16), torch.randn(3, 32), torch.randn(3, 32)
+    >>> bool(torch.allclose(mpo_cell(x, (h, c))[0], cell(x, (h, c))[0], atol=1e-5))
+    True
+    """
+
+    gates = 4
+    dense_type = nn.LSTMCell
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, bond_dim: int = 8,
+                 num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self._sizes(input_size, hidden_size)
+        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
+
+    @classmethod
+    def from_lstm_cell(cls, cell: nn.LSTMCell, truncation: tnlib.Truncation | None = None, *,
+                       num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                       mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOLSTMCell:
+        """Convert a trained ``nn.LSTMCell`` (exact when ``truncation`` is ``None``); ``mpos``
+        (``{"cores_ih": mpo, "cores_hh": mpo}``) are used as they are."""
+        if not isinstance(cell, nn.LSTMCell):
+            raise TypeError(f"cell must be a torch.nn.LSTMCell, got {type(cell).__name__}")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
+        return self
+
+    def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
+        unbatched, gates_in, (h, c) = self._prepare(input, hx, 2)
+        if self.bias_hh is not None:
+            gates_in = gates_in + self.bias_hh
+        hh = list(self.cores_hh)
+        h, c = lstm_cell(gates_in, h, c, lambda v: apply_cores(hh, v))
+        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
+
+
+class MPOGRUCell(_MPOCell):
+    """``nn.GRUCell`` with ``W_ih (3H x I)`` and ``W_hh (3H x H)`` as MPOs: ``forward(input, hx) -> h``.
+    """ + _PARAMS + """
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> cell = torch.nn.GRUCell(16, 32)
+    >>> mpo_cell = tnlib.nn.MPOGRUCell.from_gru_cell(cell)            # exact
+    >>> x, h = torch.randn(3, 16), torch.randn(3, 32)
+    >>> bool(torch.allclose(mpo_cell(x, h), cell(x, h), atol=1e-5))
+    True
+    """
+
+    gates = 3
+    dense_type = nn.GRUCell
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, bond_dim: int = 8,
+                 num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self._sizes(input_size, hidden_size)
+        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
+
+    @classmethod
+    def from_gru_cell(cls, cell: nn.GRUCell, truncation: tnlib.Truncation | None = None, *,
+                      num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                      mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOGRUCell:
+        """Convert a trained ``nn.GRUCell`` (exact when ``truncation`` is ``None``)."""
+        if not isinstance(cell, nn.GRUCell):
+            raise TypeError(f"cell must be a torch.nn.GRUCell, got {type(cell).__name__}")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
+        return self
+
+    def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        unbatched, gates_in, (h,) = self._prepare(input, hx, 1)
+        hh = list(self.cores_hh)
+        h = gru_cell(gates_in, h, lambda v: apply_cores(hh, v), self.bias_hh)
+        return h.squeeze(0) if unbatched else h
