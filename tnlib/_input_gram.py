@@ -12,7 +12,9 @@ and any factor ``C = L L^H``,
   last core holds every column) the optimum is exact: truncate ``W L`` and
   map back, ``\hat W = [W L]_r L^{-1}`` (the idea of activation-aware SVD
   methods; Yuan et al. 2023, Wang et al. 2024). tnlib uses the eigen-factor
-  ``L = Q \Lambda^{1/2}`` of a damped ``C + \delta I``.
+  ``L = Q \Lambda^{1/2}`` of a damped ``C + \delta I``, keeps it only if it
+  beats the plain truncated SVD in the undamped metric, and polishes it by
+  the sweeps below.
 * For any other MPO a right-multiplication by a dense ``L^{-1}`` would
   destroy the chain, so tnlib starts from the weight-space truncation and
   runs alternating least squares over the cores in the metric of ``C``:
@@ -36,8 +38,10 @@ from ._canonical import left_step, orthonormalize
 
 __all__ = ["GramFactor", "check_input_gram", "gram_factor", "output_error", "whitened_svd", "fit_in_metric"]
 
-DAMPING = 1e-6
-"""The damping ``delta`` is this fraction of the mean eigenvalue of ``C``."""
+DAMPING = 1e-2
+"""The damping ``delta`` of the whitened SVD is this fraction of the mean eigenvalue of ``C``
+(as the 1 % of the mean diagonal that GPTQ-style methods add): it keeps ``L^{-1}`` from
+amplifying directions the calibration inputs barely excite."""
 
 
 class GramFactor(NamedTuple):

@@ -88,7 +88,8 @@ def plot_layouts(search: Any, ax: Any = None) -> Any:
     ax.scatter([r.layout.num_cores + jitter[r.layout] for r in fitted], [r.score for r in fitted],
                s=22, color="C0", label="fitted error")
     svd, best = search.svd, search.best
-    ax.axhline(svd.score, color="C1", linestyle="--", linewidth=1, label=f"truncated SVD {svd.score:.3g}")
+    if svd is not None:
+        ax.axhline(svd.score, color="C1", linestyle="--", linewidth=1, label=f"truncated SVD {svd.score:.3g}")
     ax.scatter([best.layout.num_cores + jitter[best.layout]], [best.score], s=90, marker="*", color="C3",
                label=f"best: {best.layout} ({best.score:.3g})", zorder=3)
     ax.set_xlabel("number of cores")

@@ -153,9 +153,9 @@ class LayoutSearch:
         return min((r for r in self.rows if r.status == "fitted"), key=lambda r: r.score)
 
     @property
-    def svd(self) -> LayoutRow:
-        """The truncated SVD's row."""
-        return next(r for r in self.rows if r.layout.is_svd and r.status == "fitted")
+    def svd(self) -> LayoutRow | None:
+        """The truncated SVD's row (``None`` when the budget cannot hold even its rank ``min_bond``)."""
+        return next((r for r in self.rows if r.layout.is_svd and r.status == "fitted"), None)
 
     def __str__(self) -> str:
         data = any(r.output_error is not None for r in self.rows)
@@ -347,11 +347,20 @@ def _fit(cls: Any, a: Any, layout: Layout, truncation: Truncation, svd: str, fac
 
 
 def _fit_in_metric(cls: Any, a: Any, mpo: MPO, layout: Layout, truncation: Truncation, factor: Any) -> MPO:
-    """Refit a weight-space truncation ``mpo`` of ``a`` in the metric of the Gram (same bonds)."""
+    """Refit a weight-space truncation ``mpo`` of ``a`` in the metric of the Gram (same bonds).
+
+    A truncated-SVD layout starts from the better (in the undamped metric) of
+    the whitened SVD and ``mpo``; every layout then runs ALS sweeps in the
+    undamped metric, which never increase the output-space error and leave
+    directions the inputs never excite as the weight-space fit had them.
+    """
+    from ._chain import site_cores
+
     if layout.is_svd and layout.out_dims[1] == 1:
         budget = truncation.max_params if truncation.max_params is not None else mpo.num_params
-        return _svd_layout_mpo(cls, a, layout, min(budget, mpo.num_params), truncation, factor)
-    from ._chain import site_cores
+        whitened = _svd_layout_mpo(cls, a, layout, min(budget, mpo.num_params), truncation, factor)
+        if gram_fit.output_error(a, whitened.to_matrix(), factor) < gram_fit.output_error(a, mpo.to_matrix(), factor):
+            mpo = whitened
 
     sites = gram_fit.fit_in_metric(site_cores(mpo), a, factor.gram, layout.out_dims, layout.in_dims)
     xp = namespace(a)
@@ -406,7 +415,7 @@ def search(
         if b is not None:
             bounded.append((layout, *b))
     svd_entry = next((e for e in bounded if e[0].is_svd), None)
-    if svd_entry is None:
+    if not bounded:
         smallest = min(
             _params([truncation.min_bond] * (c.num_cores - 1), [o * i for o, i in zip(c.out_dims, c.in_dims)])
             for c in cands
@@ -416,7 +425,10 @@ def search(
             f"{truncation.min_bond} needs {truncation.min_bond * (m + n)} parameters and the smallest layout "
             f"searched {smallest}"
         )
-    order = [svd_entry] + sorted((e for e in bounded if e is not svd_entry), key=lambda e: e[3])
+    # the truncated SVD first (when the budget holds rank min_bond), then by upper bound
+    order = ([svd_entry] if svd_entry is not None else []) + sorted(
+        (e for e in bounded if e is not svd_entry), key=lambda e: e[3]
+    )
     rows: list[LayoutRow] = []
     best_score, best_mpo, fits = math.inf, None, 0
     for layout, chi, params, upper, lower in order:

@@ -12,7 +12,9 @@ One module per method: ``mpo_linear``, ``mpo_rnn`` and ``mpo_cells`` (MPO layers
 """
 
 from ._cores import central_index
+from .calibration import record_grams
 from .compress import LayerReport, compress
+from .distill import distill
 from .lowrank import LowRankLinear, LowRankLSTM
 from .matching import count_parameters, match_compression
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
@@ -20,6 +22,7 @@ from .mpo_linear import MPOLinear
 from .mpo_rnn import MPOGRU, MPOLSTM
 from .mpop import DimensionSqueezer, freeze_central
 from .pruning import GradualPruner, prune_magnitude
+from .serialization import load, save
 from .tensor_train import TTLSTM, TTLinear
 
 __all__ = [
@@ -40,5 +43,9 @@ __all__ = [
     "freeze_central",
     "DimensionSqueezer",
     "compress",
+    "record_grams",
+    "distill",
+    "save",
+    "load",
     "LayerReport",
 ]

@@ -1,20 +1,38 @@
-"""Compress a whole model: every chosen ``nn.Linear`` / ``nn.LSTM`` becomes its MPO form."""
+"""Compress a whole model: every chosen layer becomes its MPO form.
+
+Handled layers: ``nn.Linear``, ``nn.LSTM``, ``nn.GRU``, ``nn.LSTMCell``,
+``nn.GRUCell`` and the ``Conv1D`` of Hugging Face ``transformers`` (GPT-2),
+which becomes an :class:`~tnlib.nn.MPOLinear` of its transposed weight.
+
+With a ``compression`` ratio (or a ``max_params`` truncation) and no
+``num_cores``, every weight matrix gets the MPO layout of least error at its
+budget (:func:`tnlib.layouts`: never worse than its truncated SVD). With
+``calibration`` batches, the input Gram of every weight is recorded
+(:mod:`tnlib.nn.calibration`) and each MPO is fitted to the layer's outputs
+on those inputs rather than to its weights.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
 import tnlib
 
+from .calibration import is_conv1d, record_grams
+from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOLSTM
+from .mpo_rnn import MPOGRU, MPOLSTM, gate_dims
 
-__all__ = ["compress", "LayerReport"]
+__all__ = ["compress", "LayerReport", "SUPPORTED"]
+
+SUPPORTED = "nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell and transformers' Conv1D"
 
 
 @dataclass(frozen=True)
@@ -26,13 +44,22 @@ class LayerReport:
     name : str
         The module's name in the model.
     kind : str
-        ``"Linear"`` or ``"LSTM"``.
+        ``"Linear"``, ``"Conv1D"``, ``"LSTM"``, ``"GRU"``, ``"LSTMCell"`` or ``"GRUCell"``.
     params_before, params_after : int
         Weight entries (biases excluded) of the original and of the MPO layer.
     relative_error : float
         ``||W - W_mpo||_F / ||W||_F`` over all the layer's weight matrices.
     entropies : tuple of tuple of float
         Von Neumann entropy of every bond of every MPO of the layer.
+    output_error : float or None
+        With calibration: ``sqrt(sum_W tr((W - W_mpo) C (W - W_mpo)^T) / sum_W tr(W C W^T))``,
+        the relative error of the layer's pre-activations on the calibration inputs.
+    budget : int or None
+        The parameter budget of the layer (sum over its matrices).
+    layouts : tuple of str
+        The layout of every MPO (``out (...) x in (...)``).
+    note : str
+        Set when the stored weights miss the budget by more than 5 %.
     """
 
     name: str
@@ -41,21 +68,80 @@ class LayerReport:
     params_after: int
     relative_error: float
     entropies: tuple[tuple[float, ...], ...]
+    output_error: float | None = None
+    budget: int | None = None
+    layouts: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def compression_ratio(self) -> float:
         return self.params_before / self.params_after
 
+    def __str__(self) -> str:
+        out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
+        text = (
+            f"{self.name} ({self.kind}): {self.params_before} -> {self.params_after} weights "
+            f"({self.compression_ratio:.2f}x), weight error {self.relative_error:.4f}{out}"
+        )
+        return text + (f"; {self.note}" if self.note else "")
 
-def _truncation_for(weight: torch.Tensor, truncation, compression) -> tnlib.Truncation | None:
+
+def _kind(module: nn.Module) -> str | None:
+    if is_conv1d(module):
+        return "Conv1D"
+    for cls in (nn.LSTMCell, nn.GRUCell, nn.LSTM, nn.GRU, nn.Linear):
+        if isinstance(module, cls):
+            return cls.__name__
+    return None
+
+
+def _weights(module: Any, kind: str) -> dict[str, torch.Tensor]:
+    """The layer's weight matrices as ``x W^T`` weights, by name (``weight``, ``weight_ih_l0``, ...)."""
+    if kind == "Conv1D":
+        return {"weight": module.weight.detach().T}
+    return {n: p.detach() for n, p in module.named_parameters() if n.startswith("weight")}
+
+
+def _budget(weight: torch.Tensor, truncation: tnlib.Truncation | None, compression: float | None):
     if compression is None:
         return truncation
     budget = max(1, int(weight.numel() / compression))
-    if truncation is None:
-        return tnlib.Truncation(max_params=budget)
-    import dataclasses
+    base = truncation or tnlib.Truncation()
+    return dataclasses.replace(base, max_params=budget)
 
-    return dataclasses.replace(truncation, max_params=budget)
+
+def _fixed_dims(module: Any, kind: str, name: str, w: torch.Tensor, num_cores: int | None):
+    """The layout without a search: balanced dims, or the gate layout of recurrent layers."""
+    if kind in ("Linear", "Conv1D"):
+        return tnlib.choose_dims((int(w.shape[0]), int(w.shape[1])), num_cores=num_cores)
+    gates = 4 if "LSTM" in kind else 3
+    h = module.hidden_size
+    n = num_cores or tnlib.default_num_cores(gates * h, max(module.input_size, h))
+    rows = gate_dims(h, n, None, gates)
+    return rows, tnlib.factorize(int(w.shape[1]), len(rows))
+
+
+def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    named = dict(model.named_modules())
+    if layers is None:
+        if _kind(model) is not None:
+            raise ValueError(
+                f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
+                "or pass the model that holds it"
+            )
+        return [n for n, m in named.items() if n and _kind(m) is not None]
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
+    for n in layers:
+        if n not in named:
+            raise ValueError(
+                f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
+            )
+        if _kind(named[n]) is None:
+            raise TypeError(
+                f"layer {n!r} is a {type(named[n]).__name__}; only {SUPPORTED} can be compressed"
+            )
+    return list(layers)
 
 
 def compress(
@@ -66,8 +152,9 @@ def compress(
     layers: Sequence[str] | None = None,
     inplace: bool = False,
     num_cores: int | None = None,
+    calibration: Iterable[Any] | None = None,
 ) -> tuple[nn.Module, list[LayerReport]]:
-    """Replace ``nn.Linear`` and ``nn.LSTM`` modules by MPO layers.
+    """Replace linear and recurrent layers by MPO layers.
 
     Parameters
     ----------
@@ -77,14 +164,24 @@ def compress(
         Applied to every weight matrix (``None``: exact).
     compression
         Instead of (or on top of) ``truncation``: a parameter budget of
-        ``weight.numel() / compression`` per weight matrix.
+        ``weight.numel() / compression`` per weight matrix. Without
+        ``num_cores`` the layout of every matrix is searched.
     layers
         Names (as in ``model.named_modules()``) of the modules to convert;
-        default every ``nn.Linear`` and ``nn.LSTM``.
+        default every supported one (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``,
+        ``nn.LSTMCell``, ``nn.GRUCell``, ``transformers``' ``Conv1D``).
     inplace
         Modify ``model`` instead of a deep copy.
     num_cores
-        Cores per MPO (default from the sizes).
+        Cores per MPO: fixes the layout (balanced, or the gate layout of
+        Gao et al. for recurrent layers) instead of searching it.
+    calibration
+        Unlabelled model inputs (an iterable of tensors, argument tuples or
+        keyword dicts, e.g. a ``DataLoader`` of inputs only). The input Gram
+        of every weight is recorded on them and each MPO is fitted to the
+        layer's outputs (:meth:`tnlib.MPO.from_matrix` with ``input_gram``);
+        the reports then give the output-space error. Needs a budget or a
+        truncation.
 
     Returns
     -------
@@ -98,68 +195,88 @@ def compress(
     >>> small, reports = tnlib.nn.compress(net, compression=8, layers=["0"])
     >>> type(small[0]).__name__, reports[0].compression_ratio >= 8
     ('MPOLinear', True)
+    >>> batches = [torch.randn(32, 256) for _ in range(4)]
+    >>> aware, reports = tnlib.nn.compress(net, compression=8, layers=["0"], calibration=batches)
+    >>> reports[0].output_error <= 1.0
+    True
     """
-    if compression is not None and not compression >= 1.0:
+    if compression is not None and not (isinstance(compression, (int, float)) and compression >= 1.0):
         raise ValueError(f"compression={compression!r} is invalid; expected a ratio >= 1")
-    named = dict(model.named_modules())
-    if layers is None:
-        targets = [n for n, m in named.items() if isinstance(m, (nn.Linear, nn.LSTM)) and n]
-        if isinstance(model, (nn.Linear, nn.LSTM)):
-            raise ValueError("model is itself a Linear/LSTM; use MPOLinear.from_linear or MPOLSTM.from_lstm")
-    else:
-        targets = list(layers)
-        for n in targets:
-            if n not in named:
-                raise ValueError(
-                    f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
-                )
-            if not isinstance(named[n], (nn.Linear, nn.LSTM)):
-                raise TypeError(
-                    f"layer {n!r} is a {type(named[n]).__name__}; only nn.Linear and nn.LSTM can be compressed"
-                )
+    if num_cores is not None and (isinstance(num_cores, bool) or not isinstance(num_cores, int) or num_cores < 1):
+        raise ValueError(f"num_cores={num_cores!r} is invalid; expected a positive int")
+    truncation = tnlib.truncation.check_truncation(truncation)
+    targets = _check_layers(model, layers)
+    if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
+        raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
+    grams = record_grams(model, targets, calibration) if calibration is not None else {}
     out = model if inplace else copy.deepcopy(model)
     reports = []
     for name in targets:
         module = out.get_submodule(name)
-        if isinstance(module, nn.Linear):
-            t = _truncation_for(module.weight, truncation, compression)
-            new = MPOLinear.from_linear(module, t, num_cores=num_cores)
-            pairs = [(module.weight, new.dense_weight())]
-            mpos = [new.mpo]
-            replacement: nn.Module = new
-        else:
-            weights = [p for n, p in module.named_parameters() if n.startswith("weight_")]
-            t = _truncation_for(weights[0], truncation, compression)
-            if compression is not None:  # budget per matrix: the smallest one sets it
-                t = _truncation_for(min(weights, key=lambda w: w.numel()), truncation, compression)
-            assert isinstance(module, nn.LSTM)
-            new_lstm = MPOLSTM.from_lstm(module, t, num_cores=num_cores)
-            dense = [
-                w
-                for layer in range(new_lstm.num_layers)
-                for d in range(new_lstm.num_directions)
-                for w in new_lstm.dense_weights(layer, d)
-            ]
-            pairs = list(zip(weights, dense))
-            mpos = [new_lstm.mpo(n) for n in new_lstm.mpo_names()]
-            replacement = new_lstm
-        with torch.no_grad():
-            num = sum(float(torch.linalg.vector_norm((a - b).double())) ** 2 for a, b in pairs)
-            den = sum(float(torch.linalg.vector_norm(a.double())) ** 2 for a, _ in pairs)
-        before = sum(a.numel() for a, _ in pairs)
-        after = sum(m.num_params for m in mpos)
-        ent = tuple(tuple(float(v) for v in m.entropies()) for m in mpos)
+        kind = _kind(module)
+        assert kind is not None
+        mpos: dict[str, tnlib.MPO] = {}
+        num = den = out_num = out_den = 0.0
+        budget = 0
+        for wname, w in _weights(module, kind).items():
+            t = _budget(w, truncation, compression)
+            w64 = w.to(torch.float64)
+            gram = grams.get(name, {}).get(wname)
+            search = t is not None and t.max_params is not None and num_cores is None
+            dims = (None, None) if search else _fixed_dims(module, kind, name, w, num_cores)
+            with torch.no_grad():
+                mpo = tnlib.MPO.from_matrix(w64.cpu(), dims[0], dims[1], truncation=t,
+                                            input_gram=None if gram is None else gram.to(w64.dtype))
+                approx = mpo.to_matrix()
+                num += float(torch.linalg.vector_norm(w64.cpu() - approx)) ** 2
+                den += float(torch.linalg.vector_norm(w64)) ** 2
+                if gram is not None:
+                    d = w64.cpu() - approx
+                    out_num += float(torch.sum(d * (d @ gram)))
+                    out_den += float(torch.sum(w64.cpu() * (w64.cpu() @ gram)))
+            budget += t.max_params if t is not None and t.max_params is not None else w.numel()
+            mpos[wname] = mpo
+        replacement = _build(module, kind, mpos)
+        before = sum(w.numel() for w in _weights(module, kind).values())
+        after = sum(m.num_params for m in mpos.values())
+        has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
+        note = ""
+        if has_budget and after < 0.95 * budget:
+            note = (
+                f"stored {after} weights of a {budget} budget ({after / budget:.1%}): the best layout's "
+                "ranks cannot fill it more closely"
+            )
         reports.append(
             LayerReport(
                 name,
-                "Linear" if isinstance(module, nn.Linear) else "LSTM",
+                kind,
                 before,
                 after,
-                (num / den) ** 0.5 if den else 0.0,
-                ent,
+                math.sqrt(num / den) if den else 0.0,
+                tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
+                math.sqrt(max(out_num, 0.0) / out_den) if out_den > 0 else None,
+                budget if has_budget else None,
+                tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
+                note,
             )
         )
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         setattr(parent, child, replacement)
     return out, reports
+
+
+def _build(module: Any, kind: str, mpos: dict[str, tnlib.MPO]) -> nn.Module:
+    """The MPO module replacing ``module``, with its weights taken from ``mpos``."""
+    ref = next(module.parameters())
+    if kind in ("Linear", "Conv1D"):
+        return MPOLinear.from_mpo(mpos["weight"], module.bias, dtype=ref.dtype, device=ref.device)
+    if kind in ("LSTMCell", "GRUCell"):
+        named = {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
+        if kind == "LSTMCell":
+            return MPOLSTMCell.from_lstm_cell(module, mpos=named)
+        return MPOGRUCell.from_gru_cell(module, mpos=named)
+    named = {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
+    if kind == "LSTM":
+        return MPOLSTM.from_lstm(module, mpos=named)
+    return MPOGRU.from_gru(module, mpos=named)

@@ -1,0 +1,165 @@
+"""Input Grams of a model's layers, recorded with forward hooks on calibration batches.
+
+For a weight ``W`` applied as ``x W^T`` the output-space error of an
+approximation is ``tr((W - W_hat) C (W - W_hat)^T)`` with ``C = X^T X / n``
+over the inputs ``X`` the weight sees (see :func:`tnlib.MPO.from_matrix`'s
+``input_gram``). :func:`record_grams` runs the model on unlabelled batches
+and returns ``C`` for every weight matrix of the chosen layers:
+
+* ``nn.Linear`` (and the ``Conv1D`` of Hugging Face ``transformers``): the
+  layer's input;
+* ``nn.LSTMCell`` / ``nn.GRUCell``: the input for ``weight_ih`` and the
+  incoming hidden state ``h_{t-1}`` for ``weight_hh``;
+* ``nn.LSTM`` / ``nn.GRU``: per layer and direction, the layer's input
+  sequence ``x_t`` for ``weight_ih_l{k}`` and the states ``h_{t-1}`` (with
+  ``h_0``) for ``weight_hh_l{k}``; deeper layers' inputs are recomputed from
+  the layer below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ._stacking import suffix
+
+__all__ = ["record_grams", "run_batch", "is_conv1d"]
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    """The ``Conv1D`` of Hugging Face ``transformers`` (GPT-2): ``y = x W + b`` with ``W`` of shape ``(in, out)``."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
+def run_batch(model: nn.Module, batch: Any) -> Any:
+    """Call ``model`` on one batch: a tensor, a tuple/list of arguments, or a dict of keyword arguments."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, key: str, rows: torch.Tensor) -> None:
+        rows = rows.detach().reshape(-1, rows.shape[-1]).to(device="cpu", dtype=torch.float64)
+        gram = rows.T @ rows
+        self.sums[key] = self.sums[key] + gram if key in self.sums else gram
+        self.counts[key] = self.counts.get(key, 0) + rows.shape[0]
+
+    def grams(self) -> dict[str, torch.Tensor]:
+        return {k: s / self.counts[k] for k, s in self.sums.items()}
+
+
+def _time_major(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if isinstance(x, nn.utils.rnn.PackedSequence):
+        raise TypeError("calibration with PackedSequence inputs is not supported; pass padded tensors")
+    unbatched = x.dim() == 2
+    if unbatched:
+        return x.unsqueeze(1), True
+    return (x.transpose(0, 1) if rnn.batch_first else x), False
+
+
+def _record_rnn(acc: _Accumulator, name: str, rnn: Any, args: tuple, kwargs: dict) -> None:
+    """Replay ``rnn`` layer by layer (single-layer copies of its weights) to get every layer's inputs and states."""
+    x, unbatched = _time_major(rnn, args[0])
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    lstm = isinstance(rnn, nn.LSTM)
+    dirs = 2 if rnn.bidirectional else 1
+    h0_all: Any = None
+    c0_all: Any = None
+    if hx is not None:
+        h0_all = hx[0] if lstm else hx
+        h0_all = h0_all.unsqueeze(1) if unbatched else h0_all
+        c0_all = hx[1].unsqueeze(1) if (lstm and unbatched) else (hx[1] if lstm else None)
+    for layer in range(rnn.num_layers):
+        outs = []
+        for d in range(dirs):
+            sfx = suffix(layer, d)
+            make: Any = type(rnn)
+            single = make(x.shape[-1], rnn.hidden_size, bias=rnn.bias).to(x.device, x.dtype)
+            with torch.no_grad():
+                for kind in ("ih", "hh"):
+                    getattr(single, f"weight_{kind}_l0").copy_(getattr(rnn, f"weight_{kind}{sfx}"))
+                    if rnn.bias:
+                        getattr(single, f"bias_{kind}_l0").copy_(getattr(rnn, f"bias_{kind}{sfx}"))
+            seq = x if d == 0 else x.flip(0)
+            k = layer * dirs + d
+            h0 = torch.zeros(1, x.shape[1], rnn.hidden_size, dtype=x.dtype, device=x.device)
+            state: Any = h0
+            if h0_all is not None:
+                h0 = h0_all[k : k + 1]
+                state = (h0, c0_all[k : k + 1]) if lstm else h0
+            elif lstm:
+                state = (h0, torch.zeros_like(h0))
+            out, _ = single(seq, state)
+            acc.add(f"{name}:weight_ih{sfx}", seq)
+            acc.add(f"{name}:weight_hh{sfx}", torch.cat([h0, out[:-1]], dim=0))
+            outs.append(out if d == 0 else out.flip(0))
+        x = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
+
+
+def _hook(acc: _Accumulator, name: str, module: nn.Module):
+    def pre(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not args:
+            raise ValueError(f"layer {name!r} was called without positional input; calibration needs it")
+        x = args[0]
+        if isinstance(mod, (nn.LSTM, nn.GRU)):
+            _record_rnn(acc, name, mod, args, kwargs)
+        elif isinstance(mod, (nn.LSTMCell, nn.GRUCell)):
+            hx = args[1] if len(args) > 1 else kwargs.get("hx")
+            h = None if hx is None else (hx[0] if isinstance(mod, nn.LSTMCell) else hx)
+            acc.add(f"{name}:weight_ih", x)
+            acc.add(f"{name}:weight_hh", torch.zeros(*x.shape[:-1], mod.hidden_size) if h is None else h)
+        else:  # nn.Linear or Conv1D
+            acc.add(f"{name}:weight", x)
+
+    return module.register_forward_pre_hook(pre, with_kwargs=True)
+
+
+def record_grams(
+    model: nn.Module, names: Iterable[str], calibration: Iterable[Any]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``{layer name: {weight name: C}}`` (float64, CPU) over the ``calibration`` batches.
+
+    The model runs in ``eval()`` mode without gradients; its mode is restored.
+    Raises ``ValueError`` naming the batch that does not fit the model, or a
+    layer the batches never reached.
+    """
+    names = list(names)
+    acc = _Accumulator()
+    handles = [_hook(acc, n, model.get_submodule(n)) for n in names]
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for k, batch in enumerate(calibration):
+                try:
+                    run_batch(model, batch)
+                except Exception as exc:  # noqa: BLE001 - reported with the batch that failed
+                    raise ValueError(
+                        f"calibration batch {k} does not fit the model: {type(exc).__name__}: {exc}"
+                    ) from exc
+                seen += 1
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("calibration holds no batches; pass an iterable of model inputs")
+    grams = acc.grams()
+    out: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
+    for key, c in grams.items():
+        layer, _, weight = key.partition(":")
+        out[layer][weight] = c
+    missing = [n for n in names if not out[n]]
+    if missing:
+        raise ValueError(f"the calibration batches never reached layer(s) {missing}; nothing to fit them to")
+    return out
