@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
@@ -50,3 +51,187 @@ def test_compress_errors():
         tn.compress(Net(), layers=[""])
     with pytest.raises(ValueError, match=r"compression=0.5 is invalid"):
         tn.compress(Net(), compression=0.5)
+
+
+class Recurrent(nn.Module):
+    """A model with every supported layer type, cells run in the model's own loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(12, 16, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(32, 16, batch_first=True)
+        self.cell = nn.LSTMCell(16, 16)
+        self.gcell = nn.GRUCell(16, 16)
+        self.head = nn.Linear(16, 16)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        y, _ = self.gru(y)
+        h = c = g = torch.zeros(x.shape[0], 16)
+        for t in range(y.shape[1]):
+            h, c = self.cell(y[:, t], (h, c))
+            g = self.gcell(h, g)
+        return self.head(g)
+
+
+def batches(n=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(8, 7, 12, generator=gen) for _ in range(n)]
+
+
+def test_compress_every_recurrent_kind_meets_the_budget_and_runs():
+    model = Recurrent()
+    small, reports = tn.compress(model, compression=4)
+    kinds = {r.name: r.kind for r in reports}
+    assert kinds == {"lstm": "LSTM", "gru": "GRU", "cell": "LSTMCell", "gcell": "GRUCell", "head": "Linear"}
+    assert isinstance(small.cell, tn.MPOLSTMCell) and isinstance(small.gru, tn.MPOGRU)
+    for r in reports:
+        assert r.params_after <= r.budget and r.compression_ratio >= 4
+        assert (r.note != "") == (r.params_after < 0.95 * r.budget)
+    assert small(batches(1)[0]).shape == (8, 16)
+
+
+def test_compress_exact_for_every_kind():
+    model = Recurrent()
+    exact, reports = tn.compress(model, num_cores=2)
+    x = batches(1)[0]
+    assert torch.allclose(exact(x), model(x), atol=1e-5)
+    assert all(r.relative_error < 1e-6 for r in reports)
+
+
+def weight_pairs(model, small, kinds=("lstm", "gru", "cell", "gcell", "head")):
+    for name in kinds:
+        dense = dict(model.named_modules())[name]
+        mpo_layer = dict(small.named_modules())[name]
+        for wname, w in dense.named_parameters():
+            if not wname.startswith("weight"):
+                continue
+            if isinstance(mpo_layer, tn.MPOLinear):
+                approx = mpo_layer.dense_weight()
+            else:
+                core_name = "cores_" + wname.removeprefix("weight_")
+                approx = mpo_layer.mpo(core_name).to_matrix()
+            yield name, wname, w.detach().double(), approx.detach().double()
+
+
+def test_calibration_fits_outputs_better_than_weights():
+    torch.manual_seed(0)
+    model = Recurrent()
+    data = batches(8)
+    plain, _ = tn.compress(model, compression=4)
+    aware, reports = tn.compress(model, compression=4, calibration=data)
+    grams = tn.record_grams(model, ["lstm", "gru", "cell", "gcell", "head"], data)
+    for (name, wname, w, a_plain), (_, _, _, a_aware) in zip(weight_pairs(model, plain), weight_pairs(model, aware)):
+        C = grams[name][wname]
+        err = lambda a: float(torch.sum((w - a) * ((w - a) @ C)) / torch.sum(w * (w @ C)))  # noqa: E731
+        assert err(a_aware) <= err(a_plain) * (1 + 1e-6) + 1e-12, (name, wname)
+    by_name = {r.name: r for r in reports}
+    assert all(r.output_error is not None for r in reports)
+    assert by_name["head"].output_error < by_name["head"].relative_error * 1.5
+    assert aware(data[0]).shape == (8, 16)
+    assert model.training  # record_grams restores the model's mode
+
+
+def test_grams_of_a_recurrent_layer_are_its_inputs_and_previous_states():
+    lstm = nn.LSTM(5, 6, batch_first=True).double()
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    grams = tn.record_grams(nn.Sequential(lstm), ["0"], [x])["0"]
+    rows = x.reshape(-1, 5)
+    assert torch.allclose(grams["weight_ih_l0"], rows.T @ rows / 12)
+    out, _ = lstm(x)
+    prev = torch.cat([torch.zeros(3, 1, 6, dtype=torch.float64), out[:, :-1]], dim=1).reshape(-1, 6)
+    assert torch.allclose(grams["weight_hh_l0"], prev.T @ prev / 12)
+
+
+def test_gpt2_conv1d_compresses_runs_and_saves(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=16,
+                                  bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = [torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    small, reports = tn.compress(model, compression=2, calibration=ids)
+    assert {r.kind for r in reports} == {"Conv1D", "Linear"}
+    assert isinstance(small.transformer.h[0].attn.c_attn, tn.MPOLinear)
+    logits = small(ids[0]).logits
+    assert logits.shape == (2, 12, 64) and torch.isfinite(logits).all()
+    tn.save(small, tmp_path / "gpt2.safetensors")
+    fresh = transformers.GPT2LMHeadModel(cfg).eval()
+    back = tn.load(tmp_path / "gpt2.safetensors", model=fresh)
+    assert torch.equal(back(ids[0]).logits, logits)
+
+
+def test_save_load_round_trip_rebuilds_weight_dependent_shapes(tmp_path):
+    model = Recurrent()
+    small, _ = tn.compress(model, compression=4)
+    tn.save(small, tmp_path / "m.safetensors")
+    with pytest.raises(RuntimeError):
+        Recurrent().load_state_dict(small.state_dict())  # the problem save/load solves
+    back = tn.load(tmp_path / "m.safetensors", model=Recurrent())
+    x = batches(1)[0]
+    assert torch.equal(back(x), small(x))
+    layer = tn.MPOGRU.from_gru(nn.GRU(4, 6, bias=False), tnlib.Truncation(max_bond=2), num_cores=2)
+    tn.save(layer, tmp_path / "g.safetensors")
+    alone = tn.load(tmp_path / "g.safetensors")
+    seq = torch.randn(5, 2, 4)
+    assert isinstance(alone, tn.MPOGRU) and torch.equal(alone(seq)[0], layer(seq)[0])
+
+
+def test_save_load_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=r"is not a readable safetensors file"):
+        tn.load(bad)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match=r"holds no tnlib structure header"):
+        tn.load(tmp_path / "plain.safetensors")
+    small, _ = tn.compress(Recurrent(), compression=4)
+    tn.save(small, tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=r"holds a model, not one tnlib layer: pass model="):
+        tn.load(tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match=r"the file has a layer 'lstm' that model does not"):
+        tn.load(tmp_path / "m.safetensors", model=nn.Sequential(nn.Linear(2, 2)))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_distill_lowers_the_gap_to_the_teacher():
+    torch.manual_seed(0)
+    teacher = Recurrent()
+    student, _ = tn.compress(teacher, compression=8)
+    data = batches(4)
+    losses = tn.distill(student, teacher, data, steps=30, lr=3e-3)
+    assert len(losses) == 30 and losses[-1] < losses[0]
+    with pytest.raises(ValueError, match=r"steps=0 is invalid"):
+        tn.distill(student, teacher, data, steps=0)
+    with pytest.raises(ValueError, match=r"batches holds no inputs"):
+        tn.distill(student, teacher, [], steps=3)
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(4, 4)
+        self.unused = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_compress_calibration_errors():
+    model = Recurrent()
+    with pytest.raises(ValueError, match=r"calibration batch 0 does not fit the model: RuntimeError"):
+        tn.compress(model, compression=4, calibration=[torch.randn(8, 7, 5)])
+    with pytest.raises(ValueError, match=r"calibration needs compression= or a truncation"):
+        tn.compress(model, calibration=batches(1))
+    with pytest.raises(ValueError, match=r"never reached layer\(s\) \['unused'\]"):
+        tn.compress(Branchy(), compression=2, calibration=[torch.randn(3, 4)])
+    with pytest.raises(ValueError, match=r"calibration holds no batches"):
+        tn.compress(Branchy(), compression=2, layers=["used"], calibration=[])
+    with pytest.raises(TypeError, match=r"layers must be a sequence of module names, got 'used'"):
+        tn.compress(Branchy(), compression=2, layers="used")
+    with pytest.raises(ValueError, match=r"layer 'used' \(4 x 4 weight\) cannot be held in 1 parameters"):
+        tn.compress(Branchy(), compression=16, layers=["used"])
+    with pytest.raises(TypeError, match=r"layer '' is a Branchy; only nn.Linear, nn.LSTM"):
+        tn.compress(Branchy(), layers=[""])

@@ -225,8 +225,16 @@ def compress(
             search = t is not None and t.max_params is not None and num_cores is None
             dims = (None, None) if search else _fixed_dims(module, kind, name, w, num_cores)
             with torch.no_grad():
-                mpo = tnlib.MPO.from_matrix(w64.cpu(), dims[0], dims[1], truncation=t,
-                                            input_gram=None if gram is None else gram.to(w64.dtype))
+                try:
+                    mpo = tnlib.MPO.from_matrix(w64.cpu(), dims[0], dims[1], truncation=t,
+                                                input_gram=None if gram is None else gram.to(w64.dtype))
+                except ValueError as exc:
+                    if t is None or t.max_params is None or "too small" not in str(exc):
+                        raise
+                    raise ValueError(
+                        f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in {t.max_params} "
+                        f"parameters: {exc}; leave it out with layers=[...] or lower compression"
+                    ) from None
                 approx = mpo.to_matrix()
                 num += float(torch.linalg.vector_norm(w64.cpu() - approx)) ** 2
                 den += float(torch.linalg.vector_norm(w64)) ** 2

@@ -175,7 +175,10 @@ class MPOLinear(nn.Module):
         layer.in_features, layer.out_features = n, m
         layer.out_dims, layer.in_dims = tuple(mpo.out_dims), tuple(mpo.in_dims)
         layer.cores = parameter_list(cores)
-        layer.bias = None if bias is None else nn.Parameter(bias.detach().to(ref.dtype).to(ref.device).clone())
+        if bias is None:
+            layer.register_parameter("bias", None)
+        else:
+            layer.bias = nn.Parameter(bias.detach().to(ref.dtype).to(ref.device).clone())
         layer.bond_masks = None
         return layer
 
