@@ -26,6 +26,7 @@ SCRIPTS = [
     ("bench_mps.py", []),
     ("bench_scaleout.py", []),
     ("bench_nn.py", []),
+    ("bench_layouts.py", []),
 ]
 
 
