@@ -252,7 +252,8 @@ def section(args, rows, model: str, metric: str, label: str) -> tuple[list[str],
                 std = s[metric + "_std"] if distilled == "yes" else None
                 cells.append("-" if s is None else f"{fmt(s[metric], std)} ({s['params']:,.0f})")
             body.append([method, *cells])
-        out += [f"**{label}, {'after distillation' if distilled == 'yes' else 'post-training, no data but calibration'}**",
+        when = "after distillation" if distilled == "yes" else "post-training, no data but calibration"
+        out += [f"**{label}, {when}**",
                 "", table(["method", *[f"1/{r:g} of the weights" for r in ratios]], body), ""]
         if distilled == "no":
             body = [[m, *[f"{by[(m, r)]['weight_error']:.3f} / {by[(m, r)]['output_error']:.3f}"
