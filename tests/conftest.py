@@ -90,6 +90,15 @@ def backend(request) -> Backend:
     return Backend(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    """Every test starts from the same torch seed (when torch is installed)."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.manual_seed(0)
+
+
 @pytest.fixture(params=DTYPES)
 def dtype(request) -> str:
     return request.param

@@ -11,11 +11,6 @@ import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 class Net(nn.Module):
     def __init__(self):
         super().__init__()

@@ -8,11 +8,6 @@ from torch import nn  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 @pytest.fixture
 def dense():
     torch.manual_seed(0)

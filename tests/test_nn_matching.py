@@ -8,11 +8,6 @@ from torch import nn  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 def test_match_compression_meets_the_ratio_with_measured_counts():
     lstm = nn.LSTM(32, 64)
     dense = tn.count_parameters(lstm)

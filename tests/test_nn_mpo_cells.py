@@ -10,11 +10,6 @@ import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 @pytest.mark.parametrize("layers, bidirectional, batch_first", [(1, False, False), (2, True, True)])
 def test_mpogru_exact_conversion_and_back(layers, bidirectional, batch_first):
     gru = nn.GRU(6, 12, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)

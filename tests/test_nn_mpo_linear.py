@@ -10,11 +10,6 @@ import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 def test_mpolinear_exact_conversion_and_back():
     lin = nn.Linear(96, 64)
     layer = tn.MPOLinear.from_linear(lin)

@@ -10,11 +10,6 @@ import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 def test_frozen_central_tensor_does_not_move():
     layer = tn.MPOLinear(64, 64, bond_dim=8, out_dims=(4, 4, 4), in_dims=(4, 4, 4))
     c = tn.central_index(layer)

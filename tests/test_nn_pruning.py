@@ -9,11 +9,6 @@ from torch import nn  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
-
-
 def test_one_shot_and_gradual_pruning():
     lstm = nn.LSTM(16, 16)
     dense = tn.count_parameters(lstm)

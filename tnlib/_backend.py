@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "namespace",
     "as_array",
+    "as_matrix",
     "check_floating",
     "check_finite",
     "to_host",
@@ -72,6 +73,18 @@ def check_floating(x: Any, name: str) -> str:
             f"{name}.astype('float64') for NumPy or {name}.double() for torch"
         )
     return found
+
+
+def as_matrix(value: Any, name: str = "matrix", hint: str = "") -> Any:
+    """``value`` as a non-empty, finite 2-D array of a supported dtype, or an error naming ``name``."""
+    a = as_array(value, name)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (M, N), got shape {tuple(a.shape)}{hint}")
+    if 0 in a.shape:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(a.shape)}")
+    check_floating(a, name)
+    check_finite(a, name)
+    return a
 
 
 def itemsize(x: Any) -> int:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from . import _input_gram as gram_fit
-from ._backend import as_array, check_finite, check_floating, namespace, prod, to_host
+from ._backend import as_matrix, namespace, prod, to_host
 from ._checks import check_int
 from ._linalg import adjoint, svdvals
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -511,13 +511,7 @@ def layouts(
     >>> found.mpo.num_params <= 700
     True
     """
-    a = as_array(matrix, "matrix")
-    if a.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (M, N), got shape {tuple(a.shape)}")
-    if 0 in a.shape:
-        raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
-    check_floating(a, "matrix")
-    check_finite(a, "matrix")
+    a = as_matrix(matrix)
     check_int("max_params", max_params, 1)
     base = check_truncation(truncation) or Truncation()
     if max_cores is not None:

@@ -20,7 +20,7 @@ import array_api_compat
 
 from . import _algebra as algebra
 from ._apply import apply_cores
-from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
+from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
 from ._sweeps import tt_decompose
 from .dims import choose_dims
@@ -301,16 +301,7 @@ class MPO(Chain):
         >>> float(np.linalg.norm(mpo.to_matrix() - W)) < 1e-12 * float(np.linalg.norm(W))
         True
         """
-        a = as_array(matrix, "matrix")
-        if a.ndim != 2:
-            raise ValueError(
-                f"matrix must be 2-D (M, N), got shape {tuple(a.shape)}; reshape it, "
-                "or use MPS.from_dense for a tensor"
-            )
-        if 0 in a.shape:
-            raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
-        check_floating(a, "matrix")
-        check_finite(a, "matrix")
+        a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
         truncation = check_truncation(truncation)
         check_svd(svd)
         shape = (int(a.shape[0]), int(a.shape[1]))

@@ -54,6 +54,34 @@ def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int
     return (lambda x: x @ wt), int(w.shape[0]), int(w.shape[1])
 
 
+def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: int):
+    """Validate a layer's inputs; ``(xp, W_ih x_t + bias for every t (T, B, gates H), W_hh's apply, zero state)``.
+
+    The input projection of every time step is one batched application.
+    """
+    x = as_array(x, "x")
+    if x.ndim != 3:
+        raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
+    check_floating(x, "x")
+    xp = namespace(x)
+    steps, batch, n_in = (int(d) for d in x.shape)
+    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
+    f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
+    if cols_ih not in (-1, n_in):
+        raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected ({gates}H, {n_in})")
+    if rows_hh != -1 and (rows_hh % gates or cols_hh * gates != rows_hh):
+        raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected ({gates}H, H)")
+    if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
+        raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be {gates}H")
+    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
+    width = int(gates_in.shape[-1])
+    gates_in = xp.reshape(gates_in, (steps, batch, width))
+    if bias is not None:
+        gates_in = gates_in + bias
+    zeros = xp.zeros((batch, width // gates), dtype=gates_in.dtype, device=array_api_compat.device(x))
+    return xp, gates_in, f_hh, zeros
+
+
 def _sigmoid(xp: Any, x: Any) -> Any:
     return 1.0 / (1.0 + xp.exp(-x))
 
@@ -101,31 +129,12 @@ def lstm_forward(
     >>> out.shape, h.shape
     ((5, 3, 8), (3, 8))
     """
-    x = as_array(x, "x")
-    if x.ndim != 3:
-        raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
-    check_floating(x, "x")
-    xp = namespace(x)
-    steps, batch, n_in = (int(d) for d in x.shape)
-    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
-    f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
-    if cols_ih not in (-1, n_in):
-        raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected (4H, {n_in})")
-    if rows_hh != -1 and (rows_hh % 4 or cols_hh * 4 != rows_hh):
-        raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected (4H, H)")
-    if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
-        raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be 4H")
-    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
-    four_h = int(gates_in.shape[-1])
-    hidden = four_h // 4
-    gates_in = xp.reshape(gates_in, (steps, batch, four_h))
-    if bias is not None:
-        gates_in = gates_in + bias
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
-    c = c0 if c0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
+    xp, gates_in, f_hh, zeros = _input_projection(x, w_ih, w_hh, bias, 4)
+    h = h0 if h0 is not None else zeros
+    c = c0 if c0 is not None else zeros
+    steps = int(gates_in.shape[0])
     outputs: list[Any] = [None] * steps
-    order = range(steps - 1, -1, -1) if reverse else range(steps)
-    for t in order:
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
         h, c = lstm_cell(gates_in[t, ...], h, c, f_hh)
         outputs[t] = h
     return xp.stack(outputs, axis=0), (h, c)
@@ -198,30 +207,11 @@ def gru_forward(
     >>> out.shape, h.shape
     ((5, 3, 8), (3, 8))
     """
-    x = as_array(x, "x")
-    if x.ndim != 3:
-        raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
-    check_floating(x, "x")
-    xp = namespace(x)
-    steps, batch, n_in = (int(d) for d in x.shape)
-    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
-    f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
-    if cols_ih not in (-1, n_in):
-        raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected (3H, {n_in})")
-    if rows_hh != -1 and (rows_hh % 3 or cols_hh * 3 != rows_hh):
-        raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected (3H, H)")
-    if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
-        raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be 3H")
-    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
-    three_h = int(gates_in.shape[-1])
-    hidden = three_h // 3
-    gates_in = xp.reshape(gates_in, (steps, batch, three_h))
-    if b_ih is not None:
-        gates_in = gates_in + b_ih
-    h = h0 if h0 is not None else xp.zeros((batch, hidden), dtype=gates_in.dtype, device=array_api_compat.device(x))
+    xp, gates_in, f_hh, zeros = _input_projection(x, w_ih, w_hh, b_ih, 3)
+    h = h0 if h0 is not None else zeros
+    steps = int(gates_in.shape[0])
     outputs: list[Any] = [None] * steps
-    order = range(steps - 1, -1, -1) if reverse else range(steps)
-    for t in order:
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
         h = gru_cell(gates_in[t, ...], h, f_hh, b_hh)
         outputs[t] = h
     return xp.stack(outputs, axis=0), h

@@ -28,7 +28,7 @@ import tnlib
 from .calibration import is_conv1d, record_grams
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOGRU, MPOLSTM, gate_dims
+from .mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
@@ -114,10 +114,7 @@ def _fixed_dims(module: Any, kind: str, name: str, w: torch.Tensor, num_cores: i
     """The layout without a search: balanced dims, or the gate layout of recurrent layers."""
     if kind in ("Linear", "Conv1D"):
         return tnlib.choose_dims((int(w.shape[0]), int(w.shape[1])), num_cores=num_cores)
-    gates = 4 if "LSTM" in kind else 3
-    h = module.hidden_size
-    n = num_cores or tnlib.default_num_cores(gates * h, max(module.input_size, h))
-    rows = gate_dims(h, n, None, gates)
+    rows = gate_layout(4 if "LSTM" in kind else 3, module.input_size, module.hidden_size, num_cores, None)
     return rows, tnlib.factorize(int(w.shape[1]), len(rows))
 
 

@@ -19,7 +19,7 @@ from tnlib._apply import apply_cores
 from tnlib.rnn import gru_cell, lstm_cell
 
 from ._cores import cores_from_matrix, init_cores, mpo_cores, parameter_list, positive_int, uniform_bonds
-from .mpo_rnn import gate_dims
+from .mpo_rnn import gate_layout
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
 
@@ -36,17 +36,30 @@ class _MPOCell(nn.Module):
     bias_ih: nn.Parameter | None
     bias_hh: nn.Parameter | None
 
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, bond_dim: int = 8,
+                 num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self._sizes(input_size, hidden_size)
+        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
+
+    @classmethod
+    def _from_cell(cls, cell: Any, truncation, num_cores, hidden_dims, mpos) -> Any:
+        expected = cls.dense_type
+        if not isinstance(cell, expected):
+            raise TypeError(f"cell must be a torch.nn.{expected.__name__}, got {type(cell).__name__}")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
+        return self
+
     def _sizes(self, input_size: int, hidden_size: int) -> None:
         positive_int("input_size", input_size)
         positive_int("hidden_size", hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
 
     def _layout(self, num_cores: int | None, hidden_dims: Sequence[int] | None) -> int:
-        if num_cores is not None:
-            positive_int("num_cores", num_cores)
-        h = self.hidden_size
-        n = num_cores or tnlib.default_num_cores(self.gates * h, max(self.input_size, h))
-        self.gate_dims = gate_dims(h, n, hidden_dims, self.gates)
+        self.gate_dims = gate_layout(self.gates, self.input_size, self.hidden_size, num_cores, hidden_dims)
         return len(self.gate_dims)
 
     def _init_weights(self, bias: bool, bond_dim: int, num_cores, hidden_dims, device, dtype) -> None:
@@ -173,25 +186,13 @@ class MPOLSTMCell(_MPOCell):
     gates = 4
     dense_type = nn.LSTMCell
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, bond_dim: int = 8,
-                 num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self._sizes(input_size, hidden_size)
-        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
-
     @classmethod
     def from_lstm_cell(cls, cell: nn.LSTMCell, truncation: tnlib.Truncation | None = None, *,
                        num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
                        mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOLSTMCell:
         """Convert a trained ``nn.LSTMCell`` (exact when ``truncation`` is ``None``); ``mpos``
         (``{"cores_ih": mpo, "cores_hh": mpo}``) are used as they are."""
-        if not isinstance(cell, nn.LSTMCell):
-            raise TypeError(f"cell must be a torch.nn.LSTMCell, got {type(cell).__name__}")
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
-        return self
+        return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
         unbatched, gates_in, (h, c) = self._prepare(input, hx, 2)
@@ -218,24 +219,12 @@ class MPOGRUCell(_MPOCell):
     gates = 3
     dense_type = nn.GRUCell
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, bond_dim: int = 8,
-                 num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self._sizes(input_size, hidden_size)
-        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
-
     @classmethod
     def from_gru_cell(cls, cell: nn.GRUCell, truncation: tnlib.Truncation | None = None, *,
                       num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
                       mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOGRUCell:
         """Convert a trained ``nn.GRUCell`` (exact when ``truncation`` is ``None``)."""
-        if not isinstance(cell, nn.GRUCell):
-            raise TypeError(f"cell must be a torch.nn.GRUCell, got {type(cell).__name__}")
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
-        return self
+        return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         unbatched, gates_in, (h,) = self._prepare(input, hx, 1)

@@ -15,7 +15,7 @@ from tnlib._apply import apply_cores
 from ._cores import cores_from_matrix, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm
 
-__all__ = ["MPOLSTM", "MPOGRU", "gate_dims"]
+__all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
 
 
 def gate_dims(
@@ -31,6 +31,16 @@ def gate_dims(
     return (gates * dims[0], *dims[1:])
 
 
+def gate_layout(gates: int, input_size: int, hidden_size: int, num_cores: int | None,
+                hidden_dims: Sequence[int] | None) -> tuple[int, ...]:
+    """The row factors of a recurrent weight: ``num_cores`` (default from the sizes) factors of
+    ``hidden_size`` (or ``hidden_dims``) with the gate factor in the first."""
+    if num_cores is not None:
+        positive_int("num_cores", num_cores)
+    n = num_cores or tnlib.default_num_cores(gates * hidden_size, max(input_size, hidden_size))
+    return gate_dims(hidden_size, n, hidden_dims, gates)
+
+
 class _MPOWeights(StackedRNN):
     """The MPO weights of a stacked recurrent layer: one core list per matrix, named
     ``cores_ih_l0``, ``cores_hh_l0_reverse``, ... (``bond_masks`` for MPOP squeezing)."""
@@ -38,13 +48,18 @@ class _MPOWeights(StackedRNN):
     bond_masks: dict[str, list[torch.Tensor]]
     gate_dims: tuple[int, ...]
 
+    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 bond_dim: int = 8, num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
+        self._init_weights(bond_dim, num_cores, hidden_dims, device, dtype)
+
     def _init_weights(self, bond_dim: int, num_cores: int | None, hidden_dims, device, dtype) -> None:
         positive_int("bond_dim", bond_dim)
-        if num_cores is not None:
-            positive_int("num_cores", num_cores)
         h = self.hidden_size
-        n = num_cores or tnlib.default_num_cores(self.gates * h, max(self.input_size, h))
-        self.gate_dims = gate_dims(h, n, hidden_dims, self.gates)
+        self.gate_dims = gate_layout(self.gates, self.input_size, h, num_cores, hidden_dims)
         n = len(self.gate_dims)
         for kind, layer, _, sfx in self.weight_names():
             fan_in = self.layer_input_size(layer) if kind == "ih" else h
@@ -57,11 +72,7 @@ class _MPOWeights(StackedRNN):
 
     def _convert(self, rnn: Any, truncation, num_cores, hidden_dims, mpos: Mapping[str, Any] | None) -> None:
         """Weights from a trained ``rnn``: given MPOs where named, else the gate layout."""
-        if num_cores is not None:
-            positive_int("num_cores", num_cores)
-        h = rnn.hidden_size
-        n = num_cores or tnlib.default_num_cores(self.gates * h, max(rnn.input_size, h))
-        self.gate_dims = gate_dims(h, n, hidden_dims, self.gates)
+        self.gate_dims = gate_layout(self.gates, rnn.input_size, rnn.hidden_size, num_cores, hidden_dims)
         n = len(self.gate_dims)
         mpos = dict(mpos or {})
         unknown = set(mpos) - set(self.mpo_names())
@@ -141,14 +152,6 @@ class MPOLSTM(_MPOWeights, StackedLSTM):
     (torch.Size([7, 2, 64]), torch.Size([1, 2, 64]))
     """
 
-    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 bond_dim: int = 8, num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        self._init_weights(bond_dim, num_cores, hidden_dims, device, dtype)
-
     @classmethod
     def from_lstm(cls, lstm: nn.LSTM, truncation: tnlib.Truncation | None = None, *,
                   num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
@@ -184,14 +187,6 @@ class MPOGRU(_MPOWeights, StackedGRU):
     >>> bool(torch.allclose(mpo_gru(x)[0], gru(x)[0], atol=1e-5))
     True
     """
-
-    def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 bond_dim: int = 8, num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
-                 device=None, dtype=None) -> None:
-        super().__init__()
-        self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        self._init_weights(bond_dim, num_cores, hidden_dims, device, dtype)
 
     @classmethod
     def from_gru(cls, gru: nn.GRU, truncation: tnlib.Truncation | None = None, *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from .._backend import as_array, check_finite, check_floating, namespace
+from .._backend import as_matrix, namespace
 from ..truncation import TruncatedSVD, Truncation, check_truncation, select_rank
 from ._certified import fast_left_factor
 from ._registry import check_svd, left_factor, thin_svd
@@ -114,13 +114,7 @@ def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str
     >>> r.S, round(r.discarded, 12)
     (array([3., 2.]), 1e-06)
     """
-    a = as_array(matrix, "matrix")
-    if a.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(a.shape)}")
-    if 0 in a.shape:
-        raise ValueError(f"matrix must be non-empty, got shape {tuple(a.shape)}")
-    check_floating(a, "matrix")
-    check_finite(a, "matrix")
+    a = as_matrix(matrix)
     truncation = check_truncation(truncation)
     check_svd(svd)
     if truncation is not None and truncation.max_params is not None:
