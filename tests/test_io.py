@@ -111,3 +111,25 @@ def test_save_rejects_other_objects(tmp_path):
     with pytest.raises(TypeError, match=r"obj must be an MPS, MPO or Spectrum, got ndarray"):
         tnlib.save(tmp_path / "x.tnz", np.ones(3))
     assert not list(tmp_path.iterdir())
+
+
+def test_concurrent_saves_never_corrupt_and_failures_leave_no_temporary(tmp_path):
+    import concurrent.futures
+
+    mpos = [tnlib.MPO.from_matrix(np.full((16, 16), float(k + 1)), (4, 4), (4, 4)) for k in range(8)]
+    target = tmp_path / "shared.tnz"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda m: tnlib.save(target, m), mpos * 4))
+    loaded = tnlib.load(target)
+    assert any(np.allclose(loaded.to_matrix(), m.to_matrix()) for m in mpos)  # one whole writer won
+    assert not list(tmp_path.glob("*.tmp"))
+
+    class Boom(Exception):
+        pass
+
+    import unittest.mock
+
+    with unittest.mock.patch("numpy.savez", side_effect=Boom("disk full")):
+        with pytest.raises(Boom):
+            tnlib.save(tmp_path / "other.tnz", mpos[0])
+    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "other.tnz").exists()

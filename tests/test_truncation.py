@@ -192,3 +192,15 @@ def test_truncated_svd_namespace(backend, dtype):
     tol = 1e-5 if dtype in ("float32", "complex64") else 1e-12
     np.testing.assert_allclose(host(r.S), expected[:4], rtol=tol)
     assert r.discarded == pytest.approx(float(np.sum(expected[4:] ** 2)), rel=10 * tol)
+
+
+def test_max_discarded_keeps_no_more_than_needed_in_float32():
+    # the weight of a complete spectrum is summed from the small end: a one-ulp difference between
+    # sum(s^2) and the total must not wipe out tail weights below eps * total
+    s = np.float32([1, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4])
+    r = tnlib.truncated_svd(np.diag(s), tnlib.Truncation(max_discarded=3e-8))
+    assert r.S.shape == (8,)
+    s64 = s.astype(np.float64)
+    assert tnlib.truncated_svd(np.diag(s64), tnlib.Truncation(max_discarded=3e-8)).S.shape == (8,)
+    tiny = np.array([1.0, 1e-9, 1e-10])  # TeNPy-style threshold far below float64's eps * total
+    assert tnlib.truncated_svd(np.diag(tiny), tnlib.Truncation(max_discarded=1e-19)).S.shape == (2,)

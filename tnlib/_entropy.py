@@ -20,11 +20,19 @@ def renyi_entropy(s: Any, alpha: float = 1.0) -> Any:
     s2 = s * s
     total = xp.sum(s2)
     p = s2 / xp.where(total > 0, total, 1.0)
-    if alpha == 1.0:
+    if abs(alpha - 1.0) < 1e-8:
+        # the Renyi entropy is von Neumann's up to O(alpha - 1); the general form would divide
+        # rounding noise by alpha - 1
         safe = xp.where(p > 0, p, 1.0)
         value = -xp.sum(p * xp.log(safe))
     elif alpha == float("inf"):
         value = -xp.log(xp.where(total > 0, xp.max(p), 1.0))
     else:
-        value = xp.log(xp.where(total > 0, xp.sum(p**alpha), 1.0)) / (1.0 - alpha)
+        # factor out the largest weight so that p**alpha neither underflows (alpha large)
+        # nor overflows: log sum p^a = a log p_max + log sum (p / p_max)^a
+        p_max = xp.max(p)
+        ratio = p / xp.where(p_max > 0, p_max, 1.0)
+        positive = p_max > 0
+        log_sum = alpha * xp.log(xp.where(positive, p_max, 1.0)) + xp.log(xp.where(positive, xp.sum(ratio**alpha), 1.0))
+        value = xp.where(total > 0, log_sum, 0.0) / (1.0 - alpha)
     return xp.maximum(value, xp.zeros_like(value))

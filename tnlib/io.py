@@ -25,6 +25,7 @@ import numpy as np
 
 from ._backend import to_host
 from ._chain import rebuild
+from ._files import atomic_write
 from .mpo import MPO
 from .mps import MPS
 from .spectra import Spectrum
@@ -99,10 +100,12 @@ def save(path: str | os.PathLike[str], obj: MPS | MPO | Spectrum) -> None:
     header.update(format=FORMAT, version=FORMAT_VERSION)
     arrays[_HEADER] = np.array(json.dumps(header))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
 
 
 class _Bad(ValueError):

@@ -263,6 +263,7 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
         return n
     xp = namespace(s)
     s2 = s * s
+    partial = total is not None
     if total is None:
         total = float(xp.sum(s2))
     t = truncation
@@ -272,12 +273,11 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     if t.cutoff is not None:
         needed.append(int(xp.sum(xp.astype(s >= t.cutoff * s[0], xp.int64))))
     if t.max_discarded is not None:
-        # tail[k] = sum_{j >= k} s_j^2, summed from the small end for accuracy.
-        kept_so_far = xp.cumulative_sum(s2)
-        if total > float(kept_so_far[-1]):
-            tail = total - kept_so_far + s2
-        else:
-            tail = xp.flip(xp.cumulative_sum(xp.flip(s2, axis=0)), axis=0)
+        # tail[k] = sum_{j >= k} s_j^2, summed from the small end (no cancellation), plus the
+        # weight beyond a partial spectrum, computed once (0 for a complete one, even when
+        # ``total`` and ``sum(s^2)`` differ in their last bit)
+        beyond = max(total - float(xp.sum(s2)), 0.0) if partial else 0.0
+        tail = xp.flip(xp.cumulative_sum(xp.flip(s2, axis=0)), axis=0) + beyond
         needed.append(int(xp.sum(xp.astype(tail > t.max_discarded * total, xp.int64))))
     if t.max_entropy_loss is not None:
         p = s2 / total

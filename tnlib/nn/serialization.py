@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tnlib._files import atomic_write
+
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
 from .mpo_rnn import MPOGRU, MPOLSTM
@@ -70,14 +72,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
     layers = {name: _describe(m) for name, m in model.named_modules() if type(m) in _FIELDS}
     header = {"format": FORMAT, "version": VERSION, "layers": layers}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)}))
 
 
 def _skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
