@@ -178,3 +178,34 @@ def test_factorize_errors():
         tnlib.factorize(8, 0)
     with pytest.raises(TypeError, match=r"n must be an int, got 8.0"):
         tnlib.factorize(8.0, 2)
+
+
+def test_silently_accepted_inputs_are_refused():
+    W = np.ones((8, 8))
+    with pytest.raises(TypeError, match=r"pad must be True or False, got 'no'"):
+        tnlib.MPO.from_matrix(W, (2, 4), (2, 4), pad="no")
+    mps = tnlib.MPS.from_dense(np.random.default_rng(0).standard_normal((2, 2, 2, 2)))
+    with pytest.raises(ValueError, match=r"sweeps=0 is invalid; expected an int >= 1"):
+        mps.compress(tnlib.Truncation(max_bond=2), algorithm="variational", sweeps=0)
+    with pytest.raises(ValueError, match=r"cannot honour cutoff, max_params; use algorithm='svd'"):
+        mps.compress(tnlib.Truncation(max_bond=2, cutoff=0.1, max_params=20), algorithm="variational")
+    with pytest.raises(TypeError, match=r"max_bonds entry must be an int, got 2.7"):
+        tnlib.tradeoff(W, (2, 4), (2, 4), max_bonds=[2.7])
+    with pytest.raises(ValueError, match=r"max_bonds is empty"):
+        tnlib.tradeoff(W, (2, 4), (2, 4), max_bonds=[])
+
+
+def test_numpy_integer_truncation_fields_become_python_numbers(tmp_path):
+    t = tnlib.Truncation(max_bond=np.int64(4), cutoff=np.float32(0.5))
+    assert type(t.max_bond) is int and type(t.cutoff) is float
+    mpo = tnlib.MPO.from_matrix(np.random.default_rng(1).standard_normal((16, 16)), (4, 4), (4, 4), truncation=t)
+    tnlib.save(tmp_path / "t.tnz", mpo)
+    assert tnlib.load(tmp_path / "t.tnz").report.truncation == t
+
+
+def test_cli_version(capsys):
+    from tnlib.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"tnlib {tnlib.__version__}"

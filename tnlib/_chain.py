@@ -366,6 +366,9 @@ class Chain:
             algorithm = method
         if algorithm == "svd":
             return self.truncate(truncation, svd=svd)
+        check_int("sweeps", sweeps, 1)
+        if not (is_real(tol) and tol >= 0):
+            raise ValueError(f"tol={tol!r} is invalid; expected a real number >= 0")
         if algorithm != "variational":
             raise ValueError(f"algorithm={algorithm!r} is invalid; expected 'svd' or 'variational'")
         checked = check_truncation(truncation)
@@ -373,6 +376,13 @@ class Chain:
             raise ValueError(
                 "algorithm='variational' needs truncation.max_bond (the bond dimension to fit); "
                 f"got {truncation!r}"
+            )
+        criteria = ("cutoff", "max_discarded", "max_entropy_loss", "max_params")
+        other = [f for f in criteria if getattr(checked, f) is not None]
+        if other:
+            raise ValueError(
+                f"algorithm='variational' fits a chain of fixed bond dimension max_bond and cannot honour "
+                f"{', '.join(other)}; use algorithm='svd' for those criteria"
             )
         max_bond = checked.max_bond
         sites = self._sites()

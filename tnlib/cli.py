@@ -145,6 +145,9 @@ def _info(args: argparse.Namespace) -> None:
 
 def _parser() -> _Parser:
     parser = _Parser(prog="tnlib", description="Tensor-network decomposition of matrices.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"tnlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     dec = sub.add_parser("decompose", help="decompose a matrix into an MPO and print the report")

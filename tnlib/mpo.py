@@ -304,6 +304,8 @@ class MPO(Chain):
         a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
         truncation = check_truncation(truncation)
         check_svd(svd)
+        if not isinstance(pad, bool):
+            raise TypeError(f"pad must be True or False, got {pad!r}")
         shape = (int(a.shape[0]), int(a.shape[1]))
         if input_gram is not None and (truncation is None or truncation.is_exact):
             raise ValueError(

@@ -18,6 +18,7 @@ import numpy as np
 from ._backend import as_array, to_host
 from ._canonical import schmidt_values
 from ._chain import Chain, check_alpha, check_index, site_cores
+from ._checks import check_int
 from ._entropy import renyi_entropy
 from .mpo import MPO
 from .truncation import Truncation
@@ -217,6 +218,11 @@ def tradeoff(
         max_bonds = [2**k for k in range(int(math.log2(top)) + 1)]
         if max_bonds[-1] != top:
             max_bonds.append(top)
+    max_bonds = list(max_bonds)
+    if not max_bonds:
+        raise ValueError("max_bonds is empty; pass at least one bond dimension, or None for powers of 2")
+    for chi in max_bonds:
+        check_int("max_bonds entry", chi, 1)
     canon = mpo.canonicalize(0)
     rows = []
     for chi in max_bonds:
