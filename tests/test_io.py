@@ -90,7 +90,7 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path):
     def missing_core(arrays):
         del arrays["core_1"]
 
-    with pytest.raises(ValueError, match=r"missing_core.tnz: expected arrays"):
+    with pytest.raises(ValueError, match=r"missing_core.tnz: header declares num_sites=3 but the file holds 2 arrays"):
         tnlib.load(rewrite(good, tmp_path / "missing_core.tnz", missing_core))
 
     def bad_bond(arrays):
@@ -133,3 +133,46 @@ def test_concurrent_saves_never_corrupt_and_failures_leave_no_temporary(tmp_path
         with pytest.raises(Boom):
             tnlib.save(tmp_path / "other.tnz", mpos[0])
     assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "other.tnz").exists()
+
+
+def test_load_validates_the_header_against_the_arrays(tmp_path):
+    good = tmp_path / "mpo.tnz"
+    tnlib.save(good, tnlib.MPO.from_matrix(random_array((8, 8)), (2, 2, 2), (2, 2, 2)))
+
+    def edit(change):
+        def apply(arrays):
+            header = json.loads(str(arrays["__tnlib__"]))
+            change(header)
+            arrays["__tnlib__"] = np.array(json.dumps(header))
+        return apply
+
+    cases = [
+        (lambda h: h.update(center=0), r"header claims centre 0 but core \d is not right-orthonormal"),
+        (lambda h: h.update(version=True), r"invalid format version True"),
+        (lambda h: h.update(num_sites=10**9), r"header declares num_sites=1000000000 but the file holds 3 arrays"),
+        (lambda h: h.update(shape="64x32"), r"invalid MPO shape '64x32' in the header; expected \[M, N\]"),
+    ]
+    for k, (change, message) in enumerate(cases):
+        with pytest.raises(ValueError, match=message):
+            tnlib.load(rewrite(good, tmp_path / f"bad{k}.tnz", edit(change)))
+    spec = tnlib.spectrum(random_array((16, 16)), (4, 4), (4, 4))
+    tnlib.save(tmp_path / "s.tnz", spec)
+
+    def nan_spectrum(arrays):
+        arrays["sv_0"] = np.array([1.0, np.nan])
+
+    with pytest.raises(ValueError, match=r"singular values must be finite and non-negative"):
+        tnlib.load(rewrite(tmp_path / "s.tnz", tmp_path / "nan.tnz", nan_spectrum))
+
+    def deep(arrays):
+        arrays["__tnlib__"] = np.array("[" * 100000 + "]" * 100000)
+
+    with pytest.raises(ValueError, match=r"corrupt tnlib file"):
+        tnlib.load(rewrite(good, tmp_path / "deep.tnz", deep))
+
+
+def test_mpo_shape_must_be_two_ints():
+    cores = tnlib.MPO.from_matrix(random_array((16, 16)), (4, 4), (4, 4)).cores
+    for bad in ("64", (16,), (16.0, 16), (16, 17)):
+        with pytest.raises(ValueError, match=r"shape=.* is invalid; expected \(M, N\)"):
+            tnlib.MPO(cores, shape=bad)

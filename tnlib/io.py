@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_host
-from ._chain import rebuild
+from ._chain import rebuild, site_cores
+from ._checks import is_int
 from ._files import atomic_write
 from .mpo import MPO
 from .mps import MPS
@@ -143,15 +144,33 @@ def load(path: str | os.PathLike[str]) -> MPS | MPO | Spectrum:
         raise ValueError(f"{path}: {exc}") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not a readable tnlib file (truncated or corrupt: {exc})") from None
+    except MemoryError:
+        raise ValueError(f"{path}: corrupt tnlib file: an array declares more entries than memory holds") from None
+    except RecursionError:
+        raise ValueError(f"{path}: corrupt tnlib file: its header nests too deeply") from None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: corrupt tnlib file: {exc}") from None
+
+
+def _check_center(obj: MPS | MPO, center: int) -> None:
+    """The cores left of ``center`` must be left-orthonormal and those right of it right-orthonormal."""
+    tol = 1e-4 if obj.dtype in (np.float32, np.complex64) else 1e-8
+    for k, core in enumerate(site_cores(obj)):
+        if k == center:
+            continue
+        left, phys, right = core.shape
+        m = core.reshape(left * phys, right) if k < center else core.reshape(left, phys * right).conj().T
+        gram = m.conj().T @ m
+        if not np.allclose(gram, np.eye(gram.shape[0]), atol=tol):
+            side = "left" if k < center else "right"
+            raise _Bad(f"header claims centre {center} but core {k} is not {side}-orthonormal")
 
 
 def _build(header: Any, arrays: dict[str, np.ndarray]) -> MPS | MPO | Spectrum:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _Bad("not a tnlib file (foreign header)")
-    version = header.get("version")
-    if not isinstance(version, int) or version < 1:
+    version: Any = header.get("version")
+    if not is_int(version) or version < 1:
         raise _Bad(f"invalid format version {version!r}")
     if version > FORMAT_VERSION:
         raise _Bad(
@@ -160,30 +179,51 @@ def _build(header: Any, arrays: dict[str, np.ndarray]) -> MPS | MPO | Spectrum:
         )
     kind = header.get("kind")
     if kind in ("MPS", "MPO"):
-        n = int(header["num_sites"])
-        names = [f"core_{k}" for k in range(n)]
-        if sorted(arrays) != sorted(names):
-            raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
-        cores = [arrays[name] for name in names]
-        if any(str(c.dtype) != header["dtype"] for c in cores):
-            raise _Bad(f"core dtypes do not match the header's {header['dtype']}")
-        obj: MPS | MPO
-        if kind == "MPS":
-            obj = MPS(cores)
-        else:
-            obj = MPO(cores, shape=tuple(header["shape"]))
-        center = header.get("center")
-        if center is not None and not (isinstance(center, int) and 0 <= center < n):
-            raise _Bad(f"invalid center {center!r}")
-        report = _report_from_json(header.get("report"))
-        return rebuild(obj, center, report)
+        return _build_chain(kind, header, arrays)
     if kind == "Spectrum":
-        n = int(header["num_bonds"])
-        names = [f"sv_{k}" for k in range(n)]
-        if sorted(arrays) != sorted(names):
-            raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
-        values = tuple(np.array(arrays[name], dtype=np.float64) for name in names)
-        if any(v.ndim != 1 for v in values):
-            raise _Bad("singular values must be 1-D")
-        return Spectrum(values, tuple(int(d) for d in header["phys_dims"]), str(header["of"]))
+        return _build_spectrum(header, arrays)
     raise _Bad(f"unknown object kind {kind!r}")
+
+
+def _build_chain(kind: str, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> MPS | MPO:
+    n = header.get("num_sites")
+    if not is_int(n) or n != len(arrays) or n < 1:
+        raise _Bad(f"header declares num_sites={n!r} but the file holds {len(arrays)} arrays")
+    names = [f"core_{k}" for k in range(n)]
+    if sorted(arrays) != sorted(names):
+        raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
+    cores = [arrays[name] for name in names]
+    if any(str(c.dtype) != header["dtype"] for c in cores):
+        raise _Bad(f"core dtypes do not match the header's {header['dtype']}")
+    obj: MPS | MPO
+    if kind == "MPS":
+        obj = MPS(cores)
+    else:
+        shape = header.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(is_int(d) for d in shape)):
+            raise _Bad(f"invalid MPO shape {shape!r} in the header; expected [M, N]")
+        obj = MPO(cores, shape=(int(shape[0]), int(shape[1])))
+    center = header.get("center")
+    if center is not None and not (is_int(center) and 0 <= center < n):
+        raise _Bad(f"invalid center {center!r}")
+    if center is not None:
+        _check_center(obj, center)
+    report = _report_from_json(header.get("report"))
+    if report is not None and len(report.bond_dims) != n - 1:
+        raise _Bad(f"the report describes {len(report.bond_dims)} bonds but the chain has {n - 1}")
+    return rebuild(obj, center, report)
+
+
+def _build_spectrum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Spectrum:
+    n = header.get("num_bonds")
+    if not is_int(n) or n != len(arrays):
+        raise _Bad(f"header declares num_bonds={n!r} but the file holds {len(arrays)} arrays")
+    names = [f"sv_{k}" for k in range(n)]
+    if sorted(arrays) != sorted(names):
+        raise _Bad(f"expected arrays {names}, found {sorted(arrays)}")
+    values = tuple(np.array(arrays[name], dtype=np.float64) for name in names)
+    if any(v.ndim != 1 or v.size == 0 for v in values):
+        raise _Bad("singular values must be non-empty 1-D arrays")
+    if any(not np.all(np.isfinite(v)) or np.any(v < 0) for v in values):
+        raise _Bad("singular values must be finite and non-negative")
+    return Spectrum(values, tuple(int(d) for d in header["phys_dims"]), str(header["of"]))

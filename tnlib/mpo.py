@@ -22,6 +22,7 @@ from . import _algebra as algebra
 from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
+from ._checks import is_int
 from ._sweeps import tt_decompose
 from .dims import choose_dims
 from .mps import MPS
@@ -80,11 +81,16 @@ class MPO(Chain):
         if shape is None:
             shape = full
         else:
-            try:
-                shape = (int(shape[0]), int(shape[1]))
-                ok = len(shape) == 2 and 1 <= shape[0] <= full[0] and 1 <= shape[1] <= full[1]
-            except (TypeError, IndexError, ValueError):
-                ok = False
+            given = shape
+            ok = (
+                isinstance(given, (tuple, list))
+                and len(given) == 2
+                and all(is_int(d) for d in given)
+                and 1 <= given[0] <= full[0]
+                and 1 <= given[1] <= full[1]
+            )
+            if ok:
+                shape = (int(given[0]), int(given[1]))
             if not ok:
                 raise ValueError(
                     f"shape={shape!r} is invalid; expected (M, N) with 1 <= M <= {full[0]} "
