@@ -209,3 +209,47 @@ def test_cli_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"tnlib {tnlib.__version__}"
+
+
+def test_more_inputs_refused_clearly():
+    W = np.random.default_rng(2).standard_normal((16, 16))
+    with pytest.raises(TypeError, match=r"matrix is a masked array; tnlib would ignore its mask"):
+        tnlib.MPO.from_matrix(np.ma.masked_array(W, mask=W > 1), (4, 4), (4, 4))
+    with pytest.raises(ValueError, match=r"num_cores=100 is invalid; expected at most 32"):
+        tnlib.MPO.from_matrix(W, num_cores=100)
+    with pytest.raises(ValueError, match=r"num_cores=3000 is invalid"):
+        tnlib.MPO.from_matrix(W, num_cores=3000)
+    with pytest.raises(ValueError, match=r"too large to factor"):
+        tnlib.factorize(2**61 - 1, 3)
+    mpo = tnlib.MPO.from_matrix(W, (4, 4), (4, 4))
+    with pytest.raises(TypeError, match=r"optimize must be an opt_einsum strategy name"):
+        mpo.apply(np.ones((2, 16)), optimize=[(0, 1)])
+    spec = tnlib.spectrum(W, (4, 4), (4, 4))
+    for bad in (-0.1, float("nan"), 2.0):
+        with pytest.raises(ValueError, match=r"max_error=.* is invalid; expected a relative error in \[0, 1\]"):
+            spec.rank_for_error(0, bad)
+    tnlib.register_svd("nan-svd", lambda a, rank: (np.eye(a.shape[0]), np.full(min(a.shape), np.nan),
+                                                   np.eye(a.shape[0], a.shape[1])), overwrite=True)
+    with pytest.raises(ValueError, match=r"the SVD method 'nan-svd' returned singular values that are not finite"):
+        tnlib.truncated_svd(W, svd="nan-svd")
+
+
+def test_left_multiplication_and_contiguous_cores():
+    W = np.random.default_rng(3).standard_normal((16, 8))
+    mpo = tnlib.MPO.from_matrix(W, (4, 4), (2, 4), truncation=tnlib.Truncation(max_bond=3))
+    x = np.random.default_rng(4).standard_normal((5, 16))
+    np.testing.assert_allclose(x @ mpo, x @ mpo.to_matrix(), atol=1e-12)
+    assert all(c.flags.c_contiguous for c in mpo.cores)
+
+
+def test_torch_inputs_meta_and_requires_grad():
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    W = torch.randn(16, 16, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mpo = tnlib.MPO.from_matrix(W, (4, 4), (4, 4), truncation=tnlib.Truncation(max_bond=2))
+    assert not mpo.cores[0].requires_grad
+    with pytest.raises(ValueError, match=r"x is on torch's 'meta' device and has no data"):
+        mpo.apply(torch.empty(2, 16, dtype=torch.float64, device="meta"))

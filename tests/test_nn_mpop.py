@@ -51,3 +51,14 @@ def test_dimension_squeezing_keeps_training():
     assert bond == 8 and max(layer.mpo.canonicalize(0).truncate(tnlib.Truncation(cutoff=1e-6)).bond_dims) <= 8
     eff = [c.detach() for c in layer.effective_cores()]
     assert float(eff[0][..., 8:].abs().sum()) == 0.0 and float(eff[1][8:].abs().sum()) == 0.0
+
+
+def test_squeezer_schedule_caps_are_checked():
+    layer = tn.MPOLinear(16, 16, bond_dim=4)
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match=r"a bond cap must be a positive int"):
+            tn.DimensionSqueezer(layer, {3: bad})
+    squeezer = tn.DimensionSqueezer(layer, lambda t: 0 if t == 1 else None)
+    squeezer.step()
+    with pytest.raises(ValueError, match=r"schedule\(1\)=0 is invalid"):
+        squeezer.step()

@@ -40,6 +40,16 @@ def as_array(value: Any, name: str) -> Any:
     Lists, tuples and scalars have no backend of their own; they become NumPy
     arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works.
     """
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; tnlib would ignore its mask. Fill it first "
+            f"(numpy.ma.filled({name}, 0.0)) or pass {name}.data if the mask does not matter"
+        )
+    if array_api_compat.is_torch_array(value):
+        if value.device.type == "meta":
+            raise ValueError(f"{name} is on torch's 'meta' device and has no data; move it to a real device")
+        if value.requires_grad:
+            return value.detach()  # decompositions are not differentiated; avoids scalar-conversion warnings
     if array_api_compat.is_array_api_obj(value):
         return value
     try:

@@ -147,7 +147,11 @@ class Chain:
     _report: TruncationReport | None
 
     def _init(self, cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> None:
-        self._cores = tuple(cores)
+        # NumPy cores are C-contiguous (no negative strides), so torch.from_numpy and friends take them
+        self._cores = tuple(
+            c if not array_api_compat.is_numpy_array(c) or c.flags.c_contiguous else c.copy(order="C")
+            for c in cores
+        )
         self._center = center
         self._report = report
 

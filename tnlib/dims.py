@@ -53,6 +53,13 @@ def _balanced(n: int, k: int, lowest: int) -> tuple[int, ...] | None:
     return best
 
 
+MAX_CORES = 32
+"""At most this many cores: an MPO's dense form has two legs per core, and NumPy arrays at most 64 axes."""
+
+MAX_FACTORED = 2**48
+"""Sizes above this are not factored by trial division (it would take minutes); pass dims."""
+
+
 def _check_positive_int(name: str, value: object) -> int:
     return check_int(name, value, 1)
 
@@ -83,6 +90,10 @@ def factorize(n: int, num_factors: int) -> tuple[int, ...]:
     """
     n = _check_positive_int("n", n)
     num_factors = _check_positive_int("num_factors", num_factors)
+    if num_factors > MAX_CORES:
+        raise ValueError(f"num_factors={num_factors} is invalid; expected at most {MAX_CORES}")
+    if n > MAX_FACTORED:
+        raise ValueError(f"n={n} is too large to factor (above 2**48); pass the factors (dims) yourself")
     result = _balanced(n, num_factors, 1)
     assert result is not None  # (1, ..., 1, n) always exists
     return result
@@ -170,6 +181,11 @@ def choose_dims(
         "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
         "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
     }
+    if num_cores is not None and is_int(num_cores) and int(num_cores) > MAX_CORES:
+        raise ValueError(
+            f"num_cores={num_cores} is invalid; expected at most {MAX_CORES} (an MPO's dense form has two legs "
+            "per core and NumPy arrays at most 64 axes)"
+        )
     if num_cores is not None and (not is_int(num_cores) or int(num_cores) < 1):
         raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
     if given["out_dims"] is not None and given["in_dims"] is not None:

@@ -180,11 +180,23 @@ class MPO(Chain):
         if n_full != n:
             dev = array_api_compat.device(x)
             flat = xp.concat([flat, xp.zeros((batch, n_full - n), dtype=x.dtype, device=dev)], axis=1)
+        if not (isinstance(optimize, (str, bool)) or optimize is None):
+            raise TypeError(
+                f"optimize must be an opt_einsum strategy name ('auto', 'optimal', 'greedy', ...), got {optimize!r}"
+            )
         y = apply_cores(self._cores, flat, optimize)
         if y.shape[1] != m:
             y = y[:, :m]
         return xp.reshape(y, (*lead, m))
 
+
+    __array_ufunc__ = None  # NumPy defers ``x @ mpo`` to __rmatmul__ instead of failing in a gufunc
+
+    def __rmatmul__(self, other: Any) -> Any:
+        """``other @ W`` for an array ``other`` of shape ``(..., M)``: ``(W^T other^T)^T``, without forming ``W``."""
+        if isinstance(other, (MPO, MPS)):
+            return NotImplemented
+        return self.T.apply(other)
 
     def __matmul__(self, other: Any) -> Any:
         """``W @ other`` for an MPO (-> MPO), an MPS (-> MPS) or an array ``(N,)``/``(N, K)``.

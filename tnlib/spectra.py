@@ -95,6 +95,9 @@ class Spectrum:
 
     def rank_for_error(self, bond: int, max_error: float) -> int:
         """Smallest ``chi`` at ``bond`` whose :meth:`error_curve` is at most ``max_error``."""
+        if not (isinstance(max_error, (int, float, np.floating)) and not isinstance(max_error, bool)
+                and 0.0 <= float(max_error) <= 1.0):
+            raise ValueError(f"max_error={max_error!r} is invalid; expected a relative error in [0, 1]")
         curve = self.error_curve(bond)
         return int(np.argmax(curve <= max_error)) + 1
 

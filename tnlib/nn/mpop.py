@@ -11,7 +11,7 @@ parameter shapes (and the optimizer's state) stay as they were.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -23,6 +23,11 @@ from .mpo_linear import MPOLinear
 from .mpo_rnn import MPOGRU, MPOLSTM
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
+
+
+def _check_cap(cap: Any, where: str) -> None:
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError(f"{where}={cap!r} is invalid; a bond cap must be a positive int (or None: no change)")
 
 
 def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOLSTM | MPOGRU, str, nn.ParameterList]]:
@@ -72,14 +77,20 @@ class DimensionSqueezer:
     def __init__(self, module: nn.Module, schedule: Mapping[int, int] | Callable[[int], int | None]) -> None:
         if not list(_mpo_parameter_lists(module)):
             raise ValueError(f"{type(module).__name__} holds no MPOLinear or MPOLSTM layer")
+        if not callable(schedule):
+            schedule = dict(schedule)
+            for step, cap in schedule.items():
+                _check_cap(cap, f"schedule[{step!r}]")
         self.module = module
-        self.schedule = schedule if callable(schedule) else dict(schedule).get
+        self.schedule = schedule if callable(schedule) else schedule.get
         self.t = 0
         self.current: int | None = None
 
     def step(self) -> int | None:
         """Advance one step; squeeze when the schedule names a bond. Returns the bond in force."""
         bond = self.schedule(self.t)
+        if bond is not None:
+            _check_cap(bond, f"schedule({self.t})")
         self.t += 1
         if bond is not None and bond != self.current:
             self.squeeze(int(bond))

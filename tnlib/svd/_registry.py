@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .._backend import namespace
 from .._linalg import ASPECT, adjoint, qr, r_factor, range_finder, square_svd
 
 __all__ = ["SVDMethod", "register_svd", "svd_methods", "check_svd", "thin_svd", "left_factor"]
@@ -139,6 +140,13 @@ def thin_svd(a: Any, rank: int | None = None, svd: str = "auto") -> tuple[Any, A
     """Thin SVD of the 2-D array ``a`` with the registered method named ``svd``."""
     check_svd(svd)
     u, s, vh = _REGISTRY[svd](a, rank)
+    if svd not in ("auto", "lapack", "randomized"):
+        xp = namespace(s)
+        if not bool(xp.all(xp.isfinite(s))) or (s.shape[0] and bool(xp.any(s < 0))):
+            raise ValueError(
+                f"the SVD method {svd!r} returned singular values that are not finite and non-negative "
+                f"for a {a.shape[0]} x {a.shape[1]} matrix; check the registered function"
+            )
     return u, s, vh
 
 
