@@ -91,3 +91,11 @@ def test_layout_search_errors():
         tnlib.layouts(W, 10.5)
     with pytest.raises(ValueError, match=r"max_cores=1 is invalid"):
         tnlib.layouts(W, 30, max_cores=1)
+
+
+def test_auto_dims_with_num_cores_searches_only_that_many_cores():
+    W = np.random.default_rng(4).standard_normal((64, 64))
+    mpo = tnlib.MPO.from_matrix(W, "auto", "auto", num_cores=3, truncation=tnlib.Truncation(max_params=W.size // 4))
+    assert mpo.num_sites == 3 and mpo.num_params <= W.size // 4
+    with pytest.raises(ValueError, match=r"no layout of a 8 x 8 matrix has num_cores=4 cores"):
+        tnlib.MPO.from_matrix(np.ones((8, 8)), "auto", "auto", num_cores=4, truncation=tnlib.Truncation(max_params=60))

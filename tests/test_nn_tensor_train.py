@@ -3,6 +3,7 @@
 import pytest
 
 torch = pytest.importorskip("torch")
+from nn_helpers import assert_linear_trains  # noqa: E402
 from torch import nn  # noqa: E402
 
 import tnlib.nn as tn  # noqa: E402
@@ -28,18 +29,7 @@ def test_tt_linear_exact_and_truncated(dense):
 
 
 def test_tt_linear_trains():
-    torch.manual_seed(1)
-    layer = tn.TTLinear(24, 18, 3)
-    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
-    x, y = torch.randn(64, 24), torch.randn(64, 18)
-    first = None
-    for _ in range(30):
-        loss = torch.nn.functional.mse_loss(layer(x), y)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < first
+    assert_linear_trains(tn.TTLinear(24, 18, 3))
 
 
 def test_tt_linear_errors():

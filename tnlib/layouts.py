@@ -311,8 +311,8 @@ def _bounds(layout: Layout, spectra: _Spectra, budget: int, min_bond: int, total
     return tuple(int(c) for c in chi), _params(chi, phys), upper, lower
 
 
-def _svd_layout_mpo(cls: Any, a: Any, layout: Layout, budget: int, truncation: Truncation, factor: Any) -> MPO:
-    """The whitened truncated SVD as a two-core MPO."""
+def _svd_layout_mpo(cls: Any, a: Any, budget: int, truncation: Truncation, factor: Any) -> MPO:
+    """The whitened truncated SVD as the two-core MPO of layout ``out (M, 1) x in (1, N)``."""
     xp = namespace(a)
     m, n = (int(d) for d in a.shape)
     rank = max(1, min(budget // (m + n), m, n))
@@ -320,7 +320,6 @@ def _svd_layout_mpo(cls: Any, a: Any, layout: Layout, budget: int, truncation: T
         rank = min(rank, truncation.max_bond)
     left, right = gram_fit.whitened_svd(a, rank, factor)
     r = left.shape[1]
-    # the search's SVD layout is always out (M, 1) x in (1, N)
     return cls([xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))])
 
 
@@ -368,7 +367,7 @@ def _fit_in_metric(cls: Any, a: Any, mpo: MPO, layout: Layout, truncation: Trunc
 
     if layout.is_svd and layout.out_dims[1] == 1:
         budget = truncation.max_params if truncation.max_params is not None else mpo.num_params
-        whitened = _svd_layout_mpo(cls, a, layout, min(budget, mpo.num_params), truncation, factor)
+        whitened = _svd_layout_mpo(cls, a, min(budget, mpo.num_params), truncation, factor)
         if gram_fit.output_error(a, whitened.to_matrix(), factor) < gram_fit.output_error(a, mpo.to_matrix(), factor):
             mpo = whitened
 
@@ -412,19 +411,15 @@ def search(
     if total <= 0.0:
         total = 1.0
     spectra = _Spectra(target)
-    if num_cores is not None:
-        cands = [c for c in candidate_layouts((m, n), max(num_cores, 2)) if c.num_cores == num_cores]
-    else:
-        cands = candidate_layouts((m, n), max_cores if max_cores is not None else max(3, _default_max_cores(m, n)))
-    svd_layout = Layout((m, 1), (1, n))
-    if svd_layout not in cands:
-        cands.insert(0, svd_layout)
+    cands = _candidates((m, n), num_cores, max_cores)
     bounded = []
     for layout in cands:
         b = _bounds(layout, spectra, budget, truncation.min_bond, total)
         if b is not None:
             bounded.append((layout, *b))
     svd_entry = next((e for e in bounded if e[0].is_svd), None)
+    if not cands:
+        raise ValueError(f"no layout of a {m} x {n} matrix has num_cores={num_cores} cores with factors >= 2")
     if not bounded:
         smallest = min(
             _params([truncation.min_bond] * (c.num_cores - 1), [o * i for o, i in zip(c.out_dims, c.in_dims)])
@@ -455,6 +450,14 @@ def search(
                     best_score, best_mpo = score, mpo
         rows.append(LayoutRow(layout, tuple(chi), params, upper, lower, error, out, status))
     return LayoutSearch((m, n), budget, tuple(rows), best_mpo)
+
+
+def _candidates(shape: tuple[int, int], num_cores: int | None, max_cores: int | None) -> list[Layout]:
+    """The layouts searched: all with ``num_cores`` cores, or 2 up to ``max_cores`` (the truncated SVD first)."""
+    m, n = shape
+    if num_cores is not None:
+        return [c for c in candidate_layouts(shape, max(num_cores, 2)) if c.num_cores == num_cores]
+    return candidate_layouts(shape, max_cores if max_cores is not None else max(3, _default_max_cores(m, n)))
 
 
 def _default_max_cores(m: int, n: int) -> int:
