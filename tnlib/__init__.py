@@ -10,7 +10,7 @@ from .contraction import ContractionPlan, contract, contraction_plan
 from .datasets import ExampleMLP, load_example_mlp
 from .dims import choose_dims, default_num_cores, factorize, padded_size
 from .io import load, save
-from .layouts import Layout, LayoutRow, LayoutSearch, layouts
+from .layout_search import Layout, LayoutRow, LayoutSearch, layouts
 from .mpo import MPO
 from .mps import MPS
 from .parallel import decompose_many

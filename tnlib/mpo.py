@@ -338,7 +338,7 @@ class MPO(Chain):
                 )
             if pad:
                 raise ValueError("pad=True needs explicit dims; the layout search uses the matrix as it is")
-            from .layouts import search
+            from .layout_search import search
 
             return search(a, truncation, input_gram=input_gram, num_cores=num_cores, svd=svd).mpo
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
@@ -364,7 +364,7 @@ class MPO(Chain):
             return mpo
         if padded != shape:
             raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
-        from .layouts import Layout, fit_layout
+        from .layout_search import Layout, fit_layout
 
         assert truncation is not None
         return fit_layout(cls, a, mpo, Layout(tuple(out_dims), tuple(in_dims)), truncation, input_gram)
