@@ -18,6 +18,17 @@ def matrix_file(tmp_path):
     W = np.random.default_rng(0).standard_normal((64, 64))
     np.save(tmp_path / "W.npy", W)
     np.savez(tmp_path / "two.npz", first=W, second=W[:8])
+    tnlib.save(tmp_path / "saved.tnz", tnlib.MPO.from_matrix(W, (8, 8), (8, 8)))
+    try:
+        import torch
+    except ImportError:  # torch is in the dev extras; without it the .pt files are not written
+        torch = None
+    if torch is not None:
+        torch.save({"w": torch.tensor(W), "b": torch.zeros(3)}, tmp_path / "state.pt")
+        torch.save({"w": torch.tensor(W)}, tmp_path / "renamed.bin")  # a torch zip under another name
+    from safetensors.numpy import save_file
+
+    save_file({"w": W, "b": np.zeros(3)}, str(tmp_path / "state.safetensors"))
     return W
 
 
@@ -80,7 +91,12 @@ def test_npz_key(tmp_path, matrix_file):
         (["decompose", "W.npy", "--max-bond", "x"], "argument --max-bond: invalid int value: 'x'"),
         (["decompose", "W.npy", "--out-dims", "4,a"], "expected comma-separated positive ints"),
         (["decompose", "W.npy", "--out-dims", "4,4", "--in-dims", "4,4,4"], "out_dims has 2 factors but in_dims has 3"),
-        (["decompose", "W.npy", "--cutoff", "2"], "Truncation.cutoff=2.0 is invalid"),
+        (["decompose", "W.npy", "--cutoff", "2"], "--cutoff=2.0 is invalid"),
+        (["decompose", "W.npy", "-o", "W.npy"], "-o W.npy is the input file"),
+        (["decompose", "W.npy", "-o", "no/such/dir/out.tnz"], "cannot write into"),
+        (["decompose", "saved.tnz"], "saved.tnz is a saved tnlib object, not a matrix"),
+        (["decompose", "state.pt"], "holds 2 arrays (w, b); pick one with --key"),
+        (["decompose", "state.safetensors", "--key", "zz"], "has no array 'zz'"),
         (["decompose", "W.npy", "--compression", "0"], "--compression must be > 0"),
         (["info", "W.npy"], "W.npy: not a tnlib file (a plain .npy array)"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -98,3 +114,17 @@ def test_help_on_every_command(tmp_path):
     for cmd in ([], ["decompose"], ["spectrum"], ["info"]):
         r = run(*cmd, "--help", cwd=tmp_path)
         assert r.returncode == 0 and "usage: tnlib" in r.stdout
+
+
+@pytest.mark.parametrize("name, key", [("state.pt", "w"), ("state.safetensors", "w"), ("renamed.bin", None)])
+def test_decompose_reads_state_dicts_and_safetensors(tmp_path, matrix_file, name, key):
+    if name != "state.safetensors":
+        pytest.importorskip("torch")
+    r = run("decompose", name, *(["--key", key] if key else []), "--max-bond", "4", "-o", "out.tnz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert tnlib.load(tmp_path / "out.tnz").shape == (64, 64)
+
+
+def test_unwritable_output_fails_before_the_work(tmp_path, matrix_file):
+    r = run("decompose", "W.npy", "-o", str(tmp_path / "missing" / "out.tnz"), cwd=tmp_path)
+    assert r.returncode == 2 and "cannot write into" in r.stderr and r.stdout == ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -48,30 +49,77 @@ def _dims(text: str) -> tuple[int, ...]:
     return dims
 
 
+def _pick(path: str, arrays: dict[str, Any], key: str | None) -> Any:
+    """The array named ``key`` of a file holding several, or its only one."""
+    names = list(arrays)
+    if key is None:
+        if len(names) != 1:
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise _UsageError(f"{path} holds {len(names)} arrays ({shown}); pick one with --key")
+        key = names[0]
+    if key not in arrays:
+        raise _UsageError(f"{path} has no array {key!r}; it has {', '.join(names[:20])}")
+    return arrays[key]
+
+
+def _torch_arrays(path: Path) -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        raise _UsageError(f"{path}: reading a PyTorch file needs torch (pip install 'tnlib[torch]')") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
+        raise _UsageError(f"{path}: not a PyTorch state dict that loads with weights_only=True ({exc})") from None
+    if isinstance(state, torch.Tensor):
+        return {"tensor": state.detach().numpy()}
+    if not isinstance(state, dict):
+        raise _UsageError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
+    return {str(k): v.detach().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
 def _load_matrix(path: str, key: str | None) -> np.ndarray:
+    """A matrix from .npy, .npz (``--key``), a PyTorch state dict (.pt/.pth) or .safetensors."""
     p = Path(path)
     if not p.is_file():
         raise _UsageError(f"{path}: no such file")
     try:
-        if p.suffix == ".npz":
+        if p.suffix in (".pt", ".pth"):
+            return np.asarray(_pick(path, _torch_arrays(p), key))
+        if p.suffix == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return np.asarray(_pick(path, load_file(str(p)), key))
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+        if head.startswith(b"PK"):  # a zip: .npz, or a tnlib file, or a torch.save file under another name
             with np.load(p, allow_pickle=False) as archive:
-                if key is None:
-                    if len(archive.files) != 1:
-                        raise _UsageError(
-                            f"{path} holds {len(archive.files)} arrays ({', '.join(archive.files)}); "
-                            "pick one with --key"
-                        )
-                    key = archive.files[0]
-                if key not in archive.files:
-                    raise _UsageError(f"{path} has no array {key!r}; it has {', '.join(archive.files)}")
-                return archive[key]
+                if "__tnlib__" in archive.files:
+                    raise _UsageError(f"{path} is a saved tnlib object, not a matrix; see it with `tnlib info {path}`")
+                if any(name.endswith("data.pkl") for name in zipfile.ZipFile(p).namelist()):
+                    return np.asarray(_pick(path, _torch_arrays(p), key))
+                return np.asarray(_pick(path, {n: archive[n] for n in archive.files}, key))
         if key is not None:
-            raise _UsageError("--key applies only to .npz files")
+            raise _UsageError("--key applies only to files that hold several arrays (.npz, .pt, .safetensors)")
         return np.load(p, allow_pickle=False)
     except _UsageError:
         raise
+    except ImportError as exc:
+        raise _UsageError(f"{path}: {exc}") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise _UsageError(f"{path}: cannot read an array ({exc})") from None
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an output that would overwrite the input or cannot be written, before any work."""
+    out = getattr(args, "output", None)
+    if not out:
+        return
+    if Path(out).resolve() == Path(args.input).resolve():
+        raise _UsageError(f"-o {out} is the input file; choose another output path")
+    parent = Path(out).resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise _UsageError(f"-o {out}: cannot write into {parent}")
 
 
 def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation | None:
@@ -87,6 +135,7 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation 
 
 
 def _decompose(args: argparse.Namespace) -> None:
+    _check_output(args)
     matrix = _load_matrix(args.input, args.key)
     if matrix.ndim != 2:
         raise _UsageError(f"{args.input}: expected a 2-D matrix, got shape {matrix.shape}")
@@ -104,6 +153,7 @@ def _decompose(args: argparse.Namespace) -> None:
 
 
 def _spectrum(args: argparse.Namespace) -> None:
+    _check_output(args)
     spec: Spectrum
     try:
         obj: Any = load(args.input)
@@ -182,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         {"decompose": _decompose, "spectrum": _spectrum, "info": _info}[args.command](args)
     except (_UsageError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"tnlib: error: {exc}", file=sys.stderr)
+        # the library names Truncation fields; on the command line they are flags
+        message = re.sub(r"Truncation\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))
+        print(f"tnlib: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. head
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
