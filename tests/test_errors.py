@@ -253,3 +253,14 @@ def test_torch_inputs_meta_and_requires_grad():
     assert not mpo.cores[0].requires_grad
     with pytest.raises(ValueError, match=r"x is on torch's 'meta' device and has no data"):
         mpo.apply(torch.empty(2, 16, dtype=torch.float64, device="meta"))
+
+
+def test_mixing_array_libraries_in_algebra_is_refused_clearly():
+    torch = pytest.importorskip("torch")
+    W = np.random.default_rng(5).standard_normal((16, 16))
+    a = tnlib.MPO.from_matrix(W, (4, 4), (4, 4))
+    b = tnlib.MPO.from_matrix(torch.tensor(W), (4, 4), (4, 4))
+    with pytest.raises(TypeError, match=r"\+ needs both MPOs in one array library, got numpy.ndarray and torch.Tensor"):
+        a + b
+    with pytest.raises(TypeError, match=r"inner needs both MPOs in one array library"):
+        a.inner(b)

@@ -273,6 +273,14 @@ class Chain:
                 f"{op} needs two {type(self).__name__}s, got {type(self).__name__} and "
                 f"{type(other).__name__}"
             )
+        try:
+            namespace(*self._cores, *other._cores)
+        except TypeError:
+            raise TypeError(
+                f"{op} needs both {type(self).__name__}s in one array library, got "
+                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__} and "
+                f"{type(other._cores[0]).__module__}.{type(other._cores[0]).__name__}; convert one first"
+            ) from None
         if self._signature() != other._signature() or self.num_sites != other.num_sites:
             raise ValueError(
                 f"{op} needs matching legs: {self._describe()} vs {other._describe()}"
