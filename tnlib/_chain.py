@@ -416,6 +416,41 @@ class Chain:
         )
         return self._with_sites(fitted, n - 1, report)
 
+    def expand_bonds(self: _Self, bond_dims: Sequence[int]) -> _Self:
+        """The same tensor with bonds padded by zeros to ``bond_dims`` (each at least the current one).
+
+        Useful as the start of a fit or of training at a larger bond. The
+        canonical form is not kept (``center`` is ``None``).
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> mps = tnlib.MPS.from_dense(np.arange(8.0).reshape(2, 2, 2))
+        >>> big = mps.expand_bonds((4, 4))
+        >>> big.bond_dims, bool(np.allclose(big.to_dense(), mps.to_dense()))
+        ((4, 4), True)
+        """
+        if isinstance(bond_dims, (str, bytes)) or not isinstance(bond_dims, Sequence):
+            raise TypeError(f"bond_dims must be a sequence of ints, got {bond_dims!r}")
+        if len(bond_dims) != self.num_sites - 1:
+            raise ValueError(f"bond_dims has {len(bond_dims)} entries; this chain has {self.num_sites - 1} bonds")
+        for k, (new, old) in enumerate(zip(bond_dims, self.bond_dims)):
+            check_int(f"bond_dims[{k}]", new, 1)
+            if new < old:
+                raise ValueError(f"bond_dims[{k}]={new} is below the current bond {old}; expand_bonds only grows")
+        xp = namespace(*self._cores)
+        full = [1, *(int(b) for b in bond_dims), 1]
+        sites = []
+        for k, core in enumerate(self._sites()):
+            left, phys, right = core.shape
+            dev = array_api_compat.device(core)
+            grow_right = xp.zeros((left, phys, full[k + 1] - right), dtype=core.dtype, device=dev)
+            padded = xp.concat([core, grow_right], axis=2)
+            grow_left = xp.zeros((full[k] - left, phys, full[k + 1]), dtype=core.dtype, device=dev)
+            padded = xp.concat([padded, grow_left], axis=0)
+            sites.append(padded)
+        return self._with_sites(sites, None, None)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self._describe()}, bond_dims={self.bond_dims}, "

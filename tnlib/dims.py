@@ -139,7 +139,7 @@ def default_num_cores(rows: int, cols: int) -> int:
     return max(2, math.ceil(math.log2(max(rows, cols, 1)) / 3))
 
 
-def _check_dims(name: str, dims: Any) -> tuple[int, ...]:
+def check_dims(name: str, dims: Any) -> tuple[int, ...]:
     if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
         raise TypeError(f"{name} must be a sequence of positive ints, got {dims!r}")
     if len(dims) == 0:
@@ -178,8 +178,8 @@ def choose_dims(
     ((4, 4, 8, 8), (2, 2, 2, 2))
     """
     given = {
-        "out_dims": None if out_dims is None else _check_dims("out_dims", out_dims),
-        "in_dims": None if in_dims is None else _check_dims("in_dims", in_dims),
+        "out_dims": None if out_dims is None else check_dims("out_dims", out_dims),
+        "in_dims": None if in_dims is None else check_dims("in_dims", in_dims),
     }
     if num_cores is not None and is_int(num_cores) and int(num_cores) > MAX_CORES:
         raise ValueError(

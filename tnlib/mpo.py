@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Literal, Sequence
 
 import array_api_compat
+import numpy as np
 
 from . import _algebra as algebra
 from ._apply import apply_cores
@@ -24,7 +25,7 @@ from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, 
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
 from ._checks import is_int
 from ._sweeps import tt_decompose
-from .dims import choose_dims
+from .dims import check_dims, choose_dims
 from .mps import MPS
 from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -129,6 +130,63 @@ class MPO(Chain):
 
     def _signature(self) -> tuple[Any, ...]:
         return (self.out_dims, self.in_dims, self._shape)
+
+    @classmethod
+    def identity(cls, dims: Sequence[int], *, dtype: Any = None, like: Any = None) -> MPO:
+        """The identity on ``prod(dims)`` entries as an MPO with bonds 1 (``out_dims = in_dims = dims``).
+
+        ``like``: an array whose library and device the cores use (default NumPy);
+        ``dtype`` in that library (default float64).
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> eye = tnlib.MPO.identity((2, 3))
+        >>> bool(np.array_equal(eye.to_matrix(), np.eye(6))), float(eye.trace())
+        (True, 6.0)
+        """
+        return cls._product(dims, dims, "identity", dtype, like)
+
+    @classmethod
+    def zeros(cls, out_dims: Sequence[int], in_dims: Sequence[int], *, dtype: Any = None, like: Any = None) -> MPO:
+        """The zero operator with bonds 1 (grow them with :meth:`expand_bonds`)."""
+        return cls._product(out_dims, in_dims, "zeros", dtype, like)
+
+    @classmethod
+    def _product(cls, out_dims: Any, in_dims: Any, kind: str, dtype: Any, like: Any) -> MPO:
+        out_dims, in_dims = check_dims("out_dims", out_dims), check_dims("in_dims", in_dims)
+        if len(out_dims) != len(in_dims):
+            raise ValueError(f"out_dims has {len(out_dims)} factors but in_dims has {len(in_dims)}")
+        xp = namespace(as_array(like, "like") if like is not None else np.zeros(0))
+        device = array_api_compat.device(like) if like is not None else None
+        dtype = dtype if dtype is not None else xp.float64
+        cores = []
+        for o, i in zip(out_dims, in_dims):
+            block = xp.eye(o, i, dtype=dtype, device=device) if kind == "identity" else xp.zeros((o, i), dtype=dtype,
+                                                                                                 device=device)
+            cores.append(xp.reshape(block, (1, o, i, 1)))
+        return cls(cores)
+
+    def trace(self) -> Any:
+        """``tr W = sum_i W[i, i]`` of a square MPO (``out_dims == in_dims``), a 0-d array; no dense matrix.
+
+        Each core is traced over its ``(out, in)`` pair and the resulting bond
+        matrices are multiplied along the chain.
+        """
+        if self.out_dims != self.in_dims or self._shape[0] != self._shape[1]:
+            raise ValueError(
+                f"trace needs a square MPO with out_dims == in_dims, got {self.out_dims} x {self.in_dims}"
+            )
+        xp = namespace(*self._cores)
+        acc = None
+        for core in self._cores:
+            left, o, i, right = core.shape
+            flat = xp.reshape(core, (left, o * i, right))
+            diag = flat[:, :: o + 1, :]  # entries with out index == in index
+            mat = xp.sum(diag, axis=1)
+            acc = mat if acc is None else acc @ mat
+        assert acc is not None
+        return xp.reshape(acc, ())
 
     def transpose(self) -> MPO:
         """The transposed operator ``W.T`` (out and in legs swapped; no conjugation)."""

@@ -76,6 +76,28 @@ class MPS(Chain):
         return tuple(int(c.shape[1]) for c in self._cores)
 
     @classmethod
+    def product_state(cls, vectors: Sequence[Any]) -> MPS:
+        """The product ``v_1 (x) v_2 (x) ... (x) v_n`` of 1-D arrays as an MPS with bonds 1.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> up, plus = np.array([1.0, 0.0]), np.array([1.0, 1.0]) / np.sqrt(2)
+        >>> psi = tnlib.MPS.product_state([up, plus, up])
+        >>> psi.bond_dims, round(psi.norm(), 12)
+        ((1, 1), 1.0)
+        """
+        if isinstance(vectors, (str, bytes)) or not isinstance(vectors, Sequence) or not vectors:
+            raise TypeError(f"vectors must be a non-empty sequence of 1-D arrays, got {vectors!r}")
+        cores = []
+        for k, v in enumerate(vectors):
+            a = as_array(v, f"vectors[{k}]")
+            if a.ndim != 1 or a.shape[0] == 0:
+                raise ValueError(f"vectors[{k}] has shape {tuple(a.shape)}; expected a non-empty 1-D array")
+            cores.append(namespace(a).reshape(a, (1, a.shape[0], 1)))
+        return cls(cores)
+
+    @classmethod
     def from_dense(
         cls, tensor: Any, truncation: Truncation | None = None, *, svd: str = "auto"
     ) -> MPS:
