@@ -2,6 +2,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tnlib
 from conftest import host, random_array
@@ -204,3 +206,31 @@ def test_max_discarded_keeps_no_more_than_needed_in_float32():
     assert tnlib.truncated_svd(np.diag(s64), tnlib.Truncation(max_discarded=3e-8)).S.shape == (8,)
     tiny = np.array([1.0, 1e-9, 1e-10])  # TeNPy-style threshold far below float64's eps * total
     assert tnlib.truncated_svd(np.diag(tiny), tnlib.Truncation(max_discarded=1e-19)).S.shape == (2,)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=6), st.integers(1, 12), st.integers(0, 10**6))
+def test_degeneracy_tol_never_cuts_inside_a_multiplet(sizes, cap, seed):
+    # multiplets of equal singular values, distinct levels
+    rng = np.random.default_rng(seed)
+    levels = np.sort(rng.uniform(0.1, 1.0, size=len(sizes)))[::-1] + np.arange(len(sizes))[::-1] * 0.5
+    s = np.concatenate([[lvl] * k for lvl, k in zip(levels, sizes)])
+    r = tnlib.truncated_svd(np.diag(s), tnlib.Truncation(max_bond=cap, degeneracy_tol=1e-9))
+    chi = r.S.shape[0]
+    edges = np.cumsum(sizes)
+    assert chi <= cap  # never past the cap
+    if cap >= edges[0]:
+        assert chi in edges  # the cut sits between two multiplets
+    else:
+        assert chi == min(cap, len(s))  # the first multiplet is longer than the cap: the cut stays
+    assert np.isclose(r.discarded, np.sum(s[chi:] ** 2))
+
+
+def test_degeneracy_tol_errors_and_min_bond():
+    with pytest.raises(ValueError, match=r"Truncation.degeneracy_tol=1.5 is invalid"):
+        tnlib.Truncation(degeneracy_tol=1.5)
+    s = np.diag([1.0, 1.0, 1.0, 0.1])
+    assert tnlib.truncated_svd(s, tnlib.Truncation(max_bond=2, degeneracy_tol=1e-9)).S.shape[0] == 2
+    s = np.diag([2.0, 1.0, 1.0, 0.1])
+    kept = tnlib.truncated_svd(s, tnlib.Truncation(max_bond=2, min_bond=2, degeneracy_tol=1e-9)).S.shape[0]
+    assert kept == 2  # min_bond wins over moving the cut down to 1

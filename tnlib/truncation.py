@@ -80,6 +80,13 @@ class Truncation:
         ``chi * (m + n)`` parameters.
     min_bond
         Never keep fewer singular values than this (nor more than exist).
+    degeneracy_tol
+        Never cut inside a multiplet: when the last kept and the first
+        dropped singular values differ by at most ``degeneracy_tol`` relative
+        to the larger, the cut moves down to the multiplet's start (as
+        TeNPy's ``degeneracy_tol``). When the first multiplet itself is
+        longer than the cut allows, the cut stays where it was: ``max_bond``
+        and ``min_bond`` are never broken. In ``[0, 1)``.
 
     Examples
     --------
@@ -98,6 +105,7 @@ class Truncation:
     max_entropy_loss: float | None = None
     max_params: int | None = None
     min_bond: int = 1
+    degeneracy_tol: float | None = None
 
     def __post_init__(self) -> None:
         _check_int("min_bond", self.min_bond, 1)
@@ -121,6 +129,8 @@ class Truncation:
             _check_fraction("max_entropy_loss", self.max_entropy_loss, 1.0, closed=True)
         if self.max_params is not None:
             _check_int("max_params", self.max_params, 1)
+        if self.degeneracy_tol is not None:
+            _check_fraction("degeneracy_tol", self.degeneracy_tol, 1.0, closed=False)
 
     def __repr__(self) -> str:
         fields = [
@@ -289,4 +299,16 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     chi = max(needed) if needed else n
     if t.max_bond is not None:
         chi = min(chi, t.max_bond)
+    if t.degeneracy_tol is not None and 0 < chi < n:
+        chi = _outside_multiplets(s, chi, t.degeneracy_tol)
     return max(1, min(max(chi, t.min_bond), n))
+
+
+def _outside_multiplets(s: Any, chi: int, tol: float) -> int:
+    """The nearest cut at or below ``chi`` between two values more than ``tol`` apart (relative); ``chi``
+    itself when there is none."""
+    values = [float(v) for v in s]
+    down = chi
+    while down > 0 and values[down - 1] - values[down] <= tol * values[down - 1]:
+        down -= 1
+    return down if down > 0 else chi
