@@ -2,6 +2,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tnlib
 from conftest import host, random_array
@@ -89,3 +91,24 @@ def test_budget_combines_with_per_bond_criteria(backend):
     assert backend.is_mine(mpo.cores[0])
     err = np.linalg.norm(host(mpo.to_matrix()) - W)
     assert err == pytest.approx(mpo.report.error_bound, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.floats(0.05, 0.5))
+def test_budget_never_worse_than_the_plain_uniform_rank_rule(seed, fraction):
+    # TensorLy-style rule: one rank r on every bond (capped by what each bond can carry), the largest that fits
+    rng = np.random.default_rng(seed)
+    T = rng.standard_normal((4, 4, 4, 4, 4))
+    budget = max(60, int(fraction * T.size))
+    full = tnlib.MPS.from_dense(T)
+    phys = full.phys_dims
+    best_uniform = None
+    for r in range(1, max(full.bond_dims) + 1):
+        mps = full.truncate(tnlib.Truncation(max_bond=r))
+        if mps.num_params <= budget:
+            best_uniform = mps
+    alloc = tnlib.MPS.from_dense(T, truncation=tnlib.Truncation(max_params=budget))
+    assert alloc.num_params <= budget and len(phys) == 5
+    if best_uniform is not None:
+        err = np.linalg.norm(alloc.to_dense() - T)
+        assert err <= np.linalg.norm(best_uniform.to_dense() - T) * (1 + 1e-9)

@@ -264,3 +264,8 @@ def test_mixing_array_libraries_in_algebra_is_refused_clearly():
         a + b
     with pytest.raises(TypeError, match=r"inner needs both MPOs in one array library"):
         a.inner(b)
+
+
+def test_huge_padding_is_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"would build a 1000000 x 1000000 array"):
+        tnlib.MPO.from_matrix(np.ones((4, 4)), (1000, 1000), (1000, 1000), pad=True)

@@ -94,6 +94,20 @@ def _uniform(phys: Sequence[int], low: list[int], upper: list[int], budget: int)
     return best
 
 
+def _fill_from_middle(chi: list[int], phys: Sequence[int], upper: list[int], budget: int) -> list[int]:
+    """A uniform allocation topped up by one, bond by bond from the middle outwards, while the budget allows
+    (budget-filling without the weight proxy, so a near-uniform candidate always exists)."""
+    out = list(chi)
+    n = len(out)
+    order = sorted(range(n), key=lambda k: abs(k - (n - 1) / 2))
+    for k in order:
+        if out[k] < upper[k]:
+            out[k] += 1
+            if _params(out, phys) > budget:
+                out[k] -= 1
+    return out
+
+
 def _candidates(lo: int, up: int) -> np.ndarray:
     if up - lo + 1 <= _MAX_CANDIDATES:
         return np.arange(lo, up + 1)
@@ -221,7 +235,11 @@ def allocation_candidates(
     """The distinct allocations :func:`allocate_bonds` chooses from (same arguments).
 
     Each meets the budget: the Lagrangian dynamic programme, the greedy
-    descent and the best uniform cap, each grown greedily into what is left.
+    descent and the best uniform cap, each grown greedily into what is left,
+    and the best uniform cap as it is and topped up from the middle bond
+    outwards (near-uniform candidates that do not depend on the weight
+    proxy, so a caller choosing by true error is never worse than the
+    plain uniform-rank rule).
     """
     tails, low, caps = _prepare(spectra, phys_dims, max_params, upper, min_bond)
     if len(phys_dims) == 1:
@@ -233,6 +251,10 @@ def allocation_candidates(
         _uniform(phys_dims, low, caps, max_params),
     ):
         chi = tuple(_grow(start, tails, phys_dims, caps, max_params))
+        if chi not in found:
+            found.append(chi)
+    uniform = _uniform(phys_dims, low, caps, max_params)
+    for chi in (tuple(uniform), tuple(_fill_from_middle(uniform, phys_dims, caps, max_params))):
         if chi not in found:
             found.append(chi)
     return found

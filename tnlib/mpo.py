@@ -403,6 +403,12 @@ class MPO(Chain):
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         xp = namespace(a)
         padded = (prod(out_dims), prod(in_dims))
+        if padded != shape and padded[0] * padded[1] > max(4 * shape[0] * shape[1], 2**20):
+            raise ValueError(
+                f"padding the {shape[0]} x {shape[1]} matrix to out_dims={out_dims} x in_dims={in_dims} would build "
+                f"a {padded[0]} x {padded[1]} array ({padded[0] * padded[1] * itemsize(a) / 2**30:.3g} GiB); "
+                "pass dims whose products are close to the shape"
+            )
         if padded != shape:
             dev = array_api_compat.device(a)
             a = xp.concat([a, xp.zeros((padded[0] - shape[0], shape[1]), dtype=a.dtype, device=dev)], axis=0)
