@@ -128,3 +128,13 @@ def test_to_dense_limit():
     mps = tnlib.MPS([np.ones((1, 2, 1))] * 30)
     with pytest.raises(ValueError, match=r"MPS.to_dense would build an array of 1073741824 entries \(8 GiB\)"):
         mps.to_dense()
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e-30, 1.0, 1e30, 1e160])
+def test_norm_and_log_norm_far_from_one(scale):
+    T = np.random.default_rng(1).standard_normal((4, 4, 4))
+    reference = np.log(np.linalg.norm(T)) + np.log(scale)
+    for mps in (tnlib.MPS.from_dense(T * scale), tnlib.MPS([c for c in tnlib.MPS.from_dense(T * scale).cores])):
+        assert mps.log_norm() == pytest.approx(reference, rel=1e-12)
+        assert mps.norm() == pytest.approx(np.exp(reference), rel=1e-12)
+    assert tnlib.MPS.from_dense(T * scale).report.norm == pytest.approx(np.exp(reference), rel=1e-12)

@@ -18,6 +18,7 @@ __all__ = [
     "namespace",
     "as_array",
     "as_matrix",
+    "frobenius_norm",
     "check_floating",
     "check_finite",
     "to_host",
@@ -95,6 +96,16 @@ def as_matrix(value: Any, name: str = "matrix", hint: str = "") -> Any:
     check_floating(a, name)
     check_finite(a, name)
     return a
+
+
+def frobenius_norm(x: Any) -> float:
+    """``||x||_F`` as a Python float, scaled by the largest entry first so that neither tiny nor huge
+    entries under- or overflow in the sum of squares."""
+    xp = namespace(x)
+    peak = float(xp.max(xp.abs(x))) if array_api_compat.size(x) else 0.0
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * float(xp.linalg.vector_norm(x / peak))
 
 
 def itemsize(x: Any) -> int:

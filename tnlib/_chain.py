@@ -7,6 +7,7 @@ containers to the site-core algorithms there and validates user input.
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 from typing import Any, Literal, Sequence, TypeVar
@@ -287,11 +288,36 @@ class Chain:
             )
 
     def norm(self) -> float:
-        """Frobenius norm (2-norm of the state); from the centre core when canonical."""
+        """Frobenius norm (2-norm of the state), from the centre of the canonical form.
+
+        Computed as ``exp(log_norm())``: it underflows to 0 or overflows to
+        ``inf`` only when the norm itself is beyond float range, not when its
+        square is (see :meth:`log_norm`).
+        """
+        return math.exp(self.log_norm())
+
+    def log_norm(self) -> float:
+        """``ln ||self||`` without forming the norm's square: the centre core of the canonical form
+        (one QR sweep when no centre is known), scaled by its largest entry before the sum of squares.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> tiny = tnlib.MPS.from_dense(np.full((2, 2, 2), 1e-170))
+        >>> round(float(tiny.log_norm() / np.log(10)), 6), tiny.norm() > 0
+        (-169.548455, True)
+        """
         xp = namespace(*self._cores)
-        if self._center is not None:
-            return float(xp.linalg.vector_norm(self._cores[self._center]))
-        return float(xp.sqrt(xp.abs(algebra.inner(self._sites(), self._sites()))))
+        center = self._center
+        sites = self._sites()
+        if center is None:
+            center = self.num_sites - 1
+            sites = orthonormalize(sites, center, None)
+        core = sites[center]
+        peak = float(xp.max(xp.abs(core)))
+        if peak == 0.0:
+            return -math.inf
+        return math.log(peak) + math.log(float(xp.linalg.vector_norm(core / peak)))
 
     def inner(self, other: _Self) -> Any:
         """``<self|other> = sum conj(self) * other`` (for MPOs ``tr(A^H B)``), a 0-d array."""

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import array_api_compat
 
 from . import _linalg as linalg
-from ._backend import namespace
+from ._backend import frobenius_norm, namespace
 from ._canonical import orthonormalize
 from .budget import allocation_candidates
 from .svd import truncate_left
@@ -121,7 +121,7 @@ def _svd_chain(
         r = chi
     cores.append(xp.reshape(rest, (r, dims[-1], 1)))
     if norm is None:  # a single site: nothing to truncate
-        norm = float(xp.linalg.vector_norm(rest))
+        norm = frobenius_norm(rest)
     return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
 
 
@@ -132,13 +132,13 @@ def tt_decompose(
     xp = namespace(tensor)
     tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
     if truncation is None or truncation.is_exact:
-        norm = float(xp.linalg.vector_norm(tensor))
+        norm = frobenius_norm(tensor)
         cores = _qr_chain(xp, tensor, dims)
         return cores, exact_report(cores, norm, truncation)
     if truncation.max_params is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd)
         return list(sweep.cores), sweep.report(norm, truncation)
-    norm = float(xp.linalg.vector_norm(tensor))
+    norm = frobenius_norm(tensor)
     exact = _qr_chain(xp, tensor, dims)
     return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
 
@@ -158,7 +158,6 @@ def truncate_chain(
     the one whose discarded weights (= squared error) sum to least wins. Returns cores
     in left-canonical form and the report of the truncating sweep.
     """
-    xp = namespace(*cores)
     n = len(cores)
     per_bond = dataclasses.replace(truncation, max_params=None)
     allocations: list[Sequence[int | None]] = [[per_bond.max_bond] * max(n - 1, 0)]
@@ -175,7 +174,7 @@ def truncate_chain(
     else:
         canon = orthonormalize(cores, 0, center)
     if norm is None:
-        norm = float(xp.linalg.vector_norm(canon[0]))
+        norm = frobenius_norm(canon[0])
     if n == 1:
         return canon, exact_report(canon, norm, truncation)
     best: SweepResult | None = None
