@@ -234,3 +234,37 @@ def test_degeneracy_tol_errors_and_min_bond():
     s = np.diag([2.0, 1.0, 1.0, 0.1])
     kept = tnlib.truncated_svd(s, tnlib.Truncation(max_bond=2, min_bond=2, degeneracy_tol=1e-9)).S.shape[0]
     assert kept == 2  # min_bond wins over moving the cut down to 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 6), min_size=3, max_size=3), st.integers(0, 10**6))
+def test_per_bond_caps(caps, seed):
+    T = np.random.default_rng(seed).standard_normal((3, 4, 4, 3))
+    mps = tnlib.MPS.from_dense(T, truncation=tnlib.Truncation(max_bond=caps))
+    assert all(b <= c for b, c in zip(mps.bond_dims, caps))
+    # the report's bound is the true error, as for a single cap
+    assert np.linalg.norm(mps.to_dense() - T) == pytest.approx(mps.report.error_bound, rel=1e-8, abs=1e-12)
+    again = tnlib.MPS.from_dense(T).truncate(tnlib.Truncation(max_bond=tuple(caps)))
+    assert again.bond_dims == mps.bond_dims
+
+
+def test_apply_an_allocation_and_per_bond_errors(tmp_path):
+    T = np.random.default_rng(7).standard_normal((4, 4, 4, 4))
+    exact = tnlib.MPS.from_dense(T)
+    spectra = [exact.singular_values(k) for k in range(3)]
+    alloc = tnlib.allocate_bonds(spectra, exact.phys_dims, max_params=120)
+    applied = exact.truncate(tnlib.Truncation(max_bond=alloc))
+    assert applied.bond_dims == alloc and applied.num_params <= 120
+    with pytest.raises(ValueError, match=r"Truncation.max_bond has 2 caps but the chain has 3 bonds"):
+        exact.truncate(tnlib.Truncation(max_bond=[2, 2]))
+    with pytest.raises(ValueError, match=r"Truncation.max_bond\[1\]=0 is invalid"):
+        tnlib.Truncation(max_bond=[2, 0])
+    with pytest.raises(ValueError, match=r"has a cap below min_bond=3"):
+        tnlib.Truncation(max_bond=[4, 2], min_bond=3)
+    assert tnlib.truncated_svd(np.diag([3.0, 2.0, 1.0]), tnlib.Truncation(max_bond=[2])).S.shape == (2,)
+    with pytest.raises(ValueError, match=r"per-bond caps .* cannot be combined with a layout search"):
+        tnlib.MPO.from_matrix(T.reshape(16, 16), truncation=tnlib.Truncation(max_bond=[2], max_params=100))
+    fitted = exact.compress(tnlib.Truncation(max_bond=[2, 3, 2]), algorithm="variational", sweeps=5)
+    assert fitted.bond_dims == (2, 3, 2)
+    tnlib.save(tmp_path / "a.tnz", applied)
+    assert tnlib.load(tmp_path / "a.tnz").report.truncation == tnlib.Truncation(max_bond=alloc)

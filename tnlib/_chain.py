@@ -422,7 +422,6 @@ class Chain:
                 f"algorithm='variational' fits a chain of fixed bond dimension max_bond and cannot honour "
                 f"{', '.join(other)}; use algorithm='svd' for those criteria"
             )
-        max_bond = checked.max_bond
         sites = self._sites()
         n = len(sites)
         phys = [c.shape[1] for c in sites]
@@ -430,7 +429,9 @@ class Chain:
         for k in range(n - 1):
             left_rank = prod(phys[: k + 1])
             right_rank = prod(phys[k + 1 :])
-            bonds.append(min(max_bond, self.bond_dims[k], left_rank, right_rank))
+            cap = checked.for_bond(k, n - 1).cap
+            assert cap is not None
+            bonds.append(min(cap, self.bond_dims[k], left_rank, right_rank))
         fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)
         report = TruncationReport(
             tuple(int(c.shape[2]) for c in fitted[:-1]),

@@ -106,9 +106,9 @@ def _svd_chain(
     kept, full, discarded = [], [], []
     rest = tensor
     r = 1
-    for d in dims[:-1]:
+    for k, d in enumerate(dims[:-1]):
         unfolding = xp.reshape(rest, (r * d, -1))
-        res = truncate_left(unfolding, truncation, svd)
+        res = truncate_left(unfolding, truncation.for_bond(k, len(dims) - 1), svd)
         chi = res.S.shape[0]
         if norm is None:
             norm = (float(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
@@ -160,13 +160,18 @@ def truncate_chain(
     """
     n = len(cores)
     per_bond = dataclasses.replace(truncation, max_params=None)
-    allocations: list[Sequence[int | None]] = [[per_bond.max_bond] * max(n - 1, 0)]
+    caps = per_bond.max_bond
+    if isinstance(caps, tuple):
+        per_bond.for_bond(0, n - 1)  # checks the number of caps
+        per_bond = dataclasses.replace(per_bond, max_bond=None)
+    allocations: list[Sequence[int | None]] = [list(caps) if isinstance(caps, tuple) else [caps] * max(n - 1, 0)]
     if truncation.max_params is not None:
         # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
         left = orthonormalize(cores, n - 1, center)
         exact = svd_sweep(left, -1, lambda bond: None, "auto")
         canon = list(exact.cores)
-        upper = [select_rank(s, per_bond) for s in exact.spectra]
+        upper = [select_rank(s, per_bond if cap is None else dataclasses.replace(per_bond, max_bond=cap))
+                 for s, cap in zip(exact.spectra, allocations[0])]
         phys = [c.shape[1] for c in canon]
         allocations = list(
             allocation_candidates(exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond)
@@ -178,12 +183,12 @@ def truncate_chain(
     if n == 1:
         return canon, exact_report(canon, norm, truncation)
     best: SweepResult | None = None
-    for caps in allocations:
+    for allocation in allocations:
         per_cap = [
             per_bond
             if cap is None
             else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
-            for cap in caps
+            for cap in allocation
         ]
         result = svd_sweep(canon, 1, per_cap.__getitem__, svd)
         if best is None or sum(result.discarded) < sum(best.discarded):

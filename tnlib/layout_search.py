@@ -316,8 +316,8 @@ def _svd_layout_mpo(cls: Any, a: Any, budget: int, truncation: Truncation, facto
     xp = namespace(a)
     m, n = (int(d) for d in a.shape)
     rank = max(1, min(budget // (m + n), m, n))
-    if truncation.max_bond is not None:
-        rank = min(rank, truncation.max_bond)
+    if truncation.cap is not None:
+        rank = min(rank, truncation.cap)
     left, right = gram_fit.whitened_svd(a, rank, factor)
     r = left.shape[1]
     return cls([xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))])
@@ -400,6 +400,11 @@ def search(
 
     budget = truncation.max_params
     assert budget is not None
+    if isinstance(truncation.max_bond, tuple):
+        raise ValueError(
+            "per-bond caps (Truncation.max_bond as a sequence) cannot be combined with a layout search: "
+            "layouts differ in their number of bonds; pass an int max_bond or explicit dims"
+        )
     m, n = (int(d) for d in a.shape)
     xp = namespace(a)
     factor = None

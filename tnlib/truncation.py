@@ -28,10 +28,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from ._backend import namespace
-from ._checks import check_int, is_real
+from ._checks import check_int, is_int, is_real
 
 __all__ = [
     "Truncation",
@@ -63,7 +63,10 @@ class Truncation:
     Parameters
     ----------
     max_bond
-        Cap on every bond dimension.
+        Cap on every bond dimension, or one cap per bond (a sequence with
+        one int per bond ``0 .. n-2``, as TensorLy's ``rank=`` or t3f's
+        ``max_tt_rank=``; e.g. the result of :func:`tnlib.allocate_bonds`,
+        which is how an allocation is applied).
     cutoff
         Drop singular values ``s_k < cutoff * s_max``; in ``[0, 1)``.
     max_discarded
@@ -99,7 +102,7 @@ class Truncation:
     ValueError: Truncation.cutoff=1.5 is invalid; expected a float in [0, 1)
     """
 
-    max_bond: int | None = None
+    max_bond: int | tuple[int, ...] | None = None
     cutoff: float | None = None
     max_discarded: float | None = None
     max_entropy_loss: float | None = None
@@ -113,14 +116,8 @@ class Truncation:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is not None and is_real(value) and not isinstance(value, (int, float)):
-                object.__setattr__(self, f.name, int(value) if f.type in ("int", "int | None") else float(value))
-        if self.max_bond is not None:
-            _check_int("max_bond", self.max_bond, 1)
-            if self.max_bond < self.min_bond:
-                raise ValueError(
-                    f"Truncation.max_bond={self.max_bond} is below "
-                    f"min_bond={self.min_bond}; expected max_bond >= min_bond"
-                )
+                object.__setattr__(self, f.name, int(value) if is_int(value) else float(value))
+        self._check_max_bond()
         if self.cutoff is not None:
             _check_fraction("cutoff", self.cutoff, 1.0, closed=False)
         if self.max_discarded is not None:
@@ -131,6 +128,33 @@ class Truncation:
             _check_int("max_params", self.max_params, 1)
         if self.degeneracy_tol is not None:
             _check_fraction("degeneracy_tol", self.degeneracy_tol, 1.0, closed=False)
+
+    def _check_max_bond(self) -> None:
+        if isinstance(self.max_bond, Sequence) and not isinstance(self.max_bond, (str, bytes)):
+            if len(self.max_bond) == 0:
+                raise ValueError("Truncation.max_bond=() is invalid; give one cap per bond, or an int for all")
+            caps = tuple(check_int(f"Truncation.max_bond[{k}]", c, 1) for k, c in enumerate(self.max_bond))
+            object.__setattr__(self, "max_bond", caps)
+            if min(caps) < self.min_bond:
+                raise ValueError(
+                    f"Truncation.max_bond={caps} has a cap below min_bond={self.min_bond}; "
+                    "expected every cap >= min_bond"
+                )
+        elif self.max_bond is not None:
+            _check_int("max_bond", self.max_bond, 1)
+            object.__setattr__(self, "max_bond", int(self.max_bond))
+            if self.max_bond < self.min_bond:
+                raise ValueError(
+                    f"Truncation.max_bond={self.max_bond} is below "
+                    f"min_bond={self.min_bond}; expected max_bond >= min_bond"
+                )
+
+    @property
+    def cap(self) -> int | None:
+        """The single bond cap (``max_bond`` when it is one int); ``TypeError`` for per-bond caps."""
+        if isinstance(self.max_bond, tuple):
+            raise TypeError("this truncation has one cap per bond; use for_bond(k, num_bonds) first")
+        return self.max_bond
 
     def __repr__(self) -> str:
         fields = [
@@ -147,6 +171,17 @@ class Truncation:
             getattr(self, name) is None
             for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params")
         )
+
+    def for_bond(self, bond: int, num_bonds: int) -> Truncation:
+        """The truncation of bond ``bond`` of a chain with ``num_bonds`` bonds (its own cap when caps are per bond)."""
+        if not isinstance(self.max_bond, tuple):
+            return self
+        if len(self.max_bond) != num_bonds:
+            raise ValueError(
+                f"Truncation.max_bond has {len(self.max_bond)} caps but the chain has {num_bonds} bonds; "
+                "give one cap per bond"
+            )
+        return dataclasses.replace(self, max_bond=self.max_bond[bond])
 
     @property
     def needs_full_spectrum(self) -> bool:
@@ -297,6 +332,8 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
         ok = kept_entropy >= (1.0 - t.max_entropy_loss) * kept_entropy[-1]
         needed.append(1 + int(xp.argmax(xp.astype(ok, xp.int8))))
     chi = max(needed) if needed else n
+    if isinstance(t.max_bond, tuple):
+        raise TypeError("select_rank needs the truncation of one bond: call truncation.for_bond(k, num_bonds) first")
     if t.max_bond is not None:
         chi = min(chi, t.max_bond)
     if t.degeneracy_tol is not None and 0 < chi < n:

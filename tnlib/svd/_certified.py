@@ -96,7 +96,7 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         gap = float(lam[chi - 1] - lam[chi]) / float(lam[0])
         tail = float(xp.sum(lam[chi:]))
         certified = gap >= _MIN_GAP and tail >= _MIN_DISCARDED * total
-    if not certified and chi != truncation.max_bond:
+    if not certified and chi != truncation.cap:
         return None  # chi was chosen on eigenvalues that may be rounding noise
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
@@ -109,10 +109,11 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
 
 def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     """Range finder with power iterations; needs ``truncation.max_bond``."""
-    assert truncation.max_bond is not None
+    cap = truncation.cap
+    assert cap is not None
     xp = namespace(a)
     n = a.shape[1]
-    q = linalg.range_finder(a, truncation.max_bond + _OVERSAMPLE)
+    q = linalg.range_finder(a, cap + _OVERSAMPLE)
     b = linalg.adjoint(q) @ a
     u_b, s, _ = thin_svd(b, None, "lapack")
     total = float(xp.linalg.vector_norm(a)) ** 2
@@ -143,7 +144,7 @@ def krylov_factor(a: Any, truncation: Truncation) -> FastFactor | None:
 
     if not isinstance(a, np.ndarray):
         return None
-    k = truncation.max_bond
+    k = truncation.cap
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -167,15 +168,16 @@ def fast_left_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     projection ``U_kept U_kept^H a`` drops.
     """
     m, n = a.shape
+    cap = truncation.cap
     short, long_ = min(m, n), max(m, n)
     result = None
     if (
-        truncation.max_bond is not None
+        cap is not None
         and truncation.max_entropy_loss is None
-        and 4 * (truncation.max_bond + _OVERSAMPLE) <= short
+        and 4 * (cap + _OVERSAMPLE) <= short
     ):
         result = randomized_factor(a, truncation)
-        if result is None and long_ < _ASPECT * short and 8 * truncation.max_bond <= short:
+        if result is None and long_ < _ASPECT * short and 8 * cap <= short:
             result = krylov_factor(a, truncation)
     if result is None and long_ >= _ASPECT * short and short >= 2:
         result = gram_factor(a, truncation)

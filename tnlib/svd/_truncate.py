@@ -53,8 +53,9 @@ def _discarded(xp: Any, s: Any, chi: int, total: float | None) -> float:
 
 def _rank_cap(truncation: Truncation | None, full_rank: int) -> int | None:
     if truncation is not None and not truncation.needs_full_spectrum:
-        assert truncation.max_bond is not None  # needs_full_spectrum is False only with a cap
-        return min(truncation.max_bond, full_rank)
+        cap = truncation.cap
+        assert cap is not None  # needs_full_spectrum is False only with a cap
+        return min(cap, full_rank)
     return None
 
 
@@ -116,6 +117,8 @@ def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str
     """
     a = as_matrix(matrix)
     truncation = check_truncation(truncation)
+    if truncation is not None:
+        truncation = truncation.for_bond(0, 1)  # one bond: per-bond caps must have one entry
     check_svd(svd)
     if truncation is not None and truncation.max_params is not None:
         m, n = a.shape
@@ -126,6 +129,6 @@ def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str
                 f"{m} x {n} matrix: rank {truncation.min_bond} needs "
                 f"{truncation.min_bond * (m + n)} parameters"
             )
-        cap = cap if truncation.max_bond is None else min(cap, truncation.max_bond)
+        cap = cap if truncation.cap is None else min(cap, truncation.cap)
         truncation = dataclasses.replace(truncation, max_params=None, max_bond=cap)
     return _truncate_both(a, truncation, svd)
