@@ -268,3 +268,38 @@ def test_apply_an_allocation_and_per_bond_errors(tmp_path):
     assert fitted.bond_dims == (2, 3, 2)
     tnlib.save(tmp_path / "a.tnz", applied)
     assert tnlib.load(tmp_path / "a.tnz").report.truncation == tnlib.Truncation(max_bond=alloc)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 0.9), st.floats(0.0, 2.0), st.integers(0, 10**6))
+def test_max_relative_error_is_met_for_the_whole_chain(eps, decay, seed):
+    rng = np.random.default_rng(seed)
+    T = rng.standard_normal((4, 4, 4, 4)) * np.exp(-decay * np.arange(4))
+    for make in (lambda t: tnlib.MPS.from_dense(T, truncation=t),
+                 lambda t: tnlib.MPO.from_matrix(T.reshape(16, 16), (4, 4), (4, 4), truncation=t)):
+        approx = make(tnlib.Truncation(max_relative_error=eps))
+        dense = approx.to_dense() if isinstance(approx, tnlib.MPS) else approx.to_matrix().reshape(T.shape)
+        assert np.linalg.norm(dense - T) <= eps * np.linalg.norm(T) * (1 + 1e-9) + 1e-12
+        assert approx.report.relative_error_bound <= eps * (1 + 1e-9) + 1e-12
+
+
+def test_max_relative_error_splits_the_budget_better_than_equal_shares():
+    # a tensor whose bonds differ: the global rule keeps fewer parameters than eps / sqrt(bonds) per bond
+    rng = np.random.default_rng(3)
+    T = tnlib.MPS.from_dense(rng.standard_normal((4, 4, 4, 4)), truncation=tnlib.Truncation(max_bond=3)).to_dense()
+    T = T + 0.05 * rng.standard_normal(T.shape)
+    eps = 0.2
+    glob = tnlib.MPS.from_dense(T, truncation=tnlib.Truncation(max_relative_error=eps))
+    shares = tnlib.MPS.from_dense(T, truncation=tnlib.Truncation(max_discarded=eps**2 / 3))
+    assert glob.num_params <= shares.num_params
+    assert np.linalg.norm(glob.to_dense() - T) <= eps * np.linalg.norm(T)
+
+
+def test_max_relative_error_errors_and_single_matrix():
+    with pytest.raises(ValueError, match=r"max_relative_error and max_params both choose every bond"):
+        tnlib.Truncation(max_relative_error=0.1, max_params=10)
+    with pytest.raises(ValueError, match=r"Truncation.max_relative_error=1.0 is invalid"):
+        tnlib.Truncation(max_relative_error=1.0)
+    s = np.diag([3.0, 2.0, 1.0, 0.1])
+    r = tnlib.truncated_svd(s, tnlib.Truncation(max_relative_error=0.05))
+    assert r.S.shape == (3,) and np.sqrt(r.discarded) <= 0.05 * np.linalg.norm(np.diag(s))

@@ -33,7 +33,7 @@ import array_api_compat
 from . import _linalg as linalg
 from ._backend import frobenius_norm, namespace
 from ._canonical import orthonormalize
-from .budget import allocation_candidates
+from .budget import allocation_candidates, bonds_for_error
 from .svd import truncate_left
 from .truncation import Truncation, TruncationReport, select_rank
 
@@ -135,7 +135,7 @@ def tt_decompose(
         norm = frobenius_norm(tensor)
         cores = _qr_chain(xp, tensor, dims)
         return cores, exact_report(cores, norm, truncation)
-    if truncation.max_params is None:
+    if truncation.max_params is None and truncation.max_relative_error is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd)
         return list(sweep.cores), sweep.report(norm, truncation)
     norm = frobenius_norm(tensor)
@@ -159,13 +159,13 @@ def truncate_chain(
     in left-canonical form and the report of the truncating sweep.
     """
     n = len(cores)
-    per_bond = dataclasses.replace(truncation, max_params=None)
+    per_bond = dataclasses.replace(truncation, max_params=None, max_relative_error=None)
     caps = per_bond.max_bond
     if isinstance(caps, tuple):
         per_bond.for_bond(0, n - 1)  # checks the number of caps
         per_bond = dataclasses.replace(per_bond, max_bond=None)
     allocations: list[Sequence[int | None]] = [list(caps) if isinstance(caps, tuple) else [caps] * max(n - 1, 0)]
-    if truncation.max_params is not None:
+    if truncation.max_params is not None or truncation.max_relative_error is not None:
         # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
         left = orthonormalize(cores, n - 1, center)
         exact = svd_sweep(left, -1, lambda bond: None, "auto")
@@ -173,9 +173,14 @@ def truncate_chain(
         upper = [select_rank(s, per_bond if cap is None else dataclasses.replace(per_bond, max_bond=cap))
                  for s, cap in zip(exact.spectra, allocations[0])]
         phys = [c.shape[1] for c in canon]
-        allocations = list(
-            allocation_candidates(exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond)
-        )
+        if truncation.max_params is not None:
+            allocations = list(allocation_candidates(
+                exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
+            ))
+        else:
+            assert truncation.max_relative_error is not None
+            weight = (truncation.max_relative_error * frobenius_norm(canon[0])) ** 2
+            allocations = [bonds_for_error(exact.spectra, phys, weight, upper=upper, min_bond=truncation.min_bond)]
     else:
         canon = orthonormalize(cores, 0, center)
     if norm is None:

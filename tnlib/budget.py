@@ -30,7 +30,7 @@ import numpy as np
 
 from ._backend import to_host
 
-__all__ = ["allocate_bonds", "allocation_candidates"]
+__all__ = ["allocate_bonds", "allocation_candidates", "bonds_for_error"]
 
 _MAX_CANDIDATES = 512
 
@@ -258,3 +258,39 @@ def allocation_candidates(
         if chi not in found:
             found.append(chi)
     return found
+
+
+def bonds_for_error(
+    spectra: Sequence[Any],
+    phys_dims: Sequence[int],
+    max_weight: float,
+    *,
+    upper: Sequence[int] | None = None,
+    min_bond: int = 1,
+) -> tuple[int, ...]:
+    """Bond dimensions with few parameters whose discarded weights sum to at most ``max_weight``.
+
+    Greedy descent from the full dimensions: drop, one at a time, the
+    singular value that adds the least weight per parameter saved, while the
+    total stays within ``max_weight``. A truncating sweep from the canonical
+    form with these caps has ``||A - A_tt||_F^2 <= sum of the exact tails <=
+    max_weight`` (each bond's discarded weight is at most its exact tail).
+    """
+    tails, low, caps = _prepare(spectra, phys_dims, 2**62, upper, min_bond)
+    chi = list(caps)
+    used = 0.0
+    while True:
+        best, best_k = None, -1
+        for k in range(len(chi)):
+            if chi[k] <= low[k]:
+                continue
+            added = tails[k][chi[k] - 1] - tails[k][chi[k]]
+            if used + added > max_weight:
+                continue
+            ratio = added / _saving(chi, phys_dims, k)
+            if best is None or ratio < best:
+                best, best_k = ratio, k
+        if best is None:
+            return tuple(int(c) for c in chi)
+        used += tails[best_k][chi[best_k] - 1] - tails[best_k][chi[best_k]]
+        chi[best_k] -= 1

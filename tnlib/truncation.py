@@ -83,6 +83,12 @@ class Truncation:
         ``chi * (m + n)`` parameters.
     min_bond
         Never keep fewer singular values than this (nor more than exist).
+    max_relative_error
+        A global accuracy for a whole MPS/MPO: ``||A - A_tt||_F <= eps ||A||_F``
+        (ttpy's and tntorch's ``eps``). The exact spectra of all bonds are
+        computed and the error budget is split over the bonds by tnlib
+        (greedy by weight per parameter saved), not by the user. For
+        :func:`truncated_svd`, the same as ``max_discarded = eps**2``. In ``[0, 1)``.
     degeneracy_tol
         Never cut inside a multiplet: when the last kept and the first
         dropped singular values differ by at most ``degeneracy_tol`` relative
@@ -109,6 +115,7 @@ class Truncation:
     max_params: int | None = None
     min_bond: int = 1
     degeneracy_tol: float | None = None
+    max_relative_error: float | None = None
 
     def __post_init__(self) -> None:
         _check_int("min_bond", self.min_bond, 1)
@@ -128,6 +135,12 @@ class Truncation:
             _check_int("max_params", self.max_params, 1)
         if self.degeneracy_tol is not None:
             _check_fraction("degeneracy_tol", self.degeneracy_tol, 1.0, closed=False)
+        if self.max_relative_error is not None:
+            _check_fraction("max_relative_error", self.max_relative_error, 1.0, closed=False)
+            if self.max_params is not None:
+                raise ValueError(
+                    "Truncation.max_relative_error and max_params both choose every bond; set one of them"
+                )
 
     def _check_max_bond(self) -> None:
         if isinstance(self.max_bond, Sequence) and not isinstance(self.max_bond, (str, bytes)):
@@ -169,7 +182,7 @@ class Truncation:
         """True when no criterion can drop a singular value."""
         return all(
             getattr(self, name) is None
-            for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params")
+            for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error")
         )
 
     def for_bond(self, bond: int, num_bonds: int) -> Truncation:

@@ -119,6 +119,10 @@ def truncated_svd(matrix: Any, truncation: Truncation | None = None, *, svd: str
     truncation = check_truncation(truncation)
     if truncation is not None:
         truncation = truncation.for_bond(0, 1)  # one bond: per-bond caps must have one entry
+        if truncation.max_relative_error is not None:  # one bond: the error budget is its discarded weight
+            eps2 = truncation.max_relative_error ** 2
+            merged = eps2 if truncation.max_discarded is None else min(eps2, truncation.max_discarded)
+            truncation = dataclasses.replace(truncation, max_relative_error=None, max_discarded=merged)
     check_svd(svd)
     if truncation is not None and truncation.max_params is not None:
         m, n = a.shape
