@@ -117,3 +117,24 @@ def test_truncate_by_entropy_loss():
     # each bond's kept spectrum keeps >= 95 % of the entropy it had when the sweep reached it;
     # compared with the untruncated chain the loss stays near 5 %
     assert np.all(kept >= 0.85 * full)
+
+
+@pytest.mark.parametrize("algorithm", ["svd", "variational"])
+def test_compression_chooses_the_canonical_form(algorithm):
+    mps = tnlib.MPS.from_dense(random_array((2, 3, 4, 3, 2), seed=5))
+    t = tnlib.Truncation(max_bond=3)
+    for center in (0, 2, -1):
+        out = mps.compress(t, algorithm, center=center, sweeps=10)
+        assert out.center == center % 5 and out.report is not None
+        sites = [c for c in out.cores]
+        for k, core in enumerate(sites):
+            left, phys, right = core.shape
+            if k < out.center:
+                m = core.reshape(left * phys, right)
+                assert np.allclose(m.T @ m, np.eye(right), atol=1e-10)
+            elif k > out.center:
+                m = core.reshape(left, phys * right)
+                assert np.allclose(m @ m.T, np.eye(left), atol=1e-10)
+        np.testing.assert_allclose(out.to_dense(), mps.compress(t, algorithm, sweeps=10).to_dense(), atol=1e-10)
+    with pytest.raises(ValueError, match=r"center=5 is out of range"):
+        mps.truncate(t, center=5)

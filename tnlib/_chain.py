@@ -215,20 +215,21 @@ class Chain:
         c = check_index("center", center, self.num_sites, "cores")
         return self._with_sites(orthonormalize(self._sites(), c, self._center), c, self._report)
 
-    def truncate(self: _Self, truncation: Truncation, *, svd: str = "auto") -> _Self:
+    def truncate(self: _Self, truncation: Truncation, *, svd: str = "auto", center: int = -1) -> _Self:
         """Compress by one SVD sweep from the right-canonical form.
 
         Every step of the sweep sees exact Schmidt values, so the squared
         error is the sum of the discarded weights in the new :attr:`report`.
         ``max_params`` allocates all bonds together (:func:`tnlib.allocate_bonds`).
-        The result is left-canonical (centre ``n - 1``).
+        The result is in mixed canonical form with centre ``center`` (default
+        the last core: left-canonical); the report is kept.
         """
         checked = check_truncation(truncation)
         if checked is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
         check_svd(svd)
         sites, report = truncate_chain(self._sites(), self._center, checked, svd)
-        return self._with_sites(sites, self.num_sites - 1, report)
+        return self._with_sites(sites, self.num_sites - 1, report)._centered(center)
 
     # -- spectra -------------------------------------------------------------
     def singular_values(self, bond: int) -> Any:
@@ -376,6 +377,7 @@ class Chain:
         tol: float = 1e-10,
         svd: str = "auto",
         method: Literal["svd", "variational"] | None = None,
+        center: int = -1,
     ) -> _Self:
         """Compress, returning a new chain with a :attr:`report`.
 
@@ -391,7 +393,8 @@ class Chain:
         per-bond ``discarded`` weights are NaN, as a fit discards nothing
         bond by bond.
 
-        ``method=`` is the former name of ``algorithm=``; it still works and
+        ``center`` chooses the canonical form of the result (default the
+        last core). ``method=`` is the former name of ``algorithm=``; it still works and
         warns (``DeprecationWarning``), and will be removed in the next release.
         """
         if method is not None:
@@ -403,7 +406,7 @@ class Chain:
             )
             algorithm = method
         if algorithm == "svd":
-            return self.truncate(truncation, svd=svd)
+            return self.truncate(truncation, svd=svd, center=center)
         check_int("sweeps", sweeps, 1)
         if not (is_real(tol) and tol >= 0):
             raise ValueError(f"tol={tol!r} is invalid; expected a real number >= 0")
@@ -441,7 +444,12 @@ class Chain:
             checked,
             error=err2**0.5,
         )
-        return self._with_sites(fitted, n - 1, report)
+        return self._with_sites(fitted, n - 1, report)._centered(center)
+
+    def _centered(self: _Self, center: int) -> _Self:
+        """This left-canonical result moved to ``center`` (nothing to do for the last core)."""
+        c = check_index("center", center, self.num_sites, "cores")
+        return self if c == self.num_sites - 1 else self.canonicalize(c)
 
     def expand_bonds(self: _Self, bond_dims: Sequence[int]) -> _Self:
         """The same tensor with bonds padded by zeros to ``bond_dims`` (each at least the current one).
