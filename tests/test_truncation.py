@@ -303,3 +303,25 @@ def test_max_relative_error_errors_and_single_matrix():
     s = np.diag([3.0, 2.0, 1.0, 0.1])
     r = tnlib.truncated_svd(s, tnlib.Truncation(max_relative_error=0.05))
     assert r.S.shape == (3,) and np.sqrt(r.discarded) <= 0.05 * np.linalg.norm(np.diag(s))
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e-100, 1e100, 1e160])
+@pytest.mark.parametrize(
+    "truncation",
+    [tnlib.Truncation(cutoff=0.3), tnlib.Truncation(max_bond=4), tnlib.Truncation(max_params=900),
+     tnlib.Truncation(max_relative_error=0.5), tnlib.Truncation(max_discarded=0.1)],
+)
+def test_truncation_does_not_depend_on_the_scale(scale, truncation, tmp_path):
+    W = np.random.default_rng(0).standard_normal((64, 64))
+    ref = tnlib.MPO.from_matrix(W, (8, 8), (8, 8), truncation=truncation)
+    big = tnlib.MPO.from_matrix(W * scale, (8, 8), (8, 8), truncation=truncation)
+    assert big.bond_dims == ref.bond_dims
+    true = np.linalg.norm(big.to_matrix() / scale - W) / np.linalg.norm(W)
+    assert big.report.relative_error_bound == pytest.approx(ref.report.relative_error_bound, rel=1e-9, abs=1e-12)
+    assert true == pytest.approx(ref.report.relative_error_bound, rel=1e-8, abs=1e-12)
+    assert big.report.norm == pytest.approx(np.linalg.norm(W) * scale, rel=1e-12)
+    np.testing.assert_allclose(big.entropies(), ref.entropies(), rtol=1e-10)
+    chain = tnlib.MPO.from_matrix(W * scale, (8, 8), (8, 8)).truncate(truncation)
+    assert chain.bond_dims == ref.bond_dims
+    tnlib.save(tmp_path / "s.tnz", big)
+    assert tnlib.load(tmp_path / "s.tnz").report.relative_error_bound == big.report.relative_error_bound

@@ -17,6 +17,9 @@ def renyi_entropy(s: Any, alpha: float = 1.0) -> Any:
     ``alpha == inf``; natural logarithms; a 0-d array in ``s``'s namespace.
     """
     xp = namespace(s)
+    peak = xp.max(s) if s.shape[0] else None
+    if peak is not None:
+        s = s / xp.where(peak > 0, peak, xp.ones_like(peak))  # p does not depend on the scale; s^2 may not fit
     s2 = s * s
     total = xp.sum(s2)
     p = s2 / xp.where(total > 0, total, 1.0)

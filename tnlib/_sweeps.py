@@ -25,6 +25,7 @@ Every route returns cores in left-canonical form (centre ``n-1``) and a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -125,12 +126,30 @@ def _svd_chain(
     return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
 
 
+def unit_scale(norm: float) -> float:
+    """A power of two near ``norm`` when it is far from 1 (so that squares of entries neither under- nor
+    overflow), else 1: dividing and multiplying back by it is exact."""
+    if norm == 0.0 or not math.isfinite(norm) or 2.0**-200 < norm < 2.0**200:
+        return 1.0
+    return 2.0 ** round(math.log2(norm))
+
+
 def tt_decompose(
     tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str
 ) -> tuple[list[Any], TruncationReport]:
-    """Decompose a validated ``tensor`` with ``prod(dims)`` entries into site cores."""
+    """Decompose a validated ``tensor`` with ``prod(dims)`` entries into site cores.
+
+    A tensor far from unit scale is decomposed divided by a power of two and
+    the last core (the centre) multiplied back: the rank rule sees squared
+    singular values that neither underflow nor overflow.
+    """
     xp = namespace(tensor)
     tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
+    scale = unit_scale(frobenius_norm(tensor))
+    if scale != 1.0:
+        cores, report = tt_decompose(tensor / scale, dims, truncation, svd)
+        cores[-1] = cores[-1] * scale
+        return cores, report.scaled(scale)
     if truncation is None or truncation.is_exact:
         norm = frobenius_norm(tensor)
         cores = _qr_chain(xp, tensor, dims)
@@ -156,9 +175,21 @@ def truncate_chain(
     Schmidt spectrum, :func:`~tnlib.budget.allocation_candidates` proposes
     allocations that meet the budget, a truncating sweep applies each, and
     the one whose discarded weights (= squared error) sum to least wins. Returns cores
-    in left-canonical form and the report of the truncating sweep.
+    in left-canonical form and the report of the truncating sweep. A chain
+    far from unit scale is truncated divided by a power of two.
     """
     n = len(cores)
+    if norm is None:
+        cores = orthonormalize(cores, n - 1, center)
+        center = n - 1
+        norm = frobenius_norm(cores[-1])
+    scale = unit_scale(norm)
+    if scale != 1.0:
+        scaled = list(cores)
+        scaled[-1 if center is None else center] = scaled[-1 if center is None else center] / scale
+        out, report = truncate_chain(scaled, center, truncation, svd, norm / scale)
+        out[-1] = out[-1] * scale
+        return out, report.scaled(scale)
     per_bond = dataclasses.replace(truncation, max_params=None, max_relative_error=None)
     caps = per_bond.max_bond
     if isinstance(caps, tuple):

@@ -60,6 +60,7 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         None if trunc is None else Truncation(**trunc),
         None if data.get("error") is None else float(data["error"]),
         None if data.get("output_error") is None else float(data["output_error"]),
+        None if data.get("relative") is None else tuple(float(v) for v in data["relative"]),
     )
 
 

@@ -258,6 +258,10 @@ class TruncationReport:
         For a matrix fitted to an input Gram ``C``: the relative output-space
         error ``||(W - W_tt) L||_F / ||W L||_F`` with ``C = L L^H``, i.e.
         ``||X (W - W_tt)^T|| / ||X W^T||`` on the inputs ``X`` behind ``C``.
+    relative : tuple of float or None
+        The discarded weights relative to ``norm**2``, kept when the tensor
+        was far from unit scale (``discarded`` may then under- or overflow in
+        floating point; the error bounds use these).
     """
 
     bond_dims: tuple[int, ...]
@@ -267,24 +271,42 @@ class TruncationReport:
     truncation: Truncation | None = None
     error: float | None = None
     output_error: float | None = None
+    relative: tuple[float, ...] | None = None
 
     @property
     def error_bound(self) -> float:
         """``sqrt(sum_k eps_k^2) >= ||A - A_tt||_F`` (Oseledets 2011); the measured :attr:`error` when set."""
         if self.error is not None:
             return self.error
+        if self.relative is not None:
+            return self.norm * math.sqrt(sum(self.relative))
         return math.sqrt(sum(self.discarded))
 
     @property
     def relative_error_bound(self) -> float:
         """:attr:`error_bound` divided by :attr:`norm` (0 for a zero tensor)."""
+        if self.error is None and self.relative is not None:
+            return math.sqrt(sum(self.relative))
         return self.error_bound / self.norm if self.norm > 0 else 0.0
 
     @property
     def relative_discarded(self) -> tuple[float, ...]:
         """Discarded weight of each bond relative to ``norm**2``."""
+        if self.relative is not None:
+            return self.relative
         total = self.norm**2
         return tuple(d / total if total > 0 else 0.0 for d in self.discarded)
+
+    def scaled(self, factor: float) -> TruncationReport:
+        """The report of the tensor multiplied by ``factor`` (computed at unit scale, stated at the true one)."""
+        rel = self.relative_discarded
+        return dataclasses.replace(
+            self,
+            discarded=tuple(d * factor * factor for d in self.discarded),
+            norm=self.norm * factor,
+            error=None if self.error is None else self.error * factor,
+            relative=rel,
+        )
 
     def __str__(self) -> str:
         lines = [
