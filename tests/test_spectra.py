@@ -84,3 +84,14 @@ def test_plots_return_figures(tmp_path):
     curve = tnlib.tradeoff(random_array((16, 16)), (4, 4), (4, 4))
     assert len(curve.plot().axes) == 1
     plt.close("all")
+
+
+def test_spectrum_and_tradeoff_take_explicit_keywords_only():
+    W = np.random.default_rng(0).standard_normal((16, 16))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'truncation'"):
+        tnlib.tradeoff(W, (4, 4), (4, 4), truncation=tnlib.Truncation(max_bond=2))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'truncation'"):
+        tnlib.spectrum(W, (4, 4), (4, 4), truncation=tnlib.Truncation(max_bond=2))
+    curve = tnlib.tradeoff(W, (4, 4), (4, 4), max_bonds=[2, 16])
+    assert curve.relative_errors[0] > 0.1 and curve.relative_errors[-1] < 1e-12
+    assert tnlib.spectrum(W, num_cores=2).num_bonds == 1

@@ -325,3 +325,12 @@ def test_truncation_does_not_depend_on_the_scale(scale, truncation, tmp_path):
     assert chain.bond_dims == ref.bond_dims
     tnlib.save(tmp_path / "s.tnz", big)
     assert tnlib.load(tmp_path / "s.tnz").report.relative_error_bound == big.report.relative_error_bound
+
+
+def test_float32_kernel_gets_the_float64_bonds_under_max_discarded():
+    x = np.linspace(0, 1, 256)
+    K = np.exp(-((x[:, None] - x[None, :]) ** 2) / 0.1)
+    t = tnlib.Truncation(max_discarded=3e-8)
+    f64 = tnlib.MPO.from_matrix(K, (4, 4, 4, 4), (4, 4, 4, 4), truncation=t).bond_dims
+    f32 = tnlib.MPO.from_matrix(K.astype(np.float32), (4, 4, 4, 4), (4, 4, 4, 4), truncation=t).bond_dims
+    assert f32 == f64 == (5, 4, 3)  # float32 used to keep (16, 4, 3)

@@ -130,20 +130,23 @@ def spectrum(
     obj: Any,
     out_dims: Sequence[int] | None = None,
     in_dims: Sequence[int] | None = None,
-    **from_matrix_kwargs: Any,
+    *,
+    num_cores: int | None = None,
+    pad: bool = False,
 ) -> Spectrum:
     """The exact Schmidt spectra of every bond of an MPS, an MPO, or a dense matrix.
 
-    A matrix is first decomposed exactly by :meth:`tnlib.MPO.from_matrix` with
-    ``out_dims``, ``in_dims`` and any further keyword (``num_cores``,
-    ``pad``). One canonicalisation and one SVD sweep give every bond.
+    A matrix is first decomposed exactly (no truncation: a spectrum is the
+    whole spectrum) by :meth:`tnlib.MPO.from_matrix` with ``out_dims``,
+    ``in_dims``, ``num_cores`` and ``pad``. One canonicalisation and one SVD
+    sweep give every bond.
     """
     if isinstance(obj, Chain):
-        if out_dims is not None or in_dims is not None or from_matrix_kwargs:
-            raise ValueError("out_dims, in_dims and other options apply only to a dense matrix")
+        if out_dims is not None or in_dims is not None or num_cores is not None or pad:
+            raise ValueError("out_dims, in_dims, num_cores and pad apply only to a dense matrix")
         chain = obj
     else:
-        chain = MPO.from_matrix(as_array(obj, "obj"), out_dims, in_dims, **from_matrix_kwargs)
+        chain = MPO.from_matrix(as_array(obj, "obj"), out_dims, in_dims, num_cores=num_cores, pad=pad)
     values = schmidt_values(site_cores(chain), chain.center)
     phys = tuple(int(c.shape[1]) for c in site_cores(chain))
     host = tuple(np.array(to_host(s), dtype=np.float64) for s in values)
@@ -195,7 +198,8 @@ def tradeoff(
     in_dims: Sequence[int] | None = None,
     *,
     max_bonds: Sequence[int] | None = None,
-    **from_matrix_kwargs: Any,
+    num_cores: int | None = None,
+    pad: bool = False,
 ) -> Tradeoff:
     """Error against compression ratio of a matrix's MPO over a range of bond caps.
 
@@ -213,9 +217,12 @@ def tradeoff(
     >>> err <= 0.01
     True
     """
-    mpo = matrix if isinstance(matrix, MPO) else MPO.from_matrix(
-        as_array(matrix, "matrix"), out_dims, in_dims, **from_matrix_kwargs
-    )
+    if isinstance(matrix, MPO):
+        if out_dims is not None or in_dims is not None or num_cores is not None or pad:
+            raise ValueError("out_dims, in_dims, num_cores and pad apply only to a dense matrix")
+        mpo = matrix
+    else:  # the curve starts from the exact MPO: every point is one truncation of it
+        mpo = MPO.from_matrix(as_array(matrix, "matrix"), out_dims, in_dims, num_cores=num_cores, pad=pad)
     if max_bonds is None:
         top = max(mpo.bond_dims, default=1)
         max_bonds = [2**k for k in range(int(math.log2(top)) + 1)]
