@@ -25,6 +25,7 @@ from torch import nn
 
 import tnlib
 
+from ._cores import positive_int
 from .calibration import is_conv1d, record_grams
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
@@ -199,8 +200,8 @@ def compress(
     """
     if compression is not None and not (isinstance(compression, (int, float)) and compression >= 1.0):
         raise ValueError(f"compression={compression!r} is invalid; expected a ratio >= 1")
-    if num_cores is not None and (isinstance(num_cores, bool) or not isinstance(num_cores, int) or num_cores < 1):
-        raise ValueError(f"num_cores={num_cores!r} is invalid; expected a positive int")
+    if num_cores is not None:
+        positive_int("num_cores", num_cores)
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = _check_layers(model, layers)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):

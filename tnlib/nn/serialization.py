@@ -75,7 +75,14 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)}))
 
 
-def _skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
+def _skeleton(spec: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    try:
+        return _build_skeleton(spec, prefix, tensors)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"invalid tnlib layer description for {prefix.rstrip('.') or 'the model'!r}: {exc}") from None
+
+
+def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
     cls = _CLASSES.get(spec.get("class", ""))
     if cls is None:
         raise ValueError(f"unknown tnlib layer class {spec.get('class')!r} in the file")
