@@ -15,14 +15,14 @@ actual batch size:
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import opt_einsum
 
 from ._backend import namespace, prod
 from .contraction import contract, contraction_plan
 
-__all__ = ["apply_cores", "apply_input_first"]
+__all__ = ["apply_cores", "apply_input_first", "MergedHalves", "merge_halves", "apply_merged", "inference_split"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -56,12 +56,25 @@ def best_split(cores: Sequence[Any], batch: int) -> tuple[int | None, float]:
     return best, best_flops
 
 
-def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
-    """``flat @ W.T`` through the two merged halves of the chain (two large GEMMs)."""
-    xp = namespace(flat, *cores)
-    dtype = xp.result_type(flat, cores[0])
-    flat = flat if flat.dtype == dtype else xp.astype(flat, dtype)
-    cores = [c if c.dtype == dtype else xp.astype(c, dtype) for c in cores]
+class MergedHalves(NamedTuple):
+    """The chain merged into two halves at a cut, laid out for two matrix products.
+
+    ``right`` is ``(N_R, r M_R)`` and ``left`` ``(N_L r, M_L)``: ``x (B, N_L N_R)``
+    becomes ``y (B, M_L M_R)`` by :func:`apply_merged`.
+    """
+
+    right: Any
+    left: Any
+    ml: int
+    nl: int
+    r: int
+    mr: int
+    nr: int
+
+
+def merge_halves(cores: Sequence[Any], split: int) -> MergedHalves:
+    """Merge cores ``[:split]`` and ``[split:]`` into the two halves (done once, then reused)."""
+    xp = namespace(*cores)
     left = xp.reshape(cores[0], tuple(cores[0].shape[1:]))  # (o, i, r)
     for c in cores[1:split]:
         o, i = left.shape[0], left.shape[1]
@@ -72,13 +85,45 @@ def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
         o, i = right.shape[1], right.shape[2]
         right = contract("roiR,ROI->roOiI", c, right)
         right = xp.reshape(right, (c.shape[0], c.shape[1] * o, c.shape[2] * i))
+    ml, nl, r = (int(d) for d in left.shape)
+    _, mr, nr = (int(d) for d in right.shape)
+    r_mat = xp.reshape(xp.permute_dims(right, (2, 0, 1)), (nr, r * mr))
+    l_mat = xp.reshape(xp.permute_dims(left, (1, 2, 0)), (nl * r, ml))
+    return MergedHalves(r_mat, l_mat, ml, nl, r, mr, nr)
+
+
+def apply_merged(m: MergedHalves, flat: Any) -> Any:
+    """``flat @ W.T`` through merged halves: two matrix products and two permutations."""
+    xp = namespace(flat, m.right)
     batch = flat.shape[0]
-    ml, nl, r = left.shape
-    _, mr, nr = right.shape
-    t = xp.reshape(flat, (batch * nl, nr)) @ xp.reshape(xp.permute_dims(right, (2, 0, 1)), (nr, r * mr))
-    t = xp.reshape(xp.permute_dims(xp.reshape(t, (batch, nl, r, mr)), (0, 3, 1, 2)), (batch * mr, nl * r))
-    y = t @ xp.reshape(xp.permute_dims(left, (1, 2, 0)), (nl * r, ml))
-    return xp.reshape(xp.permute_dims(xp.reshape(y, (batch, mr, ml)), (0, 2, 1)), (batch, ml * mr))
+    t = xp.reshape(flat, (batch * m.nl, m.nr)) @ m.right
+    t = xp.reshape(xp.permute_dims(xp.reshape(t, (batch, m.nl, m.r, m.mr)), (0, 3, 1, 2)), (batch * m.mr, m.nl * m.r))
+    y = t @ m.left
+    return xp.reshape(xp.permute_dims(xp.reshape(y, (batch, m.mr, m.ml)), (0, 2, 1)), (batch, m.ml * m.mr))
+
+
+def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
+    """``flat @ W.T`` through the two merged halves of the chain (two large GEMMs)."""
+    xp = namespace(flat, *cores)
+    dtype = xp.result_type(flat, cores[0])
+    flat = flat if flat.dtype == dtype else xp.astype(flat, dtype)
+    cores = [c if c.dtype == dtype else xp.astype(c, dtype) for c in cores]
+    return apply_merged(merge_halves(cores, split), flat)
+
+
+def inference_split(cores: Sequence[Any]) -> int | None:
+    """The cut whose merged halves cost the fewest FLOPs per input row (their merging is paid once),
+    or ``None`` when the dense matrix is no larger than the best halves (one product is then cheapest)."""
+    outs = [int(c.shape[1]) for c in cores]
+    ins = [int(c.shape[2]) for c in cores]
+    bonds = [int(c.shape[3]) for c in cores[:-1]]
+    best, best_size = None, prod(outs) * prod(ins)
+    for s in range(1, len(cores)):
+        ml, nl, mr, nr, r = prod(outs[:s]), prod(ins[:s]), prod(outs[s:]), prod(ins[s:]), bonds[s - 1]
+        size = nl * r * mr * (nr + ml)  # multiply-adds per input row
+        if size < best_size:
+            best, best_size = s, size
+    return best
 
 
 class _Shape:

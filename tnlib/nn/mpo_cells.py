@@ -19,6 +19,7 @@ from tnlib._apply import apply_cores
 from tnlib.rnn import gru_cell, lstm_cell
 
 from ._cores import cores_from_matrix, init_cores, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._inference import inference_form
 from .mpo_rnn import gate_layout
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
@@ -149,10 +150,17 @@ class _MPOCell(nn.Module):
                         f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "
                         f"{(self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)}"
                     )
-        gates_in = apply_cores(list(self.cores_ih), x)
+        gates_in = self._weight_times("cores_ih", x)
         if self.bias_ih is not None:
             gates_in = gates_in + self.bias_ih
         return unbatched, gates_in, parts
+
+    def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
+        cores = list(getattr(self, name))
+        if torch.is_grad_enabled():
+            return apply_cores(cores, x)
+        return inference_form(self, name, cores, lambda: cores)(x)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
@@ -198,8 +206,7 @@ class MPOLSTMCell(_MPOCell):
         unbatched, gates_in, (h, c) = self._prepare(input, hx, 2)
         if self.bias_hh is not None:
             gates_in = gates_in + self.bias_hh
-        hh = list(self.cores_hh)
-        h, c = lstm_cell(gates_in, h, c, lambda v: apply_cores(hh, v))
+        h, c = lstm_cell(gates_in, h, c, lambda v: self._weight_times("cores_hh", v))
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
 
@@ -228,6 +235,5 @@ class MPOGRUCell(_MPOCell):
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         unbatched, gates_in, (h,) = self._prepare(input, hx, 1)
-        hh = list(self.cores_hh)
-        h = gru_cell(gates_in, h, lambda v: apply_cores(hh, v), self.bias_hh)
+        h = gru_cell(gates_in, h, lambda v: self._weight_times("cores_hh", v), self.bias_hh)
         return h.squeeze(0) if unbatched else h

@@ -12,6 +12,7 @@ import tnlib
 from tnlib._apply import apply_cores
 
 from ._cores import central_index, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._inference import inference_form
 
 __all__ = ["MPOLinear"]
 
@@ -22,7 +23,9 @@ class MPOLinear(nn.Module):
     Cores are ``nn.Parameter`` s of shape ``(left, out_k, in_k, right)``; the
     forward pass contracts the input with them (``tnlib._apply.apply_cores``:
     cached optimal path or two merged halves, whichever costs fewer FLOPs) and
-    never forms ``W``.
+    never forms ``W`` while training. Under ``torch.no_grad()`` it uses a
+    cached exact form instead (merged halves, or ``W`` itself when that is no
+    larger), rebuilt whenever a core changes (``tnlib/nn/_inference.py``).
 
     Parameters
     ----------
@@ -100,7 +103,12 @@ class MPOLinear(nn.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features; this MPOLinear expects {self.in_features}")
         lead = x.shape[:-1]
-        y = apply_cores(self.effective_cores(), x.reshape(-1, self.in_features))
+        flat = x.reshape(-1, self.in_features)
+        if torch.is_grad_enabled():
+            y = apply_cores(self.effective_cores(), flat)
+        else:  # inference: the cached cheapest exact form (rebuilt when a core or mask changes)
+            params = [*self.cores, *(self.bond_masks or [])]
+            y = inference_form(self, "cores", params, self.effective_cores)(flat)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 

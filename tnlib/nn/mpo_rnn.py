@@ -13,6 +13,7 @@ import tnlib
 from tnlib._apply import apply_cores
 
 from ._cores import cores_from_matrix, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._inference import inference_form
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm
 
 __all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
@@ -98,9 +99,16 @@ class _MPOWeights(StackedRNN):
     def operators(self, layer: int, direction: int):
         from ._stacking import suffix
 
-        ih = self.effective_cores("cores_ih" + suffix(layer, direction))
-        hh = self.effective_cores("cores_hh" + suffix(layer, direction))
-        return (lambda x: apply_cores(ih, x)), (lambda h: apply_cores(hh, h))
+        names = ("cores_ih" + suffix(layer, direction), "cores_hh" + suffix(layer, direction))
+        if not torch.is_grad_enabled():  # inference: cached merged forms, no per-core loop in the recurrence
+            ih, hh = (self._form(n) for n in names)
+            return ih, hh
+        ih_cores, hh_cores = (self.effective_cores(n) for n in names)
+        return (lambda x: apply_cores(ih_cores, x)), (lambda h: apply_cores(hh_cores, h))
+
+    def _form(self, name: str):
+        params = [*getattr(self, name), *self.bond_masks.get(name, [])]
+        return inference_form(self, name, params, lambda: self.effective_cores(name))
 
     def mpo(self, name: str) -> tnlib.MPO:
         """One weight as a core :class:`tnlib.MPO`, e.g. ``mpo("cores_hh_l0")``."""

@@ -1,0 +1,97 @@
+"""The inference fast path: equal to the core-wise path, never stale, absent while training."""
+
+import copy
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import tnlib.nn as tn  # noqa: E402
+
+
+def both_paths(module, *args):
+    with torch.no_grad():
+        fast = module(*args)
+    slow = module(*args)  # gradients enabled: the core-wise contraction
+    return fast, slow
+
+
+def first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@pytest.mark.parametrize(
+    "make, args",
+    [
+        (lambda: tn.MPOLinear(64, 48, bond_dim=6), lambda: (torch.randn(5, 64),)),
+        (lambda: tn.MPOLinear(16, 16, bond_dim=16, num_cores=2), lambda: (torch.randn(3, 16),)),  # dense is cheaper
+        (lambda: tn.MPOLSTM(12, 16, bond_dim=4, num_cores=2, num_layers=2, bidirectional=True),
+         lambda: (torch.randn(7, 3, 12),)),
+        (lambda: tn.MPOGRU(12, 16, bond_dim=4, num_cores=2), lambda: (torch.randn(7, 3, 12),)),
+        (lambda: tn.MPOLSTMCell(12, 16, bond_dim=4, num_cores=2), lambda: (torch.randn(3, 12),)),
+        (lambda: tn.MPOGRUCell(12, 16, bond_dim=4, num_cores=2), lambda: (torch.randn(3, 12),)),
+    ],
+)
+def test_fast_path_equals_core_wise_path_and_is_never_stale(make, args):
+    module = make().double()
+    inputs = tuple(a.double() for a in args())
+    fast, slow = both_paths(module, *inputs)
+    assert torch.allclose(first(fast), first(slow), atol=1e-12)
+    # an in-place update of one core (an optimizer step does the same) must show at once
+    core = next(p for n, p in module.named_parameters() if "cores" in n)
+    with torch.no_grad():
+        core.mul_(1.5)
+    fast, slow = both_paths(module, *inputs)
+    assert torch.allclose(first(fast), first(slow), atol=1e-12)
+    # so must a replaced parameter
+    name = next(n for n, _ in module.named_parameters() if "cores" in n)
+    owner_name, _, index = name.rpartition(".")
+    owner = module.get_submodule(owner_name)
+    owner[int(index)] = nn.Parameter(owner[int(index)].detach() * -1.0)
+    fast, slow = both_paths(module, *inputs)
+    assert torch.allclose(first(fast), first(slow), atol=1e-12)
+
+
+def test_training_steps_invalidate_and_training_builds_no_form():
+    layer = tn.MPOLinear(32, 32, bond_dim=4).double()
+    x = torch.randn(8, 32, dtype=torch.float64)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    for _ in range(3):
+        with torch.no_grad():
+            before = layer(x)
+        loss = (layer(x) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            after = layer(x)
+        assert not torch.allclose(before, after)
+        assert torch.allclose(after, layer(x), atol=1e-12)
+    fresh = tn.MPOLinear(32, 32, bond_dim=4)
+    fresh(torch.randn(2, 32)).sum().backward()
+    assert "_inference_forms" not in fresh.__dict__
+    assert set(fresh.state_dict()) == {f"cores.{k}" for k in range(len(fresh.cores))} | {"bias"}
+
+
+def test_squeezing_masks_invalidate_the_form_and_copies_are_independent():
+    layer = tn.MPOLinear(64, 64, bond_dim=8, num_cores=3).double()
+    x = torch.randn(4, 64, dtype=torch.float64)
+    with torch.no_grad():
+        layer(x)
+    tn.DimensionSqueezer(layer, {0: 2}).step()
+    fast, slow = both_paths(layer, x)
+    assert torch.allclose(fast, slow, atol=1e-12)
+    twin = copy.deepcopy(layer)
+    with torch.no_grad():
+        twin.cores[0].zero_()
+        assert torch.allclose(layer(x), slow, atol=1e-12) and not torch.allclose(twin(x), slow)
+
+
+def test_compressed_model_runs_the_fast_path_on_every_layer():
+    model = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 8))
+    small, _ = tn.compress(model, compression=4, num_cores=2)
+    x = torch.randn(3, 64)
+    fast, slow = both_paths(small, x)
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert all("_inference_forms" in m.__dict__ for m in small if isinstance(m, tn.MPOLinear))
