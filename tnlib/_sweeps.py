@@ -180,9 +180,10 @@ def truncate_chain(
     """
     n = len(cores)
     if norm is None:
-        cores = orthonormalize(cores, n - 1, center)
-        center = n - 1
-        norm = frobenius_norm(cores[-1])
+        if center is None:  # a known centre holds the norm; otherwise one QR sweep finds it
+            cores = orthonormalize(cores, n - 1, None)
+            center = n - 1
+        norm = frobenius_norm(cores[center])
     scale = unit_scale(norm)
     if scale != 1.0:
         scaled = list(cores)

@@ -18,7 +18,7 @@ import numpy as np
 from ._backend import as_array, to_host
 from ._canonical import schmidt_values
 from ._chain import Chain, check_alpha, check_index, site_cores
-from ._checks import check_int
+from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
 from .mpo import MPO
 from .truncation import Truncation
@@ -95,8 +95,7 @@ class Spectrum:
 
     def rank_for_error(self, bond: int, max_error: float) -> int:
         """Smallest ``chi`` at ``bond`` whose :meth:`error_curve` is at most ``max_error``."""
-        if not (isinstance(max_error, (int, float, np.floating)) and not isinstance(max_error, bool)
-                and 0.0 <= float(max_error) <= 1.0):
+        if not (is_real(max_error) and 0.0 <= float(max_error) <= 1.0):
             raise ValueError(f"max_error={max_error!r} is invalid; expected a relative error in [0, 1]")
         curve = self.error_curve(bond)
         return int(np.argmax(curve <= max_error)) + 1
