@@ -95,3 +95,19 @@ def test_compressed_model_runs_the_fast_path_on_every_layer():
     fast, slow = both_paths(small, x)
     assert torch.allclose(fast, slow, atol=1e-5)
     assert all("_inference_forms" in m.__dict__ for m in small if isinstance(m, tn.MPOLinear))
+
+
+@pytest.mark.parametrize(
+    "make, args",
+    [
+        (lambda: tn.MPOLinear(16, 8, bond_dim=2), lambda: (torch.randn(2, 16),)),
+        (lambda: tn.MPOLSTM(8, 8, bond_dim=2), lambda: (torch.randn(3, 2, 8),)),
+        (lambda: tn.MPOGRUCell(8, 8, bond_dim=2), lambda: (torch.randn(2, 8),)),
+    ],
+)
+def test_an_input_of_another_dtype_is_refused_naming_both(make, args):
+    module = make()
+    (x,) = args()
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), pytest.raises(TypeError, match="float64.*float32"):
+            module(x.double())

@@ -35,11 +35,14 @@ def namespace(*arrays: Any) -> Any:
     return array_api_compat.array_namespace(*arrays)
 
 
-def as_array(value: Any, name: str) -> Any:
+def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
     """Return ``value`` unchanged if it is an array, else ``numpy.asarray(value)``.
 
     Lists, tuples and scalars have no backend of their own; they become NumPy
-    arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works.
+    arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works. A torch
+    tensor that requires grad is detached (decompositions are not
+    differentiated) unless ``keep_grad`` (differentiable kernels such as the
+    recurrences of :mod:`tnlib.rnn`).
     """
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
@@ -49,7 +52,7 @@ def as_array(value: Any, name: str) -> Any:
     if array_api_compat.is_torch_array(value):
         if value.device.type == "meta":
             raise ValueError(f"{name} is on torch's 'meta' device and has no data; move it to a real device")
-        if value.requires_grad:
+        if value.requires_grad and not keep_grad:
             return value.detach()  # decompositions are not differentiated; avoids scalar-conversion warnings
     if array_api_compat.is_array_api_obj(value):
         return value
@@ -144,4 +147,9 @@ def to_host(x: Any) -> np.ndarray:
 
 
 def prod(values: Any) -> int:
-    return math.prod(int(v) for v in values)
+    """The product of ``values`` as a Python int (a plain loop, so graph tracers such as
+    ``torch.compile`` fold it to a constant)."""
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out

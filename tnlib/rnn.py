@@ -46,7 +46,7 @@ def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int
         return op.apply, op.shape[0], op.shape[1]
     if callable(op) and not hasattr(op, "shape"):
         return op, -1, -1
-    w = as_array(op, name)
+    w = as_array(op, name, keep_grad=True)
     if w.ndim != 2:
         raise ValueError(f"{name} must be an MPO, a 2-D (gates * H, N) array or a callable, got shape {tuple(w.shape)}")
     xp = namespace(w)
@@ -59,7 +59,7 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
 
     The input projection of every time step is one batched application.
     """
-    x = as_array(x, "x")
+    x = as_array(x, "x", keep_grad=True)
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
     check_floating(x, "x")
@@ -83,7 +83,8 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
 
 
 def _sigmoid(xp: Any, x: Any) -> Any:
-    return 1.0 / (1.0 + xp.exp(-x))
+    native = getattr(xp, "sigmoid", None)  # one fused kernel where the library has one (torch)
+    return native(x) if native is not None else 1.0 / (1.0 + xp.exp(-x))
 
 
 def lstm_forward(
@@ -135,33 +136,37 @@ def lstm_forward(
     steps = int(gates_in.shape[0])
     outputs: list[Any] = [None] * steps
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        h, c = lstm_cell(gates_in[t, ...], h, c, f_hh)
+        h, c = lstm_cell(gates_in[t, ...], h, c, f_hh, xp=xp)
         outputs[t] = h
     return xp.stack(outputs, axis=0), (h, c)
 
 
-def lstm_cell(gates_in: Any, h: Any, c: Any, f_hh: Callable[[Any], Any]) -> tuple[Any, Any]:
-    """One LSTM step: ``gates_in = W_ih x + b_ih + b_hh`` (``(B, 4H)``), states ``(B, H)``."""
-    xp = namespace(gates_in)
+def lstm_cell(gates_in: Any, h: Any, c: Any, f_hh: Callable[[Any], Any], *, xp: Any = None) -> tuple[Any, Any]:
+    """One LSTM step: ``gates_in = W_ih x + b_ih + b_hh`` (``(B, 4H)``), states ``(B, H)``.
+
+    ``xp`` is the array namespace (default: found from ``gates_in``); pass it
+    to skip the look-up, e.g. ``xp=torch`` inside a captured graph.
+    """
+    xp = namespace(gates_in) if xp is None else xp
     hidden = int(h.shape[-1])
     z = gates_in + f_hh(h)
-    i = _sigmoid(xp, z[:, :hidden])
-    f = _sigmoid(xp, z[:, hidden : 2 * hidden])
+    fi = _sigmoid(xp, z[:, : 2 * hidden])  # input and forget gates in one call
     g = xp.tanh(z[:, 2 * hidden : 3 * hidden])
     o = _sigmoid(xp, z[:, 3 * hidden :])
-    c = f * c + i * g
+    c = fi[:, hidden:] * c + fi[:, :hidden] * g
     return o * xp.tanh(c), c
 
 
-def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None) -> Any:
-    """One GRU step: ``gates_in = W_ih x + b_ih`` (``(B, 3H)``), ``b_hh`` ``(3H,)`` or ``None``, ``h`` ``(B, H)``."""
-    xp = namespace(gates_in)
+def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None, *, xp: Any = None) -> Any:
+    """One GRU step: ``gates_in = W_ih x + b_ih`` (``(B, 3H)``), ``b_hh`` ``(3H,)`` or ``None``, ``h`` ``(B, H)``;
+    ``xp`` as in :func:`lstm_cell`."""
+    xp = namespace(gates_in) if xp is None else xp
     hidden = int(h.shape[-1])
     hh = f_hh(h)
     if b_hh is not None:
         hh = hh + b_hh
-    r = _sigmoid(xp, gates_in[:, :hidden] + hh[:, :hidden])
-    z = _sigmoid(xp, gates_in[:, hidden : 2 * hidden] + hh[:, hidden : 2 * hidden])
+    rz = _sigmoid(xp, gates_in[:, : 2 * hidden] + hh[:, : 2 * hidden])  # reset and update gates in one call
+    r, z = rz[:, :hidden], rz[:, hidden:]
     n = xp.tanh(gates_in[:, 2 * hidden :] + r * hh[:, 2 * hidden :])
     return (1.0 - z) * n + z * h
 
@@ -212,6 +217,6 @@ def gru_forward(
     steps = int(gates_in.shape[0])
     outputs: list[Any] = [None] * steps
     for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        h = gru_cell(gates_in[t, ...], h, f_hh, b_hh)
+        h = gru_cell(gates_in[t, ...], h, f_hh, b_hh, xp=xp)
         outputs[t] = h
     return xp.stack(outputs, axis=0), h

@@ -8,13 +8,14 @@ framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`
 One module per method: ``mpo_linear``, ``mpo_rnn`` and ``mpo_cells`` (MPO layers),
 ``pruning``, ``lowrank``, ``tensor_train`` (the baselines), ``matching``
 (parameter counts at a target ratio), ``mpop`` (MPOP fine-tuning) and
-``compress`` (whole models).
+``compress`` (whole models), ``export`` (ONNX files).
 """
 
 from ._cores import central_index
 from .calibration import record_grams
 from .compress import LayerReport, compress
 from .distill import distill
+from .export import export_onnx
 from .lowrank import LowRankLinear, LowRankLSTM
 from .matching import count_parameters, match_compression
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
@@ -48,4 +49,5 @@ __all__ = [
     "save",
     "load",
     "LayerReport",
+    "export_onnx",
 ]

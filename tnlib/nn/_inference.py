@@ -24,7 +24,9 @@ import torch
 from tnlib import contraction_plan
 from tnlib._apply import apply_cores, apply_merged, apply_subscripts, inference_split, merge_halves
 
-__all__ = ["InferenceForm", "inference_form"]
+from . import _traced
+
+__all__ = ["InferenceForm", "inference_form", "weight_operator", "check_input"]
 
 
 def _key(params: Sequence[torch.Tensor]) -> tuple:
@@ -108,3 +110,35 @@ def inference_form(
             form = InferenceForm(key, [c.detach() for c in cores()])
         store[name] = form
     return form
+
+
+def weight_operator(
+    owner: Any, name: str, params: Sequence[torch.Tensor], cores: Callable[[], Sequence[torch.Tensor]]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> x @ W^T`` for the MPO weight ``name`` of ``owner``, in the form the context calls for.
+
+    While a graph is captured (``torch.compile``, export): the traceable form
+    of :mod:`tnlib.nn._traced`, built from the cores in the graph. With
+    gradients: the core-wise contraction (gradients reach every core).
+    Without: the cached fast form of :func:`inference_form`.
+    """
+    if _traced.capturing():
+        return _traced.operator(cores())
+    if torch.is_grad_enabled():
+        chain = list(cores())
+        return lambda x: apply_cores(chain, x)
+    return inference_form(owner, name, params, cores)
+
+
+def check_input(x: torch.Tensor, ref: torch.Tensor, name: str, what: str) -> None:
+    """Refuse an input whose dtype or device differs from the layer's weights ``ref``, naming both."""
+    if x.dtype != ref.dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but this {what}'s weights are {ref.dtype}; "
+            f"convert the input ({name}.to({ref.dtype})) or the layer (.to({x.dtype}))"
+        )
+    if x.device != ref.device:
+        raise ValueError(
+            f"{name} is on {x.device} but this {what}'s weights are on {ref.device}; "
+            f"move one of them (.to({str(ref.device)!r}))"
+        )

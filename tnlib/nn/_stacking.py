@@ -18,6 +18,8 @@ from torch import nn
 import tnlib
 
 from ._cores import positive_int
+from ._inference import check_input
+from ._traced import capturing, recurrent_layer
 
 
 def suffix(layer: int, direction: int) -> str:
@@ -111,6 +113,8 @@ class StackedRNN(nn.Module):
 
     def _run_layer(self, x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool):
         """One layer and direction over the sequence: ``(output, final state)``."""
+        if capturing():
+            return recurrent_layer(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
         if self.gates == 4:
             bias = None if b_ih is None else b_ih + b_hh
             return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
@@ -126,6 +130,7 @@ class StackedRNN(nn.Module):
         x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features; this {self.cell_name} expects {self.input_size}")
+        check_input(x, next(self.parameters()), "input", type(self).__name__)
         batch = x.shape[1]
         states = self.num_layers * self.num_directions
         lstm = self.gates == 4

@@ -19,7 +19,7 @@ from tnlib._apply import apply_cores
 from tnlib.rnn import gru_cell, lstm_cell
 
 from ._cores import cores_from_matrix, init_cores, mpo_cores, parameter_list, positive_int, uniform_bonds
-from ._inference import inference_form
+from ._inference import check_input, weight_operator
 from .mpo_rnn import gate_layout
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
@@ -137,6 +137,7 @@ class _MPOCell(nn.Module):
             raise ValueError(f"input must be (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
             raise ValueError(f"input has {input.shape[-1]} features; this cell expects {self.input_size}")
+        check_input(input, self.cores_ih[0], "input", type(self).__name__)
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input
         if hx is None:
@@ -158,9 +159,7 @@ class _MPOCell(nn.Module):
     def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
         cores = list(getattr(self, name))
-        if torch.is_grad_enabled():
-            return apply_cores(cores, x)
-        return inference_form(self, name, cores, lambda: cores)(x)
+        return weight_operator(self, name, cores, lambda: cores)(x)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
@@ -206,7 +205,7 @@ class MPOLSTMCell(_MPOCell):
         unbatched, gates_in, (h, c) = self._prepare(input, hx, 2)
         if self.bias_hh is not None:
             gates_in = gates_in + self.bias_hh
-        h, c = lstm_cell(gates_in, h, c, lambda v: self._weight_times("cores_hh", v))
+        h, c = lstm_cell(gates_in, h, c, lambda v: self._weight_times("cores_hh", v), xp=torch)
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
 
@@ -235,5 +234,5 @@ class MPOGRUCell(_MPOCell):
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
         unbatched, gates_in, (h,) = self._prepare(input, hx, 1)
-        h = gru_cell(gates_in, h, lambda v: self._weight_times("cores_hh", v), self.bias_hh)
+        h = gru_cell(gates_in, h, lambda v: self._weight_times("cores_hh", v), self.bias_hh, xp=torch)
         return h.squeeze(0) if unbatched else h

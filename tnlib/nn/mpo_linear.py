@@ -12,7 +12,7 @@ import tnlib
 from tnlib._apply import apply_cores
 
 from ._cores import central_index, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
-from ._inference import inference_form
+from ._inference import check_input, weight_operator
 
 __all__ = ["MPOLinear"]
 
@@ -26,6 +26,9 @@ class MPOLinear(nn.Module):
     never forms ``W`` while training. Under ``torch.no_grad()`` it uses a
     cached exact form instead (merged halves, or ``W`` itself when that is no
     larger), rebuilt whenever a core changes (``tnlib/nn/_inference.py``).
+    Under ``torch.compile(fullgraph=True)`` and ``torch.onnx.export`` the
+    same form is built inside the graph from the cores
+    (``tnlib/nn/_traced.py``), so an exported file stores the cores.
 
     Parameters
     ----------
@@ -102,13 +105,11 @@ class MPOLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features; this MPOLinear expects {self.in_features}")
+        check_input(x, self.cores[0], "input", "MPOLinear")
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
-        if torch.is_grad_enabled():
-            y = apply_cores(self.effective_cores(), flat)
-        else:  # inference: the cached cheapest exact form (rebuilt when a core or mask changes)
-            params = [*self.cores, *(self.bond_masks or [])]
-            y = inference_form(self, "cores", params, self.effective_cores)(flat)
+        params = [*self.cores, *(self.bond_masks or [])]
+        y = weight_operator(self, "cores", params, self.effective_cores)(flat)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 

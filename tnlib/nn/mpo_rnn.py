@@ -13,7 +13,7 @@ import tnlib
 from tnlib._apply import apply_cores
 
 from ._cores import cores_from_matrix, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
-from ._inference import inference_form
+from ._inference import weight_operator
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm
 
 __all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
@@ -100,15 +100,14 @@ class _MPOWeights(StackedRNN):
         from ._stacking import suffix
 
         names = ("cores_ih" + suffix(layer, direction), "cores_hh" + suffix(layer, direction))
-        if not torch.is_grad_enabled():  # inference: cached merged forms, no per-core loop in the recurrence
-            ih, hh = (self._form(n) for n in names)
-            return ih, hh
-        ih_cores, hh_cores = (self.effective_cores(n) for n in names)
-        return (lambda x: apply_cores(ih_cores, x)), (lambda h: apply_cores(hh_cores, h))
+        ih, hh = (self._operator(n) for n in names)
+        return ih, hh
 
-    def _form(self, name: str):
+    def _operator(self, name: str):
+        """``x @ W^T`` for one weight: core-wise with gradients, a cached merged form without (no per-core
+        loop in the recurrence), a traceable form under graph capture."""
         params = [*getattr(self, name), *self.bond_masks.get(name, [])]
-        return inference_form(self, name, params, lambda: self.effective_cores(name))
+        return weight_operator(self, name, params, lambda: self.effective_cores(name))
 
     def mpo(self, name: str) -> tnlib.MPO:
         """One weight as a core :class:`tnlib.MPO`, e.g. ``mpo("cores_hh_l0")``."""

@@ -14,11 +14,19 @@ import torch
 from torch import nn
 
 from .._apply import apply_input_first
+from ._traced import apply_input_first_traced, capturing
 from ._cores import check_linear, input_first_tt, positive_int
 from ._stacking import StackedLSTM, check_lstm, suffix
 
 __all__ = ["TTLinear", "TTLSTM"]
 
+
+
+def _input_first(cores, num_in: int, flat: torch.Tensor) -> torch.Tensor:
+    """The MPS tensor-train product: the core kernel eagerly, fixed torch operations under graph capture."""
+    if capturing():
+        return apply_input_first_traced(cores, num_in, flat)
+    return apply_input_first(cores, num_in, flat)
 
 class TTLinear(nn.Module):
     """``nn.Linear`` whose weight is an input-first MPS tensor train of bond ``bond_dim``.
@@ -54,7 +62,7 @@ class TTLinear(nn.Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features; this TTLinear expects {self.in_features}")
         lead = x.shape[:-1]
-        y = apply_input_first(list(self.cores), len(self.in_dims), x.reshape(-1, self.in_features))
+        y = _input_first(list(self.cores), len(self.in_dims), x.reshape(-1, self.in_features))
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 
@@ -105,7 +113,7 @@ class TTLSTM(StackedLSTM):
     def _operator(self, name: str):
         cores = list(getattr(self, "tt_" + name))
         k = len(self.site_dims[name][0])
-        return lambda x: apply_input_first(cores, k, x)
+        return lambda x: _input_first(cores, k, x)
 
     def operators(self, layer: int, direction: int):
         return self._operator("ih" + suffix(layer, direction)), self._operator("hh" + suffix(layer, direction))

@@ -1,0 +1,131 @@
+"""Kernels for graph capture: ``torch.compile(fullgraph=True)``, ``torch.export`` and ONNX export.
+
+The eager kernels (:func:`tnlib._apply.apply_cores` and the cached forms of
+:mod:`tnlib.nn._inference`) plan contractions with opt_einsum and cache
+results in Python dictionaries keyed by parameter versions; a graph tracer
+can follow neither. While a graph is being captured the layers call these
+instead: the same exact products written with a fixed sequence of torch
+operations whose shapes are plain integers, so the tracer folds the plan to
+constants. The weight's cheapest form (two merged halves of the chain, or
+the dense matrix when it is no larger; :func:`tnlib._apply.inference_split`)
+is built inside the graph from the cores, once per forward call, so an
+exported file stores the cores, never the dense matrix, and a compiled
+module can never see a stale form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+
+from tnlib._apply import inference_split
+from tnlib.rnn import gru_cell, lstm_cell
+
+__all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced",
+           "recurrent_layer"]
+
+
+def capturing() -> bool:
+    """Whether a graph is being captured (``torch.compile``, ``torch.export``, ONNX export, ``torch.jit.trace``)."""
+    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing())
+
+
+class WeightForm(NamedTuple):
+    """``x @ W^T`` as two matrix products (``right (N_R, r M_R)``, ``left (N_L r, M_L)``) or one (``dense_t``)."""
+
+    right: torch.Tensor | None
+    left: torch.Tensor | None
+    dense_t: torch.Tensor | None
+    dims: tuple[int, int, int, int, int]  # ml, nl, r, mr, nr
+
+
+def _merge_left(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(M_L, N_L, r)`` from cores ``(left, out, in, right)`` whose first left bond is 1."""
+    acc = cores[0].reshape(cores[0].shape[1], cores[0].shape[2], cores[0].shape[3])
+    for c in cores[1:]:
+        o, i = acc.shape[0] * c.shape[1], acc.shape[1] * c.shape[2]
+        acc = torch.einsum("OIr,roiR->OoIiR", acc, c).reshape(o, i, c.shape[3])
+    return acc
+
+
+def _merge_right(cores: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``(r, M_R, N_R)`` from cores whose last right bond is 1."""
+    last = cores[-1]
+    acc = last.reshape(last.shape[0], last.shape[1], last.shape[2])
+    for c in reversed(cores[:-1]):
+        o, i = c.shape[1] * acc.shape[1], c.shape[2] * acc.shape[2]
+        acc = torch.einsum("roiR,ROI->roOiI", c, acc).reshape(c.shape[0], o, i)
+    return acc
+
+
+def weight_form(cores: Sequence[torch.Tensor]) -> WeightForm:
+    """The cheapest exact form of the MPO weight held by ``cores`` (traceable; differentiable)."""
+    cores = list(cores)
+    split = inference_split(cores)
+    if split is None:
+        left = _merge_left(cores)  # (M, N, 1)
+        m, n = left.shape[0], left.shape[1]
+        return WeightForm(None, None, left.reshape(m, n).transpose(0, 1), (m, n, 1, 1, 1))
+    left, right = _merge_left(cores[:split]), _merge_right(cores[split:])
+    ml, nl, r = left.shape[0], left.shape[1], left.shape[2]
+    mr, nr = right.shape[1], right.shape[2]
+    r_mat = right.permute(2, 0, 1).reshape(nr, r * mr)
+    l_mat = left.permute(1, 2, 0).reshape(nl * r, ml)
+    return WeightForm(r_mat, l_mat, None, (ml, nl, r, mr, nr))
+
+
+def apply_form(form: WeightForm, flat: torch.Tensor) -> torch.Tensor:
+    """``flat (B, N) @ W^T`` through a :class:`WeightForm`."""
+    if form.dense_t is not None:
+        return flat @ form.dense_t
+    assert form.right is not None and form.left is not None
+    ml, nl, r, mr, nr = form.dims
+    batch = flat.shape[0]
+    t = flat.reshape(batch * nl, nr) @ form.right
+    t = t.reshape(batch, nl, r, mr).permute(0, 3, 1, 2).reshape(batch * mr, nl * r)
+    y = t @ form.left
+    return y.reshape(batch, mr, ml).permute(0, 2, 1).reshape(batch, ml * mr)
+
+
+def operator(cores: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> x @ W^T`` with the form built once (outside a recurrence's time loop)."""
+    form = weight_form(cores)
+    return lambda x: apply_form(form, x)
+
+
+def apply_input_first_traced(cores: Sequence[torch.Tensor], num_in: int, flat: torch.Tensor) -> torch.Tensor:
+    """:func:`tnlib._apply.apply_input_first` in fixed torch operations (the MPS tensor-train weight)."""
+    batch = flat.shape[0]
+    acc = flat.reshape(batch, 1, -1)
+    for core in cores[:num_in]:
+        r, j, q = core.shape[0], core.shape[1], core.shape[2]
+        acc = torch.einsum("brjs,rjq->bqs", acc.reshape(batch, r, j, -1), core)
+    acc = acc.reshape(batch, -1)
+    for core in cores[num_in:]:
+        r, i, q = core.shape[0], core.shape[1], core.shape[2]
+        acc = (acc.reshape(-1, r) @ core.reshape(r, i * q)).reshape(batch, -1, q)
+    return acc.reshape(batch, -1)
+
+
+def recurrent_layer(x: torch.Tensor, f_ih: Callable, f_hh: Callable, b_ih: torch.Tensor | None,
+                    b_hh: torch.Tensor | None, state: Any, reverse: bool, gates: int) -> tuple[torch.Tensor, Any]:
+    """One LSTM (``gates=4``, ``state=(h, c)``) or GRU (``gates=3``, ``state=h``) layer over ``x (T, B, I)``:
+    :func:`tnlib.lstm_forward` / :func:`tnlib.gru_forward` with the namespace fixed to torch."""
+    steps, batch = x.shape[0], x.shape[1]
+    gates_in = f_ih(x.reshape(steps * batch, x.shape[2]))
+    gates_in = gates_in.reshape(steps, batch, gates_in.shape[1])
+    lstm = gates == 4
+    if lstm and b_ih is not None and b_hh is not None:
+        gates_in = gates_in + (b_ih + b_hh)
+    elif not lstm and b_ih is not None:
+        gates_in = gates_in + b_ih
+    outputs: list[Any] = [None] * steps
+    for t in range(steps - 1, -1, -1) if reverse else range(steps):
+        if lstm:
+            state = lstm_cell(gates_in[t], state[0], state[1], f_hh, xp=torch)
+            outputs[t] = state[0]
+        else:
+            state = gru_cell(gates_in[t], state, f_hh, b_hh, xp=torch)
+            outputs[t] = state
+    return torch.stack(outputs, dim=0), state
