@@ -15,14 +15,18 @@ actual batch size:
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, NamedTuple, Sequence
 
+import array_api_compat
 import opt_einsum
 
 from ._backend import namespace, prod
 from .contraction import contract, contraction_plan
 
-__all__ = ["apply_cores", "apply_input_first", "MergedHalves", "merge_halves", "apply_merged", "inference_split"]
+__all__ = [
+    "apply_cores", "apply_input_first", "MergedHalves", "merge_halves", "apply_merged", "inference_split", "WeightPlan",
+]
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,6 +161,72 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
     legs = xp.reshape(flat, (batch, *(s[2] for s in shapes)))
     out_total = prod(s[1] for s in shapes)
     return xp.reshape(contract(apply_subscripts(len(cores)), legs, *cores, optimize=optimize), (batch, out_total))
+
+
+@functools.lru_cache(maxsize=1024)
+def _chain_flops(shapes: tuple[tuple[int, ...], ...], batch: int) -> float:
+    plan = contraction_plan(apply_subscripts(len(shapes)), (batch, *(s[2] for s in shapes)), *shapes)
+    return float(plan.flops)
+
+
+class WeightPlan:
+    """The exact forms of one MPO weight for repeated products: its cores, and merged halves at the cut
+    of :func:`inference_split` (or the dense ``W^T`` when no larger), built once.
+
+    Each call ``plan(flat)`` takes whichever form is cheaper at its batch size:
+    by FLOPs when they differ by more than 4x either way, else by timing both
+    once (small batches are bound by memory and per-call overhead, which FLOPs
+    do not count); the choice is remembered per batch size. Both forms are
+    exact, so the choice never changes a result beyond rounding. The caller
+    keeps a plan only while the cores do not change (one recurrence; a torch
+    layer keys it on parameter versions).
+    """
+
+    __slots__ = ("cores", "shapes", "merged", "dense_t", "macs_per_row", "choice")
+
+    def __init__(self, cores: Sequence[Any]) -> None:
+        self.cores = list(cores)
+        self.shapes = tuple(tuple(int(d) for d in c.shape) for c in self.cores)
+        split = inference_split(self.cores)
+        self.merged: MergedHalves | None = None
+        self.dense_t = None
+        if split is None:
+            xp = namespace(*self.cores)
+            n_in = prod(s[2] for s in self.shapes)
+            eye = xp.eye(n_in, dtype=self.cores[0].dtype, device=array_api_compat.device(self.cores[0]))
+            self.dense_t = apply_cores(self.cores, eye)  # (N, M) = W^T
+            self.macs_per_row = prod(self.dense_t.shape)
+        else:
+            m = self.merged = merge_halves(self.cores, split)
+            self.macs_per_row = m.nl * m.r * m.mr * (m.nr + m.ml)
+        self.choice: dict[int, bool] = {}  # batch size -> contract the cores (True) or use the merged form
+
+    def merged_form(self, flat: Any) -> Any:
+        if self.dense_t is not None:
+            return flat @ self.dense_t
+        assert self.merged is not None
+        return apply_merged(self.merged, flat)
+
+    def __call__(self, flat: Any) -> Any:
+        batch = int(flat.shape[0])
+        chain = self.choice.get(batch)
+        if chain is None:
+            chain = self.choice[batch] = self._chain_is_faster(flat)
+        return apply_cores(self.cores, flat) if chain else self.merged_form(flat)
+
+    def _chain_is_faster(self, flat: Any) -> bool:
+        batch = int(flat.shape[0])
+        chain, merged = _chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
+        if chain * 4 < merged or merged * 4 < chain:
+            return chain < merged
+        timings = []
+        for run in (lambda: apply_cores(self.cores, flat), lambda: self.merged_form(flat)):
+            run()  # warm caches and contraction plans
+            start = time.perf_counter()
+            for _ in range(3):
+                run()
+            timings.append(time.perf_counter() - start)
+        return timings[0] < timings[1]
 
 
 def apply_input_first(cores: Sequence[Any], num_in: int, flat: Any) -> Any:

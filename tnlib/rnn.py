@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import array_api_compat
 
-from ._backend import as_array, check_floating, namespace
+from ._apply import WeightPlan
+from ._backend import as_array, check_floating, namespace, prod
 from .mpo import MPO
 
 __all__ = ["lstm_forward", "gru_forward", "lstm_cell", "gru_cell", "as_operator"]
@@ -43,7 +44,7 @@ Operator = Any  # MPO, a (gates * H, N) array, or a callable (batch, N) -> (batc
 def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int]:
     """``(apply, rows, cols)`` of an MPO, a 2-D array or a callable (``-1`` sizes for a callable)."""
     if isinstance(op, MPO):
-        return op.apply, op.shape[0], op.shape[1]
+        return _planned(op), op.shape[0], op.shape[1]
     if callable(op) and not hasattr(op, "shape"):
         return op, -1, -1
     w = as_array(op, name, keep_grad=True)
@@ -52,6 +53,15 @@ def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int
     xp = namespace(w)
     wt = xp.matrix_transpose(w)
     return (lambda x: x @ wt), int(w.shape[0]), int(w.shape[1])
+
+
+def _planned(mpo: MPO) -> Callable[[Any], Any]:
+    """``x @ W.T`` for the steps of one recurrence: inputs were checked once, and the cheapest exact
+    form of the weight is built at the start and reused (:class:`tnlib._apply.WeightPlan`)."""
+    m, n = mpo.shape
+    if (m, n) != (prod(mpo.out_dims), prod(mpo.in_dims)):  # zero-padded: MPO.apply pads and crops
+        return mpo.apply
+    return WeightPlan(mpo.cores)
 
 
 def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: int):
@@ -73,7 +83,8 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
         raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected ({gates}H, H)")
     if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
         raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be {gates}H")
-    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
+    # W_ih through MPO.apply (one batched, validated application); W_hh planned for the steps
+    gates_in = (w_ih.apply if isinstance(w_ih, MPO) else f_ih)(xp.reshape(x, (steps * batch, n_in)))
     width = int(gates_in.shape[-1])
     gates_in = xp.reshape(gates_in, (steps, batch, width))
     if bias is not None:

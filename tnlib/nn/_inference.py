@@ -14,102 +14,32 @@ returned. With gradients enabled the layers keep the core-wise path.
 
 from __future__ import annotations
 
-import functools
-import math
-import time
 from typing import Any, Callable, Sequence
 
 import torch
 
-from tnlib import contraction_plan
-from tnlib._apply import apply_cores, apply_merged, apply_subscripts, inference_split, merge_halves
+from tnlib._apply import WeightPlan, apply_cores
 
 from . import _traced
 
-__all__ = ["InferenceForm", "inference_form", "weight_operator", "check_input"]
+__all__ = ["inference_form", "weight_operator", "check_input"]
 
 
 def _key(params: Sequence[torch.Tensor]) -> tuple:
     return tuple((id(p), p._version, p.device, p.dtype) for p in params)
 
 
-class InferenceForm:
-    """One weight's cached exact forms: the cores themselves, and merged halves or the dense
-    transposed matrix; each call takes whichever costs fewer FLOPs at its batch size."""
-
-    __slots__ = ("key", "cores", "merged", "dense_t", "macs_per_row", "shapes", "choice")
-
-    def __init__(self, key: tuple, cores: Sequence[torch.Tensor]) -> None:
-        self.key = key
-        self.cores = list(cores)
-        self.shapes = tuple(tuple(int(d) for d in c.shape) for c in cores)
-        split = inference_split(cores)
-        self.merged = None if split is None else merge_halves(self.cores, split)
-        self.dense_t = None
-        if split is None:
-            n_in = math.prod(s[2] for s in self.shapes)
-            eye = torch.eye(n_in, dtype=cores[0].dtype, device=cores[0].device)
-            self.dense_t = apply_cores(self.cores, eye).contiguous()  # (N, M) = W^T
-            self.macs_per_row = int(self.dense_t.numel())
-        else:
-            m = self.merged
-            assert m is not None
-            self.macs_per_row = m.nl * m.r * m.mr * (m.nr + m.ml)
-        self.choice: dict[int, bool] = {}  # batch size -> contract the cores (True) or use the merged form
-
-    def _merged(self, flat: torch.Tensor) -> torch.Tensor:
-        if self.dense_t is not None:
-            return flat @ self.dense_t
-        assert self.merged is not None
-        return apply_merged(self.merged, flat)
-
-    def __call__(self, flat: torch.Tensor) -> torch.Tensor:
-        batch = int(flat.shape[0])
-        chain = self.choice.get(batch)
-        if chain is None:
-            chain = self.choice[batch] = self._chain_is_faster(flat)
-        return apply_cores(self.cores, flat) if chain else self._merged(flat)
-
-    def _chain_is_faster(self, flat: torch.Tensor) -> bool:
-        """Whether contracting the cores beats the merged form at this batch size.
-
-        Decided by FLOPs when they differ by more than 4x either way, else by
-        timing both once (small batches are bound by memory and per-call
-        overhead, which FLOPs do not count); both are exact, so the choice
-        never changes a result beyond rounding.
-        """
-        batch = int(flat.shape[0])
-        chain, merged = _chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
-        if chain * 4 < merged or merged * 4 < chain:
-            return chain < merged
-        timings = []
-        for run in (lambda: apply_cores(self.cores, flat), lambda: self._merged(flat)):
-            run()  # warm caches and contraction plans
-            start = time.perf_counter()
-            for _ in range(3):
-                run()
-            timings.append(time.perf_counter() - start)
-        return timings[0] < timings[1]
-
-
-@functools.lru_cache(maxsize=1024)
-def _chain_flops(shapes: tuple[tuple[int, ...], ...], batch: int) -> float:
-    plan = contraction_plan(apply_subscripts(len(shapes)), (batch, *(s[2] for s in shapes)), *shapes)
-    return float(plan.flops)
-
-
 def inference_form(
     owner: Any, name: str, params: Sequence[torch.Tensor], cores: Callable[[], Sequence[torch.Tensor]]
-) -> InferenceForm:
+) -> WeightPlan:
     """The cached form of weight ``name`` of ``owner`` (a module), rebuilt when any of ``params`` changed."""
     store = owner.__dict__.setdefault("_inference_forms", {})
     key = _key(params)
-    form = store.get(name)
-    if form is None or form.key != key:
+    entry = store.get(name)
+    if entry is None or entry[0] != key:
         with torch.no_grad():
-            form = InferenceForm(key, [c.detach() for c in cores()])
-        store[name] = form
-    return form
+            entry = store[name] = (key, WeightPlan([c.detach() for c in cores()]))
+    return entry[1]
 
 
 def weight_operator(
