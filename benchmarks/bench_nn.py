@@ -1,39 +1,53 @@
-"""PyTorch layers: MPOLinear against nn.Linear, MPOLSTM against nn.LSTM, same run.
+"""PyTorch layers against their dense counterparts, same run: eager, compiled, and through ONNX.
 
-* ``MPOLinear`` forward and forward+backward time against ``nn.Linear`` for
-  1024 x 1024 and 4096 x 4096 layers at bond 8, 16, 32 and batch 1 and 64,
-  with the FLOP ratio (MPO forward FLOPs / dense FLOPs).
-* ``MPOLSTM`` inference time per sequence step against ``nn.LSTM`` at hidden
-  256 and 1024 (input = hidden), at the bond dims that give about 10x and 50x
-  fewer weight parameters (measured from the modules).
+* ``MPOLinear`` against ``nn.Linear`` at 1024^2 and 4096^2, bond 8-64,
+  batch 1-256, inference (``no_grad``: the cached fast form) and
+  forward+backward, beside the FLOP ratio of the route taken.
+* ``MPOLSTM`` / ``MPOGRU`` against ``nn.LSTM`` / ``nn.GRU`` per sequence
+  step at hidden 256, 512, 1024 (input = hidden), 4x, 10x and 50x fewer
+  weights, batch 1 and 32, for the default 3-core layout and for the layout
+  (2-4 cores) with the fewest FLOPs at batch 1; eager and
+  ``torch.compile``d (inductor), with the FLOP ratio at batch 1.
+* The same recurrent models exported with :func:`tnlib.nn.export_onnx` and
+  run by onnxruntime: per-step time and file size against the dense export.
 
-float32, CPU, one thread (``torch.set_num_threads(1)``).
+float32, CPU, one thread everywhere (torch, BLAS, onnxruntime). Ratios are
+MPO / dense: below 1 the compressed model is faster.
 
-    python benchmarks/bench_nn.py [--quick]
+    python benchmarks/bench_nn.py [--quick] [--no-compile] [--no-onnx]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
+import warnings
 
 import torch
 from _timing import best_of
+from threadpoolctl import threadpool_limits
 from torch import nn
 
-import tnlib
 import tnlib.nn as tn
-from tnlib._apply import apply_subscripts, best_split
+from tnlib._apply import WeightPlan, _chain_flops
+
+KINDS = {"LSTM": (nn.LSTM, tn.MPOLSTM, 4), "GRU": (nn.GRU, tn.MPOGRU, 3)}
 
 
-def mpo_flops(layer, batch):
-    cores = list(layer.cores)
-    subs = apply_subscripts(len(cores))
-    chain = tnlib.contraction_plan(subs, (batch, *layer.in_dims), *(c.shape for c in cores)).flops
-    return min(chain, best_split(cores, batch)[1])
+def plan_flops(cores, batch: int) -> float:
+    """FLOPs of the route the inference plan takes at ``batch`` (forms built once, not counted)."""
+    plan = WeightPlan([c.detach() for c in cores])
+    chain, merged = _chain_flops(plan.shapes, batch), 2.0 * batch * plan.macs_per_row
+    with torch.no_grad():
+        takes_chain = plan._chain_is_faster(torch.randn(batch, math.prod(s[2] for s in plan.shapes)))
+    return chain if takes_chain else merged
 
 
 def linear_rows(sizes, bonds, batches, repeat):
-    print("| layer | bond | batch | params ratio | FLOP ratio | fwd MPO / dense | fwd+bwd MPO / dense |")
+    print("## MPOLinear vs nn.Linear\n")
+    print("| layer | bond | batch | weights ratio | FLOP ratio | no_grad MPO / dense | fwd+bwd MPO / dense |")
     print("|---|---|---|---|---|---|---|")
     for n in sizes:
         dense = nn.Linear(n, n)
@@ -48,47 +62,154 @@ def linear_rows(sizes, bonds, batches, repeat):
                     t_m = best_of(lambda: layer(x), repeat)
                 t_db = best_of(lambda: dense(x).sum().backward(), repeat)
                 t_mb = best_of(lambda: layer(x).sum().backward(), repeat)
-                flops = mpo_flops(layer, batch) / (2 * batch * n * n)
+                flops = plan_flops(layer.cores, batch) / (2 * batch * n * n)
                 print(
                     f"| {n}x{n} | {bond} | {batch} | {ratio:.0f}x | {flops:.3f} | {t_m / t_d:.2f} "
-                    f"({t_m * 1e3:.2f} ms vs {t_d * 1e3:.2f}) | {t_mb / t_db:.2f} |",
+                    f"({t_m * 1e3:.3f} vs {t_d * 1e3:.3f} ms) | {t_mb / t_db:.2f} |",
                     flush=True,
                 )
 
 
-def lstm_rows(hiddens, ratios, steps, repeat):
-    print("\n| hidden | target ratio | bond | measured ratio | nn.LSTM ms/step | MPOLSTM ms/step | MPO / dense |")
-    print("|---|---|---|---|---|---|---|")
+def weight_count(module) -> int:
+    return sum(p.numel() for n, p in module.named_parameters() if "bias" not in n)
+
+
+def bond_for(kind: str, hidden: int, ratio: float, num_cores: int) -> int | None:
+    """The largest uniform bond whose MPO model has at most ``1 / ratio`` of the dense weights."""
+    dense_cls, mpo_cls, _ = KINDS[kind]
+    budget = weight_count(dense_cls(hidden, hidden)) / ratio
+    best, lo, hi = None, 1, 4 * hidden
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        try:
+            count = weight_count(mpo_cls(hidden, hidden, bond_dim=mid, num_cores=num_cores))
+        except ValueError:  # a bond no core can carry
+            count = math.inf
+        if count <= budget:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def step_flops(model) -> float:
+    """FLOPs of one recurrent step's ``W_hh h`` at batch 1, on the inference plan's route."""
+    return plan_flops(list(model.cores_hh_l0), 1)
+
+
+def fastest_layout(kind: str, hidden: int, ratio: float) -> tuple[int, int]:
+    """``(num_cores, bond)`` with the fewest batch-1 FLOPs for ``W_hh h`` at the ratio (2-4 cores)."""
+    options = []
+    for cores in (2, 3, 4):
+        bond = bond_for(kind, hidden, ratio, cores)
+        if bond is not None:
+            model = KINDS[kind][1](hidden, hidden, bond_dim=bond, num_cores=cores)
+            options.append((step_flops(model), cores, bond))
+    _, cores, bond = min(options)
+    return cores, bond
+
+
+def compiled(module, fullgraph=True):
+    """``torch.compile`` (inductor); tnlib modules with ``fullgraph=True`` (a graph break fails)."""
+    return torch.compile(module, fullgraph=fullgraph)
+
+
+def rnn_rows(kinds, hiddens, ratios, batches, steps, repeat, compile_models):
+    print("\n## MPOLSTM / MPOGRU vs nn.LSTM / nn.GRU, ms per step\n")
+    print("Compiled columns (inductor) for the fewest-FLOP layout at batch 1.\n")
+    print("| cell | hidden | ratio | batch | layout (cores, bond) | weights ratio | FLOP ratio | dense | MPO eager "
+          "| eager MPO / dense | dense compiled | MPO compiled | compiled MPO / dense |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        dense_cls, mpo_cls, gates = KINDS[kind]
+        for h in hiddens:
+            dense = dense_cls(h, h).eval()
+            dense_weights = weight_count(dense)
+            dense_compiled = {}
+            for ratio in ratios:
+                fast = fastest_layout(kind, h, ratio)
+                for cores, bond in sorted({(3, bond_for(kind, h, ratio, 3)), fast}):
+                    model = mpo_cls(h, h, bond_dim=bond, num_cores=cores).eval()
+                    measured = dense_weights / weight_count(model)
+                    flops = step_flops(model) / (2 * gates * h * h)
+                    for batch in batches:
+                        x = torch.randn(steps, batch, h)
+                        cells = ["-", "-", "-"]
+                        with torch.no_grad():
+                            model(x)
+                            t_d = best_of(lambda: dense(x), repeat) / steps
+                            t_m = best_of(lambda: model(x), repeat) / steps
+                            if compile_models and batch == 1 and (cores, bond) == fast:
+                                if batch not in dense_compiled:
+                                    c_d = dense_compiled[batch] = compiled(dense, fullgraph=False)  # nn.LSTM breaks
+                                    c_d(x)
+                                c_d, c_m = dense_compiled[batch], compiled(model)
+                                c_m(x)
+                                tc_d = best_of(lambda: c_d(x), repeat) / steps
+                                tc_m = best_of(lambda: c_m(x), repeat) / steps
+                                cells = [f"{tc_d * 1e3:.3f}", f"{tc_m * 1e3:.3f}", f"{tc_m / tc_d:.2f}"]
+                        print(
+                            f"| {kind} | {h} | {ratio}x | {batch} | ({cores}, {bond}) | {measured:.1f}x | {flops:.2f} "
+                            f"| {t_d * 1e3:.3f} | {t_m * 1e3:.3f} | {t_m / t_d:.2f} | " + " | ".join(cells) + " |",
+                            flush=True,
+                        )
+
+
+def onnx_rows(hiddens, ratios, steps, repeat):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    print("\n## Exported with tnlib.nn.export_onnx, run by onnxruntime (LSTM, batch 1), ms per step\n")
+    print("| hidden | ratio | layout | dense ms | MPO ms | MPO / dense | dense file | MPO file "
+          "| file / (dense file / weights ratio) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    folder = tempfile.mkdtemp()
+    x = torch.randn(steps, 1, max(hiddens))
     for h in hiddens:
-        lstm = nn.LSTM(h, h)
-        dense = tn.count_parameters(lstm)
-        x = torch.randn(steps, 1, h)
-        for target in ratios:
-            bond = tn.match_compression(lstm, target)["mpo"]["bond_dim"]
-            model = tn.MPOLSTM(h, h, bond_dim=bond, num_cores=3)
-            measured = dense / tn.count_parameters(model)
-            with torch.no_grad():
-                t_d = best_of(lambda: lstm(x), repeat) / steps
-                t_m = best_of(lambda: model(x), repeat) / steps
+        dense = nn.LSTM(h, h).eval()
+        xs = x[:, :, :h].contiguous()
+        path_d = tn.export_onnx(dense, (xs,), os.path.join(folder, f"dense{h}.onnx"))
+        s_d = ort.InferenceSession(str(path_d), options)
+        feed = {s_d.get_inputs()[0].name: xs.numpy()}
+        t_d = best_of(lambda: s_d.run(None, feed), repeat) / steps
+        for ratio in ratios:
+            cores, bond = fastest_layout("LSTM", h, ratio)
+            model = tn.MPOLSTM(h, h, bond_dim=bond, num_cores=cores).eval()
+            measured = weight_count(dense) / weight_count(model)
+            path_m = tn.export_onnx(model, (xs,), os.path.join(folder, f"mpo{h}_{ratio}.onnx"))
+            s_m = ort.InferenceSession(str(path_m), options)
+            t_m = best_of(lambda: s_m.run(None, feed), repeat) / steps
+            size_d, size_m = path_d.stat().st_size, path_m.stat().st_size
             print(
-                f"| {h} | {target}x | {bond} | {measured:.1f}x | {t_d * 1e3:.3f} | {t_m * 1e3:.3f} | {t_m / t_d:.2f} |",
+                f"| {h} | {ratio}x ({measured:.1f}x) | ({cores}, {bond}) | {t_d * 1e3:.3f} | {t_m * 1e3:.3f} "
+                f"| {t_m / t_d:.2f} | {size_d / 1e6:.2f} MB | {size_m / 1e6:.3f} MB "
+                f"| {size_m / (size_d / measured):.2f} |",
                 flush=True,
             )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="small sizes, seconds")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile columns")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    warnings.filterwarnings("ignore", message=".*torch.jit.script_method.*")
     print("# PyTorch layers, float32, CPU, 1 thread (ratios < 1: MPO faster)\n")
-    if args.quick:
-        linear_rows([256], [8], [1, 64], 3)
-        lstm_rows([64], [10], 20, 2)
-    else:
-        linear_rows([1024, 4096], [8, 16, 32], [1, 64], 5)
-        lstm_rows([256, 1024], [10, 50], 50, 3)
+    with threadpool_limits(1):
+        if args.quick:
+            linear_rows([256], [8], [1, 64], 3)
+            rnn_rows(["LSTM"], [64], [10], [1], 10, 2, compile_models=not args.no_compile)
+            if not args.no_onnx:
+                onnx_rows([64], [10], 10, 2)
+        else:
+            linear_rows([1024, 4096], [8, 16, 32, 64], [1, 8, 64, 256], 5)
+            rnn_rows(["LSTM", "GRU"], [256, 512, 1024], [4, 10, 50], [1, 32], 20, 5, not args.no_compile)
+            if not args.no_onnx:
+                onnx_rows([256, 1024], [10, 50], 20, 5)
 
 
 if __name__ == "__main__":

@@ -96,9 +96,10 @@ def merge_halves(cores: Sequence[Any], split: int) -> MergedHalves:
     return MergedHalves(r_mat, l_mat, ml, nl, r, mr, nr)
 
 
-def apply_merged(m: MergedHalves, flat: Any) -> Any:
-    """``flat @ W.T`` through merged halves: two matrix products and two permutations."""
-    xp = namespace(flat, m.right)
+def apply_merged(m: MergedHalves, flat: Any, xp: Any = None) -> Any:
+    """``flat @ W.T`` through merged halves: two matrix products and two permutations (``xp``: the
+    namespace, when the caller knows it)."""
+    xp = namespace(flat, m.right) if xp is None else xp
     batch = flat.shape[0]
     t = xp.reshape(flat, (batch * m.nl, m.nr)) @ m.right
     t = xp.reshape(xp.permute_dims(xp.reshape(t, (batch, m.nl, m.r, m.mr)), (0, 3, 1, 2)), (batch * m.mr, m.nl * m.r))
@@ -182,30 +183,42 @@ class WeightPlan:
     layer keys it on parameter versions).
     """
 
-    __slots__ = ("cores", "shapes", "merged", "dense_t", "macs_per_row", "choice")
+    __slots__ = ("cores", "shapes", "merged", "dense_t", "macs_per_row", "choice", "xp")
 
     def __init__(self, cores: Sequence[Any]) -> None:
         self.cores = list(cores)
+        self.xp = namespace(*self.cores)
         self.shapes = tuple(tuple(int(d) for d in c.shape) for c in self.cores)
         split = inference_split(self.cores)
         self.merged: MergedHalves | None = None
         self.dense_t = None
         if split is None:
-            xp = namespace(*self.cores)
+            xp = self.xp
             n_in = prod(s[2] for s in self.shapes)
             eye = xp.eye(n_in, dtype=self.cores[0].dtype, device=array_api_compat.device(self.cores[0]))
-            self.dense_t = apply_cores(self.cores, eye)  # (N, M) = W^T
-            self.macs_per_row = prod(self.dense_t.shape)
+            w = xp.matrix_transpose(apply_cores(self.cores, eye))  # (M, N)
+            m_rows = int(w.shape[0])
+            w = xp.reshape(xp.reshape(w, (-1,)), (m_rows, n_in))  # row-major W, as nn.Linear keeps it
+            self.dense_t = xp.matrix_transpose(w)  # a transposed view: x @ W^T runs as BLAS gemv/gemm on W
+            self.macs_per_row = m_rows * n_in
         else:
             m = self.merged = merge_halves(self.cores, split)
             self.macs_per_row = m.nl * m.r * m.mr * (m.nr + m.ml)
         self.choice: dict[int, bool] = {}  # batch size -> contract the cores (True) or use the merged form
 
+    def __getstate__(self) -> dict:  # copies and pickles: the namespace module is found again, not stored
+        return {k: getattr(self, k) for k in self.__slots__ if k != "xp"}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+        self.xp = namespace(*self.cores)
+
     def merged_form(self, flat: Any) -> Any:
         if self.dense_t is not None:
             return flat @ self.dense_t
         assert self.merged is not None
-        return apply_merged(self.merged, flat)
+        return apply_merged(self.merged, flat, self.xp)
 
     def __call__(self, flat: Any) -> Any:
         batch = int(flat.shape[0])

@@ -112,6 +112,12 @@ def masked(cores: Sequence[torch.Tensor], masks: Sequence[torch.Tensor] | None) 
     return out
 
 
+def members(params: nn.ParameterList) -> list[torch.Tensor]:
+    """The parameters of a ``ParameterList`` in order, read from its dictionary (``list(params)`` goes
+    through ``__getitem__`` per entry, tens of microseconds on a hot path)."""
+    return [p for p in params._parameters.values() if p is not None]
+
+
 def parameter_list(cores: Sequence[torch.Tensor]) -> nn.ParameterList:
     return nn.ParameterList([nn.Parameter(c.detach().clone()) for c in cores])
 

@@ -18,7 +18,7 @@ import tnlib
 from tnlib._apply import apply_cores
 from tnlib.rnn import gru_cell, lstm_cell
 
-from ._cores import cores_from_matrix, init_cores, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._cores import cores_from_matrix, init_cores, members, mpo_cores, parameter_list, positive_int, uniform_bonds
 from ._inference import check_input, weight_operator
 from .mpo_rnn import gate_layout
 
@@ -158,7 +158,7 @@ class _MPOCell(nn.Module):
 
     def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
-        cores = list(getattr(self, name))
+        cores = members(getattr(self, name))
         return weight_operator(self, name, cores, lambda: cores)(x)
 
     def extra_repr(self) -> str:

@@ -11,7 +11,16 @@ from torch import nn
 import tnlib
 from tnlib._apply import apply_cores
 
-from ._cores import central_index, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._cores import (
+    central_index,
+    init_cores,
+    masked,
+    members,
+    mpo_cores,
+    parameter_list,
+    positive_int,
+    uniform_bonds,
+)
 from ._inference import check_input, weight_operator
 
 __all__ = ["MPOLinear"]
@@ -100,15 +109,17 @@ class MPOLinear(nn.Module):
 
     def effective_cores(self) -> list[torch.Tensor]:
         """The cores as used in the forward pass (squeezed bond slices zeroed)."""
-        return masked(list(self.cores), self.bond_masks)
+        return masked(members(self.cores), self.bond_masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f"input has {x.shape[-1]} features; this MPOLinear expects {self.in_features}")
-        check_input(x, self.cores[0], "input", "MPOLinear")
+        params = members(self.cores)
+        check_input(x, params[0], "input", "MPOLinear")
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
-        params = [*self.cores, *(self.bond_masks or [])]
+        if self.bond_masks:
+            params += self.bond_masks
         y = weight_operator(self, "cores", params, self.effective_cores)(flat)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias

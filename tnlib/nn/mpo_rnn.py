@@ -12,7 +12,16 @@ from torch import nn
 import tnlib
 from tnlib._apply import apply_cores
 
-from ._cores import cores_from_matrix, init_cores, masked, mpo_cores, parameter_list, positive_int, uniform_bonds
+from ._cores import (
+    cores_from_matrix,
+    init_cores,
+    masked,
+    members,
+    mpo_cores,
+    parameter_list,
+    positive_int,
+    uniform_bonds,
+)
 from ._inference import weight_operator
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm
 
@@ -94,7 +103,7 @@ class _MPOWeights(StackedRNN):
         return [f"cores_{kind}" + sfx for kind, _, _, sfx in self.weight_names()]
 
     def effective_cores(self, name: str) -> list[torch.Tensor]:
-        return masked(list(getattr(self, name)), self.bond_masks.get(name))
+        return masked(members(getattr(self, name)), self.bond_masks.get(name))
 
     def operators(self, layer: int, direction: int):
         from ._stacking import suffix
@@ -106,7 +115,7 @@ class _MPOWeights(StackedRNN):
     def _operator(self, name: str):
         """``x @ W^T`` for one weight: core-wise with gradients, a cached merged form without (no per-core
         loop in the recurrence), a traceable form under graph capture."""
-        params = [*getattr(self, name), *self.bond_masks.get(name, [])]
+        params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
         return weight_operator(self, name, params, lambda: self.effective_cores(name))
 
     def mpo(self, name: str) -> tnlib.MPO:
