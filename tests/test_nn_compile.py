@@ -73,3 +73,20 @@ def test_lstm_forward_is_differentiable_in_its_input_and_dense_weights():
     out, _ = tnlib.lstm_forward(x, w_ih, w_hh)
     out.sum().backward()
     assert all(t.grad is not None for t in (x, w_ih, w_hh))
+
+
+@pytest.mark.parametrize("rows", [None, 1, 10**6])
+@pytest.mark.parametrize("num_cores", [2, 3, 4])
+def test_every_traced_form_is_the_exact_product(rows, num_cores):
+    from tnlib.nn._traced import apply_form, form_split, weight_form
+
+    torch.manual_seed(num_cores)
+    layer = tn.MPOLinear(48, 40, bond_dim=5, num_cores=num_cores, bias=False).double()
+    x = torch.randn(3, 48, dtype=torch.float64)
+    with torch.no_grad():
+        want = x @ layer.dense_weight().T
+        form = weight_form(list(layer.cores), rows)
+        assert torch.allclose(apply_form(form, x), want, atol=1e-12)
+    shapes = [tuple(c.shape) for c in layer.cores]
+    # with many rows the building is negligible: the choice is the per-row one
+    assert form_split(shapes, 10**12) == form_split(shapes, None)

@@ -43,17 +43,22 @@ def inference_form(
 
 
 def weight_operator(
-    owner: Any, name: str, params: Sequence[torch.Tensor], cores: Callable[[], Sequence[torch.Tensor]]
+    owner: Any,
+    name: str,
+    params: Sequence[torch.Tensor],
+    cores: Callable[[], Sequence[torch.Tensor]],
+    rows: int | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``x -> x @ W^T`` for the MPO weight ``name`` of ``owner``, in the form the context calls for.
 
     While a graph is captured (``torch.compile``, export): the traceable form
-    of :mod:`tnlib.nn._traced`, built from the cores in the graph. With
+    of :mod:`tnlib.nn._traced`, built from the cores in the graph and chosen
+    for ``rows`` products (its building is paid once per call). With
     gradients: the core-wise contraction (gradients reach every core).
     Without: the cached fast form of :func:`inference_form`.
     """
     if _traced.capturing():
-        return _traced.operator(cores())
+        return _traced.operator(cores(), rows)
     if torch.is_grad_enabled():
         chain = list(cores())
         return lambda x: apply_cores(chain, x)

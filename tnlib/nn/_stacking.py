@@ -105,7 +105,10 @@ class StackedRNN(nn.Module):
             else:
                 self.register_parameter(name, None)
 
-    def operators(self, layer: int, direction: int) -> tuple[Callable, Callable]:
+    def operators(self, layer: int, direction: int, rows: int | None = None) -> tuple[Callable, Callable]:
+        """``(x -> x W_ih^T, h -> h W_hh^T)`` of one layer and direction; ``rows`` is how many rows each
+        will multiply in this forward pass (steps x batch), which a captured graph uses to choose the
+        form of the weights."""
         raise NotImplementedError
 
     def dense_weights(self, layer: int, direction: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +152,7 @@ class StackedRNN(nn.Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
-                f_ih, f_hh = self.operators(layer, d)
+                f_ih, f_hh = self.operators(layer, d, int(x.shape[0]) * batch)
                 b_ih, b_hh = getattr(self, "bias_ih" + suffix(layer, d)), getattr(self, "bias_hh" + suffix(layer, d))
                 k = layer * self.num_directions + d
                 state = tuple(p[k] for p in parts) if lstm else parts[0][k]

@@ -59,10 +59,51 @@ def _merge_right(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     return acc
 
 
-def weight_form(cores: Sequence[torch.Tensor]) -> WeightForm:
-    """The cheapest exact form of the MPO weight held by ``cores`` (traceable; differentiable)."""
+def _build_macs(outs: Sequence[int], ins: Sequence[int], bonds: Sequence[int]) -> int:
+    """Multiply-adds of merging cores with these legs left to right (``bonds`` has one more entry)."""
+    macs, o, i = 0, outs[0], ins[0]
+    for k in range(1, len(outs)):
+        macs += o * i * bonds[k] * outs[k] * ins[k] * bonds[k + 1]
+        o, i = o * outs[k], i * ins[k]
+    return macs
+
+
+def form_split(shapes: Sequence[Sequence[int]], rows: int | None) -> int | None:
+    """The cut of the merged halves for ``rows`` products in one forward pass, or ``None`` for the
+    dense matrix: the fewest multiply-adds counting the building of the form, which a captured graph
+    pays on every call (``rows=None``: per row only, :func:`tnlib._apply.inference_split`)."""
+    if rows is None:
+        return inference_split([_Shape(s) for s in shapes])
+    outs, ins = [s[1] for s in shapes], [s[2] for s in shapes]
+    bonds = [shapes[0][0]] + [s[3] for s in shapes]
+    m, n = 1, 1
+    for o, i in zip(outs, ins):
+        m, n = m * o, i * n
+    best, best_cost = None, _build_macs(outs, ins, bonds) + rows * m * n
+    for s in range(1, len(shapes)):
+        ml, nl, mr, nr = 1, 1, 1, 1
+        for k in range(s):
+            ml, nl = ml * outs[k], nl * ins[k]
+        for k in range(s, len(shapes)):
+            mr, nr = mr * outs[k], nr * ins[k]
+        build = _build_macs(outs[:s], ins[:s], bonds[: s + 1])
+        build += _build_macs(outs[s:][::-1], ins[s:][::-1], bonds[s:][::-1])
+        cost = build + rows * nl * bonds[s] * mr * (nr + ml)
+        if cost < best_cost:
+            best, best_cost = s, cost
+    return best
+
+
+class _Shape:
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(shape)
+
+
+def weight_form(cores: Sequence[torch.Tensor], rows: int | None = None) -> WeightForm:
+    """The cheapest exact form of the MPO weight held by ``cores`` for ``rows`` products (traceable;
+    differentiable)."""
     cores = list(cores)
-    split = inference_split(cores)
+    split = form_split([tuple(c.shape) for c in cores], rows)
     if split is None:
         left = _merge_left(cores)  # (M, N, 1)
         m, n = left.shape[0], left.shape[1]
@@ -88,9 +129,9 @@ def apply_form(form: WeightForm, flat: torch.Tensor) -> torch.Tensor:
     return y.reshape(batch, mr, ml).permute(0, 2, 1).reshape(batch, ml * mr)
 
 
-def operator(cores: Sequence[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x -> x @ W^T`` with the form built once (outside a recurrence's time loop)."""
-    form = weight_form(cores)
+def operator(cores: Sequence[torch.Tensor], rows: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> x @ W^T`` with the form built once (outside a recurrence's time loop) for ``rows`` products."""
+    form = weight_form(cores, rows)
     return lambda x: apply_form(form, x)
 
 

@@ -109,7 +109,7 @@ class LowRankLSTM(StackedLSTM):
         w = getattr(self, "W_" + name)
         return lambda x: x @ w.T
 
-    def operators(self, layer: int, direction: int):
+    def operators(self, layer: int, direction: int, rows: int | None = None):
         return self._matrix("ih", layer, direction), self._matrix("hh", layer, direction)
 
     def dense_weights(self, layer: int, direction: int):

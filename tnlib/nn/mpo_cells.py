@@ -159,7 +159,7 @@ class _MPOCell(nn.Module):
     def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
         cores = members(getattr(self, name))
-        return weight_operator(self, name, cores, lambda: cores)(x)
+        return weight_operator(self, name, cores, lambda: cores, int(x.shape[0]))(x)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"

@@ -120,7 +120,7 @@ class MPOLinear(nn.Module):
         flat = x.reshape(-1, self.in_features)
         if self.bond_masks:
             params += self.bond_masks
-        y = weight_operator(self, "cores", params, self.effective_cores)(flat)
+        y = weight_operator(self, "cores", params, self.effective_cores, int(flat.shape[0]))(flat)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 

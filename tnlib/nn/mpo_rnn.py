@@ -105,18 +105,18 @@ class _MPOWeights(StackedRNN):
     def effective_cores(self, name: str) -> list[torch.Tensor]:
         return masked(members(getattr(self, name)), self.bond_masks.get(name))
 
-    def operators(self, layer: int, direction: int):
+    def operators(self, layer: int, direction: int, rows: int | None = None):
         from ._stacking import suffix
 
         names = ("cores_ih" + suffix(layer, direction), "cores_hh" + suffix(layer, direction))
-        ih, hh = (self._operator(n) for n in names)
+        ih, hh = (self._operator(n, rows) for n in names)
         return ih, hh
 
-    def _operator(self, name: str):
+    def _operator(self, name: str, rows: int | None = None):
         """``x @ W^T`` for one weight: core-wise with gradients, a cached merged form without (no per-core
         loop in the recurrence), a traceable form under graph capture."""
         params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
-        return weight_operator(self, name, params, lambda: self.effective_cores(name))
+        return weight_operator(self, name, params, lambda: self.effective_cores(name), rows)
 
     def mpo(self, name: str) -> tnlib.MPO:
         """One weight as a core :class:`tnlib.MPO`, e.g. ``mpo("cores_hh_l0")``."""

@@ -115,7 +115,7 @@ class TTLSTM(StackedLSTM):
         k = len(self.site_dims[name][0])
         return lambda x: _input_first(cores, k, x)
 
-    def operators(self, layer: int, direction: int):
+    def operators(self, layer: int, direction: int, rows: int | None = None):
         return self._operator("ih" + suffix(layer, direction)), self._operator("hh" + suffix(layer, direction))
 
     def dense_weights(self, layer: int, direction: int):
