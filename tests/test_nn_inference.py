@@ -111,3 +111,20 @@ def test_an_input_of_another_dtype_is_refused_naming_both(make, args):
     for grad in (True, False):
         with torch.set_grad_enabled(grad), pytest.raises(TypeError, match="float64.*float32"):
             module(x.double())
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_dense_forms_run_torchs_fused_recurrence_with_the_same_result(kind, monkeypatch):
+    torch.manual_seed(0)
+    cls, fused = (tn.MPOLSTM, "lstm") if kind == "lstm" else (tn.MPOGRU, "gru")
+    # bond 16 on 2 cores of a 16-wide layer: the dense matrix is the cheapest form of both weights
+    module = cls(16, 16, bond_dim=16, num_cores=2, num_layers=2, bidirectional=True).double().eval()
+    x = torch.randn(6, 3, 16, dtype=torch.float64)
+    calls = []
+    original = getattr(torch, fused)
+    monkeypatch.setattr(torch, fused, lambda *a: calls.append(1) or original(*a))
+    fast, slow = both_paths(module, x)
+    assert len(calls) == 4  # two layers, two directions
+    assert torch.allclose(first(fast), first(slow), atol=1e-12)
+    for f, s in zip(fast[1] if kind == "lstm" else (fast[1],), slow[1] if kind == "lstm" else (slow[1],)):
+        assert torch.allclose(f, s, atol=1e-12)

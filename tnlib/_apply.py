@@ -221,11 +221,21 @@ class WeightPlan:
         return apply_merged(self.merged, flat, self.xp)
 
     def __call__(self, flat: Any) -> Any:
+        return apply_cores(self.cores, flat) if self.contracts(flat) else self.merged_form(flat)
+
+    def contracts(self, flat: Any) -> bool:
+        """Whether a call with ``flat``'s batch size contracts the cores (else it uses the merged form)."""
         batch = int(flat.shape[0])
         chain = self.choice.get(batch)
         if chain is None:
             chain = self.choice[batch] = self._chain_is_faster(flat)
-        return apply_cores(self.cores, flat) if chain else self.merged_form(flat)
+        return chain
+
+    def dense(self, flat: Any) -> Any | None:
+        """``W`` (row-major ``(M, N)``) when a call with ``flat``'s batch size uses the dense form, else ``None``."""
+        if self.dense_t is None or self.contracts(flat):
+            return None
+        return self.xp.matrix_transpose(self.dense_t)
 
     def _chain_is_faster(self, flat: Any) -> bool:
         batch = int(flat.shape[0])

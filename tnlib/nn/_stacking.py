@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import tnlib
+from tnlib._apply import WeightPlan
 
 from ._cores import positive_int
 from ._inference import check_input
@@ -118,6 +119,9 @@ class StackedRNN(nn.Module):
         """One layer and direction over the sequence: ``(output, final state)``."""
         if capturing():
             return recurrent_layer(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
+        fused = _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
+        if fused is not None:
+            return fused
         if self.gates == 4:
             bias = None if b_ih is None else b_ih + b_hh
             return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
@@ -203,6 +207,31 @@ class StackedRNN(nn.Module):
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
             f"batch_first={self.batch_first}, bidirectional={self.bidirectional}"
         )
+
+
+def _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
+    """Inference where both weights' cheapest forms are their dense matrices: torch's own fused
+    recurrence (the kernel behind ``nn.LSTM`` / ``nn.GRU``) on those matrices, else ``None``.
+
+    The result is the same function, computed as ``nn.LSTM`` computes it; at batch 1 it saves
+    the ~20 small operations per step of the Python recurrence.
+    """
+    if torch.is_grad_enabled() or not (isinstance(f_ih, WeightPlan) and isinstance(f_hh, WeightPlan)):
+        return None
+    w_ih = f_ih.dense(x.reshape(-1, x.shape[-1]))
+    w_hh = f_hh.dense(state[0] if gates == 4 else state)
+    if w_ih is None or w_hh is None:
+        return None
+    params = [w_ih, w_hh] + ([] if b_ih is None else [b_ih, b_hh])
+    seq = x.flip(0) if reverse else x
+    if gates == 4:
+        out, h, c = torch.lstm(seq, (state[0][None], state[1][None]), params, b_ih is not None, 1, 0.0, False,
+                               False, False)
+        final: Any = (h[0], c[0])
+    else:
+        out, h = torch.gru(seq, state[None], params, b_ih is not None, 1, 0.0, False, False, False)
+        final = h[0]
+    return (out.flip(0) if reverse else out), final
 
 
 class StackedLSTM(StackedRNN):
