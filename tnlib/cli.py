@@ -134,8 +134,49 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation 
     return Truncation(**kw) if kw else None
 
 
+def _stream_npy(path: str, chunk_rows: int | None) -> Any:
+    """A ``.npy`` matrix as a dask array over a read-only memory map: read block by block, never whole."""
+    try:
+        import dask.array as da
+    except ImportError:
+        raise _UsageError("--out-of-core needs dask: pip install 'dask[array]'") from None
+    if not path.endswith(".npy"):
+        raise _UsageError(f"--out-of-core reads .npy files (memory-mapped), got {path}")
+    try:
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise _UsageError(f"{path}: cannot read an array ({exc})") from None
+    if mm.ndim != 2:
+        raise _UsageError(f"{path}: expected a 2-D matrix, got shape {mm.shape}")
+    rows = chunk_rows or max(1, (64 * 2**20) // max(1, mm.shape[1] * mm.itemsize))  # about 64 MiB a block
+    return da.from_array(mm, chunks=(min(rows, mm.shape[0]), -1))
+
+
+def _decompose_out_of_core(args: argparse.Namespace) -> None:
+    matrix = _stream_npy(args.input, args.chunk_rows)
+    truncation = _truncation(args, matrix.shape)
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc="blocks", file=sys.stderr):
+        mpo = MPO.from_matrix(matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
+                              truncation=truncation, pad=args.pad, svd=args.svd)
+    _print_and_save(args, mpo, matrix.size)
+
+
+def _print_and_save(args: argparse.Namespace, mpo: MPO, size: int) -> None:
+    print(mpo)
+    print(f"parameters {mpo.num_params} (dense {size}), compression ratio {mpo.compression_ratio:.2f}x")
+    print(mpo.report)
+    if args.output:
+        save(args.output, mpo)
+        print(f"saved to {args.output}")
+
+
 def _decompose(args: argparse.Namespace) -> None:
     _check_output(args)
+    if args.out_of_core:
+        _decompose_out_of_core(args)
+        return
     matrix = _load_matrix(args.input, args.key)
     if matrix.ndim != 2:
         raise _UsageError(f"{args.input}: expected a 2-D matrix, got shape {matrix.shape}")
@@ -144,12 +185,7 @@ def _decompose(args: argparse.Namespace) -> None:
         matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
         truncation=truncation, pad=args.pad, svd=args.svd,
     )
-    print(mpo)
-    print(f"parameters {mpo.num_params} (dense {matrix.size}), compression ratio {mpo.compression_ratio:.2f}x")
-    print(mpo.report)
-    if args.output:
-        save(args.output, mpo)
-        print(f"saved to {args.output}")
+    _print_and_save(args, mpo, matrix.size)
 
 
 def _spectrum(args: argparse.Namespace) -> None:
@@ -219,6 +255,9 @@ def _parser() -> _Parser:
     dec.add_argument("--max-entropy-loss", type=float, help="largest relative entropy loss per bond")
     dec.add_argument("--compression", type=float, help="target compression ratio (sets a parameter budget)")
     dec.add_argument("--svd", default="auto", help="SVD method (auto, lapack, randomized)")
+    dec.add_argument("--out-of-core", action="store_true",
+                     help="stream a .npy larger than memory block by block (dask; needs a per-bond truncation)")
+    dec.add_argument("--chunk-rows", type=int, help="rows per block with --out-of-core (default: about 64 MiB)")
 
     info = sub.add_parser("info", help="describe a file written by tnlib")
     info.add_argument("input", help="file written by tnlib (tnlib decompose -o, tnlib.save)")

@@ -24,6 +24,7 @@ from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
 from ._checks import is_int
+from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
 from .dims import check_dims, choose_dims
 from .mps import MPS
@@ -377,6 +378,8 @@ class MPO(Chain):
         >>> float(np.linalg.norm(mpo.to_matrix() - W)) < 1e-12 * float(np.linalg.norm(W))
         True
         """
+        if is_dask(matrix):
+            return cls._from_dask(matrix, out_dims, in_dims, num_cores, truncation, pad, svd, input_gram)
         a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
         truncation = check_truncation(truncation)
         check_svd(svd)
@@ -432,6 +435,25 @@ class MPO(Chain):
 
         assert truncation is not None
         return fit_layout(cls, a, mpo, Layout(tuple(out_dims), tuple(in_dims)), truncation, input_gram)
+
+    @classmethod
+    def _from_dask(cls, matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | None,
+                   truncation: Truncation | None, pad: bool, svd: str, input_gram: Any) -> MPO:
+        """:meth:`from_matrix` of a ``dask.array`` (out of core; :mod:`tnlib._out_of_core`)."""
+        check_dask(matrix, "matrix", 2)
+        checked = check_out_of_core_truncation(check_truncation(truncation))
+        check_svd(svd)
+        if input_gram is not None or pad or isinstance(out_dims, str) or isinstance(in_dims, str):
+            raise ValueError(
+                "a dask matrix takes explicit or default dims without padding, layout search or input_gram; "
+                "compute a slice in memory for those"
+            )
+        shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+        out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
+        if len(out_dims) < 2:
+            raise ValueError(f"a dask matrix needs at least two cores, got out_dims={out_dims}")
+        cores, report = mpo_sites_from_dask(matrix, out_dims, in_dims, checked, svd)
+        return cls._trusted(cores, len(cores) - 1, report, shape)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, check_max_size, contract_chain, validate_cores
+from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, mps_sites_from_dask
 from ._sweeps import tt_decompose
 from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -130,6 +131,8 @@ class MPS(Chain):
         >>> bool(np.allclose(mps.to_dense().reshape(-1), psi))
         True
         """
+        if is_dask(tensor):
+            return cls._from_dask(tensor, truncation, svd)
         t = as_array(tensor, "tensor")
         if t.ndim < 1:
             raise ValueError("tensor must have at least one leg, got a 0-d array")
@@ -142,6 +145,17 @@ class MPS(Chain):
         dims = tuple(int(d) for d in t.shape)
         cores, report = tt_decompose(t, dims, truncation, svd)
         return cls._trusted(cores, len(dims) - 1, report)
+
+    @classmethod
+    def _from_dask(cls, tensor: Any, truncation: Truncation | None, svd: str) -> MPS:
+        """:meth:`from_dense` of a ``dask.array`` (out of core; :mod:`tnlib._out_of_core`)."""
+        check_dask(tensor, "tensor", None)
+        if tensor.ndim < 2:
+            raise ValueError(f"a dask tensor needs at least two legs, got shape {tuple(tensor.shape)}")
+        checked = check_out_of_core_truncation(check_truncation(truncation))
+        check_svd(svd)
+        cores, report = mps_sites_from_dask(tensor, checked, svd)
+        return cls._trusted(cores, len(cores) - 1, report)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full tensor of shape :attr:`phys_dims`.

@@ -1,0 +1,131 @@
+"""Out-of-core input: dask arrays (and memory-mapped .npy files through them) decompose as in memory."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tnlib
+
+da = pytest.importorskip("dask.array")
+
+
+def decaying(rows, cols, seed):
+    """A matrix whose spectra decay, so truncation keeps the leading part exactly as in memory."""
+    rng = np.random.default_rng(seed)
+    k = min(rows, cols)
+    return (rng.standard_normal((rows, k)) * np.exp(-np.arange(k) / 6.0)) @ rng.standard_normal((k, cols))
+
+
+def assert_same_decomposition(got, want):
+    assert got.bond_dims == want.bond_dims
+    assert got.report.full_bond_dims == want.report.full_bond_dims
+    np.testing.assert_allclose(got.report.discarded, want.report.discarded, rtol=1e-8, atol=1e-10 * want.norm() ** 2)
+    assert got.report.norm == pytest.approx(want.report.norm, rel=1e-12)
+    dense = want.to_matrix() if isinstance(want, tnlib.MPO) else want.to_dense()
+    other = got.to_matrix() if isinstance(got, tnlib.MPO) else got.to_dense()
+    assert np.linalg.norm(other - dense) <= 1e-10 * np.linalg.norm(dense)
+
+
+DIMS = st.sampled_from(
+    [((16, 4), (4, 8)), ((8, 4, 2), (8, 2, 2)), ((32, 2, 2), (4, 4, 2)), ((4, 4, 4, 2), (4, 2, 2, 2))]
+)
+
+
+@settings(max_examples=12, deadline=None)
+@given(dims=DIMS, bond=st.integers(1, 12), chunk=st.integers(3, 40), seed=st.integers(0, 10**6))
+def test_dask_matrix_decomposes_as_in_memory(dims, bond, chunk, seed):
+    out_dims, in_dims = dims
+    w = decaying(int(np.prod(out_dims)), int(np.prod(in_dims)), seed)
+    truncation = tnlib.Truncation(max_bond=bond)
+    want = tnlib.MPO.from_matrix(w, out_dims, in_dims, truncation=truncation)
+    got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(chunk, -1)), out_dims, in_dims, truncation=truncation)
+    assert_same_decomposition(got, want)
+    assert isinstance(got.cores[0], np.ndarray) and got.cores[0].dtype == w.dtype
+
+
+@pytest.mark.parametrize("truncation", [tnlib.Truncation(cutoff=1e-3), tnlib.Truncation(max_discarded=1e-4),
+                                        tnlib.Truncation(max_bond=(6, 3))])
+def test_other_per_bond_criteria_and_per_bond_caps(truncation):
+    w = decaying(64, 32, 1)
+    want = tnlib.MPO.from_matrix(w, (16, 2, 2), (4, 4, 2), truncation=truncation)
+    got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(7, -1)), (16, 2, 2), (4, 4, 2), truncation=truncation)
+    assert_same_decomposition(got, want)
+
+
+def test_float32_and_a_dask_tensor_into_an_mps():
+    w = decaying(64, 32, 2).astype(np.float32)
+    t = tnlib.Truncation(max_bond=5)
+    got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(16, -1)), (16, 4), (4, 8), truncation=t)
+    assert got.cores[0].dtype == np.float32
+    want = tnlib.MPO.from_matrix(w.astype(np.float64), (16, 4), (4, 8), truncation=t)
+    assert np.linalg.norm(got.to_matrix() - want.to_matrix()) <= 1e-5 * np.linalg.norm(w)
+    psi = decaying(32, 64, 3).reshape(8, 4, 8, 8)
+    want_mps = tnlib.MPS.from_dense(psi, tnlib.Truncation(max_bond=6))
+    got_mps = tnlib.MPS.from_dense(da.from_array(psi, chunks=(3, 4, 8, 8)), tnlib.Truncation(max_bond=6))
+    assert_same_decomposition(got_mps, want_mps)
+
+
+def test_memory_mapped_npy_through_dask(tmp_path):
+    w = decaying(256, 64, 4)
+    np.save(tmp_path / "big.npy", w)
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    t = tnlib.Truncation(max_bond=8)
+    got = tnlib.MPO.from_matrix(da.from_array(mm, chunks=(32, -1)), (16, 4, 4), (4, 4, 4), truncation=t)
+    assert_same_decomposition(got, tnlib.MPO.from_matrix(w, (16, 4, 4), (4, 4, 4), truncation=t))
+
+
+def test_on_a_local_dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    w = decaying(512, 64, 5)
+    t = tnlib.Truncation(max_bond=8)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=40) as cluster:
+        with distributed.Client(cluster):
+            got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(32, -1)), (32, 4, 4), (4, 4, 4), truncation=t)
+    assert_same_decomposition(got, tnlib.MPO.from_matrix(w, (32, 4, 4), (4, 4, 4), truncation=t))
+
+
+@pytest.mark.parametrize(
+    "make, kwargs, error, message",
+    [
+        (lambda: da.ones((16, 16), chunks=4), dict(truncation=None), ValueError, "needs a truncation"),
+        (lambda: da.ones((16, 16), chunks=4), dict(truncation=tnlib.Truncation(max_params=40)), ValueError,
+         "max_params and max_relative_error"),
+        (lambda: da.ones((16, 16), chunks=4, dtype=np.int64), dict(truncation=tnlib.Truncation(max_bond=2)),
+         TypeError, "dtype int64"),
+        (lambda: da.from_array(np.full((16, 16), np.nan), chunks=4), dict(truncation=tnlib.Truncation(max_bond=2)),
+         ValueError, "NaN or inf"),
+        (lambda: da.ones((4, 4, 4), chunks=2), dict(truncation=tnlib.Truncation(max_bond=2)), ValueError,
+         "must be 2-D"),
+        (lambda: da.ones((16, 16), chunks=4), dict(truncation=tnlib.Truncation(max_bond=2), pad=True), ValueError,
+         "without padding"),
+        (lambda: da.ones((16, 16), chunks=4), dict(truncation=tnlib.Truncation(max_bond=2), out_dims=(4, 5)),
+         ValueError, "out_dims"),
+    ],
+)
+def test_bad_dask_input_is_refused_clearly(make, kwargs, error, message):
+    kw = dict(out_dims=(4, 4), in_dims=(4, 4))
+    kw.update(kwargs)
+    with pytest.raises(error, match=message):
+        tnlib.MPO.from_matrix(make(), **kw)
+
+
+def test_cli_streams_a_npy_from_disk(tmp_path):
+    w = decaying(256, 64, 6)
+    np.save(tmp_path / "big.npy", w)
+    r = subprocess.run(
+        [sys.executable, "-m", "tnlib", "decompose", "big.npy", "--out-of-core", "--chunk-rows", "32",
+         "--out-dims", "16,4,4", "--in-dims", "4,4,4", "--max-bond", "8", "-o", "big.tnz"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "blocks" in r.stderr  # the progress bar
+    want = tnlib.MPO.from_matrix(w, (16, 4, 4), (4, 4, 4), truncation=tnlib.Truncation(max_bond=8))
+    assert_same_decomposition(tnlib.load(tmp_path / "big.tnz"), want)
+    r = subprocess.run([sys.executable, "-m", "tnlib", "decompose", "big.npy", "--out-of-core"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "needs a truncation" in r.stderr

@@ -1,0 +1,173 @@
+"""TT-SVD of a matrix or tensor held as a ``dask.array``: larger than memory, or spread over a cluster.
+
+The decomposition touches the whole input only in its first step. The first
+unfolding ``A_1`` has ``d_1`` rows (``o_1 i_1`` for an MPO) and a huge
+number of columns; its left singular vectors come from the ``R`` factor of
+the tall-skinny ``A_1^T`` by TSQR (Demmel et al., SIAM J. Sci. Comput. 34,
+2012; ``dask.array.linalg.tsqr``), blockwise over the input's chunks, with
+only ``R`` (``d_1 x d_1``) gathered. The SVD of ``R^T`` gives ``U_1`` and the
+complete first spectrum (so the first bond is truncated exactly as in
+memory, and ``||A||_F`` comes with it); the remainder ``U_1^T A_1``
+(``chi_1`` rows) is one more blockwise product, gathered into memory, where
+the rest of the sweep runs as :func:`tnlib._sweeps.tt_decompose` does.
+
+The remainder holds ``chi_1 / d_1`` of the input's entries: choose a first
+site with ``o_1 i_1`` well above the bond (e.g. ``out_dims=(64, ...)``,
+``in_dims=(8, ...)`` with ``max_bond=32``: 1/16 of the input). Whatever
+scheduler is active runs the blockwise steps: dask's threads by default, a
+``dask.distributed`` cluster when a client exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._backend import check_floating
+from ._sweeps import tt_decompose
+from .truncation import Truncation, TruncationReport, select_rank
+
+__all__ = ["is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask"]
+
+
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a ``dask.array.Array`` (checked without importing dask)."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "dask") and hasattr(x, "chunks")
+
+
+def check_dask(x: Any, name: str, ndim: int | None) -> None:
+    """Shape and dtype checks of a dask input (its values are checked blockwise, in :func:`first_step`)."""
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got a dask array of shape {tuple(x.shape)}")
+    if any(np.isnan(d) for d in x.shape):
+        raise ValueError(f"{name} has unknown chunk sizes {x.shape}; call {name}.compute_chunk_sizes() first")
+    if 0 in x.shape:
+        raise ValueError(f"{name} must be non-empty, got shape {tuple(x.shape)}")
+    check_floating(np.empty(0, dtype=x.dtype), name)
+
+
+def check_out_of_core_truncation(truncation: Truncation | None) -> Truncation:
+    if truncation is None or truncation.is_exact:
+        raise ValueError(
+            "a dask input needs a truncation that cuts the first bond (max_bond, cutoff, max_discarded, ...): "
+            "an exact chain keeps a remainder as large as the input; pass e.g. truncation=tnlib.Truncation(max_bond=32)"
+        )
+    if truncation.max_params is not None or truncation.max_relative_error is not None:
+        raise ValueError(
+            "max_params and max_relative_error allocate all bonds from the exact chain, which a dask input "
+            "cannot hold in memory; use per-bond criteria (max_bond, cutoff, max_discarded, ...)"
+        )
+    return truncation
+
+
+def _first_unfolding_t(x: Any, row_legs: Sequence[int], col_legs: Sequence[int]) -> Any:
+    """``A_1^T`` as a dask array ``(rest, d_1)``; ``x`` viewed as ``row_legs + col_legs`` (an MPO's ``(o_1, O)``
+    rows and ``(i_1, I)`` columns, or a tensor's ``(d_1, rest)`` with empty ``col_legs``)."""
+    if col_legs:
+        (o1, big_o), (i1, big_i) = row_legs, col_legs
+        rows = x.rechunk({0: _divisor_chunk(big_o, x.chunksize[0]), 1: -1})  # row blocks inside one o_1 slab
+        t = rows.reshape(o1, big_o, i1, big_i).transpose(1, 3, 0, 2)
+        at = t.reshape(big_o * big_i, o1 * i1)
+    else:
+        d1, rest = row_legs
+        flat = x.reshape(d1, rest)
+        at = flat.T
+    return at.rechunk({0: "auto", 1: -1})
+
+
+def _divisor_chunk(n: int, target: int) -> int:
+    """The largest divisor of ``n`` that is at most ``max(target, 1)``."""
+    target = max(1, min(int(target), n))
+    for c in range(target, 0, -1):
+        if n % c == 0:
+            return c
+    return 1
+
+
+def first_step(
+    at: Any, truncation: Truncation, num_bonds: int, name: str
+) -> tuple[np.ndarray, np.ndarray, int, float, float]:
+    """``(U_1 (d_1, chi), rest (chi, rows of A^T) in memory, full rank, discarded weight, ||A||_F)``."""
+    import dask.array as da
+
+    finite = da.isfinite(at).all()
+    _, r = da.linalg.tsqr(at)
+    r_mem, ok = da.compute(r, finite)
+    if not bool(ok):
+        raise ValueError(f"{name} contains NaN or inf")
+    u, s, _ = np.linalg.svd(r_mem.T)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
+    total = float(np.sum(s * s))
+    chi = select_rank(s, truncation.for_bond(0, num_bonds)) if total > 0 else 1
+    u1 = np.ascontiguousarray(u[:, :chi])
+    rest = (at @ u1.astype(at.dtype)).compute().T  # U_1^T A_1, gathered: chi rows
+    discarded = float(np.sum(s[chi:] * s[chi:]))
+    return u1.astype(at.dtype), np.ascontiguousarray(rest), int(s.shape[0]), discarded, total**0.5
+
+
+def tt_decompose_dask(
+    first: tuple[np.ndarray, np.ndarray, int, float, float],
+    rest_dims: Sequence[int],
+    d1: int,
+    truncation: Truncation,
+    svd: str,
+) -> tuple[list[Any], TruncationReport]:
+    """Finish the sweep in memory from :func:`first_step`'s result; ``rest`` is already interleaved into
+    ``(chi, d_2, ..., d_n)`` by the caller."""
+    u1, rest, full_rank, discarded, norm = first
+    chi = u1.shape[1]
+    cores = [u1.reshape(1, d1, chi)]
+    shifted = _ShiftedTruncation(truncation)
+    if len(rest_dims) == 1:
+        cores.append(rest.reshape(chi, rest_dims[0], 1))
+        return cores, TruncationReport((chi,), (full_rank,), (discarded,), norm, truncation)
+    dims = (chi * rest_dims[0], *rest_dims[1:])
+    tail, report = tt_decompose(rest.reshape(dims), dims, shifted.value, svd)
+    head = tail[0]
+    tail[0] = head.reshape(chi, rest_dims[0], head.shape[2])
+    merged = TruncationReport(
+        (chi, *report.bond_dims), (full_rank, *report.full_bond_dims), (discarded, *report.discarded), norm, truncation
+    )
+    return cores + tail, merged
+
+
+class _ShiftedTruncation:
+    """The truncation of bonds ``1..n-2`` for the in-memory rest (per-bond caps shift by one)."""
+
+    def __init__(self, truncation: Truncation) -> None:
+        caps = truncation.max_bond
+        if isinstance(caps, tuple):
+            import dataclasses
+
+            self.value = dataclasses.replace(truncation, max_bond=caps[1:])
+        else:
+            self.value = truncation
+
+
+def mpo_sites_from_dask(
+    matrix: Any, out_dims: Sequence[int], in_dims: Sequence[int], truncation: Truncation, svd: str
+) -> tuple[list[Any], TruncationReport]:
+    """MPO cores ``(left, out, in, right)`` of the dask ``matrix`` (dims checked by the caller)."""
+    n = len(out_dims)
+    m, cols = (int(d) for d in matrix.shape)
+    o1, i1 = out_dims[0], in_dims[0]
+    at = _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1))
+    first = first_step(at, truncation, n - 1, "matrix")
+    chi = first[0].shape[1]
+    rest = first[1].reshape(chi, *out_dims[1:], *in_dims[1:])  # columns of A_1 in (O, I) order
+    order = [0] + [axis for k in range(1, n) for axis in (k, n - 1 + k)]
+    site_dims = [o * i for o, i in zip(out_dims, in_dims)]
+    rest = np.ascontiguousarray(rest.transpose(order)).reshape(chi, *site_dims[1:])
+    sites, report = tt_decompose_dask((first[0], rest, *first[2:]), site_dims[1:], site_dims[0], truncation, svd)
+    cores = [s.reshape(s.shape[0], o, i, s.shape[2]) for s, o, i in zip(sites, out_dims, in_dims)]
+    return cores, report
+
+
+def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:
+    """MPS cores ``(left, phys, right)`` of the dask ``tensor``."""
+    dims = [int(d) for d in tensor.shape]
+    at = _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ())
+    first = first_step(at, truncation, len(dims) - 1, "tensor")
+    chi = first[0].shape[1]
+    rest = first[1].reshape(chi, *dims[1:])
+    return tt_decompose_dask((first[0], rest, *first[2:]), dims[1:], dims[0], truncation, svd)
