@@ -129,3 +129,24 @@ def test_cli_streams_a_npy_from_disk(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tnlib", "decompose", "big.npy", "--out-of-core"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "needs a truncation" in r.stderr
+
+
+def test_open_npy_reads_blocks_without_mapping_the_file(tmp_path):
+    w = decaying(100, 24, 7).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    arr = tnlib.open_npy(tmp_path / "w.npy", chunk_rows=16)
+    assert arr.shape == (100, 24) and arr.dtype == np.float32 and arr.chunks[0][0] == 16
+    np.testing.assert_array_equal(arr.compute(), w)
+    np.testing.assert_array_equal(arr[17:53, 3:9].compute(), w[17:53, 3:9])
+    np.save(tmp_path / "f.npy", np.asfortranarray(w))
+    with pytest.raises(ValueError, match="Fortran order"):
+        tnlib.open_npy(tmp_path / "f.npy")
+    np.save(tmp_path / "t.npy", w.reshape(10, 10, 24))
+    with pytest.raises(ValueError, match="expected a 2-D matrix"):
+        tnlib.open_npy(tmp_path / "t.npy")
+    raw = (tmp_path / "w.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="shorter than its header"):
+        tnlib.open_npy(tmp_path / "short.npy").compute()
+    with pytest.raises(ValueError, match="chunk_rows"):
+        tnlib.open_npy(tmp_path / "w.npy", chunk_rows=0)

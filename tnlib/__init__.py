@@ -5,6 +5,7 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 """
 
 from ._chain import MAX_DENSE_SIZE
+from ._out_of_core import open_npy
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
 from .datasets import ExampleMLP, load_example_mlp
@@ -22,6 +23,7 @@ from .truncation import TruncatedSVD, Truncation, TruncationReport
 __version__ = "0.1.0"
 
 __all__ = [
+    "open_npy",
     "MPS",
     "MPO",
     "Layout",

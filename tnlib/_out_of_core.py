@@ -28,7 +28,9 @@ from ._backend import check_floating
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport, select_rank
 
-__all__ = ["is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask"]
+__all__ = [
+    "is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy",
+]
 
 
 def is_dask(x: Any) -> bool:
@@ -171,3 +173,74 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
     chi = first[0].shape[1]
     rest = first[1].reshape(chi, *dims[1:])
     return tt_decompose_dask((first[0], rest, *first[2:]), dims[1:], dims[0], truncation, svd)
+
+
+class _NpyRows:
+    """Rows of a C-ordered ``.npy`` matrix read from disk on demand (what ``dask.array.from_array`` slices).
+
+    Unlike a memory map, nothing of the file is mapped into the process: each
+    block is read with one ``seek`` and one ``readinto``, so a process limited
+    to less memory (or address space) than the file still reads it whole.
+    """
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            self.offset = fh.tell()
+        if len(shape) != 2:
+            raise ValueError(f"{path}: expected a 2-D matrix, got shape {shape}")
+        if fortran:
+            raise ValueError(f"{path}: the matrix is stored in Fortran order; save it C-ordered (np.save(path, W))")
+        if dtype.hasobject:
+            raise ValueError(f"{path}: holds Python objects, not numbers")
+        self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), dtype, 2
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        start, stop, step = rows.indices(self.shape[0])
+        count = max(0, stop - start)
+        row_bytes = self.shape[1] * self.dtype.itemsize
+        out = np.empty((count, self.shape[1]), dtype=self.dtype)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + start * row_bytes)
+            got = fh.readinto(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        if got != count * row_bytes:
+            raise ValueError(f"{self.path}: the file is shorter than its header says (truncated?)")
+        return out[::step, cols]
+
+
+def open_npy(path: str, *, chunk_rows: int | None = None) -> Any:
+    """A ``.npy`` matrix on disk as a ``dask.array`` read block by block, for out-of-core decomposition.
+
+    Parameters
+    ----------
+    path
+        A C-ordered 2-D ``.npy`` file (``np.save``).
+    chunk_rows
+        Rows per block (default: about 64 MiB a block).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: nothing is read until a computation needs a block, and only
+        that block is held (no memory map of the whole file).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, tnlib
+    >>> path = tempfile.mkdtemp() + "/W.npy"
+    >>> np.save(path, np.random.default_rng(0).standard_normal((256, 64)))
+    >>> W = tnlib.open_npy(path, chunk_rows=32)
+    >>> mpo = tnlib.MPO.from_matrix(W, (16, 4, 4), (4, 4, 4), truncation=tnlib.Truncation(max_bond=8))
+    >>> mpo.bond_dims
+    (8, 8)
+    """
+    import dask.array as da
+
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows={chunk_rows!r} is invalid; expected a positive int (rows per block)")
+    source = _NpyRows(str(path))
+    rows = chunk_rows or max(1, (64 * 2**20) // max(1, source.shape[1] * source.dtype.itemsize))
+    return da.from_array(source, chunks=(min(rows, source.shape[0]), -1), asarray=False, fancy=False)

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
+from ._out_of_core import open_npy
 from .io import load, save
 from .mpo import MPO
 from .mps import MPS
@@ -135,21 +136,19 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation 
 
 
 def _stream_npy(path: str, chunk_rows: int | None) -> Any:
-    """A ``.npy`` matrix as a dask array over a read-only memory map: read block by block, never whole."""
+    """A ``.npy`` matrix as a dask array read block by block from disk (:func:`tnlib.open_npy`)."""
     try:
-        import dask.array as da
+        import dask.array  # noqa: F401
     except ImportError:
         raise _UsageError("--out-of-core needs dask: pip install 'dask[array]'") from None
     if not path.endswith(".npy"):
-        raise _UsageError(f"--out-of-core reads .npy files (memory-mapped), got {path}")
+        raise _UsageError(f"--out-of-core reads .npy files block by block, got {path}")
+    if not Path(path).is_file():
+        raise _UsageError(f"{path}: no such file")
     try:
-        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
+        return open_npy(path, chunk_rows=chunk_rows)
+    except OSError as exc:
         raise _UsageError(f"{path}: cannot read an array ({exc})") from None
-    if mm.ndim != 2:
-        raise _UsageError(f"{path}: expected a 2-D matrix, got shape {mm.shape}")
-    rows = chunk_rows or max(1, (64 * 2**20) // max(1, mm.shape[1] * mm.itemsize))  # about 64 MiB a block
-    return da.from_array(mm, chunks=(min(rows, mm.shape[0]), -1))
 
 
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
