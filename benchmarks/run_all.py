@@ -25,6 +25,7 @@ SCRIPTS = [
     ("bench_apply.py", []),
     ("bench_mps.py", []),
     ("bench_scaleout.py", []),
+    ("bench_out_of_core.py", []),
     ("bench_nn.py", []),
     ("bench_layouts.py", []),
 ]

@@ -11,7 +11,11 @@ memory, and ``||A||_F`` comes with it); the remainder ``U_1^T A_1``
 (``chi_1`` rows) is one more blockwise product, gathered into memory, where
 the rest of the sweep runs as :func:`tnlib._sweeps.tt_decompose` does.
 
-The remainder holds ``chi_1 / d_1`` of the input's entries: choose a first
+Memory: every block of ``A_1^T`` takes rows from all ``o_1`` slabs of the
+matrix (the first row leg is the most significant), so about ``o_1`` input
+blocks are held at a time: give the dask array row chunks of a few MiB
+(:func:`open_npy` does). The remainder holds ``chi_1 / d_1`` of the input's
+entries: choose a first
 site with ``o_1 i_1`` well above the bond (e.g. ``out_dims=(64, ...)``,
 ``in_dims=(8, ...)`` with ``max_bond=32``: 1/16 of the input). Whatever
 scheduler is active runs the blockwise steps: dask's threads by default, a
@@ -63,19 +67,72 @@ def check_out_of_core_truncation(truncation: Truncation | None) -> Truncation:
     return truncation
 
 
+_BLOCK_BYTES = 64 * 2**20  # at most about this much input per block of the first unfolding
+_READ_BYTES = 2 * 2**20  # default rows per block of open_npy: about this many bytes
+
+
 def _first_unfolding_t(x: Any, row_legs: Sequence[int], col_legs: Sequence[int]) -> Any:
-    """``A_1^T`` as a dask array ``(rest, d_1)``; ``x`` viewed as ``row_legs + col_legs`` (an MPO's ``(o_1, O)``
-    rows and ``(i_1, I)`` columns, or a tensor's ``(d_1, rest)`` with empty ``col_legs``)."""
+    """``A_1^T`` as a dask array ``(rest, d_1)`` in row blocks that each hold all ``d_1`` columns.
+
+    ``x`` is an MPO's matrix with rows ``(o_1, O)`` and columns ``(i_1, I)``
+    (``row_legs``, ``col_legs``), or a tensor ``(d_1, ...)`` (``col_legs``
+    empty). Every block is built from one piece of the input by a local
+    transpose, so no step of the graph holds more than a few blocks.
+    """
+    import dask.array as da
+
+    item = x.dtype.itemsize
     if col_legs:
         (o1, big_o), (i1, big_i) = row_legs, col_legs
-        rows = x.rechunk({0: _divisor_chunk(big_o, x.chunksize[0]), 1: -1})  # row blocks inside one o_1 slab
-        t = rows.reshape(o1, big_o, i1, big_i).transpose(1, 3, 0, 2)
-        at = t.reshape(big_o * big_i, o1 * i1)
-    else:
-        d1, rest = row_legs
-        flat = x.reshape(d1, rest)
-        at = flat.T
-    return at.rechunk({0: "auto", 1: -1})
+        c = slab_rows(int(x.shape[0]), int(x.shape[1]), o1, item)
+        source = _npy_source(x)
+        if source is not None:  # a file of open_npy: each task reads its own o_1 pieces (no shuffle)
+            return da.map_blocks(
+                _read_unfolding_block, source, o1, c, i1, big_i, dtype=x.dtype,
+                chunks=((c * big_i,) * (big_o // c), (o1 * i1,)),
+            )
+        given = set(x.chunks[0][:-1]) | {x.chunks[0][-1]}
+        if len(given) != 1 or big_o % next(iter(given)):  # blocks must not straddle the o_1 slabs
+            x = x.rechunk({0: c})
+        else:
+            c = next(iter(given))
+        slabs = x.rechunk({1: -1}).reshape(o1, big_o, i1 * big_i).rechunk({0: -1, 1: c, 2: -1})
+
+        def local(block: np.ndarray) -> np.ndarray:  # (o1, c, i1 I) -> (c I, o1 i1)
+            rows = block.shape[1]
+            return block.reshape(o1, rows, i1, big_i).transpose(1, 3, 0, 2).reshape(rows * big_i, o1 * i1)
+
+        chunks = (tuple(k * big_i for k in slabs.chunks[1]), (o1 * i1,))
+        return slabs.map_blocks(local, drop_axis=0, chunks=chunks, dtype=x.dtype)
+    d1, rest = row_legs
+    inner = int(np.prod(x.shape[2:])) if x.ndim > 2 else 1
+    c = _divisor_chunk(int(x.shape[1]), max(1, _BLOCK_BYTES // (d1 * inner * item)))
+    flat = x.rechunk({0: -1, 1: c, **{k: -1 for k in range(2, x.ndim)}}).reshape(d1, rest)
+    return da.map_blocks(np.transpose, flat, chunks=(flat.chunks[1], (d1,)), dtype=x.dtype)
+
+
+def _npy_source(x: Any) -> _NpyRows | None:
+    """The file behind ``x`` when ``x`` is exactly an array of :func:`open_npy` (not sliced or computed on)."""
+    graph = dict(x.__dask_graph__())
+    sources = [v for v in graph.values() if isinstance(v, _NpyRows)]
+    if len(sources) != 1 or sources[0].shape != tuple(x.shape) or len(graph) != x.npartitions + 1:
+        return None
+    return sources[0]
+
+
+def _read_unfolding_block(source: _NpyRows, o1: int, c: int, i1: int, big_i: int, block_id: Any = None) -> np.ndarray:
+    """Block ``j`` of ``A_1^T`` read from the file: rows ``j c .. (j+1) c`` of each of the ``o_1`` slabs."""
+    j = block_id[0]
+    big_o = source.shape[0] // o1
+    block = np.stack([source[k * big_o + j * c : k * big_o + (j + 1) * c, :] for k in range(o1)])
+    return block.reshape(o1, c, i1, big_i).transpose(1, 3, 0, 2).reshape(c * big_i, o1 * i1)
+
+
+def slab_rows(rows: int, cols: int, o1: int, itemsize: int) -> int:
+    """Rows per input block for an MPO whose first row leg is ``o1``: a divisor of ``rows / o1`` (so no block
+    straddles two row slabs) with ``o1`` blocks together about :data:`_BLOCK_BYTES`. Blocks of this size
+    are each read once and released at once; larger ones are held until every slab has been read."""
+    return _divisor_chunk(rows // o1, max(1, _BLOCK_BYTES // (o1 * cols * itemsize)))
 
 
 def _divisor_chunk(n: int, target: int) -> int:
@@ -87,24 +144,47 @@ def _divisor_chunk(n: int, target: int) -> int:
     return 1
 
 
+def _r_factor(block: np.ndarray, n: int) -> np.ndarray:
+    """The ``(n, n)`` R factor of a block with ``n`` columns (zero rows below a short block's own)."""
+    import scipy.linalg
+
+    r = scipy.linalg.qr(block, mode="r", check_finite=False)[0]  # LAPACK in the block's own precision
+    if r.shape[0] < n:
+        r = np.concatenate([r, np.zeros((n - r.shape[0], n), dtype=r.dtype)], axis=0)
+    return r[:n]
+
+
+def _tsqr_r(at: Any, fan_in: int = 8) -> Any:
+    """``R`` of the tall-skinny dask array ``at`` by TSQR: a QR per block, then QRs of ``fan_in`` stacked
+    R factors at a time up a tree (a dask reduction, so factors are combined as soon as they exist)."""
+    import dask.array as da
+
+    n = int(at.shape[1])
+
+    def step(x: np.ndarray, axis: Any = None, keepdims: bool = True) -> np.ndarray:
+        return _r_factor(x, n)
+
+    return da.reduction(at, step, step, combine=step, axis=0, keepdims=True, concatenate=True,
+                        split_every=fan_in, dtype=at.dtype, output_size=n)
+
+
 def first_step(
     at: Any, truncation: Truncation, num_bonds: int, name: str
 ) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-    """``(U_1 (d_1, chi), rest (chi, rows of A^T) in memory, full rank, discarded weight, ||A||_F)``."""
-    import dask.array as da
-
-    finite = da.isfinite(at).all()
-    _, r = da.linalg.tsqr(at)
-    r_mem, ok = da.compute(r, finite)
-    if not bool(ok):
+    """``(U_1 (d_1, chi), U_1^T A_1 gathered as (rows of A^T, chi), full rank, discarded weight, ||A||_F)``."""
+    r_mem = _tsqr_r(at).compute()  # one pass over the input
+    if not np.isfinite(r_mem).all():  # a NaN or inf anywhere in the input reaches R
         raise ValueError(f"{name} contains NaN or inf")
     u, s, _ = np.linalg.svd(r_mem.T)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
+    full = min(int(at.shape[0]), int(at.shape[1]))  # the rank bound of A_1 (R's zero padding adds zeros)
+    u, s = u[:, :full], s[:full]
     total = float(np.sum(s * s))
     chi = select_rank(s, truncation.for_bond(0, num_bonds)) if total > 0 else 1
-    u1 = np.ascontiguousarray(u[:, :chi])
-    rest = (at @ u1.astype(at.dtype)).compute().T  # U_1^T A_1, gathered: chi rows
+    u1 = np.ascontiguousarray(u[:, :chi]).astype(at.dtype)
+    projected = at.map_blocks(np.matmul, u1, chunks=(at.chunks[0], (chi,)), dtype=at.dtype)
+    rest_t = projected.compute()  # the second pass: (A_1^T U_1), chi columns, gathered
     discarded = float(np.sum(s[chi:] * s[chi:]))
-    return u1.astype(at.dtype), np.ascontiguousarray(rest), int(s.shape[0]), discarded, total**0.5
+    return u1, rest_t, int(s.shape[0]), discarded, total**0.5
 
 
 def tt_decompose_dask(
@@ -153,14 +233,18 @@ def mpo_sites_from_dask(
     n = len(out_dims)
     m, cols = (int(d) for d in matrix.shape)
     o1, i1 = out_dims[0], in_dims[0]
-    at = _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1))
-    first = first_step(at, truncation, n - 1, "matrix")
-    chi = first[0].shape[1]
-    rest = first[1].reshape(chi, *out_dims[1:], *in_dims[1:])  # columns of A_1 in (O, I) order
-    order = [0] + [axis for k in range(1, n) for axis in (k, n - 1 + k)]
+    u1, rest_t, full_rank, discarded, norm = first_step(
+        _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1)), truncation, n - 1, "matrix"
+    )
+    chi = u1.shape[1]
+    # rows of A_1^T run over (O, I) = (o_2..o_n, i_2..i_n); interleave them into sites, chi first: one copy
+    legs = rest_t.reshape(*out_dims[1:], *in_dims[1:], chi)
+    order = [2 * (n - 1)] + [axis for k in range(n - 1) for axis in (k, n - 1 + k)]
     site_dims = [o * i for o, i in zip(out_dims, in_dims)]
-    rest = np.ascontiguousarray(rest.transpose(order)).reshape(chi, *site_dims[1:])
-    sites, report = tt_decompose_dask((first[0], rest, *first[2:]), site_dims[1:], site_dims[0], truncation, svd)
+    rest = np.ascontiguousarray(legs.transpose(order)).reshape(chi, *site_dims[1:])
+    del legs, rest_t
+    first = (u1, rest, full_rank, discarded, norm)
+    sites, report = tt_decompose_dask(first, site_dims[1:], site_dims[0], truncation, svd)
     cores = [s.reshape(s.shape[0], o, i, s.shape[2]) for s, o, i in zip(sites, out_dims, in_dims)]
     return cores, report
 
@@ -168,11 +252,12 @@ def mpo_sites_from_dask(
 def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:
     """MPS cores ``(left, phys, right)`` of the dask ``tensor``."""
     dims = [int(d) for d in tensor.shape]
-    at = _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ())
-    first = first_step(at, truncation, len(dims) - 1, "tensor")
-    chi = first[0].shape[1]
-    rest = first[1].reshape(chi, *dims[1:])
-    return tt_decompose_dask((first[0], rest, *first[2:]), dims[1:], dims[0], truncation, svd)
+    u1, rest_t, full_rank, discarded, norm = first_step(
+        _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ()), truncation, len(dims) - 1, "tensor"
+    )
+    rest = np.ascontiguousarray(rest_t.T).reshape(u1.shape[1], *dims[1:])
+    del rest_t
+    return tt_decompose_dask((u1, rest, full_rank, discarded, norm), dims[1:], dims[0], truncation, svd)
 
 
 class _NpyRows:
@@ -211,7 +296,7 @@ class _NpyRows:
         return out[::step, cols]
 
 
-def open_npy(path: str, *, chunk_rows: int | None = None) -> Any:
+def open_npy(path: str, *, chunk_rows: int | None = None, first_out_dim: int | None = None) -> Any:
     """A ``.npy`` matrix on disk as a ``dask.array`` read block by block, for out-of-core decomposition.
 
     Parameters
@@ -219,7 +304,14 @@ def open_npy(path: str, *, chunk_rows: int | None = None) -> Any:
     path
         A C-ordered 2-D ``.npy`` file (``np.save``).
     chunk_rows
-        Rows per block (default: about 64 MiB a block).
+        Rows per block (default: about 2 MiB a block).
+    first_out_dim
+        The first of the ``out_dims`` the matrix will be decomposed with
+        (``o_1``): blocks are then sized to divide the ``M / o_1`` rows of
+        each slab, so the decomposition reads each block once and holds
+        about 64 MiB of input at a time. Without it, blocks that straddle
+        slabs are re-cut, and parts of them wait in memory for the rest of
+        their slab.
 
     Returns
     -------
@@ -232,7 +324,7 @@ def open_npy(path: str, *, chunk_rows: int | None = None) -> Any:
     >>> import tempfile, numpy as np, tnlib
     >>> path = tempfile.mkdtemp() + "/W.npy"
     >>> np.save(path, np.random.default_rng(0).standard_normal((256, 64)))
-    >>> W = tnlib.open_npy(path, chunk_rows=32)
+    >>> W = tnlib.open_npy(path, first_out_dim=16)
     >>> mpo = tnlib.MPO.from_matrix(W, (16, 4, 4), (4, 4, 4), truncation=tnlib.Truncation(max_bond=8))
     >>> mpo.bond_dims
     (8, 8)
@@ -242,5 +334,10 @@ def open_npy(path: str, *, chunk_rows: int | None = None) -> Any:
     if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
         raise ValueError(f"chunk_rows={chunk_rows!r} is invalid; expected a positive int (rows per block)")
     source = _NpyRows(str(path))
-    rows = chunk_rows or max(1, (64 * 2**20) // max(1, source.shape[1] * source.dtype.itemsize))
+    m, cols, item = source.shape[0], source.shape[1], source.dtype.itemsize
+    if first_out_dim is not None and (not isinstance(first_out_dim, int) or first_out_dim < 1 or m % first_out_dim):
+        raise ValueError(f"first_out_dim={first_out_dim!r} is invalid; expected a positive int dividing {m} rows")
+    if chunk_rows is None and first_out_dim is not None:
+        chunk_rows = slab_rows(m, cols, first_out_dim, item)
+    rows = chunk_rows or max(1, _READ_BYTES // max(1, cols * item))
     return da.from_array(source, chunks=(min(rows, source.shape[0]), -1), asarray=False, fancy=False)

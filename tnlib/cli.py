@@ -135,7 +135,7 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation 
     return Truncation(**kw) if kw else None
 
 
-def _stream_npy(path: str, chunk_rows: int | None) -> Any:
+def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) -> Any:
     """A ``.npy`` matrix as a dask array read block by block from disk (:func:`tnlib.open_npy`)."""
     try:
         import dask.array  # noqa: F401
@@ -146,13 +146,13 @@ def _stream_npy(path: str, chunk_rows: int | None) -> Any:
     if not Path(path).is_file():
         raise _UsageError(f"{path}: no such file")
     try:
-        return open_npy(path, chunk_rows=chunk_rows)
+        return open_npy(path, chunk_rows=chunk_rows, first_out_dim=first_out_dim)
     except OSError as exc:
         raise _UsageError(f"{path}: cannot read an array ({exc})") from None
 
 
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
-    matrix = _stream_npy(args.input, args.chunk_rows)
+    matrix = _stream_npy(args.input, args.chunk_rows, args.out_dims[0] if args.out_dims else None)
     truncation = _truncation(args, matrix.shape)
     from tqdm.dask import TqdmCallback
 
@@ -256,7 +256,8 @@ def _parser() -> _Parser:
     dec.add_argument("--svd", default="auto", help="SVD method (auto, lapack, randomized)")
     dec.add_argument("--out-of-core", action="store_true",
                      help="stream a .npy larger than memory block by block (dask; needs a per-bond truncation)")
-    dec.add_argument("--chunk-rows", type=int, help="rows per block with --out-of-core (default: about 64 MiB)")
+    dec.add_argument("--chunk-rows", type=int,
+                     help="rows per block with --out-of-core (default: sized to the first of --out-dims)")
 
     info = sub.add_parser("info", help="describe a file written by tnlib")
     info.add_argument("input", help="file written by tnlib (tnlib decompose -o, tnlib.save)")

@@ -329,7 +329,10 @@ class MPO(Chain):
         ----------
         matrix : array, shape (M, N)
             Finite, float32/float64/complex64/complex128, any Array-API
-            namespace; the cores share its namespace, dtype and device.
+            namespace; the cores share its namespace, dtype and device. A
+            ``dask.array`` (e.g. :func:`tnlib.open_npy`) is decomposed out of
+            core, block by block, with NumPy cores (per-bond truncation only;
+            ``docs/scaling.md``).
         out_dims, in_dims
             Factors of ``M`` and ``N``, one per core. ``None`` chooses the most
             balanced ones (:func:`tnlib.factorize`) with as many factors as the

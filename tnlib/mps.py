@@ -108,7 +108,9 @@ class MPS(Chain):
         ----------
         tensor : array with n >= 1 legs
             Finite, float32/float64/complex64/complex128, any Array-API
-            namespace; the cores share its namespace, dtype and device.
+            namespace; the cores share its namespace, dtype and device. A
+            ``dask.array`` is decomposed out of core (per-bond truncation
+            only; ``docs/scaling.md``).
         truncation
             ``None`` (default) is exact: no singular value is dropped and every
             bond has its full rank (computed by QR sweeps). Otherwise see
