@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import random_array
 from tnlib import _linalg as linalg
@@ -15,3 +17,23 @@ def test_tall_skinny_qr_is_exact_and_orthonormal(shape, dtype):
     assert q.shape == shape and r.shape == (shape[1], shape[1]) and q.dtype == a.dtype
     assert np.abs(q @ r - a).max() <= tol * np.abs(a).max()
     assert np.abs(q.conj().T @ q - np.eye(shape[1])).max() <= tol
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 40), n=st.integers(1, 40),
+       dtype=st.sampled_from(["float32", "float64", "complex64", "complex128"]), seed=st.integers(0, 2**31))
+def test_lapack_qr_is_a_reduced_qr(m, n, dtype, seed):
+    from tnlib._linalg import _lapack_qr
+
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, n))
+    if dtype.startswith("complex"):
+        a = a + 1j * rng.standard_normal((m, n))
+    a = a.astype(dtype)
+    q, r = _lapack_qr(a)
+    k = min(m, n)
+    tol = 1e-4 if dtype in ("float32", "complex64") else 1e-12
+    assert q.shape == (m, k) and r.shape == (k, n) and q.dtype == a.dtype and r.dtype == a.dtype
+    assert np.allclose(q @ r, a, atol=tol * max(1.0, float(np.abs(a).max())) * max(m, n))
+    assert np.allclose(q.conj().T @ q, np.eye(k), atol=tol * max(m, n))
+    assert np.allclose(r, np.triu(r))

@@ -169,9 +169,31 @@ def _tsqr(a: Any) -> tuple[Any, Any]:
 
 def _direct_qr(a: Any) -> tuple[Any, Any]:
     if isinstance(a, np.ndarray):
-        import scipy.linalg
-
-        return scipy.linalg.qr(a, mode="economic", check_finite=False)
+        return _lapack_qr(a)
     xp = namespace(a)
     q, r = xp.linalg.qr(a, mode="reduced")
+    return q, r
+
+
+def _lapack_qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced QR of a NumPy matrix by LAPACK's ``geqrf`` and ``orgqr``/``ungqr`` called directly.
+
+    The same factorization as ``scipy.linalg.qr(mode="economic")``, without
+    its two workspace queries and argument checks per call, which cost as
+    much as the factorization itself for the small cores of a canonical-form
+    sweep.
+    """
+    import scipy.linalg.lapack as lapack
+
+    m, n = a.shape
+    k = min(m, n)
+    geqrf, gqr = lapack.get_lapack_funcs(("geqrf", "ungqr" if np.iscomplexobj(a) else "orgqr"), (a,))
+    lwork = max(1, 64 * max(m, n))  # a blocked workspace; LAPACK needs only n (geqrf) and k (orgqr)
+    qr, tau, _, info = geqrf(a, lwork=lwork)
+    if info != 0:  # pragma: no cover - geqrf reports only invalid arguments
+        raise np.linalg.LinAlgError(f"geqrf failed with info={info}")
+    r = np.triu(qr[:k, :])
+    q, _, info = gqr(qr[:, :k], tau, lwork=lwork, overwrite_a=1)
+    if info != 0:  # pragma: no cover
+        raise np.linalg.LinAlgError(f"orgqr failed with info={info}")
     return q, r
