@@ -124,8 +124,13 @@ def _read_unfolding_block(source: _NpyRows, o1: int, c: int, i1: int, big_i: int
     """Block ``j`` of ``A_1^T`` read from the file: rows ``j c .. (j+1) c`` of each of the ``o_1`` slabs."""
     j = block_id[0]
     big_o = source.shape[0] // o1
-    block = np.stack([source[k * big_o + j * c : k * big_o + (j + 1) * c, :] for k in range(o1)])
-    return block.reshape(o1, c, i1, big_i).transpose(1, 3, 0, 2).reshape(c * big_i, o1 * i1)
+    # Fortran order, so that LAPACK factors the block in place; filled slab by slab (one block in memory)
+    out = np.empty((c * big_i, o1 * i1), dtype=source.dtype, order="F")
+    legs = out.T.reshape(o1, i1, c, big_i)  # a view: column (k, i), row (c, I)
+    for k in range(o1):
+        piece = source[k * big_o + j * c : k * big_o + (j + 1) * c, :]  # (c, i1 I)
+        legs[k] = piece.reshape(c, i1, big_i).transpose(1, 0, 2)
+    return out
 
 
 def slab_rows(rows: int, cols: int, o1: int, itemsize: int) -> int:
@@ -145,13 +150,15 @@ def _divisor_chunk(n: int, target: int) -> int:
 
 
 def _r_factor(block: np.ndarray, n: int) -> np.ndarray:
-    """The ``(n, n)`` R factor of a block with ``n`` columns (zero rows below a short block's own)."""
+    """The ``(n, n)`` R factor of a block with ``n`` columns (zero rows below a short block's own), by LAPACK
+    in the block's own precision; a Fortran-ordered block (as :func:`open_npy` files give) is factored in
+    place, without a copy (only this reduction reads it)."""
     import scipy.linalg
 
-    r = scipy.linalg.qr(block, mode="r", check_finite=False)[0]  # LAPACK in the block's own precision
+    r = scipy.linalg.qr(block, mode="r", check_finite=False, overwrite_a=True)[0]
     if r.shape[0] < n:
         r = np.concatenate([r, np.zeros((n - r.shape[0], n), dtype=r.dtype)], axis=0)
-    return r[:n]
+    return r[:n].copy()  # a copy: a view would keep the whole (rows, n) array alive
 
 
 def _tsqr_r(at: Any, fan_in: int = 8) -> Any:
