@@ -204,6 +204,10 @@ def tt_decompose_dask(
     """Finish the sweep in memory from :func:`first_step`'s result; ``rest`` is already interleaved into
     ``(chi, d_2, ..., d_n)`` by the caller."""
     u1, rest, full_rank, discarded, norm = first
+    if svd == "auto" and rest.nbytes > _BLOCK_BYTES:
+        # a remainder this large would be copied several times by a full LAPACK SVD: the randomized SVD
+        # (range finder with its certificate, tnlib.svd) needs only a few thin sketches of it
+        svd = "randomized"
     chi = u1.shape[1]
     cores = [u1.reshape(1, d1, chi)]
     shifted = _ShiftedTruncation(truncation)
