@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 import tnlib.nn as tn
-from tnlib._apply import WeightPlan, _chain_flops
+from tnlib._apply import WeightPlan, chain_flops
 
 KINDS = {"LSTM": (nn.LSTM, tn.MPOLSTM, 4), "GRU": (nn.GRU, tn.MPOGRU, 3)}
 
@@ -40,9 +40,9 @@ KINDS = {"LSTM": (nn.LSTM, tn.MPOLSTM, 4), "GRU": (nn.GRU, tn.MPOGRU, 3)}
 def plan_flops(cores, batch: int) -> float:
     """FLOPs of the route the inference plan takes at ``batch`` (forms built once, not counted)."""
     plan = WeightPlan([c.detach() for c in cores])
-    chain, merged = _chain_flops(plan.shapes, batch), 2.0 * batch * plan.macs_per_row
+    chain, merged = chain_flops(plan.shapes, batch), 2.0 * batch * plan.macs_per_row
     with torch.no_grad():
-        takes_chain = plan._chain_is_faster(torch.randn(batch, math.prod(s[2] for s in plan.shapes)))
+        takes_chain = plan.contracts(torch.randn(batch, math.prod(s[2] for s in plan.shapes)))
     return chain if takes_chain else merged
 
 

@@ -26,6 +26,7 @@ from .contraction import contract, contraction_plan
 
 __all__ = [
     "apply_cores", "apply_input_first", "MergedHalves", "merge_halves", "apply_merged", "inference_split", "WeightPlan",
+    "chain_flops",
 ]
 
 
@@ -165,7 +166,7 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
 
 
 @functools.lru_cache(maxsize=1024)
-def _chain_flops(shapes: tuple[tuple[int, ...], ...], batch: int) -> float:
+def chain_flops(shapes: tuple[tuple[int, ...], ...], batch: int) -> float:
     plan = contraction_plan(apply_subscripts(len(shapes)), (batch, *(s[2] for s in shapes)), *shapes)
     return float(plan.flops)
 
@@ -239,7 +240,7 @@ class WeightPlan:
 
     def _chain_is_faster(self, flat: Any) -> bool:
         batch = int(flat.shape[0])
-        chain, merged = _chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
+        chain, merged = chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
         if chain * 4 < merged or merged * 4 < chain:
             return chain < merged
         timings = []
