@@ -24,6 +24,7 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -210,12 +211,11 @@ def tt_decompose_dask(
         svd = "randomized"
     chi = u1.shape[1]
     cores = [u1.reshape(1, d1, chi)]
-    shifted = _ShiftedTruncation(truncation)
     if len(rest_dims) == 1:
         cores.append(rest.reshape(chi, rest_dims[0], 1))
         return cores, TruncationReport((chi,), (full_rank,), (discarded,), norm, truncation)
     dims = (chi * rest_dims[0], *rest_dims[1:])
-    tail, report = tt_decompose(rest.reshape(dims), dims, shifted.value, svd)
+    tail, report = tt_decompose(rest.reshape(dims), dims, _rest_truncation(truncation), svd)
     head = tail[0]
     tail[0] = head.reshape(chi, rest_dims[0], head.shape[2])
     merged = TruncationReport(
@@ -224,17 +224,10 @@ def tt_decompose_dask(
     return cores + tail, merged
 
 
-class _ShiftedTruncation:
-    """The truncation of bonds ``1..n-2`` for the in-memory rest (per-bond caps shift by one)."""
-
-    def __init__(self, truncation: Truncation) -> None:
-        caps = truncation.max_bond
-        if isinstance(caps, tuple):
-            import dataclasses
-
-            self.value = dataclasses.replace(truncation, max_bond=caps[1:])
-        else:
-            self.value = truncation
+def _rest_truncation(truncation: Truncation) -> Truncation:
+    """The truncation of bonds ``1..n-2``, left for the in-memory rest (per-bond caps shift by one)."""
+    caps = truncation.max_bond
+    return dataclasses.replace(truncation, max_bond=caps[1:]) if isinstance(caps, tuple) else truncation
 
 
 def mpo_sites_from_dask(

@@ -19,7 +19,6 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
-from tnlib._apply import inference_split
 from tnlib.rnn import gru_cell, lstm_cell
 
 __all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced",
@@ -71,32 +70,28 @@ def _build_macs(outs: Sequence[int], ins: Sequence[int], bonds: Sequence[int]) -
 def form_split(shapes: Sequence[Sequence[int]], rows: int | None) -> int | None:
     """The cut of the merged halves for ``rows`` products in one forward pass, or ``None`` for the
     dense matrix: the fewest multiply-adds counting the building of the form, which a captured graph
-    pays on every call (``rows=None``: per row only, :func:`tnlib._apply.inference_split`)."""
-    if rows is None:
-        return inference_split([_Shape(s) for s in shapes])
+    pays on every call (``rows=None``: per row only, as :func:`tnlib._apply.inference_split`)."""
     outs, ins = [s[1] for s in shapes], [s[2] for s in shapes]
     bonds = [shapes[0][0]] + [s[3] for s in shapes]
+    per_call, builds = (1, False) if rows is None else (rows, True)
     m, n = 1, 1
     for o, i in zip(outs, ins):
         m, n = m * o, i * n
-    best, best_cost = None, _build_macs(outs, ins, bonds) + rows * m * n
+    best, best_cost = None, (_build_macs(outs, ins, bonds) if builds else 0) + per_call * m * n
     for s in range(1, len(shapes)):
         ml, nl, mr, nr = 1, 1, 1, 1
         for k in range(s):
             ml, nl = ml * outs[k], nl * ins[k]
         for k in range(s, len(shapes)):
             mr, nr = mr * outs[k], nr * ins[k]
-        build = _build_macs(outs[:s], ins[:s], bonds[: s + 1])
-        build += _build_macs(outs[s:][::-1], ins[s:][::-1], bonds[s:][::-1])
-        cost = build + rows * nl * bonds[s] * mr * (nr + ml)
+        build = 0
+        if builds:
+            build = _build_macs(outs[:s], ins[:s], bonds[: s + 1])
+            build += _build_macs(outs[s:][::-1], ins[s:][::-1], bonds[s:][::-1])
+        cost = build + per_call * nl * bonds[s] * mr * (nr + ml)
         if cost < best_cost:
             best, best_cost = s, cost
     return best
-
-
-class _Shape:
-    def __init__(self, shape: Sequence[int]) -> None:
-        self.shape = tuple(shape)
 
 
 def weight_form(cores: Sequence[torch.Tensor], rows: int | None = None) -> WeightForm:
