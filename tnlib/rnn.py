@@ -75,7 +75,8 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
     check_floating(x, "x")
     xp = namespace(x)
     steps, batch, n_in = (int(d) for d in x.shape)
-    f_ih, rows_ih, cols_ih = as_operator(w_ih, "w_ih")
+    # W_ih runs once, over every step: MPO.apply (validated, one batched product); W_hh is planned for the steps
+    f_ih, rows_ih, cols_ih = (w_ih.apply, *w_ih.shape) if isinstance(w_ih, MPO) else as_operator(w_ih, "w_ih")
     f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
     if cols_ih not in (-1, n_in):
         raise ValueError(f"w_ih has {cols_ih} columns but x has {n_in} features; expected ({gates}H, {n_in})")
@@ -83,8 +84,7 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
         raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected ({gates}H, H)")
     if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
         raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be {gates}H")
-    # W_ih through MPO.apply (one batched, validated application); W_hh planned for the steps
-    gates_in = (w_ih.apply if isinstance(w_ih, MPO) else f_ih)(xp.reshape(x, (steps * batch, n_in)))
+    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
     width = int(gates_in.shape[-1])
     gates_in = xp.reshape(gates_in, (steps, batch, width))
     if bias is not None:
