@@ -128,9 +128,10 @@ def _read_unfolding_block(source: _NpyRows, o1: int, c: int, i1: int, big_i: int
     # Fortran order, so that LAPACK factors the block in place; filled slab by slab (one block in memory)
     out = np.empty((c * big_i, o1 * i1), dtype=source.dtype, order="F")
     legs = out.T.reshape(o1, i1, c, big_i)  # a view: column (k, i), row (c, I)
-    for k in range(o1):
-        piece = source[k * big_o + j * c : k * big_o + (j + 1) * c, :]  # (c, i1 I)
-        legs[k] = piece.reshape(c, i1, big_i).transpose(1, 0, 2)
+    with open(source.path, "rb") as fh:  # one open for the o_1 reads of the block
+        for k in range(o1):
+            piece = source.read(fh, k * big_o + j * c, c)  # (c, i1 I)
+            legs[k] = piece.reshape(c, i1, big_i).transpose(1, 0, 2)
     return out
 
 
@@ -289,15 +290,18 @@ class _NpyRows:
     def __getitem__(self, index: Any) -> np.ndarray:
         rows, cols = index if isinstance(index, tuple) else (index, slice(None))
         start, stop, step = rows.indices(self.shape[0])
-        count = max(0, stop - start)
+        with open(self.path, "rb") as fh:
+            return self.read(fh, start, max(0, stop - start))[::step, cols]
+
+    def read(self, fh: Any, start: int, count: int) -> np.ndarray:
+        """Rows ``start .. start + count`` from the open file ``fh`` (one seek, one read)."""
         row_bytes = self.shape[1] * self.dtype.itemsize
         out = np.empty((count, self.shape[1]), dtype=self.dtype)
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset + start * row_bytes)
-            got = fh.readinto(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        fh.seek(self.offset + start * row_bytes)
+        got = fh.readinto(out.reshape(-1).view(np.uint8))
         if got != count * row_bytes:
             raise ValueError(f"{self.path}: the file is shorter than its header says (truncated?)")
-        return out[::step, cols]
+        return out
 
 
 def open_npy(path: str, *, chunk_rows: int | None = None, first_out_dim: int | None = None) -> Any:
