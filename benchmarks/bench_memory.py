@@ -2,8 +2,8 @@
 
 NumPy and SciPy allocate their arrays and LAPACK workspaces through Python's
 allocator hooks, so ``tracemalloc`` sees them. The input itself is allocated
-before tracing starts; the table gives the peak of everything else as a
-multiple of the input's size.
+before tracing starts; the table gives the peak of everything else (the
+result included) as a multiple of the input's size.
 
     python benchmarks/bench_memory.py [--quick]
 """
@@ -14,6 +14,7 @@ import argparse
 import tracemalloc
 
 import numpy as np
+import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 import tnlib
@@ -33,14 +34,24 @@ def main() -> None:
     print("|---|---|---|")
     with threadpool_limits(1):
         for name, W in inputs.items():
-            for bond in (None, 16, 64):
-                trunc = None if bond is None else tnlib.Truncation(max_bond=bond)
+            jobs = {"exact": None, "16": tnlib.Truncation(max_bond=16), "64": tnlib.Truncation(max_bond=64),
+                    "cutoff 1e-2": tnlib.Truncation(cutoff=1e-2),
+                    "max_params 1/16": tnlib.Truncation(max_params=W.size // 16)}
+            for job, trunc in jobs.items():
                 tracemalloc.start()
                 mpo = tnlib.MPO.from_matrix(W, dims, dims, truncation=trunc)
                 _, peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
                 del mpo
-                print(f"| {name} | {bond or 'exact'} | {peak / W.nbytes:.2f}x |", flush=True)
+                print(f"| {name} | {job} | {peak / W.nbytes:.2f}x |", flush=True)
+        # the reference the full-spectrum jobs cannot go below: one LAPACK SVD of a square unfolding
+        # as large as the input (gesdd: a Fortran copy, U, Vh and a workspace of about 4 n^2)
+        square = int(round(W.size**0.5))
+        tracemalloc.start()
+        scipy.linalg.svd(inputs["random"].reshape(square, -1), full_matrices=False, check_finite=False)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"| random | reference: one scipy.linalg.svd of a {square} x {square} matrix | {peak / W.nbytes:.2f}x |")
 
 
 if __name__ == "__main__":

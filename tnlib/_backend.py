@@ -9,7 +9,7 @@ work the same way, and results keep the input's namespace, dtype and device.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import array_api_compat
 import numpy as np
@@ -19,6 +19,10 @@ __all__ = [
     "as_array",
     "as_matrix",
     "frobenius_norm",
+    "BLOCK_BYTES",
+    "block_size",
+    "leading_blocks",
+    "sum_squares",
     "check_floating",
     "check_finite",
     "to_host",
@@ -101,14 +105,53 @@ def as_matrix(value: Any, name: str = "matrix", hint: str = "") -> Any:
     return a
 
 
-def frobenius_norm(x: Any) -> float:
-    """``||x||_F`` as a Python float, scaled by the largest entry first so that neither tiny nor huge
-    entries under- or overflow in the sum of squares."""
+BLOCK_BYTES = 16 * 2**20
+"""Largest temporary (bytes) of the blockwise reductions over large arrays."""
+
+
+def block_size(nbytes: int, block_bytes: int = BLOCK_BYTES) -> int:
+    """Bytes per block for a blockwise pass over ``nbytes``: ``block_bytes``, or an eighth of the array
+    when that is smaller (but not below 256 KiB), so that temporaries stay small next to the array."""
+    return min(block_bytes, max(2**18, nbytes // 8))
+
+
+def leading_blocks(x: Any, block_bytes: int = BLOCK_BYTES) -> Iterator[Any]:
+    """Slices of ``x`` along its first axis of at most about ``block_bytes`` each (``x`` itself when smaller).
+
+    Reductions over a large array run block by block so that their
+    temporaries (``abs``, squares, a scaled copy) stay at one block's size
+    instead of the whole array's.
+    """
+    size = array_api_compat.size(x) or 0
+    nbytes = size * itemsize(x)
+    block_bytes = block_size(nbytes, block_bytes)
+    if x.ndim == 0 or nbytes <= block_bytes:
+        yield x
+        return
+    rows = x.shape[0]
+    step = max(1, (rows * block_bytes) // nbytes)
+    for i in range(0, rows, step):
+        yield x[i : min(i + step, rows), ...]
+
+
+def sum_squares(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
+    """``||x||_F^2`` as a Python float, block by block (no scaling: for arrays near unit scale)."""
     xp = namespace(x)
-    peak = float(xp.max(xp.abs(x))) if array_api_compat.size(x) else 0.0
+    return sum(float(xp.linalg.vector_norm(b)) ** 2 for b in leading_blocks(x, block_bytes))
+
+
+def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
+    """``||x||_F`` as a Python float, scaled by the largest entry first so that neither tiny nor huge
+    entries under- or overflow in the sum of squares; block by block, so the extra memory is a few
+    blocks of ``block_bytes`` whatever the size of ``x``."""
+    xp = namespace(x)
+    if not array_api_compat.size(x):
+        return 0.0
+    peak = max(float(xp.max(xp.abs(b))) for b in leading_blocks(x, block_bytes))
     if peak == 0.0 or not math.isfinite(peak):
         return peak
-    return peak * float(xp.linalg.vector_norm(x / peak))
+    scaled = (float(xp.linalg.vector_norm(b / peak)) ** 2 for b in leading_blocks(x, block_bytes))
+    return peak * math.sqrt(sum(scaled))
 
 
 def itemsize(x: Any) -> int:
@@ -117,11 +160,11 @@ def itemsize(x: Any) -> int:
     return {"float32": 4, "float64": 8, "complex64": 8, "complex128": 16}.get(name or "", 8)
 
 
-def check_finite(x: Any, name: str) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or infinite entries."""
+def check_finite(x: Any, name: str, block_bytes: int = BLOCK_BYTES) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinite entries (checked block by block)."""
     xp = namespace(x)
-    if not bool(xp.all(xp.isfinite(x))):
-        bad = int(xp.sum(xp.astype(~xp.isfinite(x), xp.int64)))
+    if not all(bool(xp.all(xp.isfinite(b))) for b in leading_blocks(x, block_bytes)):
+        bad = sum(int(xp.sum(xp.astype(~xp.isfinite(b), xp.int64))) for b in leading_blocks(x, block_bytes))
         raise ValueError(
             f"{name} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'}"
             f" out of {array_api_compat.size(x)}; expected finite values"

@@ -13,12 +13,13 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import namespace
+from ._backend import BLOCK_BYTES, block_size, itemsize, namespace
 
 __all__ = [
     "ASPECT",
     "adjoint",
     "gaussian",
+    "projection_residual",
     "qr",
     "r_factor",
     "range_finder",
@@ -68,6 +69,33 @@ def r_factor(a: Any) -> Any:
         return r_of(a)
     block = max(_TSQR_BLOCK, 2 * n)
     return r_of(np.concatenate([r_of(a[i : i + block]) for i in range(0, m, block)]))
+
+
+def projection_residual(a: Any, u: Any, block_bytes: int = BLOCK_BYTES) -> float:
+    """``||a - u u^H a||_F^2`` for orthonormal columns ``u``, measured directly, a block at a time.
+
+    Never forms the ``(m, n)`` difference: a wide ``a`` is projected a block
+    of columns at a time, a tall one a block of rows at a time (against the
+    small ``u^H a``), each block at most ``block_bytes``, so the extra memory is a few
+    blocks whatever the size of ``a``. Direct measurement (not
+    ``||a||^2 - ||u^H a||^2``) keeps a small residual free of cancellation.
+    """
+    xp = namespace(a)
+    m, n = a.shape
+    uh = adjoint(u)
+    total = 0.0
+    block_bytes = block_size(m * n * itemsize(a), block_bytes)
+    if m >= n:
+        c = uh @ a
+        step = max(1, block_bytes // max(1, n * itemsize(a)))
+        for i in range(0, m, step):
+            total += float(xp.linalg.vector_norm(a[i : min(i + step, m), :] - u[i : min(i + step, m), :] @ c)) ** 2
+        return total
+    step = max(1, block_bytes // max(1, m * itemsize(a)))
+    for j in range(0, n, step):
+        block = a[:, j : min(j + step, n)]
+        total += float(xp.linalg.vector_norm(block - u @ (uh @ block))) ** 2
+    return total
 
 
 def adjoint(a: Any) -> Any:
@@ -124,22 +152,24 @@ def range_finder(a: Any, k: int) -> Any:
     return q
 
 
-def qr(a: Any) -> tuple[Any, Any]:
+def qr(a: Any, *, overwrite: bool = False) -> tuple[Any, Any]:
     """Reduced QR of the 2-D array ``a`` in its own namespace.
 
     A tall-skinny ``a`` (at least 8192 rows and 4 times as many rows as
     columns) is factored by one level of TSQR (Demmel et al., SIAM J. Sci.
     Comput. 34, 2012): QR of row blocks, then QR of the stacked R factors. The
     blocks fit in cache, which LAPACK's panel factorization of the whole
-    matrix does not.
+    matrix does not. With ``overwrite=True`` (for an array the caller owns
+    and no longer needs) a C-contiguous NumPy ``a`` factored by TSQR receives
+    ``Q`` in place, so the factorization needs no second array of its size.
     """
     m, n = a.shape
     if m >= _TSQR_MIN_ROWS and m >= ASPECT * n:
-        return _tsqr(a)
+        return _tsqr(a, overwrite)
     return _direct_qr(a)
 
 
-def _tsqr(a: Any) -> tuple[Any, Any]:
+def _tsqr(a: Any, overwrite: bool = False) -> tuple[Any, Any]:
     xp = namespace(a)
     m, n = a.shape
     block = max(_TSQR_BLOCK, 2 * n)
@@ -149,7 +179,10 @@ def _tsqr(a: Any) -> tuple[Any, Any]:
         # then each block's Q again, written straight into its rows of the result.
         r_blocks = [r_factor(a[i : i + block, :]) for i in starts]
         q2, r = _direct_qr(np.concatenate(r_blocks, axis=0))
-        out = np.empty((m, q2.shape[1]), dtype=np.result_type(a, q2))
+        dtype = np.result_type(a, q2)
+        in_place = overwrite and a.flags.c_contiguous and a.flags.writeable and dtype == a.dtype
+        # each block's Q is computed from a copy of the block, so it may then overwrite those rows
+        out = a if in_place else np.empty((m, q2.shape[1]), dtype=dtype)
         row = 0
         for i, r_block in zip(starts, r_blocks):
             k = r_block.shape[0]
@@ -197,3 +230,4 @@ def _lapack_qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if info != 0:  # pragma: no cover
         raise np.linalg.LinAlgError(f"orgqr failed with info={info}")
     return q, r
+

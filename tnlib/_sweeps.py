@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import array_api_compat
+import numpy as np
 
 from . import _linalg as linalg
 from ._backend import frobenius_norm, namespace
@@ -74,11 +75,12 @@ def exact_report(cores: Sequence[Any], norm: float, truncation: Truncation | Non
     return TruncationReport(bonds, bonds, (0.0,) * len(bonds), norm, truncation)
 
 
-def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
+def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int], owned: bool = False) -> list[Any]:
     """Exact left-canonical chain. Where an unfolding has no more rows than
     columns its orthonormal factor can be the identity (the bond is at full
     rank ``rows`` either way), so nothing is computed; taller unfoldings are
-    factored by QR."""
+    factored by QR. An ``owned`` tensor (a copy made here) may receive a
+    ``Q`` factor in place."""
     cores = []
     rest = tensor
     r = 1
@@ -90,7 +92,8 @@ def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int]) -> list[Any]:
             cores.append(xp.reshape(eye, (r, d, rows)))
             rest, r = unfolding, rows
             continue
-        q, rest = linalg.qr(unfolding)
+        q, rest = linalg.qr(unfolding, overwrite=owned)
+        owned = False  # rest is a new (small) array; q may share the tensor's memory
         cores.append(xp.reshape(q, (r, d, q.shape[1])))
         r = q.shape[1]
     cores.append(xp.reshape(rest, (r, dims[-1], 1)))
@@ -113,8 +116,15 @@ def _svd_chain(
         chi = res.S.shape[0]
         if norm is None:
             norm = (float(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
-        cores.append(xp.reshape(res.U, (r, d, chi)))
-        rest = linalg.adjoint(res.U) @ unfolding  # = diag(S) Vh, the exact projection
+        if chi == unfolding.shape[0]:
+            # Every row kept: the identity is an orthonormal core too, and the rest stays the unfolding
+            # itself (no product, no copy); the later spectra do not depend on this gauge.
+            eye = xp.eye(chi, dtype=unfolding.dtype, device=array_api_compat.device(unfolding))
+            cores.append(xp.reshape(eye, (r, d, chi)))
+            rest = unfolding
+        else:
+            cores.append(xp.reshape(res.U, (r, d, chi)))
+            rest = linalg.adjoint(res.U) @ unfolding  # = diag(S) Vh, the exact projection
         spectra.append(res.S)
         kept.append(chi)
         full.append(res.full_rank)
@@ -141,24 +151,38 @@ def tt_decompose(
 
     A tensor far from unit scale is decomposed divided by a power of two and
     the last core (the centre) multiplied back: the rank rule sees squared
-    singular values that neither underflow nor overflow.
+    singular values that neither underflow nor overflow. A permuted input is
+    copied once (its first unfolding); that copy is owned here, so it is
+    scaled and factored in place rather than copied again.
     """
     xp = namespace(tensor)
-    tensor = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
-    scale = unit_scale(frobenius_norm(tensor))
-    if scale != 1.0:
-        cores, report = tt_decompose(tensor / scale, dims, truncation, svd)
-        cores[-1] = cores[-1] * scale
-        return cores, report.scaled(scale)
+    flat = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
+    owned = isinstance(flat, np.ndarray) and not np.may_share_memory(flat, tensor)
+    del tensor
+    scale = unit_scale(frobenius_norm(flat))
+    if scale == 1.0:
+        return _decompose(xp, flat, dims, truncation, svd, owned)
+    if owned:
+        flat /= scale  # a power of two: exact
+    else:
+        flat, owned = flat / scale, isinstance(flat, np.ndarray)
+    cores, report = _decompose(xp, flat, dims, truncation, svd, owned)
+    cores[-1] = cores[-1] * scale
+    return cores, report.scaled(scale)
+
+
+def _decompose(
+    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str, owned: bool
+) -> tuple[list[Any], TruncationReport]:
     if truncation is None or truncation.is_exact:
         norm = frobenius_norm(tensor)
-        cores = _qr_chain(xp, tensor, dims)
+        cores = _qr_chain(xp, tensor, dims, owned)
         return cores, exact_report(cores, norm, truncation)
     if truncation.max_params is None and truncation.max_relative_error is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd)
         return list(sweep.cores), sweep.report(norm, truncation)
     norm = frobenius_norm(tensor)
-    exact = _qr_chain(xp, tensor, dims)
+    exact = _qr_chain(xp, tensor, dims, owned)
     return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
 
 

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _linalg as linalg
-from .._backend import namespace
+from .._backend import namespace, sum_squares
 from ..truncation import Truncation, select_rank
 from ._registry import thin_svd
 
@@ -101,7 +101,7 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
         # accept only if the projection's error, measured directly, is at rounding level
-        tail = float(xp.linalg.vector_norm(a - u @ (linalg.adjoint(u) @ a))) ** 2
+        tail = linalg.projection_residual(a, u)
         if tail > _ROUNDING**2 * total:
             return None
     return FastFactor(u, s, chi, tail)
@@ -116,13 +116,13 @@ def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     q = linalg.range_finder(a, cap + _OVERSAMPLE)
     b = linalg.adjoint(q) @ a
     u_b, s, _ = thin_svd(b, None, "lapack")
-    total = float(xp.linalg.vector_norm(a)) ** 2
+    total = sum_squares(a)
     if total <= 0.0:
         return None
     chi = select_rank(s, truncation, total)
     u = q @ u_b[:, :chi]
     # the discarded weight of the projection, measured directly (no cancellation)
-    discarded = float(xp.linalg.vector_norm(a - u @ (linalg.adjoint(u) @ a))) ** 2
+    discarded = linalg.projection_residual(a, u)
     if discarded > _ROUNDING**2 * total:
         probes = linalg.gaussian(a, (n, _PROBES), seed=1)
         resid = a @ probes
@@ -153,10 +153,10 @@ def krylov_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         return None
     order = np.argsort(s)[::-1]
     u, s = u[:, order], s[order]
-    total = float(np.linalg.norm(a)) ** 2
+    total = sum_squares(a)
     chi = select_rank(s, truncation, total)
     u = u[:, :chi]
-    discarded = float(np.linalg.norm(a - u @ (u.conj().T @ a))) ** 2
+    discarded = linalg.projection_residual(a, u)
     return FastFactor(u, s, chi, discarded)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from .._backend import as_matrix, namespace
+from .._backend import as_matrix, namespace, sum_squares
 from ..truncation import TruncatedSVD, Truncation, check_truncation, select_rank
 from ._certified import fast_left_factor
 from ._registry import check_svd, left_factor, thin_svd
@@ -40,7 +40,7 @@ class LeftFactor(NamedTuple):
 def _full_weight(xp: Any, a: Any, s: Any, full_rank: int) -> float | None:
     """``||a||_F^2`` when ``s`` is only the leading part of the spectrum, else ``None``."""
     if s.shape[0] < full_rank:
-        return float(xp.linalg.vector_norm(a)) ** 2
+        return sum_squares(a)
     return None
 
 
