@@ -57,6 +57,29 @@ def test_gram_route_refuses_what_it_cannot_resolve():
     assert certified.fast_left_factor((u * s2) @ v.T, tnlib.Truncation(max_bond=8, cutoff=1e-9)) is None
 
 
+@pytest.mark.parametrize("wide", [True, False])
+def test_gram_route_refines_eigenvectors_of_a_tail_below_rounding(wide):
+    # a smooth kernel's first unfolding: its tail after 16 values is far below rounding, so the
+    # Gram eigenvectors (error ~ eps / gap) are not accurate enough, and subspace iteration fixes that
+    x = np.linspace(0, 1, 2048)
+    a = np.exp(-((x[:, None] - x[None, :]) ** 2) / 0.1).reshape(8, 256, 8, 256).transpose(0, 2, 1, 3)
+    a = np.ascontiguousarray(a).reshape(64, -1) / 2**11
+    a = a if wide else np.ascontiguousarray(a.T)  # 64 x 65536 or 65536 x 64
+    trunc = tnlib.Truncation(max_bond=16)
+    total = float(np.sum(a * a))
+    if wide:
+        top = np.linalg.eigh(a @ a.T)[1][:, ::-1][:, :16]
+        assert np.linalg.norm(a - top @ (top.T @ a)) ** 2 > 1e-26 * total  # eigenvectors alone fail
+    got = certified.gram_factor(a, trunc)
+    assert got is not None and got.chi == 16
+    full = np.linalg.svd(a, compute_uv=False)
+    best = float(np.sum(full[16:] ** 2))
+    measured = float(np.linalg.norm(a - got.U @ (got.U.T @ a))) ** 2
+    assert measured == pytest.approx(got.discarded, rel=1e-6, abs=1e-30 * total)
+    assert measured <= max(1e-30 * total, 1.05 * best)  # as good as the full SVD, to rounding
+    np.testing.assert_allclose(got.U.T @ got.U, np.eye(16), atol=1e-13)
+
+
 def test_randomized_route_needs_a_certificate():
     rng = np.random.default_rng(2)
     flat = rng.standard_normal((400, 400))

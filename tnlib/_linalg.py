@@ -8,6 +8,7 @@ fallback, blocked Householder QR); other libraries use their own
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat
@@ -208,6 +209,14 @@ def _direct_qr(a: Any) -> tuple[Any, Any]:
     return q, r
 
 
+@functools.lru_cache(maxsize=64)
+def _upper_mask(rows: int, cols: int, dtype: str) -> np.ndarray:
+    """Read-only 0/1 mask of the upper triangle of a ``(rows, cols)`` matrix (memoised; a few shapes per sweep)."""
+    mask = np.triu(np.ones((rows, cols), dtype=dtype))
+    mask.flags.writeable = False
+    return mask
+
+
 def _lapack_qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reduced QR of a NumPy matrix by LAPACK's ``geqrf`` and ``orgqr``/``ungqr`` called directly.
 
@@ -225,7 +234,7 @@ def _lapack_qr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     qr, tau, _, info = geqrf(a, lwork=lwork)
     if info != 0:  # pragma: no cover - geqrf reports only invalid arguments
         raise np.linalg.LinAlgError(f"geqrf failed with info={info}")
-    r = np.triu(qr[:k, :])
+    r = qr[:k, :] * _upper_mask(k, n, qr.dtype.char)  # np.triu builds its mask on every call
     q, _, info = gqr(qr[:, :k], tau, lwork=lwork, overwrite_a=1)
     if info != 0:  # pragma: no cover
         raise np.linalg.LinAlgError(f"orgqr failed with info={info}")

@@ -19,7 +19,10 @@ matter: the kept subspace is separated from the rest by a relative gap of at
 least ``1e-5`` (its vectors are then accurate to ``eps / gap``), the discarded
 weight is at least ``1e-9`` of the total (so it is resolved); or, when ``max_bond`` set
 the cut, when the projection's error, measured directly as
-``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level). A
+``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level), either
+for the eigenvectors or after one step of subspace iteration from them
+(two steps at most, stopping once the error is below ``1e-15 ||A||_F``: each
+squares the eigenvectors' error; smooth kernels, whose tail is below rounding). A
 ``cutoff`` below ``1e-6`` or a ``max_discarded`` below ``1e-9`` is never
 judged on Gram eigenvalues.
 
@@ -64,6 +67,8 @@ _MIN_CUTOFF = 1e-6
 _OVERSAMPLE = 10
 _PROBES = 8
 _ROUNDING = 1e-13
+_EXACT = 1e-15
+_REFINEMENTS = 2
 _KRYLOV_TOL = 1e-10
 
 
@@ -100,8 +105,15 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         return None  # chi was chosen on eigenvalues that may be rounding noise
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
-        # accept only if the projection's error, measured directly, is at rounding level
+        # accept only if the projection's error, measured directly, is at rounding level; eigenvectors
+        # of the Gram matrix carry errors of about eps / gap, so steps of subspace iteration
+        # (u <- orth(A A^H u)) are tried before giving up
         tail = linalg.projection_residual(a, u)
+        for _ in range(_REFINEMENTS):
+            if tail <= _EXACT**2 * total:
+                break
+            u = linalg.qr(a @ (ah @ u))[0]
+            tail = linalg.projection_residual(a, u)
         if tail > _ROUNDING**2 * total:
             return None
     return FastFactor(u, s, chi, tail)
