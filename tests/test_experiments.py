@@ -65,11 +65,53 @@ def test_summarize_and_tables():
     assert "0.6 ± 0.14 (10)" in text and "not reachable" in text
 
 
-def test_compare_counts_wins_in_the_right_direction():
-    summary = [dict(method="a", ratio=r, acc=x) for r, x in ((2, 0.9), (8, 0.5))] + \
-              [dict(method="b", ratio=r, acc=x) for r, x in ((2, 0.8), (8, 0.6))]
-    assert _common.compare(summary, "acc", "a", "b", [2, 8], higher_is_better=True)[:2] == (1, 2)
-    assert _common.compare(summary, "acc", "a", "b", [2, 8, 32], higher_is_better=False)[:2] == (1, 2)
+def _rows(method, ratio, values):
+    return [dict(method=method, ratio=ratio, seed=k, acc=v) for k, v in enumerate(values)]
+
+
+def test_paired_interval_is_the_t_interval_of_the_seed_differences():
+    import scipy.stats
+
+    a, b = [0.90, 0.93, 0.91, 0.95], [0.85, 0.86, 0.88, 0.87]
+    p = _common.paired(_rows("a", 2.0, a) + _rows("b", 2.0, b), "acc", "a", "b", 2.0, higher_is_better=True)
+    d = np.subtract(a, b)
+    half = scipy.stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert p.n == 4 and p.diff == pytest.approx(d.mean())
+    assert (p.lo, p.hi) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert p.outcome == "better"
+    # lower is better flips the sign; pairing is by seed, so a seed missing on one side is dropped
+    q = _common.paired(_rows("a", 2.0, a) + _rows("b", 2.0, b[:3]), "acc", "a", "b", 2.0, higher_is_better=False)
+    assert q.n == 3 and q.outcome == "worse" and q.diff == pytest.approx(-d[:3].mean())
+
+
+def test_verdicts_are_inconclusive_unless_the_interval_excludes_zero():
+    rows = (_rows("a", 2.0, [0.9, 0.8, 0.95]) + _rows("b", 2.0, [0.85, 0.85, 0.85])  # noisy: inconclusive
+            + _rows("a", 8.0, [0.7, 0.71, 0.72]) + _rows("b", 8.0, [0.6, 0.6, 0.61])  # clear: better
+            + _rows("a", 32.0, [0.5, 0.5, 0.5]) + _rows("b", 32.0, [0.5, 0.5, 0.5]))  # a tie: inconclusive
+    results = _common.compare(rows, "acc", "a", "b", [2.0, 8.0, 32.0, 100.0], higher_is_better=True)
+    assert [p.outcome for p in results] == ["inconclusive", "better", "inconclusive"]
+    assert _common.verdict(results) == "held at 8x; inconclusive at 2x, 32x"
+    assert _common.verdict(results[1:2]) == "held"
+    assert _common.verdict(results[2:]) == "inconclusive"
+    flipped = _common.compare(rows, "acc", "b", "a", [8.0], higher_is_better=True)
+    assert _common.verdict(flipped) == "did not hold (reversed)"
+    one_seed = _common.compare(_rows("a", 2.0, [0.9]) + _rows("b", 2.0, [0.1]), "acc", "a", "b", [2.0],
+                               higher_is_better=True)
+    assert one_seed[0].outcome == "inconclusive"  # no interval from one seed
+    line = _common.claim_line("task: a vs b", results, "a beats b")
+    assert "paired over 3 seed(s)" in line and line.endswith("the claim that a beats b: held at 8x; "
+                                                             "inconclusive at 2x, 32x.")
+
+
+def test_seasonal_naive_repeats_last_week():
+    from pmdarima.datasets import load_taylor
+
+    values = np.asarray(load_taylor(), dtype=float)
+    cut = int(len(values) * 0.8)
+    t = np.arange(cut, len(values))
+    expected = np.sqrt(np.mean((values[t] - values[t - 336]) ** 2))
+    assert _data.taylor_seasonal_naive() == pytest.approx(expected)
+    assert 600 < expected < 800  # the published figure: 718 MW
 
 
 def test_assemble_rebases_image_links(tmp_path):

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -346,18 +347,106 @@ def write_report(args, name: str, title: str, sections: Sequence[str], claims: S
     return path
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Method ``a`` against method ``b`` at one target ratio, paired by seed.
+
+    ``diff`` is the mean over seeds of ``a - b`` signed so that a positive
+    value means ``a`` is better; ``lo, hi`` its 95 % Student-t interval
+    (``nan`` with fewer than two seeds).
+    """
+
+    ratio: float
+    n: int
+    a: float
+    b: float
+    diff: float
+    lo: float
+    hi: float
+
+    @property
+    def outcome(self) -> str:
+        """``"better"`` or ``"worse"`` when the interval excludes zero, else ``"inconclusive"`` (ties too)."""
+        if self.lo > 0:
+            return "better"
+        if self.hi < 0:
+            return "worse"
+        return "inconclusive"
+
+    def text(self, digits: int = 3) -> str:
+        interval = "" if self.lo != self.lo else f" [{_num(self.lo, digits - 1)}, {_num(self.hi, digits - 1)}]"
+        return f"{self.ratio:g}x: {fmt(self.a, digits=digits)} vs {fmt(self.b, digits=digits)}, " \
+               f"difference {_signed(self.diff, digits - 1)}{interval}"
+
+
+def _signed(x: float, digits: int) -> str:
+    return ("+" if x > 0 else "") + _num(x, max(1, digits))
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and ``level`` Student-t interval of ``values`` (``nan`` bounds below two values)."""
+    import scipy.stats
+
+    v = np.asarray(values, dtype=float)
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, v.size - 1)) * float(v.std(ddof=1)) / math.sqrt(v.size)
+    return mean, mean - half, mean + half
+
+
+def paired(
+    rows: Sequence[dict[str, Any]], metric: str, a: str, b: str, ratio: float, *, higher_is_better: bool,
+    b_ratio: float | None = None,
+) -> Paired | None:
+    """``a`` at ``ratio`` against ``b`` at ``b_ratio`` (default the same), over the seeds both have."""
+    def by_seed(method: str, r: float) -> dict[Any, float]:
+        return {
+            row["seed"]: float(row[metric])
+            for row in rows
+            if row["method"] == method and float(row["ratio"]) == float(r) and row.get(metric) not in (None, "")
+            and float(row[metric]) == float(row[metric])
+        }
+
+    xa, xb = by_seed(a, ratio), by_seed(b, ratio if b_ratio is None else b_ratio)
+    seeds = sorted(set(xa) & set(xb))
+    if not seeds:
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    diff, lo, hi = t_interval([sign * (xa[k] - xb[k]) for k in seeds])
+    return Paired(float(ratio), len(seeds), float(np.mean([xa[k] for k in seeds])),
+                  float(np.mean([xb[k] for k in seeds])), diff, lo, hi)
+
+
 def compare(
-    summary: list[dict[str, Any]], metric: str, a: str, b: str, ratios: Sequence[float], *, higher_is_better: bool
-) -> tuple[int, int, list[str]]:
-    """At how many target ratios method ``a``'s mean beats ``b``'s; with the pairs as text."""
-    by = {(s["method"], s["ratio"]): s for s in summary}
-    wins, total, pairs = 0, 0, []
-    for r in ratios:
-        sa, sb = by.get((a, r)), by.get((b, r))
-        if sa is None or sb is None or sa[metric] != sa[metric] or sb[metric] != sb[metric]:
-            continue
-        total += 1
-        better = sa[metric] > sb[metric] if higher_is_better else sa[metric] < sb[metric]
-        wins += better
-        pairs.append(f"{r:g}x: {fmt(sa[metric])} vs {fmt(sb[metric])}")
-    return wins, total, pairs
+    rows: Sequence[dict[str, Any]], metric: str, a: str, b: str, ratios: Sequence[float], *, higher_is_better: bool
+) -> list[Paired]:
+    """:func:`paired` at every target ratio where both methods have results."""
+    out = [paired(rows, metric, a, b, r, higher_is_better=higher_is_better) for r in ratios]
+    return [p for p in out if p is not None]
+
+
+def verdict(results: Sequence[Paired]) -> str:
+    """The claim "``a`` beats ``b``" over ``results``: held / did not hold / inconclusive, or where each."""
+    if not results:
+        return "could not be checked"
+    outcomes = {"better": [], "worse": [], "inconclusive": []}
+    for p in results:
+        outcomes[p.outcome].append(f"{p.ratio:g}x")
+    if len(outcomes["better"]) == len(results):
+        return "held"
+    if len(outcomes["worse"]) == len(results):
+        return "did not hold (reversed)"
+    if len(outcomes["inconclusive"]) == len(results):
+        return "inconclusive"
+    labels = (("better", "held"), ("worse", "did not hold (reversed)"), ("inconclusive", "inconclusive"))
+    parts = [f"{label} at {', '.join(outcomes[key])}" for key, label in labels if outcomes[key]]
+    return "; ".join(parts)
+
+
+def claim_line(subject: str, results: Sequence[Paired], claim: str, digits: int = 3) -> str:
+    """One verdict line: the paired differences per ratio, then the verdict on ``claim``."""
+    n = max((p.n for p in results), default=0)
+    detail = "; ".join(p.text(digits) for p in results)
+    return (f"{subject} - paired over {n} seed(s), mean difference with its 95 % t-interval "
+            f"({detail}): the claim that {claim}: {verdict(results)}.")

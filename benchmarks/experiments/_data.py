@@ -118,6 +118,22 @@ def taylor(window: int = 48, test_fraction: float = 0.2, limit: int | None = Non
                   float(mean), float(scale))
 
 
+def taylor_seasonal_naive(period: int = 336, window: int = 48, test_fraction: float = 0.2,
+                          limit: int | None = None) -> float:
+    """RMSE (MW) on :func:`taylor`'s test targets of the seasonal-naive forecast ``y[t] = y[t - period]``
+    (336 half-hours: the same time last week)."""
+    from pmdarima.datasets import load_taylor
+
+    values = np.asarray(load_taylor(), dtype=np.float64)
+    if limit is not None:
+        values = values[:limit]
+    n = len(values)
+    cut = int(n * (1 - test_fraction))
+    targets = np.arange(window, n)
+    targets = targets[(targets >= cut) & (targets >= period)]
+    return float(np.sqrt(np.mean((values[targets] - values[targets - period]) ** 2)))
+
+
 # ----------------------------------------------------------------------------- speech
 
 RATE = 16000

@@ -52,9 +52,20 @@ for pruning); each method gets the largest setting that fits (so the actual
 counts, in brackets in every table, differ slightly). Models trained from
 scratch get the dense model's epochs; models that start from the trained
 dense one (decomposed MPO, gradual pruning, low-rank) get a shorter
-fine-tuning. Mean ± standard deviation over 3 seeds. The raw results are the
-CSV files in `docs/experiments/`. The statements under "What the numbers
-say" are computed from those results by the scripts, not written by hand.
+fine-tuning. Mean ± standard deviation over 3 seeds (one data split). The
+raw results are the CSV files in `docs/experiments/`. The statements under
+"What the numbers say" are computed from those results by the scripts, not
+written by hand.
+
+**Verdicts.** Two methods are compared seed by seed: the mean of the paired
+differences and its 95 % Student-t interval. A claim "held" or "did not
+hold (reversed)" at a ratio only where the interval excludes zero; anywhere
+else, ties included, it is "inconclusive". With 3 seeds (t = 4.30 on 2
+degrees of freedom) only large differences resolve. Beside the papers'
+claims, every sweep compares the decomposed MPO with the simplest
+alternative a practitioner would try, a low-rank factorisation of the same
+trained weights; taylor adds a seasonal-naive forecast (the same half-hour
+one week earlier).
 
 **Limits of these runs.** Small data (MNIST-5k, 270 JapaneseVowels
 utterances, 64 synthetic utterances) and short, equal training budgets: the
@@ -67,6 +78,19 @@ here), so at low ratios it sits below the budget and at high ratios it is
 leave no room for 100x). Timings (experiment 5) ran beside another
 experiment on a 2-core machine: ratios within a row are meaningful,
 absolute times less so.
+
+**Known confounds of these runs (not yet rerun).** Gradual pruning reaches
+its final sparsity at 3/4 of a 3-epoch fine-tune at lr 2e-3 (on MNIST rows
+about 30 optimiser steps at the final sparsity, against 320 at lr 5e-3 for
+an MPO from scratch), so pruning's collapses at 32x-100x may be its budget
+rather than the method. MPS-TT and low-rank layers trained from scratch
+start from a truncated random dense layer, whose weight scale shrinks with
+compression (MPS-TT `W_hh` std 0.0093 against the MPO's 0.0505 at 32x), so
+"MPS-TT less accurate" is confounded with its initialisation. Weight counts
+cover the compressed weights only (no biases, head or pruning's index
+storage): MNIST "100x" is about 29x of the whole model, speech "64x" about
+7.6x. There is no validation split: hyperparameters are fixed, not tuned,
+but not searched per method either.
 """
 
 
