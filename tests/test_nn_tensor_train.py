@@ -43,3 +43,28 @@ def test_tt_lstm_exact_at_full_bond():
     ref = lstm(x)[0]
     assert torch.allclose(tn.TTLSTM.from_lstm(lstm, 1000)(x)[0], ref, atol=1e-5)
     assert torch.allclose(tn.TTLSTM.from_lstm(lstm, 64).to_lstm()(x)[0], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tn.TTLSTM(28, 128, bond_dim=2, num_cores=2),
+    lambda: tn.LowRankLSTM(28, 128, rank=2),
+])
+def test_new_low_rank_layers_keep_the_default_weight_variance(make):
+    # variance-matched like an MPO layer: 1 / (3 hidden) for nn.LSTM's default U(-1/sqrt(H), 1/sqrt(H))
+    torch.manual_seed(3)
+    layer = make()
+    for w in layer.dense_weights(0, 0):
+        var = float(w.detach().double().pow(2).mean())
+        assert var == pytest.approx(1.0 / (3 * 128), rel=0.05)
+    torch.manual_seed(3)
+    ref = nn.LSTM(28, 128)
+    plain = (tn.TTLSTM.from_lstm(ref, 2) if isinstance(layer, tn.TTLSTM) else tn.LowRankLSTM.from_lstm(ref, 2))
+    w_hh = plain.dense_weights(0, 0)[1].detach()
+    assert float(w_hh.pow(2).mean()) < 0.2 / (3 * 128)  # a plain truncation of the same weights shrinks them
+
+
+def test_new_low_rank_linear_layers_keep_the_default_weight_variance():
+    torch.manual_seed(4)
+    for layer in (tn.TTLinear(256, 64, bond_dim=2), tn.LowRankLinear(256, 64, rank=2)):
+        w = (layer(torch.eye(256)) - layer.bias).detach()
+        assert float(w.pow(2).mean()) == pytest.approx(1.0 / (3 * 256), rel=0.05)

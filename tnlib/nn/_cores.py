@@ -122,18 +122,33 @@ def parameter_list(cores: Sequence[torch.Tensor]) -> nn.ParameterList:
     return nn.ParameterList([nn.Parameter(c.detach().clone()) for c in cores])
 
 
-def low_rank_factors(weight: torch.Tensor, rank: int) -> tuple[nn.Parameter, nn.Parameter]:
-    """``(U, V)`` with ``U V`` the best rank-``rank`` approximation of ``weight`` (SVD in float64, balanced)."""
-    r = tnlib.truncated_svd(weight.detach().to(torch.float64), tnlib.Truncation(max_bond=rank, min_bond=rank))
-    root = torch.sqrt(r.S)
+def low_rank_factors(weight: torch.Tensor, rank: int, *, keep_norm: bool = False) -> tuple[nn.Parameter, nn.Parameter]:
+    """``(U, V)`` with ``U V`` the best rank-``rank`` approximation of ``weight`` (SVD in float64, balanced).
+
+    ``keep_norm=True`` (a new layer from a random reference) rescales the product to the Frobenius norm of
+    ``weight``, so its entries keep the reference's variance instead of shrinking with the rank.
+    """
+    w = weight.detach().to(torch.float64)
+    r = tnlib.truncated_svd(w, tnlib.Truncation(max_bond=rank, min_bond=rank))
+    s = r.S * (torch.linalg.vector_norm(w) / torch.linalg.vector_norm(r.S)) if keep_norm else r.S
+    root = torch.sqrt(s)
     return nn.Parameter((r.U * root).to(weight.dtype)), nn.Parameter((root[:, None] * r.Vh).to(weight.dtype))
 
 
-def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int):
-    """``(in_dims, out_dims, cores)``: ``weight`` (out x in) as an MPS with the input legs first, bond capped."""
+def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int, *, keep_norm: bool = False):
+    """``(in_dims, out_dims, cores)``: ``weight`` (out x in) as an MPS with the input legs first, bond capped.
+
+    ``keep_norm=True`` (a new layer from a random reference) rescales the last core, the centre of the
+    left-canonical chain, so that the train has the Frobenius norm of ``weight``: its entries keep the
+    reference's variance instead of shrinking with the bond.
+    """
     in_dims = tnlib.factorize(weight.shape[1], num_cores)
     out_dims = tnlib.factorize(weight.shape[0], num_cores)
     tensor = weight.detach().to(torch.float64).T.reshape(*in_dims, *out_dims)
     mps = tnlib.MPS.from_dense(tensor, truncation=tnlib.Truncation(max_bond=bond_dim))
+    if keep_norm:
+        cores = list(mps.cores)
+        cores[-1] = cores[-1] * (torch.linalg.vector_norm(tensor) / torch.linalg.vector_norm(cores[-1]))
+        mps = tnlib.MPS(cores)
     return in_dims, out_dims, nn.ParameterList([nn.Parameter(c.to(weight.dtype).clone()) for c in mps.cores])
 

@@ -20,6 +20,11 @@ __all__ = ["LowRankLinear", "LowRankLSTM"]
 class LowRankLinear(nn.Module):
     """``y = (x V^T) U^T + b``: a rank-``rank`` ``nn.Linear``.
 
+    A new layer is the rank-``rank`` part of a default ``nn.Linear`` weight
+    rescaled to that weight's norm, so its entries keep the default variance
+    ``1 / (3 in_features)`` at any rank; :meth:`from_linear` is the plain
+    truncated SVD.
+
     Examples
     --------
     >>> import torch, tnlib.nn
@@ -36,14 +41,14 @@ class LowRankLinear(nn.Module):
         super().__init__()
         ref = nn.Linear(positive_int("in_features", in_features), positive_int("out_features", out_features),
                         bias=bias, device=device, dtype=dtype)
-        self._factorise(ref, rank)
+        self._factorise(ref, rank, keep_norm=True)
 
-    def _factorise(self, linear: nn.Linear, rank: int) -> None:
+    def _factorise(self, linear: nn.Linear, rank: int, keep_norm: bool = False) -> None:
         w = linear.weight.detach()
         if positive_int("rank", rank) > min(w.shape):
             raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of the weight")
         self.in_features, self.out_features, self.rank = linear.in_features, linear.out_features, rank
-        self.U, self.V = low_rank_factors(w, rank)
+        self.U, self.V = low_rank_factors(w, rank, keep_norm=keep_norm)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +71,10 @@ class LowRankLSTM(StackedLSTM):
     """``nn.LSTM`` with ``W ~ U V`` (rank ``rank``) for ``W_ih``, ``W_hh`` or both.
 
     ``which="ih"`` factorises only the input-to-hidden matrices, ``"hh"`` only
-    the hidden-to-hidden ones (the other stays dense), ``"both"`` both.
+    the hidden-to-hidden ones (the other stays dense), ``"both"`` both. A new
+    layer factorises default ``nn.LSTM`` weights rescaled to their norms (the
+    default variance at any rank); :meth:`from_lstm` is the plain truncated
+    SVD.
     """
 
     def __init__(self, input_size: int, hidden_size: int, rank: int, *, which: Literal["ih", "hh", "both"] = "both",
@@ -77,7 +85,7 @@ class LowRankLSTM(StackedLSTM):
         self._check(rank, which)
         ref = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bias=bias, bidirectional=bidirectional,
                       device=device, dtype=dtype)
-        self._factorise(ref, rank, which)
+        self._factorise(ref, rank, which, keep_norm=True)
 
     def _check(self, rank: int, which: str) -> None:
         if which not in ("ih", "hh", "both"):
@@ -85,7 +93,7 @@ class LowRankLSTM(StackedLSTM):
         positive_int("rank", rank)
         self.rank, self.which = rank, which
 
-    def _factorise(self, lstm: nn.LSTM, rank: int, which: str) -> None:
+    def _factorise(self, lstm: nn.LSTM, rank: int, which: str, keep_norm: bool = False) -> None:
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
                 for kind in ("ih", "hh"):
@@ -94,7 +102,7 @@ class LowRankLSTM(StackedLSTM):
                     if which in (kind, "both"):
                         if rank > min(w.shape):
                             raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of weight_{name}")
-                        u, v = low_rank_factors(w, rank)
+                        u, v = low_rank_factors(w, rank, keep_norm=keep_norm)
                         setattr(self, "U_" + name, u)
                         setattr(self, "V_" + name, v)
                     else:

@@ -33,7 +33,11 @@ class TTLinear(nn.Module):
 
     ``W`` (``out x in``) is read as the tensor ``T[j_1..j_n, i_1..i_m]``
     (input factors first) and stored as an MPS; the bond between the last
-    input site and the first output site separates input from output.
+    input site and the first output site separates input from output. A new
+    layer truncates a default ``nn.Linear`` weight and rescales the train to
+    that weight's norm, so its entries keep the default variance
+    ``1 / (3 in_features)`` at any bond (as MPO layers do);
+    :meth:`from_linear` is a plain decomposition.
 
     Examples
     --------
@@ -49,13 +53,14 @@ class TTLinear(nn.Module):
         super().__init__()
         ref = nn.Linear(positive_int("in_features", in_features), positive_int("out_features", out_features),
                         bias=bias, device=device, dtype=dtype)
-        self._build(ref, bond_dim, num_cores)
+        self._build(ref, bond_dim, num_cores, keep_norm=True)
 
-    def _build(self, linear: nn.Linear, bond_dim: int, num_cores: int) -> None:
+    def _build(self, linear: nn.Linear, bond_dim: int, num_cores: int, keep_norm: bool = False) -> None:
         positive_int("bond_dim", bond_dim)
         positive_int("num_cores", num_cores)
         self.in_features, self.out_features, self.bond_dim = linear.in_features, linear.out_features, bond_dim
-        self.in_dims, self.out_dims, self.cores = input_first_tt(linear.weight, bond_dim, num_cores)
+        self.in_dims, self.out_dims, self.cores = input_first_tt(linear.weight, bond_dim, num_cores,
+                                                                 keep_norm=keep_norm)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +90,10 @@ class TTLSTM(StackedLSTM):
     and stored as an MPS of bond ``bond_dim``: the bond between the last input
     site and the first output site separates input from output, so this is a
     tensor-train-structured low-rank form. Inference contracts the input sites
-    with ``x`` first, then expands through the output sites.
+    with ``x`` first, then expands through the output sites. A new layer
+    truncates default ``nn.LSTM`` weights and rescales each train to its
+    weight's norm, so the entries keep the default variance at any bond;
+    :meth:`from_lstm` is a plain decomposition.
     """
 
     def __init__(self, input_size: int, hidden_size: int, bond_dim: int, *, num_cores: int = 2,
@@ -95,9 +103,9 @@ class TTLSTM(StackedLSTM):
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
         ref = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bias=bias, bidirectional=bidirectional,
                       device=device, dtype=dtype)
-        self._build(ref, bond_dim, num_cores)
+        self._build(ref, bond_dim, num_cores, keep_norm=True)
 
-    def _build(self, lstm: nn.LSTM, bond_dim: int, num_cores: int) -> None:
+    def _build(self, lstm: nn.LSTM, bond_dim: int, num_cores: int, keep_norm: bool = False) -> None:
         positive_int("bond_dim", bond_dim)
         self.bond_dim, self.num_cores = bond_dim, num_cores
         self.site_dims: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -105,7 +113,8 @@ class TTLSTM(StackedLSTM):
             for d in range(self.num_directions):
                 for kind in ("ih", "hh"):
                     name = f"{kind}" + suffix(layer, d)
-                    in_dims, out_dims, cores = input_first_tt(getattr(lstm, "weight_" + name), bond_dim, num_cores)
+                    in_dims, out_dims, cores = input_first_tt(getattr(lstm, "weight_" + name), bond_dim, num_cores,
+                                                              keep_norm=keep_norm)
                     self.site_dims[name] = (in_dims, out_dims)
                     setattr(self, "tt_" + name, cores)
         self.copy_biases(lstm)
