@@ -22,6 +22,7 @@ dense in every model and are left out of ``params``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -33,17 +34,21 @@ from _common import (
     fit,
     paired,
     plot_sweep,
+    predict,
     seed_all,
     steps_per_epoch,
     summarize,
     sweep_table,
+    table,
 )
 from torch import nn
 
 import tnlib
 import tnlib.nn as tn
 
-METHODS = ("MPO (scratch)", "MPO (decomposed)", "pruning (gradual)", "low-rank", "MPS-TT (scratch)")
+METHODS = ("MPO (scratch)", "MPO (decomposed)", "pruning (gradual)", "low-rank", "MPS-TT (scratch)",
+           "small dense (scratch)")
+FAIR_ONLY = ("small dense (scratch)",)  # methods of the equal-budget protocol only
 NUM_CORES = 3
 
 
@@ -69,6 +74,7 @@ class Task:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     evaluate: Callable[[nn.Module], dict[str, float]]
     readout: str = "last"
+    chronological: bool = False  # validation = the last training windows (no look-ahead)
 
     @property
     def input_size(self) -> int:
@@ -84,9 +90,13 @@ def _train(
     *,
     finetune: bool,
     on_step: Callable | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
 ) -> float:
-    epochs = cfg["finetune_epochs"] if finetune else cfg["epochs"]
-    lr = cfg["finetune_lr"] if finetune else cfg["lr"]
+    if epochs is None:
+        epochs = cfg["finetune_epochs"] if finetune else cfg["epochs"]
+    if lr is None:
+        lr = cfg["finetune_lr"] if finetune else cfg["lr"]
     return fit(
         model,
         task.X_train,
@@ -118,6 +128,9 @@ def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cf
     if method == "MPS-TT (scratch)":
         new = tn.TTLSTM(i, h, settings["mps_tt"]["bond_dim"], batch_first=True)
         return SeqModel(new, task.make_head(h), task.readout), False
+    if method == "small dense (scratch)":
+        small = settings["small_dense"]["hidden"]
+        return SeqModel(nn.LSTM(i, small, batch_first=True), task.make_head(small), task.readout), False
     raise ValueError(f"method={method!r} is not one of {METHODS}")
 
 
@@ -127,7 +140,18 @@ SETTING = {
     "pruning (gradual)": "pruning",
     "low-rank": "low_rank",
     "MPS-TT (scratch)": "mps_tt",
+    "small dense (scratch)": "small_dense",
 }
+
+
+def small_dense(input_size: int, hidden_size: int, ratio: float) -> dict[str, int] | None:
+    """The widest ``nn.LSTM`` whose weights ``4 h (input + h)`` fit ``1 / ratio`` of the dense one's."""
+    budget = 4 * hidden_size * (input_size + hidden_size) / ratio
+    best = None
+    for h in range(1, hidden_size + 1):
+        if 4 * h * (input_size + h) <= budget:
+            best = {"hidden": h, "params": 4 * h * (input_size + h)}
+    return best
 
 
 def dense_model(task: Task, seed: int) -> SeqModel:
@@ -154,6 +178,56 @@ def log(row: dict[str, Any]) -> None:
     )
 
 
+def fair(cfg: dict[str, Any]) -> bool:
+    """The equal-budget protocol (``cfg["lr_grid"]`` set): see :func:`run`."""
+    return bool(cfg.get("lr_grid"))
+
+
+def split_validation(task: Task, fraction: float, seed: int) -> tuple[Task, torch.Tensor, torch.Tensor]:
+    """``task`` trained on all but a validation part of its training data, and that part.
+
+    The part is the last ``fraction`` of the windows for a chronological task (no look-ahead), a
+    seeded random ``fraction`` otherwise.
+    """
+    n = len(task.X_train)
+    k = max(1, int(round(fraction * n)))
+    if task.chronological:
+        order = torch.arange(n)
+    else:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    train, val = order[: n - k], order[n - k :]
+    part = dataclasses.replace(task, X_train=task.X_train[train], Y_train=task.Y_train[train])
+    return part, task.X_train[val], task.Y_train[val]
+
+
+def _prepare(method: str, dense: SeqModel, settings: dict[str, Any], chosen: dict[str, Any], task: Task,
+             cfg: dict[str, Any], equal: bool):
+    """The model of ``method``, whether it starts from ``dense``, its metrics before training, its
+    ``on_step`` hook, its epochs and how many of its optimiser steps run at its final size."""
+    model, from_dense = build(method, dense, settings, task, cfg)
+    before = task.evaluate(model) if from_dense else {}
+    spe = steps_per_epoch(len(task.X_train), cfg["batch_size"])
+    if equal:
+        epochs = cfg["epochs"]  # every method: the dense model's epochs at its final size
+    else:
+        epochs = cfg["finetune_epochs"] if from_dense else cfg["epochs"]
+    on_step, at_final = None, epochs * spe
+    if method == "pruning (gradual)":
+        if equal:  # the sparsity ramp comes first, then the same steps at the final sparsity
+            ramp = cfg["finetune_epochs"] * spe
+            epochs, end_step = cfg["finetune_epochs"] + cfg["epochs"], ramp
+        else:
+            end_step = max(1, (3 * epochs * spe) // 4)
+        pruner = tn.GradualPruner(model.lstm, chosen["sparsity"], end_step=max(1, end_step),
+                                  frequency=max(1, end_step // 20))
+        pruner.step()
+        at_final = epochs * spe - end_step
+        one_shot = tn.prune_magnitude(copy.deepcopy(dense.lstm), chosen["sparsity"])
+        before = task.evaluate(SeqModel(one_shot, model.head, task.readout))  # one-shot, not fine-tuned
+        on_step = pruner.step
+    return model, from_dense, before, on_step, epochs, at_final
+
+
 def run(
     task: Task,
     ratios: Sequence[float],
@@ -162,12 +236,51 @@ def run(
     methods: Sequence[str] = METHODS,
     experiment: str = "",
 ) -> list[dict[str, Any]]:
-    """Rows (one per trained model) of ``task`` over ``ratios`` x ``seeds`` x ``methods``."""
+    """Rows (one per trained model) of ``task`` over ``ratios`` x ``seeds`` x ``methods``.
+
+    With ``cfg["lr_grid"]`` (the equal-budget protocol) every model trains the dense model's
+    ``epochs`` at its final size (gradual pruning: its ramp of ``finetune_epochs`` first), and its
+    learning rate is the grid value with the least validation loss on the first seed, for that method
+    and ratio, on a validation part (``cfg["val_fraction"]``) carved from the training data; later
+    seeds reuse it. Without it: scratch models ``epochs`` at ``lr``, the others ``finetune_epochs`` at
+    ``finetune_lr``, no validation part.
+    """
+    equal = fair(cfg)
     rows: list[dict[str, Any]] = []
+    chosen_lr: dict[tuple[str, float], float] = {}
+    full = task
     for seed in seeds:
-        dense = dense_model(task, seed)
-        seconds = _train(task, dense, cfg, seed, f"{task.name} dense s{seed}", finetune=False)
+        task, X_val, Y_val = split_validation(full, cfg["val_fraction"], seed) if equal else (full, None, None)
+
+        def trained(method: str, ratio: float, make: Callable[[], tuple], desc: str):
+            """Train ``make()``'s model; on the first seed, once per grid value, keeping the best on validation."""
+            if not equal:
+                grid: list[float | None] = [None]
+            elif (method, ratio) in chosen_lr:
+                grid = [chosen_lr[method, ratio]]
+            else:
+                grid = list(cfg["lr_grid"])
+            best = None
+            for lr in grid:
+                model, from_dense, before, on_step, epochs, at_final = make()
+                seconds = _train(task, model, cfg, seed, desc, finetune=from_dense, on_step=on_step,
+                                 epochs=epochs, lr=lr)
+                val = float(task.loss(predict(model, X_val), Y_val)) if equal else float("nan")
+                if best is None or val < best[0]:
+                    best = (val, lr, model, before, at_final, seconds)
+            assert best is not None
+            if equal:
+                chosen_lr[method, ratio] = best[1]
+            return best
+
+        def dense_make():
+            model = dense_model(task, seed)
+            return model, False, {}, None, cfg["epochs"], cfg["epochs"] * steps_per_epoch(
+                len(task.X_train), cfg["batch_size"])
+
+        val, lr, dense, _, at_final, seconds = trained("dense", 1.0, dense_make, f"{task.name} dense s{seed}")
         dense_params = tn.count_parameters(dense.lstm)
+        extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val) if equal else {}
         rows.append(
             dict(
                 experiment=experiment,
@@ -179,44 +292,32 @@ def run(
                 compression=1.0,
                 seed=seed,
                 train_seconds=round(seconds, 2),
+                **extra,
                 **task.evaluate(dense),
             )
         )
         log(rows[-1])
         for ratio in ratios:
-            settings = tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES)
+            settings = dict(tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES),
+                            small_dense=small_dense(task.input_size, task.hidden_size, ratio))
             for method in methods:
+                if method in FAIR_ONLY and not equal:
+                    continue
                 chosen = settings[SETTING[method]]
                 if chosen is None:
                     continue  # even the smallest setting of this method is above the budget
-                seed_all(seed)
-                model, from_dense = build(method, dense, settings, task, cfg)
-                before = task.evaluate(model) if from_dense else {}
-                on_step = None
-                if method == "pruning (gradual)":
-                    steps = cfg["finetune_epochs"] * steps_per_epoch(len(task.X_train), cfg["batch_size"])
-                    pruner = tn.GradualPruner(
-                        model.lstm, chosen["sparsity"], end_step=max(1, (3 * steps) // 4), frequency=max(1, steps // 20)
-                    )
-                    pruner.step()
-                    one_shot = tn.prune_magnitude(copy.deepcopy(dense.lstm), chosen["sparsity"])
-                    before = task.evaluate(
-                        SeqModel(one_shot, model.head, task.readout)
-                    )  # one-shot pruning to the final sparsity, not fine-tuned
-                    on_step = pruner.step
-                seconds = _train(
-                    task,
-                    model,
-                    cfg,
-                    seed,
-                    f"{task.name} {method} {ratio:g}x s{seed}",
-                    finetune=from_dense,
-                    on_step=on_step,
-                )
+
+                def make(method=method, chosen=chosen, settings=settings):
+                    seed_all(seed)
+                    return _prepare(method, dense, settings, chosen, task, cfg, equal)
+
+                val, lr, model, before, at_final, seconds = trained(
+                    method, float(ratio), make, f"{task.name} {method} {ratio:g}x s{seed}")
                 params = tn.count_parameters(model.lstm)
                 setting = ", ".join(
                     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items() if k != "params"
                 )
+                extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val) if equal else {}
                 rows.append(
                     dict(
                         experiment=experiment,
@@ -228,6 +329,7 @@ def run(
                         compression=round(dense_params / params, 2),
                         seed=seed,
                         train_seconds=round(seconds, 2),
+                        **extra,
                         **task.evaluate(model),
                         **{f"{k}_before_finetune": v for k, v in before.items()},
                     )
@@ -285,6 +387,20 @@ def report(
             ]
         for m in extra_metrics:
             sections += [f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), ""]
+        if any(r.get("lr") not in (None, "") for r in task_rows):
+            first = min(q["seed"] for q in task_rows)
+            by = {(r["method"], float(r["ratio"])): r for r in task_rows if r["seed"] == first}
+            body = [[m, *(f"{by[m, float(r)]['lr']:g} / {int(by[m, float(r)]['steps_at_final_size'])}"
+                          if (m, float(r)) in by else "-" for r in ratios)] for m in methods]
+            body.insert(0, ["dense", f"{by['dense', 1.0]['lr']:g} / {int(by['dense', 1.0]['steps_at_final_size'])}",
+                            *[""] * (len(ratios) - 1)])
+            sections += [
+                "Learning rate chosen on the validation part (first seed, per method and ratio) / optimiser "
+                "steps at the final size (every method the same; gradual pruning's ramp comes on top):",
+                "",
+                table(["method", *[f"{r:g}x" for r in ratios]], body),
+                "",
+            ]
         sections += [f"![{task}]({slug}.png)", ""]
         for a in [m for m in ("MPO (scratch)", "MPO (decomposed)") if "pruning (gradual)" in methods and m in methods]:
             results = compare(task_rows, metric, a, "pruning (gradual)", ratios, higher_is_better=higher_is_better)
@@ -308,6 +424,12 @@ def report(
                 f"{', '.join(beats_dense)} - at this training budget the dense model is not the ceiling "
                 f"(fewer parameters regularise, or train faster per epoch)."
             )
+        if "small dense (scratch)" in methods:
+            # not a claim of the paper: a smaller dense LSTM of the same weight count, trained the same way
+            results = compare(task_rows, metric, "MPO (scratch)", "small dense (scratch)", ratios,
+                              higher_is_better=higher_is_better)
+            claims.append(claim_line(f"{task}: MPO (scratch) vs a small dense LSTM of the same weight count",
+                                     results, "MPO beats a small dense model of its size"))
         results = compare(task_rows, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
                           higher_is_better=higher_is_better)
         claims.append(claim_line(f"{task}: MPS-TT vs MPO, both from scratch", results,
