@@ -33,3 +33,21 @@ def test_pruned_lstm_trains_and_stays_sparse():
     losses = train_steps(lstm, lstm_teacher_batches(), steps=60)
     assert losses[-1] < 0.8 * losses[0]
     assert float((lstm.weight_hh_l0 == 0).float().mean()) == pytest.approx(0.8, abs=0.01)
+
+
+def test_stored_bytes_counts_the_whole_model_and_sparse_weights():
+    lin = torch.nn.Linear(30, 20)
+    assert tn.stored_bytes(lin) == (600 + 20) * 4
+    assert tn.stored_bytes(lin.double()) == (600 + 20) * 8
+    dense_lstm = torch.nn.LSTM(8, 16)
+    assert tn.stored_bytes(dense_lstm) == (64 * 8 + 64 * 16 + 2 * 64) * 4
+    low = tn.prune_magnitude(torch.nn.LSTM(8, 16), 0.5)
+    kept = [int(torch.count_nonzero(getattr(low, f"weight_{k}_l0"))) for k in ("ih", "hh")]
+    bitmask = (512 + 7) // 8 + (1024 + 7) // 8
+    assert tn.stored_bytes(low) == 4 * sum(kept) + bitmask + 2 * 64 * 4
+    very = tn.prune_magnitude(torch.nn.Linear(1000, 100), 0.999)  # 100 kept: indices beat a bitmask
+    assert tn.stored_bytes(very) == 100 * 4 + 100 * 4 + 100 * 4
+    mpo = tn.MPOLinear(64, 64, bond_dim=4, num_cores=2)
+    assert tn.stored_bytes(mpo) == 4 * (sum(c.numel() for c in mpo.cores) + 64)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    assert tn.stored_bytes(model) == (16 + 4) * 4 + (4 + 4) * 4 + (4 + 4) * 4 + 8  # buffers too

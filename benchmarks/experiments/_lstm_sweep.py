@@ -280,7 +280,8 @@ def run(
 
         val, lr, dense, _, at_final, seconds = trained("dense", 1.0, dense_make, f"{task.name} dense s{seed}")
         dense_params = tn.count_parameters(dense.lstm)
-        extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val) if equal else {}
+        extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val,
+                     stored_bytes=tn.stored_bytes(dense)) if equal else {}
         rows.append(
             dict(
                 experiment=experiment,
@@ -317,7 +318,8 @@ def run(
                 setting = ", ".join(
                     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items() if k != "params"
                 )
-                extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val) if equal else {}
+                extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val,
+                             stored_bytes=tn.stored_bytes(model)) if equal else {}
                 rows.append(
                     dict(
                         experiment=experiment,
@@ -387,6 +389,21 @@ def report(
             ]
         for m in extra_metrics:
             sections += [f"{m} (mean ± std):", "", sweep_table(summary, m, methods, ratios, dense), ""]
+        if any(r.get("stored_bytes") not in (None, "") for r in task_rows):
+            size = summarize(task_rows, ["method", "ratio"], ["stored_bytes"])
+            by_size = {(z["method"], z["ratio"]): z for z in size}
+            whole = by_size["dense", 1.0]["stored_bytes"]
+            body = [[m, *(f"{by_size[m, float(r)]['stored_bytes'] / 1024:,.1f} KiB "
+                          f"({whole / by_size[m, float(r)]['stored_bytes']:.1f}x)"
+                          if (m, float(r)) in by_size else "-" for r in ratios)] for m in methods]
+            sections += [
+                f"Stored size of the whole model (LSTM, biases and head; pruned weights as values plus a bitmask or "
+                f"indices; float32) and its compression against the dense model's {whole / 1024:,.1f} KiB - the "
+                f"target ratios above count the LSTM weights only:",
+                "",
+                table(["method", *[f"{r:g}x" for r in ratios]], body),
+                "",
+            ]
         if any(r.get("lr") not in (None, "") for r in task_rows):
             first = min(q["seed"] for q in task_rows)
             by = {(r["method"], float(r["ratio"])): r for r in task_rows if r["seed"] == first}

@@ -17,7 +17,7 @@ from .compress import LayerReport, compress
 from .distill import distill
 from .export import export_onnx
 from .lowrank import LowRankLinear, LowRankLSTM
-from .matching import count_parameters, match_compression
+from .matching import count_parameters, match_compression, stored_bytes
 from .mpo_cells import MPOGRUCell, MPOLSTMCell
 from .mpo_linear import MPOLinear
 from .mpo_rnn import MPOGRU, MPOLSTM
@@ -40,6 +40,7 @@ __all__ = [
     "GradualPruner",
     "count_parameters",
     "match_compression",
+    "stored_bytes",
     "central_index",
     "freeze_central",
     "DimensionSqueezer",

@@ -14,7 +14,7 @@ from .mpo_rnn import MPOLSTM
 from .pruning import prune_magnitude
 from .tensor_train import TTLSTM
 
-__all__ = ["count_parameters", "match_compression"]
+__all__ = ["count_parameters", "match_compression", "stored_bytes"]
 
 
 def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
@@ -32,6 +32,39 @@ def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
             owner = module.get_submodule(name.rsplit(".", 1)[0]) if "." in name else module
             p = getattr(owner, base[: -len("_orig")])
         total += int(torch.count_nonzero(p.detach()))
+    return total
+
+
+def stored_bytes(module: nn.Module) -> int:
+    """Bytes it takes to store ``module`` whole: every parameter and buffer, a pruned weight sparsely.
+
+    Dense tensors count ``numel * itemsize`` (biases, heads, norms' buffers
+    included). A weight pruned with ``torch.nn.utils.prune`` (``weight_orig``
+    and its ``weight_mask``) counts its kept values plus their positions, as
+    the smaller of a bitmask (one bit per entry) and 32-bit indices (four
+    bytes per kept value).
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> tnlib.nn.stored_bytes(torch.nn.Linear(10, 4))        # (40 + 4) float32 values
+    176
+    >>> pruned = tnlib.nn.prune_magnitude(torch.nn.Linear(100, 10), 0.9)
+    >>> tnlib.nn.stored_bytes(pruned)   # 100 kept x 4 bytes + a 125-byte bitmask + 10 biases x 4
+    565
+    """
+    total = 0
+    masks = {n for n, _ in module.named_buffers() if n.endswith("_mask")}
+    for name, p in module.named_parameters():
+        if name.endswith("_orig") and name[: -len("_orig")] + "_mask" in masks:
+            mask = module.get_buffer(name[: -len("_orig")] + "_mask")
+            kept = int(torch.count_nonzero(mask))
+            total += kept * p.element_size() + min((mask.numel() + 7) // 8, 4 * kept)
+        else:
+            total += p.numel() * p.element_size()
+    for name, b in module.named_buffers():
+        if name not in masks:
+            total += b.numel() * b.element_size()
     return total
 
 
