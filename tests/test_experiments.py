@@ -133,3 +133,14 @@ def test_experiment_lstm_matching_never_exceeds_the_budget():
         for name, chosen in tn.match_compression(lstm, ratio, num_cores=3).items():
             if chosen is not None:
                 assert chosen["params"] <= dense / ratio + 1, (name, ratio)
+
+
+def test_verdict_table_parses_the_paired_claim_lines():
+    rows = (_rows("a", 2.0, [0.9, 0.91, 0.92]) + _rows("b", 2.0, [0.8, 0.8, 0.81])
+            + _rows("a", 8.0, [0.5, 0.6, 0.4]) + _rows("b", 8.0, [0.5, 0.5, 0.5]))
+    results = _common.compare(rows, "acc", "a", "b", [2.0, 8.0], higher_is_better=True)
+    line = "- (4) " + _common.claim_line("FC2: a vs b", results, "a beats b")
+    table = run_all.verdict_table([line])
+    row = table.splitlines()[-1]
+    assert row.startswith("| 4 | FC2: a vs b | a beats b | 3 | 2x: **held**, +0.11 [")
+    assert "8x: inconclusive, 0 [" in row

@@ -117,16 +117,50 @@ def assemble(out: Path, target: Path, names: tuple[str, ...] = EXPERIMENTS) -> N
             if line.startswith("- ") and ("claim" in line or "tolerates" in line)
         ]
         parts.append(re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({rel.as_posix()}/{m.group(1)})", text))
+    paired_lines = [v for v in verdicts if _PAIRED.search(v)]
+    other = [v for v in verdicts if not _PAIRED.search(v)]
     summary = [
         "## Verdicts at a glance",
         "",
-        "Collected from the sections below (each computed from the committed results):",
+        "Collected from the sections below (each computed from the committed results). Each cell: the "
+        "claim's outcome at that ratio, the mean paired difference (positive: the claim's direction) and "
+        "its 95 % t-interval over seeds; *inconclusive* wherever the interval contains zero.",
         "",
-        *verdicts,
+        *([verdict_table(paired_lines), ""] if paired_lines else []),
+        *other,
         "",
     ]
     target.write_text("\n".join([INTRO, *(summary if verdicts else []), *parts]))
     print(f"wrote {target}")
+
+
+_PAIRED = re.compile(r"^- \((?P<num>[^)]*)\) (?P<subject>.*?) - paired over (?P<n>\d+) seed\(s\), .*?\((?P<cells>.*)\): "
+                     r"the claim that (?P<claim>.*?): (?P<verdict>[^:]*)\.$")
+_CELL = re.compile(r"(?P<ratio>[\d.]+x): (?P<a>.*?) vs (?P<b>.*?), difference (?P<diff>[-+\d.,e]+)"
+                   r"(?: \[(?P<lo>[-\d.,e]+), (?P<hi>[-\d.,e]+)\])?")
+
+
+def _outcome(lo: str | None, hi: str | None) -> str:
+    if lo is None or hi is None:
+        return "inconclusive"
+    low, high = float(lo.replace(",", "")), float(hi.replace(",", ""))
+    return "**held**" if low > 0 else "**reversed**" if high < 0 else "inconclusive"
+
+
+def verdict_table(lines: list[str]) -> str:
+    """The paired verdict lines as a table: one row per comparison, one cell per ratio."""
+    rows = ["| # | comparison | the claim that | seeds | per ratio: outcome, difference [95 % interval] |",
+            "|---|---|---|---|---|"]
+    for line in lines:
+        m = _PAIRED.search(line)
+        assert m is not None
+        cells = [
+            f"{c['ratio']}: {_outcome(c['lo'], c['hi'])}, {c['diff']}"
+            + (f" [{c['lo']}, {c['hi']}]" if c["lo"] is not None else "")
+            for c in _CELL.finditer(m["cells"])
+        ]
+        rows.append(f"| {m['num']} | {m['subject']} | {m['claim']} | {m['n']} | {'<br>'.join(cells)} |")
+    return "\n".join(rows)
 
 
 def main() -> int:
