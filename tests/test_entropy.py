@@ -1,6 +1,7 @@
 """Renyi and von Neumann entropies of a spectrum: stable near alpha = 1 and for large alpha."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,3 +34,16 @@ def test_known_values():
     assert np.isclose(float(renyi_entropy(s, 2.0)), -np.log(0.375))
     assert np.isclose(float(renyi_entropy(s, 1000.0)), np.log(2) * 1000 / 999, rtol=1e-9)
     assert float(renyi_entropy(np.zeros(3), 2.0)) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.lists(st.floats(0.0, 1e3), min_size=0, max_size=12), min_size=1, max_size=6),
+       alpha=st.sampled_from([0.5, 1.0, 2.0, 7.0, float("inf")]))
+def test_rows_of_a_zero_padded_array_are_the_spectra_one_by_one(rows, alpha):
+    width = max(len(r) for r in rows)
+    padded = np.array([r + [0.0] * (width - len(r)) for r in rows]).reshape(len(rows), width)
+    got = renyi_entropy(padded, alpha)
+    assert got.shape == (len(rows),)
+    for value, row in zip(got, rows):
+        one = renyi_entropy(np.array(row, dtype=float), alpha)
+        assert float(value) == pytest.approx(float(one), rel=1e-12, abs=1e-12)

@@ -260,10 +260,15 @@ class Chain:
         """Entropy of every bond ``0 .. n-2`` from one sweep, a 1-D array."""
         alpha = check_alpha(alpha)
         xp = namespace(*self._cores)
-        values = [renyi_entropy(s, alpha) for s in schmidt_values(self._sites(), self._center)]
-        if not values:
+        spectra = schmidt_values(self._sites(), self._center)
+        if not spectra:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
-        return xp.stack(values)
+        # one padded array, one vectorised pass: zeros carry no weight
+        width = max(int(s.shape[0]) for s in spectra)
+        padded = [s if s.shape[0] == width else
+                  xp.concat([s, xp.zeros((width - s.shape[0],), dtype=s.dtype, device=array_api_compat.device(s))])
+                  for s in spectra]
+        return renyi_entropy(xp.stack(padded), alpha)
 
     # -- algebra -------------------------------------------------------------
     def _signature(self) -> tuple[Any, ...]:

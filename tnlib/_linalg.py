@@ -41,7 +41,7 @@ _TSQR_BLOCK = 2048
 def svdvals(a: Any) -> Any:
     """Singular values of a 2-D array, descending (``gesdd``, ``gesvd`` fallback for NumPy)."""
     if isinstance(a, np.ndarray):
-        return scipy_svd(a, compute_uv=False)
+        return _lapack_svdvals(a)
     xp = namespace(a)
     return xp.linalg.svdvals(a)
 
@@ -101,9 +101,26 @@ def projection_residual(a: Any, u: Any, block_bytes: int = BLOCK_BYTES) -> float
 
 def adjoint(a: Any) -> Any:
     """Conjugate transpose of a 2-D array (no copy for real dtypes)."""
+    if isinstance(a, np.ndarray):  # the sweeps' hot path: no namespace lookup
+        return a.T.conj() if np.iscomplexobj(a) else a.T
     xp = namespace(a)
     t = xp.matrix_transpose(a)
     return xp.conj(t) if xp.isdtype(a.dtype, "complex floating") else t
+
+
+def _lapack_svdvals(a: np.ndarray) -> np.ndarray:
+    """Singular values by LAPACK ``gesdd`` called directly (``gesvd`` if it does not converge): no argument
+    checks or workspace queries, which cost as much as the small factorizations of a sweep."""
+    import scipy.linalg.lapack as lapack
+
+    if a.size == 0:
+        return np.zeros((0,), dtype=np.finfo(a.dtype).dtype)
+    (gesdd,) = lapack.get_lapack_funcs(("gesdd",), (a,))
+    out = gesdd(a, compute_uv=0)
+    s, info = out[1], out[-1]
+    if info == 0:
+        return s
+    return scipy_svd(a, compute_uv=False)
 
 
 def scipy_svd(a: np.ndarray, **kwargs: Any) -> Any:
