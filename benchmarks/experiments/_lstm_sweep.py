@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -340,6 +341,27 @@ def run(
     return rows
 
 
+def training_cost(rows: Sequence[dict[str, Any]], ratios: Sequence[float]) -> str:
+    """Per ratio, MPO (scratch)'s training time as a multiple of the dense model's, paired by seed, and the
+    verdict on "MPO trains faster" (Gao et al.); empty without both methods."""
+    cells, outcomes = [], []
+    for r in ratios:
+        log_rows = [dict(q, log_seconds=math.log(float(q["train_seconds"]))) for q in rows
+                    if float(q.get("train_seconds") or 0) > 0]
+        p = paired(log_rows, "log_seconds", "MPO (scratch)", "dense", r, higher_is_better=True, b_ratio=1.0)
+        if p is None:
+            continue
+        cells.append(f"{r:g}x: {math.exp(p.diff):.1f}x" + (
+            "" if p.lo != p.lo else f" [{math.exp(p.lo):.1f}, {math.exp(p.hi):.1f}]"))
+        outcomes.append(("held" if p.hi < 0 else "did not hold (slower)" if p.lo > 0 else "inconclusive", r))
+    if not cells:
+        return ""
+    kinds = list(dict.fromkeys(kind for kind, _ in outcomes))
+    verdict = kinds[0] if len(kinds) == 1 else "; ".join(
+        f"{kind} at {', '.join(f'{r:g}x' for k, r in outcomes if k == kind)}" for kind in kinds)
+    return "; ".join(cells) + f" - the claim that MPO trains faster than the dense model: {verdict}"
+
+
 def report(
     args,
     rows,
@@ -447,6 +469,10 @@ def report(
                               higher_is_better=higher_is_better)
             claims.append(claim_line(f"{task}: MPO (scratch) vs a small dense LSTM of the same weight count",
                                      results, "MPO beats a small dense model of its size"))
+        cost = training_cost(task_rows, ratios)
+        if cost:
+            claims.append(f"{task}: training time of MPO (scratch) over the dense model's, same epochs, this machine "
+                          f"(geometric mean of the per-seed ratios, 95 % t-interval on their logarithms): {cost}.")
         results = compare(task_rows, metric, "MPS-TT (scratch)", "MPO (scratch)", ratios,
                           higher_is_better=higher_is_better)
         claims.append(claim_line(f"{task}: MPS-TT vs MPO, both from scratch", results,
