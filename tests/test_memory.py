@@ -101,3 +101,21 @@ def test_peak_extra_memory_of_from_matrix_is_at_most_2_5x_the_input(bond):
     assert peak <= 2.5 * w.nbytes, f"peak {peak / w.nbytes:.2f}x the input"
     err = float(np.linalg.norm(host(mpo.to_matrix()) - w))  # the sweep's discarded weights are its error
     assert err == pytest.approx(mpo.report.error_bound, rel=1e-6, abs=1e-10 * float(np.linalg.norm(w)))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("trunc", [None, tnlib.Truncation(cutoff=1e-14), tnlib.Truncation(max_bond=1000)])
+@pytest.mark.parametrize("shape", [(2, 100), (3, 4, 50), (600,)])
+def test_chains_never_share_the_input_memory(library, trunc, shape):
+    # unfoldings that keep every row leave the input as the last core's data unless it is copied
+    data = random_array(shape, "float64", 8)
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        t = torch.asarray(data.copy())
+    else:
+        t = data.copy()
+    mps = tnlib.MPS.from_dense(t, truncation=trunc)
+    before = host(mps.to_dense()).copy()
+    t[...] = 0.0  # the caller reuses its array
+    np.testing.assert_array_equal(host(mps.to_dense()), before)
+    np.testing.assert_allclose(before, data, atol=1e-12)

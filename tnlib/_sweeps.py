@@ -84,6 +84,7 @@ def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int], owned: bool = False) ->
     cores = []
     rest = tensor
     r = 1
+    aliased = not owned  # rest is still (a view of) the caller's array
     for d in dims[:-1]:
         unfolding = xp.reshape(rest, (r * d, -1))
         rows, cols = unfolding.shape
@@ -93,15 +94,22 @@ def _qr_chain(xp: Any, tensor: Any, dims: Sequence[int], owned: bool = False) ->
             rest, r = unfolding, rows
             continue
         q, rest = linalg.qr(unfolding, overwrite=owned)
-        owned = False  # rest is a new (small) array; q may share the tensor's memory
+        owned = aliased = False  # rest is a new (small) array; q may share the tensor's memory
         cores.append(xp.reshape(q, (r, d, q.shape[1])))
         r = q.shape[1]
-    cores.append(xp.reshape(rest, (r, dims[-1], 1)))
+    cores.append(_last_core(xp, rest, (r, dims[-1], 1), aliased))
     return cores
 
 
+def _last_core(xp: Any, rest: Any, shape: tuple[int, int, int], aliased: bool) -> Any:
+    """The chain's last core from the rest of a sweep; a copy when the rest is still the caller's array (a
+    sweep that kept every row of every unfolding), so that the chain never shares the input's memory."""
+    core = xp.reshape(rest, shape)
+    return xp.asarray(core, copy=True) if aliased else core
+
+
 def _svd_chain(
-    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, svd: str
+    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation, svd: str, owned: bool = False
 ) -> tuple[SweepResult, float]:
     """Sequential truncated TT-SVD; also returns the Frobenius norm of ``tensor``
     (from the first, complete, spectrum: ``sum S^2`` plus what it discarded)."""
@@ -110,6 +118,7 @@ def _svd_chain(
     kept, full, discarded = [], [], []
     rest = tensor
     r = 1
+    aliased = not owned  # rest is still (a view of) the caller's array
     for k, d in enumerate(dims[:-1]):
         unfolding = xp.reshape(rest, (r * d, -1))
         res = truncate_left(unfolding, truncation.for_bond(k, len(dims) - 1), svd)
@@ -125,12 +134,13 @@ def _svd_chain(
         else:
             cores.append(xp.reshape(res.U, (r, d, chi)))
             rest = linalg.adjoint(res.U) @ unfolding  # = diag(S) Vh, the exact projection
+            aliased = False
         spectra.append(res.S)
         kept.append(chi)
         full.append(res.full_rank)
         discarded.append(res.discarded)
         r = chi
-    cores.append(xp.reshape(rest, (r, dims[-1], 1)))
+    cores.append(_last_core(xp, rest, (r, dims[-1], 1), aliased))
     if norm is None:  # a single site: nothing to truncate
         norm = frobenius_norm(rest)
     return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
@@ -179,7 +189,7 @@ def _decompose(
         cores = _qr_chain(xp, tensor, dims, owned)
         return cores, exact_report(cores, norm, truncation)
     if truncation.max_params is None and truncation.max_relative_error is None:
-        sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd)
+        sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd, owned)
         return list(sweep.cores), sweep.report(norm, truncation)
     norm = frobenius_norm(tensor)
     exact = _qr_chain(xp, tensor, dims, owned)
