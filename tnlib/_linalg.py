@@ -120,7 +120,9 @@ def _lapack_svdvals(a: np.ndarray) -> np.ndarray:
     s, info = out[1], out[-1]
     if info == 0:
         return s
-    return scipy_svd(a, compute_uv=False)
+    import scipy.linalg
+
+    return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesvd")
 
 
 def scipy_svd(a: np.ndarray, **kwargs: Any) -> Any:

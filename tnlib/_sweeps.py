@@ -169,29 +169,29 @@ def tt_decompose(
     flat = xp.reshape(tensor, (dims[0], -1))  # the one copy of a permuted input
     owned = isinstance(flat, np.ndarray) and not np.may_share_memory(flat, tensor)
     del tensor
-    scale = unit_scale(frobenius_norm(flat))
+    norm = frobenius_norm(flat)
+    scale = unit_scale(norm)
     if scale == 1.0:
-        return _decompose(xp, flat, dims, truncation, svd, owned)
+        return _decompose(xp, flat, dims, truncation, svd, owned, norm)
     if owned:
         flat /= scale  # a power of two: exact
     else:
         flat, owned = flat / scale, isinstance(flat, np.ndarray)
-    cores, report = _decompose(xp, flat, dims, truncation, svd, owned)
+    cores, report = _decompose(xp, flat, dims, truncation, svd, owned, norm / scale)
     cores[-1] = cores[-1] * scale
     return cores, report.scaled(scale)
 
 
 def _decompose(
-    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str, owned: bool
+    xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str, owned: bool, norm: float
 ) -> tuple[list[Any], TruncationReport]:
+    """``tt_decompose`` of a tensor near unit scale whose Frobenius norm ``norm`` is known."""
     if truncation is None or truncation.is_exact:
-        norm = frobenius_norm(tensor)
         cores = _qr_chain(xp, tensor, dims, owned)
         return cores, exact_report(cores, norm, truncation)
     if truncation.max_params is None and truncation.max_relative_error is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd, owned)
         return list(sweep.cores), sweep.report(norm, truncation)
-    norm = frobenius_norm(tensor)
     exact = _qr_chain(xp, tensor, dims, owned)
     return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
 
