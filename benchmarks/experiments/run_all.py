@@ -22,7 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-EXPERIMENTS = ("classification", "forecasting", "speech", "fc", "tt_vs_mpo", "lowrank", "mpop", "pretrained")
+EXPERIMENTS = ("classification", "forecasting", "speech", "fc", "tt_vs_mpo", "lowrank", "mpop", "pretrained",
+               "inference")
 
 INTRO = """# Experiments: MPO compression against its baselines
 
@@ -38,6 +39,7 @@ also needs `apt-get install -y espeak-ng`):
 | 6 | One LSTM recurrence tolerates low-rank factorisation better than the other, explained by matrix norms | Winata et al. 2019, arXiv:1908.09982 | `lowrank.py` |
 | 7 | Fine-tuning only the auxiliary tensors of MPOs cuts trainable parameters by about 91 % at little cost | Liu et al., ACL 2021 (MPOP) | `mpop.py` |
 | 8 | Post-training compression of a pretrained recurrent model: which method (SVD, data-aware SVD, pruning, MPO layouts) at which size | tnlib's own question | `pretrained.py` |
+| 9 | Compressed LSTM layers infer faster than dense ones (MPO: Gao et al.; MPS-TT faster than MPO: Murua et al.) | Gao et al. 2020; Murua et al. 2020 | `inference.py` |
 
 All scripts live in `benchmarks/experiments/`; each takes `--smoke` (a tiny
 run, as CI does), `--seeds N`, `--threads N` and `--report-only` (rebuild

@@ -102,12 +102,11 @@ def main(argv=None) -> None:
     cfg = args.cfg
 
     def experiment() -> list[dict]:
-        X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
         from classification import classification_task
 
-        rows = run(
-            classification_task(TASK, X, y, Xt, yt, 128, 10), cfg["ratios"], args.seeds, cfg, METHODS, experiment=NAME
-        )
+        digits = lambda s: _data.mnist(limit=cfg["limit"], split_seed=s)  # noqa: E731
+        rows = run(classification_task(TASK, digits, 128, 10), cfg["ratios"], args.seeds, cfg, METHODS,
+                   experiment=NAME)
         rows += timings(cfg)
         return rows
 
