@@ -445,8 +445,10 @@ def report(
                           if (m, float(r)) in by else "-" for r in ratios)] for m in methods]
             body.insert(0, ["dense", f"{by['dense', 1.0]['lr']:g} / {int(by['dense', 1.0]['steps_at_final_size'])}",
                             *[""] * (len(ratios) - 1)])
+            where = (f"per method at {float(args.cfg['lr_at']):g}x, reused at every ratio" if args.cfg.get("lr_at")
+                     else "per method and ratio")
             sections += [
-                "Learning rate chosen on the validation part (first seed, per method and ratio) / optimiser "
+                f"Learning rate chosen on the validation part (first seed, {where}) / optimiser "
                 "steps at the final size (every method the same; gradual pruning's ramp comes on top):",
                 "",
                 table(["method", *[f"{r:g}x" for r in ratios]], body),

@@ -33,7 +33,7 @@ from torch import nn
 NAME = "speech"
 TASK = "espeak-ng speech in white/pink noise (LSTM 128)"
 FULL = dict(ratios=(4, 16, 64, 100), epochs=12, finetune_epochs=4, lr=5e-3, finetune_lr=2e-3, batch_size=32,
-            n_train=64, n_test=24, seeds=5, lr_grid=(3e-3, 1e-2, 3e-2), lr_at=16, val_fraction=0.1)
+            n_train=64, n_test=24, seeds=5, lr_grid=(3e-3, 1e-2, 3e-2, 1e-1), lr_at=16, val_fraction=0.1)
 SMOKE = dict(ratios=(16,), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=32,
              n_train=6, n_test=2, lr_grid=(5e-3, 1e-2), lr_at=16, val_fraction=0.1)
 
