@@ -481,8 +481,8 @@ def report(
             # not a claim of the paper: a smaller dense LSTM of the same weight count, trained the same way
             results = compare(task_rows, metric, "MPO (scratch)", "small dense (scratch)", ratios,
                               higher_is_better=higher_is_better)
-            claims.append(claim_line(f"{task}: MPO (scratch) vs a small dense LSTM of the same weight count",
-                                     results, "MPO beats a small dense model of its size"))
+            claims.append(claim_line(f"{task}: MPO (scratch) vs a small dense model (narrower, same kind) of the "
+                                     "same weight count", results, "MPO beats a small dense model of its size"))
         cost = training_cost(task_rows, ratios)
         if cost:
             claims.append(f"{task}: training time of MPO (scratch) over the dense model's, same epochs, this machine "

@@ -19,12 +19,24 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from typing import Any, Callable
 
 import _data
 import numpy as np
 import torch
-from _common import accuracy, figure, fit, parse, rows_for, seed_all, steps_per_epoch, table, write_report
-from _lstm_sweep import FAIR_ONLY, METHODS, log, report
+from _common import (
+    accuracy,
+    figure,
+    fit,
+    parse,
+    predict,
+    rows_for,
+    seed_all,
+    steps_per_epoch,
+    table,
+    write_report,
+)
+from _lstm_sweep import FAIR_ONLY, METHODS, fair, log, report
 from torch import nn
 
 import tnlib
@@ -37,9 +49,10 @@ LENET = "LeNet-5 (MPO 400-120-84-10)"
 DIMS = {FC2: [((4, 7, 7, 4), (4, 4, 4, 4)), ((4, 4, 4, 4), (1, 10, 1, 1))],
         LENET: [((2, 10, 10, 2), (2, 5, 6, 2)), ((2, 5, 6, 2), (2, 3, 7, 2)), ((2, 3, 7, 2), (1, 5, 2, 1))]}
 FULL = dict(ratios=(2, 8, 32, 100), lenet_ratios=(2, 8, 32), epochs=12, finetune_epochs=4, lr=2e-3,
-            finetune_lr=1e-3, batch_size=100, limit=None, entropy_epochs=12)
+            finetune_lr=1e-3, batch_size=100, limit=None, entropy_epochs=12, seeds=5,
+            lr_grid=(1e-3, 3e-3, 1e-2, 3e-2), lr_at=8, val_fraction=0.1)
 SMOKE = dict(ratios=(8,), lenet_ratios=(8,), epochs=1, finetune_epochs=1, lr=2e-3, finetune_lr=1e-3,
-             batch_size=100, limit=300, entropy_epochs=1)
+             batch_size=100, limit=300, entropy_epochs=1, lr_grid=(2e-3, 1e-2), lr_at=8, val_fraction=0.1)
 
 
 class Net(nn.Module):
@@ -120,55 +133,127 @@ def largest(build, budget: float, top: int = 512) -> tuple[int, int] | None:
     return best
 
 
-def sweep(arch: str, ratios, seeds, cfg, X, y, Xt, yt) -> list[dict]:
-    rows = []
+def small_dense(arch: str, budget: float) -> list[nn.Module] | None:
+    """The widest dense fully connected layers (hidden widths scaled together) with at most ``budget`` weights."""
+    (i0, o0), *rest = sizes(arch)
+    for width in range(o0, 0, -1):
+        widths = [width] + [max(1, round(o * width / o0)) for _, o in rest[:-1]]
+        dims = [i0, *widths, rest[-1][1]] if rest else [i0, width]
+        if sum(a * b for a, b in zip(dims, dims[1:])) <= budget:
+            return [nn.Linear(a, b) for a, b in zip(dims, dims[1:])]
+    return None
+
+
+def holdout(X: torch.Tensor, y: torch.Tensor, fraction: float, seed: int):
+    """``(X, y)`` without a random ``fraction`` of it, and that part (the validation data)."""
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(10_000 + seed))
+    k = max(1, int(round(fraction * len(X))))
+    return X[order[k:]], y[order[k:]], X[order[:k]], y[order[:k]]
+
+
+def sweep(arch: str, ratios, seeds, cfg, data: Callable[[int], tuple]) -> list[dict]:
+    """Rows of ``arch`` over seeds x ratios x methods; ``data(seed)`` is that seed's split.
+
+    With ``cfg["lr_grid"]``: the equal-budget protocol of ``_lstm_sweep.run`` (every model the dense
+    net's ``epochs`` at its final size, gradual pruning's ramp of ``finetune_epochs`` first; each
+    method's learning rate chosen from the grid by validation loss at ``cfg["lr_at"]`` on the first
+    seed; a small dense net of each size). Without it, the earlier protocol (scratch models
+    ``epochs`` at ``lr``, the others ``finetune_epochs`` at ``finetune_lr``).
+    """
+    rows: list[dict] = []
     loss = nn.functional.cross_entropy
-    steps = cfg["finetune_epochs"] * steps_per_epoch(len(X), cfg["batch_size"])
+    equal = fair(cfg)
+    lr_at = float(cfg["lr_at"]) if equal else None
+    chosen_lr: dict[tuple[str, float], float] = {}
+    order = sorted(ratios, key=lambda r: float(r) != lr_at) if equal else list(ratios)
+    methods = [m for m in METHODS if equal or m not in FAIR_ONLY]
     for seed in seeds:
-        seed_all(seed)
-        dense = Net(arch, layers(arch, "dense", 0))
-        sec = fit(dense, X, y, loss, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
-                  desc=f"{arch} dense s{seed}")
+        X, y, Xt, yt = data(seed)
+        if equal:
+            X, y, Xv, yv = holdout(X, y, cfg["val_fraction"], seed)
+        spe = steps_per_epoch(len(X), cfg["batch_size"])
+
+        def trained(key: tuple[str, float], make: Callable[[], tuple], desc: str):
+            """``make()``'s net trained; on the first seed once per grid value, the best on validation kept."""
+            grid = [None] if not equal else [chosen_lr[key]] if key in chosen_lr else list(cfg["lr_grid"])
+            best = None
+            for lr in grid:
+                net, before, on_step, epochs, default_lr, at_final = make()
+                sec = fit(net, X, y, loss, epochs=epochs, lr=default_lr if lr is None else lr,
+                          batch_size=cfg["batch_size"], seed=seed, desc=desc, on_step=on_step)
+                val = float(loss(predict(net, Xv), yv)) if equal else float("nan")
+                if best is None or val < best[0]:
+                    best = (val, lr, net, before, sec, at_final)
+            assert best is not None
+            if equal:
+                chosen_lr.setdefault(key, best[1])
+            return best
+
+        def dense_make():
+            seed_all(seed)
+            return Net(arch, layers(arch, "dense", 0)), None, None, cfg["epochs"], cfg["lr"], cfg["epochs"] * spe
+
+        val, lr, dense, _, sec, at_final = trained(("dense", 1.0), dense_make, f"{arch} dense s{seed}")
         n_dense = fc_params(dense)
+        extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val, stored_bytes=tn.stored_bytes(dense)) \
+            if equal else {}
         rows.append(dict(experiment=NAME, task=arch, method="dense", ratio=1.0, setting="", params=n_dense,
-                         compression=1.0, seed=seed, train_seconds=round(sec, 2), accuracy=accuracy(dense, Xt, yt)))
+                         compression=1.0, seed=seed, train_seconds=round(sec, 2), **extra,
+                         accuracy=accuracy(dense, Xt, yt)))
         log(rows[-1])
-        for ratio in ratios:
+        for ratio in order:
             budget = n_dense / ratio
-            for method in [m for m in METHODS if m not in FAIR_ONLY]:  # fc keeps the earlier protocol
-                seed_all(seed)
+            for method in methods:
+                scratch = "scratch" in method
                 if method == "pruning (gradual)":
-                    setting = 1.0 - 1.0 / ratio
-                    net = copy.deepcopy(dense)
-                    pruners = [tn.GradualPruner(fc, setting, end_step=max(1, 3 * steps // 4),
-                                                frequency=max(1, steps // 20)) for fc in net.fcs]
-                    one_shot = copy.deepcopy(dense)
-                    for fc in one_shot.fcs:
-                        tn.prune_magnitude(fc, setting)
-                    before = accuracy(one_shot, Xt, yt)
-                    on_step = lambda: [p.step() for p in pruners]  # noqa: E731
-                    on_step()
+                    setting: Any = 1.0 - 1.0 / ratio
+                elif method == "small dense (scratch)":
+                    fcs = small_dense(arch, budget)
+                    if fcs is None:
+                        continue
+                    setting = "x".join(str(fc.out_features) for fc in fcs[:-1])
                 else:
-                    scratch = "scratch" in method
                     found = largest(lambda s: Net(arch, layers(arch, method, s, None if scratch else dense)), budget)
                     if found is None:
                         continue
                     setting = found[0]
+
+                def make(method=method, setting=setting, scratch=scratch):
                     seed_all(seed)
-                    net = Net(arch, layers(arch, method, setting, None if scratch else dense))
+                    epochs = cfg["epochs"] if equal or scratch else cfg["finetune_epochs"]
+                    default_lr = cfg["lr"] if scratch else cfg["finetune_lr"]
+                    if method == "pruning (gradual)":
+                        net = copy.deepcopy(dense)
+                        if equal:  # the sparsity ramp first, then the same steps at the final sparsity
+                            ramp, epochs = cfg["finetune_epochs"] * spe, cfg["finetune_epochs"] + cfg["epochs"]
+                        else:
+                            ramp = max(1, 3 * epochs * spe // 4)
+                        pruners = [tn.GradualPruner(fc, setting, end_step=max(1, ramp),
+                                                    frequency=max(1, ramp // 20)) for fc in net.fcs]
+                        one_shot = copy.deepcopy(dense)
+                        for fc in one_shot.fcs:
+                            tn.prune_magnitude(fc, setting)
+                        on_step = lambda: [p.step() for p in pruners]  # noqa: E731
+                        on_step()
+                        return net, accuracy(one_shot, Xt, yt), on_step, epochs, default_lr, epochs * spe - ramp
+                    if method == "small dense (scratch)":
+                        net = Net(arch, small_dense(arch, budget))
+                    else:
+                        net = Net(arch, layers(arch, method, setting, None if scratch else dense))
                     if not scratch:
                         net.features.load_state_dict(dense.features.state_dict())
                     before = None if scratch else accuracy(net, Xt, yt)
-                    on_step = None
-                finetune = method != "MPO (scratch)" and method != "MPS-TT (scratch)"
-                sec = fit(net, X, y, loss, epochs=cfg["finetune_epochs"] if finetune else cfg["epochs"],
-                          lr=cfg["finetune_lr"] if finetune else cfg["lr"], batch_size=cfg["batch_size"], seed=seed,
-                          desc=f"{arch} {method} {ratio:g}x s{seed}", on_step=on_step)
+                    return net, before, None, epochs, default_lr, epochs * spe
+
+                key = (method, lr_at if equal else float(ratio))
+                val, lr, net, before, sec, at_final = trained(key, make, f"{arch} {method} {ratio:g}x s{seed}")
                 n = fc_params(net)
+                extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val, stored_bytes=tn.stored_bytes(net)) \
+                    if equal else {}
                 rows.append(dict(experiment=NAME, task=arch, method=method, ratio=float(ratio),
                                  setting=f"{setting:.3g}" if isinstance(setting, float) else setting, params=n,
                                  compression=round(n_dense / n, 2), seed=seed, train_seconds=round(sec, 2),
-                                 accuracy=accuracy(net, Xt, yt),
+                                 **extra, accuracy=accuracy(net, Xt, yt),
                                  accuracy_before_finetune="" if before is None else before))
                 log(rows[-1])
     return rows
@@ -233,9 +318,10 @@ def entropy_study(args, cfg, X, y, Xt, yt) -> list[str]:
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
-    X, y, Xt, yt = _data.mnist(limit=cfg["limit"])
-    rows = rows_for(args, NAME, lambda: sweep(FC2, cfg["ratios"], args.seeds, cfg, X, y, Xt, yt)
-                    + sweep(LENET, cfg["lenet_ratios"], args.seeds, cfg, X, y, Xt, yt))
+    data = lambda s: _data.mnist(limit=cfg["limit"], split_seed=s)  # noqa: E731
+    X, y, Xt, yt = data(0)
+    rows = rows_for(args, NAME, lambda: sweep(FC2, cfg["ratios"], args.seeds, cfg, data)
+                    + sweep(LENET, cfg["lenet_ratios"], args.seeds, cfg, data))
     print("entropy study", file=sys.stderr)
     entropy = entropy_study(args, cfg, X, y, Xt, yt)
     s1, c1 = report(args, rows, [FC2], name=NAME)
@@ -243,11 +329,24 @@ def main(argv=None) -> None:
     s2, c2 = report(args, rows, [LENET], name=NAME)
     args.cfg = cfg
     write_report(args, NAME, "4. MPO fully connected layers on MNIST-5k: FC2 and LeNet-5",
-                 [f"4,000 training and 1,000 test images. Dense nets train {cfg['epochs']} epochs; scratch models "
-                  f"{cfg['epochs']}, models from the dense net fine-tune {cfg['finetune_epochs']}; Adam, lr "
-                  f"{cfg['lr']} / {cfg['finetune_lr']}. Uniform bond (MPO, MPS-TT), rank (low-rank) or "
-                  f"sparsity (pruning, per layer) across the fully connected layers.", "", *s1, *s2, *entropy],
+                 [protocol(cfg), "", *s1, *s2, *entropy],
                  c1 + c2)
+
+
+def protocol(cfg: dict) -> str:
+    """The paragraph that states how the rows were trained."""
+    shared = ("Uniform bond (MPO, MPS-TT), rank (low-rank) or sparsity (pruning, per layer) across the fully "
+              "connected layers.")
+    if not fair(cfg):
+        return (f"4,000 training and 1,000 test images. Dense nets train {cfg['epochs']} epochs; scratch models "
+                f"{cfg['epochs']}, models from the dense net fine-tune {cfg['finetune_epochs']}; Adam, lr "
+                f"{cfg['lr']} / {cfg['finetune_lr']}. " + shared)
+    return (f"4,000 training and 1,000 test images, the split redrawn per seed; a random {cfg['val_fraction']:.0%} "
+            f"of the training images held out for validation. Equal budgets: every net trains {cfg['epochs']} "
+            f"epochs at its final size (gradual pruning ramps its sparsity over {cfg['finetune_epochs']} epochs "
+            f"first); Adam, each method's learning rate chosen from {list(cfg['lr_grid'])} by validation loss at "
+            f"{float(cfg['lr_at']):g}x on the first seed and reused at every ratio and seed. The small dense net "
+            "scales the hidden widths together. " + shared)
 
 
 if __name__ == "__main__":
