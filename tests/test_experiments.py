@@ -196,3 +196,35 @@ def test_sweep_redraws_the_task_per_seed_and_chooses_each_rate_once():
     assert [r["ratio"] for r in rows if r["seed"] == 0 and r["method"] != "dense"][:2] == [2.0, 2.0]  # lr_at first
     with pytest.raises(ValueError, match="lr_at"):
         _lstm_sweep.run(task(0), (8,), [0], dict(cfg, lr_at=4), methods=methods)
+
+
+def test_fc_small_dense_is_the_widest_net_within_the_budget():
+    import fc
+
+    for arch in (fc.FC2, fc.LENET):
+        dense = sum(i * o for i, o in fc.sizes(arch))
+        for ratio in (2, 8, 32, 100):
+            layers = fc.small_dense(arch, dense / ratio)
+            assert layers is not None
+            weights = sum(m.weight.numel() for m in layers)
+            assert weights <= dense / ratio
+            assert layers[0].in_features == fc.sizes(arch)[0][0] and layers[-1].out_features == 10
+            if arch == fc.FC2:  # one more hidden unit would not fit
+                assert (layers[0].out_features + 1) * (784 + 10) > dense / ratio
+    assert fc.small_dense(fc.FC2, 10) is None  # not even one hidden unit
+
+
+def test_inference_speedup_is_the_paired_time_ratio():
+    import inference
+
+    rows = []
+    for r in range(6):
+        noise = 0.01 * (r % 3)
+        rows += [dict(task="t", method=inference.DENSE, ratio=1.0, seed=r, log_ms=np.log(2.0) + noise),
+                 dict(task="t", method="MPO", ratio=8.0, seed=r, log_ms=np.log(1.0) + 0.02 * ((3 * r) % 5 - 2)),
+                 dict(task="t", method="MPS-TT", ratio=8.0, seed=r, log_ms=np.log(4.0) - noise)]
+    s = inference.speedup(rows, "MPO", inference.DENSE, 8.0)
+    assert s[0] == pytest.approx(2.0, rel=0.02) and s[3] == "faster" and 1 < s[1] < s[0] < s[2]
+    assert inference.speedup(rows, "MPS-TT", inference.DENSE, 8.0)[3] == "slower"
+    assert inference.speedup(rows, "MPS-TT", "MPO", 8.0, b_ratio=None)[0] == pytest.approx(0.25, rel=0.06)
+    assert inference.speedup(rows, "low-rank", inference.DENSE, 8.0) is None
