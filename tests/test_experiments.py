@@ -228,3 +228,18 @@ def test_inference_speedup_is_the_paired_time_ratio():
     assert inference.speedup(rows, "MPS-TT", inference.DENSE, 8.0)[3] == "slower"
     assert inference.speedup(rows, "MPS-TT", "MPO", 8.0, b_ratio=None)[0] == pytest.approx(0.25, rel=0.06)
     assert inference.speedup(rows, "low-rank", inference.DENSE, 8.0) is None
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_sweep_small_dense_counts_every_layer(layers):
+    import _lstm_sweep
+
+    import tnlib.nn as tn
+
+    dense = tn.count_parameters(torch.nn.LSTM(12, 64, num_layers=layers))
+    for ratio in (2, 8, 32, 100):
+        chosen = _lstm_sweep.small_dense(12, 64, ratio, layers)
+        assert chosen["params"] == tn.count_parameters(torch.nn.LSTM(12, chosen["hidden"], num_layers=layers))
+        assert chosen["params"] <= dense / ratio
+        wider = tn.count_parameters(torch.nn.LSTM(12, chosen["hidden"] + 1, num_layers=layers))
+        assert wider > dense / ratio

@@ -77,6 +77,7 @@ class Task:
     readout: str = "last"
     chronological: bool = False  # validation = the last training windows (no look-ahead)
     redraw: Callable[[int], "Task"] | None = None  # the task on seed ``s``'s draw of the data split
+    num_layers: int = 1
 
     @property
     def input_size(self) -> int:
@@ -115,10 +116,11 @@ def _train(
 
 def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cfg: dict[str, Any]):
     """The compressed model for ``method`` and whether it starts from the trained dense model."""
-    lstm, h, i = dense.lstm, task.hidden_size, task.input_size
+    lstm, h, i, layers = dense.lstm, task.hidden_size, task.input_size, task.num_layers
     head = copy.deepcopy(dense.head)
     if method == "MPO (scratch)":
-        new = tn.MPOLSTM(i, h, bond_dim=settings["mpo"]["bond_dim"], num_cores=NUM_CORES, batch_first=True)
+        new = tn.MPOLSTM(i, h, bond_dim=settings["mpo"]["bond_dim"], num_cores=NUM_CORES, num_layers=layers,
+                         batch_first=True)
         return SeqModel(new, task.make_head(h), task.readout), False
     if method == "MPO (decomposed)":
         new = tn.MPOLSTM.from_lstm(lstm, tnlib.Truncation(max_bond=settings["mpo"]["bond_dim"]), num_cores=NUM_CORES)
@@ -128,11 +130,12 @@ def build(method: str, dense: SeqModel, settings: dict[str, Any], task: Task, cf
     if method == "low-rank":
         return SeqModel(tn.LowRankLSTM.from_lstm(lstm, settings["low_rank"]["rank"]), head, task.readout), True
     if method == "MPS-TT (scratch)":
-        new = tn.TTLSTM(i, h, settings["mps_tt"]["bond_dim"], batch_first=True)
+        new = tn.TTLSTM(i, h, settings["mps_tt"]["bond_dim"], num_layers=layers, batch_first=True)
         return SeqModel(new, task.make_head(h), task.readout), False
     if method == "small dense (scratch)":
         small = settings["small_dense"]["hidden"]
-        return SeqModel(nn.LSTM(i, small, batch_first=True), task.make_head(small), task.readout), False
+        return SeqModel(nn.LSTM(i, small, num_layers=layers, batch_first=True), task.make_head(small),
+                        task.readout), False
     raise ValueError(f"method={method!r} is not one of {METHODS}")
 
 
@@ -146,20 +149,25 @@ SETTING = {
 }
 
 
-def small_dense(input_size: int, hidden_size: int, ratio: float) -> dict[str, int] | None:
-    """The widest ``nn.LSTM`` whose weights ``4 h (input + h)`` fit ``1 / ratio`` of the dense one's."""
-    budget = 4 * hidden_size * (input_size + hidden_size) / ratio
+def small_dense(input_size: int, hidden_size: int, ratio: float, num_layers: int = 1) -> dict[str, int] | None:
+    """The widest ``nn.LSTM`` (``num_layers`` deep) whose weights, ``4 h (input + h)`` in the first layer
+    and ``8 h^2`` in each further one, fit ``1 / ratio`` of the dense one's."""
+    def weights(h: int) -> int:
+        return 4 * h * (input_size + h) + (num_layers - 1) * 8 * h * h
+
+    budget = weights(hidden_size) / ratio
     best = None
     for h in range(1, hidden_size + 1):
-        if 4 * h * (input_size + h) <= budget:
-            best = {"hidden": h, "params": 4 * h * (input_size + h)}
+        if weights(h) <= budget:
+            best = {"hidden": h, "params": weights(h)}
     return best
 
 
 def dense_model(task: Task, seed: int) -> SeqModel:
     seed_all(seed)
     return SeqModel(
-        nn.LSTM(task.input_size, task.hidden_size, batch_first=True), task.make_head(task.hidden_size), task.readout
+        nn.LSTM(task.input_size, task.hidden_size, num_layers=task.num_layers, batch_first=True),
+        task.make_head(task.hidden_size), task.readout
     )
 
 
@@ -313,7 +321,7 @@ def run(
         order = sorted(ratios, key=lambda r: float(r) != float(lr_at)) if lr_at is not None else list(ratios)
         for ratio in order:
             settings = dict(tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES),
-                            small_dense=small_dense(task.input_size, task.hidden_size, ratio))
+                            small_dense=small_dense(task.input_size, task.hidden_size, ratio, task.num_layers))
             for method in methods:
                 if method in FAIR_ONLY and not equal:
                     continue
