@@ -15,7 +15,7 @@ learning rate per method chosen on a validation part), 5 seeds; every seed
 synthesises its own utterances (words, speaking rates, noise draws; the
 voice split stays fixed).
 
-    python benchmarks/experiments/speech.py            # full: ~1 h 40 min on 1 core
+    python benchmarks/experiments/speech.py            # full: ~1 h 15 min on 1 core
     python benchmarks/experiments/speech.py --smoke
 """
 
@@ -32,8 +32,8 @@ from torch import nn
 
 NAME = "speech"
 TASK = "espeak-ng speech in white/pink noise (LSTM 128)"
-FULL = dict(ratios=(4, 16, 64, 100), epochs=12, finetune_epochs=4, lr=5e-3, finetune_lr=2e-3, batch_size=32,
-            n_train=64, n_test=24, seeds=5, lr_grid=(3e-3, 1e-2, 3e-2, 1e-1), lr_at=16, val_fraction=0.1)
+FULL = dict(ratios=(4, 16, 64, 100), epochs=8, finetune_epochs=3, lr=5e-3, finetune_lr=2e-3, batch_size=32,
+            n_train=64, n_test=24, seeds=5, lr_grid=(1e-2, 3e-2, 1e-1), lr_at=16, val_fraction=0.1)
 SMOKE = dict(ratios=(16,), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3, batch_size=32,
              n_train=6, n_test=2, lr_grid=(5e-3, 1e-2), lr_at=16, val_fraction=0.1)
 
