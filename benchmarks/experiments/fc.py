@@ -10,7 +10,7 @@ and input-first MPS tensor trains from scratch. Then the figure the paper
 draws: entanglement entropy per bond of the trained 784 -> 256 MPO layer
 (bond 10), and singular-value spectra per bond.
 
-    python benchmarks/experiments/fc.py            # full: ~15 min on 1 core
+    python benchmarks/experiments/fc.py            # full: ~45 min on a shared core (5 seeds, equal budgets)
     python benchmarks/experiments/fc.py --smoke
 """
 
