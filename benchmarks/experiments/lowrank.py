@@ -6,7 +6,7 @@ Dense LSTMs (hidden 128) trained on MNIST-5k rows; then ``W_ih`` alone,
 test accuracy straight after the factorisation and after one epoch of
 fine-tuning, with the matrices' norms and relative truncation errors.
 
-    python benchmarks/experiments/lowrank.py            # full: ~4 min on 1 core
+    python benchmarks/experiments/lowrank.py            # full: ~7 min on 1 core (5 seeds)
     python benchmarks/experiments/lowrank.py --smoke
 """
 
