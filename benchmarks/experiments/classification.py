@@ -7,7 +7,7 @@ steps at the final size, learning rate per method chosen on a validation
 part), 5 seeds, the train/test split redrawn per seed. Claim checked (Gao et
 al. 2020): MPO beats magnitude pruning at the same parameter count.
 
-    python benchmarks/experiments/classification.py            # full: ~1 h 45 min on 1 core
+    python benchmarks/experiments/classification.py            # full: ~1 h 35 min on a shared core
     python benchmarks/experiments/classification.py --smoke    # seconds
 """
 

@@ -9,7 +9,7 @@ MPO from scratch and decomposed, gradual pruning, low-rank and a small dense
 2-layer LSTM of the same weight count. MPS-TT is left out here to fit the
 run into half an hour on one core (it is in experiments 1-5).
 
-    python benchmarks/experiments/scale.py            # full: ~35 min on 1 core
+    python benchmarks/experiments/scale.py            # full: ~40 min on a shared core
     python benchmarks/experiments/scale.py --smoke
 """
 
@@ -31,7 +31,7 @@ SMOKE = dict(ratios=(8,), epochs=1, finetune_epochs=1, lr=3e-3, finetune_lr=1e-3
 def main(argv=None) -> None:
     args = parse(__doc__.splitlines()[0], FULL, SMOKE, argv)
     cfg = args.cfg
-    name = f"JapaneseVowels, 2-layer LSTM {cfg['hidden']}"
+    name = f"JapaneseVowels (2-layer LSTM {cfg['hidden']})"
 
     def experiment() -> list[dict]:
         task = classification_task(name, _data.japanese_vowels, cfg["hidden"], 9)
