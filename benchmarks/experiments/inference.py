@@ -16,7 +16,7 @@ one paired ratio per module, and the verdicts use the 95 % t-interval of
 the log-ratios over rounds (a speed-up "held" only when the interval
 excludes 1).
 
-    python benchmarks/experiments/inference.py            # full: ~3 min on 1 core (run it on an idle machine)
+    python benchmarks/experiments/inference.py            # full: ~4 min on 1 core (run it on an idle machine)
     python benchmarks/experiments/inference.py --smoke
 """
 
@@ -37,8 +37,8 @@ import tnlib.nn as tn
 
 NAME = "inference"
 FULL = dict(shapes=((28, 128, 28), (129, 128, 100), (512, 512, 50)), batches=(1, 32), ratios=(2, 8, 32, 100),
-            rounds=12, calls=5)
-SMOKE = dict(shapes=((12, 16, 6),), batches=(1,), ratios=(8,), rounds=3, calls=2)
+            rounds=12, calls=5, seeds=1)
+SMOKE = dict(shapes=((12, 16, 6),), batches=(1,), ratios=(8,), rounds=3, calls=2, seeds=1)
 DENSE, LOOP = "nn.LSTM", "dense weights, tnlib loop"
 METHODS = ("MPO", "MPS-TT", "low-rank")
 
