@@ -82,24 +82,24 @@ JapaneseVowels' multivariate one (ACSF1 100/100, OSULeaf 200/242, PLAID
 **Protocol.** Every compressed model at a target ratio `r` has at most
 `dense / r` compressed weights, *measured* from the built module (non-zeros
 for pruning); each method gets the largest setting that fits (so the actual
-counts, in brackets in every table, differ slightly). Experiments 1-4 and
+counts, in brackets in every table, differ slightly). Experiments 1-5 and
 10 run the equal-budget protocol: 5 seeds; every model trains the dense model's
 epochs at its final size (gradual pruning ramps its sparsity over the
 fine-tuning epochs first, then gets the same steps at the final sparsity);
 the learning rate comes from a small grid by validation loss on a part
 carved from the training data, on the first seed (per method and ratio on
-2; per method at one ratio, reused at the others, on 1, 3, 4 and 10); a
+2; per method at one ratio, reused at the others, on 1, 3, 4, 5 and 10); a
 small dense model of each size (a narrower LSTM; for 4 narrower fully
 connected layers) stands beside the compressed ones; stored bytes of the whole model (biases,
-head, pruning's bitmask or indices) stand next to the weight counts. 1, 3,
-4, 6 and 10 redraw their data per seed (the train/test split; speech
+head, pruning's bitmask or indices) stand next to the weight counts. 1 and
+3-7 and 10 redraw their data per seed (the train/test split; speech
 synthesises new utterances); 2 keeps its chronological split (seeds vary
-the initialisation and batch order). Experiment 6 has 5 seeds and its own
-protocol (factorise, then one epoch of fine-tuning). Experiments 5, 7 and 8
-keep the earlier runs: 3 seeds on one data split, models that start from
-the trained dense one get a shorter fine-tuning; 5's accuracy comparison
-(MPS-TT vs MPO from scratch on MNIST-5k rows) is repeated on the
-equal-budget protocol in 1, and its timing with intervals in 9. The raw results are the CSV files in `docs/experiments/`. The
+the initialisation and batch order). Experiments 6 and 7 have 5 seeds and
+their own protocols (6: factorise, then one epoch of fine-tuning; 7: every
+variant fine-tunes the same epochs). Experiment 5's single-run timings are
+superseded by 9's repeated, paired ones. Experiment 8 keeps its earlier
+run (post-training compression; its optional distillation already gives
+every method the same steps). The raw results are the CSV files in `docs/experiments/`. The
 statements under "What the numbers say" are computed from those results by
 the scripts, not written by hand.
 
@@ -123,14 +123,12 @@ here), so at low ratios it sits below the budget and at high ratios it is
 100x). Only experiment 10 has a 2-layer LSTM of hidden 512, at one ratio (100x). Timings
 (experiments 5 and 9) are of this 2-core machine.
 
-**Known confounds of the runs not redone (experiments 5, 7, 8).** Gradual
-pruning there reaches its final sparsity at 3/4 of a short fine-tune, so
-its collapses at high ratios may be its budget rather than the method;
-MPS-TT layers from scratch started from a truncated random dense layer
-(weight scale shrinking with compression; the constructors are
-variance-matched now); weight counts cover the compressed weights only;
-there is no validation split. On the rerun tasks equal budgets changed
-several verdicts (see the closing lines of each section).
+**Known confounds.** One learning rate per method, chosen at one ratio,
+can suit other ratios less (MPO from scratch at 2x on MNIST rows); a
+diverged seed stays in the statistics (LeNet-5 MPO from scratch at 2x).
+Experiment 8's Silero rows are single deterministic runs (a ranking, not
+an interval). Equal budgets changed several verdicts of the earlier runs (see
+the closing lines of each section).
 """
 
 
