@@ -193,6 +193,45 @@ def fair(cfg: dict[str, Any]) -> bool:
     return bool(cfg.get("lr_grid"))
 
 
+def lr_key(cfg: dict[str, Any], method: str, ratio: float) -> tuple[str, float]:
+    """Which learning-rate choice ``method`` at ``ratio`` shares: its own, or the one made at ``cfg["lr_at"]``."""
+    at = cfg.get("lr_at")
+    return (method, float(at)) if at is not None and method != "dense" else (method, float(ratio))
+
+
+def ratio_order(cfg: dict[str, Any], ratios: Sequence[float]) -> list[float]:
+    """``ratios`` with ``cfg["lr_at"]`` first (its choice of learning rate serves the others); checked."""
+    at = cfg.get("lr_at") if fair(cfg) else None
+    if at is None:
+        return list(ratios)
+    if float(at) not in {float(r) for r in ratios}:
+        raise ValueError(f"cfg['lr_at']={at!r} is not one of the ratios {tuple(ratios)}")
+    return sorted(ratios, key=lambda r: float(r) != float(at))
+
+
+def best_rate(cfg: dict[str, Any], chosen: dict[tuple[str, float], float], key: tuple[str, float],
+              attempt: Callable[[float | None], tuple[float, Any]]) -> tuple[float, float | None, Any]:
+    """``(validation loss, learning rate, result)`` of the best ``attempt(lr)`` over the grid.
+
+    The equal-budget protocol tries every rate of ``cfg["lr_grid"]`` the first time ``key`` comes up and
+    records the best in ``chosen``; later calls with that key train once at the chosen rate. Without the
+    protocol: one attempt with ``lr=None`` (the caller's default rate).
+    """
+    if not fair(cfg):
+        grid: list[float | None] = [None]
+    else:
+        grid = [chosen[key]] if key in chosen else list(cfg["lr_grid"])
+    best = None
+    for lr in grid:
+        val, result = attempt(lr)
+        if best is None or val < best[0]:
+            best = (val, lr, result)
+    assert best is not None
+    if fair(cfg) and best[1] is not None:
+        chosen.setdefault(key, best[1])
+    return best
+
+
 def split_validation(task: Task, fraction: float, seed: int) -> tuple[Task, torch.Tensor, torch.Tensor]:
     """``task`` trained on all but a validation part of its training data, and that part.
 
@@ -261,37 +300,24 @@ def run(
     equal = fair(cfg)
     rows: list[dict[str, Any]] = []
     chosen_lr: dict[tuple[str, float], float] = {}
-    lr_at = cfg.get("lr_at") if equal else None
-    if lr_at is not None and float(lr_at) not in {float(r) for r in ratios}:
-        raise ValueError(f"cfg['lr_at']={lr_at!r} is not one of the ratios {tuple(ratios)}")
+    order = ratio_order(cfg, ratios)
     base = task
     for seed in seeds:
         full = base.redraw(seed) if base.redraw is not None else base
         task, X_val, Y_val = split_validation(full, cfg["val_fraction"], seed) if equal else (full, None, None)
 
-        def key(method: str, ratio: float) -> tuple[str, float]:
-            return (method, float(lr_at)) if lr_at is not None and method != "dense" else (method, ratio)
-
         def trained(method: str, ratio: float, make: Callable[[], tuple], desc: str):
             """Train ``make()``'s model; on the first seed, once per grid value, keeping the best on validation."""
-            if not equal:
-                grid: list[float | None] = [None]
-            elif key(method, ratio) in chosen_lr:
-                grid = [chosen_lr[key(method, ratio)]]
-            else:
-                grid = list(cfg["lr_grid"])
-            best = None
-            for lr in grid:
+            def attempt(lr: float | None):
                 model, from_dense, before, on_step, epochs, at_final = make()
                 seconds = _train(task, model, cfg, seed, desc, finetune=from_dense, on_step=on_step,
                                  epochs=epochs, lr=lr)
                 val = float(task.loss(predict(model, X_val), Y_val)) if equal else float("nan")
-                if best is None or val < best[0]:
-                    best = (val, lr, model, before, at_final, seconds)
-            assert best is not None
-            if equal:
-                chosen_lr.setdefault(key(method, ratio), best[1])
-            return best
+                return val, (model, before, at_final, seconds)
+
+            val, lr, (model, before, at_final, seconds) = best_rate(cfg, chosen_lr, lr_key(cfg, method, ratio),
+                                                                     attempt)
+            return val, lr, model, before, at_final, seconds
 
         def dense_make():
             model = dense_model(task, seed)
@@ -318,7 +344,6 @@ def run(
             )
         )
         log(rows[-1])
-        order = sorted(ratios, key=lambda r: float(r) != float(lr_at)) if lr_at is not None else list(ratios)
         for ratio in order:
             settings = dict(tn.match_compression(dense.lstm, ratio, num_cores=NUM_CORES),
                             small_dense=small_dense(task.input_size, task.hidden_size, ratio, task.num_layers))

@@ -36,7 +36,7 @@ from _common import (
     table,
     write_report,
 )
-from _lstm_sweep import FAIR_ONLY, METHODS, fair, log, report
+from _lstm_sweep import FAIR_ONLY, METHODS, best_rate, fair, log, lr_key, ratio_order, report
 from torch import nn
 
 import tnlib
@@ -163,9 +163,8 @@ def sweep(arch: str, ratios, seeds, cfg, data: Callable[[int], tuple]) -> list[d
     rows: list[dict] = []
     loss = nn.functional.cross_entropy
     equal = fair(cfg)
-    lr_at = float(cfg["lr_at"]) if equal else None
     chosen_lr: dict[tuple[str, float], float] = {}
-    order = sorted(ratios, key=lambda r: float(r) != lr_at) if equal else list(ratios)
+    order = ratio_order(cfg, ratios)
     methods = [m for m in METHODS if equal or m not in FAIR_ONLY]
     for seed in seeds:
         X, y, Xt, yt = data(seed)
@@ -175,19 +174,15 @@ def sweep(arch: str, ratios, seeds, cfg, data: Callable[[int], tuple]) -> list[d
 
         def trained(key: tuple[str, float], make: Callable[[], tuple], desc: str):
             """``make()``'s net trained; on the first seed once per grid value, the best on validation kept."""
-            grid = [None] if not equal else [chosen_lr[key]] if key in chosen_lr else list(cfg["lr_grid"])
-            best = None
-            for lr in grid:
+            def attempt(lr: float | None):
                 net, before, on_step, epochs, default_lr, at_final = make()
                 sec = fit(net, X, y, loss, epochs=epochs, lr=default_lr if lr is None else lr,
                           batch_size=cfg["batch_size"], seed=seed, desc=desc, on_step=on_step)
                 val = float(loss(predict(net, Xv), yv)) if equal else float("nan")
-                if best is None or val < best[0]:
-                    best = (val, lr, net, before, sec, at_final)
-            assert best is not None
-            if equal:
-                chosen_lr.setdefault(key, best[1])
-            return best
+                return val, (net, before, sec, at_final)
+
+            val, lr, (net, before, sec, at_final) = best_rate(cfg, chosen_lr, key, attempt)
+            return val, lr, net, before, sec, at_final
 
         def dense_make():
             seed_all(seed)
@@ -245,7 +240,7 @@ def sweep(arch: str, ratios, seeds, cfg, data: Callable[[int], tuple]) -> list[d
                     before = None if scratch else accuracy(net, Xt, yt)
                     return net, before, None, epochs, default_lr, epochs * spe
 
-                key = (method, lr_at if equal else float(ratio))
+                key = lr_key(cfg, method, ratio)
                 val, lr, net, before, sec, at_final = trained(key, make, f"{arch} {method} {ratio:g}x s{seed}")
                 n = fc_params(net)
                 extra = dict(lr=lr, steps_at_final_size=at_final, val_loss=val, stored_bytes=tn.stored_bytes(net)) \
