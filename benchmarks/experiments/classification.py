@@ -29,13 +29,15 @@ SMOKE = dict(ratios=(8,), epochs=1, finetune_epochs=1, lr=5e-3, finetune_lr=2e-3
              val_fraction=0.1)
 
 
-def classification_task(name: str, data: Callable[[int], tuple], hidden: int, classes: int, seed: int = 0) -> Task:
+def classification_task(name: str, data: Callable[[int], tuple], hidden: int, classes: int, seed: int = 0,
+                        num_layers: int = 1) -> Task:
     """The task on split ``seed`` of ``data(seed) = (X, y, X_test, y_test)``; later seeds redraw it."""
     X, y, Xt, yt = data(seed)
     return Task(name=name, X_train=X, Y_train=y, hidden_size=hidden,
                 make_head=lambda h: nn.Linear(h, classes), loss=nn.functional.cross_entropy,
                 evaluate=lambda model: {"accuracy": accuracy(model, Xt, yt)},
-                redraw=lambda s: classification_task(name, data, hidden, classes, s))
+                redraw=lambda s: classification_task(name, data, hidden, classes, s, num_layers),
+                num_layers=num_layers)
 
 
 def main(argv=None) -> None:

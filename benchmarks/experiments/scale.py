@@ -34,8 +34,8 @@ def main(argv=None) -> None:
     name = f"JapaneseVowels (2-layer LSTM {cfg['hidden']})"
 
     def experiment() -> list[dict]:
-        task = classification_task(name, _data.japanese_vowels, cfg["hidden"], 9)
-        return run(task_with_layers(task, 2), cfg["ratios"], args.seeds, cfg, METHODS, experiment=NAME)
+        task = classification_task(name, _data.japanese_vowels, cfg["hidden"], 9, num_layers=2)
+        return run(task, cfg["ratios"], args.seeds, cfg, METHODS, experiment=NAME)
 
     rows = rows_for(args, NAME, experiment)
     sections, claims = report(args, rows, [name], name=NAME)
@@ -46,15 +46,6 @@ def main(argv=None) -> None:
                   f"{cfg['epochs']} epochs at its final size (gradual pruning ramps its sparsity over "
                   f"{cfg['finetune_epochs']} epochs first); Adam, each method's learning rate chosen from "
                   f"{list(cfg['lr_grid'])} by validation loss on the first seed.", "", *sections], claims)
-
-
-def task_with_layers(task, layers: int):
-    """``task`` with ``layers`` LSTM layers, on every redraw too."""
-    import dataclasses
-
-    redraw = task.redraw
-    return dataclasses.replace(task, num_layers=layers,
-                               redraw=None if redraw is None else (lambda s: task_with_layers(redraw(s), layers)))
 
 
 if __name__ == "__main__":
