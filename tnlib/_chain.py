@@ -108,16 +108,6 @@ def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
         )
 
 
-def contract_chain(cores: Sequence[Any]) -> Any:
-    """Contract site cores into a ``(prod phys,)``-long vector, left to right."""
-    xp = namespace(*cores)
-    acc = xp.reshape(cores[0], (cores[0].shape[1], cores[0].shape[2]))
-    for core in cores[1:]:
-        left, phys, right = core.shape
-        acc = xp.reshape(acc @ xp.reshape(core, (left, phys * right)), (-1, right))
-    return xp.reshape(acc, (prod(c.shape[1] for c in cores),))
-
-
 def build_chain(cls: type[_Self], cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> _Self:
     """A chain of type ``cls`` from trusted cores (validated by the caller), no copies."""
     obj = cls.__new__(cls)

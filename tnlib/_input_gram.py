@@ -35,8 +35,12 @@ import array_api_compat
 from . import _linalg as linalg
 from ._backend import check_finite, check_floating, namespace
 from ._canonical import left_step, orthonormalize
+from ._legs import deinterleave, interleave
+from .svd import thin_svd
 
-__all__ = ["GramFactor", "check_input_gram", "gram_factor", "output_error", "whitened_svd", "fit_in_metric"]
+__all__ = [
+    "GramFactor", "check_input_gram", "gram_factor", "factor_of", "output_error", "whitened_svd", "fit_in_metric"
+]
 
 DAMPING = 1e-2
 """The damping ``delta`` of the whitened SVD is this fraction of the mean eigenvalue of ``C``
@@ -98,6 +102,13 @@ def gram_factor(c: Any) -> GramFactor:
     return GramFactor(c, q * root, linalg.adjoint(q) / root[:, None])
 
 
+def factor_of(input_gram: Any, a: Any) -> GramFactor | None:
+    """The damped factor of a user's ``input_gram`` for the matrix ``a`` (validated), or ``None`` without one."""
+    if input_gram is None:
+        return None
+    return gram_factor(check_input_gram(input_gram, int(a.shape[1]), a))
+
+
 def output_error(w: Any, w_hat: Any, factor: GramFactor) -> float:
     """``||(W - W_hat) L|| / ||W L||`` with ``L`` the factor of the *undamped* Gram (via the trace form)."""
     xp = namespace(w)
@@ -109,18 +120,8 @@ def output_error(w: Any, w_hat: Any, factor: GramFactor) -> float:
 
 def whitened_svd(w: Any, rank: int, factor: GramFactor) -> tuple[Any, Any]:
     """``(U S, Vh L^{-1})``: the rank-``rank`` matrix closest to ``w`` in the metric of the Gram."""
-    from .svd import thin_svd
-
     u, s, vh = thin_svd(w @ factor.L)
     return u[:, :rank] * s[:rank], vh[:rank, :] @ factor.L_inv
-
-
-def _interleave_perm(n: int) -> tuple[int, ...]:
-    return tuple(axis for k in range(n) for axis in (k, n + k))
-
-
-def _deinterleave_perm(n: int) -> tuple[int, ...]:
-    return tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2))
 
 
 class _Problem:
@@ -129,21 +130,14 @@ class _Problem:
     def __init__(self, w: Any, gram: Any, out_dims: Sequence[int], in_dims: Sequence[int]):
         self.xp = namespace(w)
         self.out_dims, self.in_dims = tuple(out_dims), tuple(in_dims)
-        self.n = len(out_dims)
-        self.M, self.N = math.prod(out_dims), math.prod(in_dims)
         self.gram_t = self.xp.matrix_transpose(gram)
         self.target = self.to_interleaved(w @ self.gram_t)  # the right-hand side W C
 
     def to_interleaved(self, m: Any) -> Any:
-        xp = self.xp
-        legs = xp.reshape(m, self.out_dims + self.in_dims)
-        return xp.reshape(xp.permute_dims(legs, _interleave_perm(self.n)), (-1,))
+        return self.xp.reshape(interleave(m, self.out_dims, self.in_dims), (-1,))
 
     def to_matrix(self, t: Any) -> Any:
-        xp = self.xp
-        sites = tuple(d for o, i in zip(self.out_dims, self.in_dims) for d in (o, i))
-        legs = xp.permute_dims(xp.reshape(t, sites), _deinterleave_perm(self.n))
-        return xp.reshape(legs, (self.M, self.N))
+        return deinterleave(t, self.out_dims, self.in_dims)
 
     def metric(self, t: Any) -> Any:
         """``vec(T C)`` for an interleaved ``T``."""

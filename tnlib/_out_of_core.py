@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._backend import check_floating
+from ._legs import interleave_order, site_dims, sites_to_cores
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport, select_rank
 
@@ -244,14 +245,13 @@ def mpo_sites_from_dask(
     chi = u1.shape[1]
     # rows of A_1^T run over (O, I) = (o_2..o_n, i_2..i_n); interleave them into sites, chi first: one copy
     legs = rest_t.reshape(*out_dims[1:], *in_dims[1:], chi)
-    order = [2 * (n - 1)] + [axis for k in range(n - 1) for axis in (k, n - 1 + k)]
-    site_dims = [o * i for o, i in zip(out_dims, in_dims)]
-    rest = np.ascontiguousarray(legs.transpose(order)).reshape(chi, *site_dims[1:])
+    order = [2 * (n - 1), *interleave_order(n - 1)]
+    sites = site_dims(out_dims, in_dims)
+    rest = np.ascontiguousarray(legs.transpose(order)).reshape(chi, *sites[1:])
     del legs, rest_t
     first = (u1, rest, full_rank, discarded, norm)
-    sites, report = tt_decompose_dask(first, site_dims[1:], site_dims[0], truncation, svd)
-    cores = [s.reshape(s.shape[0], o, i, s.shape[2]) for s, o, i in zip(sites, out_dims, in_dims)]
-    return cores, report
+    cores, report = tt_decompose_dask(first, sites[1:], sites[0], truncation, svd)
+    return sites_to_cores(cores, out_dims, in_dims), report
 
 
 def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:

@@ -30,12 +30,13 @@ import numpy as np
 
 from ._backend import to_host
 
-__all__ = ["allocate_bonds", "allocation_candidates", "bonds_for_error"]
+__all__ = ["allocate_bonds", "allocation_candidates", "bonds_for_error", "chain_params", "uniform_cap"]
 
 _MAX_CANDIDATES = 512
 
 
-def _params(chi: Sequence[int], phys: Sequence[int]) -> int:
+def chain_params(chi: Sequence[int], phys: Sequence[int]) -> int:
+    """Parameters ``sum_k chi_{k-1} d_k chi_k`` of a chain with bonds ``chi`` and physical dimensions ``phys``."""
     full = [1, *chi, 1]
     return sum(full[k] * d * full[k + 1] for k, d in enumerate(phys))
 
@@ -49,7 +50,7 @@ def _saving(chi: Sequence[int], phys: Sequence[int], k: int) -> int:
 def _grow(chi: list[int], tails: list[np.ndarray], phys: Sequence[int], upper: list[int], budget: int) -> list[int]:
     """Increase bonds while the budget allows, largest weight gain per parameter first."""
     chi = list(chi)
-    used = _params(chi, phys)
+    used = chain_params(chi, phys)
     heap = [
         (-(tails[k][chi[k]] - tails[k][chi[k] + 1]) / _saving(chi, phys, k), k)
         for k in range(len(chi))
@@ -71,7 +72,7 @@ def _grow(chi: list[int], tails: list[np.ndarray], phys: Sequence[int], upper: l
 def _shrink(tails: list[np.ndarray], phys: Sequence[int], low: list[int], upper: list[int], budget: int) -> list[int]:
     """Greedy descent from the largest dimensions, cheapest weight per parameter first."""
     chi = list(upper)
-    used = _params(chi, phys)
+    used = chain_params(chi, phys)
     while used > budget:
         best, best_cost = -1, np.inf
         for k in range(len(chi)):
@@ -84,14 +85,22 @@ def _shrink(tails: list[np.ndarray], phys: Sequence[int], low: list[int], upper:
     return chi
 
 
-def _uniform(phys: Sequence[int], low: list[int], upper: list[int], budget: int) -> list[int]:
-    best = list(low)
-    for cap in range(1, max(upper) + 1):
-        chi = [min(max(cap, lo), up) for lo, up in zip(low, upper)]
-        if _params(chi, phys) > budget:
-            break
-        best = chi
-    return best
+def uniform_cap(phys: Sequence[int], low: Sequence[int], upper: Sequence[int], budget: int) -> list[int]:
+    """The bonds ``min(max(c, low_k), upper_k)`` for the largest cap ``c`` within the budget (bisection;
+    the parameter count grows with ``c``); ``low`` when even ``c = 1`` is over it."""
+    def bonds(c: int) -> list[int]:
+        return [min(max(c, lo), up) for lo, up in zip(low, upper)]
+
+    lo, hi = 1, max(upper, default=1)
+    if chain_params(bonds(lo), phys) > budget:
+        return list(low)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if chain_params(bonds(mid), phys) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return bonds(lo)
 
 
 def _fill_from_middle(chi: list[int], phys: Sequence[int], upper: list[int], budget: int) -> list[int]:
@@ -103,7 +112,7 @@ def _fill_from_middle(chi: list[int], phys: Sequence[int], upper: list[int], bud
     for k in order:
         if out[k] < upper[k]:
             out[k] += 1
-            if _params(out, phys) > budget:
+            if chain_params(out, phys) > budget:
                 out[k] -= 1
     return out
 
@@ -139,15 +148,15 @@ def _dual(tails, phys, low, upper, budget) -> list[int]:
     cands = [_candidates(lo, up) for lo, up in zip(low, upper)]
     scale = max(float(t[0]) for t in tails) or 1.0
     lo_lam, hi_lam = 0.0, scale
-    while _params(_lagrangian(tails, phys, cands, hi_lam), phys) > budget and hi_lam < scale * 2.0**60:
+    while chain_params(_lagrangian(tails, phys, cands, hi_lam), phys) > budget and hi_lam < scale * 2.0**60:
         hi_lam *= 2.0
     best = _lagrangian(tails, phys, cands, hi_lam)
-    if _params(best, phys) > budget:
+    if chain_params(best, phys) > budget:
         return list(low)
     for _ in range(60):
         mid = 0.5 * (lo_lam + hi_lam)
         chi = _lagrangian(tails, phys, cands, mid)
-        if _params(chi, phys) <= budget:
+        if chain_params(chi, phys) <= budget:
             hi_lam, best = mid, chi
         else:
             lo_lam = mid
@@ -163,7 +172,7 @@ def _prepare(spectra, phys_dims, max_params, upper, min_bond) -> tuple[list[np.n
         raise ValueError(f"spectra has {len(weights)} bonds; expected {n - 1} for {n} sites")
     upper = [len(w) if upper is None else max(1, min(len(w), int(u))) for w, u in zip(weights, upper or weights)]
     low = [min(min_bond, u) for u in upper]
-    smallest = _params(low, phys_dims)
+    smallest = chain_params(low, phys_dims)
     if smallest > max_params:
         raise ValueError(
             f"Truncation.max_params={max_params} is below the smallest network "
@@ -248,12 +257,12 @@ def allocation_candidates(
     for start in (
         _dual(tails, phys_dims, low, caps, max_params),
         _shrink(tails, phys_dims, low, caps, max_params),
-        _uniform(phys_dims, low, caps, max_params),
+        uniform_cap(phys_dims, low, caps, max_params),
     ):
         chi = tuple(_grow(start, tails, phys_dims, caps, max_params))
         if chi not in found:
             found.append(chi)
-    uniform = _uniform(phys_dims, low, caps, max_params)
+    uniform = uniform_cap(phys_dims, low, caps, max_params)
     for chi in (tuple(uniform), tuple(_fill_from_middle(uniform, phys_dims, caps, max_params))):
         if chi not in found:
             found.append(chi)

@@ -16,10 +16,11 @@ from typing import Any, Sequence
 
 from ._checks import check_int, is_int
 
-__all__ = ["factorize", "default_num_cores", "is_usable", "padded_size", "choose_dims"]
+__all__ = ["factorize", "default_num_cores", "is_usable", "padded_size", "choose_dims", "divisors"]
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
+    """The divisors of ``n`` in ascending order (trial division up to ``sqrt(n)``)."""
     small, large = [], []
     d = 1
     while d * d <= n:
@@ -40,7 +41,7 @@ def _balanced(n: int, k: int, lowest: int) -> tuple[int, ...] | None:
     if k == 1:
         return (n,) if n >= lowest else None
     best = None
-    for d in _divisors(n):
+    for d in divisors(n):
         if d < lowest:
             continue
         if d**k > n:

@@ -20,18 +20,21 @@ import array_api_compat
 import numpy as np
 
 from . import _algebra as algebra
+from . import _input_gram as gram_fit
 from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
-from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, contract_chain, validate_cores
+from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
-from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, mpo_sites_from_dask
-from ._sweeps import tt_decompose
+from ._decompose import Decomposition, check_padding, decompose
+from ._legs import contract_sites, cores_to_sites, deinterleave_order, sites_to_cores
+from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
+from ._search import search
 from .dims import check_dims, choose_dims
 from .mps import MPS
 from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
-__all__ = ["MPO"]
+__all__ = ["MPO", "wrap_decomposition"]
 
 
 def _searches(out_dims: Any, in_dims: Any, num_cores: Any, truncation: Truncation | None) -> bool:
@@ -115,16 +118,10 @@ class MPO(Chain):
         return obj
 
     def _sites(self) -> list[Any]:
-        xp = namespace(*self._cores)
-        return [xp.reshape(c, (c.shape[0], c.shape[1] * c.shape[2], c.shape[3])) for c in self._cores]
+        return cores_to_sites(self._cores)
 
     def _with_sites(self, sites: Sequence[Any], center: int | None, report: TruncationReport | None) -> MPO:
-        xp = namespace(*sites)
-        cores = [
-            xp.reshape(s, (s.shape[0], o, i, s.shape[2]))
-            for s, o, i in zip(sites, self.out_dims, self.in_dims)
-        ]
-        return MPO._trusted(cores, center, report, self._shape)
+        return MPO._trusted(sites_to_cores(sites, self.out_dims, self.in_dims), center, report, self._shape)
 
     def _describe(self) -> str:
         return f"shape={self._shape}, out_dims={self.out_dims}, in_dims={self.in_dims}"
@@ -382,7 +379,10 @@ class MPO(Chain):
         True
         """
         if is_dask(matrix):
-            return cls._from_dask(matrix, out_dims, in_dims, num_cores, truncation, pad, svd, input_gram)
+            out_dims, in_dims, truncation = _check_dask_args(matrix, out_dims, in_dims, num_cores, truncation,
+                                                             pad, svd, input_gram)
+            shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+            return wrap_decomposition(decompose(matrix, out_dims, in_dims, truncation, svd), shape)
         a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
         truncation = check_truncation(truncation)
         check_svd(svd)
@@ -402,61 +402,17 @@ class MPO(Chain):
                 )
             if pad:
                 raise ValueError("pad=True needs explicit dims; the layout search uses the matrix as it is")
-            from .layout_search import search
-
-            return search(a, truncation, input_gram=input_gram, num_cores=num_cores, svd=svd).mpo
+            factor = gram_fit.factor_of(input_gram, a)
+            best = search(a, truncation, factor=factor, num_cores=num_cores, svd=svd).best
+            assert best is not None  # the first layout in order is always fitted
+            return wrap_decomposition(best, shape)
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
-        xp = namespace(a)
-        padded = (prod(out_dims), prod(in_dims))
-        if padded != shape and padded[0] * padded[1] > max(4 * shape[0] * shape[1], 2**20):
-            raise ValueError(
-                f"padding the {shape[0]} x {shape[1]} matrix to out_dims={out_dims} x in_dims={in_dims} would build "
-                f"a {padded[0]} x {padded[1]} array ({padded[0] * padded[1] * itemsize(a) / 2**30:.3g} GiB); "
-                "pass dims whose products are close to the shape"
-            )
-        if padded != shape:
-            dev = array_api_compat.device(a)
-            a = xp.concat([a, xp.zeros((padded[0] - shape[0], shape[1]), dtype=a.dtype, device=dev)], axis=0)
-            a = xp.concat([a, xp.zeros((padded[0], padded[1] - shape[1]), dtype=a.dtype, device=dev)], axis=1)
-        n = len(out_dims)
-        legs = xp.reshape(a, out_dims + in_dims)
-        order = [axis for k in range(n) for axis in (k, n + k)]
-        interleaved = xp.permute_dims(legs, tuple(order))
-        site_dims = tuple(o * i for o, i in zip(out_dims, in_dims))
-        sites, report = tt_decompose(interleaved, site_dims, truncation, svd)
-        cores = [
-            xp.reshape(s, (s.shape[0], o, i, s.shape[2]))
-            for s, o, i in zip(sites, out_dims, in_dims)
-        ]
-        mpo = cls._trusted(cores, n - 1, report, shape)
-        if input_gram is None:
-            return mpo
-        if padded != shape:
+        check_padding(shape, out_dims, in_dims, a)
+        if input_gram is not None and (prod(out_dims), prod(in_dims)) != shape:
             raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
-        from .layout_search import Layout, fit_layout
-
-        assert truncation is not None
-        return fit_layout(cls, a, mpo, Layout(tuple(out_dims), tuple(in_dims)), truncation, input_gram)
-
-    @classmethod
-    def _from_dask(cls, matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | None,
-                   truncation: Truncation | None, pad: bool, svd: str, input_gram: Any) -> MPO:
-        """:meth:`from_matrix` of a ``dask.array`` (out of core; :mod:`tnlib._out_of_core`)."""
-        check_dask(matrix, "matrix", 2)
-        checked = check_out_of_core_truncation(check_truncation(truncation))
-        check_svd(svd)
-        if input_gram is not None or pad or isinstance(out_dims, str) or isinstance(in_dims, str):
-            raise ValueError(
-                "a dask matrix takes explicit or default dims without padding, layout search or input_gram; "
-                "compute a slice in memory for those"
-            )
-        shape = (int(matrix.shape[0]), int(matrix.shape[1]))
-        out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
-        if len(out_dims) < 2:
-            raise ValueError(f"a dask matrix needs at least two cores, got out_dims={out_dims}")
-        cores, report = mpo_sites_from_dask(matrix, out_dims, in_dims, checked, svd)
-        return cls._trusted(cores, len(cores) - 1, report, shape)
+        factor = gram_fit.factor_of(input_gram, a)
+        return wrap_decomposition(decompose(a, out_dims, in_dims, truncation, svd, factor), shape)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.
@@ -467,9 +423,9 @@ class MPO(Chain):
         size = prod(self.out_dims) * prod(self.in_dims)
         check_max_size(size, max_size, "MPO.to_dense", itemsize(self._cores[0]))
         xp = namespace(*self._cores)
-        flat = contract_chain(self._sites())
+        flat = contract_sites(self._sites())
         legs = xp.reshape(flat, tuple(d for o, i in zip(self.out_dims, self.in_dims) for d in (o, i)))
-        return xp.permute_dims(legs, tuple(range(0, 2 * n, 2)) + tuple(range(1, 2 * n, 2)))
+        return xp.permute_dims(legs, deinterleave_order(n))
 
     def to_matrix(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The matrix of shape :attr:`shape`, in the cores' namespace.
@@ -484,3 +440,26 @@ class MPO(Chain):
         if (m, n) != tuple(full.shape):
             full = full[:m, :n]
         return full
+
+
+def wrap_decomposition(fit: Decomposition, shape: tuple[int, int]) -> MPO:
+    """The MPO of a trusted decomposition of a matrix of ``shape`` (cores of the route, not validated again)."""
+    return MPO._trusted(fit.cores, fit.center, fit.report, shape)
+
+
+def _check_dask_args(matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | None, truncation: Truncation | None,
+                     pad: bool, svd: str, input_gram: Any) -> tuple[tuple[int, ...], tuple[int, ...], Truncation]:
+    """The dims and truncation of :meth:`MPO.from_matrix` of a ``dask.array`` (out of core), validated."""
+    check_dask(matrix, "matrix", 2)
+    checked = check_out_of_core_truncation(check_truncation(truncation))
+    check_svd(svd)
+    if input_gram is not None or pad or isinstance(out_dims, str) or isinstance(in_dims, str):
+        raise ValueError(
+            "a dask matrix takes explicit or default dims without padding, layout search or input_gram; "
+            "compute a slice in memory for those"
+        )
+    shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+    out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
+    if len(out_dims) < 2:
+        raise ValueError(f"a dask matrix needs at least two cores, got out_dims={out_dims}")
+    return out_dims, in_dims, checked

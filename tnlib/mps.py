@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
-from ._chain import MAX_DENSE_SIZE, Chain, check_max_size, contract_chain, validate_cores
+from ._chain import MAX_DENSE_SIZE, Chain, check_max_size, validate_cores
+from ._legs import contract_sites
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, mps_sites_from_dask
 from ._sweeps import tt_decompose
 from .svd import check_svd
@@ -168,4 +169,4 @@ class MPS(Chain):
         size = prod(self.phys_dims)
         check_max_size(size, max_size, "MPS.to_dense", itemsize(self._cores[0]))
         xp = namespace(*self._cores)
-        return xp.reshape(contract_chain(self._cores), self.phys_dims)
+        return xp.reshape(contract_sites(self._cores), self.phys_dims)

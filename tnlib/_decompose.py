@@ -1,0 +1,153 @@
+"""The decomposition route of a validated matrix in a fixed layout: cores and a report, no container.
+
+``decompose(a, out_dims, in_dims, truncation, svd, factor)``:
+
+1. a ``dask.array`` goes out of core (:mod:`tnlib._out_of_core`), block by block;
+2. otherwise the matrix is zero-padded to ``(prod(out_dims), prod(in_dims))``
+   when it is smaller, its legs are interleaved (:mod:`tnlib._legs`) and the
+   interleaved tensor is decomposed by :func:`tnlib._sweeps.tt_decompose`
+   (exact QR sweeps, per-bond TT-SVD, or the global budget);
+3. with the factor of an input Gram (``factor``), the weight-space truncation
+   is refitted in the metric of the inputs (:mod:`tnlib._input_gram`) and
+   the report holds the measured errors in both norms.
+
+:meth:`tnlib.MPO.from_matrix` validates once, chooses the layout (or has
+:mod:`tnlib._search` choose it, which calls this route for every layout it
+fits) and wraps the result; nothing here builds an ``MPO``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import array_api_compat
+
+from . import _input_gram as gram_fit
+from ._backend import itemsize, namespace, prod
+from ._legs import cores_to_matrix, cores_to_sites, interleave, site_dims, sites_to_cores
+from ._out_of_core import is_dask, mpo_sites_from_dask
+from ._sweeps import tt_decompose
+from .truncation import Truncation, TruncationReport
+
+__all__ = ["Decomposition", "decompose", "check_padding", "svd_layout", "measured_error"]
+
+
+class Decomposition(NamedTuple):
+    """MPO cores ``(left, out, in, right)``, their report, and the orthogonality centre."""
+
+    cores: list[Any]
+    report: TruncationReport
+    center: int | None
+
+
+def check_padding(shape: tuple[int, int], out_dims: Sequence[int], in_dims: Sequence[int], like: Any) -> None:
+    """Refuse a padding that would build an array far larger than the matrix."""
+    padded = (prod(out_dims), prod(in_dims))
+    if padded != shape and padded[0] * padded[1] > max(4 * shape[0] * shape[1], 2**20):
+        raise ValueError(
+            f"padding the {shape[0]} x {shape[1]} matrix to out_dims={tuple(out_dims)} x in_dims={tuple(in_dims)} "
+            f"would build a {padded[0]} x {padded[1]} array "
+            f"({padded[0] * padded[1] * itemsize(like) / 2**30:.3g} GiB); "
+            "pass dims whose products are close to the shape"
+        )
+
+
+def _pad(a: Any, rows: int, cols: int) -> Any:
+    m, n = (int(d) for d in a.shape)
+    if (m, n) == (rows, cols):
+        return a
+    xp = namespace(a)
+    dev = array_api_compat.device(a)
+    a = xp.concat([a, xp.zeros((rows - m, n), dtype=a.dtype, device=dev)], axis=0)
+    return xp.concat([a, xp.zeros((rows, cols - n), dtype=a.dtype, device=dev)], axis=1)
+
+
+def decompose(
+    a: Any,
+    out_dims: Sequence[int],
+    in_dims: Sequence[int],
+    truncation: Truncation | None,
+    svd: str,
+    factor: gram_fit.GramFactor | None = None,
+) -> Decomposition:
+    """The MPO cores of a validated matrix ``a`` in the layout ``out_dims x in_dims`` (see the module docstring)."""
+    out_dims, in_dims = tuple(out_dims), tuple(in_dims)
+    if is_dask(a):
+        assert truncation is not None  # from_matrix's check_out_of_core_truncation gives one
+        cores, report = mpo_sites_from_dask(a, out_dims, in_dims, truncation, svd)
+        return Decomposition(cores, report, len(cores) - 1)
+    a = _pad(a, prod(out_dims), prod(in_dims))
+    sites, report = tt_decompose(interleave(a, out_dims, in_dims), site_dims(out_dims, in_dims), truncation, svd)
+    cores = sites_to_cores(sites, out_dims, in_dims)
+    if factor is None:
+        return Decomposition(cores, report, len(cores) - 1)
+    assert truncation is not None  # from_matrix refuses input_gram without one
+    return _refit(a, cores, report, truncation, factor)
+
+
+def is_svd_layout(out_dims: Sequence[int], in_dims: Sequence[int]) -> bool:
+    """The truncated SVD's layout ``out (M, 1) x in (1, N)``: every row in the first core, every column in the last."""
+    return len(out_dims) == 2 and out_dims[1] == 1 and in_dims[0] == 1
+
+
+def svd_layout(a: Any, budget: int, truncation: Truncation, factor: gram_fit.GramFactor) -> list[Any]:
+    """The whitened truncated SVD at ``budget`` parameters as the cores of layout ``out (M, 1) x in (1, N)``."""
+    xp = namespace(a)
+    m, n = (int(d) for d in a.shape)
+    rank = max(1, min(budget // (m + n), m, n))
+    if truncation.cap is not None:
+        rank = min(rank, truncation.cap)
+    left, right = gram_fit.whitened_svd(a, rank, factor)
+    r = left.shape[1]
+    return [xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))]
+
+
+def _num_params(cores: Sequence[Any]) -> int:
+    return sum(math.prod(int(d) for d in c.shape) for c in cores)
+
+
+def _refit(
+    a: Any, cores: list[Any], report: TruncationReport, truncation: Truncation, factor: gram_fit.GramFactor
+) -> Decomposition:
+    """Refit a weight-space truncation of ``a`` in the metric of the Gram (same bonds), with measured errors.
+
+    A truncated-SVD layout starts from the better (in the undamped metric) of
+    the whitened SVD and the weight-space fit; every layout then runs ALS
+    sweeps in the undamped metric, which never increase the output-space
+    error and leave directions the inputs never excite as the weight-space
+    fit had them.
+    """
+    out_dims = tuple(int(c.shape[1]) for c in cores)
+    in_dims = tuple(int(c.shape[2]) for c in cores)
+    if is_svd_layout(out_dims, in_dims):
+        params = _num_params(cores)
+        budget = truncation.max_params if truncation.max_params is not None else params
+        whitened = svd_layout(a, min(budget, params), truncation, factor)
+        w_hat, w_white = cores_to_matrix(cores), cores_to_matrix(whitened)
+        if gram_fit.output_error(a, w_white, factor) < gram_fit.output_error(a, w_hat, factor):
+            cores = whitened
+    sites = gram_fit.fit_in_metric(cores_to_sites(cores), a, factor.gram, out_dims, in_dims)
+    cores = sites_to_cores(sites, out_dims, in_dims)
+    xp = namespace(a)
+    w_hat = cores_to_matrix(cores)
+    bonds = tuple(int(c.shape[3]) for c in cores[:-1])
+    full = report.full_bond_dims if len(report.full_bond_dims) == len(bonds) else bonds
+    refitted = TruncationReport(
+        bonds,
+        full,
+        (float("nan"),) * len(bonds),
+        float(xp.linalg.vector_norm(a)),
+        truncation,
+        error=float(xp.linalg.vector_norm(a - w_hat)),
+        output_error=gram_fit.output_error(a, w_hat, factor),
+    )
+    return Decomposition(cores, refitted, len(cores) - 1)
+
+
+def measured_error(a: Any, cores: Sequence[Any]) -> float:
+    """The relative weight-space error ``||A - A_hat|| / ||A||`` of MPO cores of an unpadded matrix ``a``."""
+    xp = namespace(a)
+    norm = float(xp.linalg.vector_norm(a))
+    error = float(xp.linalg.vector_norm(a - cores_to_matrix(cores)))
+    return error / norm if norm > 0 else 0.0
