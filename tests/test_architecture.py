@@ -36,24 +36,53 @@ def _resolve(module: str, node: ast.ImportFrom) -> str:
     return f"{package}.{node.module}" if node.module else package
 
 
-def _top_level_imports(module: str) -> list[tuple[str, list[str]]]:
-    """(imported module, names) for the imports that run when ``module`` is imported."""
+def _imports(module: str, *, top_level: bool) -> list[tuple[str, list[str], int]]:
+    """(imported module, names, line) for the imports of ``module``: those that run when it is
+    imported (``top_level``), or every one, function-level imports included."""
     tree = ast.parse(MODULES[module].read_text())
+    nodes = tree.body if top_level else list(ast.walk(tree))
     found = []
-    for node in tree.body:
+    for node in nodes:
         if isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
+            found += [(alias.name, [], node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             target = _resolve(module, node)
             names = [alias.name for alias in node.names]
             submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES]
-            found += [(s, []) for s in submodules] or [(target, names)]
+            found += [(s, [], node.lineno) for s in submodules] or [(target, names, node.lineno)]
     return found
 
 
+def _top_level_imports(module: str) -> list[tuple[str, list[str]]]:
+    return [(t, names) for t, names, _ in _imports(module, top_level=True)]
+
+
+def _function_level_imports(module: str) -> list[tuple[str, int]]:
+    top = {(t, line) for t, _, line in _imports(module, top_level=True)}
+    return [(t, line) for t, _, line in _imports(module, top_level=False) if (t, line) not in top]
+
+
+# Only these may be imported inside a function: optional or heavy dependencies that a user may
+# not have installed (or that cost seconds to import), and tnlib's own plotting module, whose
+# matplotlib import is itself lazy.
+LAZY_ALLOWED = ("torch", "cupy", "dask", "matplotlib", "safetensors", "onnx", "onnxscript", "tqdm", "scipy",
+                "warnings", "tnlib._plot")
+
+
+def test_function_level_imports_are_only_of_optional_dependencies():
+    bad = []
+    for module in MODULES:
+        for target, line in _function_level_imports(module):
+            root = target.split(".")[0]
+            if target not in LAZY_ALLOWED and root not in LAZY_ALLOWED:
+                bad.append(f"{module}:{line} imports {target} inside a function")
+    assert not bad, "function-level imports of tnlib modules (move them to the top of the module):\n" + "\n".join(bad)
+
+
 def test_no_import_cycles():
+    """Every import counts, function-level ones too: a circle hidden in a function is still a circle."""
     graph = {
-        m: {t for t, _ in _top_level_imports(m) if t in MODULES and t != m and not m.startswith(t + ".")}
+        m: {t for t, _, _ in _imports(m, top_level=False) if t in MODULES and t != m and not m.startswith(t + ".")}
         for m in MODULES
     }
     # a package's __init__ imports its children; a child importing its own package is not a cycle

@@ -21,6 +21,7 @@ from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
+from . import __version__
 from ._out_of_core import open_npy
 from .io import load, save
 from .mpo import MPO
@@ -230,8 +231,6 @@ def _info(args: argparse.Namespace) -> None:
 
 def _parser() -> _Parser:
     parser = _Parser(prog="tnlib", description="Tensor-network decomposition of matrices.")
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"tnlib {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -23,7 +23,7 @@ from ._cores import (
     uniform_bonds,
 )
 from ._inference import weight_operator
-from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm
+from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm, suffix
 
 __all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
 
@@ -106,8 +106,6 @@ class _MPOWeights(StackedRNN):
         return masked(members(getattr(self, name)), self.bond_masks.get(name))
 
     def operators(self, layer: int, direction: int, rows: int | None = None):
-        from ._stacking import suffix
-
         names = ("cores_ih" + suffix(layer, direction), "cores_hh" + suffix(layer, direction))
         ih, hh = (self._operator(n, rows) for n in names)
         return ih, hh
@@ -125,8 +123,6 @@ class _MPOWeights(StackedRNN):
         return tnlib.MPO([c.detach() for c in self.effective_cores(name)])
 
     def dense_weights(self, layer: int, direction: int):
-        from ._stacking import suffix
-
         out = []
         for kind in ("ih", "hh"):
             cores = self.effective_cores(f"cores_{kind}" + suffix(layer, direction))
