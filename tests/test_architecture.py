@@ -4,6 +4,9 @@ used across modules, the core free of torch, the public API what ``__init__`` ex
 import ast
 import importlib
 import pkgutil
+import subprocess
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -167,3 +170,25 @@ def test_public_modules_export_what_init_exports():
         assert user_facing, f"tnlib.{info.name} is public but nothing of it is in tnlib.__all__"
     for name in tnlib.__all__:
         assert hasattr(tnlib, name), name
+
+
+def test_nn_is_reachable_after_import_tnlib_and_torch_is_imported_only_then():
+    code = (
+        "import sys, tnlib; assert 'torch' not in sys.modules, 'import tnlib imported torch'; "
+        "layer = tnlib.nn.MPOLinear(16, 16, bond_dim=2); assert 'torch' in sys.modules; "
+        "assert callable(tnlib.nn.compress) and callable(tnlib.nn.distill)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nn_implementation_modules_are_private_and_names_do_not_shadow_modules():
+    import tnlib.nn
+
+    nn_root = ROOT / "nn"
+    public_modules = [p.stem for p in nn_root.glob("*.py") if not p.stem.startswith("_")]
+    assert public_modules == [], f"tnlib.nn modules should be private (start with _): {public_modules}"
+    for name in tnlib.nn.__all__:
+        obj = getattr(tnlib.nn, name)
+        assert not isinstance(obj, types.ModuleType), f"tnlib.nn.{name} is a module"
+    with pytest.raises(AttributeError):
+        tnlib.bogus  # noqa: B018

@@ -4,6 +4,9 @@ Backend-agnostic: every function finds its array library (NumPy, CuPy,
 PyTorch, any Array-API library) from its inputs and returns results in it.
 """
 
+import importlib
+from typing import Any
+
 from ._chain import MAX_DENSE_SIZE
 from ._out_of_core import open_npy
 from .budget import allocate_bonds
@@ -21,6 +24,14 @@ from .svd import register_svd, svd_methods, truncated_svd
 from .truncation import TruncatedSVD, Truncation, TruncationReport
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``tnlib.nn`` on first use, so that ``import tnlib`` never imports torch."""
+    if name == "nn":
+        return importlib.import_module(".nn", __name__)
+    raise AttributeError(f"module 'tnlib' has no attribute {name!r}")
+
 
 __all__ = [
     "open_npy",

@@ -5,26 +5,30 @@ never imports it. The adapters only hold parameters and call the
 framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`,
 :class:`tnlib.MPO`): all tensor-network arithmetic lives there.
 
-One module per method: ``mpo_linear``, ``mpo_rnn`` and ``mpo_cells`` (MPO layers),
-``pruning``, ``lowrank``, ``tensor_train`` (the baselines), ``matching``
-(parameter counts at a target ratio), ``mpop`` (MPOP fine-tuning) and
-``compress`` (whole models), ``export`` (ONNX files).
+The public API is what this module exports (``__all__``); the implementation
+is one private module per method: ``_mpo_linear``, ``_mpo_rnn`` and
+``_mpo_cells`` (MPO layers), ``_pruning``, ``_lowrank``, ``_tensor_train``
+(the baselines), ``_matching`` (parameter counts at a target ratio), ``_mpop``
+(MPOP fine-tuning), ``_compress`` (whole models), ``_calibration`` (input
+Grams), ``_distill``, ``_serialization`` (save/load) and ``_export`` (ONNX
+files). ``import tnlib`` makes this package reachable as ``tnlib.nn``; torch is
+imported only when it is first used.
 """
 
+from ._calibration import record_grams
+from ._compress import LayerReport, compress
 from ._cores import central_index
-from .calibration import record_grams
-from .compress import LayerReport, compress
-from .distill import distill
-from .export import export_onnx
-from .lowrank import LowRankLinear, LowRankLSTM
-from .matching import count_parameters, match_compression, stored_bytes
-from .mpo_cells import MPOGRUCell, MPOLSTMCell
-from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOGRU, MPOLSTM
-from .mpop import DimensionSqueezer, freeze_central
-from .pruning import GradualPruner, prune_magnitude
-from .serialization import load, save
-from .tensor_train import TTLSTM, TTLinear
+from ._distill import distill
+from ._export import export_onnx
+from ._lowrank import LowRankLinear, LowRankLSTM
+from ._matching import count_parameters, match_compression, stored_bytes
+from ._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._mpo_linear import MPOLinear
+from ._mpo_rnn import MPOGRU, MPOLSTM
+from ._mpop import DimensionSqueezer, freeze_central
+from ._pruning import GradualPruner, prune_magnitude
+from ._serialization import load, save
+from ._tensor_train import TTLSTM, TTLinear
 
 __all__ = [
     "MPOLinear",

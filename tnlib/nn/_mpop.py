@@ -19,8 +19,8 @@ from torch import nn
 import tnlib
 
 from ._cores import central_index, masked
-from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOGRU, MPOLSTM
+from ._mpo_linear import MPOLinear
+from ._mpo_rnn import MPOGRU, MPOLSTM
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 

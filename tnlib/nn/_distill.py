@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .calibration import run_batch
+from ._calibration import run_batch
 
 __all__ = ["distill", "first_tensor"]
 

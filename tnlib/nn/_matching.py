@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._lowrank import LowRankLSTM
+from ._mpo_rnn import MPOLSTM
+from ._pruning import prune_magnitude
 from ._stacking import check_lstm
-from .lowrank import LowRankLSTM
-from .mpo_rnn import MPOLSTM
-from .pruning import prune_magnitude
-from .tensor_train import TTLSTM
+from ._tensor_train import TTLSTM
 
 __all__ = ["count_parameters", "match_compression", "stored_bytes"]
 

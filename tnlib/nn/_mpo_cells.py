@@ -20,7 +20,7 @@ from tnlib.rnn import gru_cell, lstm_cell
 
 from ._cores import cores_from_matrix, init_cores, members, mpo_cores, parameter_list, positive_int, uniform_bonds
 from ._inference import check_input, weight_operator
-from .mpo_rnn import gate_layout
+from ._mpo_rnn import gate_layout
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
 

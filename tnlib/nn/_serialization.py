@@ -21,9 +21,9 @@ from torch import nn
 
 from tnlib._files import atomic_write
 
-from .mpo_cells import MPOGRUCell, MPOLSTMCell
-from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOGRU, MPOLSTM
+from ._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._mpo_linear import MPOLinear
+from ._mpo_rnn import MPOGRU, MPOLSTM
 
 __all__ = ["save", "load"]
 

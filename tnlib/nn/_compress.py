@@ -8,7 +8,7 @@ With a ``compression`` ratio (or a ``max_params`` truncation) and no
 ``num_cores``, every weight matrix gets the MPO layout of least error at its
 budget (:func:`tnlib.layouts`: never worse than its truncated SVD). With
 ``calibration`` batches, the input Gram of every weight is recorded
-(:mod:`tnlib.nn.calibration`) and each MPO is fitted to the layer's outputs
+(:mod:`tnlib.nn._calibration`) and each MPO is fitted to the layer's outputs
 on those inputs rather than to its weights.
 """
 
@@ -25,11 +25,11 @@ from torch import nn
 
 import tnlib
 
+from ._calibration import is_conv1d, record_grams
 from ._cores import positive_int
-from .calibration import is_conv1d, record_grams
-from .mpo_cells import MPOGRUCell, MPOLSTMCell
-from .mpo_linear import MPOLinear
-from .mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._mpo_linear import MPOLinear
+from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
