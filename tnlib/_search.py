@@ -121,6 +121,14 @@ class LayoutRow:
     status : str
         ``"fitted"``, ``"pruned"`` (its lower bound could not beat the best
         fitted error) or ``"not fitted"`` (beyond the fitting limit).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> W = np.random.default_rng(0).standard_normal((32, 16)) @ np.diag(0.7 ** np.arange(16))
+    >>> row = tnlib.layouts(W, max_params=300).svd
+    >>> row.layout.is_svd, row.status, row.num_params <= 300
+    (True, 'fitted', True)
     """
 
     layout: Layout

@@ -29,6 +29,13 @@ class ExampleMLP(NamedTuple):
     y_test : uint8 array, shape (450,)
     accuracy : float
         Test accuracy of the trained network.
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> mlp = tnlib.load_example_mlp()
+    >>> [w.shape for w in mlp.weights], mlp.x_test.shape
+    ([(512, 64), (512, 512), (10, 512)], (450, 64))
     """
 
     weights: tuple[np.ndarray, ...]

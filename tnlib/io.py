@@ -125,6 +125,15 @@ def load(path: str | os.PathLike[str]) -> MPS | MPO | Spectrum:
         If the file is not a tnlib file, is truncated or corrupt, is
         inconsistent, or was written by a newer format version; the message
         names the file.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, tnlib
+    >>> mpo = tnlib.MPO.from_matrix(np.eye(16), (4, 4), (4, 4))
+    >>> path = os.path.join(tempfile.mkdtemp(), "eye.tnz")
+    >>> tnlib.save(path, mpo)
+    >>> bool(np.allclose(tnlib.load(path).to_matrix(), np.eye(16)))
+    True
     """
     path = Path(path)
     if not path.is_file():

@@ -225,6 +225,16 @@ class TruncatedSVD(NamedTuple):
     discarded : float
         Discarded weight ``sum_{k > chi} s_k^2`` (absolute, squared Frobenius
         norm of ``matrix - U diag(S) Vh``).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> A = np.random.default_rng(0).standard_normal((6, 4))
+    >>> U, S, Vh, discarded = tnlib.truncated_svd(A, tnlib.Truncation(max_bond=2))
+    >>> U.shape, S.shape, Vh.shape
+    ((6, 2), (2,), (2, 4))
+    >>> bool(np.isclose(np.linalg.norm(A - U @ np.diag(S) @ Vh) ** 2, discarded))
+    True
     """
 
     U: Any
@@ -262,6 +272,18 @@ class TruncationReport:
         The discarded weights relative to ``norm**2``, kept when the tensor
         was far from unit scale (``discarded`` may then under- or overflow in
         floating point; the error bounds use these).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> W = np.random.default_rng(0).standard_normal((16, 16))
+    >>> mpo = tnlib.MPO.from_matrix(W, (4, 4), (4, 4), truncation=tnlib.Truncation(max_bond=8))
+    >>> report = mpo.report
+    >>> report.bond_dims, report.full_bond_dims
+    ((8,), (16,))
+    >>> err = float(np.linalg.norm(W - mpo.to_matrix()))
+    >>> bool(abs(err - report.error_bound) < 1e-9 * err)
+    True
     """
 
     bond_dims: tuple[int, ...]

@@ -131,6 +131,14 @@ def record_grams(
     The model runs in ``eval()`` mode without gradients; its mode is restored.
     Raises ``ValueError`` naming the batch that does not fit the model, or a
     layer the batches never reached.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> grams = tnlib.nn.record_grams(model, ["0", "2"], [torch.randn(16, 8) for _ in range(3)])
+    >>> grams["0"]["weight"].shape, grams["2"]["weight"].dtype
+    (torch.Size([8, 8]), torch.float64)
     """
     names = list(names)
     acc = _Accumulator()

@@ -61,6 +61,14 @@ class LayerReport:
         The layout of every MPO (``out (...) x in (...)``).
     note : str
         Set when the stored weights miss the budget by more than 5 %.
+
+    Examples
+    --------
+    >>> import torch, tnlib, tnlib.nn
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    >>> small, reports = tnlib.nn.compress(model, compression=4)
+    >>> reports[0].name, reports[0].kind, reports[0].params_after <= 64 * 64 // 4
+    ('0', 'Linear', True)
     """
 
     name: str

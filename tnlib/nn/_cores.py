@@ -31,6 +31,13 @@ def central_index(cores: Any) -> int:
 
     ``cores`` is a sequence of tensors or a module holding them as ``.cores``
     (an :class:`~tnlib.nn.MPOLinear`).
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> cores = [torch.zeros(1, 4, 4, 8), torch.zeros(8, 4, 4, 8), torch.zeros(8, 4, 4, 1)]
+    >>> tnlib.nn.central_index(cores)
+    1
     """
     if isinstance(cores, nn.Module) and hasattr(cores, "cores"):
         cores = list(cores.cores)  # type: ignore[arg-type]

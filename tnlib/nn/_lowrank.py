@@ -75,6 +75,15 @@ class LowRankLSTM(StackedLSTM):
     layer factorises default ``nn.LSTM`` weights rescaled to their norms (the
     default variance at any rank); :meth:`from_lstm` is the plain truncated
     SVD.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> lstm = torch.nn.LSTM(16, 32)
+    >>> small = tnlib.nn.LowRankLSTM.from_lstm(lstm, rank=4)
+    >>> out, (h, c) = small(torch.randn(5, 2, 16))
+    >>> out.shape, tnlib.nn.count_parameters(small) < tnlib.nn.count_parameters(lstm)
+    (torch.Size([5, 2, 32]), True)
     """
 
     def __init__(self, input_size: int, hidden_size: int, rank: int, *, which: Literal["ih", "hh", "both"] = "both",

@@ -22,6 +22,13 @@ def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
 
     ``weights_only`` leaves biases out (they are never compressed and every
     method keeps them).
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> layer = torch.nn.Linear(20, 10)
+    >>> tnlib.nn.count_parameters(layer), tnlib.nn.count_parameters(layer, weights_only=False)
+    (200, 210)
     """
     total = 0
     for name, p in module.named_parameters():
@@ -76,6 +83,15 @@ def match_compression(lstm: nn.LSTM, ratio: float, *, num_cores: int = 3) -> dic
     ``dense / ratio`` (``None`` when even the smallest setting is larger):
     ``{"mpo": {"bond_dim", "params"}, "low_rank": {"rank", ...},
     "mps_tt": {"bond_dim", ...}, "pruning": {"sparsity", ...}}``.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> settings = tnlib.nn.match_compression(torch.nn.LSTM(16, 32), ratio=4)
+    >>> sorted(settings)
+    ['low_rank', 'mpo', 'mps_tt', 'pruning']
+    >>> settings["low_rank"]["params"] <= 4 * 32 * (16 + 32) / 4
+    True
     """
     check_lstm(lstm)
     if not ratio >= 1.0:

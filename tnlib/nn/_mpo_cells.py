@@ -165,21 +165,18 @@ class _MPOCell(nn.Module):
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
 
-_PARAMS = """
+class MPOLSTMCell(_MPOCell):
+    """``nn.LSTMCell`` with ``W_ih (4H x I)`` and ``W_hh (4H x H)`` as MPOs: ``forward(input, hx) -> (h, c)``.
+
     Parameters
     ----------
     input_size, hidden_size, bias
-        As torch's.
+        As ``nn.LSTMCell``'s.
     bond_dim
-        Bond dimension of both MPOs (capped at what each bond can carry).
+        Bond dimension of both MPOs of a new cell (capped at what each bond can carry).
     num_cores, hidden_dims
-        Cores per MPO and factors of ``hidden_size`` (default balanced).
-"""
+        Cores per MPO and factors of ``hidden_size`` (default balanced); the gate factor joins the first.
 
-
-class MPOLSTMCell(_MPOCell):
-    """``nn.LSTMCell`` with ``W_ih (4H x I)`` and ``W_hh (4H x H)`` as MPOs: ``forward(input, hx) -> (h, c)``.
-    """ + _PARAMS + """
     Examples
     --------
     >>> import torch, tnlib.nn
@@ -211,7 +208,10 @@ class MPOLSTMCell(_MPOCell):
 
 class MPOGRUCell(_MPOCell):
     """``nn.GRUCell`` with ``W_ih (3H x I)`` and ``W_hh (3H x H)`` as MPOs: ``forward(input, hx) -> h``.
-    """ + _PARAMS + """
+
+    The parameters are those of :class:`MPOLSTMCell` (``input_size``,
+    ``hidden_size``, ``bias`` as ``nn.GRUCell``'s).
+
     Examples
     --------
     >>> import torch, tnlib.nn

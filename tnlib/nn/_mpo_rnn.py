@@ -132,20 +132,6 @@ class _MPOWeights(StackedRNN):
         return tuple(out)
 
 
-_DOC_PARAMS = """
-    Parameters
-    ----------
-    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
-        As torch's.
-    bond_dim
-        Bond dimension of every MPO (capped at what each bond can carry).
-    num_cores
-        Cores per MPO (default :func:`tnlib.default_num_cores` of the sizes).
-    hidden_dims
-        Factors of ``hidden_size`` (default balanced).
-"""
-
-
 class MPOLSTM(_MPOWeights, StackedLSTM):
     """``nn.LSTM`` with ``W_ih (4H x I)`` and ``W_hh (4H x H)`` as two MPOs per layer and direction.
 
@@ -154,7 +140,18 @@ class MPOLSTM(_MPOWeights, StackedLSTM):
     al. (2020), the four gates are stacked along the output and the factor 4
     is folded into the first output leg: the rows of both MPOs factor as
     ``(4 h_1, h_2, ..., h_n)`` with ``H = h_1 ... h_n``.
-    """ + _DOC_PARAMS + """
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional
+        As ``nn.LSTM``'s.
+    bond_dim
+        Bond dimension of every MPO of a new layer (capped at what each bond can carry).
+    num_cores
+        Cores per MPO (default :func:`tnlib.default_num_cores` of the sizes).
+    hidden_dims
+        Factors of ``hidden_size`` (default balanced); the first carries the four gates.
+
     Examples
     --------
     >>> import torch, tnlib.nn
@@ -188,8 +185,10 @@ class MPOGRU(_MPOWeights, StackedGRU):
 
     Same call signature and outputs as ``nn.GRU`` (``output, h_n``), gate
     order ``(r, z, n)`` and bias layout of ``nn.GRU``; the factor 3 of the
-    stacked gates joins the first output leg.
-    """ + _DOC_PARAMS + """
+    stacked gates joins the first output leg. The parameters are those of
+    :class:`MPOLSTM` (``input_size`` ... ``bidirectional`` as ``nn.GRU``'s;
+    ``bond_dim``, ``num_cores``, ``hidden_dims`` of the MPOs).
+
     Examples
     --------
     >>> import torch, tnlib.nn

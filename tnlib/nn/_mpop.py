@@ -72,6 +72,16 @@ class DimensionSqueezer:
     schedule
         ``{step: max_bond}`` or a callable ``step -> max_bond or None``.
         Call :meth:`step` once per training step (after ``optimizer.step()``).
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> layer = tnlib.nn.MPOLinear(64, 64, bond_dim=8, num_cores=3, bias=False)
+    >>> squeezer = tnlib.nn.DimensionSqueezer(layer, {0: 6, 10: 4})
+    >>> [squeezer.step() for _ in range(12)][-1]
+    4
+    >>> [int(m.sum()) for m in layer.bond_masks]      # bonds in use; parameter shapes are unchanged
+    [4, 4]
     """
 
     def __init__(self, module: nn.Module, schedule: Mapping[int, int] | Callable[[int], int | None]) -> None:

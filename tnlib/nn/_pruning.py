@@ -33,6 +33,13 @@ def prune_magnitude(module: nn.Module, sparsity: float) -> nn.Module:
     Uses ``torch.nn.utils.prune.l1_unstructured`` per weight (biases are
     kept), so masks are registered in the usual way; call
     ``torch.nn.utils.prune.remove`` to make them permanent.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> layer = tnlib.nn.prune_magnitude(torch.nn.Linear(20, 10), sparsity=0.75)
+    >>> tnlib.nn.count_parameters(layer)
+    50
     """
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity={sparsity!r} is invalid; expected a float in [0, 1)")

@@ -128,6 +128,17 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     torch.nn.Module
         ``model`` (modified) or the rebuilt layer, with every tensor loaded
         (``load_state_dict(strict=True)``).
+
+    Examples
+    --------
+    >>> import os, tempfile, torch, tnlib.nn
+    >>> layer = tnlib.nn.MPOLinear(16, 16, bond_dim=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer.safetensors")
+    >>> tnlib.nn.save(layer, path)
+    >>> again = tnlib.nn.load(path)
+    >>> x = torch.randn(3, 16)
+    >>> bool(torch.equal(again(x), layer(x)))
+    True
     """
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file

@@ -94,6 +94,15 @@ class TTLSTM(StackedLSTM):
     truncates default ``nn.LSTM`` weights and rescales each train to its
     weight's norm, so the entries keep the default variance at any bond;
     :meth:`from_lstm` is a plain decomposition.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> lstm = torch.nn.LSTM(16, 32)
+    >>> tt = tnlib.nn.TTLSTM.from_lstm(lstm, bond_dim=4)
+    >>> out, (h, c) = tt(torch.randn(5, 2, 16))
+    >>> out.shape, tnlib.nn.count_parameters(tt) < tnlib.nn.count_parameters(lstm)
+    (torch.Size([5, 2, 32]), True)
     """
 
     def __init__(self, input_size: int, hidden_size: int, bond_dim: int, *, num_cores: int = 2,

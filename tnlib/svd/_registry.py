@@ -123,7 +123,14 @@ def register_svd(name: str, method: SVDMethod, *, overwrite: bool = False) -> No
 
 
 def svd_methods() -> tuple[str, ...]:
-    """Names accepted by ``svd=``, built-ins first."""
+    """Names accepted by ``svd=``, built-ins first.
+
+    Examples
+    --------
+    >>> import tnlib
+    >>> "auto" in tnlib.svd_methods()
+    True
+    """
     return tuple(_REGISTRY)
 
 
