@@ -106,7 +106,8 @@ def register_svd(name: str, method: SVDMethod, *, overwrite: bool = False) -> No
     Examples
     --------
     >>> import numpy as np, tnlib
-    >>> tnlib.register_svd("plain", lambda a, rank: np.linalg.svd(a, full_matrices=False))
+    >>> plain = lambda a, rank: np.linalg.svd(a, full_matrices=False)
+    >>> tnlib.register_svd("plain", plain, overwrite=True)   # overwrite: run twice, it replaces itself
     >>> "plain" in tnlib.svd_methods()
     True
     """
