@@ -30,7 +30,7 @@ def test_frozen_central_tensor_does_not_move():
     lstm = tn.MPOLSTM(8, 8, num_cores=3, bond_dim=4)
     tn.freeze_central(lstm)
     assert [p.requires_grad for p in lstm.cores_ih_l0] == [True, False, True]
-    with pytest.raises(ValueError, match=r"holds no MPOLinear or MPOLSTM layer"):
+    with pytest.raises(ValueError, match=r"holds no MPO layer"):
         tn.freeze_central(nn.Linear(2, 2))
 
 
@@ -62,3 +62,32 @@ def test_squeezer_schedule_caps_are_checked():
     squeezer.step()
     with pytest.raises(ValueError, match=r"schedule\(1\)=0 is invalid"):
         squeezer.step()
+
+
+@pytest.mark.parametrize("cell_type", ["MPOLSTMCell", "MPOGRUCell"])
+def test_mpop_covers_mpo_cells(cell_type):
+    """freeze_central and DimensionSqueezer reach the cells' weights too (they used to skip them silently)."""
+    torch.manual_seed(0)
+    cell = getattr(tn, cell_type)(16, 16, bond_dim=6, num_cores=3)
+    model = nn.ModuleDict({"cell": cell, "head": nn.Linear(16, 2)})
+    tn.freeze_central(model)
+    for name in cell.mpo_names():
+        cores = getattr(cell, name)
+        c = tn.central_index(list(cores))
+        assert [p.requires_grad for p in cores] == [k != c for k in range(len(cores))]
+    x = torch.randn(5, 16)
+    before = cell.mpo("cores_hh").canonicalize(tn.central_index(list(cell.cores_hh))).truncate(
+        tnlib.Truncation(max_bond=2)
+    )
+    tn.DimensionSqueezer(model, {0: 2}).step()
+    assert set(cell.bond_masks) == {"cores_ih", "cores_hh"}
+    assert all(int(m.sum()) <= 2 for masks in cell.bond_masks.values() for m in masks)
+    squeezed = cell.mpo("cores_hh")
+    assert torch.allclose(squeezed.to_matrix(), before.to_matrix(), atol=1e-5)
+    with torch.no_grad():
+        out = cell(x)
+    h = out[0] if isinstance(out, tuple) else out
+    dense = cell.to_dense()
+    ref = dense(x)
+    ref_h = ref[0] if isinstance(ref, tuple) else ref
+    assert torch.allclose(h, ref_h, atol=1e-5)  # the forward pass uses the masked (squeezed) weights

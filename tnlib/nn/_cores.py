@@ -20,6 +20,24 @@ def positive_int(name: str, value: object) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
+def init_bias(module: nn.Module, name: str, size: int, hidden_size: int, enabled: bool, device=None,
+              dtype=None) -> None:
+    """torch's recurrent bias ``U(-1/sqrt(H), 1/sqrt(H))`` of ``size`` entries as ``module.<name>`` (or ``None``)."""
+    if not enabled:
+        module.register_parameter(name, None)
+        return
+    bound = 1.0 / math.sqrt(hidden_size)
+    setattr(module, name, nn.Parameter(torch.empty(size, device=device, dtype=dtype).uniform_(-bound, bound)))
+
+
+def copy_bias(module: nn.Module, name: str, source: torch.Tensor | None) -> None:
+    """A copy of a trained bias as ``module.<name>`` (``None`` stays ``None``)."""
+    if source is None:
+        module.register_parameter(name, None)
+    else:
+        setattr(module, name, nn.Parameter(source.detach().clone()))
+
+
 def check_linear(linear: object) -> nn.Linear:
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")

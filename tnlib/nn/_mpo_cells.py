@@ -15,23 +15,22 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib._apply import apply_cores
 from tnlib.rnn import gru_cell, lstm_cell
 
-from ._cores import cores_from_matrix, init_cores, members, mpo_cores, parameter_list, positive_int, uniform_bonds
-from ._inference import check_input, weight_operator
+from ._cores import copy_bias, init_bias, positive_int
+from ._inference import check_input
 from ._mpo_rnn import gate_layout
+from ._weights import MPOWeights
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
 
 
-class _MPOCell(nn.Module):
+class _MPOCell(MPOWeights, nn.Module):
     gates: ClassVar[int] = 4
     dense_type: ClassVar[type[nn.Module]] = nn.LSTMCell
 
     input_size: int
     hidden_size: int
-    gate_dims: tuple[int, ...]
     cores_ih: nn.ParameterList
     cores_hh: nn.ParameterList
     bias_ih: nn.Parameter | None
@@ -42,16 +41,30 @@ class _MPOCell(nn.Module):
                  device=None, dtype=None) -> None:
         super().__init__()
         self._sizes(input_size, hidden_size)
-        self._init_weights(bias, bond_dim, num_cores, hidden_dims, device, dtype)
+        positive_int("bond_dim", bond_dim)
+        self._layout(num_cores, hidden_dims)
+        h = self.hidden_size
+        for kind, fan_in in (("ih", self.input_size), ("hh", h)):
+            self._init_mpo(f"cores_{kind}", fan_in, bond_dim, h, device, dtype)
+        for kind in ("ih", "hh"):  # after the cores, in torch's order (state_dict keys, random draws)
+            init_bias(self, f"bias_{kind}", self.gates * h, h, bias, device, dtype)
+        self.bond_masks = {}
 
     @classmethod
     def _from_cell(cls, cell: Any, truncation, num_cores, hidden_dims, mpos) -> Any:
         expected = cls.dense_type
         if not isinstance(cell, expected):
             raise TypeError(f"cell must be a torch.nn.{expected.__name__}, got {type(cell).__name__}")
+        dense: Any = cell
         self = cls.__new__(cls)
         nn.Module.__init__(self)
-        self._convert(cell, truncation, num_cores, hidden_dims, mpos)
+        self._sizes(dense.input_size, dense.hidden_size)
+        self._layout(num_cores, hidden_dims)
+        mpos = self._check_mpos(mpos)
+        for kind in ("ih", "hh"):
+            self._convert_mpo(f"cores_{kind}", getattr(dense, f"weight_{kind}"), truncation, mpos)
+            copy_bias(self, f"bias_{kind}", getattr(dense, f"bias_{kind}"))
+        self.bond_masks = {}
         return self
 
     def _sizes(self, input_size: int, hidden_size: int) -> None:
@@ -59,64 +72,14 @@ class _MPOCell(nn.Module):
         positive_int("hidden_size", hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
 
-    def _layout(self, num_cores: int | None, hidden_dims: Sequence[int] | None) -> int:
+    def _layout(self, num_cores: int | None, hidden_dims: Sequence[int] | None) -> None:
         self.gate_dims = gate_layout(self.gates, self.input_size, self.hidden_size, num_cores, hidden_dims)
-        return len(self.gate_dims)
-
-    def _init_weights(self, bias: bool, bond_dim: int, num_cores, hidden_dims, device, dtype) -> None:
-        positive_int("bond_dim", bond_dim)
-        n = self._layout(num_cores, hidden_dims)
-        h = self.hidden_size
-        for kind, fan_in in (("ih", self.input_size), ("hh", h)):
-            in_dims = tnlib.factorize(fan_in, n)
-            cores = init_cores(self.gate_dims, in_dims, uniform_bonds(self.gate_dims, in_dims, bond_dim), h,
-                               device=device, dtype=dtype)
-            setattr(self, f"cores_{kind}", parameter_list(cores))
-        bound = 1.0 / h**0.5
-        for kind in ("ih", "hh"):
-            if bias:
-                t = torch.empty(self.gates * h, device=device, dtype=dtype).uniform_(-bound, bound)
-                setattr(self, f"bias_{kind}", nn.Parameter(t))
-            else:
-                self.register_parameter(f"bias_{kind}", None)
-
-    def _convert(self, cell: Any, truncation, num_cores, hidden_dims, mpos: Mapping[str, Any] | None) -> None:
-        self._sizes(cell.input_size, cell.hidden_size)
-        n = self._layout(num_cores, hidden_dims)
-        mpos = dict(mpos or {})
-        unknown = set(mpos) - {"cores_ih", "cores_hh"}
-        if unknown:
-            raise ValueError(f"mpos names {sorted(unknown)}; a cell's weights are 'cores_ih' and 'cores_hh'")
-        for kind in ("ih", "hh"):
-            w = getattr(cell, f"weight_{kind}")
-            name = f"cores_{kind}"
-            if name in mpos:
-                cores = mpo_cores(mpos[name], tuple(w.shape), w, name)
-            else:
-                cores, _ = cores_from_matrix(w, self.gate_dims, tnlib.factorize(w.shape[1], n), truncation)
-            setattr(self, name, parameter_list(cores))
-            b = getattr(cell, f"bias_{kind}")
-            if b is None:
-                self.register_parameter(f"bias_{kind}", None)
-            else:
-                setattr(self, f"bias_{kind}", nn.Parameter(b.detach().clone()))
 
     def mpo_names(self) -> list[str]:
         return ["cores_ih", "cores_hh"]
 
-    def mpo(self, name: str) -> tnlib.MPO:
-        """One weight as a core :class:`tnlib.MPO`: ``mpo("cores_ih")`` or ``mpo("cores_hh")``."""
-        if name not in self.mpo_names():
-            raise ValueError(f"{name!r} is not one of {self.mpo_names()}")
-        return tnlib.MPO([c.detach() for c in getattr(self, name)])
-
     def dense_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = []
-        for kind, n_in in (("ih", self.input_size), ("hh", self.hidden_size)):
-            cores = list(getattr(self, f"cores_{kind}"))
-            eye = torch.eye(n_in, dtype=cores[0].dtype, device=cores[0].device)
-            out.append(apply_cores(cores, eye).T)
-        return out[0], out[1]
+        return self._dense("cores_ih", self.input_size), self._dense("cores_hh", self.hidden_size)
 
     def to_dense(self) -> nn.Module:
         """The dense ``nn.LSTMCell`` / ``nn.GRUCell`` computing the same function."""
@@ -158,8 +121,7 @@ class _MPOCell(nn.Module):
 
     def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
-        cores = members(getattr(self, name))
-        return weight_operator(self, name, cores, lambda: cores, int(x.shape[0]))(x)
+        return self._operator(name, int(x.shape[0]))(x)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"

@@ -6,24 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-import torch
 from torch import nn
 
 import tnlib
-from tnlib._apply import apply_cores
 
-from ._cores import (
-    cores_from_matrix,
-    init_cores,
-    masked,
-    members,
-    mpo_cores,
-    parameter_list,
-    positive_int,
-    uniform_bonds,
-)
-from ._inference import weight_operator
+from ._cores import positive_int
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm, suffix
+from ._weights import MPOWeights
 
 __all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
 
@@ -51,12 +40,9 @@ def gate_layout(gates: int, input_size: int, hidden_size: int, num_cores: int | 
     return gate_dims(hidden_size, n, hidden_dims, gates)
 
 
-class _MPOWeights(StackedRNN):
+class _MPOStack(MPOWeights, StackedRNN):
     """The MPO weights of a stacked recurrent layer: one core list per matrix, named
     ``cores_ih_l0``, ``cores_hh_l0_reverse``, ... (``bond_masks`` for MPOP squeezing)."""
-
-    bond_masks: dict[str, list[torch.Tensor]]
-    gate_dims: tuple[int, ...]
 
     def __init__(self, input_size: int, hidden_size: int, *, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
@@ -64,75 +50,38 @@ class _MPOWeights(StackedRNN):
                  device=None, dtype=None) -> None:
         super().__init__()
         self._setup(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional)
-        self._init_weights(bond_dim, num_cores, hidden_dims, device, dtype)
-
-    def _init_weights(self, bond_dim: int, num_cores: int | None, hidden_dims, device, dtype) -> None:
         positive_int("bond_dim", bond_dim)
         h = self.hidden_size
         self.gate_dims = gate_layout(self.gates, self.input_size, h, num_cores, hidden_dims)
-        n = len(self.gate_dims)
         for kind, layer, _, sfx in self.weight_names():
             fan_in = self.layer_input_size(layer) if kind == "ih" else h
-            in_dims = tnlib.factorize(fan_in, n)
-            bonds = uniform_bonds(self.gate_dims, in_dims, bond_dim)
-            cores = init_cores(self.gate_dims, in_dims, bonds, h, device=device, dtype=dtype)
-            setattr(self, f"cores_{kind}" + sfx, parameter_list(cores))
+            self._init_mpo(f"cores_{kind}" + sfx, fan_in, bond_dim, h, device, dtype)
         self.init_biases(device, dtype)
         self.bond_masks = {}
 
     def _convert(self, rnn: Any, truncation, num_cores, hidden_dims, mpos: Mapping[str, Any] | None) -> None:
         """Weights from a trained ``rnn``: given MPOs where named, else the gate layout."""
         self.gate_dims = gate_layout(self.gates, rnn.input_size, rnn.hidden_size, num_cores, hidden_dims)
-        n = len(self.gate_dims)
-        mpos = dict(mpos or {})
-        unknown = set(mpos) - set(self.mpo_names())
-        if unknown:
-            raise ValueError(f"mpos names {sorted(unknown)}, which are not weights of this layer: {self.mpo_names()}")
+        mpos = self._check_mpos(mpos)
         for kind, _, _, sfx in self.weight_names():
-            name = f"cores_{kind}" + sfx
-            w = getattr(rnn, f"weight_{kind}" + sfx)
-            if name in mpos:
-                cores = mpo_cores(mpos[name], tuple(w.shape), w, name)
-            else:
-                cores, _ = cores_from_matrix(w, self.gate_dims, tnlib.factorize(w.shape[1], n), truncation)
-            setattr(self, name, parameter_list(cores))
+            self._convert_mpo(f"cores_{kind}" + sfx, getattr(rnn, f"weight_{kind}" + sfx), truncation, mpos)
         self.copy_biases(rnn)
         self.bond_masks = {}
 
     def mpo_names(self) -> list[str]:
         return [f"cores_{kind}" + sfx for kind, _, _, sfx in self.weight_names()]
 
-    def effective_cores(self, name: str) -> list[torch.Tensor]:
-        return masked(members(getattr(self, name)), self.bond_masks.get(name))
-
     def operators(self, layer: int, direction: int, rows: int | None = None):
-        names = ("cores_ih" + suffix(layer, direction), "cores_hh" + suffix(layer, direction))
-        ih, hh = (self._operator(n, rows) for n in names)
-        return ih, hh
-
-    def _operator(self, name: str, rows: int | None = None):
-        """``x @ W^T`` for one weight: core-wise with gradients, a cached merged form without (no per-core
-        loop in the recurrence), a traceable form under graph capture."""
-        params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
-        return weight_operator(self, name, params, lambda: self.effective_cores(name), rows)
-
-    def mpo(self, name: str) -> tnlib.MPO:
-        """One weight as a core :class:`tnlib.MPO`, e.g. ``mpo("cores_hh_l0")``."""
-        if name not in self.mpo_names():
-            raise ValueError(f"{name!r} is not one of {self.mpo_names()}")
-        return tnlib.MPO([c.detach() for c in self.effective_cores(name)])
+        sfx = suffix(layer, direction)
+        return self._operator("cores_ih" + sfx, rows), self._operator("cores_hh" + sfx, rows)
 
     def dense_weights(self, layer: int, direction: int):
-        out = []
-        for kind in ("ih", "hh"):
-            cores = self.effective_cores(f"cores_{kind}" + suffix(layer, direction))
-            n_in = self.layer_input_size(layer) if kind == "ih" else self.hidden_size
-            eye = torch.eye(n_in, dtype=cores[0].dtype, device=cores[0].device)
-            out.append(apply_cores(cores, eye).T)
-        return tuple(out)
+        sfx = suffix(layer, direction)
+        return (self._dense("cores_ih" + sfx, self.layer_input_size(layer)),
+                self._dense("cores_hh" + sfx, self.hidden_size))
 
 
-class MPOLSTM(_MPOWeights, StackedLSTM):
+class MPOLSTM(_MPOStack, StackedLSTM):
     """``nn.LSTM`` with ``W_ih (4H x I)`` and ``W_hh (4H x H)`` as two MPOs per layer and direction.
 
     Same call signature and outputs as ``nn.LSTM`` (``output, (h_n, c_n)``),
@@ -180,7 +129,7 @@ class MPOLSTM(_MPOWeights, StackedLSTM):
         return self
 
 
-class MPOGRU(_MPOWeights, StackedGRU):
+class MPOGRU(_MPOStack, StackedGRU):
     """``nn.GRU`` with ``W_ih (3H x I)`` and ``W_hh (3H x H)`` as two MPOs per layer and direction.
 
     Same call signature and outputs as ``nn.GRU`` (``output, h_n``), gate

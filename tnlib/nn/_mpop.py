@@ -20,7 +20,7 @@ import tnlib
 
 from ._cores import central_index, masked
 from ._mpo_linear import MPOLinear
-from ._mpo_rnn import MPOGRU, MPOLSTM
+from ._weights import MPOWeights
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 
@@ -30,11 +30,12 @@ def _check_cap(cap: Any, where: str) -> None:
         raise ValueError(f"{where}={cap!r} is invalid; a bond cap must be a positive int (or None: no change)")
 
 
-def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOLSTM | MPOGRU, str, nn.ParameterList]]:
+def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOWeights, str, nn.ParameterList]]:
+    """Every MPO weight in ``module``: MPOLinear layers and every named-weights holder (MPOLSTM, MPOGRU, the cells)."""
     for sub in module.modules():
         if isinstance(sub, MPOLinear):
             yield sub, "cores", sub.cores
-        elif isinstance(sub, (MPOLSTM, MPOGRU)):
+        elif isinstance(sub, MPOWeights):
             for name in sub.mpo_names():
                 yield sub, name, getattr(sub, name)
 
@@ -58,7 +59,7 @@ def freeze_central(module: nn.Module) -> int:
         for k, p in enumerate(cores):
             p.requires_grad_(k != c)
     if not found:
-        raise ValueError(f"{type(module).__name__} holds no MPOLinear or MPOLSTM layer")
+        raise ValueError(f"{type(module).__name__} holds no MPO layer (MPOLinear, MPOLSTM, MPOGRU or an MPO cell)")
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -68,7 +69,8 @@ class DimensionSqueezer:
     Parameters
     ----------
     module
-        Holds :class:`MPOLinear` / :class:`MPOLSTM` layers.
+        Holds MPO layers: :class:`MPOLinear`, :class:`MPOLSTM`, :class:`MPOGRU`,
+        :class:`MPOLSTMCell`, :class:`MPOGRUCell`.
     schedule
         ``{step: max_bond}`` or a callable ``step -> max_bond or None``.
         Call :meth:`step` once per training step (after ``optimizer.step()``).
@@ -86,7 +88,7 @@ class DimensionSqueezer:
 
     def __init__(self, module: nn.Module, schedule: Mapping[int, int] | Callable[[int], int | None]) -> None:
         if not list(_mpo_parameter_lists(module)):
-            raise ValueError(f"{type(module).__name__} holds no MPOLinear or MPOLSTM layer")
+            raise ValueError(f"{type(module).__name__} holds no MPO layer (MPOLinear, MPOLSTM, MPOGRU or an MPO cell)")
         if not callable(schedule):
             schedule = dict(schedule)
             for step, cap in schedule.items():

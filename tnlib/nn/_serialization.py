@@ -24,6 +24,7 @@ from tnlib._files import atomic_write
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM
+from ._weights import MPOWeights
 
 __all__ = ["save", "load"]
 
@@ -105,7 +106,7 @@ def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.
         layer.register_parameter(name, None)
     if cls is MPOLinear:
         object.__setattr__(layer, "bond_masks", None)
-    elif cls in (MPOLSTM, MPOGRU):
+    elif issubclass(cls, MPOWeights):  # recurrent layers and cells
         object.__setattr__(layer, "bond_masks", {})
     return layer
 

@@ -9,7 +9,6 @@ hidden-to-hidden operator and biases named as in ``nn.LSTM``
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 import tnlib
 from tnlib._apply import WeightPlan
 
-from ._cores import positive_int
+from ._cores import copy_bias, init_bias, positive_int
 from ._inference import check_input
 from ._traced import capturing, recurrent_layer
 
@@ -89,22 +88,13 @@ class StackedRNN(nn.Module):
                 for d in range(self.num_directions) for kind in ("ih", "hh")]
 
     def init_biases(self, device=None, dtype=None) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
         for kind, _, _, sfx in self.weight_names():
-            name = f"bias_{kind}" + sfx
-            if self.bias:
-                t = torch.empty(self.gates * self.hidden_size, device=device, dtype=dtype).uniform_(-bound, bound)
-                setattr(self, name, nn.Parameter(t))
-            else:
-                self.register_parameter(name, None)
+            init_bias(self, f"bias_{kind}" + sfx, self.gates * self.hidden_size, self.hidden_size, self.bias,
+                      device, dtype)
 
     def copy_biases(self, rnn: nn.Module) -> None:
         for kind, _, _, sfx in self.weight_names():
-            name = f"bias_{kind}" + sfx
-            if self.bias:
-                setattr(self, name, nn.Parameter(getattr(rnn, name).detach().clone()))
-            else:
-                self.register_parameter(name, None)
+            copy_bias(self, f"bias_{kind}" + sfx, getattr(rnn, f"bias_{kind}" + sfx) if self.bias else None)
 
     def operators(self, layer: int, direction: int, rows: int | None = None) -> tuple[Callable, Callable]:
         """``(x -> x W_ih^T, h -> h W_hh^T)`` of one layer and direction; ``rows`` is how many rows each
