@@ -230,3 +230,38 @@ def test_compress_calibration_errors():
         tn.compress(Branchy(), compression=16, layers=["used"])
     with pytest.raises(TypeError, match=r"layer '' is a Branchy; only nn.Linear, nn.LSTM"):
         tn.compress(Branchy(), layers=[""])
+
+
+def test_compress_is_a_table_of_converters_and_reports_come_from_the_mpo_reports():
+    import tnlib.nn._compress as compress_module
+
+    kinds = [c.kind for c in compress_module.CONVERTERS]
+    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear"]
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"lin": nn.Linear(32, 48), "rnn": nn.GRU(8, 16), "cell": nn.LSTMCell(8, 16)})
+    small, reports = tn.compress(model, compression=3)
+    for r in reports:
+        module = model[r.name]
+        replaced = small[r.name]
+        if r.kind == "Linear":
+            pairs = [(module.weight, replaced.dense_weight())]
+        elif r.kind == "GRU":
+            pairs = list(zip((module.weight_ih_l0, module.weight_hh_l0), replaced.dense_weights(0, 0)))
+        else:
+            pairs = list(zip((module.weight_ih, module.weight_hh), replaced.dense_weights()))
+        with torch.no_grad():
+            num = sum(float(torch.linalg.vector_norm(w.double() - d.double())) ** 2 for w, d in pairs)
+            den = sum(float(torch.linalg.vector_norm(w.double())) ** 2 for w, _ in pairs)
+        assert r.relative_error == pytest.approx((num / den) ** 0.5, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("bad", [True, "8", float("nan"), float("inf"), 0.5, 0])
+def test_compress_ratio_is_checked_once_with_one_convention(bad):
+    error = TypeError if isinstance(bad, (bool, str)) else ValueError
+    with pytest.raises(error, match="compression"):
+        tn.compress(nn.Sequential(nn.Linear(8, 8)), compression=bad)
+
+
+def test_compress_names_the_layer_when_its_budget_is_too_small_with_fixed_dims_too():
+    with pytest.raises(ValueError, match=r"layer '0' .* cannot be held"):
+        tn.compress(nn.Sequential(nn.Linear(64, 64)), compression=2000, num_cores=3)

@@ -424,10 +424,9 @@ class Chain:
         n = len(sites)
         phys = [c.shape[1] for c in sites]
         bonds = []
-        for k in range(n - 1):
+        for k, cap in enumerate(checked.bond_caps(n - 1)):
             left_rank = prod(phys[: k + 1])
             right_rank = prod(phys[k + 1 :])
-            cap = checked.for_bond(k, n - 1).cap
             assert cap is not None
             bonds.append(min(cap, self.bond_dims[k], left_rank, right_rank))
         fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)

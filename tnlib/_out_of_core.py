@@ -24,7 +24,6 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
@@ -217,19 +216,13 @@ def tt_decompose_dask(
         cores.append(rest.reshape(chi, rest_dims[0], 1))
         return cores, TruncationReport((chi,), (full_rank,), (discarded,), norm, truncation)
     dims = (chi * rest_dims[0], *rest_dims[1:])
-    tail, report = tt_decompose(rest.reshape(dims), dims, _rest_truncation(truncation), svd)
+    tail, report = tt_decompose(rest.reshape(dims), dims, truncation.after(1), svd)
     head = tail[0]
     tail[0] = head.reshape(chi, rest_dims[0], head.shape[2])
     merged = TruncationReport(
         (chi, *report.bond_dims), (full_rank, *report.full_bond_dims), (discarded, *report.discarded), norm, truncation
     )
     return cores + tail, merged
-
-
-def _rest_truncation(truncation: Truncation) -> Truncation:
-    """The truncation of bonds ``1..n-2``, left for the in-memory rest (per-bond caps shift by one)."""
-    caps = truncation.max_bond
-    return dataclasses.replace(truncation, max_bond=caps[1:]) if isinstance(caps, tuple) else truncation
 
 
 def mpo_sites_from_dask(

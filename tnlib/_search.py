@@ -51,7 +51,7 @@ from ._input_gram import GramFactor
 from ._linalg import adjoint, svdvals
 from .budget import chain_params, uniform_cap
 from .dims import default_num_cores, divisors
-from .truncation import Truncation
+from .truncation import BudgetTooSmallError, Truncation
 
 __all__ = ["Layout", "LayoutRow", "SearchResult", "search", "candidate_layouts", "MAX_FITS"]
 
@@ -260,12 +260,12 @@ def _fit(a: Any, layout: Layout, truncation: Truncation, svd: str,
     return fit, (report.error / report.norm if report.norm > 0 else 0.0), report.output_error
 
 
-def _too_small(shape: tuple[int, int], budget: int, min_bond: int, cands: Sequence[Layout]) -> ValueError:
+def _too_small(shape: tuple[int, int], budget: int, min_bond: int, cands: Sequence[Layout]) -> BudgetTooSmallError:
     m, n = shape
     smallest = min(
         chain_params([min_bond] * (c.num_cores - 1), [o * i for o, i in zip(c.out_dims, c.in_dims)]) for c in cands
     )
-    return ValueError(
+    return BudgetTooSmallError(
         f"Truncation.max_params={budget} is too small for a {m} x {n} matrix: the truncated SVD at rank "
         f"{min_bond} needs {min_bond * (m + n)} parameters and the smallest layout searched {smallest}"
     )

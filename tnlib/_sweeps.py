@@ -226,11 +226,9 @@ def truncate_chain(
         out[-1] = out[-1] * scale
         return out, report.scaled(scale)
     per_bond = dataclasses.replace(truncation, max_params=None, max_relative_error=None)
-    caps = per_bond.max_bond
-    if isinstance(caps, tuple):
-        per_bond.for_bond(0, n - 1)  # checks the number of caps
-        per_bond = dataclasses.replace(per_bond, max_bond=None)
-    allocations: list[Sequence[int | None]] = [list(caps) if isinstance(caps, tuple) else [caps] * max(n - 1, 0)]
+    caps = per_bond.bond_caps(max(n - 1, 0))
+    per_bond = dataclasses.replace(per_bond, max_bond=None)
+    allocations: list[Sequence[int | None]] = [list(caps)]
     if truncation.max_params is not None or truncation.max_relative_error is not None:
         # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
         left = orthonormalize(cores, n - 1, center)

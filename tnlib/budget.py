@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._backend import to_host
+from .truncation import BudgetTooSmallError
 
 __all__ = ["allocate_bonds", "allocation_candidates", "bonds_for_error", "chain_params", "uniform_cap"]
 
@@ -174,7 +175,7 @@ def _prepare(spectra, phys_dims, max_params, upper, min_bond) -> tuple[list[np.n
     low = [min(min_bond, u) for u in upper]
     smallest = chain_params(low, phys_dims)
     if smallest > max_params:
-        raise ValueError(
+        raise BudgetTooSmallError(
             f"Truncation.max_params={max_params} is below the smallest network "
             f"with min_bond={min_bond}: {smallest} parameters"
         )

@@ -27,7 +27,7 @@ from .io import load, save
 from .mpo import MPO
 from .mps import MPS
 from .spectra import Spectrum, spectrum
-from .truncation import Truncation
+from .truncation import Truncation, with_compression
 
 __all__ = ["main"]
 
@@ -129,11 +129,13 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation 
     for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
-    if args.compression is not None:
-        if not args.compression > 0:
-            raise _UsageError(f"--compression must be > 0, got {args.compression}")
-        kw["max_params"] = max(1, int(shape[0] * shape[1] / args.compression))
-    return Truncation(**kw) if kw else None
+    base = Truncation(**kw) if kw else None
+    if args.compression is None:
+        return base
+    try:
+        return with_compression(base, shape[0] * shape[1], args.compression)
+    except ValueError:
+        raise _UsageError(f"--compression must be a finite ratio >= 1, got {args.compression}") from None
 
 
 def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) -> Any:

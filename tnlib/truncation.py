@@ -37,9 +37,16 @@ __all__ = [
     "Truncation",
     "TruncatedSVD",
     "TruncationReport",
+    "BudgetTooSmallError",
     "check_truncation",
+    "check_compression",
+    "with_compression",
     "select_rank",
 ]
+
+
+class BudgetTooSmallError(ValueError):
+    """``Truncation.max_params`` cannot hold even the smallest network of the layouts allowed."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -196,10 +203,40 @@ class Truncation:
             )
         return dataclasses.replace(self, max_bond=self.max_bond[bond])
 
+    def bond_caps(self, num_bonds: int) -> tuple[int | None, ...]:
+        """The cap of every bond ``0 .. num_bonds-1`` (``None``: uncapped); checks the count of per-bond caps."""
+        if isinstance(self.max_bond, tuple):
+            self.for_bond(0, num_bonds)  # the count
+            return self.max_bond
+        return (self.max_bond,) * num_bonds
+
+    def after(self, bonds: int) -> Truncation:
+        """The truncation of the bonds left after the first ``bonds`` are decomposed (per-bond caps shift)."""
+        if isinstance(self.max_bond, tuple):
+            return dataclasses.replace(self, max_bond=self.max_bond[bonds:])
+        return self
+
     @property
     def needs_full_spectrum(self) -> bool:
         """True when a criterion needs every singular value, not only the leading ones."""
         return self.max_entropy_loss is not None or self.max_bond is None
+
+
+def check_compression(compression: Any, name: str = "compression") -> float:
+    """A compression ratio: a finite real number ``>= 1`` (``TypeError`` for another type, ``ValueError`` else)."""
+    if not is_real(compression):
+        raise TypeError(f"{name} must be a real number >= 1 (a compression ratio), got {compression!r}")
+    value = float(compression)
+    if not (math.isfinite(value) and value >= 1.0):
+        raise ValueError(f"{name}={compression!r} is invalid; expected a finite ratio >= 1")
+    return value
+
+
+def with_compression(truncation: Truncation | None, size: int, compression: float) -> Truncation:
+    """``truncation`` (or none) with the budget of ``size`` entries stored ``compression`` times smaller:
+    ``max_params = max(1, floor(size / compression))``; the ratio is checked by :func:`check_compression`."""
+    budget = max(1, int(size / check_compression(compression)))
+    return dataclasses.replace(truncation or Truncation(), max_params=budget)
 
 
 def check_truncation(truncation: Any) -> Truncation | None:

@@ -15,10 +15,9 @@ on those inputs rather than to its weights.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -95,47 +94,72 @@ class LayerReport:
         return text + (f"; {self.note}" if self.note else "")
 
 
-def _kind(module: nn.Module) -> str | None:
-    if is_conv1d(module):
-        return "Conv1D"
-    for cls in (nn.LSTMCell, nn.GRUCell, nn.LSTM, nn.GRU, nn.Linear):
-        if isinstance(module, cls):
-            return cls.__name__
-    return None
+@dataclass(frozen=True)
+class _Converter:
+    """How one module type becomes its MPO layer: its weight matrices (as ``x W^T`` weights, by name),
+    their layout without a search, and the layer built from their MPOs."""
+
+    kind: str
+    matches: Callable[[nn.Module], bool]
+    weights: Callable[[Any], dict[str, torch.Tensor]]
+    layout: Callable[[Any, torch.Tensor, int | None], tuple[tuple[int, ...], tuple[int, ...]]]
+    build: Callable[[Any, dict[str, tnlib.MPO]], nn.Module]
 
 
-def _weights(module: Any, kind: str) -> dict[str, torch.Tensor]:
-    """The layer's weight matrices as ``x W^T`` weights, by name (``weight``, ``weight_ih_l0``, ...)."""
-    if kind == "Conv1D":
-        return {"weight": module.weight.detach().T}
+def _parameters(module: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in module.named_parameters() if n.startswith("weight")}
 
 
-def _budget(weight: torch.Tensor, truncation: tnlib.Truncation | None, compression: float | None):
-    if compression is None:
-        return truncation
-    budget = max(1, int(weight.numel() / compression))
-    base = truncation or tnlib.Truncation()
-    return dataclasses.replace(base, max_params=budget)
+def _balanced(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tnlib.choose_dims((int(w.shape[0]), int(w.shape[1])), num_cores=num_cores)
 
 
-def _fixed_dims(module: Any, kind: str, name: str, w: torch.Tensor, num_cores: int | None):
-    """The layout without a search: balanced dims, or the gate layout of recurrent layers."""
-    if kind in ("Linear", "Conv1D"):
-        return tnlib.choose_dims((int(w.shape[0]), int(w.shape[1])), num_cores=num_cores)
-    rows = gate_layout(4 if "LSTM" in kind else 3, module.input_size, module.hidden_size, num_cores, None)
-    return rows, tnlib.factorize(int(w.shape[1]), len(rows))
+def _gates(gates: int) -> Callable[[Any, torch.Tensor, int | None], tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The gate layout of Gao et al.: the gate factor joins the first row leg."""
+    def layout(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        rows = gate_layout(gates, module.input_size, module.hidden_size, num_cores, None)
+        return rows, tnlib.factorize(int(w.shape[1]), len(rows))
+    return layout
+
+
+def _named(mpos: dict[str, tnlib.MPO]) -> dict[str, tnlib.MPO]:
+    return {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
+
+
+def _linear(module: Any, mpos: dict[str, tnlib.MPO]) -> nn.Module:
+    ref = next(module.parameters())
+    return MPOLinear.from_mpo(mpos["weight"], module.bias, dtype=ref.dtype, device=ref.device)
+
+
+CONVERTERS: tuple[_Converter, ...] = (
+    # first match wins: transformers' Conv1D before anything else, cells before sequences
+    _Converter("Conv1D", is_conv1d, lambda m: {"weight": m.weight.detach().T}, _balanced, _linear),
+    _Converter("LSTMCell", lambda m: isinstance(m, nn.LSTMCell), _parameters, _gates(4),
+               lambda m, mpos: MPOLSTMCell.from_lstm_cell(m, mpos=_named(mpos))),
+    _Converter("GRUCell", lambda m: isinstance(m, nn.GRUCell), _parameters, _gates(3),
+               lambda m, mpos: MPOGRUCell.from_gru_cell(m, mpos=_named(mpos))),
+    _Converter("LSTM", lambda m: isinstance(m, nn.LSTM), _parameters, _gates(4),
+               lambda m, mpos: MPOLSTM.from_lstm(m, mpos=_named(mpos))),
+    _Converter("GRU", lambda m: isinstance(m, nn.GRU), _parameters, _gates(3),
+               lambda m, mpos: MPOGRU.from_gru(m, mpos=_named(mpos))),
+    _Converter("Linear", lambda m: isinstance(m, nn.Linear), _parameters, _balanced, _linear),
+)
+"""Module type -> converter, in the order they are tried."""
+
+
+def _converter(module: nn.Module) -> _Converter | None:
+    return next((c for c in CONVERTERS if c.matches(module)), None)
 
 
 def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     named = dict(model.named_modules())
     if layers is None:
-        if _kind(model) is not None:
+        if _converter(model) is not None:
             raise ValueError(
                 f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
                 "or pass the model that holds it"
             )
-        return [n for n, m in named.items() if n and _kind(m) is not None]
+        return [n for n, m in named.items() if n and _converter(m) is not None]
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
     for n in layers:
@@ -143,7 +167,7 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
             raise ValueError(
                 f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
             )
-        if _kind(named[n]) is None:
+        if _converter(named[n]) is None:
             raise TypeError(
                 f"layer {n!r} is a {type(named[n]).__name__}; only {SUPPORTED} can be compressed"
             )
@@ -206,8 +230,8 @@ def compress(
     >>> reports[0].output_error <= 1.0
     True
     """
-    if compression is not None and not (isinstance(compression, (int, float)) and compression >= 1.0):
-        raise ValueError(f"compression={compression!r} is invalid; expected a ratio >= 1")
+    if compression is not None:
+        tnlib.truncation.check_compression(compression)
     if num_cores is not None:
         positive_int("num_cores", num_cores)
     truncation = tnlib.truncation.check_truncation(truncation)
@@ -216,81 +240,81 @@ def compress(
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     grams = record_grams(model, targets, calibration) if calibration is not None else {}
     out = model if inplace else copy.deepcopy(model)
+    has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     reports = []
     for name in targets:
         module = out.get_submodule(name)
-        kind = _kind(module)
-        assert kind is not None
-        mpos: dict[str, tnlib.MPO] = {}
-        num = den = out_num = out_den = 0.0
-        budget = 0
-        for wname, w in _weights(module, kind).items():
-            t = _budget(w, truncation, compression)
-            w64 = w.to(torch.float64)
-            gram = grams.get(name, {}).get(wname)
-            search = t is not None and t.max_params is not None and num_cores is None
-            dims = (None, None) if search else _fixed_dims(module, kind, name, w, num_cores)
-            with torch.no_grad():
-                try:
-                    mpo = tnlib.MPO.from_matrix(w64.cpu(), dims[0], dims[1], truncation=t,
-                                                input_gram=None if gram is None else gram.to(w64.dtype))
-                except ValueError as exc:
-                    if t is None or t.max_params is None or "too small" not in str(exc):
-                        raise
-                    raise ValueError(
-                        f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in {t.max_params} "
-                        f"parameters: {exc}; leave it out with layers=[...] or lower compression"
-                    ) from None
-                approx = mpo.to_matrix()
-                num += float(torch.linalg.vector_norm(w64.cpu() - approx)) ** 2
-                den += float(torch.linalg.vector_norm(w64)) ** 2
-                if gram is not None:
-                    d = w64.cpu() - approx
-                    out_num += float(torch.sum(d * (d @ gram)))
-                    out_den += float(torch.sum(w64.cpu() * (w64.cpu() @ gram)))
-            budget += t.max_params if t is not None and t.max_params is not None else w.numel()
-            mpos[wname] = mpo
-        replacement = _build(module, kind, mpos)
-        before = sum(w.numel() for w in _weights(module, kind).values())
-        after = sum(m.num_params for m in mpos.values())
-        has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
-        note = ""
-        if has_budget and after < 0.95 * budget:
-            note = (
-                f"stored {after} weights of a {budget} budget ({after / budget:.1%}): the best layout's "
-                "ranks cannot fill it more closely"
-            )
-        reports.append(
-            LayerReport(
-                name,
-                kind,
-                before,
-                after,
-                math.sqrt(num / den) if den else 0.0,
-                tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
-                math.sqrt(max(out_num, 0.0) / out_den) if out_den > 0 else None,
-                budget if has_budget else None,
-                tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
-                note,
-            )
-        )
+        converter = _converter(module)
+        assert converter is not None
+        mpos, budget = _decompose_layer(name, module, converter, truncation, compression, num_cores,
+                                        grams.get(name, {}))
+        reports.append(_report(name, converter, module, mpos, grams.get(name, {}), budget if has_budget else None))
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, replacement)
+        setattr(parent, child, converter.build(module, mpos))
     return out, reports
 
 
-def _build(module: Any, kind: str, mpos: dict[str, tnlib.MPO]) -> nn.Module:
-    """The MPO module replacing ``module``, with its weights taken from ``mpos``."""
-    ref = next(module.parameters())
-    if kind in ("Linear", "Conv1D"):
-        return MPOLinear.from_mpo(mpos["weight"], module.bias, dtype=ref.dtype, device=ref.device)
-    if kind in ("LSTMCell", "GRUCell"):
-        named = {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
-        if kind == "LSTMCell":
-            return MPOLSTMCell.from_lstm_cell(module, mpos=named)
-        return MPOGRUCell.from_gru_cell(module, mpos=named)
-    named = {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
-    if kind == "LSTM":
-        return MPOLSTM.from_lstm(module, mpos=named)
-    return MPOGRU.from_gru(module, mpos=named)
+def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: tnlib.Truncation | None,
+                     compression: float | None, num_cores: int | None,
+                     grams: dict[str, torch.Tensor]) -> tuple[dict[str, tnlib.MPO], int]:
+    """Every weight of one layer as an MPO (searched layout at a budget, else the converter's), and the budget."""
+    mpos: dict[str, tnlib.MPO] = {}
+    budget = 0
+    for wname, w in converter.weights(module).items():
+        t = truncation if compression is None else tnlib.truncation.with_compression(truncation, w.numel(),
+                                                                                      compression)
+        w64 = w.to(torch.float64).cpu()
+        gram = grams.get(wname)
+        search = t is not None and t.max_params is not None and num_cores is None
+        dims = (None, None) if search else converter.layout(module, w, num_cores)
+        with torch.no_grad():
+            try:
+                mpos[wname] = tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t,
+                                                    input_gram=None if gram is None else gram.to(w64.dtype))
+            except tnlib.truncation.BudgetTooSmallError as exc:
+                raise ValueError(
+                    f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in "
+                    f"{t.max_params if t is not None else '?'} parameters: {exc}; leave it out with layers=[...] "
+                    "or lower compression"
+                ) from None
+        budget += t.max_params if t is not None and t.max_params is not None else w.numel()
+    return mpos, budget
+
+
+def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib.MPO],
+            grams: dict[str, torch.Tensor], budget: int | None) -> LayerReport:
+    """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
+    weights = converter.weights(module)
+    num = den = out_num = out_den = 0.0
+    for wname, mpo in mpos.items():
+        report = mpo.report
+        assert report is not None
+        num += (report.relative_error_bound * report.norm) ** 2
+        den += report.norm**2
+        gram = grams.get(wname)
+        if gram is not None and report.output_error is not None:
+            w64 = weights[wname].to(torch.float64).cpu()
+            signal = float(torch.sum(w64 * (w64 @ gram.to(w64.dtype))))  # tr(W C W^T)
+            out_num += report.output_error**2 * signal
+            out_den += signal
+    before = sum(w.numel() for w in weights.values())
+    after = sum(m.num_params for m in mpos.values())
+    note = ""
+    if budget is not None and after < 0.95 * budget:
+        note = (
+            f"stored {after} weights of a {budget} budget ({after / budget:.1%}): the best layout's "
+            "ranks cannot fill it more closely"
+        )
+    return LayerReport(
+        name,
+        converter.kind,
+        before,
+        after,
+        math.sqrt(num / den) if den else 0.0,
+        tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
+        math.sqrt(max(out_num, 0.0) / out_den) if out_den > 0 else None,
+        budget,
+        tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
+        note,
+    )
