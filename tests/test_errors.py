@@ -30,7 +30,8 @@ W = random_array((16, 12))
             r"out_dims has 2 factors but in_dims has 3; an MPO needs one out and one in leg per core",
         ),
         ({"out_dims": (4, 0, 4)}, ValueError, r"out_dims=\(4, 0, 4\) is invalid; expected positive ints"),
-        ({"out_dims": (4, 2.5)}, ValueError, r"out_dims=\(4, 2.5\) is invalid; expected positive ints"),
+        ({"out_dims": (4, 2.5)}, TypeError, r"out_dims=\(4, 2.5\) is invalid; expected positive ints"),
+        ({"out_dims": (4, 0)}, ValueError, r"out_dims=\(4, 0\) is invalid; expected positive ints"),
         ({"out_dims": "44"}, TypeError, r"out_dims must be a sequence of positive ints, got '44'"),
         ({"out_dims": ()}, ValueError, r"out_dims must hold at least one factor"),
         ({"num_cores": 0}, ValueError, r"num_cores=0 is invalid; expected an int >= 1"),
@@ -269,3 +270,27 @@ def test_mixing_array_libraries_in_algebra_is_refused_clearly():
 def test_huge_padding_is_refused_before_allocating():
     with pytest.raises(ValueError, match=r"would build a 1000000 x 1000000 array"):
         tnlib.MPO.from_matrix(np.ones((4, 4)), (1000, 1000), (1000, 1000), pad=True)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: tnlib.factorize(16, "2"), TypeError),
+        (lambda: tnlib.factorize(16, 0), ValueError),
+        (lambda: tnlib.choose_dims((16, 16), num_cores="2"), TypeError),
+        (lambda: tnlib.choose_dims((16, 16), num_cores=0), ValueError),
+        (lambda: tnlib.choose_dims((16, 16), num_cores=2.0), TypeError),
+        (lambda: tnlib.padded_size(1021, True), TypeError),
+    ],
+)
+def test_scalar_arguments_follow_one_convention(call, error):
+    """A wrong type is a TypeError, a wrong value a ValueError, everywhere (one validator: tnlib._checks)."""
+    with pytest.raises(error):
+        call()
+
+
+def test_numpy_integers_are_accepted_as_counts_everywhere():
+    assert tnlib.factorize(np.int64(16), np.int32(2)) == (4, 4)
+    assert tnlib.choose_dims((16, 16), num_cores=np.int64(2)) == ((4, 4), (4, 4))
+    mpo = tnlib.MPO.from_matrix(np.eye(16), num_cores=np.int16(2), truncation=tnlib.Truncation(max_bond=np.int64(3)))
+    assert mpo.bond_dims == (3,)

@@ -108,8 +108,11 @@ def test_to_matrix_refuses_large_output():
     with pytest.raises(ValueError, match=r"4096 entries.*above max_size=100; pass max_size=4096"):
         mpo.to_matrix(max_size=100)
     assert mpo.to_matrix(max_size=4096).shape == (64, 64)
-    with pytest.raises(ValueError, match="max_size must be a positive int"):
+    with pytest.raises(ValueError, match=r"max_size=0 is invalid; expected an int >= 1"):
         mpo.to_matrix(max_size=0)
+    with pytest.raises(TypeError, match="max_size must be an int"):
+        mpo.to_matrix(max_size=1e9)
+    assert mpo.to_matrix(max_size=np.int64(4096)).shape == (64, 64)  # NumPy integers are ints
 
 
 def test_mpo_constructor_with_shape():

@@ -265,3 +265,14 @@ def test_compress_ratio_is_checked_once_with_one_convention(bad):
 def test_compress_names_the_layer_when_its_budget_is_too_small_with_fixed_dims_too():
     with pytest.raises(ValueError, match=r"layer '0' .* cannot be held"):
         tn.compress(nn.Sequential(nn.Linear(64, 64)), compression=2000, num_cores=3)
+
+
+@pytest.mark.parametrize(("lr", "error"), [(float("inf"), ValueError), (float("nan"), ValueError), (0.0, ValueError),
+                                           ("1e-3", TypeError)])
+def test_distill_refuses_a_learning_rate_that_would_corrupt_the_student(lr, error):
+    teacher = nn.Sequential(nn.Linear(8, 8))
+    student, _ = tn.compress(teacher, compression=2)
+    before = [p.detach().clone() for p in student.parameters()]
+    with pytest.raises(error, match="lr"):
+        tn.distill(student, teacher, [torch.randn(4, 8)], steps=2, lr=lr)
+    assert all(torch.equal(a, b) for a, b in zip(before, student.parameters()))

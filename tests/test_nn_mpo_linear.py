@@ -76,3 +76,14 @@ def test_mpolinear_bad_input():
         layer(torch.randn(2, 15))
     with pytest.raises(ValueError, match=r"which='x' is invalid"):
         layer.set_trainable("x")
+
+
+def test_counts_follow_one_convention_in_nn():
+    import numpy as np
+
+    with pytest.raises(TypeError, match="bond_dim must be an int"):
+        tn.MPOLinear(16, 16, bond_dim="4")
+    with pytest.raises(ValueError, match=r"bond_dim=0 is invalid"):
+        tn.MPOLinear(16, 16, bond_dim=0)
+    layer = tn.MPOLinear(16, 16, bond_dim=np.int64(2), num_cores=np.int64(2))
+    assert layer.bond_dims == (2,)

@@ -55,8 +55,11 @@ def test_dimension_squeezing_keeps_training():
 
 def test_squeezer_schedule_caps_are_checked():
     layer = tn.MPOLinear(16, 16, bond_dim=4)
-    for bad in (0, -2, 2.5, True):
-        with pytest.raises(ValueError, match=r"a bond cap must be a positive int"):
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=r"schedule\[3\]=-?\d is invalid; expected an int >= 1"):
+            tn.DimensionSqueezer(layer, {3: bad})
+    for bad in (2.5, True, "4"):
+        with pytest.raises(TypeError, match=r"schedule\[3\] must be an int"):
             tn.DimensionSqueezer(layer, {3: bad})
     squeezer = tn.DimensionSqueezer(layer, lambda t: 0 if t == 1 else None)
     squeezer.step()

@@ -17,7 +17,7 @@ import array_api_compat
 from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, namespace, prod
 from ._canonical import orthonormalize, schmidt_values
-from ._checks import check_int, is_int, is_real
+from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
 from ._sweeps import truncate_chain
 from .svd import check_svd, thin_svd
@@ -99,8 +99,7 @@ def check_alpha(alpha: Any) -> float:
 
 
 def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
-    if not is_int(max_size) or max_size < 1:
-        raise ValueError(f"max_size must be a positive int, got {max_size!r}")
+    check_int("max_size", max_size, 1)
     if size > max_size:
         raise ValueError(
             f"{what} would build an array of {size} entries ({size * itemsize / 2**30:.3g} GiB), "

@@ -8,10 +8,11 @@ result (and later saved as JSON) is always a plain ``int`` or ``float``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
-__all__ = ["is_int", "is_real", "check_int", "check_real"]
+__all__ = ["is_int", "is_real", "check_int", "check_real", "check_positive"]
 
 
 def is_int(value: Any) -> bool:
@@ -46,3 +47,20 @@ def check_real(name: str, value: Any) -> float:
     if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a Python ``float`` if it is a finite real number ``> 0``; ``TypeError`` for another type,
+    ``ValueError`` for zero, a negative number, NaN or inf.
+
+    >>> check_positive("lr", 1e-3)
+    0.001
+    >>> check_positive("lr", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: lr=inf is invalid; expected a finite number > 0
+    """
+    number = check_real(name, value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name}={value!r} is invalid; expected a finite number > 0")
+    return number

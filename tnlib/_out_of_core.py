@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._backend import check_floating
+from ._checks import check_int
 from ._legs import interleave_order, site_dims, sites_to_cores
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport, select_rank
@@ -332,11 +333,11 @@ def open_npy(path: str, *, chunk_rows: int | None = None, first_out_dim: int | N
     """
     import dask.array as da
 
-    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
-        raise ValueError(f"chunk_rows={chunk_rows!r} is invalid; expected a positive int (rows per block)")
+    if chunk_rows is not None:
+        chunk_rows = check_int("chunk_rows", chunk_rows, 1)
     source = _NpyRows(str(path))
     m, cols, item = source.shape[0], source.shape[1], source.dtype.itemsize
-    if first_out_dim is not None and (not isinstance(first_out_dim, int) or first_out_dim < 1 or m % first_out_dim):
+    if first_out_dim is not None and m % check_int("first_out_dim", first_out_dim, 1):
         raise ValueError(f"first_out_dim={first_out_dim!r} is invalid; expected a positive int dividing {m} rows")
     if chunk_rows is None and first_out_dim is not None:
         chunk_rows = slab_rows(m, cols, first_out_dim, item)

@@ -147,7 +147,9 @@ def check_dims(name: str, dims: Any) -> tuple[int, ...]:
         raise ValueError(f"{name} must hold at least one factor, got {tuple(dims)!r}")
     out = []
     for d in dims:
-        if not is_int(d) or int(d) < 1:
+        if not is_int(d):
+            raise TypeError(f"{name}={tuple(dims)!r} is invalid; expected positive ints, got {d!r}")
+        if int(d) < 1:
             raise ValueError(f"{name}={tuple(dims)!r} is invalid; expected positive ints")
         out.append(int(d))
     return tuple(out)
@@ -182,13 +184,13 @@ def choose_dims(
         "out_dims": None if out_dims is None else check_dims("out_dims", out_dims),
         "in_dims": None if in_dims is None else check_dims("in_dims", in_dims),
     }
-    if num_cores is not None and is_int(num_cores) and int(num_cores) > MAX_CORES:
+    if num_cores is not None:
+        check_int("num_cores", num_cores, 1)
+    if num_cores is not None and int(num_cores) > MAX_CORES:
         raise ValueError(
             f"num_cores={num_cores} is invalid; expected at most {MAX_CORES} (an MPO's dense form has two legs "
             "per core and NumPy arrays at most 64 axes)"
         )
-    if num_cores is not None and (not is_int(num_cores) or int(num_cores) < 1):
-        raise ValueError(f"num_cores={num_cores!r} is invalid; expected an int >= 1")
     if given["out_dims"] is not None and given["in_dims"] is not None:
         if len(given["out_dims"]) != len(given["in_dims"]):
             raise ValueError(

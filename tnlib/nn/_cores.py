@@ -10,14 +10,13 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib._checks import is_int
+from tnlib._checks import check_int
 
 
 def positive_int(name: str, value: object) -> int:
-    """``value`` if it is a positive int (not a bool), else ``ValueError`` naming ``name``."""
-    if not is_int(value) or value < 1:  # type: ignore[operator]
-        raise ValueError(f"{name}={value!r} is invalid; expected a positive int")
-    return int(value)  # type: ignore[call-overload]
+    """``value`` as an int if it is a positive int (NumPy ints too, never a bool): ``TypeError`` for another
+    type, ``ValueError`` below 1, both naming ``name`` (:func:`tnlib._checks.check_int`)."""
+    return check_int(name, value, 1)
 
 
 def init_bias(module: nn.Module, name: str, size: int, hidden_size: int, enabled: bool, device=None,

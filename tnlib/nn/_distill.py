@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from tnlib._checks import check_int, check_positive
+
 from ._calibration import run_batch
 
 __all__ = ["distill", "first_tensor"]
@@ -67,10 +69,8 @@ def distill(
     >>> losses[-1] < losses[0]
     True
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is invalid; expected a positive int")
-    if not lr > 0:
-        raise ValueError(f"lr={lr!r} is invalid; expected a positive float")
+    steps = check_int("steps", steps, 1)
+    lr = check_positive("lr", lr)
     data = list(batches)
     if not data:
         raise ValueError("batches holds no inputs; pass an iterable of model inputs")

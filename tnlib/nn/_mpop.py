@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import tnlib
+from tnlib._checks import check_int
 
 from ._cores import central_index, masked
 from ._mpo_linear import MPOLinear
@@ -25,9 +26,9 @@ from ._weights import MPOWeights
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 
 
-def _check_cap(cap: Any, where: str) -> None:
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ValueError(f"{where}={cap!r} is invalid; a bond cap must be a positive int (or None: no change)")
+def _check_cap(cap: Any, where: str) -> int:
+    """A bond cap of the schedule: a positive int (``None`` is handled by the caller: no change)."""
+    return check_int(where, cap, 1)
 
 
 def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOWeights, str, nn.ParameterList]]:
