@@ -1,7 +1,11 @@
 """MPO.apply and the kernels behind it (tnlib._apply): both routes, every backend."""
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tnlib
 from conftest import host, random_array
@@ -52,3 +56,31 @@ def test_apply_both_strategies_every_split(backend):
     big = random_array((300, 40), "float64", seed=7)  # large batch: the two-halves route
     assert best_split(mpo.cores, 300)[0] is not None
     np.testing.assert_allclose(host(mpo.apply(backend.asarray(big))), big @ dense.T, rtol=1e-12, atol=1e-11)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 5)), min_size=1, max_size=4),
+       st.integers(1, 10**6))
+def test_one_cost_model_for_eager_plans_and_traced_forms(legs, rows):
+    """Eager inference plans, traced forms and MPO.apply's route all read tnlib._cost.split_cost."""
+    pytest.importorskip("torch")
+    from tnlib._apply import inference_split
+    from tnlib._cost import split_cost
+    from tnlib.nn._traced import form_split
+
+    bonds = [1] + [b for _, _, b in legs[:-1]] + [1]
+    shapes = [(bonds[k], o, i, bonds[k + 1]) for k, (o, i, _) in enumerate(legs)]
+    cores = [np.zeros(s) for s in shapes]
+    assert inference_split(cores) == form_split(shapes, None) == split_cost(shapes).split
+    # with every product paying the build, the form never costs less than without it
+    assert split_cost(shapes, rows, build=True).macs >= split_cost(shapes, rows).macs
+    # the halves MPO.apply considers are the cheapest cut when the dense matrix is left out
+    split, flops = best_split(cores, rows)
+    halves = split_cost(shapes, rows, build=True, dense=False)
+    assert split == halves.split and (split is None or flops == 2.0 * halves.macs)
+    # the dense matrix is chosen exactly when no cut is cheaper per row
+    outs, ins = [o for o, _, _ in legs], [i for _, i, _ in legs]
+    prod = math.prod
+    per_row = [prod(ins[:s]) * bonds[s] * prod(outs[s:]) * (prod(ins[s:]) + prod(outs[:s]))
+               for s in range(1, len(legs))]
+    assert (split_cost(shapes).split is None) == all(c >= prod(outs) * prod(ins) for c in per_row)

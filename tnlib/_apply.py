@@ -22,6 +22,7 @@ import array_api_compat
 import opt_einsum
 
 from ._backend import namespace, prod
+from ._cost import split_cost
 from .contraction import contract, contraction_plan
 
 __all__ = [
@@ -43,22 +44,12 @@ def apply_subscripts(num_sites: int) -> str:
 
 
 def best_split(cores: Sequence[Any], batch: int) -> tuple[int | None, float]:
-    """Where to cut the chain into two merged halves, and the FLOPs of doing so.
-
-    Applying ``L (M_L, N_L, r)`` and ``R (r, M_R, N_R)`` to ``x (B, N_L, N_R)``
-    is two matrix products of ``2 B N_L r M_R (N_R + M_L)`` FLOPs in all, plus
-    merging the halves.
-    """
-    outs = [int(c.shape[1]) for c in cores]
-    ins = [int(c.shape[2]) for c in cores]
-    bonds = [int(c.shape[3]) for c in cores[:-1]]
-    best, best_flops = None, float("inf")
-    for s in range(1, len(cores)):
-        ml, nl, mr, nr, r = prod(outs[:s]), prod(ins[:s]), prod(outs[s:]), prod(ins[s:]), bonds[s - 1]
-        flops = 2 * batch * nl * r * mr * (nr + ml) + 2 * r * (ml * nl + mr * nr) * max(bonds)
-        if flops < best_flops:
-            best, best_flops = s, flops
-    return best, best_flops
+    """Where to cut the chain into two merged halves for ``batch`` rows, and the FLOPs of doing so
+    (merging the halves included: :func:`tnlib._cost.split_cost` without the dense matrix)."""
+    cost = split_cost([tuple(int(d) for d in c.shape) for c in cores], batch, build=True, dense=False)
+    if cost.split is None:
+        return None, float("inf")
+    return cost.split, 2.0 * cost.macs
 
 
 class MergedHalves(NamedTuple):
@@ -120,23 +111,7 @@ def apply_halves(cores: Sequence[Any], flat: Any, split: int) -> Any:
 def inference_split(cores: Sequence[Any]) -> int | None:
     """The cut whose merged halves cost the fewest FLOPs per input row (their merging is paid once),
     or ``None`` when the dense matrix is no larger than the best halves (one product is then cheapest)."""
-    outs = [int(c.shape[1]) for c in cores]
-    ins = [int(c.shape[2]) for c in cores]
-    bonds = [int(c.shape[3]) for c in cores[:-1]]
-    best, best_size = None, prod(outs) * prod(ins)
-    for s in range(1, len(cores)):
-        ml, nl, mr, nr, r = prod(outs[:s]), prod(ins[:s]), prod(outs[s:]), prod(ins[s:]), bonds[s - 1]
-        size = nl * r * mr * (nr + ml)  # multiply-adds per input row
-        if size < best_size:
-            best, best_size = s, size
-    return best
-
-
-class _Shape:
-    """Stands in for a core in :func:`best_split`, which reads only shapes."""
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
+    return split_cost([tuple(int(d) for d in c.shape) for c in cores]).split
 
 
 @functools.lru_cache(maxsize=1024)
@@ -145,8 +120,8 @@ def _route(shapes: tuple[tuple[int, ...], ...], batch: int, optimize: Any) -> in
     in_dims = tuple(s[2] for s in shapes)
     subscripts = apply_subscripts(len(shapes))
     chain_flops = contraction_plan(subscripts, (batch, *in_dims), *shapes, optimize=optimize).flops
-    split, half_flops = best_split([_Shape(s) for s in shapes], batch)
-    return split if split is not None and half_flops <= chain_flops else None
+    halves = split_cost(shapes, batch, build=True, dense=False)
+    return halves.split if halves.split is not None and 2.0 * halves.macs <= chain_flops else None
 
 
 def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
@@ -203,8 +178,8 @@ class WeightPlan:
             self.dense_t = xp.matrix_transpose(w)  # a transposed view: x @ W^T runs as BLAS gemv/gemm on W
             self.macs_per_row = m_rows * n_in
         else:
-            m = self.merged = merge_halves(self.cores, split)
-            self.macs_per_row = m.nl * m.r * m.mr * (m.nr + m.ml)
+            self.merged = merge_halves(self.cores, split)
+            self.macs_per_row = split_cost(self.shapes).macs
         self.choice: dict[int, bool] = {}  # batch size -> contract the cores (True) or use the merged form
 
     def __getstate__(self) -> dict:  # copies and pickles: the namespace module is found again, not stored

@@ -143,7 +143,9 @@ def members(params: nn.ParameterList) -> list[torch.Tensor]:
 
 
 def parameter_list(cores: Sequence[torch.Tensor]) -> nn.ParameterList:
-    return nn.ParameterList([nn.Parameter(c.detach().clone()) for c in cores])
+    """Cores as parameters, each a contiguous copy: a converted layer computes bit for bit what the same
+    layer loaded from a file computes (products of strided views round differently)."""
+    return nn.ParameterList([nn.Parameter(c.detach().clone(memory_format=torch.contiguous_format)) for c in cores])
 
 
 def low_rank_factors(weight: torch.Tensor, rank: int, *, keep_norm: bool = False) -> tuple[nn.Parameter, nn.Parameter]:

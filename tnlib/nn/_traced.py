@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
+from tnlib._cost import split_cost
 from tnlib.rnn import gru_cell, lstm_cell
 
 __all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced",
@@ -58,40 +59,11 @@ def _merge_right(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     return acc
 
 
-def _build_macs(outs: Sequence[int], ins: Sequence[int], bonds: Sequence[int]) -> int:
-    """Multiply-adds of merging cores with these legs left to right (``bonds`` has one more entry)."""
-    macs, o, i = 0, outs[0], ins[0]
-    for k in range(1, len(outs)):
-        macs += o * i * bonds[k] * outs[k] * ins[k] * bonds[k + 1]
-        o, i = o * outs[k], i * ins[k]
-    return macs
-
-
 def form_split(shapes: Sequence[Sequence[int]], rows: int | None) -> int | None:
     """The cut of the merged halves for ``rows`` products in one forward pass, or ``None`` for the
     dense matrix: the fewest multiply-adds counting the building of the form, which a captured graph
     pays on every call (``rows=None``: per row only, as :func:`tnlib._apply.inference_split`)."""
-    outs, ins = [s[1] for s in shapes], [s[2] for s in shapes]
-    bonds = [shapes[0][0]] + [s[3] for s in shapes]
-    per_call, builds = (1, False) if rows is None else (rows, True)
-    m, n = 1, 1
-    for o, i in zip(outs, ins):
-        m, n = m * o, i * n
-    best, best_cost = None, (_build_macs(outs, ins, bonds) if builds else 0) + per_call * m * n
-    for s in range(1, len(shapes)):
-        ml, nl, mr, nr = 1, 1, 1, 1
-        for k in range(s):
-            ml, nl = ml * outs[k], nl * ins[k]
-        for k in range(s, len(shapes)):
-            mr, nr = mr * outs[k], nr * ins[k]
-        build = 0
-        if builds:
-            build = _build_macs(outs[:s], ins[:s], bonds[: s + 1])
-            build += _build_macs(outs[s:][::-1], ins[s:][::-1], bonds[s:][::-1])
-        cost = build + per_call * nl * bonds[s] * mr * (nr + ml)
-        if cost < best_cost:
-            best, best_cost = s, cost
-    return best
+    return split_cost(shapes, rows, build=True).split
 
 
 def weight_form(cores: Sequence[torch.Tensor], rows: int | None = None) -> WeightForm:
