@@ -383,27 +383,12 @@ class MPO(Chain):
                                                              pad, svd, input_gram)
             shape = (int(matrix.shape[0]), int(matrix.shape[1]))
             return wrap_decomposition(decompose(matrix, out_dims, in_dims, truncation, svd), shape)
-        a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
-        truncation = check_truncation(truncation)
-        check_svd(svd)
-        if not isinstance(pad, bool):
-            raise TypeError(f"pad must be True or False, got {pad!r}")
+        a, truncation = _check_matrix_args(matrix, truncation, pad, svd, input_gram)
         shape = (int(a.shape[0]), int(a.shape[1]))
-        if input_gram is not None and (truncation is None or truncation.is_exact):
-            raise ValueError(
-                "input_gram needs a truncation (an exact MPO has no error to fit); pass e.g. "
-                "truncation=tnlib.Truncation(max_params=...)"
-            )
         if _searches(out_dims, in_dims, num_cores, truncation):
-            if truncation is None or truncation.max_params is None:
-                raise ValueError(
-                    "out_dims='auto' searches layouts at a parameter budget: pass "
-                    "truncation=tnlib.Truncation(max_params=...)"
-                )
-            if pad:
-                raise ValueError("pad=True needs explicit dims; the layout search uses the matrix as it is")
-            factor = gram_fit.factor_of(input_gram, a)
-            best = search(a, truncation, factor=factor, num_cores=num_cores, svd=svd).best
+            _check_search_args(truncation, pad)
+            assert truncation is not None
+            best = search(a, truncation, factor=gram_fit.factor_of(input_gram, a), num_cores=num_cores, svd=svd).best
             assert best is not None  # the first layout in order is always fitted
             return wrap_decomposition(best, shape)
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
@@ -445,6 +430,31 @@ class MPO(Chain):
 def wrap_decomposition(fit: Decomposition, shape: tuple[int, int]) -> MPO:
     """The MPO of a trusted decomposition of a matrix of ``shape`` (cores of the route, not validated again)."""
     return MPO._trusted(fit.cores, fit.center, fit.report, shape)
+
+
+def _check_matrix_args(matrix: Any, truncation: Any, pad: Any, svd: Any,
+                       input_gram: Any) -> tuple[Any, Truncation | None]:
+    """The in-memory matrix and truncation of :meth:`MPO.from_matrix`, validated once at the boundary."""
+    a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
+    checked = check_truncation(truncation)
+    check_svd(svd)
+    if not isinstance(pad, bool):
+        raise TypeError(f"pad must be True or False, got {pad!r}")
+    if input_gram is not None and (checked is None or checked.is_exact):
+        raise ValueError(
+            "input_gram needs a truncation (an exact MPO has no error to fit); pass e.g. "
+            "truncation=tnlib.Truncation(max_params=...)"
+        )
+    return a, checked
+
+
+def _check_search_args(truncation: Truncation | None, pad: bool) -> None:
+    if truncation is None or truncation.max_params is None:
+        raise ValueError(
+            "out_dims='auto' searches layouts at a parameter budget: pass truncation=tnlib.Truncation(max_params=...)"
+        )
+    if pad:
+        raise ValueError("pad=True needs explicit dims; the layout search uses the matrix as it is")
 
 
 def _check_dask_args(matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | None, truncation: Truncation | None,
