@@ -12,7 +12,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["is_int", "is_real", "check_int", "check_real", "check_positive"]
+__all__ = ["is_int", "is_real", "check_int", "check_real", "check_positive", "check_fraction"]
 
 
 def is_int(value: Any) -> bool:
@@ -63,4 +63,25 @@ def check_positive(name: str, value: Any) -> float:
     number = check_real(name, value)
     if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name}={value!r} is invalid; expected a finite number > 0")
+    return number
+
+
+def check_fraction(name: str, value: Any, upper: float = 1.0, *, closed: bool = False) -> float:
+    """``value`` as a Python ``float`` in ``[0, upper)`` (``[0, upper]`` when ``closed``): ``TypeError`` unless
+    it is a real number, ``ValueError`` outside the interval (NaN included).
+
+    >>> check_fraction("cutoff", 1e-10)
+    1e-10
+    >>> check_fraction("cutoff", 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: cutoff=1.0 is invalid; expected a float in [0, 1)
+    """
+    if not is_real(value):
+        raise TypeError(f"{name} must be a float, got {value!r}")
+    number = float(value)
+    ok = 0.0 <= number <= upper if closed else 0.0 <= number < upper
+    if not ok:  # also catches NaN
+        interval = f"[0, {upper:g}]" if closed else f"[0, {upper:g})"
+        raise ValueError(f"{name}={number!r} is invalid; expected a float in {interval}")
     return number

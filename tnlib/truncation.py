@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
 from ._backend import namespace
-from ._checks import check_int, is_int, is_real
+from ._checks import check_fraction, check_int, is_int, is_real
 
 __all__ = [
     "Truncation",
@@ -54,13 +54,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 
 def _check_fraction(name: str, value: Any, upper: float, closed: bool) -> None:
-    if not is_real(value):
-        raise TypeError(f"Truncation.{name} must be a float, got {value!r}")
-    value = float(value)
-    ok = 0.0 <= value <= upper if closed else 0.0 <= value < upper
-    if not ok:  # also catches NaN
-        interval = f"[0, {upper:g}]" if closed else f"[0, {upper:g})"
-        raise ValueError(f"Truncation.{name}={value!r} is invalid; expected a float in {interval}")
+    check_fraction(f"Truncation.{name}", value, upper, closed=closed)
 
 
 @dataclass(frozen=True)
