@@ -109,7 +109,7 @@ def compressed_weights(w: torch.Tensor, gram: torch.Tensor, ratio: float, method
 def compress_cell(cell: nn.Module, grams: dict, ratio: float, method: str, recurrent: bool) -> tuple[nn.Module, dict]:
     """The compressed copy of an ``nn.LSTMCell`` (or ``nn.LSTM``) and the errors of its two matrices."""
     names = ("weight_ih", "weight_hh") if not recurrent else ("weight_ih_l0", "weight_hh_l0")
-    gates = tn.mpo_rnn.gate_layout(4, cell.input_size, cell.hidden_size, 3, None)
+    gates = tn.gate_layout(4, cell.input_size, cell.hidden_size, 3)
     out, mpos, stats = copy.deepcopy(cell), {}, dict(params=0, dense_params=0, weight_num=0.0, weight_den=0.0,
                                                      out_num=0.0, out_den=0.0)
     for wname in names:

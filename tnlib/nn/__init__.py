@@ -24,7 +24,7 @@ from ._lowrank import LowRankLinear, LowRankLSTM
 from ._matching import count_parameters, match_compression, stored_bytes
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._mpo_linear import MPOLinear
-from ._mpo_rnn import MPOGRU, MPOLSTM
+from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._mpop import DimensionSqueezer, freeze_central
 from ._pruning import GradualPruner, prune_magnitude
 from ._serialization import load, save
@@ -36,6 +36,7 @@ __all__ = [
     "MPOGRU",
     "MPOLSTMCell",
     "MPOGRUCell",
+    "gate_layout",
     "LowRankLSTM",
     "TTLSTM",
     "LowRankLinear",

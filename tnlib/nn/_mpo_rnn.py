@@ -30,10 +30,21 @@ def gate_dims(
     return (gates * dims[0], *dims[1:])
 
 
-def gate_layout(gates: int, input_size: int, hidden_size: int, num_cores: int | None,
-                hidden_dims: Sequence[int] | None) -> tuple[int, ...]:
-    """The row factors of a recurrent weight: ``num_cores`` (default from the sizes) factors of
-    ``hidden_size`` (or ``hidden_dims``) with the gate factor in the first."""
+def gate_layout(gates: int, input_size: int, hidden_size: int, num_cores: int | None = None,
+                hidden_dims: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The row factors of a recurrent weight (``gates * hidden_size`` rows) in the layout of Gao et al. (2020).
+
+    ``num_cores`` (default :func:`tnlib.default_num_cores` of the sizes) factors
+    of ``hidden_size`` (or ``hidden_dims``), the gate factor (4 for an LSTM, 3
+    for a GRU) folded into the first: the ``out_dims`` of both weights of
+    :class:`MPOLSTM`, :class:`MPOGRU` and the cells.
+
+    Examples
+    --------
+    >>> import tnlib.nn
+    >>> tnlib.nn.gate_layout(4, input_size=64, hidden_size=64, num_cores=3)
+    (16, 4, 4)
+    """
     if num_cores is not None:
         positive_int("num_cores", num_cores)
     n = num_cores or tnlib.default_num_cores(gates * hidden_size, max(input_size, hidden_size))
