@@ -30,7 +30,7 @@ from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport
 
-__all__ = ["Decomposition", "decompose", "check_padding", "svd_layout", "measured_error"]
+__all__ = ["Decomposition", "decompose", "check_padding", "prefix_projector", "svd_layout", "measured_error"]
 
 
 class Decomposition(NamedTuple):
@@ -61,6 +61,40 @@ def _pad(a: Any, rows: int, cols: int) -> Any:
     dev = array_api_compat.device(a)
     a = xp.concat([a, xp.zeros((rows - m, n), dtype=a.dtype, device=dev)], axis=0)
     return xp.concat([a, xp.zeros((rows, cols - n), dtype=a.dtype, device=dev)], axis=1)
+
+
+def prefix_projector(dims: Sequence[int], count: int, like: Any) -> list[Any]:
+    """MPO cores ``(left, d, d, right)`` of the diagonal projector onto the first ``count`` of ``prod(dims)``
+    multi-indices (C order): the padding's complement, of bond dimension at most 2.
+
+    The indicator ``i < count`` is an automaton over the digits of ``i``
+    (most significant first) with two states, *equal so far* to the digits of
+    ``count - 1`` and *already below*; a digit above the bound's rejects.
+    """
+    xp = namespace(like)
+    dev = array_api_compat.device(like)
+    bound, digits = count - 1, []
+    for d in reversed(dims):
+        bound, digit = divmod(bound, int(d))
+        digits.append(digit)
+    digits.reverse()
+    n = len(dims)
+    cores = []
+    for k, (d, l) in enumerate(zip(dims, digits)):
+        t = [[[0.0, 0.0] for _ in range(d)] for _ in range(2)]  # t[state_in][digit][state_out]
+        for x in range(d):
+            t[0][x][0] = 1.0 if x == l else 0.0
+            t[0][x][1] = 1.0 if x < l else 0.0
+            t[1][x][1] = 1.0
+        rows = t[:1] if k == 0 else t
+        if k == n - 1:
+            table = [[[s[x][0] + s[x][1]] for x in range(d)] for s in rows]
+        else:
+            table = rows
+        ind = xp.asarray(table, dtype=like.dtype, device=dev)  # (left, d, right)
+        eye = xp.eye(d, dtype=like.dtype, device=dev)
+        cores.append(ind[:, :, None, :] * eye[None, :, :, None])
+    return cores
 
 
 def decompose(

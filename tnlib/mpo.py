@@ -25,7 +25,7 @@ from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
-from ._decompose import Decomposition, check_padding, decompose
+from ._decompose import Decomposition, check_padding, decompose, prefix_projector
 from ._legs import contract_sites, cores_to_sites, deinterleave_order, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
 from ._search import search
@@ -165,11 +165,53 @@ class MPO(Chain):
             cores.append(xp.reshape(block, (1, o, i, 1)))
         return cls(cores)
 
+    def _unpadded(self, rows: bool = True, cols: bool = True) -> MPO:
+        """The same matrix of :attr:`shape` with the padded rows and/or columns exactly zero, ``P W Q``.
+
+        A truncated MPO of a zero-padded matrix is not zero in the padding;
+        every method that means "the matrix of :attr:`shape`" (norms, inner
+        products, traces, products) works on this instead. The projectors have
+        bond dimension at most 2, so the bonds grow at most 4x, and only when
+        there is padding.
+        """
+        m, n = self._shape
+        cores = list(self._cores)
+        if rows and m < prod(self.out_dims):
+            cores = algebra.operator_times_operator(prefix_projector(self.out_dims, m, cores[0]), cores)
+        if cols and n < prod(self.in_dims):
+            cores = algebra.operator_times_operator(cores, prefix_projector(self.in_dims, n, cores[0]))
+        if len(cores) == len(self._cores) and all(a is b for a, b in zip(cores, self._cores)):
+            return self
+        return MPO._trusted(cores, None, None, self._shape)
+
+    @property
+    def is_padded(self) -> bool:
+        """Whether the cores span more than :attr:`shape` (``pad=True``, or ``MPO(cores, shape=...)``)."""
+        return self._shape != (prod(self.out_dims), prod(self.in_dims))
+
+    def log_norm(self) -> float:
+        """``ln ||W||_F`` of the matrix of :attr:`shape` (padding excluded); see :meth:`Chain.log_norm`."""
+        return Chain.log_norm(self._unpadded())
+
+    def inner(self, other: Any) -> Any:
+        """``tr(A^H B)`` of the matrices of :attr:`shape` (padding excluded), a 0-d array."""
+        self._check_same_legs(other, "inner")
+        return Chain.inner(self._unpadded(), other)
+
     def trace(self) -> Any:
         """``tr W = sum_i W[i, i]`` of a square MPO (``out_dims == in_dims``), a 0-d array; no dense matrix.
 
         Each core is traced over its ``(out, in)`` pair and the resulting bond
-        matrices are multiplied along the chain.
+        matrices are multiplied along the chain. For a padded MPO the sum runs
+        over the diagonal of the matrix of :attr:`shape` only.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> W = np.random.default_rng(0).standard_normal((35, 35))
+        >>> mpo = tnlib.MPO.from_matrix(W, (6, 6), (6, 6), pad=True, truncation=tnlib.Truncation(max_bond=3))
+        >>> bool(np.isclose(float(mpo.trace()), np.trace(mpo.to_matrix())))
+        True
         """
         if self.out_dims != self.in_dims or self._shape[0] != self._shape[1]:
             raise ValueError(
@@ -177,7 +219,7 @@ class MPO(Chain):
             )
         xp = namespace(*self._cores)
         acc = None
-        for core in self._cores:
+        for core in self._unpadded(cols=False).cores:
             left, o, i, right = core.shape
             flat = xp.reshape(core, (left, o * i, right))
             diag = flat[:, :: o + 1, :]  # entries with out index == in index
@@ -266,7 +308,8 @@ class MPO(Chain):
                     f"cannot multiply an MPO with in_dims={self.in_dims} (N={self._shape[1]}) by "
                     f"one with out_dims={other.out_dims} (M={other._shape[0]}); they must match"
                 )
-            cores = algebra.operator_times_operator(self._cores, other._cores)
+            # padded columns of self meet padded rows of other: zero one side so the product is exact
+            cores = algebra.operator_times_operator(self._unpadded(rows=False).cores, other._cores)
             return MPO._trusted(cores, None, None, (self._shape[0], other._shape[1]))
         if isinstance(other, MPS):
             if self.in_dims != other.phys_dims or self._shape[1] != prod(other.phys_dims):

@@ -143,3 +143,28 @@ def test_budget_is_always_met(dims, seed, budget):
     assert mps.num_params <= budget
     err = np.linalg.norm(mps.to_dense() - t)
     assert abs(err - mps.report.error_bound) <= 1e-9 * max(np.linalg.norm(t), 1e-300)
+
+
+@SETTINGS
+@given(
+    st.integers(2, 4), st.integers(2, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 6),
+    st.integers(0, 2**31 - 1),
+)
+def test_a_padded_mpo_means_the_matrix_of_its_shape(d1, d2, cut_rows, cut_cols, bond, seed):
+    """trace, norm, log_norm, inner and products of padded MPOs are those of the matrices of ``shape``
+    (a truncated MPO of a zero-padded matrix is not zero in the padding)."""
+    dims = (d1, d2, 2)
+    full = math.prod(dims)
+    m, n = max(1, full - cut_rows), max(1, full - cut_cols)
+    rng = np.random.default_rng(seed)
+    t = tnlib.Truncation(max_bond=bond)
+    a = tnlib.MPO.from_matrix(rng.standard_normal((m, n)), dims, dims, pad=True, truncation=t)
+    b = tnlib.MPO.from_matrix(rng.standard_normal((m, n)), dims, dims, pad=True, truncation=t)
+    c = tnlib.MPO.from_matrix(rng.standard_normal((n, m)), dims, dims, pad=True, truncation=t)
+    A, B, C = a.to_matrix(), b.to_matrix(), c.to_matrix()
+    scale = max(1.0, np.linalg.norm(A) * max(np.linalg.norm(B), np.linalg.norm(C)))
+    assert math.isclose(a.norm(), np.linalg.norm(A), rel_tol=1e-10, abs_tol=1e-12)
+    assert abs(float(a.inner(b)) - float(np.sum(A * B))) <= 1e-10 * scale
+    np.testing.assert_allclose((a @ c).to_matrix(), A @ C, atol=1e-10 * scale)
+    if m == n:
+        assert abs(float(a.trace()) - np.trace(A)) <= 1e-10 * max(1.0, np.abs(A).sum())
