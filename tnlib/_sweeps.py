@@ -263,6 +263,15 @@ def truncate_chain(
         if best is None or sum(result.discarded) < sum(best.discarded):
             best = result
     assert best is not None  # allocations is never empty
+    if truncation.max_relative_error is not None and truncation.degeneracy_tol is not None:
+        # a cut moved below a multiplet discards more than the allocation planned: the error guarantee wins
+        limit = (truncation.max_relative_error * norm) ** 2
+        if sum(best.discarded) > limit:
+            plain = dataclasses.replace(per_bond, degeneracy_tol=None)
+            caps_of = [plain if cap is None else dataclasses.replace(plain, max_bond=cap,
+                                                                     min_bond=min(plain.min_bond, cap))
+                       for cap in allocations[0]]
+            best = svd_sweep(canon, 1, caps_of.__getitem__, svd)
     return list(best.cores), best.report(norm, truncation)
 
 

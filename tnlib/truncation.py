@@ -96,7 +96,9 @@ class Truncation:
         to the larger, the cut moves down to the multiplet's start (as
         TeNPy's ``degeneracy_tol``). When the first multiplet itself is
         longer than the cut allows, the cut stays where it was: ``max_bond``
-        and ``min_bond`` are never broken. In ``[0, 1)``.
+        and ``min_bond`` are never broken, and neither is
+        ``max_relative_error`` (where moving the cuts down would exceed the
+        error, they stay inside the multiplets). In ``[0, 1)``.
 
     Examples
     --------

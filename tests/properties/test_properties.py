@@ -168,3 +168,20 @@ def test_a_padded_mpo_means_the_matrix_of_its_shape(d1, d2, cut_rows, cut_cols, 
     np.testing.assert_allclose((a @ c).to_matrix(), A @ C, atol=1e-10 * scale)
     if m == n:
         assert abs(float(a.trace()) - np.trace(A)) <= 1e-10 * max(1.0, np.abs(A).sum())
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.1, 0.2, 0.3, 0.5]), st.sampled_from([1e-3, 0.05, 0.3]))
+def test_max_relative_error_holds_with_degeneracy_tol(seed, eps, tol):
+    """Moving cuts out of multiplets never breaks the global error guarantee (multiplets are common:
+    symmetric states, paired singular values)."""
+    rng = np.random.default_rng(seed)
+    s = np.sort(np.repeat(rng.uniform(0.05, 1.0, 8), 2))[::-1]
+    u, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    v, _ = np.linalg.qr(rng.standard_normal((16, 16)))
+    a = (u * s) @ v.T
+    t = tnlib.Truncation(max_relative_error=eps, degeneracy_tol=tol)
+    for chain in (tnlib.MPO.from_matrix(a, (4, 4), (4, 4), truncation=t),
+                  tnlib.MPS.from_dense(a.reshape(4, 4, 4, 4), truncation=t)):
+        dense = chain.to_matrix() if isinstance(chain, tnlib.MPO) else chain.to_dense().reshape(16, 16)
+        assert np.linalg.norm(a - dense) <= eps * np.linalg.norm(a) * (1 + 1e-9)
