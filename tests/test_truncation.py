@@ -334,3 +334,20 @@ def test_float32_kernel_gets_the_float64_bonds_under_max_discarded():
     f64 = tnlib.MPO.from_matrix(K, (4, 4, 4, 4), (4, 4, 4, 4), truncation=t).bond_dims
     f32 = tnlib.MPO.from_matrix(K.astype(np.float32), (4, 4, 4, 4), (4, 4, 4, 4), truncation=t).bond_dims
     assert f32 == f64 == (5, 4, 3)  # float32 used to keep (16, 4, 3)
+
+
+@pytest.mark.parametrize("svd", ["auto", "lapack"])
+def test_degeneracy_tol_is_honoured_by_the_partial_routes(svd):
+    """A route that computes only the leading values computes one more than the cap, so that it sees
+    whether the cut falls inside a multiplet (the Krylov route used to return exactly max_bond values)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    s = np.concatenate([np.linspace(10, 2, 30), [1.0, 1.0, 1.0], np.linspace(0.5, 0.01, n - 33)])
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (u * s) @ v.T
+    r = tnlib.truncated_svd(a, tnlib.Truncation(max_bond=31, degeneracy_tol=1e-6), svd=svd)
+    assert r.S.shape[0] == 30
+    mpo = tnlib.MPO.from_matrix(a, (n, 1), (1, n), truncation=tnlib.Truncation(max_bond=32, degeneracy_tol=1e-6),
+                                svd=svd)
+    assert mpo.bond_dims == (30,)

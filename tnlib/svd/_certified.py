@@ -157,6 +157,11 @@ def krylov_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     if not isinstance(a, np.ndarray):
         return None
     k = truncation.cap
+    assert k is not None
+    if truncation.degeneracy_tol is not None:
+        k += 1  # the first dropped value decides whether the cut is inside a multiplet
+    if k >= min(a.shape):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")

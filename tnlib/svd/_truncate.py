@@ -55,6 +55,8 @@ def _rank_cap(truncation: Truncation | None, full_rank: int) -> int | None:
     if truncation is not None and not truncation.needs_full_spectrum:
         cap = truncation.cap
         assert cap is not None  # needs_full_spectrum is False only with a cap
+        if truncation.degeneracy_tol is not None:
+            cap += 1  # the first dropped value decides whether the cut is inside a multiplet
         return min(cap, full_rank)
     return None
 
