@@ -294,3 +294,24 @@ def test_numpy_integers_are_accepted_as_counts_everywhere():
     assert tnlib.choose_dims((16, 16), num_cores=np.int64(2)) == ((4, 4), (4, 4))
     mpo = tnlib.MPO.from_matrix(np.eye(16), num_cores=np.int16(2), truncation=tnlib.Truncation(max_bond=np.int64(3)))
     assert mpo.bond_dims == (3,)
+
+
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        (lambda a, rank: (lambda u, s, vh: (u, s[::-1].copy(), vh))(*np.linalg.svd(a, full_matrices=False)),
+         "not in descending order"),
+        (lambda a, rank: (lambda u, s, vh: (u[:, :2], s[:2], vh[:2]))(*np.linalg.svd(a, full_matrices=False)),
+         "2 singular values where"),
+        (lambda a, rank: (lambda u, s, vh: (u, s, vh[:2]))(*np.linalg.svd(a, full_matrices=False)),
+         r"expected \("),
+    ],
+    ids=["ascending", "too-few", "shapes"],
+)
+def test_a_registered_svd_that_breaks_its_contract_is_refused(method, message):
+    tnlib.register_svd("broken-svd", method, overwrite=True)
+    W = np.random.default_rng(0).standard_normal((12, 10))
+    with pytest.raises(ValueError, match="the SVD method 'broken-svd' returned .*" + message):
+        tnlib.truncated_svd(W, tnlib.Truncation(max_bond=5), svd="broken-svd")
+    with pytest.raises(ValueError, match="the SVD method 'broken-svd' returned"):
+        tnlib.MPO.from_matrix(W, (3, 4), (2, 5), truncation=tnlib.Truncation(max_bond=5), svd="broken-svd")

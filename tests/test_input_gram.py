@@ -101,3 +101,14 @@ def test_bad_input_gram(gram, error, message):
 def test_input_gram_needs_a_truncation():
     with pytest.raises(ValueError, match=r"input_gram needs a truncation"):
         tnlib.MPO.from_matrix(np.ones((4, 4)), (2, 2), (2, 2), input_gram=np.eye(4))
+
+
+def test_report_after_a_data_aware_fit_keeps_the_full_bond_dims():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((64, 48))
+    X = rng.standard_normal((200, 48)) * np.linspace(2, 0.1, 48)
+    t = tnlib.Truncation(max_bond=4)
+    plain = tnlib.MPO.from_matrix(W, (4, 4, 4), (4, 4, 3), truncation=t)
+    aware = tnlib.MPO.from_matrix(W, (4, 4, 4), (4, 4, 3), truncation=t, input_gram=X.T @ X / 200)
+    assert aware.report.full_bond_dims == plain.report.full_bond_dims == (16, 12)
+    assert aware.report.bond_dims == (4, 4) and aware.center == 2

@@ -149,13 +149,32 @@ def thin_svd(a: Any, rank: int | None = None, svd: str = "auto") -> tuple[Any, A
     check_svd(svd)
     u, s, vh = _REGISTRY[svd](a, rank)
     if svd not in ("auto", "lapack", "randomized"):
-        xp = namespace(s)
-        if not bool(xp.all(xp.isfinite(s))) or (s.shape[0] and bool(xp.any(s < 0))):
-            raise ValueError(
-                f"the SVD method {svd!r} returned singular values that are not finite and non-negative "
-                f"for a {a.shape[0]} x {a.shape[1]} matrix; check the registered function"
-            )
+        _check_result(svd, a, rank, u, s, vh)
     return u, s, vh
+
+
+def _check_result(svd: str, a: Any, rank: int | None, u: Any, s: Any, vh: Any) -> None:
+    """Refuse what a registered method returns unless it is a thin SVD as promised: finite, non-negative,
+    descending ``S`` with at least ``rank`` values (all ``min(m, n)`` for ``rank=None``), matching shapes."""
+    m, n = (int(d) for d in a.shape)
+    what = f"the SVD method {svd!r} returned"
+    where = f"for a {m} x {n} matrix (rank={rank}); check the registered function"
+    if getattr(s, "ndim", None) != 1 or getattr(u, "ndim", None) != 2 or getattr(vh, "ndim", None) != 2:
+        raise ValueError(f"{what} arrays that are not (U 2-D, S 1-D, Vh 2-D) {where}")
+    k = int(s.shape[0])
+    needed = min(m, n) if rank is None else min(int(rank), m, n)
+    if k < needed:
+        raise ValueError(f"{what} {k} singular values where {needed} were asked {where}")
+    if tuple(u.shape) != (m, k) or tuple(vh.shape) != (k, n):
+        raise ValueError(
+            f"{what} U {tuple(u.shape)}, S ({k},), Vh {tuple(vh.shape)}; "
+            f"expected ({m}, {k}), ({k},), ({k}, {n}) {where}"
+        )
+    xp = namespace(s)
+    if not bool(xp.all(xp.isfinite(s))) or (k and bool(xp.any(s < 0))):
+        raise ValueError(f"{what} singular values that are not finite and non-negative {where}")
+    if k > 1 and bool(xp.any(s[1:] > s[:-1])):
+        raise ValueError(f"{what} singular values that are not in descending order {where}")
 
 
 def left_factor(a: Any, rank: int | None = None, svd: str = "auto") -> tuple[Any, Any]:
