@@ -150,3 +150,19 @@ def test_open_npy_reads_blocks_without_mapping_the_file(tmp_path):
         tnlib.open_npy(tmp_path / "short.npy").compute()
     with pytest.raises(ValueError, match="chunk_rows"):
         tnlib.open_npy(tmp_path / "w.npy", chunk_rows=0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(dims=DIMS, bond=st.integers(1, 12), seed=st.integers(0, 10**6))
+def test_complex_dask_input_decomposes_as_in_memory(dims, bond, seed):
+    """The carry of the first step is U_1^H A_1, not U_1^T A_1 (complex input used to give garbage)."""
+    out_dims, in_dims = dims
+    rows, cols = int(np.prod(out_dims)), int(np.prod(in_dims))
+    w = decaying(rows, cols, seed) + 1j * decaying(rows, cols, seed + 1)
+    truncation = tnlib.Truncation(max_bond=bond)
+    want = tnlib.MPO.from_matrix(w, out_dims, in_dims, truncation=truncation)
+    got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(5, -1)), out_dims, in_dims, truncation=truncation)
+    assert_same_decomposition(got, want)
+    t = w.reshape(4, rows // 4, cols)
+    mps = tnlib.MPS.from_dense(da.from_array(t, chunks=(4, 3, -1)), truncation=truncation)
+    assert_same_decomposition(mps, tnlib.MPS.from_dense(t, truncation=truncation))

@@ -181,7 +181,7 @@ def _tsqr_r(at: Any, fan_in: int = 8) -> Any:
 def first_step(
     at: Any, truncation: Truncation, num_bonds: int, name: str
 ) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-    """``(U_1 (d_1, chi), U_1^T A_1 gathered as (rows of A^T, chi), full rank, discarded weight, ||A||_F)``."""
+    """``(U_1 (d_1, chi), (U_1^H A_1)^T (rows of A^T, chi), full rank, discarded weight, ||A||_F)``."""
     r_mem = _tsqr_r(at).compute()  # one pass over the input
     if not np.isfinite(r_mem).all():  # a NaN or inf anywhere in the input reaches R
         raise ValueError(f"{name} contains NaN or inf")
@@ -191,8 +191,9 @@ def first_step(
     total = float(np.sum(s * s))
     chi = select_rank(s, truncation.for_bond(0, num_bonds)) if total > 0 else 1
     u1 = np.ascontiguousarray(u[:, :chi]).astype(at.dtype)
-    projected = at.map_blocks(np.matmul, u1, chunks=(at.chunks[0], (chi,)), dtype=at.dtype)
-    rest_t = projected.compute()  # the second pass: (A_1^T U_1), chi columns, gathered
+    # the carry U_1^H A_1, gathered transposed: A_1^T conj(U_1) (conj matters for complex input)
+    projected = at.map_blocks(np.matmul, np.conj(u1), chunks=(at.chunks[0], (chi,)), dtype=at.dtype)
+    rest_t = projected.compute()  # the second pass: chi columns, gathered
     discarded = float(np.sum(s[chi:] * s[chi:]))
     return u1, rest_t, int(s.shape[0]), discarded, total**0.5
 
