@@ -176,3 +176,24 @@ def test_mpo_shape_must_be_two_ints():
     for bad in ("64", (16,), (16.0, 16), (16, 17)):
         with pytest.raises(ValueError, match=r"shape=.* is invalid; expected \(M, N\)"):
             tnlib.MPO(cores, shape=bad)
+
+
+def test_a_killed_save_leaves_nothing_after_the_next_successful_one(tmp_path):
+    """A writer killed mid-save cannot remove its temporary file; the next save of that path removes the
+    temporary files of writers that are gone, and leaves those of live ones alone."""
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    target = tmp_path / "m.tnz"
+    stale = tmp_path / f".m.tnz.{dead_pid}.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    live = tmp_path / f".m.tnz.{os.getppid()}.def456.tmp"  # a live process (our parent) may be writing it
+    live.write_bytes(b"in progress")
+    other = tmp_path / f".n.tnz.{dead_pid}.abc123.tmp"  # another target's: not ours to touch
+    other.write_bytes(b"x")
+    tnlib.save(target, tnlib.MPO.from_matrix(np.eye(4), (2, 2), (2, 2)))
+    assert not stale.exists() and live.exists() and other.exists()
+    assert np.allclose(tnlib.load(target).to_matrix(), np.eye(4))

@@ -276,3 +276,99 @@ def test_distill_refuses_a_learning_rate_that_would_corrupt_the_student(lr, erro
     with pytest.raises(error, match="lr"):
         tn.distill(student, teacher, [torch.randn(4, 8)], steps=2, lr=lr)
     assert all(torch.equal(a, b) for a, b in zip(before, student.parameters()))
+
+
+class Other(nn.Module):
+    """Recurrent's module names with other kinds and sizes behind them."""
+
+    def __init__(self, gru_hidden=16, kind="lstm"):
+        super().__init__()
+        self.lstm = nn.GRU(12, 16, num_layers=2, batch_first=True, bidirectional=True) if kind == "gru" else \
+            nn.LSTM(12, 16, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(32, gru_hidden, batch_first=True)
+        self.cell = nn.LSTMCell(16, 16)
+        self.gcell = nn.GRUCell(16, 16)
+        self.head = nn.Linear(16, 16)
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    (lambda: Other(kind="gru"), r"has a MPOLSTM at 'lstm', but model has a GRU there"),
+    (lambda: Other(gru_hidden=8), r"layer 'gru' of other sizes than model's \(hidden_size=16 vs 8\)"),
+])
+def test_load_into_another_architecture_is_refused_and_leaves_the_model_untouched(tmp_path, target, message):
+    small, _ = tn.compress(Recurrent(), compression=4)
+    tn.save(small, tmp_path / "m.safetensors")
+    model = target()
+    before = {n: type(m) for n, m in model.named_modules()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        tn.load(tmp_path / "m.safetensors", model=model)
+    assert {n: type(m) for n, m in model.named_modules()} == before
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(("tamper", "message"), [
+    (lambda t: t.update({"extra.weight": torch.zeros(2)}), r"does not fit the model \(unexpected: extra.weight\)"),
+    (lambda t: t.update({"gru.bias_ih_l0": torch.zeros(5)}), r"layer 'gru' does not run with the saved settings"),
+])
+def test_a_failing_load_puts_every_module_back(tmp_path, tamper, message):
+    """A file whose tensors do not fit fails before anything is copied, or puts the modules back."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    small, _ = tn.compress(Recurrent(), compression=4)
+    tn.save(small, tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as fh:
+        meta = fh.metadata()
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    tamper(tensors)
+    save_file(tensors, str(tmp_path / "cut.safetensors"), metadata=meta)
+    model = Recurrent()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        tn.load(tmp_path / "cut.safetensors", model=model)
+    assert all(type(m).__module__.startswith("torch.") or m is model for m in model.modules())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_tampered_header_fails_at_load_not_at_the_first_forward(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    layer = tn.MPOLSTM(8, 16, bond_dim=2, num_cores=2)
+    tn.save(layer, tmp_path / "l.safetensors")
+    with safe_open(str(tmp_path / "l.safetensors"), framework="pt") as fh:
+        header = json.loads(fh.metadata()["tnlib.nn"])
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    header["layers"][""]["attrs"]["hidden_size"] = 12
+    save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"tnlib.nn": json.dumps(header)})
+    with pytest.raises(ValueError, match=r"does not run with the saved settings"):
+        tn.load(tmp_path / "t.safetensors")
+
+
+def test_load_while_another_process_saves_always_reads_one_whole_file(tmp_path):
+    """load reads the file's bytes once: a concurrent save (an atomic rename) gives it the old file or the
+    new one, never a mix (two opens used to see two versions: 'smaller than the required mapping size')."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "layer.safetensors"
+    tn.save(tn.MPOLinear(64, 64, bond_dim=4), path)
+    writer = textwrap.dedent(f"""
+        import torch, tnlib.nn as tn
+        for k in range(40):
+            tn.save(tn.MPOLinear(64, 64, bond_dim=2 + k % 7), {str(path)!r})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer])
+    loads = 0
+    try:
+        while proc.poll() is None and loads < 2000:
+            layer = tn.load(path)
+            assert layer(torch.zeros(1, 64)).shape == (1, 64)
+            loads += 1
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0 and loads > 0

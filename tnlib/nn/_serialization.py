@@ -141,41 +141,146 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     >>> bool(torch.equal(again(x), layer(x)))
     True
     """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    tensors, meta = _read(path)
+    layers = _layers(meta, path)
+    if model is None:
+        if "" not in layers:
+            raise ValueError(f"{path} holds a model, not one tnlib layer: pass model= (its architecture) to load into")
+        root = _skeleton(layers[""], "", tensors)
+        _load_state(root, tensors, path)
+        _probe(root, "", path)
+        return root
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    return _load_into(model, layers, tensors, path)
+
+
+def _layers(meta: dict[str, str], path: Path) -> dict[str, Any]:
+    """The layer descriptions of a file's tnlib header, checked."""
     try:
         header = json.loads(meta[FORMAT])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, TypeError, json.JSONDecodeError):
         raise ValueError(f"{path} holds no tnlib structure header; was it written by tnlib.nn.save?") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("layers"), dict):
         raise ValueError(f"{path} has an invalid tnlib structure header")
     if not isinstance(header.get("version"), int) or header["version"] > VERSION:
         raise ValueError(f"{path} was written by format version {header.get('version')!r}; upgrade tnlib")
-    layers: dict[str, Any] = header["layers"]
-    if model is None:
-        if "" not in layers:
-            raise ValueError(f"{path} holds a model, not one tnlib layer: pass model= (its architecture) to load into")
-        root = _skeleton(layers[""], "", tensors)
-        root.load_state_dict(tensors, strict=True)
-        return root
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    return header["layers"]
+
+
+def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Every saved layer rebuilt and checked against ``model`` before the model is touched; then replaced
+    and loaded, all or nothing (a failure puts the original modules back)."""
     named = dict(model.named_modules())
+    built = {}
     for name, spec in layers.items():
         if name == "":
             raise ValueError(f"{path} holds one tnlib layer; load it with model=None")
         if name not in named:
             raise ValueError(f"the file has a layer {name!r} that model does not: is it the same architecture?")
         layer = _skeleton(spec, name + ".", tensors)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, layer)
-    model.load_state_dict(tensors, strict=True)
+        _check_replaces(layer, named[name], name, path)
+        built[name] = layer
+    replaced = []
+    try:
+        for name, layer in built.items():
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            replaced.append((parent, child, getattr(parent, child)))
+            setattr(parent, child, layer)
+        _load_state(model, tensors, path)
+        for name, layer in built.items():
+            _probe(layer, name, path)
+    except Exception:
+        for parent, child, original in reversed(replaced):
+            setattr(parent, child, original)
+        raise
     return model
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, from one read of its bytes (a concurrent
+    :func:`save` replaces the file whole: the bytes are one version of it, never a mix)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    try:
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or size > len(data) - 8:
+            raise ValueError("the header is longer than the file")
+        head = json.loads(data[8 : 8 + size])
+        meta = head.get("__metadata__") or {} if isinstance(head, dict) else {}
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    return tensors, meta
+
+
+def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``load_state_dict(strict=True)`` after checking every key and shape first, so that nothing is copied
+    into the model unless everything fits (torch copies the matching tensors before it reports the rest)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes", wrong))
+                 if keys]
+        raise ValueError(f"{path} does not fit the model ({'; '.join(parts)}): is it the same architecture?")
+    model.load_state_dict(tensors, strict=True)
+
+
+_REPLACES: dict[type[nn.Module], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # saved class: (the module types it may replace, the size attributes both must agree on)
+    MPOLinear: (("Linear", "Conv1D", "MPOLinear"), ("in_features", "out_features")),
+    MPOLSTM: (("LSTM", "MPOLSTM"), ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")),
+    MPOGRU: (("GRU", "MPOGRU"), ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")),
+    MPOLSTMCell: (("LSTMCell", "MPOLSTMCell"), ("input_size", "hidden_size")),
+    MPOGRUCell: (("GRUCell", "MPOGRUCell"), ("input_size", "hidden_size")),
+}
+
+
+def _sizes(module: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
+    if type(module).__name__ == "Conv1D":  # transformers' Conv1D: weight (in, out)
+        w = getattr(module, "weight")
+        return {"in_features": int(w.shape[0]), "out_features": int(w.shape[1])}
+    return {n: getattr(module, n, None) for n in names}
+
+
+def _check_replaces(layer: nn.Module, target: nn.Module, name: str, path: Path) -> None:
+    """Refuse a saved layer that would replace a module of another kind or size (another architecture)."""
+    kinds, names = _REPLACES[type(layer)]
+    if type(target).__name__ not in kinds:
+        raise ValueError(
+            f"{path} has a {type(layer).__name__} at {name!r}, but model has a {type(target).__name__} there "
+            f"(expected one of {', '.join(kinds)}): is it the same architecture?"
+        )
+    saved, have = _sizes(layer, names), _sizes(target, names)
+    if saved != have:
+        diff = ", ".join(f"{k}={saved[k]!r} vs {have[k]!r}" for k in names if saved[k] != have[k])
+        raise ValueError(f"{path} has a layer {name!r} of other sizes than model's ({diff}): another architecture?")
+
+
+def _probe(layer: nn.Module, name: str, path: Path) -> None:
+    """One forward pass on zeros: a header whose settings disagree with its tensors fails here, at load,
+    rather than at the first forward."""
+    ref = next(layer.parameters())
+    try:
+        with torch.no_grad():
+            if isinstance(layer, MPOLinear):
+                layer(torch.zeros(1, layer.in_features, dtype=ref.dtype))
+            elif isinstance(layer, (MPOLSTM, MPOGRU)):
+                layer(torch.zeros(1, 1, layer.input_size, dtype=ref.dtype))
+            else:
+                layer(torch.zeros(1, getattr(layer, "input_size"), dtype=ref.dtype))
+    except Exception as exc:  # noqa: BLE001 - any inconsistency of a tampered header
+        where = f"layer {name!r}" if name else "the layer"
+        raise ValueError(
+            f"{path}: {where} does not run with the saved settings ({type(exc).__name__}: {exc})"
+        ) from None
