@@ -372,3 +372,24 @@ def test_load_while_another_process_saves_always_reads_one_whole_file(tmp_path):
     finally:
         proc.wait(timeout=120)
     assert proc.returncode == 0 and loads > 0
+
+
+def test_distill_reads_an_endless_iterator_only_as_far_as_the_steps():
+    teacher = nn.Sequential(nn.Linear(8, 8))
+    student, _ = tn.compress(teacher, compression=2)
+    drawn = []
+
+    def endless():
+        while True:
+            drawn.append(1)
+            yield torch.randn(4, 8)
+
+    assert len(tn.distill(student, teacher, endless(), steps=5)) == 5
+    assert len(drawn) == 5
+
+
+def test_distill_refuses_outputs_of_other_shapes_instead_of_broadcasting():
+    teacher = nn.Sequential(nn.Linear(8, 1))
+    student = nn.Sequential(nn.Linear(8, 8))
+    with pytest.raises(ValueError, match=r"outputs differ in shape on batch 0: \(4, 8\) vs \(4, 1\)"):
+        tn.distill(student, teacher, [torch.randn(4, 8)], steps=2)

@@ -46,7 +46,8 @@ def distill(
         The compressed model and the dense one (the teacher is not trained).
     batches
         Unlabelled model inputs (tensors, argument tuples or keyword dicts),
-        cycled through until ``steps`` steps are done.
+        cycled through until ``steps`` steps are done; at most ``steps`` of
+        them are read, so an endless iterator is fine.
     steps
         Optimiser steps.
     lr
@@ -71,23 +72,31 @@ def distill(
     """
     steps = check_int("steps", steps, 1)
     lr = check_positive("lr", lr)
-    data = list(batches)
-    if not data:
+    data = list(itertools.islice(iter(batches), steps))  # at most one pass of what the steps use: an endless
+    if not data:  # iterator (a generator of fresh batches) is read only that far
         raise ValueError("batches holds no inputs; pass an iterable of model inputs")
     params = [p for p in student.parameters() if p.requires_grad]
     if not params:
         raise ValueError("student has no trainable parameters")
-    criterion = loss or (lambda a, b: torch.mean((a - b) ** 2))
+    criterion = loss or _mse
     opt = torch.optim.Adam(params, lr=lr)
     teacher_mode = teacher.training
     teacher.eval()
     student.train()
     history = []
     try:
-        for batch in itertools.islice(itertools.cycle(data), steps):
+        for k, batch in enumerate(itertools.islice(itertools.cycle(data), steps)):
             with torch.no_grad():
                 target = first_tensor(run_batch(teacher, batch))
-            value = criterion(first_tensor(run_batch(student, batch)), target)
+            out = first_tensor(run_batch(student, batch))
+            if loss is None and tuple(out.shape) != tuple(target.shape):
+                raise ValueError(
+                    f"student and teacher outputs differ in shape on batch {k % len(data)}: {tuple(out.shape)} vs "
+                    f"{tuple(target.shape)}; the default loss compares them entry by entry (pass loss= otherwise)"
+                )
+            value = criterion(out, target)
+            if not bool(torch.isfinite(value)):
+                raise ValueError(f"the distillation loss is {float(value)} at step {k}; lower lr (now {lr})")
             opt.zero_grad()
             value.backward()
             opt.step()
@@ -95,3 +104,7 @@ def distill(
     finally:
         teacher.train(teacher_mode)
     return history
+
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.mean((a - b) ** 2)
