@@ -393,3 +393,18 @@ def test_distill_refuses_outputs_of_other_shapes_instead_of_broadcasting():
     student = nn.Sequential(nn.Linear(8, 8))
     with pytest.raises(ValueError, match=r"outputs differ in shape on batch 0: \(4, 8\) vs \(4, 1\)"):
         tn.distill(student, teacher, [torch.randn(4, 8)], steps=2)
+
+
+def test_layers_and_names_are_checked():
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match=r"layers names '0' more than once"):
+        tn.compress(net, compression=2, layers=["0", "0"])
+    batches_ = [torch.randn(4, 8)]
+    with pytest.raises(TypeError, match=r"names must be a sequence of module names, got '10'"):
+        tn.record_grams(net, "10", batches_)
+    with pytest.raises(TypeError, match=r"layer '1' is a ReLU, which has no weight matrix"):
+        tn.record_grams(net, ["1"], batches_)
+    with pytest.raises(ValueError, match=r"names lists '0' twice"):
+        tn.record_grams(net, ["0", "0"], batches_)
+    with pytest.raises(ValueError, match=r"names holds 'nope', which is not a module"):
+        tn.record_grams(net, ["nope"], batches_)

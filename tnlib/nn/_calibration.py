@@ -123,6 +123,32 @@ def _hook(acc: _Accumulator, name: str, module: nn.Module):
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
+_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)
+
+
+def _check_names(model: nn.Module, names: Any) -> list[str]:
+    """Module names of ``model`` whose inputs can be recorded: a sequence of distinct strings naming a
+    ``Linear``, ``Conv1D``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise TypeError(f"names must be a sequence of module names, got {names!r}; e.g. names=[{names!r}]")
+    names = list(names)
+    modules = dict(model.named_modules())
+    seen = set()
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"names holds {n!r}; module names are strings")
+        if n in seen:
+            raise ValueError(f"names lists {n!r} twice")
+        seen.add(n)
+        if n not in modules:
+            raise ValueError(f"names holds {n!r}, which is not a module of the model; modules: "
+                             f"{[k for k in modules if k][:12]}")
+        if not (isinstance(modules[n], _RECORDED) or is_conv1d(modules[n])):
+            raise TypeError(f"layer {n!r} is a {type(modules[n]).__name__}, which has no weight matrix to "
+                            "record inputs for (Linear, Conv1D, LSTM, GRU, LSTMCell and GRUCell have)")
+    return names
+
+
 def record_grams(
     model: nn.Module, names: Iterable[str], calibration: Iterable[Any]
 ) -> dict[str, dict[str, torch.Tensor]]:
@@ -140,7 +166,7 @@ def record_grams(
     >>> grams["0"]["weight"].shape, grams["2"]["weight"].dtype
     (torch.Size([8, 8]), torch.float64)
     """
-    names = list(names)
+    names = _check_names(model, names)
     acc = _Accumulator()
     handles = [_hook(acc, n, model.get_submodule(n)) for n in names]
     was_training = model.training

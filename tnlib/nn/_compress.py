@@ -162,6 +162,9 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
         return [n for n, m in named.items() if n and _converter(m) is not None]
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
+    if len(set(layers)) != len(layers):
+        twice = sorted({n for n in layers if list(layers).count(n) > 1})
+        raise ValueError(f"layers names {', '.join(map(repr, twice))} more than once; name each layer once")
     for n in layers:
         if n not in named:
             raise ValueError(
