@@ -80,3 +80,31 @@ def test_every_lstm_trains_from_scratch(make):
     model.zero_grad()
     losses = train_steps(model, lstm_teacher_batches(), steps=80)
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("kind", ["MPOLSTM", "MPOGRU"])
+def test_recurrent_layers_refuse_what_torch_refuses(kind):
+    layer = getattr(tn, kind)(8, 16, bond_dim=2, num_cores=2)
+    x = torch.randn(5, 3, 8)
+    states = 1
+    h = torch.zeros(states, 3, 16, dtype=torch.float64)
+    hx = (h, h) if kind == "MPOLSTM" else h
+    with pytest.raises(TypeError, match=r"hx has dtype torch.float64 but this .*'s weights are torch.float32"):
+        layer(x, hx)
+    with pytest.raises(ValueError, match=r"input has no time steps"):
+        layer(torch.randn(0, 3, 8))
+    packed = nn.utils.rnn.pack_padded_sequence(x, [5, 4, 2])
+    with pytest.raises(TypeError, match=r"takes padded tensors, not a PackedSequence"):
+        layer(packed)
+    with pytest.raises(TypeError, match=r"batch_first must be True or False, got 'yes'"):
+        getattr(tn, kind)(8, 16, bond_dim=2, batch_first="yes")
+    with pytest.raises(ValueError, match=r"dropout=1.5 is invalid"):
+        getattr(tn, kind)(8, 16, bond_dim=2, dropout=1.5)
+
+
+@pytest.mark.parametrize("kind", ["MPOLSTMCell", "MPOGRUCell"])
+def test_cells_refuse_a_hidden_state_of_another_dtype(kind):
+    cell = getattr(tn, kind)(8, 16, bond_dim=2, num_cores=2)
+    h = torch.zeros(3, 16, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"hx has dtype torch.float64"):
+        cell(torch.randn(3, 8), (h, h) if kind == "MPOLSTMCell" else h)

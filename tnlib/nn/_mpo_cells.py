@@ -109,6 +109,7 @@ class _MPOCell(MPOWeights, nn.Module):
             parts = list(hx) if states == 2 else [hx]
             parts = [p.unsqueeze(0) if unbatched else p for p in parts]
             for p in parts:
+                check_input(p, x, "hx", type(self).__name__)
                 if tuple(p.shape) != (x.shape[0], self.hidden_size):
                     raise ValueError(
                         f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "

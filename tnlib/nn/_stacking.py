@@ -16,6 +16,7 @@ from torch import nn
 
 import tnlib
 from tnlib._apply import WeightPlan
+from tnlib._checks import check_fraction
 
 from ._cores import copy_bias, init_bias, positive_int
 from ._inference import check_input
@@ -60,8 +61,10 @@ class StackedRNN(nn.Module):
     ) -> None:
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             positive_int(name, value)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is invalid; expected a float in [0, 1)")
+        for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        dropout = check_fraction("dropout", dropout, 1.0)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional = bidirectional
@@ -117,7 +120,15 @@ class StackedRNN(nn.Module):
             return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
         return tnlib.gru_forward(x, f_ih, f_hh, b_ih, b_hh, state, reverse=reverse)
 
-    def forward(self, input: torch.Tensor, hx: Any = None):
+    def _time_major(self, input: Any) -> tuple[torch.Tensor, bool]:
+        """The input as ``(T, B, I)`` and whether it was unbatched, checked as torch checks it."""
+        if isinstance(input, nn.utils.rnn.PackedSequence):
+            raise TypeError(
+                f"{type(self).__name__} takes padded tensors, not a PackedSequence; unpack it with "
+                "torch.nn.utils.rnn.pad_packed_sequence (and mask the padded steps)"
+            )
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
         unbatched = input.dim() == 2
         if input.dim() not in (2, 3):
             raise ValueError(
@@ -128,20 +139,32 @@ class StackedRNN(nn.Module):
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features; this {self.cell_name} expects {self.input_size}")
         check_input(x, next(self.parameters()), "input", type(self).__name__)
+        if x.shape[0] == 0:
+            raise ValueError(f"input has no time steps (shape {tuple(input.shape)}); give at least one")
+        return x, unbatched
+
+    def _initial_states(self, x: torch.Tensor, hx: Any, unbatched: bool) -> list[torch.Tensor]:
+        """``[h0]`` or ``[h0, c0]`` as ``(layers * directions, B, H)``, zeros by default, checked."""
         batch = x.shape[1]
         states = self.num_layers * self.num_directions
         lstm = self.gates == 4
-        parts: list[torch.Tensor]
         if hx is None:
-            parts = [x.new_zeros(states, batch, self.hidden_size)] * (2 if lstm else 1)
-        else:
-            parts = [h.unsqueeze(1) if unbatched else h for h in (list(hx) if lstm else [hx])]
-            for p in parts:
-                if tuple(p.shape) != (states, batch, self.hidden_size):
-                    raise ValueError(
-                        f"hx has shape {tuple(p.squeeze(1).shape) if unbatched else tuple(p.shape)}; expected "
-                        f"{(states, self.hidden_size) if unbatched else (states, batch, self.hidden_size)}"
-                    )
+            return [x.new_zeros(states, batch, self.hidden_size)] * (2 if lstm else 1)
+        parts = [h.unsqueeze(1) if unbatched else h for h in (list(hx) if lstm else [hx])]
+        for p in parts:
+            if tuple(p.shape) != (states, batch, self.hidden_size):
+                raise ValueError(
+                    f"hx has shape {tuple(p.squeeze(1).shape) if unbatched else tuple(p.shape)}; expected "
+                    f"{(states, self.hidden_size) if unbatched else (states, batch, self.hidden_size)}"
+                )
+            check_input(p, x, "hx", type(self).__name__)
+        return parts
+
+    def forward(self, input: torch.Tensor, hx: Any = None):
+        x, unbatched = self._time_major(input)
+        batch = x.shape[1]
+        lstm = self.gates == 4
+        parts = self._initial_states(x, hx, unbatched)
         finals: list[list[torch.Tensor]] = [[] for _ in parts]
         for layer in range(self.num_layers):
             outs = []
