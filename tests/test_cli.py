@@ -13,6 +13,13 @@ def run(*args, cwd):
     return subprocess.run([sys.executable, "-m", "tnlib", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+class _Evil:
+    """Unpickling this would run code (print here)."""
+
+    def __reduce__(self):
+        return (print, ("unpickled: this must never run",))
+
+
 @pytest.fixture
 def matrix_file(tmp_path):
     W = np.random.default_rng(0).standard_normal((64, 64))
@@ -26,6 +33,13 @@ def matrix_file(tmp_path):
     if torch is not None:
         torch.save({"w": torch.tensor(W), "b": torch.zeros(3)}, tmp_path / "state.pt")
         torch.save({"w": torch.tensor(W)}, tmp_path / "renamed.bin")  # a torch zip under another name
+        torch.save({"model": {"w": torch.tensor(W)}, "step": 3}, tmp_path / "nested.pt")  # a training checkpoint
+        torch.save({"w": torch.tensor(W, dtype=torch.bfloat16)}, tmp_path / "bf16.pt")
+        from safetensors.torch import save_file as save_torch
+
+        save_torch({"w": torch.tensor(W, dtype=torch.bfloat16)}, str(tmp_path / "bf16.safetensors"))
+        torch.save({"w": _Evil()}, tmp_path / "evil.pt")
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{bad json       ")
     from safetensors.numpy import save_file
 
     save_file({"w": W, "b": np.zeros(3)}, str(tmp_path / "state.safetensors"))
@@ -90,7 +104,17 @@ def test_npz_key(tmp_path, matrix_file):
         (["decompose", "two.npz", "--key", "third"], "has no array 'third'"),
         (["decompose", "W.npy", "--max-bond", "x"], "argument --max-bond: invalid int value: 'x'"),
         (["decompose", "W.npy", "--out-dims", "4,a"], "expected comma-separated positive ints"),
-        (["decompose", "W.npy", "--out-dims", "4,4", "--in-dims", "4,4,4"], "out_dims has 2 factors but in_dims has 3"),
+        (["decompose", "W.npy", "--out-dims", "4,4", "--in-dims", "4,4,4"],
+         "--out-dims has 2 factors but --in-dims has 3"),
+        (["decompose", "W.npy", "--num-cores", "0"], "--num-cores 0 is invalid"),
+        (["decompose", "W.npy", "--svd", "bogus"], "--svd 'bogus' is not a registered SVD method"),
+        (["decompose", "W.npy", "--out-dims", "4,4,2"], "--out-dims (4, 4, 2) multiply to 32 but matrix has 64 rows; "
+                                                         "pass factors whose product is 64, or omit --out-dims"),
+        (["decompose", "W.npy", "--out-of-core", "--out-dims", "3,2", "--max-bond", "2"],
+         "the first factor of --out-dims 3 is invalid"),
+        (["decompose", "W.npy", "--out-of-core", "--chunk-rows", "0", "--max-bond", "2"], "--chunk-rows 0 is invalid"),
+        (["decompose", "corrupt.safetensors"], "corrupt.safetensors: not a readable safetensors file"),
+        (["decompose", "evil.pt"], "evil.pt: refused: it holds Python objects other than tensors"),
         (["decompose", "W.npy", "--cutoff", "2"], "--cutoff=2.0 is invalid"),
         (["decompose", "W.npy", "-o", "W.npy"], "-o W.npy is the input file"),
         (["decompose", "W.npy", "-o", "no/such/dir/out.tnz"], "cannot write into"),
@@ -129,3 +153,16 @@ def test_decompose_reads_state_dicts_and_safetensors(tmp_path, matrix_file, name
 def test_unwritable_output_fails_before_the_work(tmp_path, matrix_file):
     r = run("decompose", "W.npy", "-o", str(tmp_path / "missing" / "out.tnz"), cwd=tmp_path)
     assert r.returncode == 2 and "cannot write into" in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize(("name", "key", "tol"), [("nested.pt", "model.w", 0.0), ("bf16.pt", None, 1e-2),
+                                                  ("bf16.safetensors", None, 1e-2)])
+def test_checkpoints_and_bfloat16_files_are_read(tmp_path, matrix_file, name, key, tol):
+    pytest.importorskip("torch")
+    args = ["decompose", name, "--out-dims", "8,8", "--in-dims", "8,8", "-o", "out.tnz"]
+    args += ["--key", key] if key else []
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    back = tnlib.load(tmp_path / "out.tnz").to_matrix()
+    assert np.abs(back - matrix_file).max() <= tol * np.abs(matrix_file).max() + 1e-9
+    assert "unpickled" not in r.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import re
 import sys
 import zipfile
@@ -39,6 +40,20 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+_FLAGS = ("num_cores", "out_dims", "in_dims", "chunk_rows", "svd", "pad", "key")
+
+
+def _as_flags(message: str) -> str:
+    """The library's error in the command line's words: its argument names become the flags that set them."""
+    message = re.sub(r"Truncation\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+    message = re.sub(r"\bfirst_out_dim=", "the first factor of --out-dims ", message)
+    message = re.sub(r"\b(out_dims|in_dims)=None to choose them", lambda m: f"or omit --{m.group(1).replace('_', '-')} "
+                     "to choose them", message)
+    message = re.sub(r"\b(" + "|".join(_FLAGS) + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
+    return re.sub(r"(?<!-)\b(out_dims|in_dims|num_cores|chunk_rows)\b", lambda m: "--" + m.group(1).replace("_", "-"),
+                  message)
 
 
 def _dims(text: str) -> tuple[int, ...]:
@@ -71,13 +86,62 @@ def _torch_arrays(path: Path) -> dict[str, Any]:
         raise _UsageError(f"{path}: reading a PyTorch file needs torch (pip install 'tnlib[torch]')") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise _UsageError(
+            f"{path}: refused: it holds Python objects other than tensors, and unpickling them could run code; "
+            "tnlib reads only tensors (save the weights with torch.save(model.state_dict(), ...))"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign files
-        raise _UsageError(f"{path}: not a PyTorch state dict that loads with weights_only=True ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _UsageError(f"{path}: not a PyTorch file of tensors ({first})") from None
     if isinstance(state, torch.Tensor):
-        return {"tensor": state.detach().numpy()}
+        return {"tensor": _host(state)}
     if not isinstance(state, dict):
         raise _UsageError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
-    return {str(k): v.detach().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return {k: _host(v) for k, v in _flatten(state).items() if isinstance(v, torch.Tensor)}
+
+
+def _flatten(state: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested checkpoint (``{"model": state_dict, "optimizer": ...}``) as one dict with dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in state.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _host(tensor: Any) -> np.ndarray:
+    """A torch tensor as a NumPy array; bfloat16 (which NumPy lacks) becomes float32, exactly."""
+    import torch
+
+    t = tensor.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        t = t.to(torch.float32)
+    return t.numpy()
+
+
+def _safetensors_arrays(path: Path) -> dict[str, Any]:
+    """The tensors of a .safetensors file; bfloat16 ones (which NumPy lacks) through torch, as float32."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return dict(load_file(str(path)))
+    except SafetensorError as exc:
+        raise _UsageError(f"{path}: not a readable safetensors file ({exc})") from None
+    except (TypeError, ValueError) as exc:
+        if "bfloat16" not in str(exc):
+            raise _UsageError(f"{path}: cannot read an array ({exc})") from None
+    try:
+        from safetensors.torch import load_file as load_torch
+    except ImportError:
+        raise _UsageError(
+            f"{path}: holds bfloat16 tensors, which need torch to read (pip install 'tnlib[torch]')"
+        ) from None
+    return {k: _host(v) for k, v in load_torch(str(path)).items()}
 
 
 def _load_matrix(path: str, key: str | None) -> np.ndarray:
@@ -89,9 +153,7 @@ def _load_matrix(path: str, key: str | None) -> np.ndarray:
         if p.suffix in (".pt", ".pth"):
             return np.asarray(_pick(path, _torch_arrays(p), key))
         if p.suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
-            return np.asarray(_pick(path, load_file(str(p)), key))
+            return np.asarray(_pick(path, _safetensors_arrays(p), key))
         with open(p, "rb") as fh:
             head = fh.read(4)
         if head.startswith(b"PK"):  # a zip: .npz, or a tnlib file, or a torch.save file under another name
@@ -272,8 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         {"decompose": _decompose, "spectrum": _spectrum, "info": _info}[args.command](args)
     except (_UsageError, ValueError, TypeError, FileNotFoundError) as exc:
-        # the library names Truncation fields; on the command line they are flags
-        message = re.sub(r"Truncation\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))
+        message = _as_flags(str(exc))
         print(f"tnlib: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. head
