@@ -315,3 +315,23 @@ def test_a_registered_svd_that_breaks_its_contract_is_refused(method, message):
         tnlib.truncated_svd(W, tnlib.Truncation(max_bond=5), svd="broken-svd")
     with pytest.raises(ValueError, match="the SVD method 'broken-svd' returned"):
         tnlib.MPO.from_matrix(W, (3, 4), (2, 5), truncation=tnlib.Truncation(max_bond=5), svd="broken-svd")
+
+
+def test_smaller_inputs_are_accepted_or_refused_clearly():
+    torch = pytest.importorskip("torch")
+    assert tnlib.MPO.identity((2, 3), like=[1.0]).to_matrix().shape == (6, 6)  # a list: NumPy
+    with pytest.raises(TypeError, match=r"dtype=torch.float32 is not a dtype of numpy; pass like="):
+        tnlib.MPO.identity((2, 3), dtype=torch.float32)
+    assert tnlib.MPO.identity((2, 3), dtype=torch.float32, like=torch.zeros(0)).dtype == torch.float32
+    with pytest.raises(TypeError, match=r"dtype=<class 'numpy.int64'> is invalid; expected float32"):
+        tnlib.MPO.zeros((2,), (2,), dtype=np.int64)
+    big = np.random.default_rng(0).standard_normal((16, 16)).astype(">f8")  # another machine's byte order
+    mpo = tnlib.MPO.from_matrix(big, (4, 4), (4, 4))
+    np.testing.assert_allclose(mpo.to_matrix(), big, atol=1e-12)
+    assert tnlib.Truncation(max_bond=np.array([3, 5])).max_bond == (3, 5)
+    with pytest.raises(ValueError, match=r"optimize='bogus' is not an opt_einsum strategy"):
+        mpo.apply(np.ones((2, 16)), optimize="bogus")
+    with pytest.raises(TypeError, match=r"vectors\[1\] has dtype <U1"):
+        tnlib.MPS.product_state([np.ones(2), np.array(["a"])])
+    with pytest.raises(ValueError, match=r"vectors\[0\] has 1 NaN or infinite entry"):
+        tnlib.MPS.product_state([np.array([np.nan, 1.0])])

@@ -151,6 +151,8 @@ def test_load_validates_the_header_against_the_arrays(tmp_path):
         (lambda h: h.update(version=True), r"invalid format version True"),
         (lambda h: h.update(num_sites=10**9), r"header declares num_sites=1000000000 but the file holds 3 arrays"),
         (lambda h: h.update(shape="64x32"), r"invalid MPO shape '64x32' in the header; expected \[M, N\]"),
+        (lambda h: h.update(report=[1, 2]), r"corrupt tnlib file: the report is a list, expected an object"),
+        (lambda h: h.update(report={"truncation": 3}), r"the report's truncation is a int, expected an object"),
     ]
     for k, (change, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):

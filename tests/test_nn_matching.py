@@ -17,3 +17,8 @@ def test_match_compression_meets_the_ratio_with_measured_counts():
     b = settings["mpo"]["bond_dim"]
     assert tn.count_parameters(tn.MPOLSTM(32, 64, bond_dim=b + 1, num_cores=3)) > dense / 10
     assert settings["low_rank"]["params"] == tn.count_parameters(tn.LowRankLSTM(32, 64, settings["low_rank"]["rank"]))
+
+
+def test_stored_bytes_of_a_tensor_is_refused_with_the_formula():
+    with pytest.raises(TypeError, match=r"module must be a torch.nn.Module, got Tensor"):
+        tn.stored_bytes(torch.zeros(3))

@@ -58,6 +58,8 @@ def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
             raise ValueError(f"{name} is on torch's 'meta' device and has no data; move it to a real device")
         if value.requires_grad and not keep_grad:
             return value.detach()  # decompositions are not differentiated; avoids scalar-conversion warnings
+    if isinstance(value, np.ndarray) and not value.dtype.isnative:
+        return value.astype(value.dtype.newbyteorder("="))  # big-endian data (from another machine's file)
     if array_api_compat.is_array_api_obj(value):
         return value
     try:

@@ -152,7 +152,14 @@ def _check_shapes(subscripts: str, terms: list[str], shapes: Sequence[tuple[int,
 
 
 def _optimize_key(optimize: Any) -> Any:
-    if isinstance(optimize, (str, bool)):
+    if isinstance(optimize, str):
+        known = opt_einsum.paths.get_path_fn  # raises KeyError, listing the strategies, for an unknown name
+        try:
+            known(optimize)
+        except KeyError as exc:
+            raise ValueError(f"optimize={optimize!r} is not an opt_einsum strategy: {exc.args[0]}") from None
+        return optimize
+    if isinstance(optimize, bool):
         return optimize
     try:
         return tuple(tuple(int(i) for i in step) for step in optimize)

@@ -51,7 +51,11 @@ def _report_to_json(report: TruncationReport | None) -> dict[str, Any] | None:
 def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
     if data is None:
         return None
+    if not isinstance(data, dict):
+        raise _Bad(f"corrupt tnlib file: the report is a {type(data).__name__}, expected an object")
     trunc = data.get("truncation")
+    if trunc is not None and not isinstance(trunc, dict):
+        raise _Bad(f"corrupt tnlib file: the report's truncation is a {type(trunc).__name__}, expected an object")
     return TruncationReport(
         tuple(int(v) for v in data["bond_dims"]),
         tuple(int(v) for v in data["full_bond_dims"]),

@@ -155,9 +155,21 @@ class MPO(Chain):
         out_dims, in_dims = check_dims("out_dims", out_dims), check_dims("in_dims", in_dims)
         if len(out_dims) != len(in_dims):
             raise ValueError(f"out_dims has {len(out_dims)} factors but in_dims has {len(in_dims)}")
-        xp = namespace(as_array(like, "like") if like is not None else np.zeros(0))
-        device = array_api_compat.device(like) if like is not None else None
+        ref = as_array(like, "like") if like is not None else np.zeros(0)
+        xp = namespace(ref)
+        device = array_api_compat.device(ref) if like is not None else None
         dtype = dtype if dtype is not None else xp.float64
+        try:
+            probe = xp.zeros(0, dtype=dtype, device=device)
+        except Exception:  # noqa: BLE001 - each library refuses a foreign dtype in its own words
+            raise TypeError(
+                f"dtype={dtype!r} is not a dtype of {xp.__name__.split('.')[-1]}; pass like=<an array of the "
+                "library that dtype belongs to> (for torch: like=torch.zeros(0))"
+            ) from None
+        try:
+            check_floating(probe, "dtype")
+        except TypeError:
+            raise TypeError(f"dtype={dtype!r} is invalid; expected float32, float64, complex64 or complex128") from None
         cores = []
         for o, i in zip(out_dims, in_dims):
             block = xp.eye(o, i, dtype=dtype, device=device) if kind == "identity" else xp.zeros((o, i), dtype=dtype,

@@ -96,6 +96,10 @@ class MPS(Chain):
             a = as_array(v, f"vectors[{k}]")
             if a.ndim != 1 or a.shape[0] == 0:
                 raise ValueError(f"vectors[{k}] has shape {tuple(a.shape)}; expected a non-empty 1-D array")
+            check_floating(a, f"vectors[{k}]")
+            check_finite(a, f"vectors[{k}]")
+            if cores and a.dtype != cores[0].dtype:
+                raise TypeError(f"vectors[{k}] has dtype {a.dtype} but vectors[0] has {cores[0].dtype}; give one dtype")
             cores.append(namespace(a).reshape(a, (1, a.shape[0], 1)))
         return cls(cores)
 

@@ -60,6 +60,9 @@ def stored_bytes(module: nn.Module) -> int:
     >>> tnlib.nn.stored_bytes(pruned)   # 100 kept x 4 bytes + a 125-byte bitmask + 10 biases x 4
     565
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}; for a tensor t use "
+                        "t.numel() * t.element_size()")
     total = 0
     masks = {n for n, _ in module.named_buffers() if n.endswith("_mask")}
     for name, p in module.named_parameters():
