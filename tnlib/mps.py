@@ -91,7 +91,7 @@ class MPS(Chain):
         """
         if isinstance(vectors, (str, bytes)) or not isinstance(vectors, Sequence) or not vectors:
             raise TypeError(f"vectors must be a non-empty sequence of 1-D arrays, got {vectors!r}")
-        cores = []
+        cores: list[Any] = []
         for k, v in enumerate(vectors):
             a = as_array(v, f"vectors[{k}]")
             if a.ndim != 1 or a.shape[0] == 0:

@@ -146,8 +146,9 @@ class Truncation:
                 )
 
     def _check_max_bond(self) -> None:
-        if getattr(self.max_bond, "ndim", None) == 1 and hasattr(self.max_bond, "tolist"):
-            object.__setattr__(self, "max_bond", tuple(self.max_bond.tolist()))  # e.g. allocate_bonds' NumPy caps
+        caps: Any = self.max_bond
+        if getattr(caps, "ndim", None) == 1 and hasattr(caps, "tolist"):
+            object.__setattr__(self, "max_bond", tuple(caps.tolist()))  # e.g. allocate_bonds' NumPy caps
         if isinstance(self.max_bond, Sequence) and not isinstance(self.max_bond, (str, bytes)):
             if len(self.max_bond) == 0:
                 raise ValueError("Truncation.max_bond=() is invalid; give one cap per bond, or an int for all")
