@@ -87,3 +87,10 @@ def test_training_mode_and_bad_arguments_are_refused(tmp_path):
     with pytest.raises(TypeError, match="args must hold torch tensors"):
         tn.export_onnx(layer, ("text",), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_wrong_example_input_fails_in_the_models_words(tmp_path):
+    layer = tn.MPOLinear(16, 8, bond_dim=2).eval()
+    with pytest.raises(ValueError, match=r"args \(\(2, 12\)\) do not run through MPOLinear: ValueError: input has 12 features"):
+        tn.export_onnx(layer, (torch.randn(2, 12),), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()

@@ -75,6 +75,8 @@ def export_onnx(
         be exported as in training).
     TypeError
         If ``model`` is not a module or ``args`` not a tuple of tensors.
+    ValueError
+        If the model does not run on ``args`` (checked eagerly first).
 
     Examples
     --------
@@ -100,6 +102,15 @@ def export_onnx(
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple of example inputs, e.g. (x,), got {type(args).__name__}")
     _tensors(args, "args")
+    with torch.no_grad():
+        try:  # eagerly first: a wrong example input fails here in the model's own words, not in the tracer's
+            model(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises for inputs it cannot take
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            shapes = ", ".join(str(tuple(a.shape)) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args)
+            raise ValueError(
+                f"args ({shapes}) do not run through {type(model).__name__}: {type(exc).__name__}: {first}"
+            ) from None
     with torch.no_grad(), warnings.catch_warnings():
         # the exporter warns about its own internals (deprecations of torch APIs it calls)
         warnings.simplefilter("ignore", DeprecationWarning)
