@@ -91,6 +91,7 @@ def test_training_mode_and_bad_arguments_are_refused(tmp_path):
 
 def test_a_wrong_example_input_fails_in_the_models_words(tmp_path):
     layer = tn.MPOLinear(16, 8, bond_dim=2).eval()
-    with pytest.raises(ValueError, match=r"args \(\(2, 12\)\) do not run through MPOLinear: ValueError: input has 12 features"):
+    message = r"args \(\(2, 12\)\) do not run through MPOLinear: ValueError: input has 12 features"
+    with pytest.raises(ValueError, match=message):
         tn.export_onnx(layer, (torch.randn(2, 12),), tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()

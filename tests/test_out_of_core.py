@@ -166,3 +166,29 @@ def test_complex_dask_input_decomposes_as_in_memory(dims, bond, seed):
     t = w.reshape(4, rows // 4, cols)
     mps = tnlib.MPS.from_dense(da.from_array(t, chunks=(4, 3, -1)), truncation=truncation)
     assert_same_decomposition(mps, tnlib.MPS.from_dense(t, truncation=truncation))
+
+
+def _with_shape(src, dst, shape):
+    """A copy of the .npy ``src`` whose header declares ``shape`` (the data left as it was)."""
+    raw = src.read_bytes()
+    end = raw.index(b"\n") + 1
+    header = raw[:end].decode("latin1")
+    start = header.index("'shape': (")
+    close = header.index(")", start)
+    body = header[:start] + f"'shape': {shape}" + header[close + 1 :].rstrip(" \n")
+    dst.write_bytes(body.ljust(end - 1).encode("latin1") + b"\n" + raw[end:])
+    return dst
+
+
+def test_a_header_that_declares_more_than_the_file_holds_is_refused(tmp_path):
+    src = tmp_path / "W.npy"
+    np.save(src, np.ones((8, 4)))
+    big = _with_shape(src, tmp_path / "big.npy", (8 * 10**9, 4))
+    with pytest.raises(ValueError, match=r"big.npy: the header declares a 8000000000 x 4 float64 array"):
+        tnlib.open_npy(str(big))
+    r = subprocess.run([sys.executable, "-m", "tnlib", "decompose", str(big), "--max-bond", "2"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "the header declares a 8000000000 x 4 float64 array" in r.stderr
+    (tmp_path / "text.npy").write_text("hello")
+    with pytest.raises(ValueError, match=r"text.npy: not a .npy file"):
+        tnlib.open_npy(str(tmp_path / "text.npy"))

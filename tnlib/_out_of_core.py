@@ -24,6 +24,7 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ from .truncation import Truncation, TruncationReport, select_rank
 
 __all__ = [
     "is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy",
+    "npy_header",
 ]
 
 
@@ -260,6 +262,30 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
     return tt_decompose_dask((u1, rest, full_rank, discarded, norm), dims[1:], dims[0], truncation, svd)
 
 
+def npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` file, refused (``ValueError`` naming the
+    file) unless it is one whose data is as long as its header declares: a tampered header that declares a
+    huge shape is caught here, before anything tries to allocate or plan blocks for it."""
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+        except ValueError as exc:  # NumPy's words do not name the file
+            raise ValueError(f"{path}: not a .npy file ({exc})") from None
+        offset = fh.tell()
+        size = os.fstat(fh.fileno()).st_size
+    if dtype.hasobject:
+        raise ValueError(f"{path}: holds Python objects, not numbers")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if offset + declared > size:
+        raise ValueError(
+            f"{path}: the header declares a {' x '.join(map(str, shape))} {dtype} array ({declared} bytes) but the "
+            f"file holds {size - offset} bytes of data (truncated or corrupt)"
+        )
+    return tuple(int(d) for d in shape), bool(fortran), dtype, offset
+
+
 class _NpyRows:
     """Rows of a C-ordered ``.npy`` matrix read from disk on demand (what ``dask.array.from_array`` slices).
 
@@ -269,17 +295,11 @@ class _NpyRows:
     """
 
     def __init__(self, path: str) -> None:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
-            self.offset = fh.tell()
+        shape, fortran, dtype, self.offset = npy_header(path)
         if len(shape) != 2:
             raise ValueError(f"{path}: expected a 2-D matrix, got shape {shape}")
         if fortran:
             raise ValueError(f"{path}: the matrix is stored in Fortran order; save it C-ordered (np.save(path, W))")
-        if dtype.hasobject:
-            raise ValueError(f"{path}: holds Python objects, not numbers")
         self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), dtype, 2
 
     def __getitem__(self, index: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Sequence
 import numpy as np
 
 from . import __version__
-from ._out_of_core import open_npy
+from ._out_of_core import npy_header, open_npy
 from .io import load, save
 from .mpo import MPO
 from .mps import MPS
@@ -165,6 +165,7 @@ def _load_matrix(path: str, key: str | None) -> np.ndarray:
                 return np.asarray(_pick(path, {n: archive[n] for n in archive.files}, key))
         if key is not None:
             raise _UsageError("--key applies only to files that hold several arrays (.npz, .pt, .safetensors)")
+        npy_header(str(p))  # a header that declares more data than the file holds is refused before np.load
         return np.load(p, allow_pickle=False)
     except _UsageError:
         raise
