@@ -146,7 +146,7 @@ def test_open_npy_reads_blocks_without_mapping_the_file(tmp_path):
         tnlib.open_npy(tmp_path / "t.npy")
     raw = (tmp_path / "w.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match="shorter than its header"):
+    with pytest.raises(ValueError, match="the header declares a 100 x 24 float32 array .* \\(truncated or corrupt\\)"):
         tnlib.open_npy(tmp_path / "short.npy").compute()
     with pytest.raises(ValueError, match="chunk_rows"):
         tnlib.open_npy(tmp_path / "w.npy", chunk_rows=0)
