@@ -37,7 +37,7 @@ from ._backend import frobenius_norm, namespace
 from ._canonical import orthonormalize
 from .budget import allocation_candidates, bonds_for_error
 from .svd import truncate_left
-from .truncation import Truncation, TruncationReport, select_rank
+from .truncation import BudgetTooSmallError, Truncation, TruncationReport, select_rank
 
 __all__ = ["SweepResult", "svd_sweep", "tt_decompose", "truncate_chain"]
 
@@ -192,8 +192,30 @@ def _decompose(
     if truncation.max_params is None and truncation.max_relative_error is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd, owned)
         return list(sweep.cores), sweep.report(norm, truncation)
+    if len(dims) == 2 and truncation.max_params is not None:
+        # one bond: the budget is a cap, chi (d_0 + d_1) <= max_params; the per-bond route gives the
+        # allocation's result (the most values the other criteria keep, within the cap) from one truncated SVD
+        sweep, norm = _svd_chain(xp, tensor, dims, _one_bond_budget(truncation, dims), svd, owned)
+        return list(sweep.cores), sweep.report(norm, truncation)
     exact = _qr_chain(xp, tensor, dims, owned)
     return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
+
+
+def _one_bond_budget(truncation: Truncation, dims: Sequence[int]) -> Truncation:
+    """``max_params`` of a two-site chain as the per-bond cap it amounts to (refused when even ``min_bond``,
+    or the full rank when smaller, does not fit, as :func:`tnlib.allocate_bonds` refuses it)."""
+    assert truncation.max_params is not None
+    per_unit = int(dims[0]) + int(dims[1])
+    low = min(truncation.min_bond, int(dims[0]), int(dims[1]))
+    if low * per_unit > truncation.max_params:
+        raise BudgetTooSmallError(
+            f"Truncation.max_params={truncation.max_params} is below the smallest network "
+            f"with min_bond={truncation.min_bond}: {low * per_unit} parameters"
+        )
+    cap = truncation.max_params // per_unit
+    caps = truncation.bond_caps(1)[0]
+    cap = cap if caps is None else min(cap, caps)
+    return dataclasses.replace(truncation, max_params=None, max_bond=cap, min_bond=min(truncation.min_bond, cap))
 
 
 def truncate_chain(

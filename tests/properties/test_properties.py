@@ -185,3 +185,18 @@ def test_max_relative_error_holds_with_degeneracy_tol(seed, eps, tol):
                   tnlib.MPS.from_dense(a.reshape(4, 4, 4, 4), truncation=t)):
         dense = chain.to_matrix() if isinstance(chain, tnlib.MPO) else chain.to_dense().reshape(16, 16)
         assert np.linalg.norm(a - dense) <= eps * np.linalg.norm(a) * (1 + 1e-9)
+
+
+@SETTINGS
+@given(st.integers(2, 24), st.integers(2, 24), st.integers(1, 400), st.integers(0, 2**31 - 1))
+def test_a_two_core_budget_is_the_truncated_svd_at_the_largest_rank_it_holds(m, n, budget, seed):
+    """max_params on one bond is a cap chi (m + n) <= max_params (the fast route equals the allocation)."""
+    a = np.random.default_rng(seed).standard_normal((m, n))
+    assume(budget >= m + n)
+    mpo = tnlib.MPO.from_matrix(a, (m, 1), (1, n), truncation=tnlib.Truncation(max_params=budget))
+    chi = min(budget // (m + n), m, n)
+    s = np.linalg.svd(a, compute_uv=False)
+    assert mpo.bond_dims == (chi,) and mpo.num_params <= budget
+    assert math.isclose(np.linalg.norm(a - mpo.to_matrix()), math.sqrt(np.sum(s[chi:] ** 2)), rel_tol=1e-8,
+                        abs_tol=1e-10 * np.linalg.norm(a))
+    assert math.isclose(mpo.report.error_bound, np.linalg.norm(a - mpo.to_matrix()), rel_tol=1e-7, abs_tol=1e-9)
