@@ -18,12 +18,13 @@ right-orthonormal; then the singular values of the centre core's
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from . import _linalg as linalg
 from ._backend import namespace
 
-__all__ = ["left_step", "right_step", "orthonormalize", "schmidt_values"]
+__all__ = ["left_step", "right_step", "orthonormalize", "normalized", "schmidt_values"]
 
 
 def left_step(xp: Any, cores: list[Any], k: int) -> Any:
@@ -65,6 +66,41 @@ def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = N
     for k in range(stop, center, -1):
         right_step(xp, out, k)
     return out
+
+
+def _exponent(xp: Any, core: Any) -> int:
+    """The power of two of the largest entry of ``core`` (0 for a zero or non-finite core)."""
+    peak = float(xp.max(xp.abs(core)))
+    if peak == 0.0 or not math.isfinite(peak):
+        return 0
+    return math.frexp(peak)[1]
+
+
+def normalized(cores: Sequence[Any], center: int) -> tuple[list[Any], int]:
+    """``(chain, e)`` with ``chain`` in mixed canonical form with centre ``center`` and the tensor equal to
+    ``2**e`` times ``chain``'s: every core is divided by a power of two of its size before it is factored,
+    so neither the products of a long chain nor cores at 1e+-100 under- or overflow (exact: powers of two).
+    """
+    xp = namespace(*cores)
+    out = list(cores)
+    n = len(out)
+    total = 0
+
+    def rescale(k: int) -> None:
+        nonlocal total
+        e = _exponent(xp, out[k])
+        if e:
+            out[k] = out[k] * (2.0 ** -e)
+            total += e
+
+    for k in range(center):
+        rescale(k)
+        left_step(xp, out, k)
+    for k in range(n - 1, center, -1):
+        rescale(k)
+        right_step(xp, out, k)
+    rescale(center)
+    return out, total
 
 
 def schmidt_values(cores: Sequence[Any], center: int | None) -> list[Any]:

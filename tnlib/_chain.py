@@ -7,6 +7,7 @@ containers to the site-core algorithms there and validates user input.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import numbers
 import warnings
@@ -16,7 +17,7 @@ import array_api_compat
 
 from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, namespace, prod
-from ._canonical import orthonormalize, schmidt_values
+from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
 from ._sweeps import truncate_chain
@@ -105,6 +106,17 @@ def check_max_size(size: int, max_size: Any, what: str, itemsize: int) -> None:
             f"{what} would build an array of {size} entries ({size * itemsize / 2**30:.3g} GiB), "
             f"above max_size={max_size}; pass max_size={size} to allow it"
         )
+
+
+def _scaled_report(report: TruncationReport, exponent: int) -> TruncationReport:
+    """The report of a chain truncated at unit scale, stated for the chain ``2**exponent`` times larger
+    (relative weights kept exactly; absolute ones may under- or overflow, as the true values do)."""
+    factor = math.ldexp(1.0, exponent) if -1074 <= exponent <= 1023 else (math.inf if exponent > 0 else 0.0)
+    if math.isfinite(factor) and factor > 0.0:
+        return report.scaled(factor)
+    rel = report.relative_discarded
+    return dataclasses.replace(report, discarded=tuple(d * factor * factor for d in report.discarded),
+                               norm=report.norm * factor, error=None, relative=rel)
 
 
 def build_chain(cls: type[_Self], cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> _Self:
@@ -211,14 +223,27 @@ class Chain:
         error is the sum of the discarded weights in the new :attr:`report`.
         ``max_params`` allocates all bonds together (:func:`tnlib.allocate_bonds`).
         The result is in mixed canonical form with centre ``center`` (default
-        the last core: left-canonical); the report is kept.
+        the last core: left-canonical); the report is kept. The sweep runs at
+        unit scale, so cores at 1e+-100 or long chains truncate as they would
+        at scale 1; a chain whose norm itself is beyond floating range comes
+        back with its scale shared by the cores and no centre.
         """
         checked = check_truncation(truncation)
         if checked is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
         check_svd(svd)
-        sites, report = truncate_chain(self._sites(), self._center, checked, svd)
-        return self._with_sites(sites, self.num_sites - 1, report)._centered(center)
+        sites, exponent = normalized(self._sites(), self.num_sites - 1)  # at unit scale: no under- or overflow
+        sites, report = truncate_chain(sites, self.num_sites - 1, checked, svd)
+        if not exponent:
+            return self._with_sites(sites, self.num_sites - 1, report)._centered(center)
+        report = _scaled_report(report, exponent)
+        if abs(exponent) < 960:  # the scale back into the centre (a power of two: exact)
+            sites[-1] = sites[-1] * (2.0 ** exponent)
+            return self._with_sites(sites, self.num_sites - 1, report)._centered(center)
+        # a norm beyond floating range: no canonical centre can hold it; the cores share the scale
+        share, extra = divmod(exponent, len(sites))
+        sites = [c * (2.0 ** (share + (1 if k < extra else 0))) for k, c in enumerate(sites)]
+        return self._with_sites(sites, None, report)
 
     # -- spectra -------------------------------------------------------------
     def singular_values(self, bond: int) -> Any:
@@ -249,7 +274,8 @@ class Chain:
         """Entropy of every bond ``0 .. n-2`` from one sweep, a 1-D array."""
         alpha = check_alpha(alpha)
         xp = namespace(*self._cores)
-        spectra = schmidt_values(self._sites(), self._center)
+        sites, _ = normalized(self._sites(), self.num_sites - 1)  # entropies do not depend on the scale
+        spectra = schmidt_values(sites, self.num_sites - 1)
         if not spectra:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
         # one padded array, one vectorised pass: zeros carry no weight
@@ -289,7 +315,8 @@ class Chain:
         ``inf`` only when the norm itself is beyond float range, not when its
         square is (see :meth:`log_norm`).
         """
-        return math.exp(self.log_norm())
+        log = self.log_norm()
+        return math.inf if log > 709.78 else math.exp(log)
 
     def log_norm(self) -> float:
         """``ln ||self||`` without forming the norm's square: the centre core of the canonical form
@@ -303,16 +330,12 @@ class Chain:
         (-169.548455, True)
         """
         xp = namespace(*self._cores)
-        center = self._center
-        sites = self._sites()
-        if center is None:
-            center = self.num_sites - 1
-            sites = orthonormalize(sites, center, None)
-        core = sites[center]
+        sites, exponent = normalized(self._sites(), self.num_sites - 1)  # 2**exponent * chain, centre O(1)
+        core = sites[-1]
         peak = float(xp.max(xp.abs(core)))
         if peak == 0.0:
             return -math.inf
-        return math.log(peak) + math.log(float(xp.linalg.vector_norm(core / peak)))
+        return exponent * math.log(2.0) + math.log(peak) + math.log(float(xp.linalg.vector_norm(core / peak)))
 
     def inner(self, other: _Self) -> Any:
         """``<self|other> = sum conj(self) * other`` (for MPOs ``tr(A^H B)``), a 0-d array."""

@@ -200,3 +200,27 @@ def test_a_two_core_budget_is_the_truncated_svd_at_the_largest_rank_it_holds(m, 
     assert math.isclose(np.linalg.norm(a - mpo.to_matrix()), math.sqrt(np.sum(s[chi:] ** 2)), rel_tol=1e-8,
                         abs_tol=1e-10 * np.linalg.norm(a))
     assert math.isclose(mpo.report.error_bound, np.linalg.norm(a - mpo.to_matrix()), rel_tol=1e-7, abs_tol=1e-9)
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1e-150, 1e-100, 1e-30, 1.0, 1e30, 1e100, 1e150]))
+def test_norms_entropies_and_truncation_do_not_depend_on_the_scale_of_the_cores(seed, scale):
+    """Cores each scaled by 1e+-100 (a chain of norm 1e+-400): entropies and truncated bonds as at scale 1,
+    log_norm shifted by exactly the logarithm of the scale."""
+    rng = np.random.default_rng(seed)
+    base = tnlib.MPS.from_dense(rng.standard_normal((3, 4, 4, 3)))
+    scaled = tnlib.MPS([c * scale for c in base.cores])
+    np.testing.assert_allclose(scaled.entropies(), base.entropies(), rtol=1e-9, atol=1e-12)
+    assert math.isclose(scaled.log_norm(), base.log_norm() + 4 * math.log(scale), rel_tol=1e-12, abs_tol=1e-9)
+    t = tnlib.Truncation(max_bond=2)
+    small, ref = scaled.truncate(t), base.truncate(t)
+    assert small.bond_dims == ref.bond_dims
+    assert math.isclose(small.report.relative_error_bound, ref.report.relative_error_bound, rel_tol=1e-9)
+
+
+def test_log_norm_of_a_long_product_state_and_norm_beyond_range():
+    psi = tnlib.MPS.product_state([np.array([1.0, 1.0])] * 3000)  # norm 2**1500
+    assert math.isclose(psi.log_norm(), 1500 * math.log(2), rel_tol=1e-12)
+    assert psi.norm() == math.inf
+    tiny = tnlib.MPS.product_state([np.array([0.25, 0.0])] * 3000)  # norm 2**-6000
+    assert math.isclose(tiny.log_norm(), -6000 * math.log(2), rel_tol=1e-12) and tiny.norm() == 0.0
