@@ -30,7 +30,10 @@ from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport
 
-__all__ = ["Decomposition", "decompose", "check_padding", "prefix_projector", "svd_layout", "measured_error"]
+__all__ = [
+    "Decomposition", "decompose", "check_padding", "prefix_projector", "svd_layout", "measured_error", "far_exponent",
+    "scaled_back",
+]
 
 
 class Decomposition(NamedTuple):
@@ -97,6 +100,23 @@ def prefix_projector(dims: Sequence[int], count: int, like: Any) -> list[Any]:
     return cores
 
 
+def far_exponent(a: Any) -> int:
+    """The power of two of the largest entry of ``a`` when it is far from 1 (beyond ``2**+-100``), else 0:
+    a matrix that far out is worked on at unit scale (exact: a power of two), where no product or square
+    of its entries under- or overflows."""
+    xp = namespace(a)
+    peak = float(xp.max(xp.abs(a)))
+    e = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
+    return e if abs(e) > 100 else 0
+
+
+def scaled_back(fit: Decomposition, exponent: int) -> Decomposition:
+    """A decomposition of ``a * 2**-exponent`` as one of ``a``: the last core and the report scaled back."""
+    cores = list(fit.cores)
+    cores[-1] = cores[-1] * 2.0**exponent
+    return Decomposition(cores, fit.report.scaled(2.0**exponent), fit.center)
+
+
 def decompose(
     a: Any,
     out_dims: Sequence[int],
@@ -117,6 +137,11 @@ def decompose(
     if factor is None:
         return Decomposition(cores, report, len(cores) - 1)
     assert truncation is not None  # from_matrix refuses input_gram without one
+    exponent = far_exponent(a)
+    if exponent:  # the refit measures errors in the metric: at unit scale they neither under- nor overflow
+        unit = _refit(a * 2.0**-exponent, [c * 2.0**-exponent if k == len(cores) - 1 else c
+                                          for k, c in enumerate(cores)], report, truncation, factor)
+        return scaled_back(unit, exponent)
     return _refit(a, cores, report, truncation, factor)
 
 

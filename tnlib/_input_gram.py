@@ -106,7 +106,13 @@ def factor_of(input_gram: Any, a: Any) -> GramFactor | None:
     """The damped factor of a user's ``input_gram`` for the matrix ``a`` (validated), or ``None`` without one."""
     if input_gram is None:
         return None
-    return gram_factor(check_input_gram(input_gram, int(a.shape[1]), a))
+    c = check_input_gram(input_gram, int(a.shape[1]), a)
+    xp = namespace(c)
+    peak = float(xp.max(xp.abs(c)))
+    exponent = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
+    exponent = exponent if abs(exponent) > 100 else 0
+    # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
+    return gram_factor(c * 2.0**-exponent if exponent else c)
 
 
 def output_error(w: Any, w_hat: Any, factor: GramFactor) -> float:

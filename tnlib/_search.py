@@ -46,7 +46,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from ._backend import namespace, prod, to_host
-from ._decompose import Decomposition, decompose, measured_error
+from ._decompose import Decomposition, decompose, far_exponent, measured_error, scaled_back
 from ._input_gram import GramFactor
 from ._linalg import adjoint, svdvals
 from .budget import chain_params, uniform_cap
@@ -291,6 +291,11 @@ def search(
         )
     m, n = (int(d) for d in a.shape)
     xp = namespace(a)
+    exponent = far_exponent(a)
+    if exponent:  # searched at unit scale (every error is relative): spectra and fits neither under- nor overflow
+        unit = search(a * 2.0**-exponent, truncation, factor=factor, max_cores=max_cores, num_cores=num_cores,
+                      max_fits=max_fits, svd=svd)
+        return SearchResult(unit.rows, None if unit.best is None else scaled_back(unit.best, exponent))
     target = a if factor is None else a @ factor.L  # bounds on the whitened matrix rank the layouts
     total = float(xp.linalg.vector_norm(target)) ** 2
     if total <= 0.0:

@@ -146,10 +146,18 @@ def _svd_chain(
     return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
 
 
-def unit_scale(norm: float) -> float:
+def _is_single(x: Any) -> bool:
+    """Whether ``x`` is float32 or complex64."""
+    name = str(x.dtype)
+    return "float32" in name or "complex64" in name
+
+
+def unit_scale(norm: float, like: Any = None) -> float:
     """A power of two near ``norm`` when it is far from 1 (so that squares of entries neither under- nor
-    overflow), else 1: dividing and multiplying back by it is exact."""
-    if norm == 0.0 or not math.isfinite(norm) or 2.0**-200 < norm < 2.0**200:
+    overflow in ``like``'s precision: float32 squares leave its range beyond about 1e+-19), else 1:
+    dividing and multiplying back by it is exact."""
+    limit = 2.0**30 if like is not None and _is_single(like) else 2.0**200
+    if norm == 0.0 or not math.isfinite(norm) or 1.0 / limit < norm < limit:
         return 1.0
     return 2.0 ** round(math.log2(norm))
 
@@ -170,7 +178,7 @@ def tt_decompose(
     owned = isinstance(flat, np.ndarray) and not np.may_share_memory(flat, tensor)
     del tensor
     norm = frobenius_norm(flat)
-    scale = unit_scale(norm)
+    scale = unit_scale(norm, flat)
     if scale == 1.0:
         return _decompose(xp, flat, dims, truncation, svd, owned, norm)
     if owned:
@@ -240,7 +248,7 @@ def truncate_chain(
             cores = orthonormalize(cores, n - 1, None)
             center = n - 1
         norm = frobenius_norm(cores[center])
-    scale = unit_scale(norm)
+    scale = unit_scale(norm, cores[0])
     if scale != 1.0:
         scaled = list(cores)
         scaled[-1 if center is None else center] = scaled[-1 if center is None else center] / scale

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -224,3 +225,32 @@ def test_log_norm_of_a_long_product_state_and_norm_beyond_range():
     assert psi.norm() == math.inf
     tiny = tnlib.MPS.product_state([np.array([0.25, 0.0])] * 3000)  # norm 2**-6000
     assert math.isclose(tiny.log_norm(), -6000 * math.log(2), rel_tol=1e-12) and tiny.norm() == 0.0
+
+
+@SETTINGS
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1e-170, 1e-60, 1e60, 1e155, 1e300]))
+def test_decomposition_search_and_data_aware_fits_do_not_depend_on_scale(seed, scale):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((32, 32)) @ np.diag(0.85 ** np.arange(32))
+    x = rng.standard_normal((200, 32)) * np.linspace(3, 0.05, 32)
+    gram = x.T @ x / 200
+    budget = tnlib.Truncation(max_params=300)
+    for make in (lambda a, c: tnlib.MPO.from_matrix(a, truncation=budget),
+                 lambda a, c: tnlib.MPO.from_matrix(a, (4, 8), (8, 4), truncation=tnlib.Truncation(max_bond=3)),
+                 lambda a, c: tnlib.MPO.from_matrix(a, (4, 8), (8, 4), truncation=tnlib.Truncation(max_bond=3),
+                                                    input_gram=c)):
+        ref, big = make(w, gram), make(w * scale, gram * (1e200 if scale > 1 else 1e-200))
+        assert (big.out_dims, big.in_dims, big.bond_dims) == (ref.out_dims, ref.in_dims, ref.bond_dims)
+        assert math.isclose(big.report.relative_error_bound, ref.report.relative_error_bound, rel_tol=1e-6)
+        if ref.report.output_error is not None:
+            assert math.isclose(big.report.output_error, ref.report.output_error, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e20])
+def test_float32_matrices_far_from_unit_scale_truncate_as_at_scale_1(scale):
+    w = (np.random.default_rng(0).standard_normal((64, 64)) @ np.diag(0.9 ** np.arange(64))).astype(np.float32)
+    t = tnlib.Truncation(max_bond=6)
+    ref = tnlib.MPO.from_matrix(w, (8, 8), (8, 8), truncation=t)
+    far = tnlib.MPO.from_matrix((w * np.float32(scale)), (8, 8), (8, 8), truncation=t)
+    assert far.bond_dims == ref.bond_dims
+    assert math.isclose(far.report.relative_error_bound, ref.report.relative_error_bound, rel_tol=1e-4)
