@@ -192,3 +192,14 @@ def test_a_header_that_declares_more_than_the_file_holds_is_refused(tmp_path):
     (tmp_path / "text.npy").write_text("hello")
     with pytest.raises(ValueError, match=r"text.npy: not a .npy file"):
         tnlib.open_npy(str(tmp_path / "text.npy"))
+
+
+@pytest.mark.parametrize("scale", [1e-170, 1e170, 1e300])
+def test_dask_input_far_from_unit_scale_decomposes_as_at_scale_1(scale):
+    w = decaying(64, 32, 3)
+    t = tnlib.Truncation(max_bond=5)
+    ref = tnlib.MPO.from_matrix(da.from_array(w, chunks=(7, -1)), (8, 4, 2), (8, 2, 2), truncation=t)
+    far = tnlib.MPO.from_matrix(da.from_array(w * scale, chunks=(7, -1)), (8, 4, 2), (8, 2, 2), truncation=t)
+    assert far.bond_dims == ref.bond_dims
+    assert far.report.relative_error_bound == pytest.approx(ref.report.relative_error_bound, rel=1e-9)
+    assert far.report.norm == pytest.approx(ref.report.norm * scale, rel=1e-12)

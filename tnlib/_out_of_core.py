@@ -24,6 +24,7 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Sequence
 
@@ -182,12 +183,15 @@ def _tsqr_r(at: Any, fan_in: int = 8) -> Any:
 
 def first_step(
     at: Any, truncation: Truncation, num_bonds: int, name: str
-) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-    """``(U_1 (d_1, chi), (U_1^H A_1)^T (rows of A^T, chi), full rank, discarded weight, ||A||_F)``."""
+) -> tuple[np.ndarray, np.ndarray, int, float, float, float]:
+    """``(U_1 (d_1, chi), (U_1^H A_1)^T (rows of A^T, chi), full rank, discarded weight, ||A||_F,
+    discarded weight relative to ||A||_F^2)``; the spectrum is taken at unit scale (a power of two)."""
     r_mem = _tsqr_r(at).compute()  # one pass over the input
     if not np.isfinite(r_mem).all():  # a NaN or inf anywhere in the input reaches R
         raise ValueError(f"{name} contains NaN or inf")
-    u, s, _ = np.linalg.svd(r_mem.T)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
+    peak = float(np.max(np.abs(r_mem))) if r_mem.size else 0.0
+    exponent = math.frexp(peak)[1] if peak > 0 else 0  # the spectrum at unit scale: its squares stay in range
+    u, s, _ = np.linalg.svd(r_mem.T * 2.0**-exponent)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
     full = min(int(at.shape[0]), int(at.shape[1]))  # the rank bound of A_1 (R's zero padding adds zeros)
     u, s = u[:, :full], s[:full]
     total = float(np.sum(s * s))
@@ -197,11 +201,16 @@ def first_step(
     projected = at.map_blocks(np.matmul, np.conj(u1), chunks=(at.chunks[0], (chi,)), dtype=at.dtype)
     rest_t = projected.compute()  # the second pass: chi columns, gathered
     discarded = float(np.sum(s[chi:] * s[chi:]))
-    return u1, rest_t, int(s.shape[0]), discarded, total**0.5
+    # stated at the true scale: the norm always fits; the squared weight may not (then the report's
+    # relative weights, from tt_decompose_dask, carry it)
+    # at the true scale: the norm fits in range; the squared weight may not, so its relative size goes along
+    norm = math.ldexp(total**0.5, exponent)
+    return u1, rest_t, int(s.shape[0]), discarded * 4.0**exponent if abs(exponent) < 500 else (
+        math.inf if exponent > 0 else 0.0), norm, (discarded / total if total > 0 else 0.0)
 
 
 def tt_decompose_dask(
-    first: tuple[np.ndarray, np.ndarray, int, float, float],
+    first: tuple[np.ndarray, np.ndarray, int, float, float, float],
     rest_dims: Sequence[int],
     d1: int,
     truncation: Truncation,
@@ -209,7 +218,7 @@ def tt_decompose_dask(
 ) -> tuple[list[Any], TruncationReport]:
     """Finish the sweep in memory from :func:`first_step`'s result; ``rest`` is already interleaved into
     ``(chi, d_2, ..., d_n)`` by the caller."""
-    u1, rest, full_rank, discarded, norm = first
+    u1, rest, full_rank, discarded, norm, rel0 = first
     if svd == "auto" and rest.nbytes > _BLOCK_BYTES:
         # a remainder this large would be copied several times by a full LAPACK SVD: the randomized SVD
         # (range finder with its certificate, tnlib.svd) needs only a few thin sketches of it
@@ -218,13 +227,16 @@ def tt_decompose_dask(
     cores = [u1.reshape(1, d1, chi)]
     if len(rest_dims) == 1:
         cores.append(rest.reshape(chi, rest_dims[0], 1))
-        return cores, TruncationReport((chi,), (full_rank,), (discarded,), norm, truncation)
+        return cores, TruncationReport((chi,), (full_rank,), (discarded,), norm, truncation, relative=(rel0,))
     dims = (chi * rest_dims[0], *rest_dims[1:])
     tail, report = tt_decompose(rest.reshape(dims), dims, truncation.after(1), svd)
     head = tail[0]
     tail[0] = head.reshape(chi, rest_dims[0], head.shape[2])
+    # the rest's weights relative to ||rest||^2 = (1 - rel0) ||A||^2
+    rest_rel = tuple(r * (1.0 - rel0) for r in report.relative_discarded)
     merged = TruncationReport(
-        (chi, *report.bond_dims), (full_rank, *report.full_bond_dims), (discarded, *report.discarded), norm, truncation
+        (chi, *report.bond_dims), (full_rank, *report.full_bond_dims), (discarded, *report.discarded), norm, truncation,
+        relative=(rel0, *rest_rel),
     )
     return cores + tail, merged
 
@@ -236,7 +248,7 @@ def mpo_sites_from_dask(
     n = len(out_dims)
     m, cols = (int(d) for d in matrix.shape)
     o1, i1 = out_dims[0], in_dims[0]
-    u1, rest_t, full_rank, discarded, norm = first_step(
+    u1, rest_t, full_rank, discarded, norm, rel0 = first_step(
         _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1)), truncation, n - 1, "matrix"
     )
     chi = u1.shape[1]
@@ -246,7 +258,7 @@ def mpo_sites_from_dask(
     sites = site_dims(out_dims, in_dims)
     rest = np.ascontiguousarray(legs.transpose(order)).reshape(chi, *sites[1:])
     del legs, rest_t
-    first = (u1, rest, full_rank, discarded, norm)
+    first = (u1, rest, full_rank, discarded, norm, rel0)
     cores, report = tt_decompose_dask(first, sites[1:], sites[0], truncation, svd)
     return sites_to_cores(cores, out_dims, in_dims), report
 
@@ -254,12 +266,12 @@ def mpo_sites_from_dask(
 def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:
     """MPS cores ``(left, phys, right)`` of the dask ``tensor``."""
     dims = [int(d) for d in tensor.shape]
-    u1, rest_t, full_rank, discarded, norm = first_step(
+    u1, rest_t, full_rank, discarded, norm, rel0 = first_step(
         _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ()), truncation, len(dims) - 1, "tensor"
     )
     rest = np.ascontiguousarray(rest_t.T).reshape(u1.shape[1], *dims[1:])
     del rest_t
-    return tt_decompose_dask((u1, rest, full_rank, discarded, norm), dims[1:], dims[0], truncation, svd)
+    return tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0], truncation, svd)
 
 
 def npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
