@@ -156,6 +156,21 @@ def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
     return peak * math.sqrt(sum(scaled))
 
 
+def binary_exponent(x: Any) -> int:
+    """The power of two of the largest entry of ``x`` (``frexp``'s exponent; 0 for a zero or non-finite ``x``):
+    dividing by ``2**binary_exponent(x)`` brings ``x`` to unit scale exactly."""
+    xp = namespace(x)
+    peak = float(xp.max(xp.abs(x))) if array_api_compat.size(x) else 0.0
+    return math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
+
+
+def far_exponent(x: Any) -> int:
+    """:func:`binary_exponent` when ``x`` is far from unit scale (beyond ``2**+-100``), else 0: what is
+    that far out is worked on at unit scale, where no product or square of its entries under- or overflows."""
+    e = binary_exponent(x)
+    return e if abs(e) > 100 else 0
+
+
 def itemsize(x: Any) -> int:
     """Bytes per entry of an array of a supported dtype."""
     name = _dtype_name(namespace(x), x.dtype)

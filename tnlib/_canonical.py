@@ -18,11 +18,10 @@ right-orthonormal; then the singular values of the centre core's
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 from . import _linalg as linalg
-from ._backend import namespace
+from ._backend import binary_exponent, namespace
 
 __all__ = ["left_step", "right_step", "orthonormalize", "normalized", "schmidt_values"]
 
@@ -68,14 +67,6 @@ def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = N
     return out
 
 
-def _exponent(xp: Any, core: Any) -> int:
-    """The power of two of the largest entry of ``core`` (0 for a zero or non-finite core)."""
-    peak = float(xp.max(xp.abs(core)))
-    if peak == 0.0 or not math.isfinite(peak):
-        return 0
-    return math.frexp(peak)[1]
-
-
 def normalized(cores: Sequence[Any], center: int) -> tuple[list[Any], int]:
     """``(chain, e)`` with ``chain`` in mixed canonical form with centre ``center`` and the tensor equal to
     ``2**e`` times ``chain``'s: every core is divided by a power of two of its size before it is factored,
@@ -88,7 +79,7 @@ def normalized(cores: Sequence[Any], center: int) -> tuple[list[Any], int]:
 
     def rescale(k: int) -> None:
         nonlocal total
-        e = _exponent(xp, out[k])
+        e = binary_exponent(out[k])
         if e:
             out[k] = out[k] * (2.0 ** -e)
             total += e

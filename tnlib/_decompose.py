@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Sequence
 import array_api_compat
 
 from . import _input_gram as gram_fit
-from ._backend import itemsize, namespace, prod
+from ._backend import far_exponent, itemsize, namespace, prod
 from ._legs import cores_to_matrix, cores_to_sites, interleave, site_dims, sites_to_cores
 from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
@@ -98,16 +98,6 @@ def prefix_projector(dims: Sequence[int], count: int, like: Any) -> list[Any]:
         eye = xp.eye(d, dtype=like.dtype, device=dev)
         cores.append(ind[:, :, None, :] * eye[None, :, :, None])
     return cores
-
-
-def far_exponent(a: Any) -> int:
-    """The power of two of the largest entry of ``a`` when it is far from 1 (beyond ``2**+-100``), else 0:
-    a matrix that far out is worked on at unit scale (exact: a power of two), where no product or square
-    of its entries under- or overflows."""
-    xp = namespace(a)
-    peak = float(xp.max(xp.abs(a)))
-    e = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
-    return e if abs(e) > 100 else 0
 
 
 def scaled_back(fit: Decomposition, exponent: int) -> Decomposition:

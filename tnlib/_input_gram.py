@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, Sequence
 import array_api_compat
 
 from . import _linalg as linalg
-from ._backend import check_finite, check_floating, namespace
+from ._backend import check_finite, check_floating, far_exponent, namespace
 from ._canonical import left_step, orthonormalize
 from ._legs import deinterleave, interleave
 from .svd import thin_svd
@@ -107,10 +107,7 @@ def factor_of(input_gram: Any, a: Any) -> GramFactor | None:
     if input_gram is None:
         return None
     c = check_input_gram(input_gram, int(a.shape[1]), a)
-    xp = namespace(c)
-    peak = float(xp.max(xp.abs(c)))
-    exponent = math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
-    exponent = exponent if abs(exponent) > 100 else 0
+    exponent = far_exponent(c)
     # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
     return gram_factor(c * 2.0**-exponent if exponent else c)
 

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._backend import check_floating
+from ._backend import binary_exponent, check_floating
 from ._checks import check_int
 from ._legs import interleave_order, site_dims, sites_to_cores
 from ._sweeps import tt_decompose
@@ -189,8 +189,7 @@ def first_step(
     r_mem = _tsqr_r(at).compute()  # one pass over the input
     if not np.isfinite(r_mem).all():  # a NaN or inf anywhere in the input reaches R
         raise ValueError(f"{name} contains NaN or inf")
-    peak = float(np.max(np.abs(r_mem))) if r_mem.size else 0.0
-    exponent = math.frexp(peak)[1] if peak > 0 else 0  # the spectrum at unit scale: its squares stay in range
+    exponent = binary_exponent(r_mem)  # the spectrum at unit scale: its squares stay in range
     u, s, _ = np.linalg.svd(r_mem.T * 2.0**-exponent)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
     full = min(int(at.shape[0]), int(at.shape[1]))  # the rank bound of A_1 (R's zero padding adds zeros)
     u, s = u[:, :full], s[:full]

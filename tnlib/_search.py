@@ -45,8 +45,8 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from ._backend import namespace, prod, to_host
-from ._decompose import Decomposition, decompose, far_exponent, measured_error, scaled_back
+from ._backend import far_exponent, namespace, prod, to_host
+from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
 from ._linalg import adjoint, svdvals
 from .budget import chain_params, uniform_cap
