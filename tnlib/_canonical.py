@@ -67,10 +67,13 @@ def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = N
     return out
 
 
-def normalized(cores: Sequence[Any], center: int) -> tuple[list[Any], int]:
+def normalized(cores: Sequence[Any], center: int, old_center: int | None = None) -> tuple[list[Any], int]:
     """``(chain, e)`` with ``chain`` in mixed canonical form with centre ``center`` and the tensor equal to
     ``2**e`` times ``chain``'s: every core is divided by a power of two of its size before it is factored,
     so neither the products of a long chain nor cores at 1e+-100 under- or overflow (exact: powers of two).
+
+    With a known centre ``old_center`` the orthonormal cores (entries at most 1) are left as they are and
+    only the cores between the two centres are factored, as in :func:`orthonormalize`.
     """
     xp = namespace(*cores)
     out = list(cores)
@@ -84,10 +87,11 @@ def normalized(cores: Sequence[Any], center: int) -> tuple[list[Any], int]:
             out[k] = out[k] * (2.0 ** -e)
             total += e
 
-    for k in range(center):
+    start, stop = (0, n - 1) if old_center is None else (old_center, old_center)
+    for k in range(start, center):
         rescale(k)
         left_step(xp, out, k)
-    for k in range(n - 1, center, -1):
+    for k in range(stop, center, -1):
         rescale(k)
         right_step(xp, out, k)
     rescale(center)

@@ -232,7 +232,8 @@ class Chain:
         if checked is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
         check_svd(svd)
-        sites, exponent = normalized(self._sites(), self.num_sites - 1)  # at unit scale: no under- or overflow
+        # at unit scale: no under- or overflow
+        sites, exponent = normalized(self._sites(), self.num_sites - 1, self._center)
         sites, report = truncate_chain(sites, self.num_sites - 1, checked, svd)
         if not exponent:
             return self._with_sites(sites, self.num_sites - 1, report)._centered(center)
@@ -274,7 +275,8 @@ class Chain:
         """Entropy of every bond ``0 .. n-2`` from one sweep, a 1-D array."""
         alpha = check_alpha(alpha)
         xp = namespace(*self._cores)
-        sites, _ = normalized(self._sites(), self.num_sites - 1)  # entropies do not depend on the scale
+        # entropies do not depend on the scale
+        sites, _ = normalized(self._sites(), self.num_sites - 1, self._center)
         spectra = schmidt_values(sites, self.num_sites - 1)
         if not spectra:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
@@ -330,7 +332,8 @@ class Chain:
         (-169.548455, True)
         """
         xp = namespace(*self._cores)
-        sites, exponent = normalized(self._sites(), self.num_sites - 1)  # 2**exponent * chain, centre O(1)
+        # 2**exponent * chain, centre O(1)
+        sites, exponent = normalized(self._sites(), self.num_sites - 1, self._center)
         core = sites[-1]
         peak = float(xp.max(xp.abs(core)))
         if peak == 0.0:
