@@ -18,14 +18,13 @@ fits) and wraps the result; nothing here builds an ``MPO``.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple, Sequence
 
 import array_api_compat
 
 from . import _input_gram as gram_fit
 from ._backend import far_exponent, itemsize, namespace, prod
-from ._legs import cores_to_matrix, cores_to_sites, interleave, site_dims, sites_to_cores
+from ._legs import cores_to_matrix, cores_to_sites, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
 from .truncation import Truncation, TruncationReport
@@ -152,10 +151,6 @@ def svd_layout(a: Any, budget: int, truncation: Truncation, factor: gram_fit.Gra
     return [xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))]
 
 
-def _num_params(cores: Sequence[Any]) -> int:
-    return sum(math.prod(int(d) for d in c.shape) for c in cores)
-
-
 def _refit(
     a: Any, cores: list[Any], report: TruncationReport, truncation: Truncation, factor: gram_fit.GramFactor
 ) -> Decomposition:
@@ -170,7 +165,7 @@ def _refit(
     out_dims = tuple(int(c.shape[1]) for c in cores)
     in_dims = tuple(int(c.shape[2]) for c in cores)
     if is_svd_layout(out_dims, in_dims):
-        params = _num_params(cores)
+        params = num_params(cores)
         budget = truncation.max_params if truncation.max_params is not None else params
         whitened = svd_layout(a, min(budget, params), truncation, factor)
         w_hat, w_white = cores_to_matrix(cores), cores_to_matrix(whitened)

@@ -32,6 +32,7 @@ __all__ = [
     "cores_to_sites",
     "contract_sites",
     "cores_to_matrix",
+    "num_params",
 ]
 
 
@@ -92,3 +93,8 @@ def cores_to_matrix(cores: Sequence[Any]) -> Any:
     out_dims = [int(c.shape[1]) for c in cores]
     in_dims = [int(c.shape[2]) for c in cores]
     return deinterleave(contract_sites(cores_to_sites(cores)), out_dims, in_dims)
+
+
+def num_params(cores: Sequence[Any]) -> int:
+    """Entries of all cores together (the stored parameters of a chain)."""
+    return sum(prod(int(d) for d in c.shape) for c in cores)

@@ -48,6 +48,7 @@ import numpy as np
 from ._backend import far_exponent, namespace, prod, to_host
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
+from ._legs import num_params
 from ._linalg import adjoint, svdvals
 from .budget import chain_params, uniform_cap
 from .dims import default_num_cores, divisors
@@ -326,7 +327,7 @@ def search(
             else:
                 fit, error, out = _fit(a, layout, truncation, svd, factor)
                 chi = tuple(int(c.shape[3]) for c in fit.cores[:-1])
-                params = sum(math.prod(int(d) for d in c.shape) for c in fit.cores)
+                params = num_params(fit.cores)
                 status, fits = "fitted", fits + 1
                 score = out if out is not None else error
                 if score < best_score:
