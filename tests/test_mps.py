@@ -138,3 +138,24 @@ def test_norm_and_log_norm_far_from_one(scale):
         assert mps.log_norm() == pytest.approx(reference, rel=1e-12)
         assert mps.norm() == pytest.approx(np.exp(reference), rel=1e-12)
     assert tnlib.MPS.from_dense(T * scale).report.norm == pytest.approx(np.exp(reference), rel=1e-12)
+
+
+@pytest.mark.parametrize("per_core", [1e-60, 1e-40, 1.0, 1e40, 1e60])
+def test_singular_values_at_any_scale_in_range(per_core):
+    """Cores each at 1e+-60 (chain up to 1e+-360 inside, values up to 1e+-300 out): the Schmidt values are
+    those of the chain at scale 1 times the scale, where that is in range; beyond it inf or 0, never NaN."""
+    rng = np.random.default_rng(3)
+    base = tnlib.MPS([rng.standard_normal((1 if i == 0 else 3, 2, 1 if i == 4 else 3)) for i in range(5)])
+    scaled = tnlib.MPS([c * per_core for c in base.cores])
+    for bond in range(4):
+        reference = base.singular_values(bond)
+        got = scaled.singular_values(bond)
+        expected = reference * per_core**2.5 * per_core**2.5
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    far_scale = 1.0 if per_core == 1.0 else (1e290 if per_core > 1 else 1e-290)
+    far = tnlib.MPS([c * far_scale for c in base.cores])  # the chain at 1e+-1450
+    values = far.singular_values(2)
+    assert not np.isnan(values).any()
+    if per_core != 1.0:
+        assert np.all(values == (np.inf if per_core > 1 else 0.0))
+    np.testing.assert_allclose(far.entropies(), base.entropies(), atol=1e-12)

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+HALF_DTYPES = ("float16", "bfloat16")  # arithmetic only (recurrences, products); never decomposed
 
 
 def namespace(*arrays: Any) -> Any:
@@ -72,24 +73,27 @@ def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
         ) from None
 
 
-def _dtype_name(xp: Any, dtype: Any) -> str | None:
-    for name in SUPPORTED_DTYPES:
+def _dtype_name(xp: Any, dtype: Any, names: tuple[str, ...] = SUPPORTED_DTYPES) -> str | None:
+    for name in names:
         if dtype == getattr(xp, name, None):
             return name
     return None
 
 
-def check_floating(x: Any, name: str) -> str:
+def check_floating(x: Any, name: str, *, half: bool = False) -> str:
     """Raise ``TypeError`` unless ``x`` has a supported floating dtype.
 
-    Returns the dtype's name (one of :data:`SUPPORTED_DTYPES`).
+    Returns the dtype's name (one of :data:`SUPPORTED_DTYPES`, or of
+    :data:`HALF_DTYPES` where ``half`` allows them: arithmetic such as a
+    recurrence, never a decomposition).
     """
     xp = namespace(x)
-    found = _dtype_name(xp, x.dtype)
+    names = SUPPORTED_DTYPES + HALF_DTYPES if half else SUPPORTED_DTYPES
+    found = _dtype_name(xp, x.dtype, names)
     if found is None:
         raise TypeError(
             f"{name} has dtype {x.dtype}; expected one of "
-            f"{', '.join(SUPPORTED_DTYPES)}. Convert it first, e.g. "
+            f"{', '.join(names)}. Convert it first, e.g. "
             f"{name}.astype('float64') for NumPy or {name}.double() for torch"
         )
     return found
@@ -169,6 +173,20 @@ def far_exponent(x: Any) -> int:
     that far out is worked on at unit scale, where no product or square of its entries under- or overflows."""
     e = binary_exponent(x)
     return e if abs(e) > 100 else 0
+
+
+def times_power_of_two(x: Any, e: int) -> Any:
+    """``x * 2**e`` exactly where the result is in range, saturating to ``inf`` / 0 beyond it (never NaN):
+    applied in steps of at most ``2**+-100`` (within float32's range), stopping once every entry is 0 or inf."""
+    xp = namespace(x)
+    while e:
+        step = max(-100, min(100, e))
+        with np.errstate(over="ignore", under="ignore"):  # saturating is the documented result
+            x = x * (2.0**step)
+        e -= step
+        if not bool(xp.any(xp.isfinite(x) & (x != 0))):
+            break
+    return x
 
 
 def itemsize(x: Any) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence, TypeVar
 import array_api_compat
 
 from . import _algebra as algebra
-from ._backend import as_array, check_finite, check_floating, namespace, prod
+from ._backend import as_array, check_finite, check_floating, namespace, prod, times_power_of_two
 from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
@@ -253,13 +253,17 @@ class Chain:
         Computed from the mixed canonical form with centre ``bond`` (exact,
         whatever the chain's history): the singular values of the centre core
         unfolded as ``(left * phys, right)``. For an MPO the physical leg is
-        ``(out, in)``.
+        ``(out, in)``. The values are computed at unit scale and scaled back:
+        a chain whose norm is beyond float range gives ``inf`` (or 0) for the
+        values beyond it, as :meth:`norm` does, never NaN; :meth:`entropies`
+        and :meth:`log_norm` hold at any scale.
         """
         k = check_index("bond", bond, self.num_sites - 1, "bonds")
         xp = namespace(*self._cores)
-        sites = orthonormalize(self._sites(), k, self._center)
+        # at unit scale (2**e times the chain), then scaled back: exact in range, inf / 0 only beyond it
+        sites, e = normalized(self._sites(), k, self._center)
         left, phys, right = sites[k].shape
-        return thin_svd(xp.reshape(sites[k], (left * phys, right)))[1]
+        return times_power_of_two(thin_svd(xp.reshape(sites[k], (left * phys, right)))[1], e)
 
     def entropy(self, bond: int, alpha: float = 1.0) -> Any:
         """Entanglement entropy across ``bond`` (natural log), a 0-d array.

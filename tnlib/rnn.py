@@ -72,7 +72,7 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
     x = as_array(x, "x", keep_grad=True)
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
-    check_floating(x, "x")
+    check_floating(x, "x", half=True)  # a half-precision model runs in half precision
     xp = namespace(x)
     steps, batch, n_in = (int(d) for d in x.shape)
     # W_ih runs once, over every step: MPO.apply (validated, one batched product); W_hh is planned for the steps
