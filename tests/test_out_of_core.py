@@ -203,3 +203,54 @@ def test_dask_input_far_from_unit_scale_decomposes_as_at_scale_1(scale):
     assert far.bond_dims == ref.bond_dims
     assert far.report.relative_error_bound == pytest.approx(ref.report.relative_error_bound, rel=1e-9)
     assert far.report.norm == pytest.approx(ref.report.norm * scale, rel=1e-12)
+
+
+class _LazyRows:
+    """A matrix read from a .npy file on indexing, as HDF5 and zarr datasets are (shape, dtype, slicing)."""
+
+    def __init__(self, path):
+        self.mm = np.load(path, mmap_mode="r")
+        self.shape, self.dtype, self.ndim = self.mm.shape, self.mm.dtype, 2
+
+    def __getitem__(self, index):
+        return np.array(self.mm[index])
+
+
+def _peak_of(f):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        f()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("source", ["memmap", "lazy", "lazy_small_chunks"])
+def test_any_dask_matrix_streams_within_open_npys_bound(tmp_path, monkeypatch, source):
+    """A dask matrix that is not open_npy's (da.from_array of a memory map, or of an HDF5/zarr-like lazy
+    dataset) is read in the same row blocks as open_npy's files: it took 2.7-4.3x the file in memory
+    through a rechunk and a reshape (and the row reader must not be pickled whole into dask's token)."""
+    import dask
+    import dask.array as da
+
+    import tnlib._out_of_core as ooc
+
+    monkeypatch.setattr(ooc, "_BLOCK_BYTES", 2 * 2**20)  # blocks of 2 MiB on a 32 MiB file
+    w = decaying(1024, 4096, 8)
+    path = tmp_path / "w.npy"
+    np.save(path, w)
+    dims, trunc = ((16, 8, 8), (8, 16, 32)), tnlib.Truncation(max_bond=8)  # remainder: 1/16 of the input
+    if source == "memmap":
+        x = da.from_array(np.load(path, mmap_mode="r"))  # dask copies the map here, before tnlib is called
+    else:
+        x = da.from_array(_LazyRows(path), chunks=(256 if source == "lazy" else 8, -1), asarray=False)
+    with dask.config.set(scheduler="sync"):
+        npy = _peak_of(lambda: tnlib.MPO.from_matrix(tnlib.open_npy(path, first_out_dim=16), *dims, truncation=trunc, svd="lapack"))
+        got = _peak_of(lambda: tnlib.MPO.from_matrix(x, *dims, truncation=trunc, svd="lapack"))
+        result = tnlib.MPO.from_matrix(x, *dims, truncation=trunc, svd="lapack")
+    assert got <= 1.25 * npy + 2**20, (got / 2**20, npy / 2**20)
+    assert got < 0.35 * w.nbytes
+    # exact LAPACK SVDs on both sides ("auto" accepts fast factors within 5 % of the optimal weight)
+    assert_same_decomposition(result, tnlib.MPO.from_matrix(w, *dims, truncation=trunc, svd="lapack"))

@@ -90,8 +90,10 @@ def _first_unfolding_t(x: Any, row_legs: Sequence[int], col_legs: Sequence[int])
     if col_legs:
         (o1, big_o), (i1, big_i) = row_legs, col_legs
         c = slab_rows(int(x.shape[0]), int(x.shape[1]), o1, item)
-        source = _npy_source(x)
-        if source is not None:  # a file of open_npy: each task reads its own o_1 pieces (no shuffle)
+        source = _npy_source(x) or _dask_rows(x)
+        if source is not None:  # each task reads its own o_1 pieces of rows (no shuffle, no rechunk)
+            if isinstance(source, _DaskRows):
+                c = source.slab_chunk(big_o, o1, c)
             return da.map_blocks(
                 _read_unfolding_block, source, o1, c, i1, big_i, dtype=x.dtype,
                 chunks=((c * big_i,) * (big_o // c), (o1 * i1,)),
@@ -125,14 +127,14 @@ def _npy_source(x: Any) -> _NpyRows | None:
     return sources[0]
 
 
-def _read_unfolding_block(source: _NpyRows, o1: int, c: int, i1: int, big_i: int, block_id: Any = None) -> np.ndarray:
+def _read_unfolding_block(source: _NpyRows | _DaskRows, o1: int, c: int, i1: int, big_i: int, block_id: Any = None) -> np.ndarray:
     """Block ``j`` of ``A_1^T`` read from the file: rows ``j c .. (j+1) c`` of each of the ``o_1`` slabs."""
     j = block_id[0]
     big_o = source.shape[0] // o1
     # Fortran order, so that LAPACK factors the block in place; filled slab by slab (one block in memory)
     out = np.empty((c * big_i, o1 * i1), dtype=source.dtype, order="F")
     legs = out.T.reshape(o1, i1, c, big_i)  # a view: column (k, i), row (c, I)
-    with open(source.path, "rb") as fh:  # one open for the o_1 reads of the block
+    with source.open() as fh:  # one open for the o_1 reads of the block
         for k in range(o1):
             piece = source.read(fh, k * big_o + j * c, c)  # (c, i1 I)
             legs[k] = piece.reshape(c, i1, big_i).transpose(1, 0, 2)
@@ -319,6 +321,9 @@ class _NpyRows:
         with open(self.path, "rb") as fh:
             return self.read(fh, start, max(0, stop - start))[::step, cols]
 
+    def open(self) -> Any:
+        return open(self.path, "rb")
+
     def read(self, fh: Any, start: int, count: int) -> np.ndarray:
         """Rows ``start .. start + count`` from the open file ``fh`` (one seek, one read)."""
         row_bytes = self.shape[1] * self.dtype.itemsize
@@ -328,6 +333,51 @@ class _NpyRows:
         if got != count * row_bytes:
             raise ValueError(f"{self.path}: the file is shorter than its header says (truncated?)")
         return out
+
+
+class _DaskRows:
+    """Rows of any 2-D dask array, read slice by slice (``x[start:stop].compute()`` on the synchronous
+    scheduler, inside the task that needs them): the same reads as :class:`_NpyRows`, so a
+    ``da.from_array(np.load(path, mmap_mode="r"))``, zarr or HDF5 matrix is streamed within the same
+    bound as :func:`open_npy`'s, instead of through a rechunk and reshape that hold several times the
+    input. Only under a local scheduler (a ``dask.distributed`` cluster keeps the graph route: nested
+    computes there would ship the source into every task)."""
+
+    def __init__(self, x: Any) -> None:
+        self.x, self.shape, self.dtype = x, tuple(int(d) for d in x.shape), np.dtype(x.dtype)
+
+    def slab_chunk(self, big_o: int, o1: int, c: int) -> int:
+        """Rows per piece: the source's own row chunk where it divides the slabs and ``o_1`` of them fit the
+        block budget (each source chunk is read once), else ``c``."""
+        given = set(self.x.chunks[0][:-1]) | {self.x.chunks[0][-1]}
+        rows = next(iter(given))
+        fits = o1 * rows * self.shape[1] * self.dtype.itemsize <= _BLOCK_BYTES
+        return rows if len(given) == 1 and big_o % rows == 0 and fits else c
+
+    def __dask_tokenize__(self) -> Any:
+        # the array's own name, not a pickle of it (which would copy a memory-mapped source whole)
+        return ("tnlib-rows", self.x.name)
+
+    def open(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def read(self, fh: Any, start: int, count: int) -> np.ndarray:
+        return np.asarray(self.x[start:start + count].compute(scheduler="sync"))
+
+
+def _dask_rows(x: Any) -> _DaskRows | None:
+    """``x`` as a row source, unless a ``dask.distributed`` client is active."""
+    import sys
+
+    if "distributed" in sys.modules:
+        try:
+            sys.modules["distributed"].default_client()
+            return None
+        except ValueError:  # no client
+            pass
+    return _DaskRows(x)
 
 
 def open_npy(path: str, *, chunk_rows: int | None = None, first_out_dim: int | None = None) -> Any:

@@ -35,7 +35,7 @@ import numpy as np
 from . import _linalg as linalg
 from ._backend import frobenius_norm, namespace
 from ._canonical import orthonormalize
-from .budget import allocation_candidates, bonds_for_error
+from .budget import allocation_candidates, bonds_for_error, pair_moves
 from .svd import truncate_left
 from .truncation import BudgetTooSmallError, Truncation, TruncationReport, select_rank
 
@@ -209,6 +209,43 @@ def _decompose(
     return truncate_chain(exact, len(dims) - 1, truncation, svd, norm)
 
 
+# entries of core work (sum over sites of the cores' sizes, times sweeps) the local search may spend
+_SEARCH_WORK = 2**23
+_SEARCH_SWEEPS = 256
+
+
+def _local_search(
+    best: SweepResult, sweep: Callable[[Sequence[int]], SweepResult], phys: Sequence[int],
+    upper: Sequence[int], truncation: Truncation, canon: Sequence[Any],
+) -> SweepResult:
+    """Improve a budget allocation on true errors: from the best candidate, move parameters between bonds
+    (:func:`~tnlib.budget.pair_moves`) while a move lowers the swept error (the exact squared error of the
+    truncated chain), best move first. Bounded: at most ``_SEARCH_SWEEPS`` sweeps and ``_SEARCH_WORK`` entries
+    of core work; pairs of bonds at most two apart once a round of all pairs would exceed that."""
+    assert truncation.max_params is not None
+    low = [min(truncation.min_bond, u) for u in upper]
+    size = sum(int(np.prod(c.shape)) for c in canon)
+    allowed = min(_SEARCH_SWEEPS, _SEARCH_WORK // max(size, 1))
+    n = len(upper)
+    reach = None if n * (n - 1) <= allowed // 2 else 2
+    seen = {tuple(best.kept)}
+    spent = 0
+    while spent < allowed:
+        improved = None
+        for chi in pair_moves(best.kept, phys, low, upper, truncation.max_params, reach):
+            if chi in seen or spent >= allowed:
+                continue
+            seen.add(chi)
+            spent += 1
+            result = sweep(chi)
+            if sum(result.discarded) < sum((improved or best).discarded) * (1 - 1e-12):
+                improved = result
+        if improved is None:
+            return best
+        best = improved
+    return best
+
+
 def _one_bond_budget(truncation: Truncation, dims: Sequence[int]) -> Truncation:
     """``max_params`` of a two-site chain as the per-bond cap it amounts to (refused when even ``min_bond``,
     or the full rank when smaller, does not fit, as :func:`tnlib.allocate_bonds` refuses it)."""
@@ -281,18 +318,23 @@ def truncate_chain(
         norm = frobenius_norm(canon[0])
     if n == 1:
         return canon, exact_report(canon, norm, truncation)
-    best: SweepResult | None = None
-    for allocation in allocations:
+    def sweep(allocation: Sequence[int | None]) -> SweepResult:
         per_cap = [
             per_bond
             if cap is None
             else dataclasses.replace(per_bond, max_bond=cap, min_bond=min(per_bond.min_bond, cap))
             for cap in allocation
         ]
-        result = svd_sweep(canon, 1, per_cap.__getitem__, svd)
+        return svd_sweep(canon, 1, per_cap.__getitem__, svd)
+
+    best: SweepResult | None = None
+    for allocation in allocations:
+        result = sweep(allocation)
         if best is None or sum(result.discarded) < sum(best.discarded):
             best = result
     assert best is not None  # allocations is never empty
+    if truncation.max_params is not None:
+        best = _local_search(best, sweep, phys, upper, truncation, canon)
     if truncation.max_relative_error is not None and truncation.degeneracy_tol is not None:
         # a cut moved below a multiplet discards more than the allocation planned: the error guarantee wins
         limit = (truncation.max_relative_error * norm) ** 2

@@ -31,7 +31,15 @@ import numpy as np
 from ._backend import to_host
 from .truncation import BudgetTooSmallError
 
-__all__ = ["allocate_bonds", "allocation_candidates", "bonds_for_error", "chain_params", "uniform_cap"]
+__all__ = [
+    "allocate_bonds",
+    "allocation_candidates",
+    "bonds_for_error",
+    "chain_params",
+    "pair_moves",
+    "proportional_cap",
+    "uniform_cap",
+]
 
 _MAX_CANDIDATES = 512
 
@@ -102,6 +110,57 @@ def uniform_cap(phys: Sequence[int], low: Sequence[int], upper: Sequence[int], b
         else:
             hi = mid - 1
     return bonds(lo)
+
+
+def proportional_cap(
+    phys: Sequence[int], weights: Sequence[float], low: Sequence[int], upper: Sequence[int], budget: int
+) -> list[int]:
+    """The bonds ``min(max(round(c * w_k), low_k), upper_k)`` for the largest ``c`` within the budget (bisection
+    on ``c``; the count grows with it): a rank rule proportional to per-bond weights ``w`` (all ones is the
+    uniform rule; the mean of the two neighbouring physical dimensions is TensorLy's ``validate_tt_rank``
+    rule for a fraction)."""
+    def bonds(c: float) -> list[int]:
+        return [min(max(int(round(c * w)), lo), up) for w, lo, up in zip(weights, low, upper)]
+
+    lo, hi = 0.0, max(up / max(w, 1e-12) for w, up in zip(weights, upper)) + 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if chain_params(bonds(mid), phys) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return bonds(lo)
+
+
+def pair_moves(
+    chi: Sequence[int], phys: Sequence[int], low: Sequence[int], upper: Sequence[int], budget: int,
+    reach: int | None = None,
+) -> list[tuple[int, ...]]:
+    """Allocations one step from ``chi`` within the budget: bond ``i`` one smaller and bond ``j`` as much
+    larger as the freed (and unused) parameters allow, for ``|i - j| <= reach`` (every pair by default), and
+    each bond one larger where the budget has room: the neighbourhood of a local search on true errors."""
+    n = len(chi)
+    out: list[tuple[int, ...]] = []
+    used = chain_params(chi, phys)
+    for j in range(n):
+        if chi[j] < upper[j] and used + _saving(chi, phys, j) <= budget:
+            grown = list(chi)
+            grown[j] += 1
+            out.append(tuple(grown))
+    for i in range(n):
+        if chi[i] <= low[i]:
+            continue
+        less = list(chi)
+        less[i] -= 1
+        for j in range(n):
+            if j == i or chi[j] >= upper[j] or (reach is not None and abs(i - j) > reach):
+                continue
+            moved = list(less)
+            while moved[j] < upper[j] and chain_params(moved[:j] + [moved[j] + 1] + moved[j + 1:], phys) <= budget:
+                moved[j] += 1
+            if moved[j] > chi[j]:
+                out.append(tuple(moved))
+    return out
 
 
 def _fill_from_middle(chi: list[int], phys: Sequence[int], upper: list[int], budget: int) -> list[int]:
@@ -246,10 +305,11 @@ def allocation_candidates(
 
     Each meets the budget: the Lagrangian dynamic programme, the greedy
     descent and the best uniform cap, each grown greedily into what is left,
-    and the best uniform cap as it is and topped up from the middle bond
-    outwards (near-uniform candidates that do not depend on the weight
-    proxy, so a caller choosing by true error is never worse than the
-    plain uniform-rank rule).
+    the best uniform cap as it is and topped up from the middle bond
+    outwards, and the largest rank rules proportional to the mean of each
+    bond's two physical dimensions (TensorLy's rule for a fraction) and to
+    the spectral bounds: candidates that do not depend on the weight proxy,
+    so a caller choosing by true error is never worse than those rank rules.
     """
     tails, low, caps = _prepare(spectra, phys_dims, max_params, upper, min_bond)
     if len(phys_dims) == 1:
@@ -264,7 +324,11 @@ def allocation_candidates(
         if chi not in found:
             found.append(chi)
     uniform = uniform_cap(phys_dims, low, caps, max_params)
-    for chi in (tuple(uniform), tuple(_fill_from_middle(uniform, phys_dims, caps, max_params))):
+    # rank rules proportional to per-bond weights (TensorLy's, and the spectral bounds'), as they are
+    mean_dims = [(phys_dims[k] + phys_dims[k + 1]) / 2 for k in range(len(caps))]
+    for chi in (tuple(uniform), tuple(_fill_from_middle(uniform, phys_dims, caps, max_params)),
+                tuple(proportional_cap(phys_dims, mean_dims, low, caps, max_params)),
+                tuple(proportional_cap(phys_dims, caps, low, caps, max_params))):
         if chi not in found:
             found.append(chi)
     return found
