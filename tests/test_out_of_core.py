@@ -86,7 +86,24 @@ def test_on_a_local_dask_cluster():
                                   dashboard_address=None, silence_logs=40) as cluster:
         with distributed.Client(cluster):
             got = tnlib.MPO.from_matrix(da.from_array(w, chunks=(32, -1)), (32, 4, 4), (4, 4, 4), truncation=t)
+            psi = w.reshape(8, 8, 8, 64)  # the graph route of a tensor, chunked along its second leg
+            got_mps = tnlib.MPS.from_dense(da.from_array(psi, chunks=(3, 2, 8, 64)), t)
     assert_same_decomposition(got, tnlib.MPO.from_matrix(w, (32, 4, 4), (4, 4, 4), truncation=t))
+    assert_same_decomposition(got_mps, tnlib.MPS.from_dense(psi, t))
+
+
+@pytest.mark.parametrize("chunks", [(3, 1, 8, 8), (8, 2, 4, 8), (2, 4, 8, 3)])
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_dask_tensor_in_any_chunks(chunks, scheduler):
+    """A dask tensor chunked along its second leg decomposes as in memory (it raised dask's "Dimension 0
+    has 1 blocks, adjust_chunks specified with 4 blocks")."""
+    import dask
+
+    psi = decaying(32, 64, 3).reshape(8, 4, 8, 8)
+    t = tnlib.Truncation(max_bond=6)
+    with dask.config.set(scheduler=scheduler):
+        got = tnlib.MPS.from_dense(da.from_array(psi, chunks=chunks), t, svd="lapack")
+    assert_same_decomposition(got, tnlib.MPS.from_dense(psi, t, svd="lapack"))
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,10 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -114,8 +116,12 @@ def _first_unfolding_t(x: Any, row_legs: Sequence[int], col_legs: Sequence[int])
     d1, rest = row_legs
     inner = int(np.prod(x.shape[2:])) if x.ndim > 2 else 1
     c = _divisor_chunk(int(x.shape[1]), max(1, _BLOCK_BYTES // (d1 * inner * item)))
+    rows = _dask_rows(x)
+    if rows is not None:  # block j: the slice x[:, j c:(j+1) c] read by the task itself, transposed for free
+        return da.map_blocks(_read_tensor_block, rows, c, dtype=x.dtype,
+                             chunks=((c * inner,) * (int(x.shape[1]) // c), (d1,)))
     flat = x.rechunk({0: -1, 1: c, **{k: -1 for k in range(2, x.ndim)}}).reshape(d1, rest)
-    return da.map_blocks(np.transpose, flat, chunks=(flat.chunks[1], (d1,)), dtype=x.dtype)
+    return flat.T.rechunk({0: c * inner, 1: -1})
 
 
 def _npy_source(x: Any) -> _NpyRows | None:
@@ -139,6 +145,14 @@ def _read_unfolding_block(source: _NpyRows | _DaskRows, o1: int, c: int, i1: int
             piece = source.read(fh, k * big_o + j * c, c)  # (c, i1 I)
             legs[k] = piece.reshape(c, i1, big_i).transpose(1, 0, 2)
     return out
+
+
+def _read_tensor_block(source: _DaskRows, c: int, block_id: Any = None) -> np.ndarray:
+    """Block ``j`` of ``A_1^T`` of a tensor ``(d_1, d_2, ...)``: ``x[:, j c:(j+1) c]`` as ``(c d_3.., d_1)``
+    (the transpose of a C-ordered slice: Fortran order, which LAPACK factors in place)."""
+    j = block_id[0]
+    piece = np.ascontiguousarray(source.x[:, j * c:(j + 1) * c].compute(scheduler="sync"))
+    return piece.reshape(piece.shape[0], -1).T
 
 
 def slab_rows(rows: int, cols: int, o1: int, itemsize: int) -> int:
@@ -359,8 +373,6 @@ class _DaskRows:
         return ("tnlib-rows", self.x.name)
 
     def open(self) -> Any:
-        import contextlib
-
         return contextlib.nullcontext()
 
     def read(self, fh: Any, start: int, count: int) -> np.ndarray:
@@ -369,8 +381,6 @@ class _DaskRows:
 
 def _dask_rows(x: Any) -> _DaskRows | None:
     """``x`` as a row source, unless a ``dask.distributed`` client is active."""
-    import sys
-
     if "distributed" in sys.modules:
         try:
             sys.modules["distributed"].default_client()
