@@ -264,7 +264,8 @@ def test_any_dask_matrix_streams_within_open_npys_bound(tmp_path, monkeypatch, s
     else:
         x = da.from_array(_LazyRows(path), chunks=(256 if source == "lazy" else 8, -1), asarray=False)
     with dask.config.set(scheduler="sync"):
-        npy = _peak_of(lambda: tnlib.MPO.from_matrix(tnlib.open_npy(path, first_out_dim=16), *dims, truncation=trunc, svd="lapack"))
+        mapped = tnlib.open_npy(path, first_out_dim=16)
+        npy = _peak_of(lambda: tnlib.MPO.from_matrix(mapped, *dims, truncation=trunc, svd="lapack"))
         got = _peak_of(lambda: tnlib.MPO.from_matrix(x, *dims, truncation=trunc, svd="lapack"))
         result = tnlib.MPO.from_matrix(x, *dims, truncation=trunc, svd="lapack")
     assert got <= 1.25 * npy + 2**20, (got / 2**20, npy / 2**20)

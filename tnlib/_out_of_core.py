@@ -133,7 +133,9 @@ def _npy_source(x: Any) -> _NpyRows | None:
     return sources[0]
 
 
-def _read_unfolding_block(source: _NpyRows | _DaskRows, o1: int, c: int, i1: int, big_i: int, block_id: Any = None) -> np.ndarray:
+def _read_unfolding_block(
+    source: _NpyRows | _DaskRows, o1: int, c: int, i1: int, big_i: int, block_id: Any = None
+) -> np.ndarray:
     """Block ``j`` of ``A_1^T`` read from the file: rows ``j c .. (j+1) c`` of each of the ``o_1`` slabs."""
     j = block_id[0]
     big_o = source.shape[0] // o1

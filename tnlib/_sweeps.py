@@ -296,22 +296,10 @@ def truncate_chain(
     caps = per_bond.bond_caps(max(n - 1, 0))
     per_bond = dataclasses.replace(per_bond, max_bond=None)
     allocations: list[Sequence[int | None]] = [list(caps)]
+    phys: list[int] = []
+    upper: list[int] = []
     if truncation.max_params is not None or truncation.max_relative_error is not None:
-        # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
-        left = orthonormalize(cores, n - 1, center)
-        exact = svd_sweep(left, -1, lambda bond: None, "auto")
-        canon = list(exact.cores)
-        upper = [select_rank(s, per_bond if cap is None else dataclasses.replace(per_bond, max_bond=cap))
-                 for s, cap in zip(exact.spectra, allocations[0])]
-        phys = [c.shape[1] for c in canon]
-        if truncation.max_params is not None:
-            allocations = list(allocation_candidates(
-                exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
-            ))
-        else:
-            assert truncation.max_relative_error is not None
-            weight = (truncation.max_relative_error * frobenius_norm(canon[0])) ** 2
-            allocations = [bonds_for_error(exact.spectra, phys, weight, upper=upper, min_bond=truncation.min_bond)]
+        canon, phys, upper, allocations = _plan_allocations(cores, center, truncation, per_bond, caps)
     else:
         canon = orthonormalize(cores, 0, center)
     if norm is None:
@@ -336,15 +324,56 @@ def truncate_chain(
     if truncation.max_params is not None:
         best = _local_search(best, sweep, phys, upper, truncation, canon)
     if truncation.max_relative_error is not None and truncation.degeneracy_tol is not None:
-        # a cut moved below a multiplet discards more than the allocation planned: the error guarantee wins
-        limit = (truncation.max_relative_error * norm) ** 2
-        if sum(best.discarded) > limit:
-            plain = dataclasses.replace(per_bond, degeneracy_tol=None)
-            caps_of = [plain if cap is None else dataclasses.replace(plain, max_bond=cap,
-                                                                     min_bond=min(plain.min_bond, cap))
-                       for cap in allocations[0]]
-            best = svd_sweep(canon, 1, caps_of.__getitem__, svd)
+        best = _keep_error_guarantee(best, canon, truncation, per_bond, allocations[0], norm, svd)
     return list(best.cores), best.report(norm, truncation)
+
+
+def _plan_allocations(
+    cores: Sequence[Any],
+    center: int | None,
+    truncation: Truncation,
+    per_bond: Truncation,
+    caps: Sequence[int | None],
+) -> tuple[list[Any], list[int], list[int], list[Sequence[int | None]]]:
+    """Right-canonical cores, physical dims, per-bond upper ranks and the candidate allocations of a global rule."""
+    n = len(cores)
+    # A leftward sweep from centre n-1 gives the exact spectra and ends right-canonical.
+    left = orthonormalize(cores, n - 1, center)
+    exact = svd_sweep(left, -1, lambda bond: None, "auto")
+    canon = list(exact.cores)
+    upper = [select_rank(s, per_bond if cap is None else dataclasses.replace(per_bond, max_bond=cap))
+             for s, cap in zip(exact.spectra, caps)]
+    phys = [c.shape[1] for c in canon]
+    allocations: list[Sequence[int | None]]
+    if truncation.max_params is not None:
+        allocations = list(allocation_candidates(
+            exact.spectra, phys, truncation.max_params, upper=upper, min_bond=truncation.min_bond
+        ))
+    else:
+        assert truncation.max_relative_error is not None
+        weight = (truncation.max_relative_error * frobenius_norm(canon[0])) ** 2
+        allocations = [bonds_for_error(exact.spectra, phys, weight, upper=upper, min_bond=truncation.min_bond)]
+    return canon, phys, upper, allocations
+
+
+def _keep_error_guarantee(
+    best: SweepResult,
+    canon: Sequence[Any],
+    truncation: Truncation,
+    per_bond: Truncation,
+    planned: Sequence[int | None],
+    norm: float,
+    svd: str,
+) -> SweepResult:
+    """A cut moved below a multiplet discards more than the allocation planned: the error guarantee wins."""
+    assert truncation.max_relative_error is not None
+    limit = (truncation.max_relative_error * norm) ** 2
+    if sum(best.discarded) <= limit:
+        return best
+    plain = dataclasses.replace(per_bond, degeneracy_tol=None)
+    caps_of = [plain if cap is None else dataclasses.replace(plain, max_bond=cap, min_bond=min(plain.min_bond, cap))
+               for cap in planned]
+    return svd_sweep(canon, 1, caps_of.__getitem__, svd)
 
 
 def svd_sweep(
