@@ -144,7 +144,7 @@ def test_gpt2_conv1d_compresses_runs_and_saves(tmp_path):
                                   bos_token_id=0, eos_token_id=0)
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg).eval()
-    ids = [torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(k)) for k in range(4)]
+    ids = [torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(k)) for k in range(12)]
     small, reports = tn.compress(model, compression=2, calibration=ids)
     assert {r.kind for r in reports} == {"Conv1D", "Linear"}
     assert isinstance(small.transformer.h[0].attn.c_attn, tn.MPOLinear)

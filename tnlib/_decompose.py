@@ -123,15 +123,20 @@ def decompose(
     a = _pad(a, prod(out_dims), prod(in_dims))
     sites, report = tt_decompose(interleave(a, out_dims, in_dims), site_dims(out_dims, in_dims), truncation, svd)
     cores = sites_to_cores(sites, out_dims, in_dims)
-    if factor is None:
-        return Decomposition(cores, report, len(cores) - 1)
+    base = Decomposition(cores, report, len(cores) - 1)
+    return base if factor is None else refit(a, base, truncation, factor)
+
+
+def refit(a: Any, base: Decomposition, truncation: Truncation | None, factor: gram_fit.GramFactor) -> Decomposition:
+    """The weight-space decomposition ``base`` of ``a`` refitted in the metric of ``factor`` (same bonds)."""
     assert truncation is not None  # from_matrix refuses input_gram without one
+    cores = base.cores
     exponent = far_exponent(a)
     if exponent:  # the refit measures errors in the metric: at unit scale they neither under- nor overflow
         unit = _refit(a * 2.0**-exponent, [c * 2.0**-exponent if k == len(cores) - 1 else c
-                                          for k, c in enumerate(cores)], report, truncation, factor)
+                                          for k, c in enumerate(cores)], base.report, truncation, factor)
         return scaled_back(unit, exponent)
-    return _refit(a, cores, report, truncation, factor)
+    return _refit(a, cores, base.report, truncation, factor)
 
 
 def is_svd_layout(out_dims: Sequence[int], in_dims: Sequence[int]) -> bool:
@@ -143,10 +148,7 @@ def svd_layout(a: Any, budget: int, truncation: Truncation, factor: gram_fit.Gra
     """The whitened truncated SVD at ``budget`` parameters as the cores of layout ``out (M, 1) x in (1, N)``."""
     xp = namespace(a)
     m, n = (int(d) for d in a.shape)
-    rank = max(1, min(budget // (m + n), m, n))
-    if truncation.cap is not None:
-        rank = min(rank, truncation.cap)
-    left, right = gram_fit.whitened_svd(a, rank, factor)
+    left, right = gram_fit.whitened_svd(a, gram_fit.svd_rank((m, n), budget, truncation.cap), factor)
     r = left.shape[1]
     return [xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))]
 
@@ -156,25 +158,28 @@ def _refit(
 ) -> Decomposition:
     """Refit a weight-space truncation of ``a`` in the metric of the Gram (same bonds), with measured errors.
 
-    A truncated-SVD layout starts from the better (in the undamped metric) of
-    the whitened SVD and the weight-space fit; every layout then runs ALS
-    sweeps in the undamped metric, which never increase the output-space
-    error and leave directions the inputs never excite as the weight-space
-    fit had them.
+    A truncated-SVD layout starts from the whitened SVD (exact in the shrunk
+    metric), every other layout from the weight-space fit, and ALS sweeps in
+    the shrunk metric polish it; the better of the weight-space fit and the
+    polished one in the selection metric (held-out rows, else the fit's own)
+    is kept, so no layout ends worse there than its weight-space fit.
     """
     out_dims = tuple(int(c.shape[1]) for c in cores)
     in_dims = tuple(int(c.shape[2]) for c in cores)
+    start = cores
     if is_svd_layout(out_dims, in_dims):
         params = num_params(cores)
         budget = truncation.max_params if truncation.max_params is not None else params
-        whitened = svd_layout(a, min(budget, params), truncation, factor)
-        w_hat, w_white = cores_to_matrix(cores), cores_to_matrix(whitened)
-        if gram_fit.output_error(a, w_white, factor) < gram_fit.output_error(a, w_hat, factor):
-            cores = whitened
-    sites = gram_fit.fit_in_metric(cores_to_sites(cores), a, factor.gram, out_dims, in_dims)
-    cores = sites_to_cores(sites, out_dims, in_dims)
+        start = svd_layout(a, min(budget, params), truncation, factor)
+    sites = gram_fit.fit_in_metric(cores_to_sites(start), a, factor.metric, out_dims, in_dims)
+    fitted = sites_to_cores(sites, out_dims, in_dims)
+    w_plain, w_fitted = cores_to_matrix(cores), cores_to_matrix(fitted)
+    if gram_fit.relative_error_in(a, w_fitted, factor.selection) <= gram_fit.relative_error_in(a, w_plain,
+                                                                                             factor.selection):
+        cores, w_hat = fitted, w_fitted
+    else:
+        w_hat = w_plain  # the weight-space cores are left-canonical already
     xp = namespace(a)
-    w_hat = cores_to_matrix(cores)
     bonds = tuple(int(c.shape[3]) for c in cores[:-1])
     full = report.full_bond_dims if len(report.full_bond_dims) == len(bonds) else bonds
     refitted = TruncationReport(
@@ -185,6 +190,8 @@ def _refit(
         truncation,
         error=float(xp.linalg.vector_norm(a - w_hat)),
         output_error=gram_fit.output_error(a, w_hat, factor),
+        held_out_error=None if factor.held_out is None else gram_fit.relative_error_in(a, w_hat, factor.held_out),
+        shrinkage=factor.shrinkage,
     )
     return Decomposition(cores, refitted, len(cores) - 1)
 

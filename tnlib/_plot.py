@@ -93,7 +93,8 @@ def plot_layouts(search: Any, ax: Any = None) -> Any:
     ax.scatter([best.layout.num_cores + jitter[best.layout]], [best.score], s=90, marker="*", color="C3",
                label=f"best: {best.layout} ({best.score:.3g})", zorder=3)
     ax.set_xlabel("number of cores")
-    ax.set_ylabel("relative error" + (" (output space)" if best.output_error is not None else ""))
+    space = " (output space, held-out rows)" if best.held_out_error is not None else " (output space)"
+    ax.set_ylabel("relative error" + (space if best.output_error is not None else ""))
     ax.set_title(f"layouts of a {search.shape[0]} x {search.shape[1]} matrix at {search.max_params} parameters")
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)

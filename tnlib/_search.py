@@ -25,9 +25,10 @@ the least true error:
 Because the truncated SVD is always one of the fitted layouts and the winner
 has the least true error, the result is never worse than the truncated SVD at
 the same budget. With an input Gram ``C`` (``input_gram``) the errors are
-measured in the output space, ``||X (W - W_hat)^T|| / ||X W^T||``; the SVD
-layout is then fitted exactly by the whitened SVD and every other layout by
-alternating least squares in that metric (see ``tnlib/_input_gram.py``).
+measured in the output space, ``||X (W - W_hat)^T|| / ||X W^T||`` (on the
+held-out rows when a held-out Gram is given); the SVD layout is then fitted
+exactly by the whitened SVD and every other layout by alternating least
+squares in the shrunk metric (see ``tnlib/_input_gram.py``).
 
 This module is the engine: every fitted layout goes through
 :func:`tnlib._decompose.decompose` and comes back as cores and a report,
@@ -118,7 +119,9 @@ class LayoutRow:
         Relative weight-space error ``||W - W_hat|| / ||W||`` of the fitted
         MPO; ``None`` when the layout was not fitted.
     output_error : float or None
-        Relative output-space error (only with an input Gram).
+        Relative output-space error on the fit's rows (only with an input Gram).
+    held_out_error : float or None
+        Relative output-space error on the held-out rows (only with a held-out Gram).
     status : str
         ``"fitted"``, ``"pruned"`` (its lower bound could not beat the best
         fitted error) or ``"not fitted"`` (beyond the fitting limit).
@@ -140,11 +143,13 @@ class LayoutRow:
     error: float | None
     output_error: float | None
     status: str
+    held_out_error: float | None = None
 
     @property
     def score(self) -> float:
-        """The error the search minimises: output-space with an input Gram, else weight-space."""
-        value = self.output_error if self.output_error is not None else self.error
+        """The error the search minimises: on held-out rows with a held-out Gram, else output-space with an
+        input Gram, else weight-space."""
+        value = next((v for v in (self.held_out_error, self.output_error, self.error) if v is not None), None)
         return math.inf if value is None else value
 
 
@@ -251,14 +256,15 @@ class SearchResult(NamedTuple):
 
 
 def _fit(a: Any, layout: Layout, truncation: Truncation, svd: str,
-         factor: GramFactor | None) -> tuple[Decomposition, float, float | None]:
-    """One layout decomposed (and refitted to the Gram): (decomposition, relative error, relative output error)."""
+         factor: GramFactor | None) -> tuple[Decomposition, float, float | None, float | None]:
+    """One layout decomposed (and refitted to the Gram): (decomposition, relative error, relative output
+    errors on the fit's rows and on the held-out rows)."""
     fit = decompose(a, layout.out_dims, layout.in_dims, truncation, svd, factor)
     if factor is None:
-        return fit, measured_error(a, fit.cores), None
+        return fit, measured_error(a, fit.cores), None, None
     report = fit.report
     assert report.error is not None
-    return fit, (report.error / report.norm if report.norm > 0 else 0.0), report.output_error
+    return fit, (report.error / report.norm if report.norm > 0 else 0.0), report.output_error, report.held_out_error
 
 
 def _too_small(shape: tuple[int, int], budget: int, min_bond: int, cands: Sequence[Layout]) -> BudgetTooSmallError:
@@ -320,19 +326,19 @@ def search(
     rows: list[LayoutRow] = []
     best_score, best, fits = math.inf, None, 0
     for layout, chi, params, upper, lower in order:
-        status, error, out = "not fitted", None, None
+        status, error, out, held = "not fitted", None, None, None
         if fits < max_fits:
             if factor is None and lower >= best_score * (1 - 1e-12):
                 status = "pruned"
             else:
-                fit, error, out = _fit(a, layout, truncation, svd, factor)
+                fit, error, out, held = _fit(a, layout, truncation, svd, factor)
                 chi = tuple(int(c.shape[3]) for c in fit.cores[:-1])
                 params = num_params(fit.cores)
                 status, fits = "fitted", fits + 1
-                score = out if out is not None else error
+                score = next(v for v in (held, out, error) if v is not None)
                 if score < best_score:
                     best_score, best = score, fit
-        rows.append(LayoutRow(layout, tuple(chi), int(params), upper, lower, error, out, status))
+        rows.append(LayoutRow(layout, tuple(chi), int(params), upper, lower, error, out, status, held))
     return SearchResult(tuple(rows), best)
 
 

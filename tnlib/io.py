@@ -65,6 +65,8 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         None if data.get("error") is None else float(data["error"]),
         None if data.get("output_error") is None else float(data["output_error"]),
         None if data.get("relative") is None else tuple(float(v) for v in data["relative"]),
+        None if data.get("held_out_error") is None else float(data["held_out_error"]),
+        None if data.get("shrinkage") is None else float(data["shrinkage"]),
     )
 
 

@@ -57,9 +57,11 @@ class LayoutSearch:
 
     def __str__(self) -> str:
         data = any(r.output_error is not None for r in self.rows)
+        held = any(r.held_out_error is not None for r in self.rows)
         head = f"layout search: {self.shape[0]} x {self.shape[1]} matrix, max_params={self.max_params}"
         cols = f"{'layout':<38} {'bonds':<18} {'params':>9} {'bound':>8} {'error':>8}"
-        lines = [head, cols + (f" {'output':>8}" if data else "") + "  status"]
+        cols += (f" {'output':>8}" if data else "") + (f" {'held-out':>8}" if held else "")
+        lines = [head, cols + "  status"]
         best = self.best
         shown = 0
         hidden = 0
@@ -70,6 +72,8 @@ class LayoutSearch:
             shown += r.status == "not fitted"
             err = "-" if r.error is None else f"{r.error:.4f}"
             out = "" if not data else (" " + ("-" if r.output_error is None else f"{r.output_error:.4f}").rjust(8))
+            if held:
+                out += " " + ("-" if r.held_out_error is None else f"{r.held_out_error:.4f}").rjust(8)
             marks = (["<- best"] if r is best else []) + (["(truncated SVD)"] if r.layout.is_svd else [])
             lines.append(
                 f"{str(r.layout):<38} {str(r.bond_dims):<18} {r.num_params:>9} {r.error_bound:>8.4f} "
@@ -90,6 +94,8 @@ def layouts(
     *,
     truncation: Truncation | None = None,
     input_gram: Any = None,
+    held_out_gram: Any = None,
+    shrinkage: float | None = None,
     max_cores: int | None = None,
     max_fits: int = MAX_FITS,
     svd: str = "auto",
@@ -108,6 +114,9 @@ def layouts(
     input_gram : array, shape (N, N), optional
         ``C = X^T X / n`` of the layer's inputs: layouts are then fitted and
         compared by the output-space error ``||X (W - W_hat)^T|| / ||X W^T||``.
+    held_out_gram, shrinkage
+        As in :meth:`tnlib.MPO.from_matrix`: with a held-out Gram the
+        layouts are compared on its rows (column ``held-out``).
     max_cores
         Largest number of cores searched (default: one more than
         :func:`tnlib.default_num_cores`, at most 5).
@@ -139,8 +148,8 @@ def layouts(
         check_int("max_cores", max_cores, 2)
     check_int("max_fits", max_fits, 1)
     check_svd(svd)
-    factor = gram_fit.factor_of(input_gram, a)
     t = dataclasses.replace(base, max_params=int(max_params))
+    factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, t)
     rows, best = search(a, t, factor=factor, max_cores=max_cores, max_fits=max_fits, svd=svd)
     assert best is not None  # the first row in order is always fitted
     shape = (int(a.shape[0]), int(a.shape[1]))

@@ -25,8 +25,8 @@ from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
-from ._decompose import Decomposition, check_padding, decompose, prefix_projector
-from ._legs import contract_sites, cores_to_sites, deinterleave_order, sites_to_cores
+from ._decompose import Decomposition, check_padding, decompose, prefix_projector, refit
+from ._legs import contract_sites, cores_to_sites, deinterleave_order, num_params, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
 from ._search import search
 from .dims import check_dims, choose_dims
@@ -374,6 +374,8 @@ class MPO(Chain):
         pad: bool = False,
         svd: str = "auto",
         input_gram: Any = None,
+        held_out_gram: Any = None,
+        shrinkage: float | None = None,
     ) -> MPO:
         """Decompose a matrix into an MPO by TT-SVD of its interleaved legs.
 
@@ -410,6 +412,22 @@ class MPO(Chain):
             exactly by the whitened SVD). Bond dimensions are those of the
             truncation; the report gives the measured error in both norms
             (``report.error``, ``report.output_error``). Needs a truncation.
+            The fit is made in the shrunk metric ``(1 - s) C + s tau I``
+            (``tau = tr C / N``; ``s = 1`` is the plain truncated SVD), which
+            keeps a Gram of few rows from spoiling the directions they
+            missed; a rank-deficient ``input_gram`` without
+            ``held_out_gram`` warns.
+        held_out_gram : array, shape (N, N), optional
+            The Gram of calibration rows the fit does not see. It chooses
+            the shrinkage (the largest of ``0.01 .. 1`` within 2 % of the
+            least held-out error of the whitened truncated SVD) and, in a
+            layout search, the layout; every layout keeps the better of its
+            weight-space and data-aware fits on these rows, so the result
+            is never worse on them than the plain truncated SVD.
+            ``report.held_out_error`` gives the error there.
+        shrinkage : float in (0, 1], optional
+            The shrinkage ``s`` itself (default: chosen on ``held_out_gram``,
+            else ``0.01``).
         pad
             Zero-pad the matrix when a size has no balanced factorization
             (a prime such as 1021), or to the product of the given dims when
@@ -435,15 +453,20 @@ class MPO(Chain):
         """
         if is_dask(matrix):
             out_dims, in_dims, truncation = _check_dask_args(matrix, out_dims, in_dims, num_cores, truncation,
-                                                             pad, svd, input_gram)
+                                                             pad, svd,
+                                                             next((g for g in (input_gram, held_out_gram, shrinkage)
+                                                                   if g is not None), None))
             shape = (int(matrix.shape[0]), int(matrix.shape[1]))
             return wrap_decomposition(decompose(matrix, out_dims, in_dims, truncation, svd), shape)
         a, truncation = _check_matrix_args(matrix, truncation, pad, svd, input_gram)
+        if input_gram is None:
+            gram_fit.check_metric_args(None, held_out_gram, shrinkage, a, truncation)  # refuses them alone
         shape = (int(a.shape[0]), int(a.shape[1]))
         if _searches(out_dims, in_dims, num_cores, truncation):
             _check_search_args(truncation, pad)
             assert truncation is not None
-            best = search(a, truncation, factor=gram_fit.factor_of(input_gram, a), num_cores=num_cores, svd=svd).best
+            factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, truncation)
+            best = search(a, truncation, factor=factor, num_cores=num_cores, svd=svd).best
             assert best is not None  # the first layout in order is always fitted
             return wrap_decomposition(best, shape)
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
@@ -451,8 +474,13 @@ class MPO(Chain):
         check_padding(shape, out_dims, in_dims, a)
         if input_gram is not None and (prod(out_dims), prod(in_dims)) != shape:
             raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
-        factor = gram_fit.factor_of(input_gram, a)
-        return wrap_decomposition(decompose(a, out_dims, in_dims, truncation, svd, factor), shape)
+        base = decompose(a, out_dims, in_dims, truncation, svd)
+        if input_gram is None:
+            return wrap_decomposition(base, shape)
+        factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, truncation,
+                                            num_params(base.cores))
+        assert factor is not None
+        return wrap_decomposition(refit(a, base, truncation, factor), shape)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.

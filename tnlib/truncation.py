@@ -308,6 +308,12 @@ class TruncationReport:
         The discarded weights relative to ``norm**2``, kept when the tensor
         was far from unit scale (``discarded`` may then under- or overflow in
         floating point; the error bounds use these).
+    held_out_error : float or None
+        For a matrix fitted with a held-out Gram: the relative output-space
+        error on those rows, which the fit did not see.
+    shrinkage : float or None
+        For a data-aware fit: the shrinkage ``s`` of the fitting metric
+        ``(1 - s) C + s tau I`` (``1``: the weight-space metric).
 
     Examples
     --------
@@ -330,6 +336,8 @@ class TruncationReport:
     error: float | None = None
     output_error: float | None = None
     relative: tuple[float, ...] | None = None
+    held_out_error: float | None = None
+    shrinkage: float | None = None
 
     @property
     def error_bound(self) -> float:
@@ -386,7 +394,11 @@ class TruncationReport:
                 f"(relative {self.relative_error_bound:.3g}), ||A||_F = {self.norm:.6g}"
             )
         if self.output_error is not None:
-            lines.append(f"output-space error ||X (W - W_tt)^T|| / ||X W^T|| = {self.output_error:.3g}")
+            shrunk = "" if self.shrinkage is None else f" (shrinkage {self.shrinkage:.3g})"
+            lines.append(f"output-space error ||X (W - W_tt)^T|| / ||X W^T|| = {self.output_error:.3g} "
+                         f"on the fit's rows{shrunk}")
+        if self.held_out_error is not None:
+            lines.append(f"output-space error on held-out rows = {self.held_out_error:.3g}")
         return "\n".join(lines)
 
 

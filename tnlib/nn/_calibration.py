@@ -18,6 +18,7 @@ and returns ``C`` for every weight matrix of the chosen layers:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import torch
@@ -25,7 +26,7 @@ from torch import nn
 
 from ._stacking import suffix
 
-__all__ = ["record_grams", "run_batch", "is_conv1d"]
+__all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "run_batch", "is_conv1d"]
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -42,19 +43,77 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
     return model(batch)
 
 
+FOLDS = 4
+"""Calibration samples are dealt round-robin into this many folds: one is held out to choose the
+fit, and all of them cross-validate the shrinkage (:mod:`tnlib._input_gram`)."""
+
+
+@dataclass(frozen=True)
+class GramFolds:
+    """The input Gram of one weight, summed per fold of calibration samples.
+
+    ``sums[k]`` is ``X_k^T X_k`` over the rows of the samples in fold ``k``
+    (samples dealt round-robin, every row of a sample in the same fold) and
+    ``counts[k]`` their number of rows.
+    """
+
+    sums: tuple[torch.Tensor, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts)
+
+    def gram(self) -> torch.Tensor:
+        """``C`` over every row."""
+        return sum(self.sums[1:], self.sums[0]) / max(self.rows, 1)
+
+    def split(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(C without fold k, C of fold k, rows of fold k)``."""
+        rest = self.rows - self.counts[k]
+        total = sum(self.sums[1:], self.sums[0])
+        return (total - self.sums[k]) / max(rest, 1), self.sums[k] / max(self.counts[k], 1), self.counts[k]
+
+    def usable_folds(self) -> list[int]:
+        """Folds that hold rows while the others do too (each can be held out)."""
+        return [k for k, c in enumerate(self.counts) if 0 < c < self.rows]
+
+
+class _BadCalibration(ValueError):
+    """Calibration inputs that reached a layer but cannot be used (raised from a hook)."""
+
+
 class _Accumulator:
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
+        self.sums: dict[str, list[torch.Tensor]] = {}
+        self.counts: dict[str, list[int]] = {}
+        self.samples: dict[str, int] = {}
 
-    def add(self, key: str, rows: torch.Tensor) -> None:
-        rows = rows.detach().reshape(-1, rows.shape[-1]).to(device="cpu", dtype=torch.float64)
-        gram = rows.T @ rows
-        self.sums[key] = self.sums[key] + gram if key in self.sums else gram
-        self.counts[key] = self.counts.get(key, 0) + rows.shape[0]
+    def add(self, key: str, rows: torch.Tensor, sample_dim: int = 0) -> None:
+        """Add the rows of a batch; samples along ``sample_dim`` are dealt round-robin into the folds."""
+        x = rows.detach().to(device="cpu", dtype=torch.float64)
+        x = x.reshape(1, -1) if x.dim() == 1 else x.movedim(sample_dim, 0)
+        if not bool(torch.isfinite(x).all()):
+            layer, _, weight = key.partition(":")
+            bad = int((~torch.isfinite(x)).sum())
+            raise _BadCalibration(
+                f"the calibration inputs of layer {layer!r} ({weight}) hold {bad} NaN or infinite entries; "
+                "pass finite batches"
+            )
+        features = x.shape[-1]
+        if key not in self.sums:
+            self.sums[key] = [torch.zeros(features, features, dtype=torch.float64) for _ in range(FOLDS)]
+            self.counts[key], self.samples[key] = [0] * FOLDS, 0
+        fold = (self.samples[key] + torch.arange(x.shape[0])) % FOLDS
+        for k in range(FOLDS):
+            part = x[fold == k].reshape(-1, features)
+            if part.shape[0]:
+                self.sums[key][k] += part.T @ part
+                self.counts[key][k] += part.shape[0]
+        self.samples[key] += x.shape[0]
 
-    def grams(self) -> dict[str, torch.Tensor]:
-        return {k: s / self.counts[k] for k, s in self.sums.items()}
+    def folds(self) -> dict[str, GramFolds]:
+        return {k: GramFolds(tuple(s), tuple(self.counts[k])) for k, s in self.sums.items()}
 
 
 def _time_major(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -99,8 +158,8 @@ def _record_rnn(acc: _Accumulator, name: str, rnn: Any, args: tuple, kwargs: dic
             elif lstm:
                 state = (h0, torch.zeros_like(h0))
             out, _ = single(seq, state)
-            acc.add(f"{name}:weight_ih{sfx}", seq)
-            acc.add(f"{name}:weight_hh{sfx}", torch.cat([h0, out[:-1]], dim=0))
+            acc.add(f"{name}:weight_ih{sfx}", seq, sample_dim=1)  # time-major: samples on axis 1
+            acc.add(f"{name}:weight_hh{sfx}", torch.cat([h0, out[:-1]], dim=0), sample_dim=1)
             outs.append(out if d == 0 else out.flip(0))
         x = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
 
@@ -155,8 +214,8 @@ def record_grams(
     """``{layer name: {weight name: C}}`` (float64, CPU) over the ``calibration`` batches.
 
     The model runs in ``eval()`` mode without gradients; its mode is restored.
-    Raises ``ValueError`` naming the batch that does not fit the model, or a
-    layer the batches never reached.
+    Raises ``ValueError`` naming the batch that does not fit the model, the
+    layer whose inputs hold NaN or inf, or a layer the batches never reached.
 
     Examples
     --------
@@ -166,6 +225,14 @@ def record_grams(
     >>> grams["0"]["weight"].shape, grams["2"]["weight"].dtype
     (torch.Size([8, 8]), torch.float64)
     """
+    return {layer: {w: f.gram() for w, f in weights.items()}
+            for layer, weights in record_folds(model, names, calibration).items()}
+
+
+def record_folds(
+    model: nn.Module, names: Iterable[str], calibration: Iterable[Any]
+) -> dict[str, dict[str, GramFolds]]:
+    """As :func:`record_grams`, with each Gram kept per fold of calibration samples (:class:`GramFolds`)."""
     names = _check_names(model, names)
     acc = _Accumulator()
     handles = [_hook(acc, n, model.get_submodule(n)) for n in names]
@@ -177,6 +244,8 @@ def record_grams(
             for k, batch in enumerate(calibration):
                 try:
                     run_batch(model, batch)
+                except _BadCalibration as exc:
+                    raise ValueError(f"calibration batch {k}: {exc}") from None
                 except Exception as exc:  # noqa: BLE001 - reported with the batch that failed
                     raise ValueError(
                         f"calibration batch {k} does not fit the model: {type(exc).__name__}: {exc}"
@@ -188,9 +257,8 @@ def record_grams(
         model.train(was_training)
     if seen == 0:
         raise ValueError("calibration holds no batches; pass an iterable of model inputs")
-    grams = acc.grams()
-    out: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
-    for key, c in grams.items():
+    out: dict[str, dict[str, GramFolds]] = {n: {} for n in names}
+    for key, c in acc.folds().items():
         layer, _, weight = key.partition(":")
         out[layer][weight] = c
     missing = [n for n in names if not out[n]]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,8 +24,9 @@ import torch
 from torch import nn
 
 import tnlib
+from tnlib import _input_gram as gram_fit
 
-from ._calibration import is_conv1d, record_grams
+from ._calibration import GramFolds, is_conv1d, record_folds
 from ._cores import positive_int
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._mpo_linear import MPOLinear
@@ -53,13 +55,16 @@ class LayerReport:
         Von Neumann entropy of every bond of every MPO of the layer.
     output_error : float or None
         With calibration: ``sqrt(sum_W tr((W - W_mpo) C (W - W_mpo)^T) / sum_W tr(W C W^T))``,
-        the relative error of the layer's pre-activations on the calibration inputs.
+        the relative error of the layer's pre-activations on the calibration rows the fit saw.
     budget : int or None
         The parameter budget of the layer (sum over its matrices).
     layouts : tuple of str
         The layout of every MPO (``out (...) x in (...)``).
     note : str
         Set when the stored weights miss the budget by more than 5 %.
+    held_out_error : float or None
+        With calibration: the same relative error on the held-out calibration
+        rows (one fold in four of the samples), which the fit did not see.
 
     Examples
     --------
@@ -80,6 +85,7 @@ class LayerReport:
     budget: int | None = None
     layouts: tuple[str, ...] = ()
     note: str = ""
+    held_out_error: float | None = None
 
     @property
     def compression_ratio(self) -> float:
@@ -87,6 +93,7 @@ class LayerReport:
 
     def __str__(self) -> str:
         out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
+        out += "" if self.held_out_error is None else f" (held-out rows {self.held_out_error:.4f})"
         text = (
             f"{self.name} ({self.kind}): {self.params_before} -> {self.params_after} weights "
             f"({self.compression_ratio:.2f}x), weight error {self.relative_error:.4f}{out}"
@@ -212,9 +219,12 @@ def compress(
         Unlabelled model inputs (an iterable of tensors, argument tuples or
         keyword dicts, e.g. a ``DataLoader`` of inputs only). The input Gram
         of every weight is recorded on them and each MPO is fitted to the
-        layer's outputs (:meth:`tnlib.MPO.from_matrix` with ``input_gram``);
-        the reports then give the output-space error. Needs a budget or a
-        truncation.
+        layer's outputs (:meth:`tnlib.MPO.from_matrix` with ``input_gram``):
+        the samples are dealt into four folds; the shrinkage of the metric
+        is cross-validated over them, the fit sees three and the fourth
+        chooses the layout and gives ``held_out_error`` (never worse there
+        than the plain truncated SVD). Fewer rows than a weight has input
+        features warn. Needs a budget or a truncation.
 
     Returns
     -------
@@ -228,9 +238,9 @@ def compress(
     >>> small, reports = tnlib.nn.compress(net, compression=8, layers=["0"])
     >>> type(small[0]).__name__, reports[0].compression_ratio >= 8
     ('MPOLinear', True)
-    >>> batches = [torch.randn(32, 256) for _ in range(4)]
+    >>> batches = [torch.randn(32, 256) for _ in range(16)]
     >>> aware, reports = tnlib.nn.compress(net, compression=8, layers=["0"], calibration=batches)
-    >>> reports[0].output_error <= 1.0
+    >>> reports[0].output_error <= 1.0 and reports[0].held_out_error <= 1.0
     True
     """
     if compression is not None:
@@ -241,7 +251,7 @@ def compress(
     targets = _check_layers(model, layers)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
-    grams = record_grams(model, targets, calibration) if calibration is not None else {}
+    grams = record_folds(model, targets, calibration) if calibration is not None else {}
     out = model if inplace else copy.deepcopy(model)
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     reports = []
@@ -260,21 +270,32 @@ def compress(
 
 def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: tnlib.Truncation | None,
                      compression: float | None, num_cores: int | None,
-                     grams: dict[str, torch.Tensor]) -> tuple[dict[str, tnlib.MPO], int]:
+                     folds: dict[str, GramFolds]) -> tuple[dict[str, tnlib.MPO], int]:
     """Every weight of one layer as an MPO (searched layout at a budget, else the converter's), and the budget."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
+    few = [f"{wname} ({f.rows} rows, {f.sums[0].shape[0]} features)" for wname, f in folds.items()
+           if f.rows < f.sums[0].shape[0]]
+    if few:
+        warnings.warn(
+            f"layer {name!r} has fewer calibration rows than input features: {', '.join(few)}; the fit is "
+            "chosen on held-out rows and stays safe, but it gains over the truncated SVD only with more rows",
+            UserWarning,
+            stacklevel=3,
+        )
     for wname, w in converter.weights(module).items():
         t = truncation if compression is None else tnlib.truncation.with_compression(truncation, w.numel(),
                                                                                       compression)
         w64 = w.to(torch.float64).cpu()
-        gram = grams.get(wname)
         search = t is not None and t.max_params is not None and num_cores is None
         dims = (None, None) if search else converter.layout(module, w, num_cores)
         with torch.no_grad():
             try:
-                mpos[wname] = tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t,
-                                                    input_gram=None if gram is None else gram.to(w64.dtype))
+                if wname in folds:
+                    assert t is not None  # compress refuses calibration without a budget or truncation
+                    mpos[wname] = _calibrated_fit(name, w64, dims, t, folds[wname])
+                else:
+                    mpos[wname] = tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t)
             except tnlib.truncation.BudgetTooSmallError as exc:
                 raise ValueError(
                     f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in "
@@ -285,22 +306,67 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
     return mpos, budget
 
 
+def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnlib.Truncation,
+                    folds: GramFolds) -> tnlib.MPO:
+    """The data-aware MPO of one weight (see :func:`compress`): the shrinkage cross-validated over the
+    folds; the fit on every fold but the last usable one, which chooses the layout; a searched layout
+    other than the truncated SVD's kept only when its paired per-fold gain over the SVD layout is
+    significant (:func:`tnlib._input_gram.paired_upper_bound`)."""
+    usable = folds.usable_folds()
+    if len(usable) < 2:
+        warnings.warn(
+            f"layer {name!r}: the calibration holds a single sample, so no rows can be held out; fitted in the "
+            "weight-space metric (the plain truncated SVD's)",
+            UserWarning,
+            stacklevel=4,
+        )
+        return tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t, input_gram=folds.gram(), shrinkage=1.0)
+    shape = (int(w64.shape[0]), int(w64.shape[1]))
+    params = t.max_params if t.max_params is not None else tnlib.MPO.from_matrix(
+        w64, dims[0], dims[1], truncation=t).num_params
+    rank = gram_fit.svd_rank(shape, params, t.cap)
+    shrinkage, _ = gram_fit.choose_shrinkage(w64, rank, [folds.split(k) for k in usable])
+
+    def fit(k: int, out_dims: Any, in_dims: Any) -> tnlib.MPO:
+        train, held, _ = folds.split(k)
+        return tnlib.MPO.from_matrix(w64, out_dims, in_dims, truncation=t, input_gram=train, held_out_gram=held,
+                                     shrinkage=shrinkage)
+
+    chosen = fit(usable[-1], *dims)
+    svd_dims = ((shape[0], 1), (1, shape[1]))
+    if dims[0] is not None or (chosen.out_dims, chosen.in_dims) == svd_dims:
+        return chosen
+    # the search on one held-out fold chose another layout: confirm it against the SVD layout on every fold
+    svds = {k: fit(k, *svd_dims) for k in usable}
+    others = {k: chosen if k == usable[-1] else fit(k, chosen.out_dims, chosen.in_dims) for k in usable}
+    differences = [_held_out(others[k]) ** 2 - _held_out(svds[k]) ** 2 for k in usable]
+    return chosen if gram_fit.paired_upper_bound(differences) < 0.0 else svds[usable[-1]]
+
+
+def _held_out(mpo: tnlib.MPO) -> float:
+    assert mpo.report is not None and mpo.report.held_out_error is not None  # fitted with a held-out Gram
+    return mpo.report.held_out_error
+
+
 def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib.MPO],
-            grams: dict[str, torch.Tensor], budget: int | None) -> LayerReport:
+            folds: dict[str, GramFolds], budget: int | None) -> LayerReport:
     """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
     weights = converter.weights(module)
-    num = den = out_num = out_den = 0.0
+    num = den = 0.0
+    seen, held = _Pooled(), _Pooled()
     for wname, mpo in mpos.items():
         report = mpo.report
         assert report is not None
         num += (report.relative_error_bound * report.norm) ** 2
         den += report.norm**2
-        gram = grams.get(wname)
-        if gram is not None and report.output_error is not None:
+        f = folds.get(wname)
+        if f is not None and report.output_error is not None:
             w64 = weights[wname].to(torch.float64).cpu()
-            signal = float(torch.sum(w64 * (w64 @ gram.to(w64.dtype))))  # tr(W C W^T)
-            out_num += report.output_error**2 * signal
-            out_den += signal
+            usable = f.usable_folds()
+            fit_gram, held_gram, _ = f.split(usable[-1]) if len(usable) >= 2 else (f.gram(), None, 0)
+            seen.add(report.output_error, w64, fit_gram)
+            if held_gram is not None and report.held_out_error is not None:
+                held.add(report.held_out_error, w64, held_gram)
     before = sum(w.numel() for w in weights.values())
     after = sum(m.num_params for m in mpos.values())
     note = ""
@@ -316,8 +382,24 @@ def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib
         after,
         math.sqrt(num / den) if den else 0.0,
         tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
-        math.sqrt(max(out_num, 0.0) / out_den) if out_den > 0 else None,
+        seen.value(),
         budget,
         tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
         note,
+        held.value(),
     )
+
+
+class _Pooled:
+    """Relative errors of several weights pooled by their signals ``tr(W C W^T)``."""
+
+    def __init__(self) -> None:
+        self.num = self.den = 0.0
+
+    def add(self, error: float, w: torch.Tensor, gram: torch.Tensor) -> None:
+        signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
+        self.num += error**2 * signal
+        self.den += signal
+
+    def value(self) -> float | None:
+        return math.sqrt(max(self.num, 0.0) / self.den) if self.den > 0 else None
