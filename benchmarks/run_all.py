@@ -29,6 +29,7 @@ SCRIPTS = [
     ("bench_nn.py", []),
     ("bench_layouts.py", []),
     ("bench_calibration.py", []),
+    ("bench_allocation.py", []),
 ]
 
 

@@ -160,3 +160,36 @@ def test_pair_moves_stay_within_the_budget_and_bounds():
     assert moves and all(chain_params(m, phys) <= budget for m in moves)
     assert all(lo <= c <= up for m in moves for c, lo, up in zip(m, low, upper))
     assert (4, 3, 3) in moves and (2, 5, 3) in moves  # one larger; one smaller and the freed count moved
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.floats(0.3, 1.0)), min_size=1, max_size=3),
+       st.integers(1, 5), st.integers(0, 10**6))
+def test_allocate_ranks_is_the_optimum_for_equal_costs_and_never_loses_to_the_baseline(items, cost, seed):
+    rng = np.random.default_rng(seed)
+    spectra = [np.sort(rng.uniform(0, 1, n) * decay ** np.arange(n))[::-1] for n, decay in items]
+    costs = [cost] * len(items)
+    budget = int(rng.integers(len(items), sum(len(s) for s in spectra) + 1)) * cost
+    ranks = tnlib.budget.allocate_ranks(spectra, costs, budget)
+    assert sum(r * c for r, c in zip(ranks, costs)) <= budget and all(1 <= r <= len(s) for r, s in zip(ranks, spectra))
+
+    def loss(rs):
+        return sum(float(np.sum(s[r:] ** 2) / np.sum(s**2)) for s, r in zip(spectra, rs))
+
+    feasible = [rs for rs in itertools.product(*(range(1, len(s) + 1) for s in spectra))
+                if sum(r * c for r, c in zip(rs, costs)) <= budget]
+    assert loss(ranks) <= min(loss(rs) for rs in feasible) + 1e-12  # equal costs: greedy is exact
+    base = tuple(max(1, len(s) // 2) for s in spectra)
+    if sum(r * c for r, c in zip(base, costs)) <= budget:
+        with_base = tnlib.budget.allocate_ranks(spectra, costs, budget, baseline=base)
+        assert loss(with_base) <= loss(base) + 1e-12
+
+
+def test_allocate_ranks_errors():
+    s = np.ones(4)
+    with pytest.raises(tnlib.truncation.BudgetTooSmallError, match=r"budget of 5 parameters cannot hold 2 matrices"):
+        tnlib.budget.allocate_ranks([s, s], [4, 4], 5)
+    with pytest.raises(ValueError, match=r"one entry per matrix, got 2, 1"):
+        tnlib.budget.allocate_ranks([s, s], [4], 50)
+    with pytest.raises(ValueError, match=r"baseline must have one rank per matrix \(2\), got 1"):
+        tnlib.budget.allocate_ranks([s, s], [4, 4], 50, baseline=[1])

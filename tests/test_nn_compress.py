@@ -408,3 +408,49 @@ def test_layers_and_names_are_checked():
         tn.record_grams(net, ["0", "0"], batches_)
     with pytest.raises(ValueError, match=r"names holds 'nope', which is not a module"):
         tn.record_grams(net, ["nope"], batches_)
+
+
+def _two_layer_model():
+    """Two 64 x 64 layers: a flat spectrum, then (on nearly isotropic inputs) a fast-decaying one."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64, bias=False), nn.Tanh(), nn.Linear(64, 64, bias=False)).double()
+    with torch.no_grad():
+        q1, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+        q2, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+        model[0].weight.copy_(torch.randn(64, 64, dtype=torch.float64) / 8)
+        model[2].weight.copy_(q1 * 0.7 ** torch.arange(64.0, dtype=torch.float64) @ q2)
+    return model
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_global_allocation_spends_the_budget_where_it_removes_most_error(calibrated):
+    model = _two_layer_model()
+    data = [torch.randn(16, 64, dtype=torch.float64) for _ in range(32)] if calibrated else None
+    uniform, u_reports = tn.compress(model, compression=4, calibration=data)
+    shared, g_reports = tn.compress(model, compression=4, calibration=data, allocation="global")
+    total = 2 * 64 * 64 // 4
+    assert sum(r.params_after for r in g_reports) <= total
+    assert sum(r.budget for r in g_reports) <= total
+    assert g_reports[1].share < 0.5 < g_reports[0].share  # the fast-decaying layer needs less
+    assert sum(r.share for r in g_reports) == pytest.approx(1.0)
+    assert [r.share for r in u_reports] == [0.5, 0.5]
+
+    def summed(reports):  # the summed relative squared error the allocation minimises
+        return sum((r.output_error if calibrated else r.relative_error) ** 2 for r in reports)
+
+    assert summed(g_reports) < summed(u_reports)
+    x = torch.randn(5, 64, dtype=torch.float64)
+    assert shared(x).shape == (5, 64)
+
+
+def test_allocation_errors_and_a_failing_layer_leaves_the_model_whole():
+    model = _two_layer_model()
+    with pytest.raises(ValueError, match=r"allocation must be 'uniform' or 'global', got 'bogus'"):
+        tn.compress(model, compression=4, allocation="bogus")
+    with pytest.raises(ValueError, match=r"allocation='global' shares the budget of a compression ratio"):
+        tn.compress(model, truncation=tnlib.Truncation(max_bond=4), allocation="global")
+    net = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 2))
+    before = [type(m) for m in net]
+    with pytest.raises(ValueError, match=r"layer '1' \(2 x 64 weight\) cannot be held in 6 parameters"):
+        tn.compress(net, compression=20, inplace=True)
+    assert [type(m) for m in net] == before  # the first layer converted fine, but nothing was replaced

@@ -33,6 +33,7 @@ from .truncation import BudgetTooSmallError
 
 __all__ = [
     "allocate_bonds",
+    "allocate_ranks",
     "allocation_candidates",
     "bonds_for_error",
     "chain_params",
@@ -368,3 +369,91 @@ def bonds_for_error(
             return tuple(int(c) for c in chi)
         used += tails[best_k][chi[best_k] - 1] - tails[best_k][chi[best_k]]
         chi[best_k] -= 1
+
+
+def allocate_ranks(
+    spectra: Sequence[Any],
+    costs: Sequence[int],
+    budget: int,
+    *,
+    min_rank: int = 1,
+    max_ranks: Sequence[int] | None = None,
+    baseline: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    r"""Ranks of several independent matrices that share one parameter budget.
+
+    Matrix ``k`` kept at rank ``r_k`` costs ``r_k * costs[k]`` parameters
+    (``M + N`` for a truncated SVD) and loses the *relative* weight
+    :math:`\sum_{j \ge r_k} s_j^2 / \sum_j s_j^2` of its descending spectrum
+    ``spectra[k]``. The ranks minimise the sum of those losses subject to
+    :math:`\sum_k r_k c_k \le` ``budget``: every singular value beyond
+    ``min_rank`` is bought in order of relative weight per parameter (optimal
+    for the fractional relaxation, the tails being convex), and the result is
+    compared with ``baseline`` (for example the ranks that per-matrix budgets
+    of ``numel / compression`` give) and the better kept, so it never loses
+    to it.
+
+    Parameters
+    ----------
+    spectra
+        Descending singular values of each matrix (any array library).
+    costs
+        Parameters per unit of rank of each matrix.
+    budget
+        Total parameters.
+    min_rank
+        Smallest rank of every matrix.
+    max_ranks
+        Largest rank of each matrix (default: its spectrum's length).
+    baseline
+        Ranks to beat (within the budget), or ``None``.
+
+    Returns
+    -------
+    tuple of int
+        One rank per matrix.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> fast, slow = 0.5 ** np.arange(16), 0.95 ** np.arange(16)
+    >>> tnlib.budget.allocate_ranks([fast, slow], [32, 32], budget=16 * 32)
+    (3, 13)
+    """
+    weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
+    n = len(weights)
+    if len(costs) != n or (max_ranks is not None and len(max_ranks) != n):
+        raise ValueError(f"spectra, costs and max_ranks must have one entry per matrix, got {n}, {len(costs)} and "
+                         f"{None if max_ranks is None else len(max_ranks)}")
+    upper = [len(w) for w in weights]
+    if max_ranks is not None:
+        upper = [min(int(m), u) for m, u in zip(max_ranks, upper)]
+    low = [min(min_rank, u) for u in upper]
+    floor = sum(lo * c for lo, c in zip(low, costs))
+    if floor > budget:
+        raise BudgetTooSmallError(
+            f"a budget of {budget} parameters cannot hold {n} matrices at rank {min_rank} ({floor} needed)"
+        )
+    rel = [w / w.sum() if w.sum() > 0 else np.zeros_like(w) for w in weights]
+
+    def loss(ranks: Sequence[int]) -> float:
+        return float(sum(r[k:].sum() for r, k in zip(rel, ranks)))
+
+    ranks, left = list(low), budget - floor
+    heap = [(-rel[k][ranks[k]] / costs[k], k) for k in range(n) if ranks[k] < upper[k]]
+    heapq.heapify(heap)
+    while heap:
+        _, k = heapq.heappop(heap)
+        if costs[k] > left:
+            continue  # this matrix's next step no longer fits; cheaper steps of others may
+        ranks[k] += 1
+        left -= costs[k]
+        if ranks[k] < upper[k]:
+            heapq.heappush(heap, (-rel[k][ranks[k]] / costs[k], k))
+    if baseline is not None:
+        if len(baseline) != n:
+            raise ValueError(f"baseline must have one rank per matrix ({n}), got {len(baseline)}")
+        base = [max(lo, min(u, int(b))) for lo, u, b in zip(low, upper, baseline)]
+        if sum(r * c for r, c in zip(base, costs)) <= budget and loss(base) < loss(ranks):
+            ranks = base
+    return tuple(int(r) for r in ranks)

@@ -15,6 +15,7 @@ on those inputs rather than to its weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -65,6 +66,9 @@ class LayerReport:
     held_out_error : float or None
         With calibration: the same relative error on the held-out calibration
         rows (one fold in four of the samples), which the fit did not see.
+    share : float or None
+        The layer's part of the budget of all converted layers (with
+        ``allocation="global"`` chosen by error, else by size).
 
     Examples
     --------
@@ -86,6 +90,7 @@ class LayerReport:
     layouts: tuple[str, ...] = ()
     note: str = ""
     held_out_error: float | None = None
+    share: float | None = None
 
     @property
     def compression_ratio(self) -> float:
@@ -193,6 +198,7 @@ def compress(
     inplace: bool = False,
     num_cores: int | None = None,
     calibration: Iterable[Any] | None = None,
+    allocation: str = "uniform",
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear and recurrent layers by MPO layers.
 
@@ -225,6 +231,15 @@ def compress(
         chooses the layout and gives ``held_out_error`` (never worse there
         than the plain truncated SVD). Fewer rows than a weight has input
         features warn. Needs a budget or a truncation.
+    allocation
+        How ``compression`` is shared: ``"uniform"`` (default), every weight
+        matrix ``numel / compression``; ``"global"``, one budget of
+        ``sum numel / compression`` for all the chosen layers, spent where
+        it removes the most relative error (the truncated SVD's, in the
+        calibrated metric when there is calibration;
+        :func:`tnlib.budget.allocate_ranks`), never worse by that measure
+        than the uniform shares. Each report's ``share`` gives the layer's
+        part of the total.
 
     Returns
     -------
@@ -249,28 +264,79 @@ def compress(
         positive_int("num_cores", num_cores)
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = _check_layers(model, layers)
+    _check_allocation(allocation, compression)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     grams = record_folds(model, targets, calibration) if calibration is not None else {}
-    out = model if inplace else copy.deepcopy(model)
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
-    reports = []
-    for name in targets:
-        module = out.get_submodule(name)
+    shares = None
+    if allocation == "global":
+        assert compression is not None
+        shares = _global_budgets(model, targets, truncation, compression, grams)
+    built, reports = [], []
+    for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
+        module = model.get_submodule(name)
         converter = _converter(module)
         assert converter is not None
+        budgets = None if shares is None else shares[name]
         mpos, budget = _decompose_layer(name, module, converter, truncation, compression, num_cores,
-                                        grams.get(name, {}))
+                                        grams.get(name, {}), budgets)
         reports.append(_report(name, converter, module, mpos, grams.get(name, {}), budget if has_budget else None))
+        built.append((name, converter, mpos))
+    out = model if inplace else copy.deepcopy(model)
+    for name, converter, mpos in built:
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, converter.build(module, mpos))
-    return out, reports
+        setattr(parent, child, converter.build(out.get_submodule(name), mpos))
+    total = sum(r.budget or 0 for r in reports)
+    return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
+
+
+def _check_allocation(allocation: Any, compression: float | None) -> None:
+    if allocation not in ("uniform", "global"):
+        raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
+    if allocation == "global" and compression is None:
+        raise ValueError("allocation='global' shares the budget of a compression ratio: pass compression=")
+
+
+def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
+                    compression: float, grams: dict[str, dict[str, GramFolds]]) -> dict[str, dict[str, int]]:
+    """Per weight matrix, its part of one budget of ``sum numel / compression`` (truncated-SVD ranks chosen by
+    :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric)."""
+    keys, spectra, costs, caps, uniform = [], [], [], [], []
+    total = 0
+    for name in targets:
+        module = model.get_submodule(name)
+        converter = _converter(module)
+        assert converter is not None
+        for wname, w in converter.weights(module).items():
+            w64 = w.detach().to(torch.float64).cpu()
+            m, n = (int(d) for d in w64.shape)
+            share = tnlib.truncation.with_compression(truncation, m * n, compression).max_params
+            assert share is not None
+            folds = grams.get(name, {}).get(wname)
+            target = w64
+            if folds is not None and len(folds.usable_folds()) >= 2:
+                rank = gram_fit.svd_rank((m, n), share, truncation.cap if truncation else None)
+                shrinkage, _ = gram_fit.choose_shrinkage(w64, rank, [folds.split(k) for k in folds.usable_folds()])
+                target = w64 @ gram_fit.gram_factor(folds.gram(), shrinkage).L
+            keys.append((name, wname))
+            spectra.append(torch.linalg.svdvals(target).numpy())
+            costs.append(m + n)
+            caps.append(max(1, min(m, n, m * n // (m + n))))
+            uniform.append(share // (m + n))
+            total += share
+    min_rank = truncation.min_bond if truncation is not None else 1
+    ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform)
+    out: dict[str, dict[str, int]] = {name: {} for name in targets}
+    for (name, wname), r, c in zip(keys, ranks, costs):
+        out[name][wname] = r * c
+    return out
 
 
 def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: tnlib.Truncation | None,
-                     compression: float | None, num_cores: int | None,
-                     folds: dict[str, GramFolds]) -> tuple[dict[str, tnlib.MPO], int]:
+                     compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
+                     budgets: dict[str, int] | None = None) -> tuple[dict[str, tnlib.MPO], int]:
     """Every weight of one layer as an MPO (searched layout at a budget, else the converter's), and the budget."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
@@ -284,8 +350,13 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
             stacklevel=3,
         )
     for wname, w in converter.weights(module).items():
-        t = truncation if compression is None else tnlib.truncation.with_compression(truncation, w.numel(),
-                                                                                      compression)
+        t: tnlib.Truncation | None
+        if budgets is not None:
+            t = dataclasses.replace(truncation or tnlib.Truncation(), max_params=budgets[wname])
+        elif compression is not None:
+            t = tnlib.truncation.with_compression(truncation, w.numel(), compression)
+        else:
+            t = truncation
         w64 = w.to(torch.float64).cpu()
         search = t is not None and t.max_params is not None and num_cores is None
         dims = (None, None) if search else converter.layout(module, w, num_cores)
