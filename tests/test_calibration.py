@@ -207,3 +207,28 @@ def test_calibration_errors_name_the_layer():
         tn.compress(torch.nn.Sequential(torch.nn.Linear(16, 16)), compression=2, calibration=[torch.randn(6, 16)])
     with pytest.warns(UserWarning, match=r"a single sample, so no rows can be held out"):
         tn.compress(torch.nn.Sequential(torch.nn.Linear(4, 4)), compression=2, calibration=[torch.randn(1, 20, 4)])
+
+
+def test_an_endless_calibration_iterator_is_read_only_as_far_as_needed():
+    import itertools
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    read = []
+
+    def endless():
+        for k in itertools.count():
+            read.append(k)
+            yield torch.randn(8, 4)
+
+    grams = tn.record_grams(model, ["0", "2"], endless())
+    assert len(read) == 64 * 4 // 8  # 64 rows per feature of the widest input, 8 rows a batch
+    assert grams["0"]["weight"].shape == (4, 4)
+    small, reports = tn.compress(model, compression=2, layers=["0"], calibration=endless())
+    assert reports[0].held_out_error is not None
+
+
+def test_a_model_on_the_meta_device_is_refused_naming_the_layer():
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    with pytest.raises(ValueError, match=r"layer '0' has weights on the meta device \(weight, bias\)"):
+        tn.compress(model, compression=2)

@@ -19,14 +19,14 @@ and returns ``C`` for every weight matrix of the chosen layers:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ._stacking import suffix
 
-__all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "run_batch", "is_conv1d"]
+__all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d"]
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -46,6 +46,10 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
 FOLDS = 4
 """Calibration samples are dealt round-robin into this many folds: one is held out to choose the
 fit, and all of them cross-validate the shrinkage (:mod:`tnlib._input_gram`)."""
+
+ENOUGH_ROWS = 64
+"""Calibration stops once every recorded weight has this many rows per input feature: its Gram is
+then estimated to a few per cent, and an endless iterator of batches ends."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,13 @@ class _Accumulator:
                 self.sums[key][k] += part.T @ part
                 self.counts[key][k] += part.shape[0]
         self.samples[key] += x.shape[0]
+
+    def enough(self, layers: Sequence[str]) -> bool:
+        """Every one of ``layers`` was reached and each of its weights has :data:`ENOUGH_ROWS` rows per feature."""
+        reached = {k.partition(":")[0] for k in self.sums}
+        return reached.issuperset(layers) and all(
+            sum(self.counts[k]) >= ENOUGH_ROWS * s[0].shape[0] for k, s in self.sums.items()
+        )
 
     def folds(self) -> dict[str, GramFolds]:
         return {k: GramFolds(tuple(s), tuple(self.counts[k])) for k, s in self.sums.items()}
@@ -214,8 +225,11 @@ def record_grams(
     """``{layer name: {weight name: C}}`` (float64, CPU) over the ``calibration`` batches.
 
     The model runs in ``eval()`` mode without gradients; its mode is restored.
-    Raises ``ValueError`` naming the batch that does not fit the model, the
-    layer whose inputs hold NaN or inf, or a layer the batches never reached.
+    Batches are read one at a time (never all at once) and reading stops
+    once every recorded weight has :data:`ENOUGH_ROWS` (64) rows per input
+    feature, so an endless iterator is fine. Raises ``ValueError`` naming
+    the batch that does not fit the model, the layer whose inputs hold NaN
+    or inf, or a layer the batches never reached.
 
     Examples
     --------
@@ -251,6 +265,8 @@ def record_folds(
                         f"calibration batch {k} does not fit the model: {type(exc).__name__}: {exc}"
                     ) from exc
                 seen += 1
+                if acc.enough(names):  # what is needed is taken; an endless iterator ends here
+                    break
     finally:
         for h in handles:
             h.remove()

@@ -189,6 +189,17 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     return list(layers)
 
 
+def _check_materialized(model: nn.Module, targets: Sequence[str]) -> None:
+    """Refuse layers whose weights have no values (the meta device) before anything is computed."""
+    for name in targets:
+        meta = [n for n, p in model.get_submodule(name).named_parameters() if p.is_meta]
+        if meta:
+            raise ValueError(
+                f"layer {name!r} has weights on the meta device ({', '.join(meta)}): they hold no values to "
+                "compress; load the model's state_dict (or call to_empty() and load) first"
+            )
+
+
 def compress(
     model: nn.Module,
     truncation: tnlib.Truncation | None = None,
@@ -264,6 +275,7 @@ def compress(
         positive_int("num_cores", num_cores)
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = _check_layers(model, layers)
+    _check_materialized(model, targets)
     _check_allocation(allocation, compression)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
