@@ -13,7 +13,7 @@ import array_api_compat
 import numpy as np
 
 from . import _linalg as linalg
-from ._backend import namespace
+from ._backend import namespace, scalar
 from ._canonical import orthonormalize
 from .contraction import contract
 
@@ -129,7 +129,7 @@ def fit(
     xp = namespace(*target)
     n = len(target)
     phys = [c.shape[1] for c in target]
-    norm2 = float(xp.real(inner(target, target)))
+    norm2 = scalar(xp.real(inner(target, target)))
     phi = list(initial) if initial is not None else _random_chain(target[0], phys, bonds, seed)
     phi = orthonormalize(phi, 0, None)
     ones = xp.ones((1, 1), dtype=xp.result_type(target[0], phi[0]), device=array_api_compat.device(target[0]))
@@ -158,7 +158,7 @@ def fit(
                 q, _ = linalg.qr(linalg.adjoint(xp.reshape(centre, (l_, p_ * r_))))
                 phi[k] = xp.reshape(linalg.adjoint(q), (q.shape[1], p_, r_))
                 right[k] = contract("xpz,ypw,zw->xy", xp.conj(phi[k]), target[k], right[k + 1])
-        centre_norm2 = float(xp.linalg.vector_norm(phi[order[-1]])) ** 2
+        centre_norm2 = scalar(xp.linalg.vector_norm(phi[order[-1]])) ** 2
         err2 = max(norm2 - centre_norm2, 0.0)
         done = sweep + 1
         if previous - err2 <= tol * max(norm2, 1e-300):

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "namespace",
     "as_array",
+    "scalar",
     "as_matrix",
     "frobenius_norm",
     "BLOCK_BYTES",
@@ -40,14 +41,21 @@ def namespace(*arrays: Any) -> Any:
     return array_api_compat.array_namespace(*arrays)
 
 
+def scalar(x: Any) -> float:
+    """``float(x)`` of a 0-d array, read without recording it in an autograd graph (a value for a decision
+    or a report, never part of a differentiable result)."""
+    detach = getattr(x, "detach", None)
+    return float(detach() if callable(detach) else x)
+
+
 def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
     """Return ``value`` unchanged if it is an array, else ``numpy.asarray(value)``.
 
     Lists, tuples and scalars have no backend of their own; they become NumPy
     arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works. A torch
-    tensor that requires grad is detached (decompositions are not
-    differentiated) unless ``keep_grad`` (differentiable kernels such as the
-    recurrences of :mod:`tnlib.rnn`).
+    tensor that requires grad stays in its autograd graph: results are
+    differentiable with respect to it (pass ``x.detach()`` for a detached
+    result). ``keep_grad`` is kept for callers that say so explicitly.
     """
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(
@@ -57,8 +65,6 @@ def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
     if array_api_compat.is_torch_array(value):
         if value.device.type == "meta":
             raise ValueError(f"{name} is on torch's 'meta' device and has no data; move it to a real device")
-        if value.requires_grad and not keep_grad:
-            return value.detach()  # decompositions are not differentiated; avoids scalar-conversion warnings
     if isinstance(value, np.ndarray) and not value.dtype.isnative:
         return value.astype(value.dtype.newbyteorder("="))  # big-endian data (from another machine's file)
     if array_api_compat.is_array_api_obj(value):
@@ -143,7 +149,7 @@ def leading_blocks(x: Any, block_bytes: int = BLOCK_BYTES) -> Iterator[Any]:
 def sum_squares(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
     """``||x||_F^2`` as a Python float, block by block (no scaling: for arrays near unit scale)."""
     xp = namespace(x)
-    return sum(float(xp.linalg.vector_norm(b)) ** 2 for b in leading_blocks(x, block_bytes))
+    return sum(scalar(xp.linalg.vector_norm(b)) ** 2 for b in leading_blocks(x, block_bytes))
 
 
 def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
@@ -153,10 +159,10 @@ def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
     xp = namespace(x)
     if not array_api_compat.size(x):
         return 0.0
-    peak = max(float(xp.max(xp.abs(b))) for b in leading_blocks(x, block_bytes))
+    peak = max(scalar(xp.max(xp.abs(b))) for b in leading_blocks(x, block_bytes))
     if peak == 0.0 or not math.isfinite(peak):
         return peak
-    scaled = (float(xp.linalg.vector_norm(b / peak)) ** 2 for b in leading_blocks(x, block_bytes))
+    scaled = (scalar(xp.linalg.vector_norm(b / peak)) ** 2 for b in leading_blocks(x, block_bytes))
     return peak * math.sqrt(sum(scaled))
 
 
@@ -164,7 +170,7 @@ def binary_exponent(x: Any) -> int:
     """The power of two of the largest entry of ``x`` (``frexp``'s exponent; 0 for a zero or non-finite ``x``):
     dividing by ``2**binary_exponent(x)`` brings ``x`` to unit scale exactly."""
     xp = namespace(x)
-    peak = float(xp.max(xp.abs(x))) if array_api_compat.size(x) else 0.0
+    peak = scalar(xp.max(xp.abs(x))) if array_api_compat.size(x) else 0.0
     return math.frexp(peak)[1] if peak > 0 and math.isfinite(peak) else 0
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence, TypeVar
 import array_api_compat
 
 from . import _algebra as algebra
-from ._backend import as_array, check_finite, check_floating, namespace, prod, times_power_of_two
+from ._backend import as_array, check_finite, check_floating, namespace, prod, scalar, times_power_of_two
 from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
@@ -339,10 +339,10 @@ class Chain:
         # 2**exponent * chain, centre O(1)
         sites, exponent = normalized(self._sites(), self.num_sites - 1, self._center)
         core = sites[-1]
-        peak = float(xp.max(xp.abs(core)))
+        peak = scalar(xp.max(xp.abs(core)))
         if peak == 0.0:
             return -math.inf
-        return exponent * math.log(2.0) + math.log(peak) + math.log(float(xp.linalg.vector_norm(core / peak)))
+        return exponent * math.log(2.0) + math.log(peak) + math.log(scalar(xp.linalg.vector_norm(core / peak)))
 
     def inner(self, other: _Self) -> Any:
         """``<self|other> = sum conj(self) * other`` (for MPOs ``tr(A^H B)``), a 0-d array."""

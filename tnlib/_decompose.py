@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Sequence
 import array_api_compat
 
 from . import _input_gram as gram_fit
-from ._backend import far_exponent, itemsize, namespace, prod
+from ._backend import far_exponent, itemsize, namespace, prod, scalar
 from ._legs import cores_to_matrix, cores_to_sites, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
@@ -186,9 +186,9 @@ def _refit(
         bonds,
         full,
         (float("nan"),) * len(bonds),
-        float(xp.linalg.vector_norm(a)),
+        scalar(xp.linalg.vector_norm(a)),
         truncation,
-        error=float(xp.linalg.vector_norm(a - w_hat)),
+        error=scalar(xp.linalg.vector_norm(a - w_hat)),
         output_error=gram_fit.output_error(a, w_hat, factor),
         held_out_error=None if factor.held_out is None else gram_fit.relative_error_in(a, w_hat, factor.held_out),
         shrinkage=factor.shrinkage,
@@ -199,6 +199,6 @@ def _refit(
 def measured_error(a: Any, cores: Sequence[Any]) -> float:
     """The relative weight-space error ``||A - A_hat|| / ||A||`` of MPO cores of an unpadded matrix ``a``."""
     xp = namespace(a)
-    norm = float(xp.linalg.vector_norm(a))
-    error = float(xp.linalg.vector_norm(a - cores_to_matrix(cores)))
+    norm = scalar(xp.linalg.vector_norm(a))
+    error = scalar(xp.linalg.vector_norm(a - cores_to_matrix(cores)))
     return error / norm if norm > 0 else 0.0

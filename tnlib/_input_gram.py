@@ -51,7 +51,7 @@ from typing import Any, NamedTuple, Sequence
 import array_api_compat
 
 from . import _linalg as linalg
-from ._backend import check_finite, check_floating, far_exponent, namespace
+from ._backend import check_finite, check_floating, far_exponent, namespace, scalar
 from ._canonical import left_step, orthonormalize
 from ._legs import deinterleave, interleave
 from .svd import thin_svd
@@ -115,8 +115,8 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
         )
     check_floating(c, name)
     check_finite(c, name)
-    scale = float(xp.max(xp.abs(c))) if n else 0.0
-    asym = float(xp.max(xp.abs(c - linalg.adjoint(c))))
+    scale = scalar(xp.max(xp.abs(c))) if n else 0.0
+    asym = scalar(xp.max(xp.abs(c - linalg.adjoint(c))))
     if asym > 1e-6 * max(scale, 1e-300):
         raise ValueError(
             f"{name} is not symmetric: max |C - C^T| = {asym:.3g} against max |C| = {scale:.3g}; "
@@ -124,12 +124,12 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
         )
     c = (c + linalg.adjoint(c)) / 2
     lam = xp.linalg.eigvalsh(c)
-    if float(lam[0]) < -1e-8 * max(float(lam[-1]), 1e-300):
+    if scalar(lam[0]) < -1e-8 * max(scalar(lam[-1]), 1e-300):
         raise ValueError(
-            f"{name} is not positive semi-definite: its smallest eigenvalue is {float(lam[0]):.3g} "
-            f"against a largest of {float(lam[-1]):.3g}; expected C = X^T X / n"
+            f"{name} is not positive semi-definite: its smallest eigenvalue is {scalar(lam[0]):.3g} "
+            f"against a largest of {scalar(lam[-1]):.3g}; expected C = X^T X / n"
         )
-    if float(lam[-1]) <= 0.0:
+    if scalar(lam[-1]) <= 0.0:
         raise ValueError(f"{name} is zero: the inputs carry no signal to fit")
     exponent = far_exponent(c)
     # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
@@ -156,7 +156,7 @@ def _eigen(c: Any) -> _Eigen:
     xp = namespace(c)
     lam, q = xp.linalg.eigh(c)
     lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
-    return _Eigen(lam, q, float(xp.mean(lam)))
+    return _Eigen(lam, q, scalar(xp.mean(lam)))
 
 
 def _shrunk(gram: Any, eig: _Eigen, shrinkage: float, held_out: Any = None) -> GramFactor:
@@ -256,8 +256,8 @@ def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[fl
             u = xp.linalg.eigh(((w @ eig.q) * lam_s) @ linalg.adjoint(w @ eig.q))[1][:, m - rank:]
             rest = xp.eye(m, dtype=w.dtype, device=dev) - u @ linalg.adjoint(u)
             resid = xp.real(xp.linalg.trace(rest @ signal @ rest))
-        out.append(max(float(resid), 0.0))
-    return out, float(xp.real(xp.linalg.trace(signal)))
+        out.append(max(scalar(resid), 0.0))
+    return out, scalar(xp.real(xp.linalg.trace(signal)))
 
 
 def factor_of(
@@ -310,7 +310,7 @@ def _warn_if_deficient(c: Any) -> None:
     xp = namespace(c)
     lam = xp.linalg.eigvalsh(c)
     n = int(lam.shape[0])
-    rank = int(xp.sum(xp.astype(lam > 1e-10 * float(lam[-1]), xp.int64)))
+    rank = int(xp.sum(xp.astype(lam > 1e-10 * scalar(lam[-1]), xp.int64)))
     if rank < n:
         warnings.warn(
             f"input_gram has rank {rank} of {n}: the fit is free in directions its inputs never excite and "
@@ -324,7 +324,7 @@ def _warn_if_deficient(c: Any) -> None:
 def _residual(w: Any, d: Any, gram: Any) -> float:
     """``tr(D C D^H)`` (real, non-negative up to roundoff)."""
     xp = namespace(w)
-    return float(xp.real(xp.sum(xp.conj(d) * (d @ xp.matrix_transpose(gram)))))
+    return scalar(xp.real(xp.sum(xp.conj(d) * (d @ xp.matrix_transpose(gram)))))
 
 
 def relative_error_in(w: Any, w_hat: Any, gram: Any) -> float:
@@ -399,7 +399,7 @@ def _solve_core(problem: _Problem, left: Any, core: Any, right: Any, iterations:
         return project(problem.metric(expand(g)))
 
     def dot(a: Any, b: Any) -> float:
-        return float(xp.real(xp.sum(xp.conj(a) * b)))
+        return scalar(xp.real(xp.sum(xp.conj(a) * b)))
 
     b = project(problem.target)
     g = core

@@ -14,7 +14,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from ._backend import BLOCK_BYTES, block_size, itemsize, namespace
+from ._backend import BLOCK_BYTES, block_size, itemsize, namespace, scalar
 
 __all__ = [
     "ASPECT",
@@ -90,12 +90,12 @@ def projection_residual(a: Any, u: Any, block_bytes: int = BLOCK_BYTES) -> float
         c = uh @ a
         step = max(1, block_bytes // max(1, n * itemsize(a)))
         for i in range(0, m, step):
-            total += float(xp.linalg.vector_norm(a[i : min(i + step, m), :] - u[i : min(i + step, m), :] @ c)) ** 2
+            total += scalar(xp.linalg.vector_norm(a[i : min(i + step, m), :] - u[i : min(i + step, m), :] @ c)) ** 2
         return total
     step = max(1, block_bytes // max(1, m * itemsize(a)))
     for j in range(0, n, step):
         block = a[:, j : min(j + step, n)]
-        total += float(xp.linalg.vector_norm(block - u @ (uh @ block))) ** 2
+        total += scalar(xp.linalg.vector_norm(block - u @ (uh @ block))) ** 2
     return total
 
 

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from ._backend import far_exponent, namespace, prod, to_host
+from ._backend import far_exponent, namespace, prod, scalar, to_host
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
 from ._legs import num_params
@@ -304,7 +304,7 @@ def search(
                       max_fits=max_fits, svd=svd)
         return SearchResult(unit.rows, None if unit.best is None else scaled_back(unit.best, exponent))
     target = a if factor is None else a @ factor.L  # bounds on the whitened matrix rank the layouts
-    total = float(xp.linalg.vector_norm(target)) ** 2
+    total = scalar(xp.linalg.vector_norm(target)) ** 2
     if total <= 0.0:
         total = 1.0
     spectra = _Spectra(target)

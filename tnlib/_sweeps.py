@@ -33,7 +33,7 @@ import array_api_compat
 import numpy as np
 
 from . import _linalg as linalg
-from ._backend import frobenius_norm, namespace
+from ._backend import frobenius_norm, namespace, scalar
 from ._canonical import orthonormalize
 from .budget import allocation_candidates, bonds_for_error, pair_moves
 from .svd import truncate_left
@@ -124,7 +124,7 @@ def _svd_chain(
         res = truncate_left(unfolding, truncation.for_bond(k, len(dims) - 1), svd)
         chi = res.S.shape[0]
         if norm is None:
-            norm = (float(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
+            norm = (scalar(xp.sum(res.S * res.S)) + res.discarded) ** 0.5
         if chi == unfolding.shape[0]:
             # Every row kept: the identity is an orthonormal core too, and the rest stays the unfolding
             # itself (no product, no copy); the later spectra do not depend on this gauge.

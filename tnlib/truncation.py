@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
-from ._backend import namespace
+from ._backend import namespace, scalar
 from ._checks import check_fraction, check_int, is_int, is_real
 
 __all__ = [
@@ -415,7 +415,7 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     s2 = s * s
     partial = total is not None
     if total is None:
-        total = float(xp.sum(s2))
+        total = scalar(xp.sum(s2))
     t = truncation
     if total <= 0.0:
         return max(1, min(t.min_bond, n))
@@ -426,7 +426,7 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
         # tail[k] = sum_{j >= k} s_j^2, summed from the small end (no cancellation), plus the
         # weight beyond a partial spectrum, computed once (0 for a complete one, even when
         # ``total`` and ``sum(s^2)`` differ in their last bit)
-        beyond = max(total - float(xp.sum(s2)), 0.0) if partial else 0.0
+        beyond = max(total - scalar(xp.sum(s2)), 0.0) if partial else 0.0
         tail = xp.flip(xp.cumulative_sum(xp.flip(s2, axis=0)), axis=0) + beyond
         needed.append(int(xp.sum(xp.astype(tail > t.max_discarded * total, xp.int64))))
     if t.max_entropy_loss is not None:

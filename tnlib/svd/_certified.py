@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _linalg as linalg
-from .._backend import namespace, sum_squares
+from .._backend import namespace, scalar, sum_squares
 from ..truncation import Truncation, select_rank
 from ._registry import thin_svd
 
@@ -90,7 +90,7 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     lam, vec = _descending_eigh(a @ ah if wide else ah @ a)
     lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
     s = xp.sqrt(lam)
-    total = float(xp.sum(lam))
+    total = scalar(xp.sum(lam))
     if total <= 0.0:
         return None
     chi = select_rank(s, truncation)
@@ -98,8 +98,8 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     certified = True
     tail = 0.0
     if chi < full:
-        gap = float(lam[chi - 1] - lam[chi]) / float(lam[0])
-        tail = float(xp.sum(lam[chi:]))
+        gap = scalar(lam[chi - 1] - lam[chi]) / scalar(lam[0])
+        tail = scalar(xp.sum(lam[chi:]))
         certified = gap >= _MIN_GAP and tail >= _MIN_DISCARDED * total
     if not certified and chi != truncation.cap:
         return None  # chi was chosen on eigenvalues that may be rounding noise
@@ -140,8 +140,8 @@ def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         resid = a @ probes
         resid = resid - q @ (linalg.adjoint(q) @ resid)
         norms = xp.linalg.vector_norm(resid, axis=0) / xp.linalg.vector_norm(probes, axis=0)
-        rho = 10.0 * math.sqrt(2.0 / math.pi) * float(xp.max(norms))
-        upper_kept = float(xp.sum((s[:chi] + rho) ** 2))
+        rho = 10.0 * math.sqrt(2.0 / math.pi) * scalar(xp.max(norms))
+        upper_kept = scalar(xp.sum((s[:chi] + rho) ** 2))
         lower = total - upper_kept
         if lower <= 0.0 or discarded > 1.05**2 * lower:
             return None

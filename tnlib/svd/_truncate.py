@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from .._backend import as_matrix, namespace, sum_squares
+from .._backend import as_matrix, namespace, scalar, sum_squares
 from ..truncation import TruncatedSVD, Truncation, check_truncation, select_rank
 from ._certified import fast_left_factor
 from ._registry import check_svd, left_factor, thin_svd
@@ -46,9 +46,9 @@ def _full_weight(xp: Any, a: Any, s: Any, full_rank: int) -> float | None:
 
 def _discarded(xp: Any, s: Any, chi: int, total: float | None) -> float:
     if total is None:
-        return float(xp.sum(s[chi:] * s[chi:]))
+        return scalar(xp.sum(s[chi:] * s[chi:]))
     kept = s[:chi]
-    return max(0.0, total - float(xp.sum(kept * kept)))
+    return max(0.0, total - scalar(xp.sum(kept * kept)))
 
 
 def _rank_cap(truncation: Truncation | None, full_rank: int) -> int | None:
