@@ -26,7 +26,7 @@ def mpo_cores(seed, n=3, o=2, i=2, r=2):
 
 def dense(seed, *shape):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+    return torch.randn(shape, dtype=torch.float64, generator=g, requires_grad=True)
 
 
 def mps(*c):
@@ -58,6 +58,7 @@ OPERATIONS = {
     "MPO @ vectors": (lambda x, *c: mpo(*c) @ x, lambda: [dense(16, 8, 3)] + mpo_cores(17)),
     "MPO.trace": (lambda *c: mpo(*c).trace(), lambda: mpo_cores(18)),
     "MPO scaled": (lambda *c: (mpo(*c) * 2.5).to_matrix(), lambda: mpo_cores(19)),
+    "MPO times a 0-d tensor": (lambda a, *c: (a * mpo(*c)).to_matrix(), lambda: [dense(25)] + mpo_cores(26)),
     "MPO.truncate (fixed ranks)": (lambda *c: mpo(*c).truncate(tnlib.Truncation(max_bond=1)).to_matrix(),
                                    lambda: mpo_cores(20)),
     "MPO.from_matrix (fixed ranks)": (

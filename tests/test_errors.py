@@ -335,3 +335,22 @@ def test_smaller_inputs_are_accepted_or_refused_clearly():
         tnlib.MPS.product_state([np.ones(2), np.array(["a"])])
     with pytest.raises(ValueError, match=r"vectors\[0\] has 1 NaN or infinite entry"):
         tnlib.MPS.product_state([np.array([np.nan, 1.0])])
+
+
+def test_mixed_libraries_and_array_factors_are_refused_or_accepted_clearly():
+    torch = pytest.importorskip("torch")
+    W = np.random.default_rng(5).standard_normal((16, 16))
+    m = tnlib.MPO.from_matrix(torch.tensor(W), (4, 4), (4, 4))
+    state = tnlib.MPS.from_dense(np.ones((4, 4)))
+    with pytest.raises(TypeError, match=r"@ needs the MPO and the MPS in one array library, got torch.Tensor and "
+                                        r"numpy.ndarray"):
+        m @ state
+    with pytest.raises(TypeError, match=r"the factor is a numpy.ndarray but the MPO's cores are torch.Tensor"):
+        m * np.array(2.0)
+    with pytest.raises(TypeError, match=r"multiplied by a number or a 0-d array, got an array of shape \(2,\)"):
+        m * torch.ones(2)
+    with pytest.raises(TypeError, match=r"numeric 0-d array, got dtype torch.bool"):
+        m * torch.tensor(True)
+    two = torch.tensor(2.0, dtype=torch.float64)
+    assert torch.allclose((m * two).to_matrix(), 2 * m.to_matrix())
+    assert torch.allclose((two * m).to_matrix(), (m / torch.tensor(0.5, dtype=torch.float64)).to_matrix())

@@ -295,20 +295,26 @@ class Chain:
     def _signature(self) -> tuple[Any, ...]:
         raise NotImplementedError
 
+    def _check_same_library(self, other: Chain, op: str) -> None:
+        """Refuse a binary operation on chains of two array libraries, naming both."""
+        try:
+            namespace(*self._cores, *other._cores)
+        except TypeError:
+            both = (f"both {type(self).__name__}s" if type(other) is type(self)
+                    else f"the {type(self).__name__} and the {type(other).__name__}")
+            raise TypeError(
+                f"{op} needs {both} in one array library, got "
+                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__} and "
+                f"{type(other._cores[0]).__module__}.{type(other._cores[0]).__name__}; convert one first"
+            ) from None
+
     def _check_same_legs(self, other: Any, op: str) -> None:
         if type(other) is not type(self):
             raise TypeError(
                 f"{op} needs two {type(self).__name__}s, got {type(self).__name__} and "
                 f"{type(other).__name__}"
             )
-        try:
-            namespace(*self._cores, *other._cores)
-        except TypeError:
-            raise TypeError(
-                f"{op} needs both {type(self).__name__}s in one array library, got "
-                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__} and "
-                f"{type(other._cores[0]).__module__}.{type(other._cores[0]).__name__}; convert one first"
-            ) from None
+        self._check_same_library(other, op)
         if self._signature() != other._signature() or self.num_sites != other.num_sites:
             raise ValueError(
                 f"{op} needs matching legs: {self._describe()} vs {other._describe()}"
@@ -370,20 +376,45 @@ class Chain:
         return (-1.0) * self
 
     def __mul__(self: _Self, scalar: Any) -> _Self:
-        """Multiply by a number: scales the centre core (or core 0), keeping the canonical form."""
-        if isinstance(scalar, bool) or not isinstance(scalar, numbers.Number):
-            return NotImplemented
+        """Multiply by a number or a 0-d array of the cores' library (differentiable in it): scales the centre
+        core (or core 0), keeping the canonical form."""
         xp = namespace(*self._cores)
+        if array_api_compat.is_array_api_obj(scalar) and not isinstance(scalar, numbers.Number):
+            scalar = self._array_scalar(scalar, xp)
+        elif isinstance(scalar, bool) or not isinstance(scalar, numbers.Number):
+            return NotImplemented
         k = 0 if self._center is None else self._center
         sites = self._sites()
         core = sites[k]
-        if isinstance(scalar, complex) and not xp.isdtype(core.dtype, "complex floating"):
+        complex_scalar = isinstance(scalar, complex) or (
+            not isinstance(scalar, numbers.Number) and xp.isdtype(scalar.dtype, "complex floating"))
+        if complex_scalar and not xp.isdtype(core.dtype, "complex floating"):
             dtype = xp.complex64 if core.dtype == xp.float32 else xp.complex128
             sites = [xp.astype(c, dtype) for c in sites]
         sites[k] = sites[k] * scalar
         return self._with_sites(sites, self._center, None)
 
     __rmul__ = __mul__
+
+    def _array_scalar(self, scalar: Any, xp: Any) -> Any:
+        """A 0-d numeric array of the cores' library, as the factor of :meth:`__mul__`."""
+        name = type(self).__name__
+        if getattr(scalar, "ndim", None) != 0:
+            raise TypeError(
+                f"an {name} can be multiplied by a number or a 0-d array, got an array of shape "
+                f"{tuple(scalar.shape)}; use @ for products with vectors and operators"
+            )
+        try:
+            namespace(scalar, *self._cores)
+        except TypeError:
+            raise TypeError(
+                f"the factor is a {type(scalar).__module__}.{type(scalar).__name__} but the {name}'s cores are "
+                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; give it in the cores' library "
+                "(or as a Python number)"
+            ) from None
+        if not xp.isdtype(scalar.dtype, ("real floating", "complex floating", "integral")):
+            raise TypeError(f"an {name} can be multiplied by a numeric 0-d array, got dtype {scalar.dtype}")
+        return scalar
 
     def __truediv__(self: _Self, scalar: Any) -> _Self:
         if isinstance(scalar, bool) or not isinstance(scalar, numbers.Number):

@@ -314,6 +314,8 @@ class MPO(Chain):
         MPO and MPS products multiply bond dimensions; compress the result
         with :meth:`compress`.
         """
+        if isinstance(other, Chain):
+            self._check_same_library(other, "@")
         if isinstance(other, MPO):
             if self.in_dims != other.out_dims or self._shape[1] != other._shape[0]:
                 raise ValueError(
