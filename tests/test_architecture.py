@@ -68,7 +68,7 @@ def _function_level_imports(module: str) -> list[tuple[str, int]]:
 # Only these may be imported inside a function: optional or heavy dependencies that a user may
 # not have installed (or that cost seconds to import), and tnlib's own plotting module, whose
 # matplotlib import is itself lazy.
-LAZY_ALLOWED = ("torch", "cupy", "dask", "matplotlib", "safetensors", "onnx", "onnxscript", "tqdm", "scipy",
+LAZY_ALLOWED = ("torch", "cupy", "jax", "dask", "matplotlib", "safetensors", "onnx", "onnxscript", "tqdm", "scipy",
                 "warnings", "tnlib._plot")
 
 

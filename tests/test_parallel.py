@@ -1,5 +1,6 @@
 """Scale-out: many layers on executors, identical to serial."""
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +23,8 @@ def test_threads_and_processes_match_serial():
     serial = tnlib.decompose_many(layers(), **KW)
     with ThreadPoolExecutor(2) as pool:
         threaded = tnlib.decompose_many(layers(), executor=pool, **KW)
-    with ProcessPoolExecutor(2) as pool:
+    # a fork server, not fork: the test process may hold JAX's (or torch's) threads, which fork would copy mid-flight
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver")) as pool:
         forked = tnlib.decompose_many(layers(), executor=pool, **KW)
     for s, t, f in zip(serial, threaded, forked):
         assert same(s, t) and same(s, f)

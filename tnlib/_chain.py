@@ -20,6 +20,7 @@ from ._backend import as_array, check_finite, check_floating, namespace, prod, s
 from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
+from ._jax import register_if_jax
 from ._sweeps import truncate_chain
 from .svd import check_svd, thin_svd
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -119,6 +120,11 @@ def _scaled_report(report: TruncationReport, exponent: int) -> TruncationReport:
                                norm=report.norm * factor, error=None, relative=rel)
 
 
+def _flatten(chain: Chain) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """A chain as JAX pytree leaves (its cores) and static data."""
+    return chain._cores, chain._static()
+
+
 def build_chain(cls: type[_Self], cores: Sequence[Any], center: int | None, report: TruncationReport | None) -> _Self:
     """A chain of type ``cls`` from trusted cores (validated by the caller), no copies."""
     obj = cls.__new__(cls)
@@ -156,6 +162,18 @@ class Chain:
         )
         self._center = center
         self._report = report
+        if self._cores:
+            register_if_jax(type(self), self._cores[0], _flatten, type(self)._from_leaves)
+
+    # -- JAX pytrees: the cores are the leaves, the rest is static ----------
+    def _static(self) -> tuple[Any, ...]:
+        return (self._center, self._report)
+
+    @classmethod
+    def _from_leaves(cls: type[_Self], static: tuple[Any, ...], leaves: Sequence[Any]) -> _Self:
+        obj = cls.__new__(cls)
+        obj._init(list(leaves), static[0], static[1])
+        return obj
 
     # -- adapters to site cores (left, phys, right) --------------------------
     def _sites(self) -> list[Any]:

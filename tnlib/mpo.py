@@ -117,6 +117,13 @@ class MPO(Chain):
         obj._shape = shape
         return obj
 
+    def _static(self) -> tuple[Any, ...]:
+        return (self._center, self._report, self._shape)
+
+    @classmethod
+    def _from_leaves(cls, static: tuple[Any, ...], leaves: Sequence[Any]) -> MPO:
+        return cls._trusted(list(leaves), static[0], static[1], static[2])
+
     def _sites(self) -> list[Any]:
         return cores_to_sites(self._cores)
 

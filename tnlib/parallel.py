@@ -10,7 +10,10 @@ identical to serial ones.
 
 Each worker should use one BLAS thread (``OPENBLAS_NUM_THREADS=1`` in its
 environment, or ``threadpoolctl``); several multi-threaded BLAS calls at once
-on the same cores are slower than one.
+on the same cores are slower than one. A process that has imported JAX (or
+runs torch threads) should give ``ProcessPoolExecutor`` a ``"forkserver"``
+or ``"spawn"`` context (``mp_context=multiprocessing.get_context(...)``):
+forking a multithreaded process can deadlock.
 """
 
 from __future__ import annotations
