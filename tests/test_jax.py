@@ -77,3 +77,14 @@ def test_chains_are_pytrees_with_static_structure():
     assert back.shape == m.shape and back.center == m.center and back.report == m.report
     doubled = jax.tree_util.tree_map(lambda c: 2 * c, s)
     assert isinstance(doubled, tnlib.MPS) and np.allclose(doubled.to_dense(), 2 ** s.num_sites * s.to_dense())
+
+
+@pytest.mark.parametrize("fn", [
+    lambda s: s.entropies(),
+    lambda s: s.truncate(tnlib.Truncation(max_bond=1)).to_dense(),
+    lambda s: tnlib.MPS.from_dense(s.to_dense(), tnlib.Truncation(cutoff=0.1)).to_dense(),
+])
+def test_data_dependent_operations_under_jit_are_refused_clearly(fn):
+    _, s, _ = chains()
+    with pytest.raises(TypeError, match=r"reads a value of its input .* cannot run on traced JAX values"):
+        jax.jit(fn)(s)

@@ -45,7 +45,18 @@ def namespace(*arrays: Any) -> Any:
 
 def scalar(x: Any) -> float:
     """``float(x)`` of a 0-d array, read without recording it in an autograd graph (a value for a decision
-    or a report, never part of a differentiable result)."""
+    or a report, never part of a differentiable result).
+
+    Under a JAX transformation (``jit``, ``grad``) there is no value to read: that is refused with a
+    ``TypeError`` saying so, instead of JAX's tracer error from deep inside.
+    """
+    if is_tracer(x):
+        raise TypeError(
+            "this tnlib operation reads a value of its input to choose a scale, a rank or a report (it is "
+            "data-dependent) and cannot run on traced JAX values inside jax.jit / jax.grad; call it outside the "
+            "transformed function (apply, @, to_dense, to_matrix, trace, canonicalize, inner and chain algebra "
+            "can be traced)"
+        )
     detach = getattr(x, "detach", None)
     return float(detach() if callable(detach) else x)
 
