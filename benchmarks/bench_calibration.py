@@ -15,7 +15,12 @@ inputs; the paired difference against the truncated SVD is given with its
 95 % t-interval over the seeds (negative: better than the SVD). The time of
 ``compress`` with calibration is given as a ratio to ``compress`` without.
 
-    python benchmarks/bench_calibration.py [--quick] [--seeds 5] [--size 256]
+``--sweep N`` runs instead N random small problems (shapes 8-48, 1/8 to 4
+calibration rows per input feature, random input covariances and weight
+spectra) and prints, per rows-per-feature, the worst and the mean ratio of
+``compress``'s error on 5000 fresh inputs to the truncated SVD's.
+
+    python benchmarks/bench_calibration.py [--quick] [--seeds 5] [--size 256] [--sweep 200]
 """
 
 from __future__ import annotations
@@ -74,6 +79,41 @@ def one(n: int, rows: int, seed: int) -> tuple[float, float, float, float]:
     return out_err(c_test, w, svd), out_err(c_test, w, former), out_err(c_test, w, aware), aware_time / plain_time
 
 
+def sweep_one(trial: int) -> tuple[float, float]:
+    """(calibration rows per feature, compress error / truncated SVD error) of one random small problem."""
+    rng = np.random.default_rng(trial)
+    m, n = (int(rng.choice([8, 12, 16, 24, 32, 48])) for _ in range(2))
+    w = rng.standard_normal((m, n)) * rng.uniform(0.7, 1.0) ** np.arange(n) @ np.linalg.qr(
+        rng.standard_normal((n, n)))[0]
+    mix = np.linalg.qr(rng.standard_normal((n, n)))[0] * np.sqrt(rng.uniform(0.2, 1.0) ** np.arange(n))
+    per_feature = float(rng.choice([0.125, 0.25, 0.5, 1, 2, 4]))
+    rows = max(4, int(per_feature * n))
+    x = rng.standard_normal((rows, n)) @ mix.T
+    fresh = rng.standard_normal((5000, n)) @ mix.T
+    c_test = fresh.T @ fresh / len(fresh)
+    svd = tnlib.MPO.from_matrix(w, (m, 1), (1, n), truncation=tnlib.Truncation(max_params=max(m + n, m * n // 4)))
+    layer = torch.nn.Linear(n, m, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        small, _ = tn.compress(torch.nn.Sequential(layer), compression=4,
+                               calibration=[torch.from_numpy(x[k : k + 1]) for k in range(rows)])
+    aware = small[0].dense_weight().detach().double().numpy()
+    return per_feature, out_err(c_test, w, aware) / out_err(c_test, w, svd.to_matrix())
+
+
+def sweep(trials: int) -> None:
+    res = np.array([sweep_one(t) for t in range(trials)])
+    print(f"# compress with calibration over the truncated SVD, error on fresh inputs, {trials} random problems\n")
+    print("| rows per feature | problems | worst ratio | mean ratio |")
+    print("|---|---|---|---|")
+    for f in sorted(set(res[:, 0])):
+        r = res[res[:, 0] == f, 1]
+        print(f"| {f:g} | {len(r)} | {r.max():.3f} | {r.mean():.3f} |")
+    print(f"| all | {len(res)} | {res[:, 1].max():.3f} | {res[:, 1].mean():.3f} |")
+
+
 def interval(d: np.ndarray) -> str:
     if len(d) < 2:
         return f"{d.mean():+.3f}"
@@ -86,7 +126,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--sweep", type=int, default=0)
     args = parser.parse_args()
+    if args.sweep:
+        sweep(args.sweep)
+        return
     n = 64 if args.quick else args.size
     seeds = 2 if args.quick else args.seeds
     row_counts = [n // 4, n] if args.quick else [n // 4, n // 2, n, 4 * n, 16 * n]
