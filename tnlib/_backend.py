@@ -61,14 +61,14 @@ def scalar(x: Any) -> float:
     return float(detach() if callable(detach) else x)
 
 
-def as_array(value: Any, name: str, *, keep_grad: bool = False) -> Any:
+def as_array(value: Any, name: str) -> Any:
     """Return ``value`` unchanged if it is an array, else ``numpy.asarray(value)``.
 
     Lists, tuples and scalars have no backend of their own; they become NumPy
     arrays, so ``MPS.from_dense([[1.0, 0.0], [0.0, 1.0]])`` works. A torch
     tensor that requires grad stays in its autograd graph: results are
     differentiable with respect to it (pass ``x.detach()`` for a detached
-    result). ``keep_grad`` is kept for callers that say so explicitly.
+    result).
     """
     if isinstance(value, np.ma.MaskedArray):
         raise TypeError(

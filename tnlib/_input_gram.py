@@ -159,9 +159,14 @@ def _eigen(c: Any) -> _Eigen:
     return _Eigen(lam, q, scalar(xp.mean(lam)))
 
 
+def _shrunk_eigenvalues(eig: _Eigen, shrinkage: float) -> Any:
+    """The eigenvalues ``(1 - s) lam + s tau`` of the shrunk metric."""
+    return (1.0 - shrinkage) * eig.lam + shrinkage * eig.tau
+
+
 def _shrunk(gram: Any, eig: _Eigen, shrinkage: float, held_out: Any = None) -> GramFactor:
     xp = namespace(gram)
-    lam_s = (1.0 - shrinkage) * eig.lam + shrinkage * eig.tau
+    lam_s = _shrunk_eigenvalues(eig, shrinkage)
     root = xp.sqrt(lam_s)
     metric = (eig.q * lam_s) @ linalg.adjoint(eig.q)
     return GramFactor(gram, eig.q * root, linalg.adjoint(eig.q) / root[:, None], (metric + linalg.adjoint(metric)) / 2,
@@ -243,7 +248,7 @@ def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[fl
     small = wh @ w if n <= m else None  # N x N when the columns are fewer
     out = []
     for s in SHRINKAGE_GRID:
-        lam_s = (1.0 - s) * eig.lam + s * eig.tau
+        lam_s = _shrunk_eigenvalues(eig, s)
         if small is not None:
             # W_hat = W P with P = L V_r V_r^H L^{-1}, V_r the top eigenvectors of L^H W^H W L
             root = xp.sqrt(lam_s)

@@ -47,7 +47,7 @@ def as_operator(op: Operator, name: str) -> tuple[Callable[[Any], Any], int, int
         return _planned(op), op.shape[0], op.shape[1]
     if callable(op) and not hasattr(op, "shape"):
         return op, -1, -1
-    w = as_array(op, name, keep_grad=True)
+    w = as_array(op, name)
     if w.ndim != 2:
         raise ValueError(f"{name} must be an MPO, a 2-D (gates * H, N) array or a callable, got shape {tuple(w.shape)}")
     xp = namespace(w)
@@ -69,7 +69,7 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
 
     The input projection of every time step is one batched application.
     """
-    x = as_array(x, "x", keep_grad=True)
+    x = as_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
     check_floating(x, "x", half=True)  # a half-precision model runs in half precision
