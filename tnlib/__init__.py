@@ -11,6 +11,7 @@ from ._chain import MAX_DENSE_SIZE
 from ._out_of_core import open_npy
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
+from .cross import CrossReport, cross, cross_apply
 from .datasets import ExampleMLP, load_example_mlp
 from .dims import choose_dims, default_num_cores, factorize, padded_size
 from .io import load, save
@@ -54,6 +55,9 @@ __all__ = [
     "svd_methods",
     "MAX_DENSE_SIZE",
     "contract",
+    "cross",
+    "cross_apply",
+    "CrossReport",
     "contraction_plan",
     "ContractionPlan",
     "Spectrum",

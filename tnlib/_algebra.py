@@ -17,7 +17,7 @@ from ._backend import namespace, scalar
 from ._canonical import orthonormalize
 from .contraction import contract
 
-__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "FitResult", "fit"]
+__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "FitResult", "fit", "site_entries"]
 
 
 def operator_times_state(ops: Sequence[Any], states: Sequence[Any]) -> list[Any]:
@@ -167,3 +167,24 @@ def fit(
     if done % 2 == 0:
         phi = orthonormalize(phi, n - 1, 0)
     return FitResult(phi, err2, norm2, done)
+
+
+def site_entries(sites: Sequence[Any], idx: np.ndarray) -> Any:
+    """Entries of the chain of site cores at the index tuples ``idx`` (an integer NumPy array of shape
+    ``(batch, len(sites))``), a 1-D array in the cores' library; the dense tensor is never formed."""
+    xp = namespace(*sites)
+    device = array_api_compat.device(sites[0])
+    by_index = [xp.permute_dims(core, (1, 0, 2)) for core in sites]  # (phys, left, right)
+    widest = max(int(c.shape[0]) * int(c.shape[2]) for c in sites)
+    step = max(1, 2**21 // widest)
+    out = []
+    for start in range(0, idx.shape[0], step):
+        block = idx[start : start + step]
+        v = None
+        for k, core in enumerate(by_index):
+            g = xp.take(core, xp.asarray(block[:, k], device=device), axis=0)  # (batch, left, right)
+            v = g[:, 0, :] if v is None else xp.matmul(v[:, None, :], g)[:, 0, :]
+        out.append(v[:, 0])
+    if not out:
+        return xp.zeros((0,), dtype=sites[0].dtype, device=device)
+    return out[0] if len(out) == 1 else xp.concat(out)

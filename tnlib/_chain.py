@@ -14,9 +14,10 @@ import warnings
 from typing import Any, Literal, Sequence, TypeVar
 
 import array_api_compat
+import numpy as np
 
 from . import _algebra as algebra
-from ._backend import as_array, check_finite, check_floating, namespace, prod, scalar, times_power_of_two
+from ._backend import as_array, check_finite, check_floating, namespace, prod, scalar, times_power_of_two, to_host
 from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
@@ -89,6 +90,28 @@ def check_index(name: str, value: Any, size: int, what: str) -> int:
         valid = f"0..{size - 1} (or -{size}..-1)" if size else "none: there are no bonds"
         raise ValueError(f"{name}={value} is out of range; this chain has {size} {what}: {valid}")
     return int(value) % size
+
+
+def check_indices(indices: Any, dims: Sequence[int], name: str) -> np.ndarray:
+    """Index tuples as a NumPy ``int64`` array of shape ``(batch, len(dims))``, each in range."""
+    host = to_host(as_array(indices, name))
+    if host.ndim == 1 and len(dims) == 1:
+        host = host[:, None]
+    if host.ndim != 2 or host.shape[1] != len(dims):
+        raise ValueError(
+            f"{name} has shape {tuple(host.shape)}; expected (batch, {len(dims)}): one index tuple per row"
+        )
+    if host.size and not np.issubdtype(host.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {host.dtype}")
+    idx = host.astype(np.int64, copy=False)
+    bounds = np.asarray(dims, dtype=np.int64)
+    bad = (idx < 0) | (idx >= bounds)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise IndexError(
+            f"{name}[{row}, {col}] = {int(idx[row, col])} is out of range for a leg of size {dims[col]}"
+        )
+    return idx
 
 
 def check_alpha(alpha: Any) -> float:

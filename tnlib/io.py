@@ -27,6 +27,7 @@ from ._backend import to_host
 from ._chain import rebuild, site_cores
 from ._checks import is_int
 from ._files import atomic_write
+from .cross import CrossReport
 from .mpo import MPO
 from .mps import MPS
 from .spectra import Spectrum
@@ -67,7 +68,23 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         None if data.get("relative") is None else tuple(float(v) for v in data["relative"]),
         None if data.get("held_out_error") is None else float(data["held_out_error"]),
         None if data.get("shrinkage") is None else float(data["shrinkage"]),
+        _cross_from_json(data.get("cross")),
     )
+
+
+def _cross_from_json(data: Any) -> CrossReport | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise _Bad(f"corrupt tnlib file: the report's cross statistics are a {type(data).__name__}, expected an object")
+    try:
+        return CrossReport(
+            int(data["evals"]), int(data["calls"]), int(data["sweeps"]),
+            None if data.get("error") is None else float(data["error"]), int(data["check_size"]),
+            bool(data["converged"]), str(data["stopped"]), tuple(float(v) for v in data.get("history", ())),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _Bad(f"corrupt tnlib file: the report's cross statistics are incomplete ({exc})") from None
 
 
 def save(path: str | os.PathLike[str], obj: MPS | MPO | Spectrum) -> None:

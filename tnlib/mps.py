@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from . import _algebra as algebra
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
-from ._chain import MAX_DENSE_SIZE, Chain, check_max_size, validate_cores
+from ._chain import MAX_DENSE_SIZE, Chain, check_indices, check_max_size, validate_cores
 from ._legs import contract_sites
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, mps_sites_from_dask
 from ._sweeps import tt_decompose
@@ -71,6 +71,29 @@ class MPS(Chain):
         self._check_same_legs(other, "dot")
         xp = namespace(*self._cores)
         return algebra.inner([xp.conj(c) for c in self._cores], list(other.cores))
+
+    def entries(self, indices: Any) -> Any:
+        """The entries at the index tuples ``indices``, without forming the tensor.
+
+        Parameters
+        ----------
+        indices : integer array of shape (batch, num_sites)
+            One index tuple per row (NumPy, or any library: it is read on the host).
+
+        Returns
+        -------
+        array of shape (batch,)
+            In the cores' library, dtype and device.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> t = np.arange(24.0).reshape(2, 3, 4)
+        >>> tnlib.MPS.from_dense(t).entries([[1, 2, 3], [0, 1, 0]]).round(12)
+        array([23.,  4.])
+        """
+        idx = check_indices(indices, self.phys_dims, "indices")
+        return algebra.site_entries(self._cores, idx)
 
     @property
     def phys_dims(self) -> tuple[int, ...]:

@@ -310,10 +310,15 @@ class TruncationReport:
         floating point; the error bounds use these).
     held_out_error : float or None
         For a matrix fitted with a held-out Gram: the relative output-space
-        error on those rows, which the fit did not see.
+        error on those rows, which the fit did not see. For a cross
+        approximation: the relative error on held-out sampled entries.
     shrinkage : float or None
         For a data-aware fit: the shrinkage ``s`` of the fitting metric
         ``(1 - s) C + s tau I`` (``1``: the weight-space metric).
+    cross : tnlib.CrossReport or None
+        For a cross approximation (:func:`tnlib.cross`): evaluations, sweeps,
+        the error on held-out entries (also ``held_out_error``) and why it
+        stopped.
 
     Examples
     --------
@@ -338,6 +343,7 @@ class TruncationReport:
     relative: tuple[float, ...] | None = None
     held_out_error: float | None = None
     shrinkage: float | None = None
+    cross: Any = None
 
     @property
     def error_bound(self) -> float:
