@@ -7,6 +7,7 @@ PyTorch, any Array-API library) from its inputs and returns results in it.
 import importlib
 from typing import Any
 
+from . import qtt
 from ._chain import MAX_DENSE_SIZE
 from ._out_of_core import open_npy
 from .budget import allocate_bonds
@@ -58,6 +59,7 @@ __all__ = [
     "cross",
     "cross_apply",
     "CrossReport",
+    "qtt",
     "contraction_plan",
     "ContractionPlan",
     "Spectrum",

@@ -17,7 +17,8 @@ from ._backend import namespace, scalar
 from ._canonical import orthonormalize
 from .contraction import contract
 
-__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "FitResult", "fit", "site_entries"]
+__all__ = ["operator_times_state", "operator_times_operator", "direct_sum", "inner", "FitResult", "fit", "site_entries",
+           "hadamard", "entry_sum", "dense_dot"]
 
 
 def operator_times_state(ops: Sequence[Any], states: Sequence[Any]) -> list[Any]:
@@ -184,7 +185,40 @@ def site_entries(sites: Sequence[Any], idx: np.ndarray) -> Any:
         for k, core in enumerate(by_index):
             g = xp.take(core, xp.asarray(block[:, k], device=device), axis=0)  # (batch, left, right)
             v = g[:, 0, :] if v is None else xp.matmul(v[:, None, :], g)[:, 0, :]
+        assert v is not None
         out.append(v[:, 0])
     if not out:
         return xp.zeros((0,), dtype=sites[0].dtype, device=device)
     return out[0] if len(out) == 1 else xp.concat(out)
+
+
+def hadamard(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
+    """Site cores of the elementwise product of two chains: bonds multiply (Kronecker product of the bonds)."""
+    xp = namespace(*a, *b)
+    out = []
+    for x, y in zip(a, b):
+        t = contract("aib,cid->acibd", x, y)
+        out.append(xp.reshape(t, (x.shape[0] * y.shape[0], x.shape[1], x.shape[2] * y.shape[2])))
+    return out
+
+
+def entry_sum(sites: Sequence[Any]) -> Any:
+    """Sum of all entries of a chain of site cores, a 0-d array (each core summed over its physical leg)."""
+    xp = namespace(*sites)
+    acc = None
+    for core in sites:
+        mat = xp.sum(core, axis=1)
+        acc = mat if acc is None else acc @ mat
+    return xp.reshape(acc, ())
+
+
+def dense_dot(sites: Sequence[Any], x: Any) -> Any:
+    """``sum_i chain[i] * x[i]`` for a dense ``x`` with one entry per entry of the chain (any shape of that
+    size), one core at a time: ``O(size * bond)`` work, the chain never dense."""
+    xp = namespace(*sites, x)
+    rest = xp.reshape(x, (1, -1))  # (bond, remaining entries)
+    for core in sites:
+        left, phys, right = core.shape
+        rest = xp.reshape(rest, (left, phys, -1))
+        rest = contract("lpr,lpm->rm", core, rest)
+    return xp.reshape(rest, ())

@@ -416,9 +416,34 @@ class Chain:
     def __neg__(self: _Self) -> _Self:
         return (-1.0) * self
 
+    def hadamard(self: _Self, other: _Self, truncation: Truncation | None = None) -> _Self:
+        """Elementwise (Hadamard) product with a chain of the same legs; bonds multiply.
+
+        With ``truncation`` the product is compressed (:meth:`truncate`); ``self * other`` is the
+        same without it.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> rng = np.random.default_rng(0)
+        >>> a, b = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+        >>> p = tnlib.MPS.from_dense(a) * tnlib.MPS.from_dense(b)
+        >>> bool(np.allclose(p.to_dense(), a * b))
+        True
+        """
+        self._check_same_legs(other, "hadamard")
+        out = self._with_sites(algebra.hadamard(self._sites(), other._sites()), None, None)
+        return out if truncation is None else out.truncate(truncation)
+
+    def sum(self) -> Any:
+        """Sum of all entries, a 0-d array, from the cores (the dense tensor is never formed)."""
+        return algebra.entry_sum(self._sites())
+
     def __mul__(self: _Self, scalar: Any) -> _Self:
         """Multiply by a number or a 0-d array of the cores' library (differentiable in it): scales the centre
-        core (or core 0), keeping the canonical form."""
+        core (or core 0), keeping the canonical form. With a chain of the same legs: :meth:`hadamard`."""
+        if isinstance(scalar, Chain):
+            return self.hadamard(scalar)  # type: ignore[arg-type]  # _check_same_legs refuses other kinds
         xp = namespace(*self._cores)
         if array_api_compat.is_array_api_obj(scalar) and not isinstance(scalar, numbers.Number):
             scalar = self._array_scalar(scalar, xp)

@@ -39,7 +39,7 @@ from ._checks import check_int, is_int, is_real
 from ._maxvol import rect_maxvol
 from ._out_of_core import is_dask
 from .mps import MPS
-from .truncation import Truncation, check_truncation, select_rank
+from .truncation import Truncation, check_truncation
 
 __all__ = ["cross", "cross_apply", "CrossReport"]
 
@@ -194,12 +194,15 @@ class _Run:
     rng: np.random.Generator
 
     def rank_of(self, s: np.ndarray, bond: int) -> int:
+        """A fibre's rank: its singular values above the function's rounding noise, at most ``max_bond``.
+
+        The other criteria of the truncation apply to the result's rounding only: a fibre's spectrum
+        is not the tensor's, and cutting fibres early stalls the error on small entries.
+        """
         if s.size == 0 or s[0] == 0.0:
             return 1
         r = int(np.sum(s > self.sample.noise() * s[0]))
         if self.truncation is not None:
-            per_bond = dataclasses.replace(self.truncation, max_bond=None, max_params=None, max_relative_error=None)
-            r = min(r, select_rank(s, per_bond))
             cap = self.truncation.bond_caps(len(self.dims) - 1)[bond]
             if cap is not None:
                 r = min(r, cap)
@@ -368,9 +371,9 @@ def cross(
     dims
         The size of every index (all ``>= 1``).
     truncation
-        Bonds per :class:`~tnlib.Truncation`: its per-bond criteria choose each fibre's rank
-        during the sweeps, and the whole of it the final rounding. ``None``: ranks grow until the
-        fibres show no new rank or the error on the check sample is below ``tol``.
+        How to round the result (:class:`~tnlib.Truncation`, any criterion); its ``max_bond``
+        also caps the fibres' ranks during the sweeps. ``None``: rounding at the function's
+        precision only.
     max_evals
         Cap on the entries evaluated (``None``: no cap). A sweep that would pass it is not
         started; the run returns the best tensor train found, and the report says so.

@@ -29,6 +29,7 @@ from ._decompose import Decomposition, check_padding, decompose, prefix_projecto
 from ._legs import contract_sites, cores_to_sites, deinterleave_order, num_params, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
 from ._search import search
+from .cross import cross as tt_cross
 from .dims import check_dims, choose_dims
 from .mps import MPS
 from .svd import check_svd
@@ -247,6 +248,39 @@ class MPO(Chain):
         assert acc is not None
         return xp.reshape(acc, ())
 
+    def sum(self) -> Any:
+        """Sum of all entries of the matrix of :attr:`shape` (padding excluded), a 0-d array."""
+        return Chain.sum(self._unpadded())
+
+    def kron(self, other: MPO) -> MPO:
+        """The Kronecker product ``self (x) other`` (``numpy.kron`` of the matrices): the cores of
+        ``self`` then those of ``other``, bonds unchanged.
+
+        ``other`` must not be padded (its rows and columns would interleave with padding).
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> rng = np.random.default_rng(0)
+        >>> a, b = rng.standard_normal((4, 6)), rng.standard_normal((3, 2))
+        >>> k = tnlib.MPO.from_matrix(a, (2, 2), (2, 3)).kron(tnlib.MPO.from_matrix(b, (3,), (2,)))
+        >>> k.shape, bool(np.allclose(k.to_matrix(), np.kron(a, b)))
+        ((12, 12), True)
+        """
+        if not isinstance(other, MPO):
+            raise TypeError(f"kron needs two MPOs, got MPO and {type(other).__name__}")
+        self._check_same_library(other, "kron")
+        if other.is_padded:
+            raise ValueError(
+                f"kron needs an unpadded second MPO; it has shape {other.shape} inside "
+                f"{prod(other.out_dims)} x {prod(other.in_dims)}"
+            )
+        xp = namespace(*self._cores, *other.cores)
+        dtype = xp.result_type(self._cores[0], other.cores[0])
+        cores = [xp.astype(c, dtype) for c in (*self._cores, *other.cores)]
+        m, n = prod(other.out_dims), prod(other.in_dims)
+        return MPO._trusted(cores, None, None, (self._shape[0] * m, self._shape[1] * n))
+
     def transpose(self) -> MPO:
         """The transposed operator ``W.T`` (out and in legs swapped; no conjugation)."""
         xp = namespace(*self._cores)
@@ -370,6 +404,71 @@ class MPO(Chain):
     def compression_ratio(self) -> float:
         """``M * N / num_params``: how many times smaller than the dense matrix."""
         return self._shape[0] * self._shape[1] / self.num_params
+
+    @classmethod
+    def from_function(
+        cls,
+        fn: Any,
+        out_dims: Sequence[int],
+        in_dims: Sequence[int],
+        truncation: Truncation | None = None,
+        **options: Any,
+    ) -> MPO:
+        """Approximate a matrix given by a function of its row and column indices as an MPO, by TT-cross.
+
+        The matrix is never formed: :func:`tnlib.cross` samples it through the MPS of the merged
+        site legs ``(out_k, in_k)``, with a number of entries linear in the number of cores.
+
+        Parameters
+        ----------
+        fn : callable or array
+            ``fn(rows, cols)`` takes two NumPy ``int64`` arrays of shape ``(batch,)`` (row and
+            column indices of the ``prod(out_dims) x prod(in_dims)`` matrix) and returns the
+            ``batch`` entries, a 1-D array of any library. A dense matrix or a ``dask.array`` of that
+            shape is read entry by entry.
+        out_dims, in_dims
+            Row and column factors, one pair per core (row ``sum_k o_k prod(out_dims[k+1:])``).
+        truncation, **options
+            As for :func:`tnlib.cross` (``max_evals``, ``tol``, ``seed``, ...).
+
+        Returns
+        -------
+        MPO
+            ``report.cross`` tells the evaluations, sweeps and the error on held-out entries.
+
+        Examples
+        --------
+        A Hilbert-type kernel ``1 / (i + j + 1)`` of size ``2^20 x 2^20``:
+
+        >>> import numpy as np, tnlib
+        >>> kernel = lambda i, j: 1.0 / (i + j + 1.0)
+        >>> mpo = tnlib.MPO.from_function(kernel, (2,) * 20, (2,) * 20, tnlib.Truncation(cutoff=1e-10), tol=1e-6)
+        >>> mpo.shape, mpo.report.held_out_error < 1e-6
+        ((1048576, 1048576), True)
+        """
+        out_dims = check_dims("out_dims", out_dims)
+        in_dims = check_dims("in_dims", in_dims)
+        if len(out_dims) != len(in_dims):
+            raise ValueError(
+                f"out_dims has {len(out_dims)} factors and in_dims {len(in_dims)}; give one pair per core"
+            )
+        m, n = prod(out_dims), prod(in_dims)
+        if max(m, n) >= 2**62:
+            raise ValueError(f"the matrix {m} x {n} is too large for int64 row and column indices")
+        matrix = _matrix_entries(fn, (m, n))
+        out_strides = np.array([prod(out_dims[k + 1 :]) for k in range(len(out_dims))], dtype=np.int64)
+        in_strides = np.array([prod(in_dims[k + 1 :]) for k in range(len(in_dims))], dtype=np.int64)
+        cols_per_site = np.array(in_dims, dtype=np.int64)
+
+        def entries(idx: np.ndarray) -> Any:
+            return matrix((idx // cols_per_site) @ out_strides, (idx % cols_per_site) @ in_strides)
+
+        entries.__name__ = getattr(fn, "__name__", "fn")
+        site_dims = tuple(o * i for o, i in zip(out_dims, in_dims))
+        mps = tt_cross(entries, site_dims, truncation, **options)
+        return MPO._trusted(sites_to_cores(list(mps.cores), out_dims, in_dims), mps.center, mps.report, (m, n))
+
+    cross = from_function
 
     @classmethod
     def from_matrix(
@@ -517,6 +616,23 @@ class MPO(Chain):
         if (m, n) != tuple(full.shape):
             full = full[:m, :n]
         return full
+
+
+def _matrix_entries(fn: Any, shape: tuple[int, int]) -> Any:
+    """``fn`` as a function of (rows, cols); a dense or dask matrix is read by index."""
+    if callable(fn) and not array_api_compat.is_array_api_obj(fn) and not is_dask(fn):
+        return fn
+    matrix = fn if is_dask(fn) else as_array(fn, "fn")
+    if tuple(int(d) for d in matrix.shape) != shape:
+        raise ValueError(f"the matrix fn has shape {tuple(matrix.shape)}; out_dims and in_dims give {shape}")
+    if is_dask(matrix):
+        return lambda rows, cols: matrix.vindex[rows, cols].compute()
+    if isinstance(matrix, np.ndarray):
+        return lambda rows, cols: matrix[rows, cols]
+    xp = namespace(matrix)
+    flat = xp.reshape(matrix, (-1,))
+    device = array_api_compat.device(matrix)
+    return lambda rows, cols: xp.take(flat, xp.asarray(rows * shape[1] + cols, device=device), axis=0)
 
 
 def wrap_decomposition(fit: Decomposition, shape: tuple[int, int]) -> MPO:

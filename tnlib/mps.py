@@ -66,11 +66,58 @@ class MPS(Chain):
     def _signature(self) -> tuple[Any, ...]:
         return self.phys_dims
 
-    def dot(self, other: MPS) -> Any:
-        """Bilinear ``sum self * other`` (no conjugation; see :meth:`inner`), a 0-d array."""
-        self._check_same_legs(other, "dot")
+    def dot(self, other: Any) -> Any:
+        """Bilinear ``sum self * other`` (no conjugation; see :meth:`inner`), a 0-d array.
+
+        ``other`` is an MPS of the same legs, or a dense array of shape :attr:`phys_dims` (or flat, of
+        that size): contracted one core at a time, this MPS never dense.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> t = np.random.default_rng(0).standard_normal((3, 4, 5))
+        >>> x = np.random.default_rng(1).standard_normal((3, 4, 5))
+        >>> bool(np.isclose(tnlib.MPS.from_dense(t).dot(x), np.sum(t * x)))
+        True
+        """
         xp = namespace(*self._cores)
-        return algebra.inner([xp.conj(c) for c in self._cores], list(other.cores))
+        if isinstance(other, MPS):
+            self._check_same_legs(other, "dot")
+            return algebra.inner([xp.conj(c) for c in self._cores], list(other.cores))
+        if isinstance(other, Chain):
+            raise TypeError(f"dot needs an MPS or a dense array, got {type(other).__name__}")
+        x = as_array(other, "other")
+        try:
+            namespace(x, *self._cores)
+        except TypeError:
+            raise TypeError(
+                f"other is a {type(x).__module__}.{type(x).__name__} but the MPS's cores are "
+                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; convert one first"
+            ) from None
+        size = prod(self.phys_dims)
+        if tuple(x.shape) not in (self.phys_dims, (size,)):
+            raise ValueError(f"other has shape {tuple(x.shape)}; expected {self.phys_dims} or ({size},)")
+        check_floating(x, "other")
+        dtype = xp.result_type(x, self._cores[0])
+        return algebra.dense_dot([xp.astype(c, dtype) for c in self._cores], xp.astype(x, dtype))
+
+    def outer(self, other: MPS) -> MPS:
+        """The outer (tensor) product ``self (x) other``: the legs of ``self`` then those of ``other``.
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> a, b = np.arange(6.0).reshape(2, 3), np.arange(4.0)
+        >>> o = tnlib.MPS.from_dense(a).outer(tnlib.MPS.from_dense(b))
+        >>> o.phys_dims, bool(np.allclose(o.to_dense(), np.multiply.outer(a, b)))
+        ((2, 3, 4), True)
+        """
+        if not isinstance(other, MPS):
+            raise TypeError(f"outer needs two MPSs, got MPS and {type(other).__name__}")
+        self._check_same_library(other, "outer")
+        xp = namespace(*self._cores, *other.cores)
+        dtype = xp.result_type(self._cores[0], other.cores[0])
+        return MPS._trusted([xp.astype(c, dtype) for c in (*self._cores, *other.cores)], None, None)
 
     def entries(self, indices: Any) -> Any:
         """The entries at the index tuples ``indices``, without forming the tensor.
