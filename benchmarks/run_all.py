@@ -30,6 +30,7 @@ SCRIPTS = [
     ("bench_layouts.py", []),
     ("bench_calibration.py", []),
     ("bench_allocation.py", []),
+    ("bench_cross.py", []),
 ]
 
 

@@ -564,6 +564,8 @@ def cross_apply(
     if not hasattr(first, "_signature") or not hasattr(first, "cores"):
         raise TypeError(f"chains must be MPSs or MPOs, got {type(first).__name__}")
     for k, other in enumerate(chains[1:], start=1):
+        if isinstance(other, Truncation):
+            raise TypeError(f"chains[{k}] is a Truncation; pass it as truncation=... (a keyword)")
         if not hasattr(other, "cores"):
             raise TypeError(f"chains[{k}] is a {type(other).__name__}; expected an {type(first).__name__}")
         first._check_same_legs(other, "cross_apply")
