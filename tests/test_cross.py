@@ -91,6 +91,15 @@ def test_never_loops_on_a_function_of_high_rank():
     assert rep.error > 1e-3  # honest: the error on held-out entries is large
 
 
+def test_without_a_check_sample_the_fibres_decide():
+    ref = random_tt((5,) * 6, 2, seed=11)
+    mps = tnlib.cross(entries_of(ref), (5,) * 6, check_size=0)
+    rep = mps.report.cross
+    assert rep.error is None and rep.history == () and rep.check_size == 0
+    assert rep.stopped == "ranks" and rep.converged
+    assert rel_err(mps.to_dense(), ref.to_dense()) < 1e-12
+
+
 def test_max_bond_caps_the_result():
     f = lambda idx: 1.0 / (1.0 + np.sum(idx, axis=1))  # noqa: E731
     mps = tnlib.cross(f, (10,) * 6, tnlib.Truncation(max_bond=3))

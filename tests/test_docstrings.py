@@ -9,12 +9,13 @@ import pytest
 import tnlib
 import tnlib.nn
 
-PUBLIC = [("tnlib", name) for name in tnlib.__all__] + [("tnlib.nn", name) for name in tnlib.nn.__all__]
+PUBLIC = ([("tnlib", name) for name in tnlib.__all__] + [("tnlib.nn", name) for name in tnlib.nn.__all__]
+          + [("tnlib.qtt", name) for name in tnlib.qtt.__all__])
 CONSTANTS = {("tnlib", "MAX_DENSE_SIZE")}  # a documented module constant: ints carry no docstring of their own
 
 
 def _object(module: str, name: str):
-    return getattr(tnlib if module == "tnlib" else tnlib.nn, name)
+    return getattr({"tnlib": tnlib, "tnlib.nn": tnlib.nn, "tnlib.qtt": tnlib.qtt}[module], name)
 
 
 @pytest.mark.parametrize(("module", "name"), [p for p in PUBLIC if p not in CONSTANTS], ids=lambda v: str(v))

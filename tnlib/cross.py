@@ -65,12 +65,23 @@ class CrossReport:
     check_size : int
         Entries in the held-out sample.
     converged : bool
-        ``error <= tol`` (or, without a check sample, the fibres showed no new rank).
+        ``error <= tol`` for the rounded result (or, without a check sample, the fibres showed no
+        new rank).
     stopped : str
         Why the run stopped: ``"tol"``, ``"ranks"`` (no bond grew), ``"stagnated"`` (the
         error stopped improving), ``"max_sweeps"`` or ``"max_evals"``.
     history : tuple of float
         Held-out error after every half sweep.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> mps = tnlib.cross(lambda idx: np.cos(idx.sum(axis=1) / 10.0), (8,) * 5)
+    >>> rep = mps.report.cross
+    >>> rep.converged, rep.stopped, mps.bond_dims
+    (True, 'tol', (2, 2, 2, 2))
+    >>> rep.evals > rep.check_size, rep.sweeps == len(rep.history)
+    (True, True)
     """
 
     evals: int
@@ -447,6 +458,9 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
     d = len(dims)
     check_idx, check_values = _check_sample(sample, dims, check_size, rng)
     if d == 1:
+        if max_evals is not None and sample.evals + dims[0] > max_evals:
+            raise ValueError(f"max_evals={max_evals} is too small: one site of {dims[0]} entries and the check "
+                             f"sample need {sample.evals + dims[0]} evaluations")
         core = sample(np.arange(dims[0], dtype=np.int64)[:, None]).reshape(1, dims[0], 1)
         return _finish(sample, [core], truncation, check_idx, check_values, tol, 0, "tol", (), d)
     run = _Run(sample, dims, truncation, kick,
@@ -465,7 +479,8 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
         reuse = run.half_sweep(forward, step, reuse)
         sweeps += 1
         err = _relative_error(run.cores, check_idx, check_values)
-        history.append(err)
+        if check_size:
+            history.append(err)
         if best is None or not err >= best[0]:
             stale = 0 if best is None or not err > 0.98 * best[0] else stale + 1
             best = (err, list(run.cores))
@@ -511,8 +526,6 @@ def _finish(sample: _Sampler, cores: list[np.ndarray], truncation: Truncation | 
     rounded = host.truncate(rounding)
     error = _relative_error(rounded.cores, check_idx, check_values) if check_idx.shape[0] else None
     converged = error <= tol if error is not None else saturated
-    if stopped == "tol" and not converged:
-        stopped = "stagnated"
     stats = CrossReport(sample.evals, sample.calls, sweeps, error, int(check_idx.shape[0]), bool(converged),
                         stopped, history)
     base = rounded.report
