@@ -64,6 +64,16 @@ OPERATIONS = {
     "MPO.from_matrix (fixed ranks)": (
         lambda w: tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(max_bond=3)).to_matrix(),
         lambda: [dense(21, 8, 8)]),
+    "MPO.from_matrix (complex, fixed ranks)": (
+        lambda w: tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(max_bond=3)).to_matrix(),
+        lambda: [torch.randn(8, 8, dtype=torch.complex128, generator=torch.Generator().manual_seed(27),
+                             requires_grad=True)]),
+    "MPO.from_matrix of the identity (a degenerate spectrum, kept whole)": (
+        lambda w: tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(max_bond=8)).to_matrix(),
+        lambda: [torch.eye(8, dtype=torch.float64, requires_grad=True)]),
+    "MPO.from_matrix of a rank-2 matrix at max_bond 5 (zero singular values kept)": (
+        lambda w: tnlib.MPO.from_matrix(w, (3, 4), (4, 3), truncation=tnlib.Truncation(max_bond=5)).to_matrix(),
+        lambda: [(dense(28, 12, 2) @ dense(29, 2, 12)).detach().requires_grad_()]),
     "lstm_forward with MPO weights": (
         lambda x, *c: tnlib.rnn.lstm_forward(x, mpo(*c[:2]), mpo(*c[2:]))[0],
         lambda: [dense(22, 3, 2, 4)] + mpo_cores(23, n=2, o=4, i=2) + mpo_cores(24, n=2, o=4, i=2)),
@@ -87,3 +97,26 @@ def test_a_detached_input_gives_a_detached_result():
     assert not w.to_matrix().requires_grad
     x = dense(31, 2, 8)
     assert tnlib.MPO(cores).apply(x.detach()).requires_grad  # the cores still carry their graph
+
+
+def test_a_cut_inside_a_degenerate_multiplet_has_no_gradient_and_says_so():
+    """torch's own SVD backward returns NaN here without a word; the truncated result is not unique."""
+    # the unfolding of this 4 x 4 matrix at its one bond is the 4 x 4 identity: four equal singular values
+    w = torch.eye(4, dtype=torch.float64).reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    w.requires_grad_()
+    mpo = tnlib.MPO.from_matrix(w, (2, 2), (2, 2), truncation=tnlib.Truncation(max_bond=2))
+    assert torch.allclose(torch.linalg.svdvals(w.detach().reshape(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)),
+                          torch.ones(4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="gradient of this SVD does not exist: singular values .* are equal"):
+        (mpo.to_matrix() * torch.randn(4, 4, dtype=torch.float64)).sum().backward()
+
+
+def test_degenerate_spectra_kept_whole_give_finite_exact_gradients():
+    w = torch.eye(8, dtype=torch.float64, requires_grad=True)
+    torch_native = torch.linalg.svd(w, full_matrices=False)
+    (torch_native[0][:, :3] @ torch_native[2][:3]).sum().backward()
+    assert not torch.isfinite(w.grad).all()  # the failure mode this guards against
+    w.grad = None
+    out = tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(max_bond=8)).to_matrix()
+    (out * torch.arange(64.0, dtype=torch.float64).reshape(8, 8)).sum().backward()
+    assert torch.allclose(w.grad, torch.arange(64.0, dtype=torch.float64).reshape(8, 8))

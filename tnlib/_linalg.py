@@ -15,6 +15,7 @@ import array_api_compat
 import numpy as np
 
 from ._backend import BLOCK_BYTES, block_size, itemsize, namespace, scalar
+from ._svd_grad import differentiable_svd
 
 __all__ = [
     "ASPECT",
@@ -136,8 +137,12 @@ def scipy_svd(a: np.ndarray, **kwargs: Any) -> Any:
 
 
 def square_svd(a: Any) -> tuple[Any, Any, Any]:
+    """Thin SVD; a torch tensor in an autograd graph gets a backward that handles degenerate and zero
+    singular values (:mod:`tnlib._svd_grad`) instead of returning NaN."""
     if isinstance(a, np.ndarray):
         return scipy_svd(a, full_matrices=False)
+    if array_api_compat.is_torch_array(a) and a.requires_grad:
+        return differentiable_svd(a)
     xp = namespace(a)
     return tuple(xp.linalg.svd(a, full_matrices=False))
 

@@ -105,7 +105,11 @@ def _last_core(xp: Any, rest: Any, shape: tuple[int, int, int], aliased: bool) -
     """The chain's last core from the rest of a sweep; a copy when the rest is still the caller's array (a
     sweep that kept every row of every unfolding), so that the chain never shares the input's memory."""
     core = xp.reshape(rest, shape)
-    return xp.asarray(core, copy=True) if aliased else core
+    if not aliased:
+        return core
+    if array_api_compat.is_torch_array(core):
+        return core.clone()  # stays in the autograd graph (torch.asarray's copy would not say so)
+    return xp.asarray(core, copy=True)
 
 
 def _svd_chain(
