@@ -31,6 +31,7 @@ SCRIPTS = [
     ("bench_calibration.py", []),
     ("bench_allocation.py", []),
     ("bench_cross.py", []),
+    ("bench_jax.py", []),
 ]
 
 
