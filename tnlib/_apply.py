@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Sequence
 import array_api_compat
 import opt_einsum
 
-from ._backend import namespace, prod
+from ._backend import capturing, namespace, prod
 from ._cost import split_cost
 from .contraction import contract, contraction_plan
 
@@ -131,7 +131,7 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
     """
     shapes = tuple(tuple(int(d) for d in c.shape) for c in cores)
     batch = int(flat.shape[0])
-    split = _route(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
+    split = None if capturing(flat) else _route(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
     if split is not None:
         return apply_halves(cores, flat, split)
     xp = namespace(flat, *cores)

@@ -17,6 +17,7 @@ import numpy as np
 from ._jax import is_tracer
 
 __all__ = [
+    "capturing",
     "namespace",
     "as_array",
     "scalar",
@@ -36,6 +37,16 @@ __all__ = [
 
 SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
 HALF_DTYPES = ("float16", "bfloat16")  # arithmetic only (recurrences, products); never decomposed
+
+
+def capturing(*arrays: Any) -> bool:
+    """Whether a torch graph is being captured (``torch.compile``, ``torch.export``) and ``arrays`` hold torch
+    tensors: values cannot be read then, and opt_einsum's path search cannot be traced."""
+    if not any(array_api_compat.is_torch_array(a) for a in arrays):
+        return False
+    import torch
+
+    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting())
 
 
 def namespace(*arrays: Any) -> Any:
@@ -220,7 +231,7 @@ def check_finite(x: Any, name: str, block_bytes: int = BLOCK_BYTES) -> None:
     A value being traced by JAX has no entries yet: it is checked when it is
     concrete (eager calls), not inside ``jit``.
     """
-    if is_tracer(x):
+    if is_tracer(x) or capturing(x):
         return
     xp = namespace(x)
     if not all(bool(xp.all(xp.isfinite(b))) for b in leading_blocks(x, block_bytes)):

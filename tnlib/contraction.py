@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import opt_einsum
 
-from ._backend import namespace
+from ._backend import capturing, namespace
 
 __all__ = ["contract", "contraction_plan", "ContractionPlan"]
 
@@ -235,6 +235,14 @@ def _compile(subscripts: str, shapes: tuple[tuple[int, ...], ...], optimize: Any
     return _Compiled(plan, tuple(pre_sums), tuple(steps), final_sum, final_perm)
 
 
+def _captured(subscripts: str, operands: Sequence[Any], xp: Any) -> Any:
+    """``torch.einsum`` while a torch graph is captured: one traceable operation, its path planned by torch."""
+    import torch
+
+    dtype = xp.result_type(*operands)
+    return torch.einsum(subscripts, *(op if op.dtype == dtype else xp.astype(op, dtype) for op in operands))
+
+
 def contraction_plan(subscripts: str, *shapes: Sequence[int], optimize: Any = "auto") -> ContractionPlan:
     """The path, cost and speed-up :func:`contract` would use for these shapes.
 
@@ -275,6 +283,8 @@ def contract(subscripts: str, *operands: Any, optimize: Any = "auto") -> Any:
     if not operands:
         raise ValueError("contract needs at least one operand")
     xp = namespace(*operands)
+    if capturing(*operands):
+        return _captured(subscripts, operands, xp)
     key = tuple(tuple(int(d) for d in op.shape) for op in operands)
     compiled = _compile(subscripts, key, _optimize_key(optimize))
     dtype = xp.result_type(*operands)
