@@ -120,3 +120,11 @@ def test_degenerate_spectra_kept_whole_give_finite_exact_gradients():
     out = tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(max_bond=8)).to_matrix()
     (out * torch.arange(64.0, dtype=torch.float64).reshape(8, 8)).sum().backward()
     assert torch.allclose(w.grad, torch.arange(64.0, dtype=torch.float64).reshape(8, 8))
+
+
+def test_a_truncated_svd_used_as_a_product_has_the_reconstructions_gradient_on_a_degenerate_spectrum():
+    w = torch.eye(6, dtype=torch.float64, requires_grad=True)
+    weights = torch.arange(36.0, dtype=torch.float64).reshape(6, 6)
+    t = tnlib.truncated_svd(w, tnlib.Truncation(max_bond=6))
+    ((t.U * t.S) @ t.Vh * weights).sum().backward()
+    assert torch.allclose(w.grad, weights)  # the full reconstruction is w itself

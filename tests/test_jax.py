@@ -20,6 +20,8 @@ def chains():
 
 
 def dense_of(out):
+    if isinstance(out, tnlib.MPS):
+        return out.to_dense()
     return out.to_matrix() if isinstance(out, tnlib.MPO) else out
 
 
@@ -33,6 +35,16 @@ OPERATIONS = {
     "MPS.inner": lambda m, s, x: s.inner(s),
     "MPS + MPS": lambda m, s, x: (s + s).to_dense(),
     "a chain as the result": lambda m, s, x: 0.5 * m,
+    "MPS.entropies": lambda m, s, x: s.entropies(),
+    "MPS.singular_values": lambda m, s, x: s.singular_values(1),
+    "MPS.truncate (max_bond)": lambda m, s, x: s.truncate(tnlib.Truncation(max_bond=1)).to_dense(),
+    "MPO.compress (max_bond)": lambda m, s, x: m.compress(tnlib.Truncation(max_bond=2)).to_matrix(),
+    "MPS.from_dense (max_bond)": lambda m, s, x: tnlib.MPS.from_dense(s.to_dense(), tnlib.Truncation(max_bond=1)),
+    "MPS.from_dense (exact)": lambda m, s, x: tnlib.MPS.from_dense(s.to_dense()).to_dense(),
+    "MPO.from_matrix (max_bond)": lambda m, s, x: tnlib.MPO.from_matrix(m.to_matrix(), (4, 4), (4, 4),
+                                                                         truncation=tnlib.Truncation(max_bond=2)),
+    "MPS * MPS (Hadamard) and sum": lambda m, s, x: (s * s).sum(),
+    "MPO.kron": lambda m, s, x: m.kron(m).trace(),
 }
 
 
@@ -80,11 +92,35 @@ def test_chains_are_pytrees_with_static_structure():
 
 
 @pytest.mark.parametrize("fn", [
-    lambda s: s.entropies(),
-    lambda s: s.truncate(tnlib.Truncation(max_bond=1)).to_dense(),
-    lambda s: tnlib.MPS.from_dense(s.to_dense(), tnlib.Truncation(cutoff=0.1)).to_dense(),
+    lambda s: s.norm(),
+    lambda s: s.compress(tnlib.Truncation(max_bond=1), algorithm="variational").to_dense(),
 ])
 def test_data_dependent_operations_under_jit_are_refused_clearly(fn):
     _, s, _ = chains()
     with pytest.raises(TypeError, match=r"reads a value of its input .* cannot run on traced JAX values"):
         jax.jit(fn)(s)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda s: s.truncate(tnlib.Truncation(cutoff=0.1)).to_dense(),
+    lambda s: tnlib.MPS.from_dense(s.to_dense(), tnlib.Truncation(max_bond=2, max_discarded=0.01)).to_dense(),
+    lambda s: tnlib.MPO.from_matrix(s.to_dense().reshape(4, 4), (2, 2), (2, 2),
+                                    truncation=tnlib.Truncation(max_params=10)).to_matrix(),
+])
+def test_ranks_read_from_values_under_jit_are_refused_clearly(fn):
+    _, s, _ = chains()
+    with pytest.raises(TypeError, match=r"on traced values .* needs ranks fixed by shapes: Truncation\(max_bond"):
+        jax.jit(fn)(s)
+
+
+def test_degenerate_spectra_under_grad():
+    """jnp.linalg.svd's own backward gives NaN for any degenerate spectrum; multiplets kept whole get the
+    exact gradient, and a cut inside one (no gradient exists; JAX cannot raise on values) gives NaN."""
+    weights = jnp.arange(64.0).reshape(8, 8)
+    whole = jax.grad(lambda w: jnp.sum(tnlib.MPO.from_matrix(w, (2, 4), (4, 2), truncation=tnlib.Truncation(
+        max_bond=8)).to_matrix() * weights))(jnp.eye(8))
+    assert np.allclose(whole, weights)
+    swap = jnp.eye(4).reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4)  # its unfolding: four equal values
+    cut = jax.jit(jax.grad(lambda w: jnp.sum(tnlib.MPO.from_matrix(w, (2, 2), (2, 2), truncation=tnlib.Truncation(
+        max_bond=2)).to_matrix() * jnp.arange(16.0).reshape(4, 4))))(swap)
+    assert bool(jnp.isnan(cut).all())

@@ -131,7 +131,8 @@ def apply_cores(cores: Sequence[Any], flat: Any, optimize: Any = "auto") -> Any:
     """
     shapes = tuple(tuple(int(d) for d in c.shape) for c in cores)
     batch = int(flat.shape[0])
-    split = None if capturing(flat) else _route(shapes, batch, optimize if isinstance(optimize, str) else repr(optimize))
+    key = optimize if isinstance(optimize, str) else repr(optimize)
+    split = None if capturing(flat) else _route(shapes, batch, key)  # opt_einsum's path search cannot be traced
     if split is not None:
         return apply_halves(cores, flat, split)
     xp = namespace(flat, *cores)

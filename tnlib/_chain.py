@@ -17,6 +17,7 @@ import array_api_compat
 import numpy as np
 
 from . import _algebra as algebra
+from . import _fixed_rank as fixed_rank
 from ._backend import as_array, check_finite, check_floating, namespace, prod, scalar, times_power_of_two, to_host
 from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
@@ -273,6 +274,10 @@ class Chain:
         if checked is None:
             raise TypeError("truncation must be a tnlib.Truncation, got None")
         check_svd(svd)
+        if fixed_rank.traced(*self._cores):  # under jax.jit / torch.compile: ranks from shapes, no report
+            caps = fixed_rank.fixed_caps(checked, self.num_sites - 1, "truncate")
+            sites = fixed_rank.truncate_fixed(self._sites(), self._center, caps, checked.min_bond)
+            return self._with_sites(sites, self.num_sites - 1, None)._centered(center)
         # at unit scale: no under- or overflow
         sites, exponent = normalized(self._sites(), self.num_sites - 1, self._center)
         sites, report = truncate_chain(sites, self.num_sites - 1, checked, svd)
@@ -301,6 +306,8 @@ class Chain:
         """
         k = check_index("bond", bond, self.num_sites - 1, "bonds")
         xp = namespace(*self._cores)
+        if fixed_rank.traced(*self._cores):
+            return fixed_rank.schmidt_values_fixed(self._sites(), self._center)[k]
         # at unit scale (2**e times the chain), then scaled back: exact in range, inf / 0 only beyond it
         sites, e = normalized(self._sites(), k, self._center)
         left, phys, right = sites[k].shape
@@ -321,8 +328,11 @@ class Chain:
         alpha = check_alpha(alpha)
         xp = namespace(*self._cores)
         # entropies do not depend on the scale
-        sites, _ = normalized(self._sites(), self.num_sites - 1, self._center)
-        spectra = schmidt_values(sites, self.num_sites - 1)
+        if fixed_rank.traced(*self._cores):
+            spectra = fixed_rank.schmidt_values_fixed(self._sites(), self._center)
+        else:
+            sites, _ = normalized(self._sites(), self.num_sites - 1, self._center)
+            spectra = schmidt_values(sites, self.num_sites - 1)
         if not spectra:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
         # one padded array, one vectorised pass: zeros carry no weight

@@ -20,13 +20,14 @@ import array_api_compat
 import numpy as np
 
 from . import _algebra as algebra
+from . import _fixed_rank as fixed_rank
 from . import _input_gram as gram_fit
 from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
 from ._decompose import Decomposition, check_padding, decompose, prefix_projector, refit
-from ._legs import contract_sites, cores_to_sites, deinterleave_order, num_params, sites_to_cores
+from ._legs import contract_sites, cores_to_sites, deinterleave_order, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
 from ._search import search
 from .cross import cross as tt_cross
@@ -580,6 +581,8 @@ class MPO(Chain):
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         check_padding(shape, out_dims, in_dims, a)
+        if fixed_rank.traced(a):
+            return _traced_from_matrix(a, out_dims, in_dims, truncation, input_gram, shape)
         if input_gram is not None and (prod(out_dims), prod(in_dims)) != shape:
             raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
         base = decompose(a, out_dims, in_dims, truncation, svd)
@@ -616,6 +619,20 @@ class MPO(Chain):
         if (m, n) != tuple(full.shape):
             full = full[:m, :n]
         return full
+
+
+def _traced_from_matrix(a: Any, out_dims: tuple[int, ...], in_dims: tuple[int, ...], truncation: Truncation | None,
+                        input_gram: Any, shape: tuple[int, int]) -> MPO:
+    """:meth:`MPO.from_matrix` of traced values (jax.jit, torch.compile): TT-SVD at ranks fixed by shapes."""
+    if input_gram is not None or (prod(out_dims), prod(in_dims)) != shape:
+        raise TypeError(
+            "MPO.from_matrix on traced values (inside jax.jit / jax.grad or torch.compile) supports neither "
+            "input_gram nor padding; call it outside the transformed function"
+        )
+    caps = fixed_rank.fixed_caps(truncation, len(out_dims) - 1, "MPO.from_matrix")
+    floor = 1 if truncation is None else truncation.min_bond
+    sites = fixed_rank.tt_svd_fixed(interleave(a, out_dims, in_dims), site_dims(out_dims, in_dims), caps, floor)
+    return MPO._trusted(sites_to_cores(sites, out_dims, in_dims), len(sites) - 1, None, shape)
 
 
 def _matrix_entries(fn: Any, shape: tuple[int, int]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import _algebra as algebra
+from . import _fixed_rank as fixed_rank
 from ._backend import as_array, check_finite, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, check_indices, check_max_size, validate_cores
 from ._legs import contract_sites
@@ -220,6 +221,10 @@ class MPS(Chain):
         truncation = check_truncation(truncation)
         check_svd(svd)
         dims = tuple(int(d) for d in t.shape)
+        if fixed_rank.traced(t):  # under jax.jit / torch.compile: ranks from shapes, no report
+            caps = fixed_rank.fixed_caps(truncation, len(dims) - 1, "MPS.from_dense")
+            floor = 1 if truncation is None else truncation.min_bond
+            return cls._trusted(fixed_rank.tt_svd_fixed(t, dims, caps, floor), len(dims) - 1, None)
         cores, report = tt_decompose(t, dims, truncation, svd)
         return cls._trusted(cores, len(dims) - 1, report)
 
