@@ -74,6 +74,12 @@ OPERATIONS = {
     "MPO.from_matrix of a rank-2 matrix at max_bond 5 (zero singular values kept)": (
         lambda w: tnlib.MPO.from_matrix(w, (3, 4), (4, 3), truncation=tnlib.Truncation(max_bond=5)).to_matrix(),
         lambda: [(dense(28, 12, 2) @ dense(29, 2, 12)).detach().requires_grad_()]),
+    "MPS.norm": (lambda *c: mps(*c).norm(), lambda: mps_cores(32)),
+    "MPO.norm (padded: the matrix of shape)": (
+        lambda *c: tnlib.MPO(list(c), shape=(7, 8)).norm(), lambda: mpo_cores(33)),
+    "gru_forward with MPO weights": (
+        lambda x, *c: tnlib.rnn.gru_forward(x, mpo(*c[:2]), mpo(*c[2:]))[0],
+        lambda: [dense(34, 3, 2, 4)] + mpo_cores(35, n=2, o=3, i=2) + [dense(36, 1, 3, 3, 2), dense(37, 2, 3, 1, 1)]),
     "lstm_forward with MPO weights": (
         lambda x, *c: tnlib.rnn.lstm_forward(x, mpo(*c[:2]), mpo(*c[2:]))[0],
         lambda: [dense(22, 3, 2, 4)] + mpo_cores(23, n=2, o=4, i=2) + mpo_cores(24, n=2, o=4, i=2)),

@@ -45,6 +45,7 @@ OPERATIONS = {
                                                                          truncation=tnlib.Truncation(max_bond=2)),
     "MPS * MPS (Hadamard) and sum": lambda m, s, x: (s * s).sum(),
     "MPO.kron": lambda m, s, x: m.kron(m).trace(),
+    "MPS.norm": lambda m, s, x: s.norm(),
 }
 
 
@@ -92,7 +93,7 @@ def test_chains_are_pytrees_with_static_structure():
 
 
 @pytest.mark.parametrize("fn", [
-    lambda s: s.norm(),
+    lambda s: s.log_norm(),
     lambda s: s.compress(tnlib.Truncation(max_bond=1), algorithm="variational").to_dense(),
 ])
 def test_data_dependent_operations_under_jit_are_refused_clearly(fn):

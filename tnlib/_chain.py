@@ -371,15 +371,27 @@ class Chain:
                 f"{op} needs matching legs: {self._describe()} vs {other._describe()}"
             )
 
-    def norm(self) -> float:
-        """Frobenius norm (2-norm of the state), from the centre of the canonical form.
+    def norm(self) -> Any:
+        """Frobenius norm (2-norm of the state), from the centre of the canonical form, a ``float``.
 
         Computed as ``exp(log_norm())``: it underflows to 0 or overflows to
         ``inf`` only when the norm itself is beyond float range, not when its
-        square is (see :meth:`log_norm`).
+        square is (see :meth:`log_norm`). For cores in an autograd graph (torch
+        tensors that require grad) or traced by JAX, a 0-d array of the cores'
+        library instead, differentiable (the norm of the centre core after QR
+        sweeps, not rescaled).
         """
+        if fixed_rank.traced(*self._cores) or any(getattr(c, "requires_grad", False) for c in self._cores):
+            chain = self._measured()
+            sites = orthonormalize(chain._sites(), chain.num_sites - 1, chain._center)
+            xp = namespace(*sites)
+            return xp.linalg.vector_norm(xp.reshape(sites[-1], (-1,)))
         log = self.log_norm()
         return math.inf if log > 709.78 else math.exp(log)
+
+    def _measured(self: _Self) -> _Self:
+        """The chain whose norm is this one's (an MPO drops its padding)."""
+        return self
 
     def log_norm(self) -> float:
         """``ln ||self||`` without forming the norm's square: the centre core of the canonical form

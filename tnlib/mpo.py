@@ -210,6 +210,9 @@ class MPO(Chain):
         """Whether the cores span more than :attr:`shape` (``pad=True``, or ``MPO(cores, shape=...)``)."""
         return self._shape != (prod(self.out_dims), prod(self.in_dims))
 
+    def _measured(self) -> MPO:
+        return self._unpadded()
+
     def log_norm(self) -> float:
         """``ln ||W||_F`` of the matrix of :attr:`shape` (padding excluded); see :meth:`Chain.log_norm`."""
         return Chain.log_norm(self._unpadded())
