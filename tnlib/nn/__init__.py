@@ -7,7 +7,7 @@ framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`
 
 The public API is what this module exports (``__all__``); the implementation
 is one private module per method: ``_mpo_linear``, ``_mpo_rnn`` and
-``_mpo_cells`` (MPO layers), ``_pruning``, ``_lowrank``, ``_tensor_train``
+``_mpo_cells``, ``_mpo_conv`` (MPO layers), ``_pruning``, ``_lowrank``, ``_tensor_train``
 (the baselines), ``_matching`` (parameter counts at a target ratio), ``_mpop``
 (MPOP fine-tuning), ``_compress`` (whole models), ``_calibration`` (input
 Grams), ``_distill``, ``_serialization`` (save/load) and ``_export`` (ONNX
@@ -23,6 +23,7 @@ from ._export import export_onnx
 from ._lowrank import LowRankLinear, LowRankLSTM
 from ._matching import count_parameters, match_compression, stored_bytes
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._mpo_conv import MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._mpop import DimensionSqueezer, freeze_central
@@ -36,6 +37,8 @@ __all__ = [
     "MPOGRU",
     "MPOLSTMCell",
     "MPOGRUCell",
+    "MPOConv2d",
+    "MPOEmbedding",
     "gate_layout",
     "LowRankLSTM",
     "TTLSTM",

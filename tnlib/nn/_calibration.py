@@ -187,18 +187,37 @@ def _hook(acc: _Accumulator, name: str, module: nn.Module):
             h = None if hx is None else (hx[0] if isinstance(mod, nn.LSTMCell) else hx)
             acc.add(f"{name}:weight_ih", x)
             acc.add(f"{name}:weight_hh", torch.zeros(*x.shape[:-1], mod.hidden_size) if h is None else h)
+        elif isinstance(mod, nn.Conv2d):  # the rows the kernel matrix multiplies: unfolded patches
+            acc.add(f"{name}:weight", _patches(name, mod, x))
         else:  # nn.Linear or Conv1D
             acc.add(f"{name}:weight", x)
 
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
-_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)
+def _patches(name: str, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``(batch, patches, in * kh * kw)``: what the kernel matrix of ``conv`` multiplies."""
+    kh, kw = conv.kernel_size
+    if conv.padding == "valid":
+        padding: Any = 0
+    elif conv.padding == "same":
+        if any((k - 1) * d % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+            raise _BadCalibration(f"layer {name!r}: padding='same' with an even kernel pads unevenly; "
+                                  "calibration needs symmetric padding")
+        padding = tuple((k - 1) * d // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+    else:
+        padding = conv.padding
+    x = x.unsqueeze(0) if x.dim() == 3 else x
+    cols = torch.nn.functional.unfold(x, (kh, kw), dilation=conv.dilation, padding=padding, stride=conv.stride)
+    return cols.transpose(1, 2)
+
+
+_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv2d)
 
 
 def _check_names(model: nn.Module, names: Any) -> list[str]:
     """Module names of ``model`` whose inputs can be recorded: a sequence of distinct strings naming a
-    ``Linear``, ``Conv1D``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
+    ``Linear``, ``Conv1D``, ``Conv2d``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
     if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
         raise TypeError(f"names must be a sequence of module names, got {names!r}; e.g. names=[{names!r}]")
     names = list(names)
@@ -215,7 +234,7 @@ def _check_names(model: nn.Module, names: Any) -> list[str]:
                              f"{[k for k in modules if k][:12]}")
         if not (isinstance(modules[n], _RECORDED) or is_conv1d(modules[n])):
             raise TypeError(f"layer {n!r} is a {type(modules[n]).__name__}, which has no weight matrix to "
-                            "record inputs for (Linear, Conv1D, LSTM, GRU, LSTMCell and GRUCell have)")
+                            "record inputs for (Linear, Conv1D, Conv2d, LSTM, GRU, LSTMCell and GRUCell have)")
     return names
 
 

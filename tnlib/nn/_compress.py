@@ -30,12 +30,14 @@ from tnlib import _input_gram as gram_fit
 from ._calibration import GramFolds, is_conv1d, record_folds
 from ._cores import positive_int
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._mpo_conv import MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
-SUPPORTED = "nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell and transformers' Conv1D"
+SUPPORTED = ("nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv2d (groups=1, zero padding), "
+             "nn.Embedding (no max_norm) and transformers' Conv1D")
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,12 @@ CONVERTERS: tuple[_Converter, ...] = (
     _Converter("GRU", lambda m: isinstance(m, nn.GRU), _parameters, _gates(3),
                lambda m, mpos: MPOGRU.from_gru(m, mpos=_named(mpos))),
     _Converter("Linear", lambda m: isinstance(m, nn.Linear), _parameters, _balanced, _linear),
+    # the kernel as the (out, in * kh * kw) matrix that multiplies unfolded patches
+    _Converter("Conv2d", lambda m: isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros",
+               lambda m: {"weight": m.weight.detach().reshape(m.out_channels, -1)}, _balanced,
+               lambda m, mpos: MPOConv2d.from_mpo(mpos["weight"], m)),
+    _Converter("Embedding", lambda m: isinstance(m, nn.Embedding) and m.max_norm is None and not m.sparse,
+               _parameters, _balanced, lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m)),
 )
 """Module type -> converter, in the order they are tried."""
 
@@ -279,7 +287,8 @@ def compress(
     _check_allocation(allocation, compression)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
-    grams = record_folds(model, targets, calibration) if calibration is not None else {}
+    recorded = [t for t in targets if not isinstance(model.get_submodule(t), nn.Embedding)]  # a lookup: no inputs
+    grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     shares = None
     if allocation == "global":

@@ -1,0 +1,267 @@
+"""``MPOConv2d`` and ``MPOEmbedding``: a convolution kernel and an embedding table held as MPOs.
+
+The kernel of a convolution is the matrix ``(out_channels, in_channels * kh * kw)`` that multiplies
+unfolded patches (``torch.nn.functional.unfold``), so it is an MPO like any weight; the forward pass
+forms the kernel from the cores (``out * in * kh * kw`` entries, a small cost next to the convolution
+itself) and runs ``conv2d``. An embedding table ``(num_embeddings, embedding_dim)`` is an MPO whose row
+legs factor the index: a lookup contracts, for every index, the cores at its digits, so the table is
+never formed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import tnlib
+from tnlib._legs import cores_to_matrix
+
+from ._cores import mpo_cores, parameter_list
+
+__all__ = ["MPOConv2d", "MPOEmbedding"]
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class MPOConv2d(nn.Module):
+    """A 2-D convolution whose kernel ``(out_channels, in_channels * kh * kw)`` is held as MPO cores.
+
+    Build it from a trained ``nn.Conv2d`` with :meth:`from_conv2d` (exact without truncation) or from an
+    MPO with :meth:`from_mpo`; :meth:`to_conv2d` gives the dense layer back. ``groups=1`` and
+    ``padding_mode="zeros"`` (the common convolution); other settings are refused.
+
+    Examples
+    --------
+    >>> import torch, tnlib, tnlib.nn
+    >>> conv = torch.nn.Conv2d(16, 32, 3, padding=1)
+    >>> exact = tnlib.nn.MPOConv2d.from_conv2d(conv)
+    >>> x = torch.randn(2, 16, 8, 8)
+    >>> bool(torch.allclose(exact(x), conv(x), atol=1e-5))
+    True
+    >>> small = tnlib.nn.MPOConv2d.from_conv2d(conv, tnlib.Truncation(max_bond=4))
+    >>> small.num_weights < conv.weight.numel()
+    True
+    """
+
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    padding: str | tuple[int, int]
+    out_dims: tuple[int, ...]
+    in_dims: tuple[int, ...]
+    cores: nn.ParameterList
+    bias: nn.Parameter | None
+
+    def __init__(self) -> None:
+        raise TypeError("build an MPOConv2d with MPOConv2d.from_conv2d(conv, ...) or MPOConv2d.from_mpo(mpo, ...)")
+
+    @classmethod
+    def from_mpo(cls, mpo: tnlib.MPO, conv: nn.Conv2d) -> MPOConv2d:
+        """A layer with ``conv``'s settings and bias whose kernel matrix is ``mpo``."""
+        _check_conv(conv)
+        ref = conv.weight
+        shape = (conv.out_channels, conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.in_channels, layer.out_channels = conv.in_channels, conv.out_channels
+        layer.kernel_size = _pair(conv.kernel_size)
+        layer.stride, layer.dilation = _pair(conv.stride), _pair(conv.dilation)
+        layer.padding = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+        layer.out_dims, layer.in_dims = tuple(mpo.out_dims), tuple(mpo.in_dims)
+        layer.cores = parameter_list(mpo_cores(mpo, shape, ref, "mpo"))
+        if conv.bias is None:
+            layer.register_parameter("bias", None)
+        else:
+            layer.bias = nn.Parameter(conv.bias.detach().clone())
+        return layer
+
+    @classmethod
+    def from_conv2d(
+        cls,
+        conv: nn.Conv2d,
+        truncation: tnlib.Truncation | None = None,
+        *,
+        out_dims: Sequence[int] | None = None,
+        in_dims: Sequence[int] | None = None,
+        num_cores: int | None = None,
+        input_gram: torch.Tensor | None = None,
+    ) -> MPOConv2d:
+        """Decompose a trained ``nn.Conv2d``'s kernel matrix (float64, then cast to the layer's dtype).
+
+        ``input_gram`` is the Gram ``P^T P / n`` of the unfolded input patches (``in * kh * kw``
+        features; :func:`tnlib.nn.record_grams` records it), for output-space fitting; the other
+        arguments are those of :meth:`tnlib.MPO.from_matrix`.
+        """
+        _check_conv(conv)
+        w = conv.weight.detach().to(torch.float64).reshape(conv.out_channels, -1)
+        gram = None if input_gram is None else torch.as_tensor(input_gram).detach().to(torch.float64).cpu()
+        with torch.no_grad():
+            mpo = tnlib.MPO.from_matrix(w.cpu(), out_dims, in_dims, num_cores=num_cores, truncation=truncation,
+                                        input_gram=gram)
+        return cls.from_mpo(mpo, conv)
+
+    @property
+    def mpo(self) -> tnlib.MPO:
+        """The kernel matrix as a core :class:`tnlib.MPO` (detached)."""
+        return tnlib.MPO([c.detach() for c in self.cores])
+
+    @property
+    def num_weights(self) -> int:
+        """Stored kernel entries (the cores), bias excluded."""
+        return sum(c.numel() for c in self.cores)
+
+    def kernel(self) -> torch.Tensor:
+        """The dense kernel ``(out, in, kh, kw)``, formed from the cores (differentiable)."""
+        matrix = cores_to_matrix(list(self.cores))
+        return matrix.reshape(self.out_channels, self.in_channels, *self.kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel(), self.bias, self.stride, self.padding, self.dilation)
+
+    def to_conv2d(self) -> nn.Conv2d:
+        """A dense ``nn.Conv2d`` with the same function."""
+        c0 = self.cores[0]
+        conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                         padding=self.padding, dilation=self.dilation, bias=self.bias is not None,
+                         device=c0.device, dtype=c0.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(self.kernel())
+            if self.bias is not None and conv.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, out_dims={self.out_dims}, "
+                f"in_dims={self.in_dims}, bond_dims={tuple(int(c.shape[3]) for c in list(self.cores)[:-1])}")
+
+
+def _check_conv(conv: Any) -> None:
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv must be a torch.nn.Conv2d, got {type(conv).__name__}")
+    if conv.groups != 1:
+        raise ValueError(f"MPOConv2d holds a full kernel; conv has groups={conv.groups} (grouped or depthwise); "
+                         "leave this layer out")
+    if conv.padding_mode != "zeros":
+        raise ValueError(f"MPOConv2d pads with zeros; conv has padding_mode={conv.padding_mode!r}")
+
+
+class MPOEmbedding(nn.Module):
+    """An embedding table ``(num_embeddings, embedding_dim)`` held as MPO cores; lookups never form it.
+
+    Row ``i``'s digits in the row factors ``out_dims`` select one slice of every core; the slices are
+    contracted for all indices of a batch at once. ``padding_idx`` rows are zero, as in
+    ``nn.Embedding``; ``max_norm`` and sparse gradients are refused.
+
+    Examples
+    --------
+    >>> import torch, tnlib, tnlib.nn
+    >>> emb = torch.nn.Embedding(1000, 64)
+    >>> exact = tnlib.nn.MPOEmbedding.from_embedding(emb)
+    >>> idx = torch.tensor([[3, 999], [0, 42]])
+    >>> bool(torch.allclose(exact(idx), emb(idx), atol=1e-5))
+    True
+    >>> small = tnlib.nn.MPOEmbedding.from_embedding(emb, tnlib.Truncation(max_bond=8))
+    >>> small(idx).shape, small.num_weights < emb.weight.numel()
+    (torch.Size([2, 2, 64]), True)
+    """
+
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None
+    out_dims: tuple[int, ...]
+    in_dims: tuple[int, ...]
+    cores: nn.ParameterList
+
+    def __init__(self) -> None:
+        raise TypeError("build an MPOEmbedding with MPOEmbedding.from_embedding(emb, ...) or .from_mpo(mpo, ...)")
+
+    @classmethod
+    def from_mpo(cls, mpo: tnlib.MPO, embedding: nn.Embedding) -> MPOEmbedding:
+        """A layer with ``embedding``'s settings whose table is ``mpo``."""
+        _check_embedding(embedding)
+        shape = (embedding.num_embeddings, embedding.embedding_dim)
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.num_embeddings, layer.embedding_dim = shape
+        layer.padding_idx = embedding.padding_idx
+        layer.out_dims, layer.in_dims = tuple(mpo.out_dims), tuple(mpo.in_dims)
+        layer.cores = parameter_list(mpo_cores(mpo, shape, embedding.weight, "mpo"))
+        return layer
+
+    @classmethod
+    def from_embedding(
+        cls,
+        embedding: nn.Embedding,
+        truncation: tnlib.Truncation | None = None,
+        *,
+        out_dims: Sequence[int] | None = None,
+        in_dims: Sequence[int] | None = None,
+        num_cores: int | None = None,
+    ) -> MPOEmbedding:
+        """Decompose a trained ``nn.Embedding``'s table (float64, then cast); arguments as
+        :meth:`tnlib.MPO.from_matrix`."""
+        _check_embedding(embedding)
+        with torch.no_grad():
+            mpo = tnlib.MPO.from_matrix(embedding.weight.detach().to(torch.float64).cpu(), out_dims, in_dims,
+                                        num_cores=num_cores, truncation=truncation)
+        return cls.from_mpo(mpo, embedding)
+
+    @property
+    def mpo(self) -> tnlib.MPO:
+        """The table as a core :class:`tnlib.MPO` (detached)."""
+        return tnlib.MPO([c.detach() for c in self.cores])
+
+    @property
+    def num_weights(self) -> int:
+        """Stored entries (the cores)."""
+        return sum(c.numel() for c in self.cores)
+
+    def forward(self, indices: torch.Tensor) -> torch.Tensor:
+        if indices.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
+        flat = indices.reshape(-1).long()
+        strides = [math.prod(self.out_dims[k + 1:]) for k in range(len(self.out_dims))]
+        acc: torch.Tensor | None = None
+        for core, stride, size in zip(self.cores, strides, self.out_dims):
+            digit = torch.div(flat, stride, rounding_mode="floor") % size
+            piece = core[:, digit]  # (left, batch, in_k, right)
+            if acc is None:
+                acc = piece[0]  # (batch, in_0, right)
+            else:
+                acc = torch.einsum("bal,lbcr->bacr", acc, piece).reshape(flat.shape[0], -1, piece.shape[3])
+        assert acc is not None
+        out = acc.reshape(flat.shape[0], self.embedding_dim)
+        if self.padding_idx is not None:
+            out = out * (flat != self.padding_idx).to(out.dtype)[:, None]
+        return out.reshape(*indices.shape, self.embedding_dim)
+
+    def to_embedding(self) -> nn.Embedding:
+        """A dense ``nn.Embedding`` with the same function."""
+        c0 = self.cores[0]
+        emb = nn.Embedding(self.num_embeddings, self.embedding_dim, padding_idx=self.padding_idx, device=c0.device,
+                           dtype=c0.dtype)
+        with torch.no_grad():
+            emb.weight.copy_(self(torch.arange(self.num_embeddings, device=c0.device)))
+        return emb
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_embeddings}, {self.embedding_dim}, padding_idx={self.padding_idx}, "
+                f"out_dims={self.out_dims}, in_dims={self.in_dims}, "
+                f"bond_dims={tuple(int(c.shape[3]) for c in list(self.cores)[:-1])}")
+
+
+def _check_embedding(embedding: Any) -> None:
+    if not isinstance(embedding, nn.Embedding):
+        raise TypeError(f"embedding must be a torch.nn.Embedding, got {type(embedding).__name__}")
+    if embedding.max_norm is not None or embedding.sparse:
+        raise ValueError("MPOEmbedding does not renormalise rows (max_norm) or give sparse gradients; "
+                         "leave this layer out")
