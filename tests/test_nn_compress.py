@@ -236,7 +236,7 @@ def test_compress_is_a_table_of_converters_and_reports_come_from_the_mpo_reports
     import tnlib.nn._compress as compress_module
 
     kinds = [c.kind for c in compress_module.CONVERTERS]
-    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear"]
+    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear", "Conv2d", "Embedding"]
     torch.manual_seed(0)
     model = nn.ModuleDict({"lin": nn.Linear(32, 48), "rnn": nn.GRU(8, 16), "cell": nn.LSTMCell(8, 16)})
     small, reports = tn.compress(model, compression=3)

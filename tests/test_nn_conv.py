@@ -98,6 +98,11 @@ def test_compress_handles_conv2d_and_embedding_with_calibration():
     assert isinstance(net.conv1, nn.Conv2d)  # the original model is untouched
 
 
+def test_embeddings_are_converted_only_when_named():
+    _, reports = tnlib.nn.compress(Net(), compression=2)
+    assert {r.kind for r in reports} == {"Conv2d", "Linear"}
+
+
 def test_compress_exact_conversion_keeps_the_function():
     torch.manual_seed(4)
     net = Net().double()

@@ -179,7 +179,8 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
                 f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
                 "or pass the model that holds it"
             )
-        return [n for n, m in named.items() if n and _converter(m) is not None]
+        # embeddings only when named: they are often tied to an output layer, which would keep its dense copy
+        return [n for n, m in named.items() if n and _converter(m) is not None and not isinstance(m, nn.Embedding)]
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
     if len(set(layers)) != len(layers):
@@ -219,7 +220,7 @@ def compress(
     calibration: Iterable[Any] | None = None,
     allocation: str = "uniform",
 ) -> tuple[nn.Module, list[LayerReport]]:
-    """Replace linear and recurrent layers by MPO layers.
+    """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
     Parameters
     ----------
@@ -234,7 +235,9 @@ def compress(
     layers
         Names (as in ``model.named_modules()``) of the modules to convert;
         default every supported one (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``,
-        ``nn.LSTMCell``, ``nn.GRUCell``, ``transformers``' ``Conv1D``).
+        ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.Conv2d``, ``transformers``' ``Conv1D``);
+        an ``nn.Embedding`` only when named here (tables are often tied to an
+        output layer, whose dense copy would stay).
     inplace
         Modify ``model`` instead of a deep copy.
     num_cores
