@@ -49,6 +49,27 @@ def test_conv2d_is_exact_without_truncation_and_round_trips(kwargs):
     assert layer.kernel().shape == conv.weight.shape
 
 
+@pytest.mark.parametrize("kwargs", [dict(kernel_size=3, padding=1), dict(kernel_size=5, stride=2, dilation=2),
+                                    dict(kernel_size=1, bias=False), dict(kernel_size=3, padding="same")])
+def test_conv1d_is_exact_without_truncation_and_round_trips(kwargs):
+    torch.manual_seed(0)
+    conv = nn.Conv1d(6, 10, **kwargs).double()
+    layer = tnlib.nn.MPOConv1d.from_conv1d(conv)
+    x = torch.randn(3, 6, 40, dtype=torch.float64)
+    assert torch.allclose(layer(x), conv(x), atol=1e-12)
+    assert torch.allclose(layer.to_conv1d()(x), conv(x), atol=1e-12)
+
+
+def test_calibration_records_the_unfolded_patches_of_convolutions():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv1d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = torch.randn(5, 3, 12)
+    grams = tnlib.nn.record_grams(nn.Sequential(net[0]), ["0"], [x])
+    patches = nn.functional.unfold(x.unsqueeze(2).double(), (1, 3), padding=(0, 1), stride=(1, 2))
+    rows = patches.transpose(1, 2).reshape(-1, 9)
+    assert torch.allclose(grams["0"]["weight"], rows.T @ rows / rows.shape[0])
+
+
 def test_conv2d_truncation_trades_weights_for_error_and_trains():
     torch.manual_seed(1)
     conv = nn.Conv2d(32, 64, 3, padding=1)
@@ -174,3 +195,31 @@ def test_bad_input_gets_clear_errors():
     layer = tnlib.nn.MPOEmbedding.from_embedding(nn.Embedding(10, 4))
     with pytest.raises(TypeError, match="indices must be int64 or int32"):
         layer(torch.tensor([1.0]))
+
+
+def test_the_whole_pretrained_silero_vad_compresses():
+    """Every weight of the packaged Silero VAD but its 1 x 128 output (the STFT basis, four Conv1d and the
+    LSTMCell) becomes an MPO layer; at 2x the speech probabilities stay close to the original's on held-out
+    noise-like audio."""
+    pytest.importorskip("silero_vad")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "experiments"))
+    import _silero
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load of the package's file
+        model = _silero.SileroVAD.pretrained()
+    g = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(2, 16000, generator=g) * 0.1 for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        layers = ["stft_conv", "conv1", "conv2", "conv3", "conv4", "lstm_cell"]  # final_conv is 1 x 128: too small
+        small, reports = tnlib.nn.compress(model, compression=2, layers=layers, calibration=calibration)
+    assert {r.kind for r in reports} == {"Conv1d", "LSTMCell"} and len(reports) == 6
+    stored = sum(r.params_after for r in reports)
+    assert stored <= sum(r.params_before for r in reports) / 1.9
+    audio = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        assert (small(audio) - model(audio)).abs().max() < 0.2

@@ -23,7 +23,7 @@ from ._export import export_onnx
 from ._lowrank import LowRankLinear, LowRankLSTM
 from ._matching import count_parameters, match_compression, stored_bytes
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv2d, MPOEmbedding
+from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._mpop import DimensionSqueezer, freeze_central
@@ -37,6 +37,7 @@ __all__ = [
     "MPOGRU",
     "MPOLSTMCell",
     "MPOGRUCell",
+    "MPOConv1d",
     "MPOConv2d",
     "MPOEmbedding",
     "gate_layout",

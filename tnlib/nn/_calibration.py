@@ -187,7 +187,7 @@ def _hook(acc: _Accumulator, name: str, module: nn.Module):
             h = None if hx is None else (hx[0] if isinstance(mod, nn.LSTMCell) else hx)
             acc.add(f"{name}:weight_ih", x)
             acc.add(f"{name}:weight_hh", torch.zeros(*x.shape[:-1], mod.hidden_size) if h is None else h)
-        elif isinstance(mod, nn.Conv2d):  # the rows the kernel matrix multiplies: unfolded patches
+        elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):  # the rows the kernel matrix multiplies: unfolded patches
             acc.add(f"{name}:weight", _patches(name, mod, x))
         else:  # nn.Linear or Conv1D
             acc.add(f"{name}:weight", x)
@@ -195,29 +195,34 @@ def _hook(acc: _Accumulator, name: str, module: nn.Module):
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
-def _patches(name: str, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``(batch, patches, in * kh * kw)``: what the kernel matrix of ``conv`` multiplies."""
-    kh, kw = conv.kernel_size
+def _patches(name: str, conv: Any, x: torch.Tensor) -> torch.Tensor:
+    """``(batch, patches, in * prod(kernel_size))``: what the kernel matrix of ``conv`` multiplies (a 1-D
+    convolution is unfolded as a 2-D one of height 1)."""
+    kernel, stride, dilation = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation)
     if conv.padding == "valid":
-        padding: Any = 0
+        padding: tuple[int, ...] = (0,) * len(kernel)
     elif conv.padding == "same":
-        if any((k - 1) * d % 2 for k, d in zip(conv.kernel_size, conv.dilation)):
+        if any((k - 1) * d % 2 for k, d in zip(kernel, dilation)):
             raise _BadCalibration(f"layer {name!r}: padding='same' with an even kernel pads unevenly; "
                                   "calibration needs symmetric padding")
-        padding = tuple((k - 1) * d // 2 for k, d in zip(conv.kernel_size, conv.dilation))
+        padding = tuple((k - 1) * d // 2 for k, d in zip(kernel, dilation))
     else:
-        padding = conv.padding
-    x = x.unsqueeze(0) if x.dim() == 3 else x
-    cols = torch.nn.functional.unfold(x, (kh, kw), dilation=conv.dilation, padding=padding, stride=conv.stride)
+        padding = tuple(conv.padding)
+    if isinstance(conv, nn.Conv1d):
+        x = (x.unsqueeze(0) if x.dim() == 2 else x).unsqueeze(2)  # (batch, in, 1, length)
+        kernel, stride, dilation, padding = (1, *kernel), (1, *stride), (1, *dilation), (0, *padding)
+    else:
+        x = x.unsqueeze(0) if x.dim() == 3 else x
+    cols = torch.nn.functional.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
     return cols.transpose(1, 2)
 
 
-_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv2d)
+_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv1d, nn.Conv2d)
 
 
 def _check_names(model: nn.Module, names: Any) -> list[str]:
     """Module names of ``model`` whose inputs can be recorded: a sequence of distinct strings naming a
-    ``Linear``, ``Conv1D``, ``Conv2d``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
+    ``Linear``, ``Conv1D``, ``Conv1d``, ``Conv2d``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
     if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
         raise TypeError(f"names must be a sequence of module names, got {names!r}; e.g. names=[{names!r}]")
     names = list(names)
@@ -234,7 +239,7 @@ def _check_names(model: nn.Module, names: Any) -> list[str]:
                              f"{[k for k in modules if k][:12]}")
         if not (isinstance(modules[n], _RECORDED) or is_conv1d(modules[n])):
             raise TypeError(f"layer {n!r} is a {type(modules[n]).__name__}, which has no weight matrix to "
-                            "record inputs for (Linear, Conv1D, Conv2d, LSTM, GRU, LSTMCell and GRUCell have)")
+                            "record inputs for (Linear, Conv1D, Conv1d, Conv2d, LSTM, GRU, LSTMCell and GRUCell have)")
     return names
 
 

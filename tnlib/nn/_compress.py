@@ -30,13 +30,13 @@ from tnlib import _input_gram as gram_fit
 from ._calibration import GramFolds, is_conv1d, record_folds
 from ._cores import positive_int
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv2d, MPOEmbedding
+from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
-SUPPORTED = ("nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv2d (groups=1, zero padding), "
+SUPPORTED = ("nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv1d and nn.Conv2d (groups=1, zero padding), "
              "nn.Embedding (no max_norm) and transformers' Conv1D")
 
 
@@ -161,6 +161,9 @@ CONVERTERS: tuple[_Converter, ...] = (
     _Converter("Conv2d", lambda m: isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros",
                lambda m: {"weight": m.weight.detach().reshape(m.out_channels, -1)}, _balanced,
                lambda m, mpos: MPOConv2d.from_mpo(mpos["weight"], m)),
+    _Converter("Conv1d", lambda m: isinstance(m, nn.Conv1d) and m.groups == 1 and m.padding_mode == "zeros",
+               lambda m: {"weight": m.weight.detach().reshape(m.out_channels, -1)}, _balanced,
+               lambda m, mpos: MPOConv1d.from_mpo(mpos["weight"], m)),
     _Converter("Embedding", lambda m: isinstance(m, nn.Embedding) and m.max_norm is None and not m.sparse,
                _parameters, _balanced, lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m)),
 )
@@ -235,7 +238,7 @@ def compress(
     layers
         Names (as in ``model.named_modules()``) of the modules to convert;
         default every supported one (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``,
-        ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.Conv2d``, ``transformers``' ``Conv1D``);
+        ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.Conv1d``, ``nn.Conv2d``, ``transformers``' ``Conv1D``);
         an ``nn.Embedding`` only when named here (tables are often tied to an
         output layer, whose dense copy would stay).
     inplace

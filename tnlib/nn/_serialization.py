@@ -22,7 +22,7 @@ from torch import nn
 from tnlib._files import atomic_write
 
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv2d, MPOEmbedding
+from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM
 from ._weights import MPOWeights
@@ -40,6 +40,7 @@ _FIELDS: dict[type[nn.Module], tuple[str, ...]] = {
     MPOGRU: _RNN,
     MPOLSTMCell: ("input_size", "hidden_size", "gate_dims"),
     MPOGRUCell: ("input_size", "hidden_size", "gate_dims"),
+    MPOConv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims"),
     MPOConv2d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims"),
     MPOEmbedding: ("num_embeddings", "embedding_dim", "padding_idx", "out_dims", "in_dims"),
 }
@@ -246,6 +247,7 @@ _REPLACES: dict[type[nn.Module], tuple[tuple[str, ...], tuple[str, ...]]] = {
     MPOGRU: (("GRU", "MPOGRU"), ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")),
     MPOLSTMCell: (("LSTMCell", "MPOLSTMCell"), ("input_size", "hidden_size")),
     MPOGRUCell: (("GRUCell", "MPOGRUCell"), ("input_size", "hidden_size")),
+    MPOConv1d: (("Conv1d", "MPOConv1d"), ("in_channels", "out_channels", "kernel_size", "stride", "dilation")),
     MPOConv2d: (("Conv2d", "MPOConv2d"), ("in_channels", "out_channels", "kernel_size", "stride", "dilation")),
     MPOEmbedding: (("Embedding", "MPOEmbedding"), ("num_embeddings", "embedding_dim")),
 }
@@ -280,7 +282,7 @@ def _probe(layer: nn.Module, name: str, path: Path) -> None:
         with torch.no_grad():
             if isinstance(layer, MPOLinear):
                 layer(torch.zeros(1, layer.in_features, dtype=ref.dtype))
-            elif isinstance(layer, MPOConv2d):
+            elif isinstance(layer, (MPOConv1d, MPOConv2d)):
                 size = [max(8, (k - 1) * d + 1) for k, d in zip(layer.kernel_size, layer.dilation)]
                 layer(torch.zeros(1, layer.in_channels, *size, dtype=ref.dtype))
             elif isinstance(layer, MPOEmbedding):
