@@ -32,6 +32,7 @@ SCRIPTS = [
     ("bench_allocation.py", []),
     ("bench_cross.py", []),
     ("bench_jax.py", []),
+    ("bench_latency.py", []),
 ]
 
 

@@ -236,7 +236,7 @@ def test_compress_is_a_table_of_converters_and_reports_come_from_the_mpo_reports
     import tnlib.nn._compress as compress_module
 
     kinds = [c.kind for c in compress_module.CONVERTERS]
-    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear", "Conv2d", "Embedding"]
+    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear", "Conv2d", "Conv1d", "Embedding"]
     torch.manual_seed(0)
     model = nn.ModuleDict({"lin": nn.Linear(32, 48), "rnn": nn.GRU(8, 16), "cell": nn.LSTMCell(8, 16)})
     small, reports = tn.compress(model, compression=3)
@@ -454,3 +454,29 @@ def test_allocation_errors_and_a_failing_layer_leaves_the_model_whole():
     with pytest.raises(ValueError, match=r"layer '1' \(2 x 64 weight\) cannot be held in 6 parameters"):
         tn.compress(net, compression=20, inplace=True)
     assert [type(m) for m in net] == before  # the first layer converted fine, but nothing was replaced
+
+
+def test_latency_objective_prefers_fewer_multiply_adds_within_the_tolerance():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.LSTM(64, 64))
+    by_error, (err_report,) = tn.compress(net, compression=4)
+    fast, (fast_report,) = tn.compress(net, compression=4, objective="latency", tolerance=0.05)
+    assert fast_report.macs <= err_report.macs
+    assert fast_report.dense_macs == err_report.dense_macs == 4 * 64 * 64 * 2
+    assert fast_report.flop_ratio == fast_report.macs / fast_report.dense_macs
+    # within the tolerance of the error-objective's choice (each of its matrices was within 5 % of its best)
+    assert fast_report.relative_error <= 1.05 * err_report.relative_error + 1e-12
+    x = torch.randn(5, 2, 64)
+    assert fast(x)[0].shape == (5, 2, 64)
+    with pytest.raises(ValueError, match="objective='speed' is invalid"):
+        tn.compress(net, compression=4, objective="speed")
+    with pytest.raises(ValueError, match="tolerance=1.5 is invalid"):
+        tn.compress(net, compression=4, objective="latency", tolerance=1.5)
+
+
+def test_latency_objective_with_calibration_stays_safe_on_held_out_rows():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(32, 32))
+    batches = [torch.randn(64, 32) for _ in range(8)]
+    _, (report,) = tn.compress(net, compression=4, calibration=batches, objective="latency")
+    assert report.held_out_error is not None and report.macs <= report.dense_macs

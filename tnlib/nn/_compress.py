@@ -26,6 +26,7 @@ from torch import nn
 
 import tnlib
 from tnlib import _input_gram as gram_fit
+from tnlib._cost import split_cost
 
 from ._calibration import GramFolds, is_conv1d, record_folds
 from ._cores import positive_int
@@ -71,6 +72,11 @@ class LayerReport:
     share : float or None
         The layer's part of the budget of all converted layers (with
         ``allocation="global"`` chosen by error, else by size).
+    macs, dense_macs : int or None
+        Multiply-adds per input row (per step for a recurrent layer, all its
+        matrices) of the MPO layer's inference form (merged halves or the
+        dense matrix, whichever is cheaper; :func:`tnlib._cost.split_cost`)
+        and of the dense layer.
 
     Examples
     --------
@@ -93,10 +99,17 @@ class LayerReport:
     note: str = ""
     held_out_error: float | None = None
     share: float | None = None
+    macs: int | None = None
+    dense_macs: int | None = None
 
     @property
     def compression_ratio(self) -> float:
         return self.params_before / self.params_after
+
+    @property
+    def flop_ratio(self) -> float | None:
+        """``macs / dense_macs``: below 1, the MPO layer needs fewer multiply-adds per row."""
+        return None if self.macs is None or not self.dense_macs else self.macs / self.dense_macs
 
     def __str__(self) -> str:
         out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
@@ -222,6 +235,8 @@ def compress(
     num_cores: int | None = None,
     calibration: Iterable[Any] | None = None,
     allocation: str = "uniform",
+    objective: str = "error",
+    tolerance: float = 0.02,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -265,6 +280,13 @@ def compress(
         :func:`tnlib.budget.allocate_ranks`), never worse by that measure
         than the uniform shares. Each report's ``share`` gives the layer's
         part of the total.
+    objective, tolerance
+        How a searched layout is chosen: ``"error"`` (default), the least
+        error; ``"latency"``, the fewest multiply-adds per input row (the
+        cost of a step at batch 1) among the layouts whose error is within
+        ``tolerance`` (relative, default 2 %) of the least. With calibration
+        the held-out error decides. Each report gives ``macs`` and
+        ``dense_macs``.
 
     Returns
     -------
@@ -291,6 +313,9 @@ def compress(
     targets = _check_layers(model, layers)
     _check_materialized(model, targets)
     _check_allocation(allocation, compression)
+    if objective not in ("error", "latency"):
+        raise ValueError(f"objective={objective!r} is invalid; expected 'error' or 'latency'")
+    tolerance = _check_tolerance(tolerance)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if not isinstance(model.get_submodule(t), nn.Embedding)]  # a lookup: no inputs
@@ -307,7 +332,7 @@ def compress(
         assert converter is not None
         budgets = None if shares is None else shares[name]
         mpos, budget = _decompose_layer(name, module, converter, truncation, compression, num_cores,
-                                        grams.get(name, {}), budgets)
+                                        grams.get(name, {}), budgets, (objective, tolerance))
         reports.append(_report(name, converter, module, mpos, grams.get(name, {}), budget if has_budget else None))
         built.append((name, converter, mpos))
     out = model if inplace else copy.deepcopy(model)
@@ -317,6 +342,12 @@ def compress(
         setattr(parent, child, converter.build(out.get_submodule(name), mpos))
     total = sum(r.budget or 0 for r in reports)
     return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
+
+
+def _check_tolerance(tolerance: Any) -> float:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance={tolerance!r} is invalid; expected a relative error margin in [0, 1)")
+    return float(tolerance)
 
 
 def _check_allocation(allocation: Any, compression: float | None) -> None:
@@ -363,7 +394,8 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
 
 def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: tnlib.Truncation | None,
                      compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
-                     budgets: dict[str, int] | None = None) -> tuple[dict[str, tnlib.MPO], int]:
+                     budgets: dict[str, int] | None = None,
+                     objective: tuple[str, float] = ("error", 0.0)) -> tuple[dict[str, tnlib.MPO], int]:
     """Every weight of one layer as an MPO (searched layout at a budget, else the converter's), and the budget."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
@@ -391,7 +423,13 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
             try:
                 if wname in folds:
                     assert t is not None  # compress refuses calibration without a budget or truncation
-                    mpos[wname] = _calibrated_fit(name, w64, dims, t, folds[wname])
+                    mpos[wname] = _calibrated_fit(name, w64, dims, t, folds[wname], objective)
+                elif search and objective[0] == "latency":
+                    assert t is not None and t.max_params is not None
+                    found = tnlib.layouts(w64, t.max_params, truncation=dataclasses.replace(t, max_params=None))
+                    row = _fastest(found, objective[1])
+                    mpos[wname] = found.mpo if row is found.best else tnlib.MPO.from_matrix(
+                        w64, row.layout.out_dims, row.layout.in_dims, truncation=t)
                 else:
                     mpos[wname] = tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t)
             except tnlib.truncation.BudgetTooSmallError as exc:
@@ -405,7 +443,7 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
 
 
 def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnlib.Truncation,
-                    folds: GramFolds) -> tnlib.MPO:
+                    folds: GramFolds, objective: tuple[str, float] = ("error", 0.0)) -> tnlib.MPO:
     """The data-aware MPO of one weight (see :func:`compress`): the shrinkage cross-validated over the
     folds; the fit on every fold but the last usable one, which chooses the layout; a searched layout
     other than the truncated SVD's kept only when its paired per-fold gain over the SVD layout is
@@ -436,9 +474,13 @@ def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnli
         return chosen
     # the search on one held-out fold chose another layout: confirm it against the SVD layout on every fold
     svds = {k: fit(k, *svd_dims) for k in usable}
+    svd = svds[usable[-1]]
+    if objective[0] == "latency" and _macs(svd) < _macs(chosen) and \
+            _held_out(svd) <= (1.0 + objective[1]) * _held_out(chosen):
+        return svd  # as accurate on the held-out rows, within the tolerance, and cheaper per row
     others = {k: chosen if k == usable[-1] else fit(k, chosen.out_dims, chosen.in_dims) for k in usable}
     differences = [_held_out(others[k]) ** 2 - _held_out(svds[k]) ** 2 for k in usable]
-    return chosen if gram_fit.paired_upper_bound(differences) < 0.0 else svds[usable[-1]]
+    return chosen if gram_fit.paired_upper_bound(differences) < 0.0 else svd
 
 
 def _held_out(mpo: tnlib.MPO) -> float:
@@ -485,7 +527,28 @@ def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib
         tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
         note,
         held.value(),
+        macs=sum(_macs(m) for m in mpos.values()),
+        dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
     )
+
+
+def _macs(mpo: tnlib.MPO) -> int:
+    """Multiply-adds per input row of the cheapest inference form of ``mpo`` (built once, as eager plans do)."""
+    return split_cost([tuple(int(d) for d in c.shape) for c in mpo.cores]).macs
+
+
+def _fastest(found: Any, tolerance: float) -> Any:
+    """The fitted row of fewest multiply-adds per row among those within ``tolerance`` of the best score."""
+    limit = found.best.score * (1.0 + tolerance)
+    ok = [r for r in found.rows if r.status == "fitted" and r.score <= limit]
+
+    def macs(row: Any) -> int:
+        bonds = [1, *row.bond_dims, 1]
+        shapes = [(bonds[k], o, i, bonds[k + 1]) for k, (o, i) in enumerate(zip(row.layout.out_dims,
+                                                                                 row.layout.in_dims))]
+        return split_cost(shapes).macs
+
+    return min(ok, key=lambda r: (macs(r), r.score))
 
 
 class _Pooled:
