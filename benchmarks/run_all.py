@@ -33,6 +33,7 @@ SCRIPTS = [
     ("bench_cross.py", []),
     ("bench_jax.py", []),
     ("bench_latency.py", []),
+    ("bench_silero.py", []),
 ]
 
 

@@ -1,0 +1,87 @@
+"""Compressing the whole pretrained Silero VAD (STFT basis, four Conv1d, LSTMCell): time, stored weights, task metric.
+
+The eager copy of the packaged model (``benchmarks/experiments/_silero.py``) is compressed with
+``tnlib.nn.compress`` (searched layouts) at 2x and 4x, without and with calibration (unlabelled audio of other
+words and voices; 5 draws of calibration crops, paired over the draws). The task is experiment 8's: speech /
+non-speech per 32 ms chunk on ``espeak-ng`` streams with white or pink noise; metric ROC-AUC against the clean
+speech's energy, and agreement (mean absolute difference of the speech probability) with the dense model. The
+1 x 128 output convolution stays dense (too small for 2x). One thread.
+
+    python benchmarks/bench_silero.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
+
+import _data  # noqa: E402
+import _silero  # noqa: E402
+from pretrained import auc, streams  # noqa: E402
+
+import tnlib.nn  # noqa: E402
+
+LAYERS = ["stft_conv", "conv1", "conv2", "conv3", "conv4", "lstm_cell"]
+
+
+def interval(values):
+    a = np.asarray(values, dtype=float)
+    if a.size < 2:
+        return f"{a.mean():.4f}"
+    half = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(a.size, 2.26) * a.std(ddof=1) / math.sqrt(a.size)
+    return f"{a.mean():.4f} [{a.mean() - half:.4f}, {a.mean() + half:.4f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n_test, secs, draws, ratios = (1, 3.0, 1, (4,)) if args.quick else (6, 12.0, 5, (2, 4))
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    half = len(_data.WORDS) // 2
+    test, labels = streams(n_test, secs, _data.WORDS[half:], _data.TEST_VOICES, 11)
+    cal, _ = streams(max(2, n_test), secs, _data.WORDS[:half], _data.TRAIN_VOICES, 12)
+    dense = _silero.SileroVAD.pretrained()
+    with torch.no_grad():
+        p_dense = dense(test).numpy()
+    crop = 2 * _data.RATE // _silero.CHUNK * _silero.CHUNK
+    print(f"### The whole Silero VAD compressed ({n_test} test streams of {secs:.0f} s; {draws} calibration draws)\n")
+    print(f"Dense: {sum(p.numel() for n, p in dense.named_parameters() if 'weight' in n)} weights, "
+          f"ROC-AUC {auc(p_dense, labels):.4f}\n")
+    print("| ratio | calibration | stored weights (6 layers) | compress (s) | ROC-AUC | agreement with dense |")
+    print("|---|---|---|---|---|---|")
+    for ratio in ratios:
+        for calibrated in (False, True):
+            aucs, agree, secs_taken, stored = [], [], [], 0
+            for draw in range(draws if calibrated else 1):
+                gen = torch.Generator().manual_seed(draw)
+                starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
+                picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
+                batches = [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4],
+                                                                                            starts[i:i + 4])])
+                           for i in range(0, 16, 4)]
+                t0 = time.perf_counter()
+                small, reports = tnlib.nn.compress(dense, compression=ratio, layers=LAYERS,
+                                                   calibration=batches if calibrated else None)
+                secs_taken.append(time.perf_counter() - t0)
+                stored = sum(r.params_after for r in reports)
+                with torch.no_grad():
+                    p = small(test).numpy()
+                aucs.append(auc(p, labels))
+                agree.append(float(np.abs(p - p_dense).mean()))
+            print(f"| {ratio}x | {'yes' if calibrated else 'no'} | {stored} | {np.mean(secs_taken):.1f} | "
+                  f"{interval(aucs)} | {interval(agree)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
