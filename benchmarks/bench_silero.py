@@ -2,10 +2,12 @@
 
 The eager copy of the packaged model (``benchmarks/experiments/_silero.py``) is compressed with
 ``tnlib.nn.compress`` (searched layouts) at 2x and 4x, without and with calibration (unlabelled audio of other
-words and voices; 5 draws of calibration crops, paired over the draws). The task is experiment 8's: speech /
-non-speech per 32 ms chunk on ``espeak-ng`` streams with white or pink noise; metric ROC-AUC against the clean
-speech's energy, and agreement (mean absolute difference of the speech probability) with the dense model. The
-1 x 128 output convolution stays dense (too small for 2x). One thread.
+words and voices; 5 draws of calibration crops, intervals over the draws), beside the simplest baselines at the
+same stored weights per layer: magnitude pruning (nonzeros; their indices not counted), the truncated SVD of every
+weight, and the activation-whitened SVD (the truncated SVD in the metric of the recorded input Gram). The task is
+experiment 8's: speech / non-speech per 32 ms chunk on ``espeak-ng`` streams with white or pink noise; metric
+ROC-AUC against the clean speech's energy, and agreement (mean absolute difference of the speech probability) with
+the dense model. The 1 x 128 output convolution stays dense (too small for 2x). One thread.
 
     python benchmarks/bench_silero.py [--quick]
 """
@@ -13,6 +15,7 @@ speech's energy, and agreement (mean absolute difference of the speech probabili
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.utils.prune  # noqa: F401 - torch.nn.utils.prune.l1_unstructured
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 
@@ -28,9 +32,47 @@ import _data  # noqa: E402
 import _silero  # noqa: E402
 from pretrained import auc, streams  # noqa: E402
 
+import tnlib  # noqa: E402
 import tnlib.nn  # noqa: E402
 
 LAYERS = ["stft_conv", "conv1", "conv2", "conv3", "conv4", "lstm_cell"]
+
+
+def svd_model(dense, ratio, grams=None):
+    """Every layer's weights as their truncated SVD at ``numel / ratio`` stored weights (the two-core layout);
+    with ``grams``, fitted in the metric of the layer's inputs (activation-whitened SVD)."""
+    model = copy.deepcopy(dense)
+    stored = 0
+    for name in LAYERS:
+        layer = getattr(model, name)
+        mpos = {}
+        for wname, w in layer.named_parameters():
+            if not wname.startswith("weight"):
+                continue
+            mat = w.detach().to(torch.float64).reshape(w.shape[0], -1)
+            m, n = mat.shape
+            gram = None if grams is None else grams[name][wname]
+            mpos[wname] = tnlib.MPO.from_matrix(mat, (m, 1), (1, n), input_gram=gram,
+                                                truncation=tnlib.Truncation(max_params=int(m * n / ratio)))
+            stored += mpos[wname].num_params
+        if isinstance(layer, torch.nn.LSTMCell):
+            setattr(model, name, tnlib.nn.MPOLSTMCell.from_lstm_cell(
+                layer, mpos={"cores_" + k.removeprefix("weight_"): v for k, v in mpos.items()}))
+        else:
+            setattr(model, name, tnlib.nn.MPOConv1d.from_mpo(mpos["weight"], layer))
+    return model, stored
+
+
+def pruned_model(dense, ratio):
+    """Every layer's weights magnitude-pruned to ``1 / ratio`` of their entries (nonzeros; indices not counted)."""
+    model = copy.deepcopy(dense)
+    stored = 0
+    for name in LAYERS:
+        layer = getattr(model, name)
+        for wname in [k for k, _ in layer.named_parameters() if k.startswith("weight")]:
+            torch.nn.utils.prune.l1_unstructured(layer, wname, amount=1.0 - 1.0 / ratio)
+            stored += int(torch.count_nonzero(getattr(layer, wname)))
+    return model, stored
 
 
 def interval(values):
@@ -58,9 +100,36 @@ def main() -> None:
     print(f"### The whole Silero VAD compressed ({n_test} test streams of {secs:.0f} s; {draws} calibration draws)\n")
     print(f"Dense: {sum(p.numel() for n, p in dense.named_parameters() if 'weight' in n)} weights, "
           f"ROC-AUC {auc(p_dense, labels):.4f}\n")
-    print("| ratio | calibration | stored weights (6 layers) | compress (s) | ROC-AUC | agreement with dense |")
-    print("|---|---|---|---|---|---|")
+    print("| ratio | method | calibration | stored weights (6 layers) | compress (s) | ROC-AUC | "
+          "agreement with dense |")
+    print("|---|---|---|---|---|---|---|")
+
+    def row(ratio, method, calibrated, stored, seconds, aucs, agree):
+        print(f"| {ratio}x | {method} | {calibrated} | {stored} | {seconds} | {interval(aucs)} | {interval(agree)} |",
+              flush=True)
+
+    def evaluate(model):
+        with torch.no_grad():
+            p = model(test).numpy()
+        return auc(p, labels), float(np.abs(p - p_dense).mean())
+
     for ratio in ratios:
+        model, stored = pruned_model(dense, ratio)
+        row(ratio, "magnitude pruning", "no", stored, "-", *zip(evaluate(model)))
+        model, stored = svd_model(dense, ratio)
+        row(ratio, "truncated SVD", "no", stored, "-", *zip(evaluate(model)))
+        results = []
+        for draw in range(draws):
+            gen = torch.Generator().manual_seed(draw)
+            starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
+            picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
+            batches = [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4], starts[i:i + 4])])
+                       for i in range(0, 16, 4)]
+            grams = tnlib.nn.record_grams(dense, LAYERS, batches)
+            model, stored = svd_model(dense, ratio, grams)
+            results.append(evaluate(model))
+        row(ratio, "whitened SVD", "yes", stored, "-", *zip(*results))
+        whitened = [r[0] for r in results]
         for calibrated in (False, True):
             aucs, agree, secs_taken, stored = [], [], [], 0
             for draw in range(draws if calibrated else 1):
@@ -79,8 +148,12 @@ def main() -> None:
                     p = small(test).numpy()
                 aucs.append(auc(p, labels))
                 agree.append(float(np.abs(p - p_dense).mean()))
-            print(f"| {ratio}x | {'yes' if calibrated else 'no'} | {stored} | {np.mean(secs_taken):.1f} | "
-                  f"{interval(aucs)} | {interval(agree)} |", flush=True)
+            row(ratio, "tnlib compress (searched MPO)", "yes" if calibrated else "no", stored,
+                f"{np.mean(secs_taken):.1f}", aucs, agree)
+            if calibrated:
+                paired = [a - b for a, b in zip(aucs, whitened)]
+                print(f"| {ratio}x | ROC-AUC of tnlib compress - whitened SVD, paired over the draws | | | | "
+                      f"{interval(paired)} | |", flush=True)
 
 
 if __name__ == "__main__":
