@@ -97,9 +97,8 @@ class CrossReport:
 class _Sampler:
     """``fn`` on batches of index tuples: counts, validates and moves the values to the host."""
 
-    def __init__(self, fn: Callable[[np.ndarray], Any], dims: tuple[int, ...], name: str, batch_size: int) -> None:
+    def __init__(self, fn: Callable[[np.ndarray], Any], name: str, batch_size: int) -> None:
         self.fn = fn
-        self.dims = dims
         self.name = name
         self.batch_size = batch_size
         self.evals = 0
@@ -195,8 +194,7 @@ class _Run:
 
     sample: _Sampler
     dims: tuple[int, ...]
-    truncation: Truncation | None
-    kick: int
+    caps: tuple[int | None, ...]  # max_bond of every bond (None: uncapped)
     left: list[np.ndarray]
     right: list[np.ndarray]
     cores: list[np.ndarray]
@@ -213,11 +211,8 @@ class _Run:
         if s.size == 0 or s[0] == 0.0:
             return 1
         r = int(np.sum(s > self.sample.noise() * s[0]))
-        if self.truncation is not None:
-            cap = self.truncation.bond_caps(len(self.dims) - 1)[bond]
-            if cap is not None:
-                r = min(r, cap)
-        return max(r, 1)
+        cap = self.caps[bond]
+        return max(r if cap is None else min(r, cap), 1)
 
     def left_step(self, k: int, fibre: np.ndarray, kick: int) -> None:
         """Site ``k`` of a left-to-right sweep: core ``k`` and the left set of site ``k + 1``."""
@@ -260,8 +255,7 @@ class _Run:
 
     def sweep_cost(self, forward: bool, kick: int) -> int:
         """An upper bound on the evaluations of the next half sweep with rank growth ``kick``."""
-        d, dims = len(self.dims), self.dims
-        caps = (self.truncation.bond_caps(d - 1) if self.truncation is not None else (None,) * (d - 1))
+        d, dims, caps = len(self.dims), self.dims, self.caps
         cost = 0
         if forward:
             rows = 1
@@ -422,17 +416,15 @@ def cross(
         if dims is None:
             raise TypeError("cross(fn, dims) needs dims, the size of every index, when fn is a function")
         shape = _check_dims(dims)
-        sample = _Sampler(fn, shape, getattr(fn, "__name__", "fn") + "(indices)", batch_size)
+        sample = _Sampler(fn, getattr(fn, "__name__", "fn") + "(indices)", batch_size)
     else:
         array = fn if is_dask(fn) else as_array(fn, "fn")
         shape = tuple(int(n) for n in array.shape)
         if dims is not None and _check_dims(dims) != shape:
             raise ValueError(f"dims={tuple(dims)} but the array fn has shape {shape}; give dims=None")
         _check_dims(shape)
-        sample = _Sampler(_array_sampler(array, "fn"), shape, "fn[indices]", batch_size)
-    check_truncation(truncation)
-    _check_options(max_evals, tol, max_sweeps, rank, kick, check_size, seed, batch_size)
-    return _cross(sample, shape, truncation, max_evals=max_evals, tol=float(tol), max_sweeps=max_sweeps,
+        sample = _Sampler(_array_sampler(array, "fn"), "fn[indices]", batch_size)
+    return _cross(sample, shape, truncation, max_evals=max_evals, tol=tol, max_sweeps=max_sweeps,
                   rank=rank, kick=kick, check_size=check_size, seed=seed)
 
 
@@ -454,6 +446,10 @@ def _check_sample(sample: _Sampler, dims: tuple[int, ...], size: int,
 
 def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | None, *, max_evals: int | None,
            tol: float, max_sweeps: int, rank: int, kick: int, check_size: int, seed: int | None) -> MPS:
+    """The cross run behind :func:`cross` and :func:`cross_apply`; validates their common options."""
+    check_truncation(truncation)
+    _check_options(max_evals, tol, max_sweeps, rank, kick, check_size, seed, sample.batch_size)
+    tol = float(tol)
     rng = np.random.default_rng(seed)
     d = len(dims)
     check_idx, check_values = _check_sample(sample, dims, check_size, rng)
@@ -463,7 +459,8 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
                              f"sample need {sample.evals + dims[0]} evaluations")
         core = sample(np.arange(dims[0], dtype=np.int64)[:, None]).reshape(1, dims[0], 1)
         return _finish(sample, [core], truncation, check_idx, check_values, tol, 0, "tol", (), d)
-    run = _Run(sample, dims, truncation, kick,
+    caps = truncation.bond_caps(d - 1) if truncation is not None else (None,) * (d - 1)
+    run = _Run(sample, dims, tuple(caps),
                left=[np.zeros((1, 0), dtype=np.int64)] + [np.zeros((0, k), dtype=np.int64) for k in range(1, d + 1)],
                right=_initial_sets(dims, rank, rng), cores=[np.zeros((1, n, 1)) for n in dims],
                ranks=[0] * (d - 1), saturated=[False] * (d - 1), rng=rng)
@@ -589,10 +586,8 @@ def cross_apply(
     def entries(idx: np.ndarray) -> Any:
         return f(*(site_entries(s, idx) for s in sites))
 
-    check_truncation(truncation)
-    _check_options(max_evals, tol, max_sweeps, rank, kick, check_size, seed, batch_size)
-    sample = _Sampler(entries, dims, f"{name}(chain entries)", batch_size)
-    mps = _cross(sample, dims, truncation, max_evals=max_evals, tol=float(tol), max_sweeps=max_sweeps,
+    sample = _Sampler(entries, f"{name}(chain entries)", batch_size)
+    mps = _cross(sample, dims, truncation, max_evals=max_evals, tol=tol, max_sweeps=max_sweeps,
                  rank=rank, kick=kick, check_size=check_size, seed=seed)
     return first._with_sites(list(mps.cores), mps.center, mps.report)
 
