@@ -307,7 +307,7 @@ class Chain:
         k = check_index("bond", bond, self.num_sites - 1, "bonds")
         xp = namespace(*self._cores)
         if fixed_rank.traced(*self._cores):
-            return fixed_rank.schmidt_values_fixed(self._sites(), self._center)[k]
+            return schmidt_values(self._sites(), self._center)[k]  # traced values cannot be rescaled
         # at unit scale (2**e times the chain), then scaled back: exact in range, inf / 0 only beyond it
         sites, e = normalized(self._sites(), k, self._center)
         left, phys, right = sites[k].shape
@@ -328,11 +328,12 @@ class Chain:
         alpha = check_alpha(alpha)
         xp = namespace(*self._cores)
         # entropies do not depend on the scale
-        if fixed_rank.traced(*self._cores):
-            spectra = fixed_rank.schmidt_values_fixed(self._sites(), self._center)
+        if fixed_rank.traced(*self._cores):  # traced values cannot be rescaled (the scale is read from them)
+            sites, center = self._sites(), self._center
         else:
             sites, _ = normalized(self._sites(), self.num_sites - 1, self._center)
-            spectra = schmidt_values(sites, self.num_sites - 1)
+            center = self.num_sites - 1
+        spectra = schmidt_values(sites, center)
         if not spectra:
             return xp.real(xp.zeros((0,), dtype=self.dtype, device=array_api_compat.device(self._cores[0])))
         # one padded array, one vectorised pass: zeros carry no weight

@@ -1,4 +1,4 @@
-"""Decompositions, truncations and spectra whose ranks follow from shapes alone: what runs on traced values.
+"""Decompositions and truncations whose ranks follow from shapes alone: what runs on traced values.
 
 Under ``jax.jit`` / ``jax.grad`` (and while torch captures a graph) no value can be read, so nothing may
 depend on one: no rank chosen from a spectrum, no rescaling by the size of an entry, no report of
@@ -15,12 +15,12 @@ from typing import Any, Sequence
 import array_api_compat
 
 from ._backend import capturing, namespace
-from ._canonical import orthonormalize, right_step
+from ._canonical import orthonormalize
 from ._jax import is_tracer
 from ._svd_grad import differentiable_svd
 from .truncation import Truncation
 
-__all__ = ["traced", "fixed_caps", "tt_svd_fixed", "truncate_fixed", "schmidt_values_fixed"]
+__all__ = ["traced", "fixed_caps", "tt_svd_fixed", "truncate_fixed"]
 
 
 def traced(*arrays: Any) -> bool:
@@ -98,16 +98,3 @@ def truncate_fixed(sites: Sequence[Any], center: int | None, caps: Sequence[int 
         nxt = out[k + 1]
         out[k + 1] = xp.reshape(carry @ xp.reshape(nxt, (nxt.shape[0], -1)), (chi, *nxt.shape[1:]))
     return out
-
-
-def schmidt_values_fixed(sites: Sequence[Any], center: int | None) -> list[Any]:
-    """Schmidt values of every bond without rescaling (traced values): a QR sweep to the right end, then
-    singular values of each bond's factor on the way back."""
-    xp = namespace(*sites)
-    n = len(sites)
-    out = orthonormalize(sites, n - 1, center)
-    spectra: list[Any] = [None] * (n - 1)
-    for k in range(n - 1, 0, -1):
-        spectra[k - 1] = xp.linalg.svdvals(right_step(xp, out, k))
-    return spectra
-
