@@ -485,6 +485,16 @@ class Chain:
 
     __rmul__ = __mul__
 
+    def _check_array_library(self, array: Any, what: str, hint: str) -> None:
+        """Refuse an array of another library than the cores', naming both."""
+        try:
+            namespace(array, *self._cores)
+        except TypeError:
+            raise TypeError(
+                f"{what} is a {type(array).__module__}.{type(array).__name__} but the {type(self).__name__}'s "
+                f"cores are {type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; {hint}"
+            ) from None
+
     def _array_scalar(self, scalar: Any, xp: Any) -> Any:
         """A 0-d numeric array of the cores' library, as the factor of :meth:`__mul__`."""
         name = type(self).__name__
@@ -493,14 +503,7 @@ class Chain:
                 f"an {name} can be multiplied by a number or a 0-d array, got an array of shape "
                 f"{tuple(scalar.shape)}; use @ for products with vectors and operators"
             )
-        try:
-            namespace(scalar, *self._cores)
-        except TypeError:
-            raise TypeError(
-                f"the factor is a {type(scalar).__module__}.{type(scalar).__name__} but the {name}'s cores are "
-                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; give it in the cores' library "
-                "(or as a Python number)"
-            ) from None
+        self._check_array_library(scalar, "the factor", "give it in the cores' library (or as a Python number)")
         if not xp.isdtype(scalar.dtype, ("real floating", "complex floating", "integral")):
             raise TypeError(f"an {name} can be multiplied by a numeric 0-d array, got dtype {scalar.dtype}")
         return scalar

@@ -88,13 +88,7 @@ class MPS(Chain):
         if isinstance(other, Chain):
             raise TypeError(f"dot needs an MPS or a dense array, got {type(other).__name__}")
         x = as_array(other, "other")
-        try:
-            namespace(x, *self._cores)
-        except TypeError:
-            raise TypeError(
-                f"other is a {type(x).__module__}.{type(x).__name__} but the MPS's cores are "
-                f"{type(self._cores[0]).__module__}.{type(self._cores[0]).__name__}; convert one first"
-            ) from None
+        self._check_array_library(x, "other", "convert one first")
         size = prod(self.phys_dims)
         if tuple(x.shape) not in (self.phys_dims, (size,)):
             raise ValueError(f"other has shape {tuple(x.shape)}; expected {self.phys_dims} or ({size},)")
