@@ -322,8 +322,13 @@ def _check_dims(dims: Any) -> tuple[int, ...]:
     return out
 
 
-def _array_sampler(array: Any, name: str) -> Callable[[np.ndarray], Any]:
-    """Entries of a dense or dask array at index tuples, read by index (never the whole array)."""
+def is_function(fn: Any) -> bool:
+    """Whether ``fn`` is a function of indices rather than an array (dense or dask) to read entries of."""
+    return callable(fn) and not array_api_compat.is_array_api_obj(fn) and not is_dask(fn)
+
+
+def array_entries(array: Any) -> Callable[[np.ndarray], Any]:
+    """Entries of a dense or dask array at index tuples ``(batch, ndim)``, read by index (never the whole array)."""
     if is_dask(array):
         return lambda idx: array.vindex[tuple(idx.T)].compute()
     xp = namespace(array)
@@ -412,7 +417,7 @@ def cross(
     >>> mps.report.cross.evals < 32**8 / 1e6                      # of 10^12 entries
     True
     """
-    if callable(fn) and not array_api_compat.is_array_api_obj(fn) and not is_dask(fn):
+    if is_function(fn):
         if dims is None:
             raise TypeError("cross(fn, dims) needs dims, the size of every index, when fn is a function")
         shape = _check_dims(dims)
@@ -423,7 +428,7 @@ def cross(
         if dims is not None and _check_dims(dims) != shape:
             raise ValueError(f"dims={tuple(dims)} but the array fn has shape {shape}; give dims=None")
         _check_dims(shape)
-        sample = _Sampler(_array_sampler(array, "fn"), "fn[indices]", batch_size)
+        sample = _Sampler(array_entries(array), "fn[indices]", batch_size)
     return _cross(sample, shape, truncation, max_evals=max_evals, tol=tol, max_sweeps=max_sweeps,
                   rank=rank, kick=kick, check_size=check_size, seed=seed)
 

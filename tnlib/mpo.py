@@ -30,6 +30,7 @@ from ._decompose import Decomposition, check_padding, decompose, prefix_projecto
 from ._legs import contract_sites, cores_to_sites, deinterleave_order, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
 from ._search import search
+from .cross import array_entries, is_function
 from .cross import cross as tt_cross
 from .dims import check_dims, choose_dims
 from .mps import MPS
@@ -640,19 +641,13 @@ def _traced_from_matrix(a: Any, out_dims: tuple[int, ...], in_dims: tuple[int, .
 
 def _matrix_entries(fn: Any, shape: tuple[int, int]) -> Any:
     """``fn`` as a function of (rows, cols); a dense or dask matrix is read by index."""
-    if callable(fn) and not array_api_compat.is_array_api_obj(fn) and not is_dask(fn):
+    if is_function(fn):
         return fn
     matrix = fn if is_dask(fn) else as_array(fn, "fn")
     if tuple(int(d) for d in matrix.shape) != shape:
         raise ValueError(f"the matrix fn has shape {tuple(matrix.shape)}; out_dims and in_dims give {shape}")
-    if is_dask(matrix):
-        return lambda rows, cols: matrix.vindex[rows, cols].compute()
-    if isinstance(matrix, np.ndarray):
-        return lambda rows, cols: matrix[rows, cols]
-    xp = namespace(matrix)
-    flat = xp.reshape(matrix, (-1,))
-    device = array_api_compat.device(matrix)
-    return lambda rows, cols: xp.take(flat, xp.asarray(rows * shape[1] + cols, device=device), axis=0)
+    entries = array_entries(matrix)
+    return lambda rows, cols: entries(np.stack([rows, cols], axis=1))
 
 
 def wrap_decomposition(fit: Decomposition, shape: tuple[int, int]) -> MPO:
