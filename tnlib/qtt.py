@@ -150,7 +150,7 @@ def identity(num_bits: int, *, like: Any = None) -> MPO:
     True
     """
     bits = _check_bits(num_bits)
-    return MPO.identity((2,) * bits, like=like) if like is not None else MPO.identity((2,) * bits)
+    return MPO.identity((2,) * bits, like=like)
 
 
 def shift(num_bits: int, *, periodic: bool = False, like: Any = None) -> MPO:
