@@ -39,6 +39,7 @@ fit; :meth:`tnlib.MPO.from_matrix` calls :func:`search` directly.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -46,21 +47,35 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from ._backend import far_exponent, namespace, prod, scalar, to_host
+from ._backend import far_exponent, namespace, prod, scalar
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
 from ._legs import num_params
-from ._linalg import adjoint, svdvals
+from ._unfoldings import Partial, Unfoldings, factor_cost, log_balance
 from .budget import chain_params, uniform_cap
-from .dims import default_num_cores, divisors
+from .dims import choose_dims, default_num_cores, divisors
 from .truncation import BudgetTooSmallError, Truncation
 
 __all__ = ["Layout", "LayoutRow", "SearchResult", "search", "candidate_layouts", "MAX_FITS"]
 
-_GRAM_FROM = 256  # unfoldings with both sides at least this long get their spectrum from a Gram matrix
+_SMALL = 2e7  # flops below which a search is not worth rationing (about a millisecond)
 
 MAX_FITS = 8
 """At most this many layouts are fitted by a sweep (the truncated SVD always is)."""
+
+WORK = 2.5
+"""A search spends at most this many times the work of the truncated SVD's fit (in the flop model of
+:mod:`tnlib._unfoldings`); the truncated SVD is always fitted."""
+
+MARGIN = 0.01
+"""A layout is fitted only when its estimated error is below the truncated SVD's (and the best fitted
+error) by at least this fraction."""
+
+SCREEN_DEPTH = 8
+"""Leading Schmidt values of every unfolding computed by the first look."""
+
+SCREEN_SHARE = 1 / 2
+"""The share of the work left after the truncated SVD's fit that the first look may spend."""
 
 
 @dataclass(frozen=True)
@@ -153,21 +168,28 @@ class LayoutRow:
         return math.inf if value is None else value
 
 
-def _ordered_factorizations(n: int, k: int, largest: int) -> list[tuple[int, ...]]:
-    """Ordered ``k``-tuples of factors in ``[2, largest]`` whose product is ``n``."""
-    if k == 1:
-        return [(n,)] if 2 <= n <= largest else []
-    out = []
-    for d in divisors(n):
-        if 2 <= d <= largest:
-            out += [(d, *rest) for rest in _ordered_factorizations(n // d, k - 1, largest)]
+def _factor_sets(n: int, k: int, largest: int) -> list[tuple[int, ...]]:
+    """Descending ``k``-tuples of factors in ``[2, largest]`` whose product is ``n`` (each multiset once)."""
+    def rec(rest: int, k: int, top: int) -> list[tuple[int, ...]]:
+        if k == 1:
+            return [(rest,)] if 2 <= rest <= top else []
+        return [(d, *tail) for d in reversed(divisors(rest)) if 2 <= d <= top for tail in rec(rest // d, k - 1, d)]
+    return rec(n, k, largest)
+
+
+def _orderings(n: int, k: int) -> list[tuple[int, ...]]:
+    """Near-balanced factorizations of ``n`` into ``k`` factors (at most twice the balanced one), each in
+    descending and ascending order."""
+    out: list[tuple[int, ...]] = []
+    for f in _factor_sets(n, k, max(2, 2 * math.ceil(n ** (1 / k)))):
+        out += [f] if f == f[::-1] else [f, f[::-1]]
     return out
 
 
 def candidate_layouts(shape: tuple[int, int], max_cores: int) -> list[Layout]:
-    """Every two-core layout (all prefix pairs) and, for 3..max_cores cores, the
-    orderings of near-balanced factorizations of both sides (factors at most
-    twice the balanced one)."""
+    """Every two-core layout (all prefix pairs) and, for 3..max_cores cores, the near-balanced
+    factorizations of both sides (factors at most twice the balanced one) in descending and ascending
+    order, with tnlib's default balanced layout."""
     m, n = shape
     seen: set[Layout] = set()
     out: list[Layout] = []
@@ -182,70 +204,69 @@ def candidate_layouts(shape: tuple[int, int], max_cores: int) -> list[Layout]:
         if (p, q) not in ((1, 1), (m, n), (1, n)):  # (1, n) is the SVD again, transposed
             add(Layout((p, m // p), (q, n // q)))
     for k in range(3, max_cores + 1):
-        outs = _ordered_factorizations(m, k, max(2, 2 * math.ceil(m ** (1 / k))))
-        ins = _ordered_factorizations(n, k, max(2, 2 * math.ceil(n ** (1 / k))))
-        for o, i in itertools.product(outs, ins):
+        try:
+            default = Layout(*choose_dims(shape, num_cores=k))
+        except ValueError:
+            default = None
+        if default is not None and min(default.out_dims + default.in_dims) >= 2:
+            add(default)
+        for o, i in itertools.product(_orderings(m, k), _orderings(n, k)):
             add(Layout(o, i))
     return out
 
 
-class _Spectra:
-    """Singular values of the unfoldings of one matrix, computed once per prefix pair."""
-
-    def __init__(self, a: Any):
-        self.a = a
-        self.m, self.n = (int(d) for d in a.shape)
-        self.cache: dict[tuple[int, int], np.ndarray] = {}
-
-    def __call__(self, p: int, q: int) -> np.ndarray:
-        key = (p, q)
-        if key not in self.cache:
-            xp = namespace(self.a)
-            t = xp.reshape(self.a, (p, self.m // p, q, self.n // q))
-            u = xp.reshape(xp.permute_dims(t, (0, 2, 1, 3)), (p * q, -1))
-            if min(u.shape) < _GRAM_FROM:
-                s = np.asarray(to_host(svdvals(u)), dtype=np.float64)
-            else:
-                # bounds only rank the layouts (the fits measure true errors): eigenvalues of the
-                # small Gram matrix, accurate to eps * s_max^2, are enough and several times faster
-                g = u @ adjoint(u) if u.shape[0] <= u.shape[1] else adjoint(u) @ u
-                lam = np.asarray(to_host(xp.real(xp.linalg.eigvalsh(g))), dtype=np.float64)[::-1]
-                s = np.sqrt(np.clip(lam, 0.0, None))
-            self.cache[key] = s
-        return self.cache[key]
-
-
-def _tail(s: np.ndarray, r: int) -> float:
-    return float(np.sum(s[r:] ** 2))
-
-
-def _bounds(layout: Layout, spectra: _Spectra, budget: int, min_bond: int, total: float):
-    """(bond_dims, params, upper, lower) relative bounds, or None when the budget cannot hold the layout.
-
-    The upper bound is that of the best uniform cap within the budget (any
-    allocation within the budget bounds the optimum from above); the lower
-    bound, ``max_k`` of the weight bond ``k`` must drop even when it alone
-    takes what the budget leaves after every other bond is at ``min_bond``.
-    """
-    phys = [o * i for o, i in zip(layout.out_dims, layout.in_dims)]
-    nb = layout.num_cores - 1
-    if chain_params([min_bond] * nb, phys) > budget:
-        return None
-    specs, p, q = [], 1, 1
+def _prefixes(layout: Layout) -> list[tuple[int, int]]:
+    """The prefix pair ``(p, q)`` of every bond: the unfolding it is."""
+    pairs, p, q = [], 1, 1
     for o, i in zip(layout.out_dims[:-1], layout.in_dims[:-1]):
         p, q = p * o, q * i
-        specs.append(spectra(p, q))
-    chi = uniform_cap(phys, [min_bond] * nb, [max(len(s), min_bond) for s in specs], budget)
-    upper = math.sqrt(sum(_tail(s, c) for s, c in zip(specs, chi)) / total)
-    lower = 0.0
-    for k, s in enumerate(specs):
+        pairs.append((p, q))
+    return pairs
+
+
+class _Estimate(NamedTuple):
+    """A layout's bond allocation and parameters, estimated relative error and a lower bound on it, and
+    the depth each bond's spectrum needs (the largest rank the budget could give it alone)."""
+
+    chi: tuple[int, ...]
+    params: int
+    estimate: float
+    lower: float
+    depths: tuple[int, ...]
+
+
+def _phys(layout: Layout) -> list[int]:
+    return [o * i for o, i in zip(layout.out_dims, layout.in_dims)]
+
+
+def _depths(layout: Layout, budget: int, min_bond: int, cap: int | None, shorts: Sequence[int]) -> list[int]:
+    """The largest rank each bond can get when every other bond is at ``min_bond`` (capped by its short side
+    and the truncation's ``max_bond``)."""
+    phys = _phys(layout)
+    nb = layout.num_cores - 1
+    base = chain_params([min_bond] * nb, phys)
+    out = []
+    for k in range(nb):
         left = 1 if k == 0 else min_bond
         right = 1 if k == nb - 1 else min_bond
-        per_unit = left * phys[k] + phys[k + 1] * right  # params of bond k per unit of its dimension
-        rest = chain_params([min_bond] * nb, phys) - min_bond * per_unit
-        r = max(min_bond, min(len(s), (budget - rest) // per_unit))
-        lower = max(lower, math.sqrt(_tail(s, r) / total))
-    return tuple(int(c) for c in chi), chain_params(chi, phys), upper, lower
+        per_unit = left * phys[k] + phys[k + 1] * right
+        r = max(min_bond, (budget - (base - min_bond * per_unit)) // per_unit)
+        out.append(min(r, shorts[k], cap if cap is not None else shorts[k]))
+    return out
+
+
+def _estimate(layout: Layout, parts: Sequence[Partial], budget: int, min_bond: int, cap: int | None,
+              total: float) -> _Estimate:
+    """Error estimate (uniform cap within the budget) and lower bound (each bond alone) from partial spectra."""
+    phys = _phys(layout)
+    nb = layout.num_cores - 1
+    shorts = [p.rank for p in parts]
+    depths = _depths(layout, budget, min_bond, cap, shorts)
+    chi = uniform_cap(phys, [min_bond] * nb, [min(d, s) for d, s in zip(depths, shorts)], budget)
+    est = sum(float(p.tails(np.array([c]))[0][0]) for p, c in zip(parts, chi))
+    lower = max(float(p.tails(np.array([d]))[1][0]) for p, d in zip(parts, depths))
+    return _Estimate(tuple(int(c) for c in chi), chain_params(chi, phys), math.sqrt(est / total),
+                     math.sqrt(lower / total), tuple(depths))
 
 
 class SearchResult(NamedTuple):
@@ -287,6 +308,7 @@ def search(
     num_cores: int | None = None,
     max_fits: int = MAX_FITS,
     svd: str = "auto",
+    work: float = WORK,
 ) -> SearchResult:
     """The layout search on a validated matrix and Gram factor (see the module docstring)."""
     budget = truncation.max_params
@@ -301,45 +323,124 @@ def search(
     exponent = far_exponent(a)
     if exponent:  # searched at unit scale (every error is relative): spectra and fits neither under- nor overflow
         unit = search(a * 2.0**-exponent, truncation, factor=factor, max_cores=max_cores, num_cores=num_cores,
-                      max_fits=max_fits, svd=svd)
+                      max_fits=max_fits, svd=svd, work=work)
         return SearchResult(unit.rows, None if unit.best is None else scaled_back(unit.best, exponent))
-    target = a if factor is None else a @ factor.L  # bounds on the whitened matrix rank the layouts
+    target = a if factor is None else a @ factor.L  # estimates on the whitened matrix rank the layouts
     total = scalar(xp.linalg.vector_norm(target)) ** 2
     if total <= 0.0:
         total = 1.0
-    spectra = _Spectra(target)
     cands = _candidates((m, n), num_cores, max_cores)
     if not cands:
         raise ValueError(f"no layout of a {m} x {n} matrix has num_cores={num_cores} cores with factors >= 2")
-    bounded = []
-    for layout in cands:
-        b = _bounds(layout, spectra, budget, truncation.min_bond, total)
-        if b is not None:
-            bounded.append((layout, *b))
-    if not bounded:
-        raise _too_small((m, n), budget, truncation.min_bond, cands)
-    svd_entry = next((e for e in bounded if e[0].is_svd), None)
-    # the truncated SVD first (when the budget holds rank min_bond), then by upper bound
-    order = ([svd_entry] if svd_entry is not None else []) + sorted(
-        (e for e in bounded if e is not svd_entry), key=lambda e: e[3]
-    )
-    rows: list[LayoutRow] = []
-    best_score, best, fits = math.inf, None, 0
-    for layout, chi, params, upper, lower in order:
-        status, error, out, held = "not fitted", None, None, None
-        if fits < max_fits:
-            if factor is None and lower >= best_score * (1 - 1e-12):
-                status = "pruned"
-            else:
-                fit, error, out, held = _fit(a, layout, truncation, svd, factor)
-                chi = tuple(int(c.shape[3]) for c in fit.cores[:-1])
-                params = num_params(fit.cores)
-                status, fits = "fitted", fits + 1
-                score = next(v for v in (held, out, error) if v is not None)
-                if score < best_score:
-                    best_score, best = score, fit
-        rows.append(LayoutRow(layout, tuple(chi), int(params), upper, lower, error, out, status, held))
-    return SearchResult(tuple(rows), best)
+    low = truncation.min_bond
+    feasible = [c for c in cands if chain_params([low] * (c.num_cores - 1), _phys(c)) <= budget]
+    if not feasible:
+        raise _too_small((m, n), budget, low, cands)
+    cap = truncation.max_bond if isinstance(truncation.max_bond, int) else None
+    unfoldings = Unfoldings(target, total)
+    rank = min(budget // (m + n), m, n, cap if cap is not None else m)
+    allowance = max(work * factor_cost(m, n, max(rank, 1)), _SMALL)
+    fits = _Fits(a, svd, factor)
+    reference = math.inf
+    svd_layout = next((c for c in feasible if c.is_svd), None)
+    if svd_layout is not None:  # the truncated SVD first: the reference every other layout must beat
+        part = unfoldings.get(m, 1, rank) if factor is not None else None
+        svd_est = _svd_estimate(svd_layout, low, rank, part, total)
+        fits.fit(svd_layout, truncation, svd_est)
+        reference = svd_est.estimate if factor is not None else fits.best_score
+    others = [c for c in feasible if c is not svd_layout]
+    _first_look(unfoldings, others, max(allowance - fits.spent, 0.0) * SCREEN_SHARE)
+    fits.spent += unfoldings.work
+    looked: list[tuple[Layout, _Estimate]] = []
+    for layout in others:
+        parts = [unfoldings.cache.get(pq) for pq in _prefixes(layout)]
+        if any(part is None for part in parts):  # the first look did not reach its unfoldings
+            fits.rows.append(LayoutRow(layout, (), 0, math.nan, 0.0, None, None, "not fitted"))
+        else:
+            looked.append((layout, _estimate(layout, parts, budget, low, cap, total)))  # type: ignore[arg-type]
+    looked.sort(key=lambda e: (e[1].estimate, e[1].params))
+    for layout, est in looked:
+        status = _skip(est, reference, fits.best_score, factor is None, fits.count >= max_fits)
+        if status is None and fits.spent + _fit_cost(layout, est.chi) > allowance:
+            status = "not fitted"
+        if status is None:
+            fits.fit(layout, _layout_truncation(layout, truncation, est), est)
+        else:
+            fits.rows.append(LayoutRow(layout, est.chi, est.params, est.estimate, est.lower, None, None, status))
+    return SearchResult(tuple(fits.rows), fits.best)
+
+
+class _Fits:
+    """The layouts one search fitted: their rows, the best decomposition and its score, the work spent."""
+
+    def __init__(self, a: Any, svd: str, factor: GramFactor | None):
+        self.a, self.svd, self.factor = a, svd, factor
+        self.rows: list[LayoutRow] = []
+        self.best: Decomposition | None = None
+        self.best_score = math.inf
+        self.count = 0
+        self.spent = 0.0
+
+    def fit(self, layout: Layout, truncation: Truncation, est: _Estimate) -> None:
+        decomposition, error, out, held = _fit(self.a, layout, truncation, self.svd, self.factor)
+        self.spent += _fit_cost(layout, est.chi)
+        self.count += 1
+        score = next(v for v in (held, out, error) if v is not None)
+        if score < self.best_score:
+            self.best_score, self.best = score, decomposition
+        chi = tuple(int(c.shape[3]) for c in decomposition.cores[:-1])
+        self.rows.append(LayoutRow(layout, chi, num_params(decomposition.cores), est.estimate, est.lower, error,
+                                   out, "fitted", held))
+
+
+def _first_look(unfoldings: Unfoldings, layouts: Sequence[Layout], limit: float) -> None:
+    """``SCREEN_DEPTH`` leading values of the unfoldings of ``layouts``, nearest-square ones first, within
+    ``limit`` flops (an unfolding that no longer fits is passed over, so cheaper ones still come in)."""
+    m, n = unfoldings.m, unfoldings.n
+    pairs = sorted({pair for c in layouts for pair in _prefixes(c)}, key=lambda pq: log_balance(pq[0], pq[1], m, n))
+    start = unfoldings.work
+    for p, q in pairs:
+        if unfoldings.work - start + unfoldings.cost(p, q, SCREEN_DEPTH, power=0) <= limit:
+            unfoldings.get(p, q, SCREEN_DEPTH, power=0)
+
+
+def _skip(est: _Estimate, reference: float, best: float, weight_space: bool, full: bool) -> str | None:
+    """Why a layout is not fitted, or ``None``: beyond ``max_fits``; its lower bound cannot beat the best
+    fitted error (weight space only); its estimate is not below the truncated SVD's by ``MARGIN``."""
+    if full:
+        return "not fitted"
+    if weight_space and est.lower >= best * (1 - 1e-12):
+        return "pruned"
+    if est.estimate >= reference * (1 - MARGIN) or (weight_space and est.estimate >= best * (1 - MARGIN)):
+        return "screened"
+    return None
+
+
+def _svd_estimate(layout: Layout, low: int, rank: int, part: Partial | None, total: float) -> _Estimate:
+    m, n = layout.shape
+    r = max(rank, low)
+    est = math.nan if part is None else math.sqrt(float(part.tails(np.array([r]))[0][0]) / total)
+    return _Estimate((r,), r * (m + n), est, 0.0 if part is None else est, (r,))
+
+
+def _layout_truncation(layout: Layout, truncation: Truncation, est: _Estimate) -> Truncation:
+    """The truncation a layout is fitted with: the budget for two cores (one truncated SVD at the largest rank
+    it holds), the estimated allocation as per-bond caps for more (one truncating sweep, no exact chain)."""
+    if layout.num_cores == 2:
+        return truncation
+    return dataclasses.replace(truncation, max_params=None, max_bond=est.chi,
+                               min_bond=min(truncation.min_bond, *est.chi))
+
+
+def _fit_cost(layout: Layout, chi: Sequence[int]) -> float:
+    """Flops of a truncating sweep of the layout at bonds ``chi`` (the model of :mod:`tnlib._unfoldings`)."""
+    cost, left, rest = 0.0, 1, prod(layout.shape)
+    for o, i, c in zip(layout.out_dims, layout.in_dims, chi):
+        rows = left * o * i
+        rest //= o * i
+        cost += factor_cost(rows, rest, c)
+        left = c
+    return cost
 
 
 def _candidates(shape: tuple[int, int], num_cores: int | None, max_cores: int | None) -> list[Layout]:
