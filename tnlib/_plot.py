@@ -74,7 +74,7 @@ def plot_tradeoff(curve: Any, ax: Any = None) -> Any:
 
 
 def plot_layouts(search: Any, ax: Any = None) -> Any:
-    """Draw a :class:`tnlib.LayoutSearch`: every layout's error bound, fitted errors, the SVD and the winner."""
+    """Draw a :class:`tnlib.LayoutSearch`: every layout's estimated error, fitted errors, the SVD and the winner."""
     plt = _pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -83,7 +83,7 @@ def plot_layouts(search: Any, ax: Any = None) -> Any:
     rows = search.rows
     jitter = {r.layout: 0.15 * ((hash(r.layout) % 7) - 3) / 3 for r in rows}
     xs = [r.layout.num_cores + jitter[r.layout] for r in rows]
-    ax.scatter(xs, [r.error_bound for r in rows], s=8, color="0.7", label="upper bound (spectra)")
+    ax.scatter(xs, [r.error_bound for r in rows], s=8, color="0.7", label="estimate (leading Schmidt values)")
     fitted = [r for r in rows if r.status == "fitted"]
     ax.scatter([r.layout.num_cores + jitter[r.layout] for r in fitted], [r.score for r in fitted],
                s=22, color="C0", label="fitted error")

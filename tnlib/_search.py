@@ -1,4 +1,4 @@
-r"""Layout search: which MPO of a matrix is best for a parameter budget.
+r"""Layout search: which MPO of a matrix is best for a parameter budget, at the cost of a few fits.
 
 An MPO of an ``M x N`` matrix is fixed by its *layout*: the number of cores
 and the row and column factors each core carries, in order
@@ -7,28 +7,39 @@ or only columns). The two-core layout ``out_dims=(M, 1), in_dims=(1, N)`` is
 the truncated SVD; other two-core layouts are Kronecker-product SVDs (Van
 Loan and Pitsianis 1993); more cores give the MPO of Gao et al. (2020).
 
-For a budget ``max_params`` tnlib searches the layouts and keeps the one with
-the least true error:
+For a budget ``max_params`` tnlib looks at the layouts and keeps the fitted
+one with the least true error, spending at most ``WORK`` times the work of
+the truncated SVD's own fit (in the flop model of
+:mod:`tnlib._unfoldings`, so the result never depends on the machine):
 
-1. Every bond ``k`` of a layout is an unfolding of the matrix whose rows are
-   the first ``k + 1`` row and column factors; its singular values are the
-   exact Schmidt values of that bond. Unfoldings are shared between layouts
-   (they depend only on the two prefix products) and computed once.
-2. From the spectra, the budget's best allocation of bond dimensions
-   (:func:`tnlib.allocate_bonds`) gives an upper bound on the layout's error,
-   :math:`\sqrt{\sum_k \epsilon_k^2}` (Oseledets 2011), and the largest bond
-   each bond could have alone a lower bound, :math:`\max_k \epsilon_k`.
-3. The truncated SVD is fitted first, then the other layouts in order of
-   their upper bound; a layout whose lower bound is not below the best true
-   error found so far is pruned without a sweep.
+1. The truncated SVD is fitted first. It is the reference: the result is
+   never worse than it, whatever else happens.
+2. *First look.* Every bond of a layout is an unfolding of the matrix (a
+   prefix pair of row and column factors), shared between layouts. Within
+   half of the work left, the ``SCREEN_DEPTH`` leading Schmidt values of
+   the unfoldings are computed by a Gaussian sketch (whole spectra for short
+   sides), nearest-square unfoldings first.
+3. *Estimates.* From those values each layout gets the bonds of the largest
+   uniform cap within the budget, an estimated error (the tails continued
+   geometrically beyond the computed values, clipped to the valid bounds)
+   and a lower bound (each bond alone at the largest rank the budget could
+   give it).
+4. *Fits*, in order of the estimate: a layout whose lower bound cannot beat
+   the best fitted error is ``"pruned"``; one whose estimate is not below the
+   truncated SVD's and the best fitted error by ``MARGIN`` is ``"screened"``
+   (gains smaller than that are not worth a fit); the rest are fitted until
+   ``max_fits`` or the work is spent (``"not fitted"``, as are layouts whose
+   unfoldings the first look did not reach). Two-core layouts are fitted at
+   the largest rank the budget holds; longer ones by one truncating sweep at
+   the estimated bonds.
 
-Because the truncated SVD is always one of the fitted layouts and the winner
-has the least true error, the result is never worse than the truncated SVD at
-the same budget. With an input Gram ``C`` (``input_gram``) the errors are
-measured in the output space, ``||X (W - W_hat)^T|| / ||X W^T||`` (on the
-held-out rows when a held-out Gram is given); the SVD layout is then fitted
-exactly by the whitened SVD and every other layout by alternating least
-squares in the shrunk metric (see ``tnlib/_input_gram.py``).
+Estimates only choose what to fit: every fitted row carries its measured
+error. With an input Gram ``C`` (``input_gram``) the estimates are made on
+the whitened matrix and the errors measured in the output space,
+``||X (W - W_hat)^T|| / ||X W^T||`` (on the held-out rows when a held-out
+Gram is given); the SVD layout is then fitted exactly by the whitened SVD
+and every other layout by alternating least squares in the shrunk metric
+(see ``tnlib/_input_gram.py``).
 
 This module is the engine: every fitted layout goes through
 :func:`tnlib._decompose.decompose` and comes back as cores and a report,
@@ -58,12 +69,12 @@ from .truncation import BudgetTooSmallError, Truncation
 
 __all__ = ["Layout", "LayoutRow", "SearchResult", "search", "candidate_layouts", "MAX_FITS"]
 
-_SMALL = 2e7  # flops below which a search is not worth rationing (about a millisecond)
+_SMALL = 2e7  # flops below which a search (work > 1) is not worth rationing (about a millisecond)
 
 MAX_FITS = 8
 """At most this many layouts are fitted by a sweep (the truncated SVD always is)."""
 
-WORK = 2.5
+WORK = 3.0
 """A search spends at most this many times the work of the truncated SVD's fit (in the flop model of
 :mod:`tnlib._unfoldings`); the truncated SVD is always fitted."""
 
@@ -128,8 +139,10 @@ class LayoutRow:
     num_params : int
         Parameters of that allocation.
     error_bound, lower_bound : float
-        Relative weight-space error bounds from the exact spectra (with an
-        input Gram: of the whitened matrix, a ranking heuristic).
+        Relative weight-space error estimated from the leading Schmidt values
+        of the layout's unfoldings, and a lower bound on it (each bond alone);
+        with an input Gram, of the whitened matrix. Estimates choose what to
+        fit; ``error_bound`` is NaN for a layout the first look did not reach.
     error : float or None
         Relative weight-space error ``||W - W_hat|| / ||W||`` of the fitted
         MPO; ``None`` when the layout was not fitted.
@@ -138,8 +151,10 @@ class LayoutRow:
     held_out_error : float or None
         Relative output-space error on the held-out rows (only with a held-out Gram).
     status : str
-        ``"fitted"``, ``"pruned"`` (its lower bound could not beat the best
-        fitted error) or ``"not fitted"`` (beyond the fitting limit).
+        ``"fitted"``; ``"pruned"`` (its lower bound could not beat the best
+        fitted error); ``"screened"`` (its estimate was not below the
+        truncated SVD's and the best fitted error by ``MARGIN``); or
+        ``"not fitted"`` (beyond ``max_fits`` or the search's work).
 
     Examples
     --------
@@ -339,7 +354,8 @@ def search(
     cap = truncation.max_bond if isinstance(truncation.max_bond, int) else None
     unfoldings = Unfoldings(target, total)
     rank = min(budget // (m + n), m, n, cap if cap is not None else m)
-    allowance = max(work * factor_cost(m, n, max(rank, 1)), _SMALL)
+    reference_cost = factor_cost(m, n, max(rank, 1))
+    allowance = max(work * reference_cost, _SMALL) if work > 1 else reference_cost
     fits = _Fits(a, svd, factor)
     reference = math.inf
     svd_layout = next((c for c in feasible if c.is_svd), None)
@@ -389,7 +405,8 @@ class _Fits:
         if score < self.best_score:
             self.best_score, self.best = score, decomposition
         chi = tuple(int(c.shape[3]) for c in decomposition.cores[:-1])
-        self.rows.append(LayoutRow(layout, chi, num_params(decomposition.cores), est.estimate, est.lower, error,
+        estimate = error if math.isnan(est.estimate) else est.estimate  # the truncated SVD's is its error
+        self.rows.append(LayoutRow(layout, chi, num_params(decomposition.cores), estimate, est.lower, error,
                                    out, "fitted", held))
 
 

@@ -17,7 +17,8 @@ spectrum (a budget of ``P`` parameters cannot give any bond more than about
   Gram matrix for long unfoldings);
 * otherwise the leading ``depth`` values by randomized range finding
   (Halko, Martinsson and Tropp 2011): a Gaussian sketch of ``depth + 8``
-  columns, ``power`` power iterations, and the singular values of
+  columns (``depth + 4`` for a first look without power iterations),
+  ``power`` power iterations, and the singular values of
   ``Q^H B``. The energy ``Q`` captures is a lower bound on the energy of the
   leading values, so every tail read from a sketch is an upper bound on the
   true tail at that rank (up to rounding).
@@ -50,6 +51,7 @@ __all__ = ["Partial", "Unfoldings", "dense_cost", "sketch_cost", "factor_cost"]
 _WHOLE = 48  # unfoldings with a short side at most this long get their whole spectrum
 _GRAM_FROM = 256  # whole spectra of unfoldings with both sides at least this long come from a Gram matrix
 _OVERSAMPLE = 8
+_FIRST_OVERSAMPLE = 4  # a first look (no power iteration) only ranks layouts
 
 
 def dense_cost(short: int, size: int) -> float:
@@ -99,7 +101,7 @@ class Partial(NamedTuple):
             return zero, zero, zero
         t_c = known  # at r <= c this is the tail at r; beyond it, the tail at c
         beyond = r > c
-        extra = (r - c).astype(np.float64)
+        extra = np.maximum(r - c, 0).astype(np.float64)
         upper = np.where(beyond, t_c * (self.rank - r) / max(self.rank - c, 1), t_c)
         lower = np.where(beyond, np.maximum(t_c - extra * s2[-1], 0.0), t_c)
         half = max(c // 2, 1)
@@ -144,7 +146,7 @@ class Unfoldings:
         size, short = self.m * self.n, self.short(p, q)
         if self._whole(p, q, depth):
             return size + dense_cost(short, size)
-        return sketch_cost(size, short, depth + _OVERSAMPLE, power)
+        return sketch_cost(size, short, depth + _oversample(power), power)
 
     def get(self, p: int, q: int, depth: int, power: int = 1) -> Partial:
         """At least the leading ``min(depth, short side)`` Schmidt values of the unfolding of ``(p, q)``."""
@@ -180,9 +182,13 @@ def _whole_spectrum(u: Any) -> np.ndarray:
     return np.sqrt(np.clip(lam, 0.0, None))
 
 
+def _oversample(power: int) -> int:
+    return _FIRST_OVERSAMPLE if power == 0 else _OVERSAMPLE
+
+
 def _leading(u: Any, depth: int, power: int) -> np.ndarray:
     """The leading ``depth`` singular values of the wide matrix ``u`` by a randomized range finder."""
-    width = depth + _OVERSAMPLE
+    width = depth + _oversample(power)
     q = qr(u @ gaussian(u, (u.shape[1], width), seed=0))[0]
     for _ in range(power):
         q = qr(u @ (adjoint(u) @ q))[0]

@@ -1,6 +1,6 @@
 """Layout search, the public table: :func:`layouts` and :class:`LayoutSearch`.
 
-The search itself (candidate layouts, bounds from the spectra of the
+The search itself (candidate layouts, estimates from the leading Schmidt values of the
 unfoldings, pruning, fits) is :mod:`tnlib._search`; this module validates the
 arguments, runs it and wraps the best fit as an :class:`tnlib.MPO`.
 """
@@ -8,14 +8,15 @@ arguments, runs it and wraps the best fit as an :class:`tnlib.MPO`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from . import _input_gram as gram_fit
 from ._backend import as_matrix
-from ._checks import check_int
+from ._checks import check_int, check_real
 from ._plot import plot_layouts
-from ._search import MAX_FITS, Layout, LayoutRow, search
+from ._search import MAX_FITS, WORK, Layout, LayoutRow, search
 from .mpo import wrap_decomposition
 from .svd import check_svd
 from .truncation import Truncation, check_truncation
@@ -80,7 +81,7 @@ class LayoutSearch:
                 f"{err:>8}{out}  {r.status} {' '.join(marks)}".rstrip()
             )
         if hidden:
-            lines.append(f"... and {hidden} more layouts not fitted (larger bounds)")
+            lines.append(f"... and {hidden} more layouts not fitted (larger estimates, or beyond the work)")
         return "\n".join(lines)
 
     def plot(self, ax: Any = None) -> Any:
@@ -99,6 +100,7 @@ def layouts(
     max_cores: int | None = None,
     max_fits: int = MAX_FITS,
     svd: str = "auto",
+    work: float = WORK,
 ) -> LayoutSearch:
     """Search the MPO layouts of ``matrix`` for a parameter budget; return the table.
 
@@ -124,11 +126,19 @@ def layouts(
         Most layouts fitted by a sweep (the truncated SVD always is).
     svd
         SVD method for the sweeps.
+    work
+        The search spends at most this many times the work of the truncated
+        SVD's fit, counted in floating-point operations of a fixed model (so
+        the result does not depend on the machine's load): half of what is
+        left after that fit on a first look at the unfoldings, the rest on
+        fits. Larger values look at more unfoldings and fit more layouts;
+        ``work=1`` fits the truncated SVD alone. At least 1. Searches of
+        small matrices (under about ``2e7`` flops) are not rationed.
 
     Returns
     -------
     LayoutSearch
-        Every layout searched with its bounds, fitted errors and status;
+        Every layout searched with its estimate, fitted errors and status;
         ``.best``, ``.svd``, ``.mpo`` (the best MPO), ``print()``, ``.plot()``.
 
     Examples
@@ -147,10 +157,13 @@ def layouts(
     if max_cores is not None:
         check_int("max_cores", max_cores, 2)
     check_int("max_fits", max_fits, 1)
+    check_real("work", work)
+    if not work >= 1.0 or not math.isfinite(work):
+        raise ValueError(f"work={work!r} is invalid: pass a finite number >= 1 (multiples of one truncated-SVD fit)")
     check_svd(svd)
     t = dataclasses.replace(base, max_params=int(max_params))
     factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, t)
-    rows, best = search(a, t, factor=factor, max_cores=max_cores, max_fits=max_fits, svd=svd)
+    rows, best = search(a, t, factor=factor, max_cores=max_cores, max_fits=max_fits, svd=svd, work=float(work))
     assert best is not None  # the first row in order is always fitted
     shape = (int(a.shape[0]), int(a.shape[1]))
     return LayoutSearch(shape, int(max_params), rows, wrap_decomposition(best, shape))

@@ -506,8 +506,9 @@ class MPO(Chain):
             other argument, or ``num_cores``, or
             :func:`tnlib.default_num_cores`. ``"auto"`` (for both), or both
             ``None`` with a ``truncation.max_params`` and no ``num_cores``,
-            *searches* the layouts and keeps the one with the least true
-            error at that budget, never worse than the truncated SVD
+            *searches* the layouts (within a few truncated-SVD fits of work)
+            and keeps the fitted one with the least true error at that
+            budget, never worse than the truncated SVD
             (:func:`tnlib.layouts` shows the table; with ``"auto"``,
             ``num_cores`` restricts the search to that many cores).
         num_cores
