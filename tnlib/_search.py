@@ -27,7 +27,9 @@ the truncated SVD's own fit (in the flop model of
 4. *Fits*, in order of the estimate: a layout whose lower bound cannot beat
    the best fitted error is ``"pruned"``; one whose estimate is not below the
    truncated SVD's and the best fitted error by ``MARGIN`` is ``"screened"``
-   (gains smaller than that are not worth a fit); the rest are fitted until
+   (gains smaller than that are not worth a fit), as is every layout once a
+   fitted error is below ``MARGIN`` times the truncated SVD's (structure
+   found: the rest could only polish it); the rest are fitted until
    ``max_fits`` or the work is spent (``"not fitted"``, as are layouts whose
    unfoldings the first look did not reach). Two-core layouts are fitted at
    the largest rank the budget holds; longer ones by one truncating sweep at
@@ -423,13 +425,16 @@ def _first_look(unfoldings: Unfoldings, layouts: Sequence[Layout], limit: float)
 
 def _skip(est: _Estimate, reference: float, best: float, weight_space: bool, full: bool) -> str | None:
     """Why a layout is not fitted, or ``None``: beyond ``max_fits``; its lower bound cannot beat the best
-    fitted error (weight space only); its estimate is not below the truncated SVD's by ``MARGIN``."""
+    fitted error (weight space only); its estimate is not below the truncated SVD's (and the best fitted
+    error) by ``MARGIN``; or the best fitted error is already below ``MARGIN`` times the truncated SVD's."""
     if full:
         return "not fitted"
     if weight_space and est.lower >= best * (1 - 1e-12):
         return "pruned"
     if est.estimate >= reference * (1 - MARGIN) or (weight_space and est.estimate >= best * (1 - MARGIN)):
         return "screened"
+    if weight_space and best <= MARGIN * reference:
+        return "screened"  # a layout a hundred times better than the truncated SVD is found: stop there
     return None
 
 
