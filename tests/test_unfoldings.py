@@ -40,7 +40,8 @@ def test_whole_spectra_give_exact_tails():
 @pytest.mark.parametrize("p,q", [(4, 8), (16, 16), (2, 64)])
 def test_sketched_values_are_the_leading_singular_values_of_the_unfolding(p, q):
     rng = np.random.default_rng(0)
-    W = rng.standard_normal((64, 128)) @ np.diag(0.9 ** np.arange(128)) @ np.linalg.qr(rng.standard_normal((128, 128)))[0]
+    q_mat = np.linalg.qr(rng.standard_normal((128, 128)))[0]
+    W = rng.standard_normal((64, 128)) @ np.diag(0.9 ** np.arange(128)) @ q_mat
     total = float(np.sum(W**2))
     B = W.reshape(p, 64 // p, q, 128 // q).transpose(0, 2, 1, 3).reshape(p * q, -1)
     exact = np.linalg.svd(B, compute_uv=False)

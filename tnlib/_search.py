@@ -369,23 +369,33 @@ def search(
     others = [c for c in feasible if c is not svd_layout]
     _first_look(unfoldings, others, max(allowance - fits.spent, 0.0) * SCREEN_SHARE)
     fits.spent += unfoldings.work
-    looked: list[tuple[Layout, _Estimate]] = []
-    for layout in others:
-        parts = [unfoldings.cache.get(pq) for pq in _prefixes(layout)]
-        if any(part is None for part in parts):  # the first look did not reach its unfoldings
-            fits.rows.append(LayoutRow(layout, (), 0, math.nan, 0.0, None, None, "not fitted"))
-        else:
-            looked.append((layout, _estimate(layout, parts, budget, low, cap, total)))  # type: ignore[arg-type]
-    looked.sort(key=lambda e: (e[1].estimate, e[1].params))
-    for layout, est in looked:
+    for layout, est in _estimates(others, unfoldings, budget, low, cap, fits.rows):
         status = _skip(est, reference, fits.best_score, factor is None, fits.count >= max_fits)
-        if status is None and fits.spent + _fit_cost(layout, est.chi) > allowance:
-            status = "not fitted"
+        if status is None and fits.count and fits.spent + _fit_cost(layout, est.chi) > allowance:
+            status = "not fitted"  # the first fit is always made: a search returns a layout
         if status is None:
             fits.fit(layout, _layout_truncation(layout, truncation, est), est)
         else:
             fits.rows.append(LayoutRow(layout, est.chi, est.params, est.estimate, est.lower, None, None, status))
+    if fits.best is None:  # no truncated SVD in the candidates and the first look reached none: the first one
+        fits.rows = [r for r in fits.rows if r.layout != others[0]]
+        est = _Estimate((), 0, math.nan, 0.0, ())
+        fits.fit(others[0], _layout_truncation(others[0], truncation, est), est)
     return SearchResult(tuple(fits.rows), fits.best)
+
+
+def _estimates(layouts: Sequence[Layout], unfoldings: Unfoldings, budget: int, low: int, cap: int | None,
+               rows: list[LayoutRow]) -> list[tuple[Layout, _Estimate]]:
+    """The layouts whose unfoldings the first look reached, with their estimates, best first; a
+    ``"not fitted"`` row in ``rows`` for each of the others."""
+    looked = []
+    for layout in layouts:
+        parts = [unfoldings.cache.get(pq) for pq in _prefixes(layout)]
+        if any(part is None for part in parts):
+            rows.append(LayoutRow(layout, (), 0, math.nan, 0.0, None, None, "not fitted"))
+        else:
+            looked.append((layout, _estimate(layout, parts, budget, low, cap, unfoldings.total)))  # type: ignore[arg-type]
+    return sorted(looked, key=lambda e: (e[1].estimate, e[1].params))
 
 
 class _Fits:
@@ -448,7 +458,7 @@ def _svd_estimate(layout: Layout, low: int, rank: int, part: Partial | None, tot
 def _layout_truncation(layout: Layout, truncation: Truncation, est: _Estimate) -> Truncation:
     """The truncation a layout is fitted with: the budget for two cores (one truncated SVD at the largest rank
     it holds), the estimated allocation as per-bond caps for more (one truncating sweep, no exact chain)."""
-    if layout.num_cores == 2:
+    if layout.num_cores == 2 or not est.chi:
         return truncation
     return dataclasses.replace(truncation, max_params=None, max_bond=est.chi,
                                min_bond=min(truncation.min_bond, *est.chi))
