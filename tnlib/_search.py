@@ -29,7 +29,7 @@ the truncated SVD's own fit (in the flop model of
    truncated SVD's and the best fitted error by ``MARGIN`` is ``"screened"``
    (gains smaller than that are not worth a fit), as is every layout once a
    fitted error is below ``MARGIN`` times the truncated SVD's (structure
-   found: the rest could only polish it); the rest are fitted until
+   found: the rest could only polish it) or below ``EXACT``; the rest are fitted until
    ``max_fits`` or the work is spent (``"not fitted"``, as are layouts whose
    unfoldings the first look did not reach). Two-core layouts are fitted at
    the largest rank the budget holds; longer ones by one truncating sweep at
@@ -83,6 +83,9 @@ WORK = 3.0
 MARGIN = 0.01
 """A layout is fitted only when its estimated error is below the truncated SVD's (and the best fitted
 error) by at least this fraction."""
+
+EXACT = 1e-8
+"""A fitted relative error at or below this (under single precision's rounding) ends the search."""
 
 SCREEN_DEPTH = 8
 """Leading Schmidt values of every unfolding computed by the first look."""
@@ -436,15 +439,16 @@ def _first_look(unfoldings: Unfoldings, layouts: Sequence[Layout], limit: float)
 def _skip(est: _Estimate, reference: float, best: float, weight_space: bool, full: bool) -> str | None:
     """Why a layout is not fitted, or ``None``: beyond ``max_fits``; its lower bound cannot beat the best
     fitted error (weight space only); its estimate is not below the truncated SVD's (and the best fitted
-    error) by ``MARGIN``; or the best fitted error is already below ``MARGIN`` times the truncated SVD's."""
+    error) by ``MARGIN``; or the best fitted error is already below ``MARGIN`` times the truncated SVD's
+    or ``EXACT``."""
     if full:
         return "not fitted"
     if weight_space and est.lower >= best * (1 - 1e-12):
         return "pruned"
     if est.estimate >= reference * (1 - MARGIN) or (weight_space and est.estimate >= best * (1 - MARGIN)):
         return "screened"
-    if weight_space and best <= MARGIN * reference:
-        return "screened"  # a layout a hundred times better than the truncated SVD is found: stop there
+    if weight_space and best <= max(MARGIN * reference, EXACT):
+        return "screened"  # a layout a hundred times better than the truncated SVD (or exact) is found: stop
     return None
 
 
