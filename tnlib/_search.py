@@ -370,7 +370,8 @@ def search(
         fits.fit(svd_layout, truncation, svd_est)
         reference = svd_est.estimate if factor is not None else fits.best_score
     others = [c for c in feasible if c is not svd_layout]
-    _first_look(unfoldings, others, max(allowance - fits.spent, 0.0) * SCREEN_SHARE)
+    found = factor is None and fits.best_score <= EXACT  # the truncated SVD is exact: nothing to look for
+    _first_look(unfoldings, others, 0.0 if found else max(allowance - fits.spent, 0.0) * SCREEN_SHARE)
     fits.spent += unfoldings.work
     for layout, est in _estimates(others, unfoldings, budget, low, cap, fits.rows):
         status = _skip(est, reference, fits.best_score, factor is None, fits.count >= max_fits)
