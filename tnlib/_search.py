@@ -63,7 +63,7 @@ import numpy as np
 from ._backend import far_exponent, namespace, prod, scalar
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
-from ._legs import num_params
+from ._legs import num_params, site_dims
 from ._unfoldings import Partial, Unfoldings, factor_cost, log_balance
 from .budget import chain_params, uniform_cap
 from .dims import choose_dims, default_num_cores, divisors
@@ -245,24 +245,18 @@ def _prefixes(layout: Layout) -> list[tuple[int, int]]:
 
 
 class _Estimate(NamedTuple):
-    """A layout's bond allocation and parameters, estimated relative error and a lower bound on it, and
-    the depth each bond's spectrum needs (the largest rank the budget could give it alone)."""
+    """A layout's bond allocation and parameters, estimated relative error and a lower bound on it."""
 
     chi: tuple[int, ...]
     params: int
     estimate: float
     lower: float
-    depths: tuple[int, ...]
-
-
-def _phys(layout: Layout) -> list[int]:
-    return [o * i for o, i in zip(layout.out_dims, layout.in_dims)]
 
 
 def _depths(layout: Layout, budget: int, min_bond: int, cap: int | None, shorts: Sequence[int]) -> list[int]:
     """The largest rank each bond can get when every other bond is at ``min_bond`` (capped by its short side
     and the truncation's ``max_bond``)."""
-    phys = _phys(layout)
+    phys = site_dims(layout.out_dims, layout.in_dims)
     nb = layout.num_cores - 1
     base = chain_params([min_bond] * nb, phys)
     out = []
@@ -278,15 +272,15 @@ def _depths(layout: Layout, budget: int, min_bond: int, cap: int | None, shorts:
 def _estimate(layout: Layout, parts: Sequence[Partial], budget: int, min_bond: int, cap: int | None,
               total: float) -> _Estimate:
     """Error estimate (uniform cap within the budget) and lower bound (each bond alone) from partial spectra."""
-    phys = _phys(layout)
+    phys = site_dims(layout.out_dims, layout.in_dims)
     nb = layout.num_cores - 1
     shorts = [p.rank for p in parts]
     depths = _depths(layout, budget, min_bond, cap, shorts)
-    chi = uniform_cap(phys, [min_bond] * nb, [min(d, s) for d, s in zip(depths, shorts)], budget)
+    chi = uniform_cap(phys, [min_bond] * nb, depths, budget)  # depths are capped by the short sides
     est = sum(float(p.tails(np.array([c]))[0][0]) for p, c in zip(parts, chi))
     lower = max(float(p.tails(np.array([d]))[1][0]) for p, d in zip(parts, depths))
     return _Estimate(tuple(int(c) for c in chi), chain_params(chi, phys), math.sqrt(est / total),
-                     math.sqrt(lower / total), tuple(depths))
+                     math.sqrt(lower / total))
 
 
 class SearchResult(NamedTuple):
@@ -311,7 +305,7 @@ def _fit(a: Any, layout: Layout, truncation: Truncation, svd: str,
 def _too_small(shape: tuple[int, int], budget: int, min_bond: int, cands: Sequence[Layout]) -> BudgetTooSmallError:
     m, n = shape
     smallest = min(
-        chain_params([min_bond] * (c.num_cores - 1), [o * i for o, i in zip(c.out_dims, c.in_dims)]) for c in cands
+        chain_params([min_bond] * (c.num_cores - 1), site_dims(c.out_dims, c.in_dims)) for c in cands
     )
     return BudgetTooSmallError(
         f"Truncation.max_params={budget} is too small for a {m} x {n} matrix: the truncated SVD at rank "
@@ -353,7 +347,7 @@ def search(
     if not cands:
         raise ValueError(f"no layout of a {m} x {n} matrix has num_cores={num_cores} cores with factors >= 2")
     low = truncation.min_bond
-    feasible = [c for c in cands if chain_params([low] * (c.num_cores - 1), _phys(c)) <= budget]
+    feasible = [c for c in cands if chain_params([low] * (c.num_cores - 1), site_dims(c.out_dims, c.in_dims)) <= budget]
     if not feasible:
         raise _too_small((m, n), budget, low, cands)
     cap = truncation.max_bond if isinstance(truncation.max_bond, int) else None
@@ -383,7 +377,7 @@ def search(
             fits.rows.append(LayoutRow(layout, est.chi, est.params, est.estimate, est.lower, None, None, status))
     if fits.best is None:  # no truncated SVD in the candidates and the first look reached none: the first one
         fits.rows = [r for r in fits.rows if r.layout != others[0]]
-        est = _Estimate((), 0, math.nan, 0.0, ())
+        est = _Estimate((), 0, math.nan, 0.0)
         fits.fit(others[0], _layout_truncation(others[0], truncation, est), est)
     return SearchResult(tuple(fits.rows), fits.best)
 
@@ -457,7 +451,7 @@ def _svd_estimate(layout: Layout, low: int, rank: int, part: Partial | None, tot
     m, n = layout.shape
     r = max(rank, low)
     est = math.nan if part is None else math.sqrt(float(part.tails(np.array([r]))[0][0]) / total)
-    return _Estimate((r,), r * (m + n), est, 0.0 if part is None else est, (r,))
+    return _Estimate((r,), r * (m + n), est, 0.0 if part is None else est)
 
 
 def _layout_truncation(layout: Layout, truncation: Truncation, est: _Estimate) -> Truncation:

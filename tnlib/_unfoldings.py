@@ -134,14 +134,18 @@ class Unfoldings:
         """The short side of the unfolding of ``(p, q)``."""
         return min(p * q, (self.m * self.n) // (p * q))
 
+    def _known(self, p: int, q: int, depth: int) -> Partial | None:
+        """The cached values of the pair when they reach ``depth`` (or the whole spectrum), else ``None``."""
+        known = self.cache.get((p, q))
+        return known if known is not None and known.depth >= min(depth, known.rank) else None
+
     def _whole(self, p: int, q: int, depth: int) -> bool:
         short = self.short(p, q)
         return short <= _WHOLE or 4 * (depth + _OVERSAMPLE) > short
 
     def cost(self, p: int, q: int, depth: int, power: int = 1) -> float:
         """Flops :meth:`get` would spend to know ``depth`` leading values of the pair (0 when known)."""
-        known = self.cache.get((p, q))
-        if known is not None and known.depth >= min(depth, known.rank):
+        if self._known(p, q, depth) is not None:
             return 0.0
         size, short = self.m * self.n, self.short(p, q)
         if self._whole(p, q, depth):
@@ -150,9 +154,8 @@ class Unfoldings:
 
     def get(self, p: int, q: int, depth: int, power: int = 1) -> Partial:
         """At least the leading ``min(depth, short side)`` Schmidt values of the unfolding of ``(p, q)``."""
-        key = (p, q)
-        known = self.cache.get(key)
-        if known is not None and known.depth >= min(depth, known.rank):
+        known = self._known(p, q, depth)
+        if known is not None:
             return known
         self.work += self.cost(p, q, depth, power)
         u = self._unfolding(p, q)
@@ -162,7 +165,7 @@ class Unfoldings:
             result = Partial(s, short, self.total, True)
         else:
             result = Partial(_leading(u, depth, power), short, self.total, False)
-        self.cache[key] = result
+        self.cache[(p, q)] = result
         return result
 
     def _unfolding(self, p: int, q: int) -> Any:
