@@ -1,9 +1,10 @@
 """compress(objective="latency") against the default (least error): per-step time of a compressed LSTM/GRU at
 batch 1 against nn.LSTM / nn.GRU, same run.
 
-For each cell, hidden size and ratio, ``tnlib.nn.compress`` of a random ``nn.LSTM(H, H)`` / ``nn.GRU(H, H)``
-(searched layouts) with ``objective="error"`` and ``objective="latency"`` (tolerance 2 %); eager
-``torch.no_grad()`` inference over 64 steps at batch 1, best of 5, per step; the dense layer timed in the same
+For each kind, hidden size and ratio, ``tnlib.nn.compress`` of a random ``nn.LSTM(H, H)`` / ``nn.GRU(H, H)`` /
+``nn.LSTMCell(H, H)`` / ``nn.GRUCell(H, H)`` (searched layouts) with ``objective="error"`` and
+``objective="latency"`` (tolerance 2 %); eager ``torch.no_grad()`` inference over 64 steps at batch 1 (a cell
+in a Python loop, as a streaming model runs it), best of 5, per step; the dense module timed in the same
 run. Ratios below 1: faster than dense. Also the weight error, the multiply-adds per step against dense
 (``LayerReport.flop_ratio``) and the time ``compress`` took. One thread.
 
@@ -23,18 +24,27 @@ import tnlib.nn
 
 
 def step_ms(module, hidden, steps=64):
+    """Milliseconds per step at batch 1: a whole sequence for a layer, the caller's own loop for a cell."""
     x = torch.randn(steps, 1, hidden)
+    if isinstance(module, (torch.nn.LSTMCell, torch.nn.GRUCell, tnlib.nn.MPOLSTMCell, tnlib.nn.MPOGRUCell)):
+        def run():
+            state = None
+            for t in range(steps):
+                state = module(x[t], state)
+    else:
+        def run():
+            module(x)
     with torch.no_grad():
-        module(x)  # warm the cached inference forms
-        return 1e3 * best_of(lambda: module(x), 5) / steps
+        run()  # warm the cached inference forms
+        return 1e3 * best_of(run, 5) / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    cases = [("LSTM", 64, 4)] if args.quick else [
-        (cell, h, r) for cell in ("LSTM", "GRU") for h in (256, 512) for r in (4, 10)]
+    cases = [("LSTM", 64, 4), ("GRUCell", 64, 4)] if args.quick else [
+        (cell, h, r) for cell in ("LSTM", "GRU", "LSTMCell", "GRUCell") for h in (256, 512, 1024) for r in (4, 10)]
     torch.set_num_threads(1)
     print("### compress objective: per-step time at batch 1 (eager, no_grad), against the dense cell\n")
     print("| cell | hidden | ratio | objective | layouts (ih; hh) | weight error | MACs / dense | "

@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+import tnlib  # noqa: E402
 import tnlib._apply  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
@@ -131,3 +132,52 @@ def test_dense_forms_run_torchs_fused_recurrence_with_the_same_result(kind, monk
     assert torch.allclose(first(fast), first(slow), atol=1e-12)
     for f, s in zip(fast[1] if kind == "lstm" else (fast[1],), slow[1] if kind == "lstm" else (slow[1],)):
         assert torch.allclose(f, s, atol=1e-12)
+
+
+def low_rank(dense, rank=3):
+    """The MPO version of a torch recurrent layer or cell with every weight as its rank-``rank`` SVD split."""
+    mpos = {"cores_" + name.removeprefix("weight_"): tnlib.MPO.from_matrix(
+        w.detach().double(), (w.shape[0], 1), (1, w.shape[1]), truncation=tnlib.Truncation(max_bond=rank))
+        for name, w in dense.named_parameters() if name.startswith("weight")}
+    convert = {nn.LSTM: tn.MPOLSTM.from_lstm, nn.GRU: tn.MPOGRU.from_gru, nn.LSTMCell: tn.MPOLSTMCell.from_lstm_cell,
+               nn.GRUCell: tn.MPOGRUCell.from_gru_cell}[type(dense)]
+    return convert(dense, mpos=mpos)
+
+
+@pytest.mark.parametrize("fused_wins", [True, False])
+@pytest.mark.parametrize(
+    "make, args, kernel",
+    [
+        (lambda: low_rank(nn.LSTM(16, 24, bidirectional=True)), lambda: (torch.randn(9, 1, 16),), "lstm"),
+        (lambda: low_rank(nn.GRU(16, 24)), lambda: (torch.randn(9, 2, 16),), "gru"),
+        (lambda: low_rank(nn.LSTMCell(16, 24)), lambda: (torch.randn(1, 16),), "lstm_cell"),
+        (lambda: low_rank(nn.GRUCell(16, 24)), lambda: (torch.randn(2, 16),), "gru_cell"),
+    ],
+)
+def test_factored_weights_choose_fused_kernel_or_python_recurrence_with_one_result(make, args, kernel, fused_wins,
+                                                                                   monkeypatch):
+    """At inference a factored recurrence runs as torch's fused kernel on the rebuilt matrices or in Python on
+    the factored forms, whichever timed faster (pinned here): the same function either way, chosen once per
+    batch size and again after a parameter changes; a matrix that is not used is not kept."""
+    torch.manual_seed(0)
+    module = make().double().eval()
+    inputs = tuple(a.double() for a in args())
+    timed = []
+    monkeypatch.setattr(tn._inference, "first_is_faster", lambda a, b: timed.append(1) or fused_wins)
+    calls = []
+    original = getattr(torch, kernel)
+    monkeypatch.setattr(torch, kernel, lambda *a: calls.append(1) or original(*a))
+    for _ in range(2):  # the second call reuses the choice
+        fast, slow = both_paths(module, *inputs)
+        assert torch.allclose(first(fast), first(slow), atol=1e-12)
+    directions = 2 if getattr(module, "bidirectional", False) else 1
+    assert len(timed) == directions
+    assert (len(calls) > 0) == fused_wins
+    plans = [v[1] for v in module.__dict__["_inference_forms"].values()]
+    assert all(p.dense_t is None for p in plans)  # the factored form is what the plans hold
+    assert all((p.full is not None) == fused_wins for p in plans)
+    with torch.no_grad():
+        next(p for n, p in module.named_parameters() if "cores" in n).mul_(-1.0)
+    fast, slow = both_paths(module, *inputs)
+    assert torch.allclose(first(fast), first(slow), atol=1e-12)
+    assert len(timed) == directions + 1  # the changed weight chose again

@@ -160,7 +160,7 @@ class WeightPlan:
     layer keys it on parameter versions).
     """
 
-    __slots__ = ("cores", "shapes", "merged", "dense_t", "macs_per_row", "choice", "xp")
+    __slots__ = ("cores", "shapes", "merged", "dense_t", "macs_per_row", "choice", "xp", "full", "choices")
 
     def __init__(self, cores: Sequence[Any]) -> None:
         self.cores = list(cores)
@@ -169,19 +169,15 @@ class WeightPlan:
         split = inference_split(self.cores)
         self.merged: MergedHalves | None = None
         self.dense_t = None
+        self.full = None
         if split is None:
-            xp = self.xp
-            n_in = prod(s[2] for s in self.shapes)
-            eye = xp.eye(n_in, dtype=self.cores[0].dtype, device=array_api_compat.device(self.cores[0]))
-            w = xp.matrix_transpose(apply_cores(self.cores, eye))  # (M, N)
-            m_rows = int(w.shape[0])
-            w = xp.reshape(xp.reshape(w, (-1,)), (m_rows, n_in))  # row-major W, as nn.Linear keeps it
-            self.dense_t = xp.matrix_transpose(w)  # a transposed view: x @ W^T runs as BLAS gemv/gemm on W
-            self.macs_per_row = m_rows * n_in
+            self.dense_t = self.xp.matrix_transpose(self.matrix())  # a view: x @ W^T runs as BLAS gemv/gemm on W
+            self.macs_per_row = prod(s[1] for s in self.shapes) * prod(s[2] for s in self.shapes)
         else:
             self.merged = merge_halves(self.cores, split)
             self.macs_per_row = split_cost(self.shapes).macs
         self.choice: dict[int, bool] = {}  # batch size -> contract the cores (True) or use the merged form
+        self.choices: dict[Any, Any] = {}  # the callers' own choices for this weight (e.g. fused recurrences)
 
     def __getstate__(self) -> dict:  # copies and pickles: the namespace module is found again, not stored
         return {k: getattr(self, k) for k in self.__slots__ if k != "xp"}
@@ -208,6 +204,16 @@ class WeightPlan:
             chain = self.choice[batch] = self._chain_is_faster(flat)
         return chain
 
+    def matrix(self) -> Any:
+        """``W`` as a row-major ``(M, N)`` array, built once (the dense form, or on first request)."""
+        if self.full is None:
+            xp = self.xp
+            n_in = prod(s[2] for s in self.shapes)
+            eye = xp.eye(n_in, dtype=self.cores[0].dtype, device=array_api_compat.device(self.cores[0]))
+            w = xp.matrix_transpose(apply_cores(self.cores, eye))  # (M, N)
+            self.full = xp.reshape(xp.reshape(w, (-1,)), (int(w.shape[0]), n_in))  # row-major, as nn.Linear
+        return self.full
+
     def dense(self, flat: Any) -> Any | None:
         """``W`` (row-major ``(M, N)``) when a call with ``flat``'s batch size uses the dense form, else ``None``."""
         if self.dense_t is None or self.contracts(flat):
@@ -219,14 +225,23 @@ class WeightPlan:
         chain, merged = chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
         if chain * 4 < merged or merged * 4 < chain:
             return chain < merged
-        timings = []
-        for run in (lambda: apply_cores(self.cores, flat), lambda: self.merged_form(flat)):
-            run()  # warm caches and contraction plans
-            start = time.perf_counter()
-            for _ in range(3):
+        return first_is_faster(lambda: apply_cores(self.cores, flat), lambda: self.merged_form(flat))
+
+
+def first_is_faster(first: Any, second: Any, repeats: int = 5) -> bool:
+    """Whether ``first()`` runs faster than ``second()``, for choices between exact forms of one computation
+    where FLOPs do not decide: each is run in blocks of ``repeats`` calls (its data warm in cache, as in a loop
+    that keeps to one form), the blocks alternated twice; the best call of each decides (the least disturbed
+    by other work on the machine)."""
+    best = [float("inf"), float("inf")]
+    for _ in range(2):
+        for k, run in enumerate((first, second)):
+            run()  # warm: caches, contraction plans, the other form's data out of the way
+            for _ in range(repeats):
+                start = time.perf_counter()
                 run()
-            timings.append(time.perf_counter() - start)
-        return timings[0] < timings[1]
+                best[k] = min(best[k], time.perf_counter() - start)
+    return best[0] < best[1]
 
 
 def apply_input_first(cores: Sequence[Any], num_in: int, flat: Any) -> Any:

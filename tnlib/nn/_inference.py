@@ -18,14 +18,15 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from tnlib._apply import WeightPlan, apply_cores
+from tnlib._apply import WeightPlan, apply_cores, first_is_faster
 
 from . import _traced
 
-__all__ = ["inference_form", "weight_operator", "check_input"]
+__all__ = ["inference_form", "weight_operator", "check_input", "fused_is_faster", "form_key"]
 
 
-def _key(params: Sequence[torch.Tensor]) -> tuple:
+def form_key(params: Sequence[torch.Tensor]) -> tuple:
+    """What a cached form of ``params`` depends on: their identity, version counter, device and dtype."""
     return tuple((id(p), p._version, p.device, p.dtype) for p in params)
 
 
@@ -34,7 +35,7 @@ def inference_form(
 ) -> WeightPlan:
     """The cached form of weight ``name`` of ``owner`` (a module), rebuilt when any of ``params`` changed."""
     store = owner.__dict__.setdefault("_inference_forms", {})
-    key = _key(params)
+    key = form_key(params)
     entry = store.get(name)
     if entry is None or entry[0] != key:
         with torch.no_grad():
@@ -63,6 +64,29 @@ def weight_operator(
         chain = list(cores())
         return lambda x: apply_cores(chain, x)
     return inference_form(owner, name, params, cores)
+
+
+def fused_is_faster(
+    key: tuple, f_ih: WeightPlan, f_hh: WeightPlan, x: torch.Tensor, h: torch.Tensor,
+    fused: Callable[[], Any], python: Callable[[], Any],
+) -> bool:
+    """Whether a recurrent step (or sequence) runs faster as torch's fused kernel on the two weights' dense
+    matrices (``fused``) than in Python on their cached forms (``python``), for the inputs ``x`` and ``h``.
+
+    Always when both cached forms are already the dense matrices; otherwise the two are timed once and the
+    choice is kept under ``key`` with both weights' cached forms (a changed parameter rebuilds one of them,
+    and the choice is made again). A rebuilt matrix that is not chosen is dropped, so only the factored form
+    stays in memory. Both ways compute the same function, up to rounding.
+    """
+    token, choice = f_hh.choices.get(key, (None, None))
+    if choice is None or f_ih.choices.get(key) is not token:  # new, or either weight changed since
+        choice = f_ih.dense(x) is not None and f_hh.dense(h) is not None or first_is_faster(fused, python)
+        token = object()
+        f_ih.choices[key], f_hh.choices[key] = token, (token, choice)
+        for plan in (f_ih, f_hh):
+            if not choice and plan.dense_t is None:
+                plan.full = None
+    return choice
 
 
 def check_input(x: torch.Tensor, ref: torch.Tensor, name: str, what: str) -> None:

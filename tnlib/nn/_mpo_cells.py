@@ -4,12 +4,15 @@ Production models often run a cell inside their own loop (a streaming
 voice-activity detector, a decoder); these are drop-in replacements with the
 same call signature, the same gate layout and bias names as torch's, exact
 without truncation. One step is :func:`tnlib.rnn.lstm_cell` /
-:func:`tnlib.rnn.gru_cell`, the update the sequence layers use too.
+:func:`tnlib.rnn.gru_cell`, the update the sequence layers use too; at
+inference (no gradients), where it is faster at the batch size called - a
+small hidden size at batch 1 - the step runs as torch's fused cell on the
+rebuilt dense matrices instead (the same function, up to rounding).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence, cast
 
 import torch
 from torch import nn
@@ -17,9 +20,10 @@ from torch import nn
 import tnlib
 from tnlib.rnn import gru_cell, lstm_cell
 
-from ._cores import copy_bias, init_bias, positive_int
-from ._inference import check_input
+from ._cores import copy_bias, init_bias, members, positive_int
+from ._inference import check_input, form_key, fused_is_faster
 from ._mpo_rnn import gate_layout
+from ._traced import capturing
 from ._weights import MPOWeights
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
@@ -100,7 +104,7 @@ class _MPOCell(MPOWeights, nn.Module):
             raise ValueError(f"input must be (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
             raise ValueError(f"input has {input.shape[-1]} features; this cell expects {self.input_size}")
-        check_input(input, self.cores_ih[0], "input", type(self).__name__)
+        check_input(input, members(self.cores_ih)[0], "input", type(self).__name__)
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input
         if hx is None:
@@ -115,10 +119,42 @@ class _MPOCell(MPOWeights, nn.Module):
                         f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "
                         f"{(self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)}"
                     )
+        return unbatched, x, parts
+
+    def _gates_in(self, x: torch.Tensor) -> torch.Tensor:
         gates_in = self._weight_times("cores_ih", x)
-        if self.bias_ih is not None:
-            gates_in = gates_in + self.bias_ih
-        return unbatched, gates_in, parts
+        return gates_in if self.bias_ih is None else gates_in + self.bias_ih
+
+    def _step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> Any:
+        """One step: torch's fused cell on the dense matrices where that is faster (:func:`fused_is_faster`;
+        inference only), else :meth:`_python_step` on the weights' own forms."""
+        if torch.is_grad_enabled() or capturing():
+            return self._python_step(x, parts)
+        lists: Any = self._modules  # read directly, not through nn.Module.__getattr__: this runs once per step
+        masks = self.bond_masks
+        params = [*lists["cores_ih"]._parameters.values(), *masks.get("cores_ih", ()),
+                  *lists["cores_hh"]._parameters.values(), *masks.get("cores_hh", ())]
+        key, entry = form_key(params), self.__dict__.get("_fused_cell")
+        if entry is None or entry[0] != key:  # new, or a parameter changed: the forms and choices are rebuilt
+            entry = self.__dict__["_fused_cell"] = (key, self._plan("cores_ih"), self._plan("cores_hh"), {})
+        _, f_ih, f_hh, choices = entry
+        choices = cast(dict, choices)
+        batch = int(x.shape[0])
+        choice = choices.get(batch)
+        if choice is None:
+            choice = choices[batch] = fused_is_faster(("fused cell", batch), f_ih, f_hh, x, parts[0],
+                                                      lambda: self._fused_step(x, parts, f_ih, f_hh),
+                                                      lambda: self._python_step(x, parts))
+        return self._fused_step(x, parts, f_ih, f_hh) if choice else self._python_step(x, parts)
+
+    def _fused_step(self, x: torch.Tensor, parts: list[torch.Tensor], f_ih: Any, f_hh: Any) -> Any:
+        if self.gates == 4:
+            return torch.lstm_cell(x, parts, f_ih.matrix(), f_hh.matrix(), self.bias_ih, self.bias_hh)
+        return torch.gru_cell(x, parts[0], f_ih.matrix(), f_hh.matrix(), self.bias_ih, self.bias_hh)
+
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> Any:
+        """One step on the weights' own forms (:func:`tnlib.rnn.lstm_cell` / :func:`tnlib.rnn.gru_cell`)."""
+        raise NotImplementedError
 
     def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
@@ -162,11 +198,15 @@ class MPOLSTMCell(_MPOCell):
         return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
-        unbatched, gates_in, (h, c) = self._prepare(input, hx, 2)
+        unbatched, x, parts = self._prepare(input, hx, 2)
+        h, c = self._step(x, parts)
+        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
+
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        gates_in = self._gates_in(x)
         if self.bias_hh is not None:
             gates_in = gates_in + self.bias_hh
-        h, c = lstm_cell(gates_in, h, c, lambda v: self._weight_times("cores_hh", v), xp=torch)
-        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
+        return lstm_cell(gates_in, parts[0], parts[1], lambda v: self._weight_times("cores_hh", v), xp=torch)
 
 
 class MPOGRUCell(_MPOCell):
@@ -196,6 +236,10 @@ class MPOGRUCell(_MPOCell):
         return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
-        unbatched, gates_in, (h,) = self._prepare(input, hx, 1)
-        h = gru_cell(gates_in, h, lambda v: self._weight_times("cores_hh", v), self.bias_hh, xp=torch)
+        unbatched, x, parts = self._prepare(input, hx, 1)
+        h = self._step(x, parts)
         return h.squeeze(0) if unbatched else h
+
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+        return gru_cell(self._gates_in(x), parts[0], lambda v: self._weight_times("cores_hh", v), self.bias_hh,
+                        xp=torch)

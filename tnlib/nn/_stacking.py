@@ -19,7 +19,7 @@ from tnlib._apply import WeightPlan
 from tnlib._checks import check_fraction
 
 from ._cores import copy_bias, init_bias, positive_int
-from ._inference import check_input
+from ._inference import check_input, fused_is_faster
 from ._traced import capturing, recurrent_layer
 
 
@@ -115,10 +115,7 @@ class StackedRNN(nn.Module):
         fused = _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
         if fused is not None:
             return fused
-        if self.gates == 4:
-            bias = None if b_ih is None else b_ih + b_hh
-            return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
-        return tnlib.gru_forward(x, f_ih, f_hh, b_ih, b_hh, state, reverse=reverse)
+        return _python(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
 
     def _time_major(self, input: Any) -> tuple[torch.Tensor, bool]:
         """The input as ``(T, B, I)`` and whether it was unbatched, checked as torch checks it."""
@@ -222,29 +219,50 @@ class StackedRNN(nn.Module):
         )
 
 
-def _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
-    """Inference where both weights' cheapest forms are their dense matrices: torch's own fused
-    recurrence (the kernel behind ``nn.LSTM`` / ``nn.GRU``) on those matrices, else ``None``.
+_HEAD = 32  # steps timed to choose between the fused kernel and the Python recurrence
 
-    The result is the same function, computed as ``nn.LSTM`` computes it; at batch 1 it saves
-    the ~20 small operations per step of the Python recurrence.
+
+def _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
+    """Inference by torch's own fused recurrence (the kernel behind ``nn.LSTM`` / ``nn.GRU``) on the dense
+    matrices, where that is the faster exact form; else ``None`` (the Python recurrence on the MPOs' forms).
+
+    When both weights' cheapest forms are their dense matrices it always is. Otherwise the fused kernel on
+    the rebuilt matrices saves the ~20 small operations per step of the Python recurrence, which at batch 1
+    and a small hidden size cost more than the multiply-adds the MPO saves: the two are timed once on the
+    first steps (up to ``_HEAD``: the fused kernel's fixed cost is about that of 10 Python steps), per batch
+    size and sequence length up to ``_HEAD``, and the choice is kept with the weights' cached forms (a changed parameter
+    rebuilds them and chooses again). Either way the result is the same function, up to rounding.
     """
     if torch.is_grad_enabled() or not (isinstance(f_ih, WeightPlan) and isinstance(f_hh, WeightPlan)):
         return None
-    w_ih = f_ih.dense(x.reshape(-1, x.shape[-1]))
-    w_hh = f_hh.dense(state[0] if gates == 4 else state)
-    if w_ih is None or w_hh is None:
+    steps = min(int(x.shape[0]), _HEAD)
+    head = x[:steps]
+    fused = fused_is_faster(("fused recurrence", int(x.shape[1]), steps), f_ih, f_hh, x.reshape(-1, x.shape[-1]),
+                            state[0] if gates == 4 else state,
+                            lambda: _fused(head, f_ih, f_hh, b_ih, b_hh, state, gates),
+                            lambda: _python(head, f_ih, f_hh, b_ih, b_hh, state, False, gates))
+    if not fused:
         return None
-    params = [w_ih, w_hh] + ([] if b_ih is None else [b_ih, b_hh])
-    seq = x.flip(0) if reverse else x
+    out, final = _fused(x.flip(0) if reverse else x, f_ih, f_hh, b_ih, b_hh, state, gates)
+    return (out.flip(0) if reverse else out), final
+
+
+def _fused(seq, f_ih, f_hh, b_ih, b_hh, state, gates: int):
+    params = [f_ih.matrix(), f_hh.matrix()] + ([] if b_ih is None else [b_ih, b_hh])
     if gates == 4:
         out, h, c = torch.lstm(seq, (state[0][None], state[1][None]), params, b_ih is not None, 1, 0.0, False,
                                False, False)
-        final: Any = (h[0], c[0])
-    else:
-        out, h = torch.gru(seq, state[None], params, b_ih is not None, 1, 0.0, False, False, False)
-        final = h[0]
-    return (out.flip(0) if reverse else out), final
+        return out, (h[0], c[0])
+    out, h = torch.gru(seq, state[None], params, b_ih is not None, 1, 0.0, False, False, False)
+    return out, h[0]
+
+
+def _python(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
+    """The recurrence step by step in Python, on the operators' own forms."""
+    if gates == 4:
+        bias = None if b_ih is None else b_ih + b_hh
+        return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
+    return tnlib.gru_forward(x, f_ih, f_hh, b_ih, b_hh, state, reverse=reverse)
 
 
 class StackedLSTM(StackedRNN):

@@ -15,10 +15,10 @@ from typing import Any, Mapping, Sequence
 import torch
 
 import tnlib
-from tnlib._apply import apply_cores
+from tnlib._apply import WeightPlan, apply_cores
 
 from ._cores import cores_from_matrix, init_cores, masked, members, mpo_cores, parameter_list, uniform_bonds
-from ._inference import weight_operator
+from ._inference import inference_form, weight_operator
 
 __all__ = ["MPOWeights"]
 
@@ -77,6 +77,12 @@ class MPOWeights:
         per-core loop in the recurrence), a traceable form under graph capture."""
         params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
         return weight_operator(self, name, params, lambda: self.effective_cores(name), rows)
+
+    def _plan(self, name: str) -> WeightPlan:
+        """The cached inference form of one weight (for callers that checked they are not capturing a graph
+        and need no gradients)."""
+        params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
+        return inference_form(self, name, params, lambda: self.effective_cores(name))
 
     def _dense(self, name: str, fan_in: int) -> torch.Tensor:
         """The dense weight ``(rows, fan_in)`` of ``name``, formed on request."""
