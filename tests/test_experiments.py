@@ -243,3 +243,75 @@ def test_sweep_small_dense_counts_every_layer(layers):
         assert chosen["params"] <= dense / ratio
         wider = tn.count_parameters(torch.nn.LSTM(12, chosen["hidden"] + 1, num_layers=layers))
         assert wider > dense / ratio
+
+
+def test_g2p_port_matches_a_numpy_gru_on_the_packaged_checkpoint():
+    """The torch port of g2p-en's model against the GRU update written out in NumPy on the same checkpoint:
+    the gate order and the weight names are what the checkpoint holds."""
+    import _g2p
+
+    z = np.load(_g2p.checkpoint())
+    model = _g2p.G2P.pretrained()
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    def step(x, h, prefix):
+        gi = x @ z[f"{prefix}_w_ih"].T.astype(np.float64) + z[f"{prefix}_b_ih"]
+        gh = h @ z[f"{prefix}_w_hh"].T.astype(np.float64) + z[f"{prefix}_b_hh"]
+        r, u = np.split(sigmoid(gi[:256 * 2] + gh[:256 * 2]), 2)
+        n = np.tanh(gi[512:] + r * gh[512:])
+        return (1.0 - u) * n + u * h
+
+    word = "compression"
+    h = np.zeros(256)
+    for code in [_g2p.GRAPHEMES.index(c) for c in word] + [_g2p.GRAPHEMES.index("</s>")]:
+        h = step(z["enc_emb"][code].astype(np.float64), h, "enc")
+    token, expected = _g2p.START, []
+    for _ in range(_g2p.STEPS):
+        h = step(z["dec_emb"][token].astype(np.float64), h, "dec")
+        logits = z["fc_w"].astype(np.float64) @ h + z["fc_b"]
+        expected.append(logits)
+        token = int(logits.argmax())
+    (idx, letters), = _g2p.batches([word])
+    got = model.double()(letters)[0].detach().numpy()
+    np.testing.assert_allclose(got, np.array(expected), atol=1e-8)
+    assert _g2p.transcribe(model.float(), _g2p.batches([word]))[0][:3] == ["K", "AH0", "M"]
+
+
+def test_phoneme_error_rate_counts_edits_to_the_nearest_pronunciation():
+    import _g2p
+
+    assert _g2p.edit_distance(["A", "B", "C"], ["A", "C"]) == 1
+    assert _g2p.edit_distance([], ["A", "B"]) == 2
+    assert _g2p.edit_distance(["K", "AE1", "T"], ["K", "AE1", "T"]) == 0
+    refs = [[["K", "AE1", "T"]], [["T", "AH0", "M", "EY1", "T", "OW2"], ["T", "AH0", "M", "AA1", "T", "OW2"]]]
+    # one substitution against the 3 phonemes of "cat"; the second word matches its second pronunciation
+    assert _g2p.phoneme_error_rate([["K", "AA1", "T"], ["T", "AH0", "M", "AA1", "T", "OW2"]], refs) == 1 / 9
+
+
+def test_baselines_store_the_budget_and_whitening_lowers_the_output_error():
+    import _baselines
+
+    import tnlib.nn as tn
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.Tanh(), torch.nn.GRU(48, 16))
+    layers = ["0", "2"]
+    weights = _baselines.stored(net, layers)
+    assert weights == 48 * 32 + 3 * 16 * 48 + 3 * 16 * 16
+    pruned, nonzeros = _baselines.pruned(net, layers, 4)
+    assert nonzeros <= weights // 4 + 3 and int(torch.count_nonzero(pruned[0].weight)) == 48 * 32 // 4
+    mix = torch.randn(32, 32) * torch.logspace(0, -2, 32)  # correlated inputs of decaying variance
+    batches = [torch.randn(20, 8, 32) @ mix for _ in range(4)]
+    grams = tn.record_grams(net, layers, batches)
+    plain, stored = _baselines.svd(net, layers, 4)
+    whitened, stored_w = _baselines.svd(net, layers, 4, grams)
+    assert stored == stored_w <= weights / 4
+    w, c = net[0].weight.detach().double(), grams["0"]["weight"]
+
+    def output_error(model):
+        d = model[0].weight.detach().double() - w
+        return float(torch.trace(d @ c @ d.T))
+
+    assert output_error(whitened) < output_error(plain)
