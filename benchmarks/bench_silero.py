@@ -15,8 +15,6 @@ the dense model. The 1 x 128 output convolution stays dense (too small for 2x). 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import sys
 import time
 import warnings
@@ -24,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.utils.prune  # noqa: F401 - torch.nn.utils.prune.l1_unstructured
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 
+import _baselines  # noqa: E402
 import _data  # noqa: E402
 import _silero  # noqa: E402
+from _common import t_interval  # noqa: E402
 from pretrained import auc, streams  # noqa: E402
 
 import tnlib  # noqa: E402
@@ -38,49 +37,9 @@ import tnlib.nn  # noqa: E402
 LAYERS = ["stft_conv", "conv1", "conv2", "conv3", "conv4", "lstm_cell"]
 
 
-def svd_model(dense, ratio, grams=None):
-    """Every layer's weights as their truncated SVD at ``numel / ratio`` stored weights (the two-core layout);
-    with ``grams``, fitted in the metric of the layer's inputs (activation-whitened SVD)."""
-    model = copy.deepcopy(dense)
-    stored = 0
-    for name in LAYERS:
-        layer = getattr(model, name)
-        mpos = {}
-        for wname, w in layer.named_parameters():
-            if not wname.startswith("weight"):
-                continue
-            mat = w.detach().to(torch.float64).reshape(w.shape[0], -1)
-            m, n = mat.shape
-            gram = None if grams is None else grams[name][wname]
-            mpos[wname] = tnlib.MPO.from_matrix(mat, (m, 1), (1, n), input_gram=gram,
-                                                truncation=tnlib.Truncation(max_params=int(m * n / ratio)))
-            stored += mpos[wname].num_params
-        if isinstance(layer, torch.nn.LSTMCell):
-            setattr(model, name, tnlib.nn.MPOLSTMCell.from_lstm_cell(
-                layer, mpos={"cores_" + k.removeprefix("weight_"): v for k, v in mpos.items()}))
-        else:
-            setattr(model, name, tnlib.nn.MPOConv1d.from_mpo(mpos["weight"], layer))
-    return model, stored
-
-
-def pruned_model(dense, ratio):
-    """Every layer's weights magnitude-pruned to ``1 / ratio`` of their entries (nonzeros; indices not counted)."""
-    model = copy.deepcopy(dense)
-    stored = 0
-    for name in LAYERS:
-        layer = getattr(model, name)
-        for wname in [k for k, _ in layer.named_parameters() if k.startswith("weight")]:
-            torch.nn.utils.prune.l1_unstructured(layer, wname, amount=1.0 - 1.0 / ratio)
-            stored += int(torch.count_nonzero(getattr(layer, wname)))
-    return model, stored
-
-
 def interval(values):
-    a = np.asarray(values, dtype=float)
-    if a.size < 2:
-        return f"{a.mean():.4f}"
-    half = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(a.size, 2.26) * a.std(ddof=1) / math.sqrt(a.size)
-    return f"{a.mean():.4f} [{a.mean() - half:.4f}, {a.mean() + half:.4f}]"
+    mean, lo, hi = t_interval(values)
+    return f"{mean:.4f}" if lo != lo else f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
 def main() -> None:
@@ -114,9 +73,9 @@ def main() -> None:
         return auc(p, labels), float(np.abs(p - p_dense).mean())
 
     for ratio in ratios:
-        model, stored = pruned_model(dense, ratio)
+        model, stored = _baselines.pruned(dense, LAYERS, ratio)
         row(ratio, "magnitude pruning", "no", stored, "-", *zip(evaluate(model)))
-        model, stored = svd_model(dense, ratio)
+        model, stored = _baselines.svd(dense, LAYERS, ratio)
         row(ratio, "truncated SVD", "no", stored, "-", *zip(evaluate(model)))
         results = []
         for draw in range(draws):
@@ -126,7 +85,7 @@ def main() -> None:
             batches = [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4], starts[i:i + 4])])
                        for i in range(0, 16, 4)]
             grams = tnlib.nn.record_grams(dense, LAYERS, batches)
-            model, stored = svd_model(dense, ratio, grams)
+            model, stored = _baselines.svd(dense, LAYERS, ratio, grams)
             results.append(evaluate(model))
         row(ratio, "whitened SVD", "yes", stored, "-", *zip(*results))
         whitened = [r[0] for r in results]

