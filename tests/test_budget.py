@@ -193,3 +193,30 @@ def test_allocate_ranks_errors():
         tnlib.budget.allocate_ranks([s, s], [4], 50)
     with pytest.raises(ValueError, match=r"baseline must have one rank per matrix \(2\), got 1"):
         tnlib.budget.allocate_ranks([s, s], [4, 4], 50, baseline=[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.floats(0.3, 1.0), st.floats(0.0, 10.0)), min_size=1, max_size=3),
+       st.integers(1, 5), st.integers(0, 10**6))
+def test_allocate_ranks_with_sensitivities_is_the_optimum_of_the_weighted_absolute_loss(items, cost, seed):
+    rng = np.random.default_rng(seed)
+    spectra = [np.sort(rng.uniform(0, 1, n) * decay ** np.arange(n))[::-1] for n, decay, _ in items]
+    sens = [g for *_, g in items]
+    costs = [cost] * len(items)
+    budget = int(rng.integers(len(items), sum(len(s) for s in spectra) + 1)) * cost
+    ranks = tnlib.budget.allocate_ranks(spectra, costs, budget, sensitivities=sens)
+
+    def loss(rs):
+        return sum(g * float(np.sum(s[r:] ** 2)) for s, r, g in zip(spectra, rs, sens))
+
+    feasible = [rs for rs in itertools.product(*(range(1, len(s) + 1) for s in spectra))
+                if sum(r * c for r, c in zip(rs, costs)) <= budget]
+    assert sum(r * c for r, c in zip(ranks, costs)) <= budget
+    assert loss(ranks) <= min(loss(rs) for rs in feasible) + 1e-12
+
+
+def test_allocate_ranks_refuses_bad_sensitivities():
+    s = np.ones(4)
+    for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match=r"sensitivities must be 2 non-negative finite numbers"):
+            tnlib.budget.allocate_ranks([s, s], [4, 4], 50, sensitivities=bad)

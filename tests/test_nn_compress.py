@@ -435,12 +435,70 @@ def test_global_allocation_spends_the_budget_where_it_removes_most_error(calibra
     assert sum(r.share for r in g_reports) == pytest.approx(1.0)
     assert [r.share for r in u_reports] == [0.5, 0.5]
 
-    def summed(reports):  # the summed relative squared error the allocation minimises
-        return sum((r.output_error if calibrated else r.relative_error) ** 2 for r in reports)
+    x = torch.randn(256, 64, dtype=torch.float64)  # inputs no fit saw
+    if calibrated:  # the allocation minimises the model's output change
+        with torch.no_grad():
+            ref = model(x)
+            assert float(((shared(x) - ref) ** 2).sum()) < float(((uniform(x) - ref) ** 2).sum())
+    else:  # the summed relative squared error
+        assert sum(r.relative_error**2 for r in g_reports) < sum(r.relative_error**2 for r in u_reports)
+    assert shared(x[:5]).shape == (5, 64)
 
-    assert summed(g_reports) < summed(u_reports)
-    x = torch.randn(5, 64, dtype=torch.float64)
-    assert shared(x).shape == (5, 64)
+
+class _Branches(nn.Module):
+    """Two parallel layers of one spectrum; the model listens to the second 20x less."""
+
+    def __init__(self):
+        super().__init__()
+        self.loud, self.quiet = nn.Linear(48, 48, bias=False), nn.Linear(48, 48, bias=False)
+
+    def forward(self, x):
+        return self.loud(x) + 0.05 * self.quiet(x)
+
+
+def test_global_allocation_with_calibration_follows_what_the_outputs_feel():
+    torch.manual_seed(0)
+    model = _Branches().double()
+    q = torch.linalg.qr(torch.randn(48, 48, dtype=torch.float64))[0]
+    with torch.no_grad():
+        model.loud.weight.copy_(q * 0.9 ** torch.arange(48.0, dtype=torch.float64))
+        model.quiet.weight.copy_(q.T * 0.9 ** torch.arange(48.0, dtype=torch.float64))
+    data = [torch.randn(32, 48, dtype=torch.float64) for _ in range(16)]
+    _, blind = tn.compress(model, compression=4, allocation="global")  # no data: the two look alike
+    small, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
+    assert blind[0].share == pytest.approx(0.5, abs=0.05)
+    assert reports[0].share > 0.8  # the budget went where the outputs feel it
+    uniform, _ = tn.compress(model, compression=4, calibration=data)
+    x = torch.randn(512, 48, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        assert float(((small(x) - ref) ** 2).sum()) < 0.5 * float(((uniform(x) - ref) ** 2).sum())
+
+
+def test_output_change_per_error_of_a_linear_layer_is_its_row_count():
+    """For y = x W^T on n rows whose Gram is C, the output change per unit of error in C's metric is n:
+    the estimator is exact in expectation, and scaling the output by a scales it by a^2."""
+    from tnlib import _input_gram
+    from tnlib.nn._sensitivity import output_change_per_error
+
+    torch.manual_seed(0)
+    for scale in (1.0, 0.1):
+        lin = nn.Linear(24, 40).double()
+        model = nn.Sequential(lin, _Scale(scale))
+        x = torch.randn(64, 24, dtype=torch.float64) @ torch.diag(torch.logspace(0, -1, 24, dtype=torch.float64))
+        factor = _input_gram.gram_factor(x.T @ x / 64, 0.0).L
+        got = output_change_per_error(model, {"w": lin.weight}, {"w": lambda g: g}, {"w": factor}, [x] * 8)
+        assert got is not None and got["w"] == pytest.approx(64 * scale**2, rel=0.15)
+        assert lin.weight.requires_grad and model.training  # flags and mode restored
+
+
+class _Scale(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        return self.a * x
 
 
 def test_allocation_errors_and_a_failing_layer_leaves_the_model_whole():

@@ -371,6 +371,18 @@ def bonds_for_error(
         chi[best_k] -= 1
 
 
+def _losses(weights: list[np.ndarray], sensitivities: Sequence[float] | None) -> list[np.ndarray]:
+    """What dropping each squared singular value loses: its share of its matrix, or its weight times the
+    matrix's sensitivity."""
+    if sensitivities is None:
+        return [w / w.sum() if w.sum() > 0 else np.zeros_like(w) for w in weights]
+    g = np.asarray(sensitivities, dtype=np.float64)
+    if g.shape != (len(weights),) or not np.all(np.isfinite(g)) or np.any(g < 0):
+        raise ValueError(f"sensitivities must be {len(weights)} non-negative finite numbers, one per matrix, got "
+                         f"{list(sensitivities)!r}")
+    return [w * gk for w, gk in zip(weights, g)]
+
+
 def allocate_ranks(
     spectra: Sequence[Any],
     costs: Sequence[int],
@@ -379,6 +391,7 @@ def allocate_ranks(
     min_rank: int = 1,
     max_ranks: Sequence[int] | None = None,
     baseline: Sequence[int] | None = None,
+    sensitivities: Sequence[float] | None = None,
 ) -> tuple[int, ...]:
     r"""Ranks of several independent matrices that share one parameter budget.
 
@@ -407,6 +420,12 @@ def allocate_ranks(
         Largest rank of each matrix (default: its spectrum's length).
     baseline
         Ranks to beat (within the budget), or ``None``.
+    sensitivities
+        Instead of relative losses, matrix ``k`` loses ``sensitivities[k]``
+        times its *absolute* tail :math:`\sum_{j \ge r_k} s_j^2`: how much a
+        unit of that matrix's error moves what is finally measured (for
+        example a model's outputs; :func:`tnlib.nn.compress` measures it).
+        Non-negative and finite, one per matrix.
 
     Returns
     -------
@@ -434,7 +453,7 @@ def allocate_ranks(
         raise BudgetTooSmallError(
             f"a budget of {budget} parameters cannot hold {n} matrices at rank {min_rank} ({floor} needed)"
         )
-    rel = [w / w.sum() if w.sum() > 0 else np.zeros_like(w) for w in weights]
+    rel = _losses(weights, sensitivities)
 
     def loss(ranks: Sequence[int]) -> float:
         return float(sum(r[k:].sum() for r, k in zip(rel, ranks)))

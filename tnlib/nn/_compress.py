@@ -19,7 +19,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -34,6 +34,7 @@ from ._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._sensitivity import output_change_per_error
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
@@ -274,12 +275,17 @@ def compress(
     allocation
         How ``compression`` is shared: ``"uniform"`` (default), every weight
         matrix ``numel / compression``; ``"global"``, one budget of
-        ``sum numel / compression`` for all the chosen layers, spent where
-        it removes the most relative error (the truncated SVD's, in the
-        calibrated metric when there is calibration;
-        :func:`tnlib.budget.allocate_ranks`), never worse by that measure
-        than the uniform shares. Each report's ``share`` gives the layer's
-        part of the total.
+        ``sum numel / compression`` for all the chosen layers, spent by
+        :func:`tnlib.budget.allocate_ranks` on the truncated-SVD spectra
+        (whitened in the calibrated metric when there is calibration).
+        Without calibration it buys the most relative error removed per
+        stored weight, never worse by that measure than the uniform shares.
+        With calibration it buys the most change of the *model's outputs*
+        removed: each matrix's error is weighted by how much the outputs
+        move per unit of it, measured by one backward pass per calibration
+        batch (at most 8; :mod:`tnlib.nn._sensitivity`), so a matrix the
+        model barely listens to gives up its budget. Each report's ``share``
+        gives the layer's part of the total.
     objective, tolerance
         How a searched layout is chosen: ``"error"`` (default), the least
         error; ``"latency"``, the fewest multiply-adds per input row (the
@@ -319,12 +325,15 @@ def compress(
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if not isinstance(model.get_submodule(t), nn.Embedding)]  # a lookup: no inputs
+    kept: list[Any] = []  # the batches read, for the sensitivities of a global budget
+    if calibration is not None and allocation == "global":
+        calibration = _keeping(calibration, kept)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     shares = None
     if allocation == "global":
         assert compression is not None
-        shares = _global_budgets(model, targets, truncation, compression, grams)
+        shares = _global_budgets(model, targets, truncation, compression, grams, kept)
     built, reports = [], []
     for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
         module = model.get_submodule(name)
@@ -357,11 +366,22 @@ def _check_allocation(allocation: Any, compression: float | None) -> None:
         raise ValueError("allocation='global' shares the budget of a compression ratio: pass compression=")
 
 
+def _keeping(batches: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
+    """The batches, each also appended to ``kept`` as it is read (an endless iterator stays lazy)."""
+    for batch in batches:
+        kept.append(batch)
+        yield batch
+
+
 def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
-                    compression: float, grams: dict[str, dict[str, GramFolds]]) -> dict[str, dict[str, int]]:
-    """Per weight matrix, its part of one budget of ``sum numel / compression`` (truncated-SVD ranks chosen by
-    :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric)."""
+                    compression: float, grams: dict[str, dict[str, GramFolds]],
+                    batches: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
+    """Per weight matrix, its part of one budget of ``sum numel / compression``: truncated-SVD ranks chosen by
+    :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric (at the default
+    shrinkage), weighted with calibration by each weight's measured effect on the model's outputs
+    (:mod:`tnlib.nn._sensitivity`)."""
     keys, spectra, costs, caps, uniform = [], [], [], [], []
+    params, as_matrix, factors = {}, {}, {}
     total = 0
     for name in targets:
         module = model.get_submodule(name)
@@ -373,19 +393,24 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
             share = tnlib.truncation.with_compression(truncation, m * n, compression).max_params
             assert share is not None
             folds = grams.get(name, {}).get(wname)
-            target = w64
-            if folds is not None and len(folds.usable_folds()) >= 2:
-                rank = gram_fit.svd_rank((m, n), share, truncation.cap if truncation else None)
-                shrinkage, _ = gram_fit.choose_shrinkage(w64, rank, [folds.split(k) for k in folds.usable_folds()])
-                target = w64 @ gram_fit.gram_factor(folds.gram(), shrinkage).L
-            keys.append((name, wname))
+            target, factor = w64, None
+            if folds is not None:  # the default shrinkage: the fits themselves choose theirs on held-out rows
+                factor = gram_fit.gram_factor(folds.gram()).L
+                target = w64 @ factor
+            key = (name, wname)
+            keys.append(key)
+            params[key], factors[key] = getattr(module, wname), factor
+            as_matrix[key] = (lambda g: g.T) if converter.kind == "Conv1D" else (lambda g: g.reshape(g.shape[0], -1))
             spectra.append(torch.linalg.svdvals(target).numpy())
             costs.append(m + n)
             caps.append(max(1, min(m, n, m * n // (m + n))))
             uniform.append(share // (m + n))
             total += share
+    sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
     min_rank = truncation.min_bond if truncation is not None else 1
-    ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform)
+    ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform,
+                                        sensitivities=None if sensitivities is None else
+                                        [sensitivities[k] for k in keys])
     out: dict[str, dict[str, int]] = {name: {} for name in targets}
     for (name, wname), r, c in zip(keys, ranks, costs):
         out[name][wname] = r * c
