@@ -10,6 +10,7 @@ from torch import nn  # noqa: E402
 import tnlib  # noqa: E402
 import tnlib._apply  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
+from tnlib.nn import _inference as inference  # noqa: E402
 
 
 def both_paths(module, *args):
@@ -163,7 +164,7 @@ def test_factored_weights_choose_fused_kernel_or_python_recurrence_with_one_resu
     module = make().double().eval()
     inputs = tuple(a.double() for a in args())
     timed = []
-    monkeypatch.setattr(tn._inference, "first_is_faster", lambda a, b: timed.append(1) or fused_wins)
+    monkeypatch.setattr(inference, "first_is_faster", lambda a, b: timed.append(1) or fused_wins)
     calls = []
     original = getattr(torch, kernel)
     monkeypatch.setattr(torch, kernel, lambda *a: calls.append(1) or original(*a))
