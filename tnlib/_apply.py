@@ -228,11 +228,11 @@ class WeightPlan:
         return first_is_faster(lambda: apply_cores(self.cores, flat), lambda: self.merged_form(flat))
 
 
-def first_is_faster(first: Any, second: Any, repeats: int = 5) -> bool:
-    """Whether ``first()`` runs faster than ``second()``, for choices between exact forms of one computation
-    where FLOPs do not decide: each is run in blocks of ``repeats`` calls (its data warm in cache, as in a loop
-    that keeps to one form), the blocks alternated twice; the best call of each decides (the least disturbed
-    by other work on the machine)."""
+def first_is_faster(first: Any, second: Any, repeats: int = 5, margin: float = 0.0) -> bool:
+    """Whether ``first()`` runs faster than ``second()`` (or slower by at most ``margin``, relative), for choices
+    between exact forms of one computation where FLOPs do not decide: each is run in blocks of ``repeats`` calls
+    (its data warm in cache, as in a loop that keeps to one form), the blocks alternated twice; the best call of
+    each decides (the least disturbed by other work on the machine)."""
     best = [float("inf"), float("inf")]
     for _ in range(2):
         for k, run in enumerate((first, second)):
@@ -241,7 +241,7 @@ def first_is_faster(first: Any, second: Any, repeats: int = 5) -> bool:
                 start = time.perf_counter()
                 run()
                 best[k] = min(best[k], time.perf_counter() - start)
-    return best[0] < best[1]
+    return best[0] < best[1] * (1.0 + margin)
 
 
 def apply_input_first(cores: Sequence[Any], num_in: int, flat: Any) -> Any:

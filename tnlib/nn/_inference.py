@@ -66,6 +66,11 @@ def weight_operator(
     return inference_form(owner, name, params, cores)
 
 
+FUSED_MARGIN = 0.1
+"""The fused kernel is kept unless the Python recurrence times this much faster (relative): it is torch's own
+``nn.LSTM`` / ``nn.GRU`` kernel, so it never runs slower than the dense layer, and close timings are noise."""
+
+
 def fused_is_faster(
     key: tuple, f_ih: WeightPlan, f_hh: WeightPlan, x: torch.Tensor, h: torch.Tensor,
     fused: Callable[[], Any], python: Callable[[], Any],
@@ -73,14 +78,16 @@ def fused_is_faster(
     """Whether a recurrent step (or sequence) runs faster as torch's fused kernel on the two weights' dense
     matrices (``fused``) than in Python on their cached forms (``python``), for the inputs ``x`` and ``h``.
 
-    Always when both cached forms are already the dense matrices; otherwise the two are timed once and the
+    Always when both cached forms are already the dense matrices; otherwise the two are timed once (the fused
+    kernel kept unless Python is :data:`FUSED_MARGIN` faster) and the
     choice is kept under ``key`` with both weights' cached forms (a changed parameter rebuilds one of them,
     and the choice is made again). A rebuilt matrix that is not chosen is dropped, so only the factored form
     stays in memory. Both ways compute the same function, up to rounding.
     """
     token, choice = f_hh.choices.get(key, (None, None))
     if choice is None or f_ih.choices.get(key) is not token:  # new, or either weight changed since
-        choice = f_ih.dense(x) is not None and f_hh.dense(h) is not None or first_is_faster(fused, python)
+        choice = f_ih.dense(x) is not None and f_hh.dense(h) is not None or first_is_faster(fused, python,
+                                                                                            margin=FUSED_MARGIN)
         token = object()
         f_ih.choices[key], f_hh.choices[key] = token, (token, choice)
         for plan in (f_ih, f_hh):
