@@ -158,6 +158,9 @@ def section(rows, model: str, metric: str, label: str, higher: bool) -> tuple[li
         claim_line(f"{model}: {label} of compress with global vs uniform allocation (both calibrated)",
                    compare(mine, metric, "compress, global", "compress, uniform", ratios, higher_is_better=higher),
                    "one global budget beats per-matrix budgets"),
+        claim_line(f"{model}: {label} of compress (global, calibrated) vs the activation-whitened SVD",
+                   compare(mine, metric, "compress, global", "whitened SVD", ratios, higher_is_better=higher),
+                   "compress with one global budget beats the whitened SVD at equal stored weights"),
     ]
     return out, claims
 
