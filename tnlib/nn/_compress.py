@@ -124,18 +124,20 @@ class LayerReport:
 
 @dataclass(frozen=True)
 class _Converter:
-    """How one module type becomes its MPO layer: its weight matrices (as ``x W^T`` weights, by name),
-    their layout without a search, and the layer built from their MPOs."""
+    """How one module type becomes its MPO layer: how its weight parameters read as the matrices of ``x W^T``
+    (:meth:`weights`), their layout without a search, and the layer built from their MPOs."""
 
     kind: str
     matches: Callable[[nn.Module], bool]
-    weights: Callable[[Any], dict[str, torch.Tensor]]
     layout: Callable[[Any, torch.Tensor, int | None], tuple[tuple[int, ...], tuple[int, ...]]]
     build: Callable[[Any, dict[str, tnlib.MPO]], nn.Module]
+    as_matrix: Callable[[torch.Tensor], torch.Tensor] = lambda w: w.reshape(w.shape[0], -1)
+    """A weight parameter (or its gradient) as the matrix: by default its first axis against the rest (a
+    convolution's kernel as ``(out, in * kernel)``)."""
 
-
-def _parameters(module: Any) -> dict[str, torch.Tensor]:
-    return {n: p.detach() for n, p in module.named_parameters() if n.startswith("weight")}
+    def weights(self, module: Any) -> dict[str, torch.Tensor]:
+        """The module's weight matrices by parameter name (detached)."""
+        return {n: self.as_matrix(p.detach()) for n, p in module.named_parameters() if n.startswith("weight")}
 
 
 def _balanced(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -161,25 +163,24 @@ def _linear(module: Any, mpos: dict[str, tnlib.MPO]) -> nn.Module:
 
 CONVERTERS: tuple[_Converter, ...] = (
     # first match wins: transformers' Conv1D before anything else, cells before sequences
-    _Converter("Conv1D", is_conv1d, lambda m: {"weight": m.weight.detach().T}, _balanced, _linear),
-    _Converter("LSTMCell", lambda m: isinstance(m, nn.LSTMCell), _parameters, _gates(4),
+    # y = x W + b: the weight is stored (in, out)
+    _Converter("Conv1D", is_conv1d, _balanced, _linear, as_matrix=lambda w: w.T),
+    _Converter("LSTMCell", lambda m: isinstance(m, nn.LSTMCell), _gates(4),
                lambda m, mpos: MPOLSTMCell.from_lstm_cell(m, mpos=_named(mpos))),
-    _Converter("GRUCell", lambda m: isinstance(m, nn.GRUCell), _parameters, _gates(3),
+    _Converter("GRUCell", lambda m: isinstance(m, nn.GRUCell), _gates(3),
                lambda m, mpos: MPOGRUCell.from_gru_cell(m, mpos=_named(mpos))),
-    _Converter("LSTM", lambda m: isinstance(m, nn.LSTM), _parameters, _gates(4),
+    _Converter("LSTM", lambda m: isinstance(m, nn.LSTM), _gates(4),
                lambda m, mpos: MPOLSTM.from_lstm(m, mpos=_named(mpos))),
-    _Converter("GRU", lambda m: isinstance(m, nn.GRU), _parameters, _gates(3),
+    _Converter("GRU", lambda m: isinstance(m, nn.GRU), _gates(3),
                lambda m, mpos: MPOGRU.from_gru(m, mpos=_named(mpos))),
-    _Converter("Linear", lambda m: isinstance(m, nn.Linear), _parameters, _balanced, _linear),
+    _Converter("Linear", lambda m: isinstance(m, nn.Linear), _balanced, _linear),
     # the kernel as the (out, in * kh * kw) matrix that multiplies unfolded patches
     _Converter("Conv2d", lambda m: isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros",
-               lambda m: {"weight": m.weight.detach().reshape(m.out_channels, -1)}, _balanced,
-               lambda m, mpos: MPOConv2d.from_mpo(mpos["weight"], m)),
+               _balanced, lambda m, mpos: MPOConv2d.from_mpo(mpos["weight"], m)),
     _Converter("Conv1d", lambda m: isinstance(m, nn.Conv1d) and m.groups == 1 and m.padding_mode == "zeros",
-               lambda m: {"weight": m.weight.detach().reshape(m.out_channels, -1)}, _balanced,
-               lambda m, mpos: MPOConv1d.from_mpo(mpos["weight"], m)),
+               _balanced, lambda m, mpos: MPOConv1d.from_mpo(mpos["weight"], m)),
     _Converter("Embedding", lambda m: isinstance(m, nn.Embedding) and m.max_norm is None and not m.sparse,
-               _parameters, _balanced, lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m)),
+               _balanced, lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m)),
 )
 """Module type -> converter, in the order they are tried."""
 
@@ -400,7 +401,7 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
             key = (name, wname)
             keys.append(key)
             params[key], factors[key] = getattr(module, wname), factor
-            as_matrix[key] = (lambda g: g.T) if converter.kind == "Conv1D" else (lambda g: g.reshape(g.shape[0], -1))
+            as_matrix[key] = converter.as_matrix
             spectra.append(torch.linalg.svdvals(target).numpy())
             costs.append(m + n)
             caps.append(max(1, min(m, n, m * n // (m + n))))
