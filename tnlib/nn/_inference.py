@@ -79,10 +79,10 @@ def fused_is_faster(
     matrices (``fused``) than in Python on their cached forms (``python``), for the inputs ``x`` and ``h``.
 
     Always when both cached forms are already the dense matrices; otherwise the two are timed once (the fused
-    kernel kept unless Python is :data:`FUSED_MARGIN` faster) and the
-    choice is kept under ``key`` with both weights' cached forms (a changed parameter rebuilds one of them,
-    and the choice is made again). A rebuilt matrix that is not chosen is dropped, so only the factored form
-    stays in memory. Both ways compute the same function, up to rounding.
+    kernel kept unless Python is :data:`FUSED_MARGIN` faster) and the choice is kept under ``key`` with both
+    weights' cached forms (a changed parameter rebuilds one of them, and the choice is made again). A rebuilt
+    matrix that is not chosen is dropped, so only the factored form stays in memory. Both ways compute the
+    same function, up to rounding.
     """
     token, choice = f_hh.choices.get(key, (None, None))
     if choice is None or f_ih.choices.get(key) is not token:  # new, or either weight changed since

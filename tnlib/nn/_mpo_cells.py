@@ -12,7 +12,7 @@ rebuilt dense matrices instead (the same function, up to rounding).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence, cast
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -130,15 +130,12 @@ class _MPOCell(MPOWeights, nn.Module):
         inference only), else :meth:`_python_step` on the weights' own forms."""
         if torch.is_grad_enabled() or capturing():
             return self._python_step(x, parts)
-        lists: Any = self._modules  # read directly, not through nn.Module.__getattr__: this runs once per step
-        masks = self.bond_masks
-        params = [*lists["cores_ih"]._parameters.values(), *masks.get("cores_ih", ()),
-                  *lists["cores_hh"]._parameters.values(), *masks.get("cores_hh", ())]
+        params = self._form_params("cores_ih") + self._form_params("cores_hh")
         key, entry = form_key(params), self.__dict__.get("_fused_cell")
         if entry is None or entry[0] != key:  # new, or a parameter changed: the forms and choices are rebuilt
-            entry = self.__dict__["_fused_cell"] = (key, self._plan("cores_ih"), self._plan("cores_hh"), {})
-        _, f_ih, f_hh, choices = entry
-        choices = cast(dict, choices)
+            choices: dict[int, bool] = {}
+            entry = self.__dict__["_fused_cell"] = (key, self._plan("cores_ih"), self._plan("cores_hh"), choices)
+        _, f_ih, f_hh, choices = entry  # choices: the per-batch answers of fused_is_faster, read without its closures
         batch = int(x.shape[0])
         choice = choices.get(batch)
         if choice is None:

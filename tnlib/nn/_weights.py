@@ -75,14 +75,17 @@ class MPOWeights:
     def _operator(self, name: str, rows: int | None = None):
         """``x -> x @ W^T`` for one weight: core-wise with gradients, a cached merged form without (no
         per-core loop in the recurrence), a traceable form under graph capture."""
-        params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
-        return weight_operator(self, name, params, lambda: self.effective_cores(name), rows)
+        return weight_operator(self, name, self._form_params(name), lambda: self.effective_cores(name), rows)
 
     def _plan(self, name: str) -> WeightPlan:
         """The cached inference form of one weight (for callers that checked they are not capturing a graph
         and need no gradients)."""
-        params = [*members(getattr(self, name)), *self.bond_masks.get(name, [])]
-        return inference_form(self, name, params, lambda: self.effective_cores(name))
+        return inference_form(self, name, self._form_params(name), lambda: self.effective_cores(name))
+
+    def _form_params(self, name: str) -> list[torch.Tensor]:
+        """What the cached form of weight ``name`` is built from: its cores and bond masks (read from the
+        module's dictionaries, not through ``nn.Module.__getattr__``: this runs on every inference call)."""
+        return [*members(self._modules[name]), *self.bond_masks.get(name, ())]  # type: ignore[attr-defined]
 
     def _dense(self, name: str, fan_in: int) -> torch.Tensor:
         """The dense weight ``(rows, fan_in)`` of ``name``, formed on request."""
