@@ -57,6 +57,33 @@ def test_gram_route_refuses_what_it_cannot_resolve():
     assert certified.fast_left_factor((u * s2) @ v.T, tnlib.Truncation(max_bond=8, cutoff=1e-9)) is None
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_gram_route_accepts_a_cut_inside_a_noise_floor_at_the_optimum(seed):
+    # structure of rank 12 plus noise, cut at 25 by max_bond: consecutive eigenvalues at the cut are
+    # closer than the gap test allows, so the result is accepted on its measured error against the
+    # eigenvalues' tail, and must then be the optimum to that tolerance
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((128, 12)) @ rng.standard_normal((12, 1024)) + 1e-3 * rng.standard_normal((128, 1024))
+    trunc = tnlib.Truncation(max_bond=25)
+    lam = np.linalg.eigvalsh(a @ a.T)[::-1]
+    assert (lam[24] - lam[25]) / lam[0] < 1e-5  # the gap test alone would refuse it
+    got = certified.gram_factor(a, trunc)
+    assert got is not None and got.chi == 25
+    best = float(np.sum(np.linalg.svd(a, compute_uv=False)[25:] ** 2))
+    measured = float(np.linalg.norm(a - got.U @ (got.U.T @ a))) ** 2
+    assert measured == pytest.approx(got.discarded, rel=1e-9)
+    assert best * (1 - 1e-12) <= measured <= best * (1 + 2e-6)
+    np.testing.assert_allclose(got.U.T @ got.U, np.eye(25), atol=1e-12)
+
+
+def test_gram_route_refuses_a_cut_set_by_a_cutoff_inside_a_noise_floor():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((128, 12)) @ rng.standard_normal((12, 1024)) + 1e-3 * rng.standard_normal((128, 1024))
+    s = np.linalg.svd(a, compute_uv=False)
+    cut = float(s[24] * 0.999999 / s[0])  # keeps 25, a rank chosen on noise eigenvalues
+    assert certified.gram_factor(a, tnlib.Truncation(cutoff=max(cut, 1e-5))) is None
+
+
 @pytest.mark.parametrize("wide", [True, False])
 def test_gram_route_refines_eigenvectors_of_a_tail_below_rounding(wide):
     # a smooth kernel's first unfolding: its tail after 16 values is far below rounding, so the

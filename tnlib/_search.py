@@ -58,8 +58,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
-import numpy as np
-
 from ._backend import far_exponent, namespace, prod, scalar
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
 from ._input_gram import GramFactor
@@ -277,8 +275,8 @@ def _estimate(layout: Layout, parts: Sequence[Partial], budget: int, min_bond: i
     shorts = [p.rank for p in parts]
     depths = _depths(layout, budget, min_bond, cap, shorts)
     chi = uniform_cap(phys, [min_bond] * nb, depths, budget)  # depths are capped by the short sides
-    est = sum(float(p.tails(np.array([c]))[0][0]) for p, c in zip(parts, chi))
-    lower = max(float(p.tails(np.array([d]))[1][0]) for p, d in zip(parts, depths))
+    est = sum(p.tail(c)[0] for p, c in zip(parts, chi))
+    lower = max(p.tail(d)[1] for p, d in zip(parts, depths))
     return _Estimate(tuple(int(c) for c in chi), chain_params(chi, phys), math.sqrt(est / total),
                      math.sqrt(lower / total))
 
@@ -450,7 +448,7 @@ def _skip(est: _Estimate, reference: float, best: float, weight_space: bool, ful
 def _svd_estimate(layout: Layout, low: int, rank: int, part: Partial | None, total: float) -> _Estimate:
     m, n = layout.shape
     r = max(rank, low)
-    est = math.nan if part is None else math.sqrt(float(part.tails(np.array([r]))[0][0]) / total)
+    est = math.nan if part is None else math.sqrt(part.tail(r)[0] / total)
     return _Estimate((r,), r * (m + n), est, 0.0 if part is None else est)
 
 

@@ -14,7 +14,7 @@ spectrum (a budget of ``P`` parameters cannot give any bond more than about
 
 * the whole spectrum when the short side is small (at most ``_WHOLE``) or the
   depth is a sizeable part of it (``svdvals``, or ``eigvalsh`` of the small
-  Gram matrix for long unfoldings);
+  Gram matrix for long or elongated unfoldings);
 * otherwise the leading ``depth`` values by randomized range finding
   (Halko, Martinsson and Tropp 2011): a Gaussian sketch of ``depth + 8``
   columns (``depth + 4`` for a first look without power iterations),
@@ -39,7 +39,9 @@ depend on the machine's load.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +52,7 @@ __all__ = ["Partial", "Unfoldings", "dense_cost", "sketch_cost", "factor_cost"]
 
 _WHOLE = 48  # unfoldings with a short side at most this long get their whole spectrum
 _GRAM_FROM = 256  # whole spectra of unfoldings with both sides at least this long come from a Gram matrix
+_GRAM_ASPECT = 4  # as do those at least this many times as long as short (LAPACK's SVD of a 4 x 262144 costs 15x)
 _OVERSAMPLE = 8
 _FIRST_OVERSAMPLE = 4  # a first look (no power iteration) only ranks layouts
 
@@ -75,7 +78,8 @@ def factor_cost(rows: int, cols: int, rank: int) -> float:
     return min(dense, sketch_cost(size, short, rank + 10, 2) + 4.0 * size * rank)
 
 
-class Partial(NamedTuple):
+@dataclass(frozen=True, eq=False)
+class Partial:
     """The leading Schmidt values ``s`` of one unfolding (descending), its short side ``rank`` and the
     squared norm ``total``; ``whole`` when ``s`` is the whole spectrum."""
 
@@ -89,34 +93,41 @@ class Partial(NamedTuple):
         """How many leading values are known (all of them when whole)."""
         return self.rank if self.whole else len(self.s)
 
-    def tails(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(estimate, lower, upper) of the discarded weight at each rank in ``ranks`` (an int array)."""
+    @cached_property
+    def _decay(self) -> tuple[list[float], float, float]:
+        """Kept energy at each computed rank, the last computed value squared, and the geometric decay
+        ``rho`` of the second half of the computed values (0 when they reach zero)."""
         s2 = self.s.astype(np.float64) ** 2
         c = len(s2)
-        kept = np.concatenate([[0.0], np.cumsum(s2)])
-        r = np.clip(np.asarray(ranks, dtype=np.int64), 0, self.rank)
-        known = np.maximum(self.total - kept[np.minimum(r, c)], 0.0)
-        if self.whole or c == 0 or c >= self.rank:
-            zero = np.where(r >= self.rank, 0.0, known)
-            return zero, zero, zero
-        t_c = known  # at r <= c this is the tail at r; beyond it, the tail at c
-        beyond = r > c
-        extra = np.maximum(r - c, 0).astype(np.float64)
-        upper = np.where(beyond, t_c * (self.rank - r) / max(self.rank - c, 1), t_c)
-        lower = np.where(beyond, np.maximum(t_c - extra * s2[-1], 0.0), t_c)
+        kept = [0.0, *np.cumsum(s2).tolist()]
         half = max(c // 2, 1)
-        if s2[-1] > 0 and s2[half - 1] > 0 and c - half > 0:
-            rho = min((s2[-1] / s2[half - 1]) ** (1.0 / (c - half)), 1.0)
+        last = float(s2[-1]) if c else 0.0
+        if c and last > 0 and s2[half - 1] > 0 and c - half > 0:
+            rho = min(float(last / s2[half - 1]) ** (1.0 / (c - half)), 1.0)
         else:
             rho = 0.0
-        if rho >= 1.0 - 1e-12:
-            drop = extra * s2[-1]
-        else:
-            drop = s2[-1] * rho * (1.0 - rho**extra) / (1.0 - rho)
-        estimate = np.where(beyond, t_c - drop, t_c)
-        estimate = np.minimum(np.maximum(estimate, lower), upper)
-        zero = r >= self.rank
-        return (np.where(zero, 0.0, estimate), np.where(zero, 0.0, lower), np.where(zero, 0.0, upper))
+        return kept, last, rho
+
+    def tail(self, rank: int) -> tuple[float, float, float]:
+        """(estimate, lower, upper) of the discarded weight at ``rank``."""
+        r = min(max(int(rank), 0), self.rank)
+        if r >= self.rank:
+            return 0.0, 0.0, 0.0
+        kept, last, rho = self._decay
+        c = len(kept) - 1
+        known = max(self.total - kept[min(r, c)], 0.0)  # at r <= c the tail at r; beyond it, the tail at c
+        if self.whole or c == 0 or c >= self.rank or r <= c:
+            return known, known, known
+        extra = r - c
+        upper = known * (self.rank - r) / max(self.rank - c, 1)
+        lower = max(known - extra * last, 0.0)
+        drop = extra * last if rho >= 1.0 - 1e-12 else last * rho * (1.0 - rho**extra) / (1.0 - rho)
+        return min(max(known - drop, lower), upper), lower, upper
+
+    def tails(self, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`tail` at each rank in ``ranks`` (an int array), as three arrays."""
+        rows = np.array([self.tail(r) for r in np.asarray(ranks).ravel()], dtype=np.float64).reshape(-1, 3)
+        return rows[:, 0], rows[:, 1], rows[:, 2]
 
 
 class Unfoldings:
@@ -179,7 +190,7 @@ def _whole_spectrum(u: Any) -> np.ndarray:
     """Every singular value of the wide matrix ``u``: ``svdvals``, or the Gram's eigenvalues for long ones
     (accurate to ``eps * s_max^2``, enough to rank layouts: the fits measure true errors)."""
     xp = namespace(u)
-    if u.shape[0] < _GRAM_FROM:
+    if u.shape[0] < _GRAM_FROM and u.shape[1] < _GRAM_ASPECT * u.shape[0]:
         return np.asarray(to_host(svdvals(u)), dtype=np.float64)
     lam = np.asarray(to_host(xp.real(xp.linalg.eigvalsh(u @ adjoint(u)))), dtype=np.float64)[::-1]
     return np.sqrt(np.clip(lam, 0.0, None))

@@ -13,13 +13,18 @@ singular triplets by PROPACK's Lanczos bidiagonalisation
 directly.
 
 *Gram route* (next, for an unfolding at least 4 times as wide as tall, or
-tall as wide): ``eigh`` of the small Gram matrix. Eigenvalues carry an absolute error
+tall as wide): ``eigh`` of the small Gram matrix (with NumPy and a ``max_bond`` cut under a quarter of its
+size, only the leading eigenpairs, by LAPACK ``syevr``, and the trace). Eigenvalues carry an absolute error
 of about ``eps * s_max**2``, so the result is accepted only when that cannot
 matter: the kept subspace is separated from the rest by a relative gap of at
 least ``1e-5`` (its vectors are then accurate to ``eps / gap``), the discarded
 weight is at least ``1e-9`` of the total (so it is resolved); or, when ``max_bond`` set
 the cut, when the projection's error, measured directly as
-``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level), either
+``||A - U U^H A||_F``, is below ``1e-13 ||A||_F`` (rounding level) or,
+for a discarded weight of at least ``1e-9`` of the total, within a factor
+``1 + 1e-6`` of the eigenvalues' tail (which is within ``min(m, n) eps s_max**2`` of
+the optimum: spectra that flatten into noise at the cut, where consecutive
+eigenvalues are too close for the gap test), either
 for the eigenvectors or after one step of subspace iteration from them
 (two steps at most, stopping once the error is below ``1e-15 ||A||_F``: each
 squares the eigenvectors' error; smooth kernels, whose tail is below rounding). A
@@ -70,12 +75,28 @@ _ROUNDING = 1e-13
 _EXACT = 1e-15
 _REFINEMENTS = 2
 _KRYLOV_TOL = 1e-10
+_GRAM_SLACK = 1e-6
 
 
-def _descending_eigh(g: Any) -> tuple[Any, Any]:
+def _descending_eigh(g: Any, truncation: Truncation) -> tuple[Any, Any, float]:
+    """Eigenvalues (descending, clipped at 0), eigenvectors and trace of the Hermitian ``g``: only the
+    leading ones a ``max_bond`` cut can look at (one past the cap, two with ``degeneracy_tol``) when that
+    is under a quarter of them (LAPACK ``syevr``, NumPy only), else all."""
     xp = namespace(g)
+    n = int(g.shape[0])
+    cap = None if truncation.needs_full_spectrum else truncation.cap
+    if cap is not None and isinstance(g, np.ndarray):
+        k = cap + (2 if truncation.degeneracy_tol is not None else 1)
+        if 4 * k <= n:
+            import scipy.linalg
+
+            lam, vec = scipy.linalg.eigh(g, subset_by_index=(n - k, n - 1), driver="evr", check_finite=False)
+            trace = float(np.real(np.trace(g)))
+            return np.clip(lam[::-1], 0.0, None), vec[:, ::-1], trace
     lam, vec = xp.linalg.eigh(g)
-    return xp.flip(lam, axis=0), xp.flip(vec, axis=1)
+    lam = xp.flip(lam, axis=0)
+    lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
+    return lam, xp.flip(vec, axis=1), scalar(xp.sum(lam))
 
 
 def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
@@ -87,36 +108,46 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
     m, n = a.shape
     ah = linalg.adjoint(a)
     wide = m <= n
-    lam, vec = _descending_eigh(a @ ah if wide else ah @ a)
-    lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
-    s = xp.sqrt(lam)
-    total = scalar(xp.sum(lam))
+    lam, vec, total = _descending_eigh(a @ ah if wide else ah @ a, truncation)
     if total <= 0.0:
         return None
-    chi = select_rank(s, truncation)
-    full = s.shape[0]
+    s = xp.sqrt(lam)
+    partial = s.shape[0] < min(m, n)
+    chi = select_rank(s, truncation, total if partial else None)
     certified = True
     tail = 0.0
-    if chi < full:
+    if chi < min(m, n):
         gap = scalar(lam[chi - 1] - lam[chi]) / scalar(lam[0])
-        tail = scalar(xp.sum(lam[chi:]))
+        tail = max(total - scalar(xp.sum(lam[:chi])), 0.0) if partial else scalar(xp.sum(lam[chi:]))
         certified = gap >= _MIN_GAP and tail >= _MIN_DISCARDED * total
     if not certified and chi != truncation.cap:
         return None  # chi was chosen on eigenvalues that may be rounding noise
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
-        # accept only if the projection's error, measured directly, is at rounding level; eigenvectors
-        # of the Gram matrix carry errors of about eps / gap, so steps of subspace iteration
-        # (u <- orth(A A^H u)) are tried before giving up
-        tail = linalg.projection_residual(a, u)
-        for _ in range(_REFINEMENTS):
-            if tail <= _EXACT**2 * total:
-                break
-            u = linalg.qr(a @ (ah @ u))[0]
-            tail = linalg.projection_residual(a, u)
-        if tail > _ROUNDING**2 * total:
+        refined = _refined(a, ah, u, total, tail)
+        if refined is None:
             return None
+        u, tail = refined
     return FastFactor(u, s, chi, tail)
+
+
+def _refined(a: Any, ah: Any, u: Any, total: float, optimum: float) -> tuple[Any, float] | None:
+    """``(u, discarded)`` when the projection's error, measured directly, is at rounding level or (for a
+    resolved tail) within ``_GRAM_SLACK`` of the eigenvalues' tail ``optimum``; eigenvectors of the Gram
+    matrix carry errors of about eps / gap, so steps of subspace iteration (u <- orth(A A^H u)) are tried
+    before giving up (``None``)."""
+    resolved = optimum >= _MIN_DISCARDED * total
+
+    def accepted(measured: float, rounding: float) -> bool:
+        return measured <= rounding**2 * total or (resolved and measured <= (1.0 + _GRAM_SLACK) * optimum)
+
+    tail = linalg.projection_residual(a, u)
+    for _ in range(_REFINEMENTS):
+        if accepted(tail, _EXACT):
+            break
+        u = linalg.qr(a @ (ah @ u))[0]
+        tail = linalg.projection_residual(a, u)
+    return (u, tail) if accepted(tail, _ROUNDING) else None
 
 
 def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
