@@ -91,6 +91,8 @@ def merge_halves(cores: Sequence[Any], split: int) -> MergedHalves:
 def apply_merged(m: MergedHalves, flat: Any, xp: Any = None) -> Any:
     """``flat @ W.T`` through merged halves: two matrix products and two permutations (``xp``: the
     namespace, when the caller knows it)."""
+    if m.nl == 1 and m.mr == 1:  # a low-rank product (the truncated SVD's layout): no permutation
+        return (flat @ m.right) @ m.left
     xp = namespace(flat, m.right) if xp is None else xp
     batch = flat.shape[0]
     t = xp.reshape(flat, (batch * m.nl, m.nr)) @ m.right

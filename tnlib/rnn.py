@@ -98,6 +98,13 @@ def _sigmoid(xp: Any, x: Any) -> Any:
     return native(x) if native is not None else 1.0 / (1.0 + xp.exp(-x))
 
 
+def _addcmul(xp: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a + b * c``, in one kernel where the library has one (torch): a step at batch 1 is bound by the
+    number of operations, not their size."""
+    native = getattr(xp, "addcmul", None)
+    return native(a, b, c) if native is not None else a + b * c
+
+
 def lstm_forward(
     x: Any,
     w_ih: Operator,
@@ -161,11 +168,10 @@ def lstm_cell(gates_in: Any, h: Any, c: Any, f_hh: Callable[[Any], Any], *, xp: 
     xp = namespace(gates_in) if xp is None else xp
     hidden = int(h.shape[-1])
     z = gates_in + f_hh(h)
-    fi = _sigmoid(xp, z[:, : 2 * hidden])  # input and forget gates in one call
+    s = _sigmoid(xp, z)  # the input, forget and output gates in one call (the g block's values go unused)
     g = xp.tanh(z[:, 2 * hidden : 3 * hidden])
-    o = _sigmoid(xp, z[:, 3 * hidden :])
-    c = fi[:, hidden:] * c + fi[:, :hidden] * g
-    return o * xp.tanh(c), c
+    c = _addcmul(xp, s[:, hidden : 2 * hidden] * c, s[:, :hidden], g)
+    return s[:, 3 * hidden :] * xp.tanh(c), c
 
 
 def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None, *, xp: Any = None) -> Any:
@@ -178,8 +184,9 @@ def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None
         hh = hh + b_hh
     rz = _sigmoid(xp, gates_in[:, : 2 * hidden] + hh[:, : 2 * hidden])  # reset and update gates in one call
     r, z = rz[:, :hidden], rz[:, hidden:]
-    n = xp.tanh(gates_in[:, 2 * hidden :] + r * hh[:, 2 * hidden :])
-    return (1.0 - z) * n + z * h
+    n = xp.tanh(_addcmul(xp, gates_in[:, 2 * hidden :], r, hh[:, 2 * hidden :]))
+    lerp = getattr(xp, "lerp", None)  # n + z (h - n) in one kernel where the library has one (torch)
+    return lerp(n, h, z) if lerp is not None else (1.0 - z) * n + z * h
 
 
 def gru_forward(

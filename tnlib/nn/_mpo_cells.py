@@ -121,15 +121,12 @@ class _MPOCell(MPOWeights, nn.Module):
                     )
         return unbatched, x, parts
 
-    def _gates_in(self, x: torch.Tensor) -> torch.Tensor:
-        gates_in = self._weight_times("cores_ih", x)
-        return gates_in if self.bias_ih is None else gates_in + self.bias_ih
-
     def _step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> Any:
         """One step: torch's fused cell on the dense matrices where that is faster (:func:`fused_is_faster`;
         inference only), else :meth:`_python_step` on the weights' own forms."""
         if torch.is_grad_enabled() or capturing():
-            return self._python_step(x, parts)
+            batch = int(x.shape[0])
+            return self._python_step(x, parts, self._operator("cores_ih", batch), self._operator("cores_hh", batch))
         params = self._form_params("cores_ih") + self._form_params("cores_hh")
         key, entry = form_key(params), self.__dict__.get("_fused_cell")
         if entry is None or entry[0] != key:  # new, or a parameter changed: the forms and choices are rebuilt
@@ -141,21 +138,18 @@ class _MPOCell(MPOWeights, nn.Module):
         if choice is None:
             choice = choices[batch] = fused_is_faster(("fused cell", batch), f_ih, f_hh, x, parts[0],
                                                       lambda: self._fused_step(x, parts, f_ih, f_hh),
-                                                      lambda: self._python_step(x, parts))
-        return self._fused_step(x, parts, f_ih, f_hh) if choice else self._python_step(x, parts)
+                                                      lambda: self._python_step(x, parts, f_ih, f_hh))
+        return self._fused_step(x, parts, f_ih, f_hh) if choice else self._python_step(x, parts, f_ih, f_hh)
 
     def _fused_step(self, x: torch.Tensor, parts: list[torch.Tensor], f_ih: Any, f_hh: Any) -> Any:
         if self.gates == 4:
             return torch.lstm_cell(x, parts, f_ih.matrix(), f_hh.matrix(), self.bias_ih, self.bias_hh)
         return torch.gru_cell(x, parts[0], f_ih.matrix(), f_hh.matrix(), self.bias_ih, self.bias_hh)
 
-    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> Any:
-        """One step on the weights' own forms (:func:`tnlib.rnn.lstm_cell` / :func:`tnlib.rnn.gru_cell`)."""
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor], f_ih: Any, f_hh: Any) -> Any:
+        """One step on the weights' own forms ``f_ih``, ``f_hh`` (``v -> v @ W^T``) by
+        :func:`tnlib.rnn.lstm_cell` / :func:`tnlib.rnn.gru_cell`."""
         raise NotImplementedError
-
-    def _weight_times(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W^T`` for weight ``name``: core-wise with gradients, the cached fast form without."""
-        return self._operator(name, int(x.shape[0]))(x)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
@@ -199,11 +193,12 @@ class MPOLSTMCell(_MPOCell):
         h, c = self._step(x, parts)
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
-    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        gates_in = self._gates_in(x)
-        if self.bias_hh is not None:
-            gates_in = gates_in + self.bias_hh
-        return lstm_cell(gates_in, parts[0], parts[1], lambda v: self._weight_times("cores_hh", v), xp=torch)
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor], f_ih: Any,
+                     f_hh: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        gates_in = f_ih(x)
+        if self.bias_ih is not None and self.bias_hh is not None:
+            gates_in = gates_in + (self.bias_ih + self.bias_hh)
+        return lstm_cell(gates_in, parts[0], parts[1], f_hh, xp=torch)
 
 
 class MPOGRUCell(_MPOCell):
@@ -237,6 +232,8 @@ class MPOGRUCell(_MPOCell):
         h = self._step(x, parts)
         return h.squeeze(0) if unbatched else h
 
-    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
-        return gru_cell(self._gates_in(x), parts[0], lambda v: self._weight_times("cores_hh", v), self.bias_hh,
-                        xp=torch)
+    def _python_step(self, x: torch.Tensor, parts: list[torch.Tensor], f_ih: Any, f_hh: Any) -> torch.Tensor:
+        gates_in = f_ih(x)
+        if self.bias_ih is not None:
+            gates_in = gates_in + self.bias_ih
+        return gru_cell(gates_in, parts[0], f_hh, self.bias_hh, xp=torch)
