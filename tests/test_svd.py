@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tnlib
 from conftest import random_array
@@ -74,6 +76,30 @@ def test_gram_route_accepts_a_cut_inside_a_noise_floor_at_the_optimum(seed):
     assert measured == pytest.approx(got.discarded, rel=1e-9)
     assert best * (1 - 1e-12) <= measured <= best * (1 + 2e-6)
     np.testing.assert_allclose(got.U.T @ got.U, np.eye(25), atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(8, 96), st.integers(4, 8), st.integers(1, 24), st.integers(1, 30),
+       st.sampled_from([0.0, 1e-8, 1e-3, 1e-1]), st.integers(0, 10**6))
+def test_gram_route_is_the_optimal_truncation_whenever_it_answers(short, aspect, rank, cap, noise, seed):
+    # tall or wide, low rank plus noise of any size, any cap: whatever the Gram route (partial or whole
+    # eigendecomposition) returns keeps the optimal subspace, to its stated tolerance
+    rng = np.random.default_rng(seed)
+    rank, cap = min(rank, short), min(cap, short - 1)
+    a = rng.standard_normal((short, rank)) @ rng.standard_normal((rank, aspect * short))
+    a = a + noise * rng.standard_normal(a.shape)
+    a = a if seed % 2 else np.ascontiguousarray(a.T)
+    got = certified.gram_factor(a, tnlib.Truncation(max_bond=cap))
+    if got is None:
+        return
+    s = np.linalg.svd(a, compute_uv=False)
+    total = float(np.sum(s**2))
+    best = float(np.sum(s[got.chi:] ** 2))
+    measured = float(np.linalg.norm(a - got.U @ (got.U.conj().T @ a))) ** 2
+    assert got.chi == cap
+    assert measured == pytest.approx(got.discarded, rel=1e-8, abs=1e-24 * total)
+    assert measured <= best * (1 + 2e-6) + 1e-24 * total
+    np.testing.assert_allclose(got.S[: got.chi], s[: got.chi], rtol=1e-6, atol=1e-7 * s[0])
 
 
 def test_gram_route_refuses_a_cut_set_by_a_cutoff_inside_a_noise_floor():

@@ -69,6 +69,7 @@ from .truncation import BudgetTooSmallError, Truncation
 
 __all__ = ["Layout", "LayoutRow", "SearchResult", "search", "candidate_layouts", "MAX_FITS"]
 
+_RESOLVED = 1e-6  # a two-core fit's relative error read from its discarded weight at or above this (else measured)
 _SMALL = 2e7  # flops below which a search (work > 1) is not worth rationing (about a millisecond)
 
 MAX_FITS = 8
@@ -294,6 +295,8 @@ def _fit(a: Any, layout: Layout, truncation: Truncation, svd: str,
     errors on the fit's rows and on the held-out rows)."""
     fit = decompose(a, layout.out_dims, layout.in_dims, truncation, svd, factor)
     if factor is None:
+        if layout.num_cores == 2 and fit.report.relative_error_bound >= _RESOLVED:
+            return fit, fit.report.relative_error_bound, None, None  # one bond: its discarded weight is the error
         return fit, measured_error(a, fit.cores), None, None
     report = fit.report
     assert report.error is not None

@@ -24,6 +24,7 @@ does) choose among them by that instead.
 from __future__ import annotations
 
 import heapq
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -113,15 +114,21 @@ def uniform_cap(phys: Sequence[int], low: Sequence[int], upper: Sequence[int], b
     return bonds(lo)
 
 
+_ROUNDINGS = {"round": round, "floor": math.floor, "ceil": math.ceil}
+
+
 def proportional_cap(
-    phys: Sequence[int], weights: Sequence[float], low: Sequence[int], upper: Sequence[int], budget: int
+    phys: Sequence[int], weights: Sequence[float], low: Sequence[int], upper: Sequence[int], budget: int,
+    rounding: str = "round",
 ) -> list[int]:
-    """The bonds ``min(max(round(c * w_k), low_k), upper_k)`` for the largest ``c`` within the budget (bisection
-    on ``c``; the count grows with it): a rank rule proportional to per-bond weights ``w`` (all ones is the
-    uniform rule; the mean of the two neighbouring physical dimensions is TensorLy's ``validate_tt_rank``
-    rule for a fraction)."""
+    """The bonds ``min(max(rounding(c * w_k), low_k), upper_k)`` for the largest ``c`` within the budget
+    (bisection on ``c``; the count grows with it): a rank rule proportional to per-bond weights ``w`` (all
+    ones is the uniform rule; the mean of the two neighbouring physical dimensions is TensorLy's
+    ``validate_tt_rank`` rule for a fraction), rounded by ``"round"``, ``"floor"`` or ``"ceil"``."""
+    to_int = _ROUNDINGS[rounding]
+
     def bonds(c: float) -> list[int]:
-        return [min(max(int(round(c * w)), lo), up) for w, lo, up in zip(weights, low, upper)]
+        return [min(max(int(to_int(c * w)), lo), up) for w, lo, up in zip(weights, low, upper)]
 
     lo, hi = 0.0, max(up / max(w, 1e-12) for w, up in zip(weights, upper)) + 1.0
     for _ in range(60):
@@ -308,7 +315,9 @@ def allocation_candidates(
     descent and the best uniform cap, each grown greedily into what is left,
     the best uniform cap as it is and topped up from the middle bond
     outwards, and the largest rank rules proportional to the mean of each
-    bond's two physical dimensions (TensorLy's rule for a fraction) and to
+    bond's two physical dimensions (TensorLy's rule for a fraction, rounded
+    each of its three ways: at its own parameter count such a rule's largest
+    ranks are TensorLy's) and to
     the spectral bounds: candidates that do not depend on the weight proxy,
     so a caller choosing by true error is never worse than those rank rules.
     """
@@ -327,8 +336,9 @@ def allocation_candidates(
     uniform = uniform_cap(phys_dims, low, caps, max_params)
     # rank rules proportional to per-bond weights (TensorLy's, and the spectral bounds'), as they are
     mean_dims = [(phys_dims[k] + phys_dims[k + 1]) / 2 for k in range(len(caps))]
+    rules = [proportional_cap(phys_dims, mean_dims, low, caps, max_params, rounding) for rounding in _ROUNDINGS]
     for chi in (tuple(uniform), tuple(_fill_from_middle(uniform, phys_dims, caps, max_params)),
-                tuple(proportional_cap(phys_dims, mean_dims, low, caps, max_params)),
+                *(tuple(rule) for rule in rules),
                 tuple(proportional_cap(phys_dims, caps, low, caps, max_params))):
         if chi not in found:
             found.append(chi)
