@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def uniform_cap(phys: Sequence[int], low: Sequence[int], upper: Sequence[int], b
     return bonds(lo)
 
 
-_ROUNDINGS = {"round": round, "floor": math.floor, "ceil": math.ceil}
+_ROUNDINGS: dict[str, Callable[[float], int]] = {"round": round, "floor": math.floor, "ceil": math.ceil}
 
 
 def proportional_cap(
