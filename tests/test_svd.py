@@ -102,6 +102,25 @@ def test_gram_route_is_the_optimal_truncation_whenever_it_answers(short, aspect,
     np.testing.assert_allclose(got.S[: got.chi], s[: got.chi], rtol=1e-6, atol=1e-7 * s[0])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(48, 160), st.integers(1, 3), st.integers(1, 8), st.floats(0.5, 0.99), st.integers(0, 10**6))
+def test_randomized_route_is_within_its_stated_five_percent_whenever_it_answers(short, aspect, cap, decay, seed):
+    # geometric spectra of any decay: an accepted result's error is within 5 % of the optimum's
+    rng = np.random.default_rng(seed)
+    k = min(short, aspect * short)
+    u = np.linalg.qr(rng.standard_normal((short, k)))[0]
+    v = np.linalg.qr(rng.standard_normal((aspect * short, k)))[0]
+    s = decay ** np.arange(k)
+    a = (u * s) @ v.T
+    got = certified.randomized_factor(a, tnlib.Truncation(max_bond=cap))
+    if got is None:
+        return
+    best = float(np.sum(s[got.chi:] ** 2))
+    measured = float(np.linalg.norm(a - got.U @ (got.U.T @ a))) ** 2
+    assert measured == pytest.approx(got.discarded, rel=1e-8, abs=1e-26 * float(np.sum(s**2)))
+    assert measured <= 1.05**2 * best + 1e-26 * float(np.sum(s**2))
+
+
 def test_gram_route_refuses_a_cut_set_by_a_cutoff_inside_a_noise_floor():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((128, 12)) @ rng.standard_normal((12, 1024)) + 1e-3 * rng.standard_normal((128, 1024))

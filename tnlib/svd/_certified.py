@@ -39,7 +39,8 @@ is accepted when its relative error is below ``1e-13``, or when it is
 provably within 5 % of the optimum: with
 ``rho >= ||A - Q Q^H A||_2`` (a probabilistic bound from 8 Gaussian probes,
 failing with probability below ``1e-8``), the optimal discarded weight is at
-least ``||A||^2 - sum_{i <= chi} (s_i + rho)^2``.
+least ``||A||^2 - sum_{i <= chi} (s_i^2 + rho^2)`` (Weyl's inequality for ``A^H A = B^H B + R^H R``
+with ``B = Q^H A`` and ``R = A - Q B``).
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def randomized_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         resid = resid - q @ (linalg.adjoint(q) @ resid)
         norms = xp.linalg.vector_norm(resid, axis=0) / xp.linalg.vector_norm(probes, axis=0)
         rho = 10.0 * math.sqrt(2.0 / math.pi) * scalar(xp.max(norms))
-        upper_kept = scalar(xp.sum((s[:chi] + rho) ** 2))
+        # A^H A = B^H B + R^H R (B = Q^H A, R = A - Q B), so s_i(A)^2 <= s_i(B)^2 + rho^2 (Weyl)
+        upper_kept = scalar(xp.sum(s[:chi] ** 2)) + chi * rho**2
         lower = total - upper_kept
         if lower <= 0.0 or discarded > 1.05**2 * lower:
             return None
