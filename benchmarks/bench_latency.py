@@ -8,6 +8,9 @@ in a Python loop, as a streaming model runs it), best of 5, per step; the dense 
 run. Ratios below 1: faster than dense. Also the weight error, the multiply-adds per step against dense
 (``LayerReport.flop_ratio``) and the time ``compress`` took. One thread.
 
+A second table calls the layers one step at a time, with the state carried between calls, as a greedy
+decoder does (g2p-en's decoder GRU): time per call against the dense layer called the same way.
+
     python benchmarks/bench_latency.py [--quick]
 """
 
@@ -39,6 +42,33 @@ def step_ms(module, hidden, steps=64):
         return 1e3 * best_of(run, 5) / steps
 
 
+def call_ms(layer, hidden, steps=64):
+    """Milliseconds per call of an LSTM/GRU layer called one step at a time (a decoder), batch 1."""
+    x = torch.randn(steps, 1, 1, hidden)
+
+    def run():
+        state = None
+        for t in range(steps):
+            _, state = layer(x[t], state)
+    with torch.no_grad():
+        run()
+        return 1e3 * best_of(run, 5) / steps
+
+
+def decoder_table(cases) -> None:
+    print("\n### one step per call (a decoder's loop), batch 1: time per call against the dense layer\n")
+    print("| layer | hidden | ratio | dense (ms per call) | compressed (ms per call) | time / dense |")
+    print("|---|---|---|---|---|---|")
+    for cell, hidden, ratio in cases:
+        torch.manual_seed(0)
+        dense = getattr(torch.nn, cell)(hidden, hidden).eval()
+        small, _ = tnlib.nn.compress(torch.nn.Sequential(dense), compression=ratio)
+        t_dense = call_ms(dense, hidden)
+        t_small = call_ms(small[0].eval(), hidden)
+        t_dense = min(t_dense, call_ms(dense, hidden))
+        print(f"| {cell} | {hidden} | {ratio}x | {t_dense:.3f} | {t_small:.3f} | {t_small / t_dense:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -65,6 +95,7 @@ def main() -> None:
                 print(f"| {cell} | {hidden} | {ratio}x | {objective} | {'; '.join(report.layouts)} | "
                       f"{report.relative_error:.4f} | {report.flop_ratio:.2f} | {t_small / t_dense:.2f} | "
                       f"{seconds:.1f} |", flush=True)
+        decoder_table([(c, h, r) for c, h, r in cases if c in ("LSTM", "GRU")] or [("GRU", 64, 4)])
 
 
 if __name__ == "__main__":
