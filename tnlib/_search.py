@@ -53,6 +53,7 @@ fit; :meth:`tnlib.MPO.from_matrix` calls :func:`search` directly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -205,7 +206,8 @@ def _orderings(n: int, k: int) -> list[tuple[int, ...]]:
     return out
 
 
-def candidate_layouts(shape: tuple[int, int], max_cores: int) -> list[Layout]:
+@functools.lru_cache(maxsize=256)
+def candidate_layouts(shape: tuple[int, int], max_cores: int) -> tuple[Layout, ...]:
     """Every two-core layout (all prefix pairs) and, for 3..max_cores cores, the near-balanced
     factorizations of both sides (factors at most twice the balanced one) in descending and ascending
     order, with tnlib's default balanced layout."""
@@ -231,16 +233,17 @@ def candidate_layouts(shape: tuple[int, int], max_cores: int) -> list[Layout]:
             add(default)
         for o, i in itertools.product(_orderings(m, k), _orderings(n, k)):
             add(Layout(o, i))
-    return out
+    return tuple(out)
 
 
-def _prefixes(layout: Layout) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=4096)
+def _prefixes(layout: Layout) -> tuple[tuple[int, int], ...]:
     """The prefix pair ``(p, q)`` of every bond: the unfolding it is."""
     pairs, p, q = [], 1, 1
     for o, i in zip(layout.out_dims[:-1], layout.in_dims[:-1]):
         p, q = p * o, q * i
         pairs.append((p, q))
-    return pairs
+    return tuple(pairs)
 
 
 class _Estimate(NamedTuple):
@@ -475,7 +478,7 @@ def _fit_cost(layout: Layout, chi: Sequence[int]) -> float:
     return cost
 
 
-def _candidates(shape: tuple[int, int], num_cores: int | None, max_cores: int | None) -> list[Layout]:
+def _candidates(shape: tuple[int, int], num_cores: int | None, max_cores: int | None) -> Sequence[Layout]:
     """The layouts searched: all with ``num_cores`` cores, or 2 up to ``max_cores`` (the truncated SVD first)."""
     m, n = shape
     if num_cores is not None:

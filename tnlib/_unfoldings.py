@@ -206,7 +206,7 @@ def _leading(u: Any, depth: int, power: int) -> np.ndarray:
     q = qr(u @ gaussian(u, (u.shape[1], width), seed=0))[0]
     for _ in range(power):
         q = qr(u @ (adjoint(u) @ q))[0]
-    s = np.asarray(to_host(svdvals(adjoint(q) @ u)), dtype=np.float64)
+    s = _whole_spectrum(adjoint(q) @ u)  # a short, wide matrix: from its Gram
     return s[: max(depth, 1)]
 
 
