@@ -30,10 +30,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import array_api_compat
-
 from ._apply import WeightPlan
 from ._backend import as_array, check_floating, namespace, prod
+from ._recurrence import gru_cell, gru_sequence, input_gates, lstm_cell, lstm_sequence
 from .mpo import MPO
 
 __all__ = ["lstm_forward", "gru_forward", "lstm_cell", "gru_cell", "as_operator"]
@@ -64,17 +63,13 @@ def _planned(mpo: MPO) -> Callable[[Any], Any]:
     return WeightPlan(mpo.cores)
 
 
-def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: int):
-    """Validate a layer's inputs; ``(xp, W_ih x_t + bias for every t (T, B, gates H), W_hh's apply, zero state)``.
-
-    The input projection of every time step is one batched application.
-    """
+def _checked(x: Any, w_ih: Operator, w_hh: Operator, gates: int):
+    """Validate a layer's inputs; ``(xp, x, W_ih's apply, W_hh's apply)``."""
     x = as_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must be (T, B, I) (time-major), got shape {tuple(x.shape)}")
     check_floating(x, "x", half=True)  # a half-precision model runs in half precision
-    xp = namespace(x)
-    steps, batch, n_in = (int(d) for d in x.shape)
+    n_in = int(x.shape[2])
     # W_ih runs once, over every step: MPO.apply (validated, one batched product); W_hh is planned for the steps
     f_ih, rows_ih, cols_ih = (w_ih.apply, *w_ih.shape) if isinstance(w_ih, MPO) else as_operator(w_ih, "w_ih")
     f_hh, rows_hh, cols_hh = as_operator(w_hh, "w_hh")
@@ -84,25 +79,7 @@ def _input_projection(x: Any, w_ih: Operator, w_hh: Operator, bias: Any, gates: 
         raise ValueError(f"w_hh has shape ({rows_hh}, {cols_hh}); expected ({gates}H, H)")
     if rows_ih != -1 and rows_hh != -1 and rows_ih != rows_hh:
         raise ValueError(f"w_ih has {rows_ih} rows but w_hh has {rows_hh}; both must be {gates}H")
-    gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
-    width = int(gates_in.shape[-1])
-    gates_in = xp.reshape(gates_in, (steps, batch, width))
-    if bias is not None:
-        gates_in = gates_in + bias
-    zeros = xp.zeros((batch, width // gates), dtype=gates_in.dtype, device=array_api_compat.device(x))
-    return xp, gates_in, f_hh, zeros
-
-
-def _sigmoid(xp: Any, x: Any) -> Any:
-    native = getattr(xp, "sigmoid", None)  # one fused kernel where the library has one (torch)
-    return native(x) if native is not None else 1.0 / (1.0 + xp.exp(-x))
-
-
-def _addcmul(xp: Any, a: Any, b: Any, c: Any) -> Any:
-    """``a + b * c``, in one kernel where the library has one (torch): a step at batch 1 is bound by the
-    number of operations, not their size."""
-    native = getattr(xp, "addcmul", None)
-    return native(a, b, c) if native is not None else a + b * c
+    return namespace(x), x, f_ih, f_hh
 
 
 def lstm_forward(
@@ -148,45 +125,8 @@ def lstm_forward(
     >>> out.shape, h.shape
     ((5, 3, 8), (3, 8))
     """
-    xp, gates_in, f_hh, zeros = _input_projection(x, w_ih, w_hh, bias, 4)
-    h = h0 if h0 is not None else zeros
-    c = c0 if c0 is not None else zeros
-    steps = int(gates_in.shape[0])
-    outputs: list[Any] = [None] * steps
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        h, c = lstm_cell(gates_in[t, ...], h, c, f_hh, xp=xp)
-        outputs[t] = h
-    return xp.stack(outputs, axis=0), (h, c)
-
-
-def lstm_cell(gates_in: Any, h: Any, c: Any, f_hh: Callable[[Any], Any], *, xp: Any = None) -> tuple[Any, Any]:
-    """One LSTM step: ``gates_in = W_ih x + b_ih + b_hh`` (``(B, 4H)``), states ``(B, H)``.
-
-    ``xp`` is the array namespace (default: found from ``gates_in``); pass it
-    to skip the look-up, e.g. ``xp=torch`` inside a captured graph.
-    """
-    xp = namespace(gates_in) if xp is None else xp
-    hidden = int(h.shape[-1])
-    z = gates_in + f_hh(h)
-    s = _sigmoid(xp, z)  # the input, forget and output gates in one call (the g block's values go unused)
-    g = xp.tanh(z[:, 2 * hidden : 3 * hidden])
-    c = _addcmul(xp, s[:, hidden : 2 * hidden] * c, s[:, :hidden], g)
-    return s[:, 3 * hidden :] * xp.tanh(c), c
-
-
-def gru_cell(gates_in: Any, h: Any, f_hh: Callable[[Any], Any], b_hh: Any = None, *, xp: Any = None) -> Any:
-    """One GRU step: ``gates_in = W_ih x + b_ih`` (``(B, 3H)``), ``b_hh`` ``(3H,)`` or ``None``, ``h`` ``(B, H)``;
-    ``xp`` as in :func:`lstm_cell`."""
-    xp = namespace(gates_in) if xp is None else xp
-    hidden = int(h.shape[-1])
-    hh = f_hh(h)
-    if b_hh is not None:
-        hh = hh + b_hh
-    rz = _sigmoid(xp, gates_in[:, : 2 * hidden] + hh[:, : 2 * hidden])  # reset and update gates in one call
-    r, z = rz[:, :hidden], rz[:, hidden:]
-    n = xp.tanh(_addcmul(xp, gates_in[:, 2 * hidden :], r, hh[:, 2 * hidden :]))
-    lerp = getattr(xp, "lerp", None)  # n + z (h - n) in one kernel where the library has one (torch)
-    return lerp(n, h, z) if lerp is not None else (1.0 - z) * n + z * h
+    xp, x, f_ih, f_hh = _checked(x, w_ih, w_hh, 4)
+    return lstm_sequence(xp, input_gates(xp, x, f_ih, bias), f_hh, h0, c0, reverse)
 
 
 def gru_forward(
@@ -230,11 +170,5 @@ def gru_forward(
     >>> out.shape, h.shape
     ((5, 3, 8), (3, 8))
     """
-    xp, gates_in, f_hh, zeros = _input_projection(x, w_ih, w_hh, b_ih, 3)
-    h = h0 if h0 is not None else zeros
-    steps = int(gates_in.shape[0])
-    outputs: list[Any] = [None] * steps
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        h = gru_cell(gates_in[t, ...], h, f_hh, b_hh, xp=xp)
-        outputs[t] = h
-    return xp.stack(outputs, axis=0), h
+    xp, x, f_ih, f_hh = _checked(x, w_ih, w_hh, 3)
+    return gru_sequence(xp, input_gates(xp, x, f_ih, b_ih), f_hh, b_hh, h0, reverse)

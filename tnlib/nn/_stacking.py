@@ -3,7 +3,7 @@
 Subclasses store, per layer and direction, an input-to-hidden and a
 hidden-to-hidden operator and biases named as in ``nn.LSTM``
 (``bias_ih_l0``, ``bias_hh_l0_reverse``, ...); this base runs
-:func:`tnlib.lstm_forward` for each and handles layers, directions,
+:func:`tnlib.lstm_forward`'s recurrence for each and handles layers, directions,
 ``batch_first``, dropout between layers, initial states and unbatched input.
 """
 
@@ -14,9 +14,9 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-import tnlib
 from tnlib._apply import WeightPlan
 from tnlib._checks import check_fraction
+from tnlib._recurrence import gru_sequence, input_gates, lstm_sequence
 
 from ._cores import copy_bias, init_bias, positive_int
 from ._inference import check_input, fused_is_faster
@@ -258,11 +258,12 @@ def _fused(seq, f_ih, f_hh, b_ih, b_hh, state, gates: int):
 
 
 def _python(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
-    """The recurrence step by step in Python, on the operators' own forms."""
+    """The recurrence step by step in Python, on the operators' own forms (the inputs were checked by
+    :meth:`StackedRNN.forward`: the core's recurrence without :func:`tnlib.lstm_forward`'s checks)."""
     if gates == 4:
         bias = None if b_ih is None else b_ih + b_hh
-        return tnlib.lstm_forward(x, f_ih, f_hh, bias, state[0], state[1], reverse=reverse)
-    return tnlib.gru_forward(x, f_ih, f_hh, b_ih, b_hh, state, reverse=reverse)
+        return lstm_sequence(torch, input_gates(torch, x, f_ih, bias), f_hh, state[0], state[1], reverse)
+    return gru_sequence(torch, input_gates(torch, x, f_ih, b_ih), f_hh, b_hh, state, reverse)
 
 
 class StackedLSTM(StackedRNN):
