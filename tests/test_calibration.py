@@ -232,3 +232,36 @@ def test_a_model_on_the_meta_device_is_refused_naming_the_layer():
         model = torch.nn.Sequential(torch.nn.Linear(8, 8))
     with pytest.raises(ValueError, match=r"layer '0' has weights on the meta device \(weight, bias\)"):
         tn.compress(model, compression=2)
+
+
+def _whitened_error(W, rank, fit, held, s):
+    """The held-out relative error of the whitened rank-``rank`` SVD at shrinkage ``s``, formed explicitly."""
+    lam, q = np.linalg.eigh(fit)
+    lam = np.clip(lam, 0.0, None)
+    lam_s = (1 - s) * lam + s * lam.mean()
+    m, n = W.shape
+    if n <= m:
+        L, L_inv = q * np.sqrt(lam_s), q.T / np.sqrt(lam_s)[:, None]
+        v = np.linalg.eigh(L.T @ W.T @ W @ L)[1][:, n - rank:]
+        W_hat = W @ (L @ v @ v.T @ L_inv)
+    else:
+        u = np.linalg.eigh(W @ (q * lam_s) @ q.T @ W.T)[1][:, m - rank:]
+        W_hat = u @ u.T @ W
+    D = W - W_hat
+    return np.sqrt(np.trace(D @ held @ D.T) / np.trace(W @ held @ W.T))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(4, 24), st.integers(4, 24), st.integers(1, 6), st.integers(2, 80), st.integers(0, 10**6))
+def test_chosen_shrinkage_and_its_error_match_the_whitened_svd_formed_explicitly(m, n, rank, rows, seed):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, n)) @ np.diag(0.8 ** np.arange(n))
+    mix = rng.standard_normal((n, n)) * np.exp(-0.3 * np.arange(n))
+    X_fit, X_held = rng.standard_normal((rows, n)) @ mix, rng.standard_normal((rows, n)) @ mix
+    fit, held = X_fit.T @ X_fit / rows + 1e-9 * np.eye(n), X_held.T @ X_held / rows
+    rank = min(rank, m, n)
+    errors = [_whitened_error(W, rank, fit, held, s) for s in gram_fit.SHRINKAGE_GRID]
+    shrinkage, error = gram_fit.choose_shrinkage(W, rank, [(fit, held, 1.0)])
+    k = gram_fit.SHRINKAGE_GRID.index(shrinkage)
+    assert error == pytest.approx(errors[k], rel=1e-6, abs=1e-7)
+    assert errors[k] ** 2 <= min(errors) ** 2 * (1 + 0.02) + 1e-12  # the rule: largest s within 2 % of the least
