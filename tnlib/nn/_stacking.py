@@ -20,7 +20,7 @@ from tnlib._recurrence import gru_sequence, input_gates, lstm_sequence
 
 from ._cores import copy_bias, init_bias, positive_int
 from ._inference import check_input, fused_is_faster
-from ._traced import capturing, recurrent_layer
+from ._traced import capturing
 
 
 def suffix(layer: int, direction: int) -> str:
@@ -109,10 +109,9 @@ class StackedRNN(nn.Module):
         raise NotImplementedError
 
     def _run_layer(self, x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool):
-        """One layer and direction over the sequence: ``(output, final state)``."""
-        if capturing():
-            return recurrent_layer(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
-        fused = _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
+        """One layer and direction over the sequence: ``(output, final state)``; while a graph is captured,
+        always the recurrence on the operators (the traceable forms of :mod:`tnlib.nn._traced`)."""
+        fused = None if capturing() else _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)
         if fused is not None:
             return fused
         return _python(x, f_ih, f_hh, b_ih, b_hh, state, reverse, self.gates)

@@ -15,15 +15,13 @@ module can never see a stale form.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
 from tnlib._cost import split_cost
-from tnlib.rnn import gru_cell, lstm_cell
 
-__all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced",
-           "recurrent_layer"]
+__all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced"]
 
 
 def capturing() -> bool:
@@ -114,26 +112,3 @@ def apply_input_first_traced(cores: Sequence[torch.Tensor], num_in: int, flat: t
         r, i, q = core.shape[0], core.shape[1], core.shape[2]
         acc = (acc.reshape(-1, r) @ core.reshape(r, i * q)).reshape(batch, -1, q)
     return acc.reshape(batch, -1)
-
-
-def recurrent_layer(x: torch.Tensor, f_ih: Callable, f_hh: Callable, b_ih: torch.Tensor | None,
-                    b_hh: torch.Tensor | None, state: Any, reverse: bool, gates: int) -> tuple[torch.Tensor, Any]:
-    """One LSTM (``gates=4``, ``state=(h, c)``) or GRU (``gates=3``, ``state=h``) layer over ``x (T, B, I)``:
-    :func:`tnlib.lstm_forward` / :func:`tnlib.gru_forward` with the namespace fixed to torch."""
-    steps, batch = x.shape[0], x.shape[1]
-    gates_in = f_ih(x.reshape(steps * batch, x.shape[2]))
-    gates_in = gates_in.reshape(steps, batch, gates_in.shape[1])
-    lstm = gates == 4
-    if lstm and b_ih is not None and b_hh is not None:
-        gates_in = gates_in + (b_ih + b_hh)
-    elif not lstm and b_ih is not None:
-        gates_in = gates_in + b_ih
-    outputs: list[Any] = [None] * steps
-    for t in range(steps - 1, -1, -1) if reverse else range(steps):
-        if lstm:
-            state = lstm_cell(gates_in[t], state[0], state[1], f_hh, xp=torch)
-            outputs[t] = state[0]
-        else:
-            state = gru_cell(gates_in[t], state, f_hh, b_hh, xp=torch)
-            outputs[t] = state
-    return torch.stack(outputs, dim=0), state
