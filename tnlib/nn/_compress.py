@@ -34,7 +34,7 @@ from ._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
-from ._sensitivity import output_change_per_error
+from ._sensitivity import MAX_BATCHES, output_change_per_error
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
@@ -326,7 +326,7 @@ def compress(
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if not isinstance(model.get_submodule(t), nn.Embedding)]  # a lookup: no inputs
-    kept: list[Any] = []  # the batches read, for the sensitivities of a global budget
+    kept: list[Any] = []  # the first batches read, for the sensitivities of a global budget
     if calibration is not None and allocation == "global":
         calibration = _keeping(calibration, kept)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
@@ -368,9 +368,11 @@ def _check_allocation(allocation: Any, compression: float | None) -> None:
 
 
 def _keeping(batches: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
-    """The batches, each also appended to ``kept`` as it is read (an endless iterator stays lazy)."""
+    """The batches, the first ``MAX_BATCHES`` (all the sensitivities read) also appended to ``kept`` as they
+    are read (an endless iterator stays lazy, and the rest are not held)."""
     for batch in batches:
-        kept.append(batch)
+        if len(kept) < MAX_BATCHES:
+            kept.append(batch)
         yield batch
 
 

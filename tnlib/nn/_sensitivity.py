@@ -27,7 +27,7 @@ from torch import nn
 
 from ._calibration import run_batch
 
-__all__ = ["output_change_per_error"]
+__all__ = ["output_change_per_error", "MAX_BATCHES"]
 
 MAX_BATCHES = 8
 """Calibration batches used for the sensitivities (each one forward and one backward pass)."""
