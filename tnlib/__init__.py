@@ -23,7 +23,7 @@ from .parallel import decompose_many
 from .rnn import gru_forward, lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .svd import register_svd, svd_methods, truncated_svd
-from .truncation import TruncatedSVD, Truncation, TruncationReport
+from .truncation import SketchCertificate, TruncatedSVD, Truncation, TruncationReport
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [
     "Truncation",
     "TruncatedSVD",
     "TruncationReport",
+    "SketchCertificate",
     "truncated_svd",
     "allocate_bonds",
     "factorize",

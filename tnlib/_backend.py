@@ -183,11 +183,33 @@ def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
     xp = namespace(x)
     if not array_api_compat.size(x):
         return 0.0
-    peak = max(scalar(xp.max(xp.abs(b))) for b in leading_blocks(x, block_bytes))
+    peak = max(_peak(xp, b) for b in leading_blocks(x, block_bytes))
     if peak == 0.0 or not math.isfinite(peak):
         return peak
+    low, high = _SAFE_SINGLE if _is_single(x) else _SAFE_DOUBLE
+    if low < peak < high / math.sqrt(array_api_compat.size(x) or 1):
+        # no square can overflow, and those that underflow are below 2^-1000 of the largest: no scaling
+        return math.sqrt(sum(scalar(xp.linalg.vector_norm(b)) ** 2 for b in leading_blocks(x, block_bytes)))
     scaled = (scalar(xp.linalg.vector_norm(b / peak)) ** 2 for b in leading_blocks(x, block_bytes))
     return peak * math.sqrt(sum(scaled))
+
+
+# peaks between which the plain sum of squares neither overflows nor loses what matters to underflow
+_SAFE_DOUBLE, _SAFE_SINGLE = (2.0**-400, 2.0**400), (2.0**-30, 2.0**60)
+
+
+def _is_single(x: Any) -> bool:
+    name = str(x.dtype)
+    return "float32" in name or "complex64" in name
+
+
+def _peak(xp: Any, b: Any) -> float:
+    """``max |b|`` (NaN if ``b`` holds one); a real NumPy block by two reductions, without an array of
+    absolute values."""
+    if isinstance(b, np.ndarray) and not np.iscomplexobj(b):
+        hi, lo = float(np.max(b)), float(np.min(b))
+        return math.nan if math.isnan(hi) or math.isnan(lo) else max(hi, -lo)
+    return scalar(xp.max(xp.abs(b)))
 
 
 def binary_exponent(x: Any) -> int:
@@ -234,12 +256,19 @@ def check_finite(x: Any, name: str, block_bytes: int = BLOCK_BYTES) -> None:
     if is_tracer(x) or capturing(x):
         return
     xp = namespace(x)
-    if not all(bool(xp.all(xp.isfinite(b))) for b in leading_blocks(x, block_bytes)):
+    if not all(_finite(xp, b) for b in leading_blocks(x, block_bytes)):
         bad = sum(int(xp.sum(xp.astype(~xp.isfinite(b), xp.int64))) for b in leading_blocks(x, block_bytes))
         raise ValueError(
             f"{name} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'}"
             f" out of {array_api_compat.size(x)}; expected finite values"
         )
+
+
+def _finite(xp: Any, b: Any) -> bool:
+    """Whether every entry of the block ``b`` is finite (a real NumPy block: its max and min are)."""
+    if isinstance(b, np.ndarray) and not np.iscomplexobj(b) and b.size:
+        return math.isfinite(float(np.max(b))) and math.isfinite(float(np.min(b)))
+    return bool(xp.all(xp.isfinite(b)))
 
 
 def to_host(x: Any) -> np.ndarray:

@@ -33,6 +33,7 @@ import array_api_compat
 import numpy as np
 
 from . import _linalg as linalg
+from . import _sketched
 from ._backend import frobenius_norm, namespace, scalar
 from ._canonical import orthonormalize
 from .budget import allocation_candidates, bonds_for_error, pair_moves
@@ -194,6 +195,11 @@ def tt_decompose(
     return cores, report.scaled(scale)
 
 
+def _needs_graph(x: Any) -> bool:
+    """A torch tensor in an autograd graph: the sweep's SVDs carry the gradient, a sketch's would not."""
+    return bool(getattr(x, "requires_grad", False))
+
+
 def _decompose(
     xp: Any, tensor: Any, dims: Sequence[int], truncation: Truncation | None, svd: str, owned: bool, norm: float
 ) -> tuple[list[Any], TruncationReport]:
@@ -201,6 +207,13 @@ def _decompose(
     if truncation is None or truncation.is_exact:
         cores = _qr_chain(xp, tensor, dims, owned)
         return cores, exact_report(cores, norm, truncation)
+    if svd in ("auto", "randomized") and _sketched.applies(truncation) and not _needs_graph(tensor):
+        sketched = _sketched.sketch_chain(tensor, dims, truncation, norm, optimal=svd == "auto")
+        if sketched is not None:
+            cores, spectra, kept, full, discarded, certificate = sketched
+            report = TruncationReport(tuple(kept), tuple(full), tuple(discarded), norm, truncation,
+                                      certificate=certificate)
+            return cores, report
     if truncation.max_params is None and truncation.max_relative_error is None:
         sweep, norm = _svd_chain(xp, tensor, dims, truncation, svd, owned)
         return list(sweep.cores), sweep.report(norm, truncation)

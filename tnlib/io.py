@@ -31,7 +31,7 @@ from .cross import CrossReport
 from .mpo import MPO
 from .mps import MPS
 from .spectra import Spectrum
-from .truncation import Truncation, TruncationReport
+from .truncation import SketchCertificate, Truncation, TruncationReport
 
 __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 
@@ -69,7 +69,23 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         None if data.get("held_out_error") is None else float(data["held_out_error"]),
         None if data.get("shrinkage") is None else float(data["shrinkage"]),
         _cross_from_json(data.get("cross")),
+        _certificate_from_json(data.get("certificate")),
     )
+
+
+def _certificate_from_json(data: Any) -> SketchCertificate | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise _Bad(f"corrupt tnlib file: the report's certificate is a {type(data).__name__}, expected an object")
+    try:
+        return SketchCertificate(
+            float(data["error_estimate"]), float(data["error_bound"]), float(data["probability"]),
+            int(data["probes"]), tuple(int(v) for v in data["power_iterations"]),
+            tuple(bool(v) for v in data["sketched"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _Bad(f"corrupt tnlib file: the report's certificate is incomplete ({exc})") from None
 
 
 def _cross_from_json(data: Any) -> CrossReport | None:

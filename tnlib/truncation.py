@@ -37,6 +37,7 @@ __all__ = [
     "Truncation",
     "TruncatedSVD",
     "TruncationReport",
+    "SketchCertificate",
     "BudgetTooSmallError",
     "check_truncation",
     "check_compression",
@@ -280,6 +281,54 @@ class TruncatedSVD(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SketchCertificate:
+    """The a posteriori certificate of a randomized (sketched) decomposition.
+
+    A sketched TT-SVD (``svd="randomized"``, or ``"auto"`` when it is certified) measures what it
+    discarded from an independent Gaussian test sketch of every sketched bond: :attr:`error_bound`
+    bounds the true relative error ``||A - A_tt||_F / ||A||_F`` with probability at least
+    :attr:`probability` over the random test matrices, for every input.
+
+    Attributes
+    ----------
+    error_estimate : float
+        The relative error ``||A - A_tt||_F / ||A||_F`` as measured (the report's ``relative_error_bound``).
+    error_bound : float
+        An upper bound on the relative error that holds with probability at least :attr:`probability`.
+    probability : float
+        The probability that :attr:`error_bound` holds (``1 - 1e-3``).
+    probes : int
+        Columns of the test sketch per sketched bond.
+    power_iterations : tuple of int
+        Steps of subspace iteration each bond needed (0: two passes of its unfolding).
+    sketched : tuple of bool
+        Which bonds were sketched (the others, small, were factored exactly).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> W = np.random.default_rng(0).standard_normal((1024, 1024))
+    >>> mpo = tnlib.MPO.from_matrix(W, (32, 32), (32, 32), truncation=tnlib.Truncation(max_bond=16),
+    ...                             svd="randomized")
+    >>> cert = mpo.report.certificate
+    >>> err = np.linalg.norm(W - mpo.to_matrix()) / np.linalg.norm(W)
+    >>> bool(err <= cert.error_bound), cert.probability
+    (True, 0.999)
+    """
+
+    error_estimate: float
+    error_bound: float
+    probability: float
+    probes: int
+    power_iterations: tuple[int, ...]
+    sketched: tuple[bool, ...]
+
+    def __str__(self) -> str:
+        return (f"sketched: relative error {self.error_estimate:.3g}, <= {self.error_bound:.3g} with probability "
+                f"{self.probability:g} ({self.probes} test columns per bond)")
+
+
+@dataclass(frozen=True)
 class TruncationReport:
     """What a decomposition or truncation sweep kept and discarded, per bond.
 
@@ -319,6 +368,10 @@ class TruncationReport:
         For a cross approximation (:func:`tnlib.cross`): evaluations, sweeps,
         the error on held-out entries (also ``held_out_error``) and why it
         stopped.
+    certificate : tnlib.SketchCertificate or None
+        For a randomized (sketched) decomposition: the discarded weights are
+        measured, and the certificate bounds the relative error with a stated
+        probability.
 
     Examples
     --------
@@ -344,6 +397,7 @@ class TruncationReport:
     held_out_error: float | None = None
     shrinkage: float | None = None
     cross: Any = None
+    certificate: SketchCertificate | None = None
 
     @property
     def error_bound(self) -> float:
@@ -405,6 +459,8 @@ class TruncationReport:
                          f"on the fit's rows{shrunk}")
         if self.held_out_error is not None:
             lines.append(f"output-space error on held-out rows = {self.held_out_error:.3g}")
+        if self.certificate is not None:
+            lines.append(str(self.certificate))
         return "\n".join(lines)
 
 

@@ -100,7 +100,8 @@ def _descending_eigh(g: Any, truncation: Truncation) -> tuple[Any, Any, float]:
     return lam, xp.flip(vec, axis=1), scalar(xp.sum(lam))
 
 
-def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
+def gram_factor(a: Any, truncation: Truncation, refine: bool = True) -> FastFactor | None:
+    """The Gram route (module docstring); ``refine=False`` gives up where it would try subspace iteration."""
     if truncation.cutoff is not None and truncation.cutoff < _MIN_CUTOFF:
         return None  # s below sqrt(eps) s_max cannot be judged on Gram eigenvalues
     if truncation.max_discarded is not None and truncation.max_discarded < _MIN_DISCARDED:
@@ -125,6 +126,8 @@ def gram_factor(a: Any, truncation: Truncation) -> FastFactor | None:
         return None  # chi was chosen on eigenvalues that may be rounding noise
     u = vec[:, :chi] if wide else linalg.qr(a @ vec[:, :chi])[0]  # A V = U S, re-orthonormalised
     if not certified:
+        if not refine:
+            return None
         refined = _refined(a, ah, u, total, tail)
         if refined is None:
             return None
