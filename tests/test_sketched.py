@@ -215,3 +215,68 @@ def test_a_corrupt_certificate_is_named(tmp_path):
 def test_frobenius_confidence_is_monotone_and_refuses_nothing_silently():
     assert _sketched.frobenius_confidence(16, 1e-3) > _sketched.frobenius_confidence(16, 1e-1) > 1.0
     assert _sketched.frobenius_confidence(64, 1e-3) < _sketched.frobenius_confidence(16, 1e-3)
+
+
+def _random_mps(n, d, r, seed, decay=None, dtype=np.float64):
+    g = np.random.default_rng(seed)
+    cores, left = [], 1
+    for k in range(n):
+        right = 1 if k == n - 1 else r
+        core = g.standard_normal((left, d, right)) / np.sqrt(left * d)
+        if decay is not None and right > 1:
+            core = core * np.exp(-decay * np.arange(right))
+        if np.dtype(dtype).kind == "c":
+            core = core + 1j * g.standard_normal(core.shape) / np.sqrt(left * d)
+        cores.append(core.astype(dtype))
+        left = right
+    return tnlib.MPS(cores)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(n=st.integers(2, 12), r=st.integers(1, 12), cap=st.integers(1, 10), seed=st.integers(0, 1000),
+       decay=st.one_of(st.none(), st.floats(0.1, 2.0)), dtype=st.sampled_from([np.float64, np.complex128]))
+def test_randomized_rounding_reports_its_true_error(n, r, cap, seed, decay, dtype):
+    x = _random_mps(n, 2, r, seed, decay, dtype) + _random_mps(n, 2, r, seed + 1, decay, dtype)
+    y = x.compress(tnlib.Truncation(max_bond=cap), algorithm="randomized")
+    assert all(b <= cap for b in y.bond_dims)
+    cert = y.report.certificate
+    true = float((x - y).norm() / x.norm())
+    assert true <= cert.error_bound + 1e-7
+    assert abs(true - cert.error_estimate) < 1e-6
+    assert math.isclose(y.report.relative_error_bound, cert.error_estimate, rel_tol=1e-6, abs_tol=1e-7)
+    # the result is left-canonical: its norm is its last core's
+    assert math.isclose(float(y.norm()), float(np.linalg.norm(y.cores[-1])), rel_tol=1e-9)
+
+
+def test_randomized_rounding_near_the_svd_sweep_on_decaying_spectra_and_at_any_scale():
+    x = _random_mps(40, 2, 24, 0, decay=0.3) + _random_mps(40, 2, 24, 1, decay=0.3)
+    trunc = tnlib.Truncation(max_bond=12)
+    svd = x.compress(trunc)
+    for factor in (1e-200, 1.0, 1e200):
+        rand = (x * factor).compress(trunc, algorithm="randomized")
+        assert rand.bond_dims == svd.bond_dims
+        assert rand.report.certificate.error_estimate <= 1.1 * svd.report.relative_error_bound
+        assert np.all(np.isfinite(rand.cores[-1]))
+        assert math.isclose(rand.log_norm(), svd.log_norm() + math.log(factor), rel_tol=1e-3, abs_tol=1e-3)
+
+
+def test_randomized_rounding_refuses_what_it_cannot_honour():
+    x = _random_mps(6, 2, 4, 0)
+    with pytest.raises(ValueError, match="needs truncation.max_bond"):
+        x.compress(tnlib.Truncation(cutoff=0.1), algorithm="randomized")
+    with pytest.raises(ValueError, match="cannot honour cutoff"):
+        x.compress(tnlib.Truncation(max_bond=2, cutoff=0.1), algorithm="randomized")
+    with pytest.raises(ValueError, match="'svd', 'variational' or 'randomized'"):
+        x.compress(tnlib.Truncation(max_bond=2), algorithm="random")
+
+
+def test_randomized_rounding_of_an_mpo_and_in_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    mpo = tnlib.MPO.from_matrix(rng.standard_normal((64, 64)), (4, 4, 4), (4, 4, 4))
+    y = mpo.compress(tnlib.Truncation(max_bond=6), algorithm="randomized")
+    true = np.linalg.norm(mpo.to_matrix() - y.to_matrix()) / np.linalg.norm(mpo.to_matrix())
+    assert abs(true - y.report.certificate.error_estimate) < 1e-9
+    t = tnlib.MPS([torch.from_numpy(c) for c in _random_mps(8, 3, 5, 2).cores])
+    z = t.compress(tnlib.Truncation(max_bond=3), algorithm="randomized")
+    assert isinstance(z.cores[0], torch.Tensor) and z.bond_dims[-1] <= 3

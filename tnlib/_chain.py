@@ -23,6 +23,7 @@ from ._canonical import normalized, orthonormalize, schmidt_values
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
 from ._jax import register_if_jax
+from ._rounding import randomized_round
 from ._sweeps import truncate_chain
 from .svd import check_svd, thin_svd
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -31,6 +32,24 @@ MAX_DENSE_SIZE = 2**28
 """Largest number of entries ``to_dense`` / ``to_matrix`` build unless told otherwise."""
 
 _Self = TypeVar("_Self", bound="Chain")
+
+
+def _fixed_bond_truncation(truncation: Any, algorithm: str) -> Truncation:
+    """The checked ``truncation`` of an algorithm that fits chains of bonds ``max_bond`` (variational,
+    randomized): ``ValueError`` naming the criteria it cannot honour."""
+    checked = check_truncation(truncation)
+    if checked is None or checked.max_bond is None:
+        raise ValueError(
+            f"algorithm={algorithm!r} needs truncation.max_bond (the bond dimension to fit); got {truncation!r}"
+        )
+    criteria = ("cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error", "degeneracy_tol")
+    other = [f for f in criteria if getattr(checked, f) is not None]
+    if other:
+        raise ValueError(
+            f"algorithm={algorithm!r} gives a chain of fixed bond dimension max_bond and cannot honour "
+            f"{', '.join(other)}; use algorithm='svd' for those criteria"
+        )
+    return checked
 
 
 def _check_bonds(arrays: Sequence[Any]) -> None:
@@ -554,33 +573,17 @@ class Chain:
             algorithm = method
         if algorithm == "svd":
             return self.truncate(truncation, svd=svd, center=center)
+        if algorithm == "randomized":
+            return self._randomized_round(truncation, center)
         check_int("sweeps", sweeps, 1)
         if not (is_real(tol) and tol >= 0):
             raise ValueError(f"tol={tol!r} is invalid; expected a real number >= 0")
         if algorithm != "variational":
-            raise ValueError(f"algorithm={algorithm!r} is invalid; expected 'svd' or 'variational'")
-        checked = check_truncation(truncation)
-        if checked is None or checked.max_bond is None:
-            raise ValueError(
-                "algorithm='variational' needs truncation.max_bond (the bond dimension to fit); "
-                f"got {truncation!r}"
-            )
-        criteria = ("cutoff", "max_discarded", "max_entropy_loss", "max_params")
-        other = [f for f in criteria if getattr(checked, f) is not None]
-        if other:
-            raise ValueError(
-                f"algorithm='variational' fits a chain of fixed bond dimension max_bond and cannot honour "
-                f"{', '.join(other)}; use algorithm='svd' for those criteria"
-            )
+            raise ValueError(f"algorithm={algorithm!r} is invalid; expected 'svd', 'variational' or 'randomized'")
+        checked = _fixed_bond_truncation(truncation, "variational")
         sites = self._sites()
         n = len(sites)
-        phys = [c.shape[1] for c in sites]
-        bonds = []
-        for k, cap in enumerate(checked.bond_caps(n - 1)):
-            left_rank = prod(phys[: k + 1])
-            right_rank = prod(phys[k + 1 :])
-            assert cap is not None
-            bonds.append(min(cap, self.bond_dims[k], left_rank, right_rank))
+        bonds = self._fit_bonds(checked)
         fitted, err2, norm2, _ = algebra.fit(sites, bonds, sweeps=sweeps, tol=tol)
         report = TruncationReport(
             tuple(int(c.shape[2]) for c in fitted[:-1]),
@@ -591,6 +594,40 @@ class Chain:
             error=err2**0.5,
         )
         return self._with_sites(fitted, n - 1, report)._centered(center)
+
+    def _fit_bonds(self, truncation: Truncation) -> list[int]:
+        """The bonds a fixed-bond algorithm gives: ``max_bond``, at most the current bonds and the ranks the
+        physical dimensions on either side allow."""
+        phys = [int(c.shape[1]) for c in self._sites()]
+        bonds = []
+        for k, cap in enumerate(truncation.bond_caps(self.num_sites - 1)):
+            assert cap is not None
+            bonds.append(min(cap, self.bond_dims[k], prod(phys[: k + 1]), prod(phys[k + 1 :])))
+        return bonds
+
+    def _randomized_round(self: _Self, truncation: Truncation, center: int) -> _Self:
+        """``compress(algorithm="randomized")``: :mod:`tnlib._rounding` at unit scale."""
+        checked = _fixed_bond_truncation(truncation, "randomized")
+        c = check_index("center", center, self.num_sites, "cores")
+        if fixed_rank.traced(*self._cores):
+            raise TypeError("algorithm='randomized' reads its certificate from values; it cannot run under "
+                            "jax.jit or torch.compile (use algorithm='svd', which has a fixed-rank route)")
+        n = self.num_sites
+        caps = self._fit_bonds(checked)
+        rounded, exponent, full, relative, log2_norm, certificate = randomized_round(self._sites(), caps)
+        scale = 2.0**log2_norm if log2_norm < 1000 else math.inf  # the input's norm
+        report = TruncationReport(tuple(int(x.shape[2]) for x in rounded[:-1]), full,
+                                  tuple(r * scale * scale for r in relative), scale, checked,
+                                  relative=relative, certificate=certificate)
+        if abs(exponent) < 960:
+            rounded[-1] = rounded[-1] * (2.0**exponent)
+            result = self._with_sites(rounded, n - 1, report)
+        else:  # beyond floating range: the cores share the scale, as truncate does
+            share, extra = divmod(exponent, n)
+            result = self._with_sites([x * (2.0 ** (share + (1 if k < extra else 0))) for k, x in enumerate(rounded)],
+                                      None, report)
+            return result
+        return result._centered(c)
 
     def _centered(self: _Self, center: int) -> _Self:
         """This left-canonical result moved to ``center`` (nothing to do for the last core)."""
