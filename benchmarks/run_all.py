@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     ("bench_decompose.py", ["--anchor-dtypes", "float64"]),
     ("bench_decompose.py", ["--sizes", "4096x16384", "--dtypes", "float64"]),
+    ("bench_floor.py", []),
     ("bench_memory.py", []),
     ("bench_apply.py", []),
     ("bench_mps.py", []),

@@ -537,7 +537,7 @@ class Chain:
     def compress(
         self: _Self,
         truncation: Truncation,
-        algorithm: Literal["svd", "variational"] = "svd",
+        algorithm: Literal["svd", "variational", "randomized"] = "svd",
         *,
         sweeps: int = 10,
         tol: float = 1e-10,
@@ -558,6 +558,15 @@ class Chain:
         measured error (``report.error``, also ``report.error_bound``); its
         per-bond ``discarded`` weights are NaN, as a fit discards nothing
         bond by bond.
+
+        ``algorithm="randomized"`` rounds to bonds ``max_bond`` without
+        orthogonalizing first (randomize-then-orthogonalize, Al Daas et al.
+        2023: :mod:`tnlib._rounding`): a random chain sketches every unfolding,
+        and the chain's own Gram environments choose the kept directions. The
+        result is an orthogonal projection of the input, so its report's
+        ``certificate`` states the exact relative error (up to rounding,
+        ``probability`` 1). It needs ``max_bond`` alone; on flat spectra it
+        keeps a worse subspace than the SVD sweep (see ``docs/randomized.md``).
 
         ``center`` chooses the canonical form of the result (default the
         last core). ``method=`` is the former name of ``algorithm=``; it still works and

@@ -232,6 +232,8 @@ def _step(u: Any, truncation: Truncation, total: float, seed: int, failure: floa
         near = upper <= _ROUNDING**2 * total or (ratio is not None and ratio <= _QUASI_OPTIMAL)
         if certified and (near or not optimal):
             break
+        if certified and optimal and ratio is None:
+            return None  # no lower bound at all (a flat spectrum): subspace iteration would not give one
         if not certified and power == _POWER_ITERATIONS:
             return None
     if optimal and not near:

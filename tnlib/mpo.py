@@ -548,7 +548,15 @@ class MPO(Chain):
             it is larger; :meth:`to_matrix` and :attr:`shape` still give the
             original shape.
         svd
-            SVD method name (:func:`tnlib.svd_methods`).
+            SVD method name (:func:`tnlib.svd_methods`). With a ``max_bond``,
+            ``"randomized"`` decomposes the whole chain from sketches of its
+            unfoldings in two passes of the data, at the sketch's accuracy, and
+            ``report.certificate`` bounds the error with a stated probability;
+            ``"auto"`` takes that route only where each bond is certified within
+            5 % of the exact one's. Criteria a sketch cannot certify (a cutoff
+            or ``max_discarded`` it cannot resolve, ``max_entropy_loss``,
+            ``max_relative_error``, ``max_params``, ``degeneracy_tol``) run the
+            exact route (see ``docs/randomized.md``).
 
         Returns
         -------
