@@ -9,8 +9,10 @@ the same size (their resident set: a worker above it is restarted and the run
 fails); the client process, which gathers the remainder and finishes the
 sweep, reports its peak resident set (a client's threads reserve more address
 space than the cap allows, so ``RLIMIT_AS`` cannot be set on it). A slice that fits
-is decomposed both in memory and out of core to compare errors. BLAS one
-thread everywhere.
+is decomposed both in memory and out of core to compare errors. Then the
+single pass (``svd="randomized"``: one read of the file, a co-range sketch
+held instead of the remainder) under twice the cap, with the bytes each
+one-worker run read from the file. BLAS one thread everywhere.
 
     python benchmarks/bench_out_of_core.py [--quick] [--rows R] [--limit-gib G]
 """
@@ -37,12 +39,19 @@ def peak():  # VmHWM: the peak resident set of this program (ru_maxrss would inc
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM"))
 import numpy as np, dask, tnlib
-path, workers, bond = sys.argv[1], int(sys.argv[3]), int(sys.argv[6])
+path, workers, bond, svd = sys.argv[1], int(sys.argv[3]), int(sys.argv[6]), sys.argv[7]
 out_dims, in_dims = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 t = tnlib.Truncation(max_bond=bond)
+def read_bytes():  # bytes this process read through read() calls (open_npy reads, never maps)
+    with open("/proc/self/io") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("rchar"))
+before = 0
 def run():
+    global before
+    before = read_bytes()
     start = time.perf_counter()
-    mpo = tnlib.MPO.from_matrix(tnlib.open_npy(path, first_out_dim=out_dims[0]), out_dims, in_dims, truncation=t)
+    mpo = tnlib.MPO.from_matrix(tnlib.open_npy(path, first_out_dim=out_dims[0]), out_dims, in_dims, truncation=t,
+                                svd=svd)
     return time.perf_counter() - start, mpo
 worker_peaks = []
 if workers == 1:
@@ -57,8 +66,10 @@ else:
                       dashboard_address=None, silence_logs=50, env=env) as cluster, Client(cluster) as client:
         seconds, mpo = run()  # this process gathers the remainder and finishes the sweep: its peak RSS is printed
         worker_peaks = list(client.run(peak).values())
+cert = mpo.report.certificate
 print(json.dumps({"seconds": seconds, "bonds": list(mpo.bond_dims), "bound": mpo.report.relative_error_bound,
-                  "peak_rss": peak(), "worker_peaks": worker_peaks}))
+                  "peak_rss": peak(), "worker_peaks": worker_peaks, "read": read_bytes() - before,
+                  "estimate": None if cert is None else cert.error_estimate}))
 """
 
 
@@ -77,11 +88,11 @@ def write_matrix(path: Path, rows: int, cols: int, block: int, seed: int = 0) ->
     del out
 
 
-def child(path: Path, limit: float, workers: int, out_dims, in_dims, bond: int) -> dict:
+def child(path: Path, limit: float, workers: int, out_dims, in_dims, bond: int, svd: str = "auto") -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(path), str(limit), str(workers), json.dumps(out_dims),
-         json.dumps(in_dims), str(bond)],
+         json.dumps(in_dims), str(bond), svd],
         capture_output=True, text=True, env=env,
     )
     if done.returncode != 0:
@@ -89,8 +100,9 @@ def child(path: Path, limit: float, workers: int, out_dims, in_dims, bond: int) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def slice_errors(path: Path, rows: int, out_dims, in_dims, bond: int) -> tuple[float, float]:
-    """True relative errors of the in-memory and the out-of-core decomposition of the first ``rows`` rows."""
+def slice_errors(path: Path, rows: int, out_dims, in_dims, bond: int) -> tuple[float, float, float]:
+    """True relative errors of the in-memory, the out-of-core and the single-pass decomposition of the first
+    ``rows`` rows."""
     import dask.array as da
 
     import tnlib
@@ -98,10 +110,11 @@ def slice_errors(path: Path, rows: int, out_dims, in_dims, bond: int) -> tuple[f
     w = np.load(path, mmap_mode="r")[:rows].astype(np.float64)
     t = tnlib.Truncation(max_bond=bond)
     errors = []
-    for source in (w, da.from_array(w, chunks=(max(1, rows // 8), -1))):
-        mpo = tnlib.MPO.from_matrix(source, out_dims, in_dims, truncation=t)
+    for source, svd in ((w, "auto"), (da.from_array(w, chunks=(max(1, rows // 8), -1)), "auto"),
+                        (da.from_array(w, chunks=(max(1, rows // 8), -1)), "randomized")):
+        mpo = tnlib.MPO.from_matrix(source, out_dims, in_dims, truncation=t, svd=svd)
         errors.append(float(np.linalg.norm(mpo.to_matrix() - w) / np.linalg.norm(w)))
-    return errors[0], errors[1]
+    return errors[0], errors[1], errors[2]
 
 
 def main() -> None:
@@ -129,16 +142,26 @@ def main() -> None:
         print(f"(written in {time.perf_counter() - start:.1f} s; out_dims={out_dims}, in_dims={in_dims})\n")
         one = child(path, limit, 1, out_dims, in_dims, bond)
         two = child(path, limit, 2, out_dims, in_dims, bond)
-        print("| run | time (s) | speed-up | bonds | error bound | peak RSS: process | peak RSS: workers |")
-        print("|---|---|---|---|---|---|---|")
-        for name, r in (("1 worker (threads)", one), ("2 workers (LocalCluster)", two)):
+        # one read: the co-range sketch it gathers is l + t = 2 (bond + 8) + 18 rows of the first unfolding
+        # where the two-pass route gathers bond rows, so it runs under twice the cap (the file still 2x+ that)
+        single_limit = 2 * limit
+        single = child(path, single_limit, 1, out_dims, in_dims, bond, "randomized")
+        print("| run | address space cap | time (s) | speed-up | bonds | error | file read | peak RSS: process "
+              "| peak RSS: workers |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        runs = (("1 worker (threads)", one, limit), ("2 workers (LocalCluster)", two, limit),
+                ("single pass, 1 worker (svd='randomized')", single, single_limit))
+        for name, r, cap in runs:
             workers = ", ".join(f"{p / 2**30:.2f}" for p in r["worker_peaks"]) or "-"
-            print(f"| {name} | {r['seconds']:.1f} | {one['seconds'] / r['seconds']:.2f}x | {tuple(r['bonds'])} "
-                  f"| {r['bound']:.4f} | {r['peak_rss'] / 2**30:.2f} GiB | {workers} |")
+            error = f"bound {r['bound']:.4f}" if r["estimate"] is None else f"estimate {r['estimate']:.4f}"
+            reads = f"{r['read'] / size:.2f}x" if not r["worker_peaks"] else "(workers)"
+            print(f"| {name} | {cap:g} GiB (file {size / (cap * 2**30):.1f}x the cap) | {r['seconds']:.1f} "
+                  f"| {one['seconds'] / r['seconds']:.2f}x | {tuple(r['bonds'])} | {error} | {reads} "
+                  f"| {r['peak_rss'] / 2**30:.2f} GiB | {workers} |")
         slice_rows = int(np.prod(slice_out))
-        mem, ooc = slice_errors(path, slice_rows, slice_out, in_dims, bond)
+        mem, ooc, sp = slice_errors(path, slice_rows, slice_out, in_dims, bond)
         print(f"\nSlice of {slice_rows} rows: relative error in memory {mem:.6f}, out of core {ooc:.6f} "
-              f"(ratio {ooc / mem:.6f})")
+              f"(ratio {ooc / mem:.6f}), single pass {sp:.6f} (ratio to two passes {sp / ooc:.4f})")
 
 
 if __name__ == "__main__":

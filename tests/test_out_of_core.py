@@ -272,3 +272,81 @@ def test_any_dask_matrix_streams_within_open_npys_bound(tmp_path, monkeypatch, s
     assert got < 0.35 * w.nbytes
     # exact LAPACK SVDs on both sides ("auto" accepts fast factors within 5 % of the optimal weight)
     assert_same_decomposition(result, tnlib.MPO.from_matrix(w, *dims, truncation=trunc, svd="lapack"))
+
+
+class _CountingRows(_LazyRows):
+    """A lazy matrix that counts the rows read from it."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.rows_read = 0
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        self.rows_read += out.shape[0]
+        return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_single_pass_reads_once_and_stays_within_twice_the_two_pass_error(tmp_path, seed):
+    import dask
+    import dask.array as da
+
+    rng = np.random.default_rng(seed)
+    # an MPO with decaying bonds plus noise: its unfoldings are not exactly low rank
+    cores = [rng.standard_normal((1, 16, 8, 20)) * np.exp(-0.2 * np.arange(20)),
+             rng.standard_normal((20, 8, 8, 20)) * np.exp(-0.2 * np.arange(20)) / 8,
+             rng.standard_normal((20, 4, 8, 1)) / 8]
+    w = tnlib.MPO(cores).to_matrix()
+    w = w + 1e-3 * np.linalg.norm(w) / np.sqrt(w.size) * rng.standard_normal(w.shape)
+    np.save(tmp_path / "w.npy", w)
+    dims, trunc = ((16, 8, 4), (8, 8, 8)), tnlib.Truncation(max_bond=10)
+    errors, reads = {}, {}
+    for svd in ("auto", "randomized"):
+        source = _CountingRows(tmp_path / "w.npy")
+        x = da.from_array(source, chunks=(64, -1), asarray=False)
+        with dask.config.set(scheduler="sync"):
+            mpo = tnlib.MPO.from_matrix(x, *dims, truncation=trunc, svd=svd)
+        reads[svd] = source.rows_read / w.shape[0]
+        errors[svd] = float(np.linalg.norm(w - mpo.to_matrix()) / np.linalg.norm(w))
+        if svd == "randomized":
+            cert = mpo.report.certificate
+            assert errors[svd] <= cert.error_bound
+            assert mpo.report.relative_error_bound == pytest.approx(cert.error_bound)
+            assert abs(cert.error_estimate - errors[svd]) <= 0.5 * errors[svd]  # 16 probes: within a factor
+    assert reads == {"auto": 2.0, "randomized": 1.0}
+    assert errors["randomized"] <= 2.0 * errors["auto"]
+
+
+def test_single_pass_of_a_tensor_and_from_the_cli(tmp_path):
+    import dask.array as da
+
+    w = decaying(512, 256, 3).reshape(64, 8, 256)
+    mps = tnlib.MPS.from_dense(da.from_array(w, chunks=(64, 2, 256)), truncation=tnlib.Truncation(max_bond=8),
+                               svd="randomized")
+    err = float(np.linalg.norm(w - mps.to_dense()) / np.linalg.norm(w))
+    assert err <= mps.report.certificate.error_bound
+    np.save(tmp_path / "big.npy", decaying(1024, 256, 4))
+    args = [sys.executable, "-m", "tnlib", "decompose", "big.npy", "--out-of-core", "--out-dims", "32,4,8",
+            "--in-dims", "8,4,8", "--max-bond", "8"]
+    r = subprocess.run(args + ["--single-pass"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "with probability 0.999" in r.stdout
+    r = subprocess.run(args[:5] + ["--single-pass", "--max-bond", "8"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "needs --out-of-core" in r.stderr
+
+
+def test_single_pass_refuses_what_it_cannot_sketch():
+    import dask.array as da
+
+    x = da.from_array(decaying(256, 256, 5), chunks=(64, -1))
+    with pytest.raises(ValueError, match="sizes its sketch from the first bond's max_bond"):
+        tnlib.MPO.from_matrix(x, (16, 16), (16, 16), truncation=tnlib.Truncation(cutoff=1e-3), svd="randomized")
+    with pytest.raises(ValueError, match=r"keeps 50 sketched rows of the first unfolding, which has only 32"):
+        tnlib.MPO.from_matrix(x, (4, 64), (8, 32), truncation=tnlib.Truncation(max_bond=8), svd="randomized")
+    bad = decaying(256, 256, 5)
+    bad[100, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        tnlib.MPO.from_matrix(da.from_array(bad, chunks=(64, -1)), (16, 16), (16, 16),
+                              truncation=tnlib.Truncation(max_bond=4), svd="randomized")

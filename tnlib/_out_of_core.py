@@ -25,6 +25,7 @@ scheduler is active runs the blockwise steps: dask's threads by default, a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -36,7 +37,7 @@ from ._backend import binary_exponent, check_floating
 from ._checks import check_int
 from ._legs import interleave_order, site_dims, sites_to_cores
 from ._sweeps import tt_decompose
-from .truncation import Truncation, TruncationReport, select_rank
+from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank
 
 __all__ = [
     "is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy",
@@ -226,6 +227,108 @@ def first_step(
         math.inf if exponent > 0 else 0.0), norm, (discarded / total if total > 0 else 0.0)
 
 
+def _sketch_and_r(block: np.ndarray, psi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One block of the single pass: its rows of ``A_1^T Psi`` (first, before the QR overwrites the block)
+    and its R factor."""
+    return block @ psi, _r_factor(block, n)
+
+
+def _stacked_r(factors: Sequence[np.ndarray], n: int) -> np.ndarray:
+    return _r_factor(np.concatenate(list(factors), axis=0), n)
+
+
+def first_step_single(
+    at: Any, truncation: Truncation, num_bonds: int, name: str, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray, int, float, float, float], np.ndarray, np.ndarray]:
+    """:func:`first_step` in one pass over the input (``svd="randomized"`` of a dask array).
+
+    Every block gives, from one read, its R factor (so ``U_1`` and the first spectrum are exact, as in
+    the two-pass route) and its rows of ``A_1^T [Psi, H]``: ``Psi`` (``d_1 x l``) a Gaussian co-range
+    sketch and ``H`` (``d_1 x t``) an independent test sketch. The remainder ``U_1^H A_1`` is then
+    recovered from ``Psi^T A_1`` alone as the first ``chi`` rows of ``(Psi^T U_l')^+ Psi^T A_1``
+    (``l' = cap + p``, ``l = 2 l' + 2``; Tropp, Yurtsever, Udell and Cevher, SIAM J. Matrix Anal. Appl.
+    38, 2017): exact when ``A_1`` has rank at most ``l'``, else off by about ``sqrt(l' / (l - l' - 1))``
+    (about 1) times its weight beyond ``l'``, in expectation. The gathered sketch holds ``l + t`` rows
+    of the first unfolding where the two-pass route gathers ``chi``. Returns ``first_step``'s tuple,
+    ``H`` and ``A_1^T H`` (for the certificate: :func:`single_pass_certificate`).
+    """
+    import dask
+
+    from ._sketched import PROBES, oversampling
+
+    d1 = int(at.shape[1])
+    cap = truncation.for_bond(0, num_bonds).cap
+    if cap is None:
+        raise ValueError("a single pass (svd='randomized' of a dask input) sizes its sketch from the first bond's "
+                         "max_bond; give the truncation a max_bond")
+    kept = cap + oversampling(cap)  # l': the directions recovered from the co-range sketch
+    ell = 2 * kept + 2  # l: Tropp et al.'s choice l = 2 l' + 1, and one more
+    if ell + PROBES >= d1:
+        raise ValueError(
+            f"a single pass keeps {ell + PROBES} sketched rows of the first unfolding, which has only {d1} "
+            f"(max_bond={cap}): it would hold as much as the input; choose a first site with more rows "
+            "(out_dims[0] * in_dims[0] well above max_bond) or use the two-pass route (svd='auto')"
+        )
+    psi = np.random.default_rng(seed).standard_normal((d1, ell + PROBES)).astype(at.dtype)
+    parts = [dask.delayed(_sketch_and_r, nout=2)(b, psi, d1) for b in at.to_delayed().ravel()]
+    factors = [part[1] for part in parts]
+    while len(factors) > 1:
+        factors = [dask.delayed(_stacked_r)(factors[i:i + 8], d1) for i in range(0, len(factors), 8)]
+    r_mem, sketches = dask.compute(factors[0], [part[0] for part in parts])  # the one pass
+    if not np.isfinite(r_mem).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    w_t = np.concatenate(sketches, axis=0)
+    del sketches
+    exponent = binary_exponent(r_mem)
+    u, s, _ = np.linalg.svd(r_mem.T * 2.0**-exponent)
+    full = min(int(at.shape[0]), d1)
+    u, s = u[:, :full], s[:full]
+    total = float(np.sum(s * s))
+    chi = select_rank(s, truncation.for_bond(0, num_bonds)) if total > 0 else 1
+    kept = min(kept, full)
+    solve = np.linalg.pinv(psi[:, :ell].T @ u[:, :kept])  # (l', l)
+    rest_t = np.ascontiguousarray((w_t[:, :ell] @ solve.T)[:, :chi])  # (U_l'^H A_1)^T, first chi columns
+    test_t = np.ascontiguousarray(w_t[:, ell:])  # A_1^T H
+    del w_t
+    u1 = np.ascontiguousarray(u[:, :chi]).astype(at.dtype)
+    discarded = float(np.sum(s[chi:] * s[chi:]))
+    norm = math.ldexp(total**0.5, exponent)
+    first = (u1, rest_t, int(s.shape[0]), discarded * 4.0**exponent if abs(exponent) < 500 else (
+        math.inf if exponent > 0 else 0.0), norm, (discarded / total if total > 0 else 0.0))
+    return first, psi[:, ell:], test_t
+
+
+def single_pass_certificate(
+    report: TruncationReport, u1: np.ndarray, rest_dense: np.ndarray, h: np.ndarray, test_t: np.ndarray
+) -> TruncationReport:
+    """The report with the certificate of a single pass: the error of the whole chain on the test sketch,
+    ``||H^T (A_1 - U_1 Rest)||`` (``rest_dense``: the decomposed remainder, ``(chi, N)`` in ``A_1``'s
+    column order)."""
+    from ._sketched import FAILURE, PROBES, frobenius_confidence
+
+    resid = test_t.T - (h.T @ u1) @ rest_dense
+    estimate = float(np.sum(np.abs(resid) ** 2)) / PROBES
+    norm = report.norm if report.norm > 0 else 1.0
+    certificate = SketchCertificate(
+        error_estimate=math.sqrt(estimate) / norm,
+        error_bound=math.sqrt(frobenius_confidence(PROBES, FAILURE) * estimate) / norm,
+        probability=1.0 - FAILURE,
+        probes=PROBES,
+        power_iterations=(0,) * len(report.bond_dims),
+        sketched=(True,) + (False,) * (len(report.bond_dims) - 1),
+    )
+    # the per-bond discarded weights miss what the sketch itself lost: the report's error is the bound
+    return dataclasses.replace(report, certificate=certificate, error=certificate.error_bound * report.norm)
+
+
+def _dense_rest(cores: Sequence[Any]) -> np.ndarray:
+    """The chain of site cores ``cores`` (first left bond ``chi``) as a ``(chi, d_2, ..., d_n)`` array."""
+    out = cores[0]
+    for c in cores[1:]:
+        out = np.tensordot(out, c, axes=([out.ndim - 1], [0]))
+    return out.reshape(out.shape[:-1])
+
+
 def tt_decompose_dask(
     first: tuple[np.ndarray, np.ndarray, int, float, float, float],
     rest_dims: Sequence[int],
@@ -265,9 +368,12 @@ def mpo_sites_from_dask(
     n = len(out_dims)
     m, cols = (int(d) for d in matrix.shape)
     o1, i1 = out_dims[0], in_dims[0]
-    u1, rest_t, full_rank, discarded, norm, rel0 = first_step(
-        _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1)), truncation, n - 1, "matrix"
-    )
+    at = _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1))
+    single = svd == "randomized"
+    if single:
+        (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(at, truncation, n - 1, "matrix")
+    else:
+        u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, n - 1, "matrix")
     chi = u1.shape[1]
     # rows of A_1^T run over (O, I) = (o_2..o_n, i_2..i_n); interleave them into sites, chi first: one copy
     legs = rest_t.reshape(*out_dims[1:], *in_dims[1:], chi)
@@ -277,18 +383,31 @@ def mpo_sites_from_dask(
     del legs, rest_t
     first = (u1, rest, full_rank, discarded, norm, rel0)
     cores, report = tt_decompose_dask(first, sites[1:], sites[0], truncation, svd)
+    if single:  # the remainder back in A_1's column order (o_2..o_n, i_2..i_n) for the test sketch
+        dense = _dense_rest(cores[1:]).reshape(chi, *[d for k in range(1, n) for d in (out_dims[k], in_dims[k])])
+        order = [0, *range(1, 2 * n - 1, 2), *range(2, 2 * n - 1, 2)]
+        rest_dense = dense.transpose(order).reshape(chi, -1)
+        report = single_pass_certificate(report, u1, rest_dense, h, test_t)
     return sites_to_cores(cores, out_dims, in_dims), report
 
 
 def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:
     """MPS cores ``(left, phys, right)`` of the dask ``tensor``."""
     dims = [int(d) for d in tensor.shape]
-    u1, rest_t, full_rank, discarded, norm, rel0 = first_step(
-        _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ()), truncation, len(dims) - 1, "tensor"
-    )
+    at = _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ())
+    single = svd == "randomized"
+    if single:
+        (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(
+            at, truncation, len(dims) - 1, "tensor")
+    else:
+        u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, len(dims) - 1, "tensor")
     rest = np.ascontiguousarray(rest_t.T).reshape(u1.shape[1], *dims[1:])
     del rest_t
-    return tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0], truncation, svd)
+    cores, report = tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0],
+                                      truncation, svd)
+    if single:
+        report = single_pass_certificate(report, u1, _dense_rest(cores[1:]).reshape(u1.shape[1], -1), h, test_t)
+    return cores, report
 
 
 def npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:

@@ -222,9 +222,10 @@ def _decompose_out_of_core(args: argparse.Namespace) -> None:
     truncation = _truncation(args, matrix.shape)
     from tqdm.dask import TqdmCallback
 
+    svd = "randomized" if args.single_pass else args.svd
     with TqdmCallback(desc="blocks", file=sys.stderr):
         mpo = MPO.from_matrix(matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
-                              truncation=truncation, pad=args.pad, svd=args.svd)
+                              truncation=truncation, pad=args.pad, svd=svd)
     _print_and_save(args, mpo, matrix.size)
 
 
@@ -239,6 +240,10 @@ def _print_and_save(args: argparse.Namespace, mpo: MPO, size: int) -> None:
 
 def _decompose(args: argparse.Namespace) -> None:
     _check_output(args)
+    if args.single_pass and not args.out_of_core:
+        raise _UsageError("--single-pass reads a .npy once block by block: it needs --out-of-core")
+    if args.single_pass and args.svd not in ("auto", "randomized"):
+        raise _UsageError(f"--single-pass sketches the file (svd='randomized'); it cannot use --svd {args.svd}")
     if args.out_of_core:
         _decompose_out_of_core(args)
         return
@@ -320,6 +325,10 @@ def _parser() -> _Parser:
     dec.add_argument("--svd", default="auto", help="SVD method (auto, lapack, randomized)")
     dec.add_argument("--out-of-core", action="store_true",
                      help="stream a .npy larger than memory block by block (dask; needs a per-bond truncation)")
+    dec.add_argument("--single-pass", action="store_true",
+                     help="with --out-of-core: read the file once (a co-range sketch of the first unfolding is "
+                          "held instead of the remainder; needs --max-bond well below out_dims[0] * in_dims[0]); "
+                          "the report's certificate bounds the error")
     dec.add_argument("--chunk-rows", type=int,
                      help="rows per block with --out-of-core (default: sized to the first of --out-dims)")
 
