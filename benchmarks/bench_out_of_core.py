@@ -144,7 +144,7 @@ def main() -> None:
         two = child(path, limit, 2, out_dims, in_dims, bond)
         # one read: the co-range sketch it gathers is l + t = 2 (bond + 8) + 18 rows of the first unfolding
         # where the two-pass route gathers bond rows, so it runs under twice the cap (the file still 2x+ that)
-        single_limit = 2 * limit
+        single_limit = max(2 * limit, round(size / 2**30 / 2, 2))  # the file at least twice the cap
         single = child(path, single_limit, 1, out_dims, in_dims, bond, "randomized")
         print("| run | address space cap | time (s) | speed-up | bonds | error | file read | peak RSS: process "
               "| peak RSS: workers |")
