@@ -115,7 +115,7 @@ def test_compress_errors():
     _, big = decaying_product()
     with pytest.raises(ValueError, match=r"algorithm='variational' needs truncation.max_bond"):
         big.compress(tnlib.Truncation(cutoff=0.1), algorithm="variational")
-    with pytest.raises(ValueError, match=r"algorithm='als' is invalid; expected 'svd' or 'variational'"):
+    with pytest.raises(ValueError, match=r"algorithm='als' is invalid; expected 'svd', 'variational' or 'randomized'"):
         big.compress(tnlib.Truncation(max_bond=3), algorithm="als")
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from ._backend import binary_exponent, check_floating
 from ._checks import check_int
 from ._legs import interleave_order, site_dims, sites_to_cores
+from ._sketched import FAILURE, PROBES, frobenius_confidence, oversampling
 from ._sweeps import tt_decompose
 from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank
 
@@ -254,8 +255,6 @@ def first_step_single(
     """
     import dask
 
-    from ._sketched import PROBES, oversampling
-
     d1 = int(at.shape[1])
     cap = truncation.for_bond(0, num_bonds).cap
     if cap is None:
@@ -304,8 +303,6 @@ def single_pass_certificate(
     """The report with the certificate of a single pass: the error of the whole chain on the test sketch,
     ``||H^T (A_1 - U_1 Rest)||`` (``rest_dense``: the decomposed remainder, ``(chi, N)`` in ``A_1``'s
     column order)."""
-    from ._sketched import FAILURE, PROBES, frobenius_confidence
-
     resid = test_t.T - (h.T @ u1) @ rest_dense
     estimate = float(np.sum(np.abs(resid) ** 2)) / PROBES
     norm = report.norm if report.norm > 0 else 1.0

@@ -43,8 +43,11 @@ _OVERSAMPLE = 8
 
 
 def _unit(x: Any) -> tuple[Any, int]:
-    """``(x * 2**-e, e)`` with ``e`` the power of two of ``x``'s largest entry (exact)."""
-    e = binary_exponent(x)
+    """``(x * 2**-e, e)`` with ``e`` the power of two of ``x``'s Frobenius norm (exact; 0 when the norm is
+    zero or beyond floating range, where the largest entry's is used)."""
+    with np.errstate(over="ignore", under="ignore"):  # a norm out of range falls back to the largest entry
+        norm = scalar(namespace(x).linalg.vector_norm(x))
+    e = math.frexp(norm)[1] if 2.0**-900 < norm < 2.0**900 else binary_exponent(x)
     return (x * (2.0 ** -e) if e else x), e
 
 
@@ -76,6 +79,13 @@ def _environments(sites: Sequence[Any], ell: Sequence[int], seed: int) -> tuple[
         g[k], shift = _unit(xp.reshape(flat @ g[k + 1], (a, d * b)) @ linalg.adjoint(xp.reshape(core, (a, d * b))))
         e[k] = e[k + 1] + shift
     return w, g, e
+
+
+def _absorb(carry: Any, core: Any) -> Any:
+    """``carry`` (``r x a``) times the core ``(a, d, b)``: a ``(r, d, b)`` core."""
+    xp = namespace(core)
+    a, d, b = core.shape
+    return xp.reshape(carry @ xp.reshape(core, (a, d * b)), (int(carry.shape[0]), d, b))
 
 
 def _kept(lam: Any, cap: int) -> int:
@@ -110,7 +120,7 @@ def randomized_round(
     out: list[Any] = []
     relative, full = [], []
     for k in range(n - 1):
-        core = sites[k] if carry is None else xp.tensordot(carry, sites[k], axes=1)
+        core = sites[k] if carry is None else _absorb(carry, sites[k])
         r, d, b = core.shape
         x = xp.reshape(core, (r * d, b))
         weight = _weight_in(x, g[k + 1])  # trace(X G X^H): this unfolding's weight (scale 2^(2c + E[k+1]))
@@ -121,8 +131,7 @@ def randomized_round(
         else:
             q = linalg.qr(x @ w[k + 1])[0]
             c = linalg.adjoint(q) @ x
-        lam, vec = xp.linalg.eigh((c @ g[k + 1]) @ linalg.adjoint(c))
-        lam, vec = xp.flip(xp.real(lam), axis=0), xp.flip(vec, axis=1)
+        lam, vec = linalg.descending_eigh((c @ g[k + 1]) @ linalg.adjoint(c))
         chi = _kept(lam, caps[k])
         v = vec[:, :chi]
         out.append(xp.reshape(v if q is None else q @ v, (r, d, chi)))
@@ -131,7 +140,7 @@ def randomized_round(
         carry, shift = _unit(linalg.adjoint(v) @ c)
         c_exp += shift
         full.append(min(r * d, b))
-    last = sites[-1] if carry is None else xp.tensordot(carry, sites[-1], axes=1)
+    last = sites[-1] if carry is None else _absorb(carry, sites[-1])
     out.append(last)
     if n == 1:
         total = _weight(last)

@@ -149,13 +149,6 @@ def _row_weights(x: Any) -> Any:
     return norms * norms
 
 
-def _descending_eigh(g: Any) -> tuple[Any, Any]:
-    xp = namespace(g)
-    lam, vec = xp.linalg.eigh(g)
-    lam = xp.flip(lam, axis=0)
-    return xp.where(lam > 0, lam, xp.zeros_like(lam)), xp.flip(vec, axis=1)
-
-
 def _optimal_at_least(rows: Any, chi: int, total: float, rho: float, upper_e: float) -> float:
     """A lower bound on the optimal discarded weight of ``U`` at rank ``chi`` (Ky Fan, as in ``_step``)."""
     return total - scalar(namespace(rows).sum(rows[:chi])) - min(chi * rho * rho, upper_e)
@@ -204,7 +197,7 @@ def _step(u: Any, truncation: Truncation, total: float, seed: int, failure: floa
         h = probe.h - q @ (linalg.adjoint(q) @ probe.h)
         w = linalg.adjoint(xp.concat([q, h], axis=1)) @ u
         b, test = w[:k, :], w[k:, :]
-        lam, vec = _descending_eigh(b @ linalg.adjoint(b))
+        lam, vec = linalg.descending_eigh(b @ linalg.adjoint(b))
         rot = linalg.adjoint(vec) @ b
         rows = _row_weights(rot)  # ||row i||^2, = s_i(B)^2 without eigh's rounding
         s = xp.sqrt(lam)

@@ -29,6 +29,10 @@ Built-in methods:
     ``min(m, n)``; otherwise it falls back to ``"lapack"``. Its truncation
     is checked a posteriori: the discarded weight it reports is
     ``||a||_F^2 - sum(S_kept^2)``, the exact error of the projection.
+    For a whole chain (``MPO.from_matrix``, ``MPS.from_dense``) with a
+    ``max_bond``, ``"randomized"`` instead runs the sketched TT-SVD of
+    :mod:`tnlib._sketched` (two passes, a certificate in the report), and
+    for a dask input a single pass.
 
 Examples
 --------
