@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -351,3 +352,28 @@ def test_degeneracy_tol_is_honoured_by_the_partial_routes(svd):
     mpo = tnlib.MPO.from_matrix(a, (n, 1), (1, n), truncation=tnlib.Truncation(max_bond=32, degeneracy_tol=1e-6),
                                 svd=svd)
     assert mpo.bond_dims == (30,)
+
+
+def test_a_max_bond_that_caps_a_max_relative_error_warns_and_says_so_in_the_report(tmp_path):
+    rng = np.random.default_rng(0)
+    cores = [rng.standard_normal((1 if k == 0 else 6, 2, 1 if k == 9 else 6)) for k in range(10)]
+    mps = tnlib.MPS(cores)
+    capped = tnlib.Truncation(max_bond=2, max_relative_error=1e-6)
+    with pytest.warns(UserWarning, match=r"max_relative_error=1e-06 is not met: the relative error is 0\.\d+"):
+        got = mps.compress(capped)
+    alone = mps.compress(tnlib.Truncation(max_bond=2))
+    # the least error the cap allows (it kept fewer values than allowed before), and the report says so
+    assert got.bond_dims == alone.bond_dims
+    assert got.report.relative_error_bound == pytest.approx(alone.report.relative_error_bound, rel=1e-12)
+    assert len(got.report.unmet) == 1 and "max_bond=2 caps the bonds" in got.report.unmet[0]
+    assert "not met: max_relative_error" in str(got.report)
+    tnlib.save(tmp_path / "m.tnz", got)
+    assert tnlib.load(tmp_path / "m.tnz").report.unmet == got.report.unmet
+    # a fit of fixed bonds cannot honour the guarantee: refused in words, not dropped
+    with pytest.raises(ValueError, match="cannot honour max_relative_error"):
+        mps.compress(capped, algorithm="variational")
+    # met guarantees stay silent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = mps.compress(tnlib.Truncation(max_bond=64, max_relative_error=0.3))
+    assert ok.report.unmet == () and ok.report.relative_error_bound <= 0.3

@@ -38,7 +38,7 @@ from ._backend import frobenius_norm, namespace, scalar
 from ._canonical import orthonormalize
 from .budget import allocation_candidates, bonds_for_error, pair_moves
 from .svd import truncate_left
-from .truncation import BudgetTooSmallError, Truncation, TruncationReport, select_rank
+from .truncation import BudgetTooSmallError, Truncation, TruncationReport, select_rank, with_error_check
 
 __all__ = ["SweepResult", "svd_sweep", "tt_decompose", "truncate_chain"]
 
@@ -342,7 +342,7 @@ def truncate_chain(
         best = _local_search(best, sweep, phys, upper, truncation, canon)
     if truncation.max_relative_error is not None and truncation.degeneracy_tol is not None:
         best = _keep_error_guarantee(best, canon, truncation, per_bond, allocations[0], norm, svd)
-    return list(best.cores), best.report(norm, truncation)
+    return list(best.cores), with_error_check(best.report(norm, truncation))
 
 
 def _plan_allocations(

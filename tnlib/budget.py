@@ -363,7 +363,9 @@ def bonds_for_error(
     """
     tails, low, caps = _prepare(spectra, phys_dims, 2**62, upper, min_bond)
     chi = list(caps)
-    used = 0.0
+    used = float(sum(tails[k][chi[k]] for k in range(len(chi))))  # what the caps already discard
+    if used > max_weight:
+        return tuple(int(c) for c in chi)  # the caps alone exceed the weight: keep all they allow
     while True:
         best, best_k = None, -1
         for k in range(len(chi)):

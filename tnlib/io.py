@@ -70,7 +70,14 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         None if data.get("shrinkage") is None else float(data["shrinkage"]),
         _cross_from_json(data.get("cross")),
         _certificate_from_json(data.get("certificate")),
+        _unmet_from_json(data.get("unmet", ())),
     )
+
+
+def _unmet_from_json(data: Any) -> tuple[str, ...]:
+    if not isinstance(data, (list, tuple)) or not all(isinstance(u, str) for u in data):
+        raise _Bad(f"corrupt tnlib file: the report's unmet guarantees are {data!r}, expected a list of strings")
+    return tuple(data)
 
 
 def _certificate_from_json(data: Any) -> SketchCertificate | None:

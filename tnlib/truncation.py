@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_compression",
     "with_compression",
     "select_rank",
+    "with_error_check",
 ]
 
 
@@ -372,6 +374,10 @@ class TruncationReport:
         For a randomized (sketched) decomposition: the discarded weights are
         measured, and the certificate bounds the relative error with a stated
         probability.
+    unmet : tuple of str
+        The guarantees of :attr:`truncation` this result does not meet, each
+        with by how much (a ``max_bond`` that caps the bonds below what
+        ``max_relative_error`` needs); a :class:`UserWarning` said so too.
 
     Examples
     --------
@@ -398,6 +404,7 @@ class TruncationReport:
     shrinkage: float | None = None
     cross: Any = None
     certificate: SketchCertificate | None = None
+    unmet: tuple[str, ...] = ()
 
     @property
     def error_bound(self) -> float:
@@ -461,7 +468,24 @@ class TruncationReport:
             lines.append(f"output-space error on held-out rows = {self.held_out_error:.3g}")
         if self.certificate is not None:
             lines.append(str(self.certificate))
+        lines.extend(f"not met: {u}" for u in self.unmet)
         return "\n".join(lines)
+
+
+def with_error_check(report: TruncationReport) -> TruncationReport:
+    """``report`` with :attr:`TruncationReport.unmet` naming a ``max_relative_error`` its error exceeds
+    (the bonds capped by ``max_bond``), and a :class:`UserWarning` saying so."""
+    truncation = report.truncation
+    if truncation is None or truncation.max_relative_error is None:
+        return report
+    eps = truncation.max_relative_error
+    error = report.relative_error_bound
+    if error <= eps * (1.0 + 1e-9) + 1e-15:
+        return report
+    text = (f"max_relative_error={eps:g} is not met: the relative error is {error:.3g} "
+            f"({error / eps:.3g}x the guarantee) because max_bond={truncation.max_bond} caps the bonds")
+    warnings.warn(f"{text}; raise max_bond or drop it to keep the guarantee", UserWarning, stacklevel=4)
+    return dataclasses.replace(report, unmet=report.unmet + (text,))
 
 
 def select_rank(s: Any, truncation: Truncation | None, total: float | None = None) -> int:
