@@ -93,6 +93,9 @@ class Truncation:
         computed and the error budget is split over the bonds by tnlib
         (greedy by weight per parameter saved), not by the user. For
         :func:`truncated_svd`, the same as ``max_discarded = eps**2``. In ``[0, 1)``.
+        With a ``max_bond`` too small for it, the result keeps every value the
+        caps allow (the least error they permit), warns, and its report's
+        ``unmet`` says by how much the guarantee is missed.
     degeneracy_tol
         Never cut inside a multiplet: when the last kept and the first
         dropped singular values differ by at most ``degeneracy_tol`` relative
