@@ -337,6 +337,21 @@ def test_single_pass_of_a_tensor_and_from_the_cli(tmp_path):
     assert r.returncode == 2 and "needs --out-of-core" in r.stderr
 
 
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_single_pass_certificate_at_any_scale(scale):
+    import dask.array as da
+
+    rng = np.random.default_rng(9)
+    w = tnlib.MPO([rng.standard_normal((1, 32, 8, 12)), rng.standard_normal((12, 8, 16, 1))]).to_matrix()
+    w = w + 1e-3 * np.linalg.norm(w) / np.sqrt(w.size) * rng.standard_normal(w.shape)
+    mpo = tnlib.MPO.from_matrix(da.from_array(w * scale, chunks=(64, -1)), (32, 8), (8, 16),
+                                truncation=tnlib.Truncation(max_bond=12), svd="randomized")
+    err = float(np.linalg.norm(w - mpo.to_matrix() / scale) / np.linalg.norm(w))
+    cert = mpo.report.certificate
+    assert 1e-4 < err <= cert.error_bound < 1e-2
+    assert abs(cert.error_estimate - err) < 0.5 * err
+
+
 def test_single_pass_refuses_what_it_cannot_sketch():
     import dask.array as da
 

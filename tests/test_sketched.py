@@ -260,6 +260,12 @@ def test_randomized_rounding_near_the_svd_sweep_on_decaying_spectra_and_at_any_s
         assert math.isclose(rand.log_norm(), svd.log_norm() + math.log(factor), rel_tol=1e-3, abs_tol=1e-3)
 
 
+def test_randomized_rounding_of_a_zero_chain_is_exact():
+    zero = _random_mps(6, 2, 4, 0) * 0.0
+    got = zero.compress(tnlib.Truncation(max_bond=2), algorithm="randomized")
+    assert got.report.certificate.error_estimate == 0.0 and float(got.norm()) == 0.0
+
+
 def test_randomized_rounding_refuses_what_it_cannot_honour():
     x = _random_mps(6, 2, 4, 0)
     with pytest.raises(ValueError, match="needs truncation.max_bond"):

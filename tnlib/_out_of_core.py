@@ -303,12 +303,12 @@ def single_pass_certificate(
     """The report with the certificate of a single pass: the error of the whole chain on the test sketch,
     ``||H^T (A_1 - U_1 Rest)||`` (``rest_dense``: the decomposed remainder, ``(chi, N)`` in ``A_1``'s
     column order)."""
-    resid = test_t.T - (h.T @ u1) @ rest_dense
+    norm = report.norm if 0 < report.norm < math.inf else 1.0
+    resid = (test_t.T - (h.T @ u1) @ rest_dense) / norm  # relative: its squares neither under- nor overflow
     estimate = float(np.sum(np.abs(resid) ** 2)) / PROBES
-    norm = report.norm if report.norm > 0 else 1.0
     certificate = SketchCertificate(
-        error_estimate=math.sqrt(estimate) / norm,
-        error_bound=math.sqrt(frobenius_confidence(PROBES, FAILURE) * estimate) / norm,
+        error_estimate=math.sqrt(estimate),
+        error_bound=math.sqrt(frobenius_confidence(PROBES, FAILURE) * estimate),
         probability=1.0 - FAILURE,
         probes=PROBES,
         power_iterations=(0,) * len(report.bond_dims),

@@ -147,7 +147,7 @@ def randomized_round(
     kept = _ratio(_weight(last), total, 2 * c_exp - e[1] if n > 1 else 0)
     eps = float(np.finfo(np.float32 if "float32" in str(last.dtype) or "complex64" in str(last.dtype)
                          else np.float64).eps)
-    err2 = max(1.0 - kept, 0.0)
+    err2 = max(1.0 - kept, 0.0) if total > 0 else 0.0  # a zero chain rounds to itself
     certificate = SketchCertificate(
         error_estimate=math.sqrt(err2),
         error_bound=math.sqrt(err2 + 32.0 * n * eps),
