@@ -361,7 +361,10 @@ def test_single_pass_refuses_what_it_cannot_sketch():
     with pytest.raises(ValueError, match=r"keeps 50 sketched rows of the first unfolding, which has only 32"):
         tnlib.MPO.from_matrix(x, (4, 64), (8, 32), truncation=tnlib.Truncation(max_bond=8), svd="randomized")
     bad = decaying(256, 256, 5)
-    bad[100, 3] = np.nan
-    with pytest.raises(ValueError, match="NaN or inf"):
-        tnlib.MPO.from_matrix(da.from_array(bad, chunks=(64, -1)), (16, 16), (16, 16),
-                              truncation=tnlib.Truncation(max_bond=4), svd="randomized")
+    bad[100, 3], bad[7, 0] = np.nan, np.inf
+    for svd in ("randomized", "auto"):
+        with pytest.raises(ValueError, match=r"matrix contains NaN or inf in 2 rows \(7, 100\)"):
+            tnlib.MPO.from_matrix(da.from_array(bad, chunks=(64, -1)), (16, 16), (16, 16),
+                                  truncation=tnlib.Truncation(max_bond=4), svd=svd)
+    with pytest.raises(ValueError, match=r"tensor contains NaN or inf in 2 slices of the first axis \(0, 6\)"):
+        tnlib.MPS.from_dense(da.from_array(bad.reshape(16, 16, 256)), truncation=tnlib.Truncation(max_bond=4))

@@ -208,7 +208,7 @@ def first_step(
     discarded weight relative to ||A||_F^2)``; the spectrum is taken at unit scale (a power of two)."""
     r_mem = _tsqr_r(at).compute()  # one pass over the input
     if not np.isfinite(r_mem).all():  # a NaN or inf anywhere in the input reaches R
-        raise ValueError(f"{name} contains NaN or inf")
+        raise _NotFinite(f"{name} contains NaN or inf")
     exponent = binary_exponent(r_mem)  # the spectrum at unit scale: its squares stay in range
     u, s, _ = np.linalg.svd(r_mem.T * 2.0**-exponent)  # A_1 = R^T Q^T: the left factor and spectrum of A_1
     full = min(int(at.shape[0]), int(at.shape[1]))  # the rank bound of A_1 (R's zero padding adds zeros)
@@ -226,6 +226,28 @@ def first_step(
     norm = math.ldexp(total**0.5, exponent)
     return u1, rest_t, int(s.shape[0]), discarded * 4.0**exponent if abs(exponent) < 500 else (
         math.inf if exponent > 0 else 0.0), norm, (discarded / total if total > 0 else 0.0)
+
+
+class _NotFinite(ValueError):
+    """A NaN or inf reached the first step's R factor."""
+
+
+@contextlib.contextmanager
+def _naming_rows(x: Any, name: str) -> Any:
+    """Re-raise a first step's NaN/inf error naming the rows (first axis) of ``x`` that hold them: one more
+    pass over the input, on the error path only."""
+    try:
+        yield
+    except _NotFinite:
+        import dask.array as da
+
+        finite = da.isfinite(x).reshape(int(x.shape[0]), -1).all(axis=1).compute()
+        rows = np.flatnonzero(~finite)
+        shown = ", ".join(str(int(r)) for r in rows[:10]) + (", ..." if rows.size > 10 else "")
+        what = "row" if x.ndim == 2 else "slice of the first axis"
+        what = what if rows.size == 1 else what.replace("row", "rows").replace("slice ", "slices ")
+        raise ValueError(f"{name} contains NaN or inf in {rows.size} {what} ({shown}); expected finite values"
+                         ) from None
 
 
 def _sketch_and_r(block: np.ndarray, psi: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +297,7 @@ def first_step_single(
         factors = [dask.delayed(_stacked_r)(factors[i:i + 8], d1) for i in range(0, len(factors), 8)]
     r_mem, sketches = dask.compute(factors[0], [part[0] for part in parts])  # the one pass
     if not np.isfinite(r_mem).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise _NotFinite(f"{name} contains NaN or inf")
     w_t = np.concatenate(sketches, axis=0)
     del sketches
     exponent = binary_exponent(r_mem)
@@ -367,10 +389,12 @@ def mpo_sites_from_dask(
     o1, i1 = out_dims[0], in_dims[0]
     at = _first_unfolding_t(matrix, (o1, m // o1), (i1, cols // i1))
     single = svd == "randomized"
-    if single:
-        (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(at, truncation, n - 1, "matrix")
-    else:
-        u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, n - 1, "matrix")
+    with _naming_rows(matrix, "matrix"):
+        if single:
+            (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(
+                at, truncation, n - 1, "matrix")
+        else:
+            u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, n - 1, "matrix")
     chi = u1.shape[1]
     # rows of A_1^T run over (O, I) = (o_2..o_n, i_2..i_n); interleave them into sites, chi first: one copy
     legs = rest_t.reshape(*out_dims[1:], *in_dims[1:], chi)
@@ -393,11 +417,12 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
     dims = [int(d) for d in tensor.shape]
     at = _first_unfolding_t(tensor, (dims[0], int(np.prod(dims[1:]))), ())
     single = svd == "randomized"
-    if single:
-        (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(
-            at, truncation, len(dims) - 1, "tensor")
-    else:
-        u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, len(dims) - 1, "tensor")
+    with _naming_rows(tensor, "tensor"):
+        if single:
+            (u1, rest_t, full_rank, discarded, norm, rel0), h, test_t = first_step_single(
+                at, truncation, len(dims) - 1, "tensor")
+        else:
+            u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, len(dims) - 1, "tensor")
     rest = np.ascontiguousarray(rest_t.T).reshape(u1.shape[1], *dims[1:])
     del rest_t
     cores, report = tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0],
