@@ -186,7 +186,7 @@ def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
     peak = max(_peak(xp, b) for b in leading_blocks(x, block_bytes))
     if peak == 0.0 or not math.isfinite(peak):
         return peak
-    low, high = _SAFE_SINGLE if _is_single(x) else _SAFE_DOUBLE
+    low, high = _SAFE_SINGLE if is_single(x) else _SAFE_DOUBLE
     if low < peak < high / math.sqrt(array_api_compat.size(x) or 1):
         # no square can overflow, and those that underflow are below 2^-1000 of the largest: no scaling
         return math.sqrt(sum(scalar(xp.linalg.vector_norm(b)) ** 2 for b in leading_blocks(x, block_bytes)))
@@ -198,9 +198,15 @@ def frobenius_norm(x: Any, block_bytes: int = BLOCK_BYTES) -> float:
 _SAFE_DOUBLE, _SAFE_SINGLE = (2.0**-400, 2.0**400), (2.0**-30, 2.0**60)
 
 
-def _is_single(x: Any) -> bool:
+def is_single(x: Any) -> bool:
+    """Whether ``x`` is float32 or complex64."""
     name = str(x.dtype)
     return "float32" in name or "complex64" in name
+
+
+def rounding_unit(x: Any) -> float:
+    """The machine epsilon of ``x``'s precision (float32 / complex64, else float64)."""
+    return float(np.finfo(np.float32 if is_single(x) else np.float64).eps)
 
 
 def _peak(xp: Any, b: Any) -> float:

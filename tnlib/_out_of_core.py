@@ -35,7 +35,7 @@ import numpy as np
 
 from ._backend import binary_exponent, check_floating
 from ._checks import check_int
-from ._legs import interleave_order, site_dims, sites_to_cores
+from ._legs import contract_sites, deinterleave, interleave_order, site_dims, sites_to_cores
 from ._sketched import FAILURE, PROBES, frobenius_confidence, oversampling
 from ._sweeps import tt_decompose
 from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank
@@ -341,11 +341,10 @@ def single_pass_certificate(
 
 
 def _dense_rest(cores: Sequence[Any]) -> np.ndarray:
-    """The chain of site cores ``cores`` (first left bond ``chi``) as a ``(chi, d_2, ..., d_n)`` array."""
-    out = cores[0]
-    for c in cores[1:]:
-        out = np.tensordot(out, c, axes=([out.ndim - 1], [0]))
-    return out.reshape(out.shape[:-1])
+    """The chain of site cores ``cores`` (first left bond ``chi``) as a ``(chi, prod d)`` array: the left
+    bond folded into the first site's leg, then :func:`tnlib._legs.contract_sites`."""
+    chi, d, right = (int(v) for v in cores[0].shape)
+    return contract_sites([cores[0].reshape(1, chi * d, right), *cores[1:]]).reshape(chi, -1)
 
 
 def tt_decompose_dask(
@@ -405,9 +404,7 @@ def mpo_sites_from_dask(
     first = (u1, rest, full_rank, discarded, norm, rel0)
     cores, report = tt_decompose_dask(first, sites[1:], sites[0], truncation, svd)
     if single:  # the remainder back in A_1's column order (o_2..o_n, i_2..i_n) for the test sketch
-        dense = _dense_rest(cores[1:]).reshape(chi, *[d for k in range(1, n) for d in (out_dims[k], in_dims[k])])
-        order = [0, *range(1, 2 * n - 1, 2), *range(2, 2 * n - 1, 2)]
-        rest_dense = dense.transpose(order).reshape(chi, -1)
+        rest_dense = deinterleave(_dense_rest(cores[1:]), (chi, *out_dims[1:]), (1, *in_dims[1:])).reshape(chi, -1)
         report = single_pass_certificate(report, u1, rest_dense, h, test_t)
     return sites_to_cores(cores, out_dims, in_dims), report
 
@@ -428,7 +425,7 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
     cores, report = tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0],
                                       truncation, svd)
     if single:
-        report = single_pass_certificate(report, u1, _dense_rest(cores[1:]).reshape(u1.shape[1], -1), h, test_t)
+        report = single_pass_certificate(report, u1, _dense_rest(cores[1:]), h, test_t)
     return cores, report
 
 

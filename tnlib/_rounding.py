@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import _linalg as linalg
-from ._backend import binary_exponent, namespace, scalar
+from ._backend import binary_exponent, namespace, rounding_unit, scalar
 from .truncation import SketchCertificate
 
 __all__ = ["randomized_round"]
@@ -145,8 +145,7 @@ def randomized_round(
     if n == 1:
         total = _weight(last)
     kept = _ratio(_weight(last), total, 2 * c_exp - e[1] if n > 1 else 0)
-    eps = float(np.finfo(np.float32 if "float32" in str(last.dtype) or "complex64" in str(last.dtype)
-                         else np.float64).eps)
+    eps = rounding_unit(last)
     err2 = max(1.0 - kept, 0.0) if total > 0 else 0.0  # a zero chain rounds to itself
     certificate = SketchCertificate(
         error_estimate=math.sqrt(err2),

@@ -55,7 +55,7 @@ import array_api_compat
 import numpy as np
 
 from . import _linalg as linalg
-from ._backend import namespace, scalar, sum_squares
+from ._backend import namespace, rounding_unit, scalar, sum_squares
 from .svd import truncate_left
 from .svd._certified import gram_factor
 from .svd._truncate import LeftFactor
@@ -235,14 +235,9 @@ def _step(u: Any, truncation: Truncation, total: float, seed: int, failure: floa
     return _Step(q @ kept, rot[:chi, :], s[:chi], point_e + tail, upper, power)
 
 
-def _eps(u: Any) -> float:
-    single = "float32" in str(u.dtype) or "complex64" in str(u.dtype)
-    return float(np.finfo(np.float32 if single else np.float64).eps)
-
-
 def _slack(u: Any, total: float) -> float:
     """What rounding may leave in ``||U||^2 - ||B||^2``: 64 ulps per square root of the entries summed."""
-    return 64.0 * _eps(u) * math.sqrt(float(u.shape[0]) * float(u.shape[1])) * total
+    return 64.0 * rounding_unit(u) * math.sqrt(float(u.shape[0]) * float(u.shape[1])) * total
 
 
 def _sketched(m: int, n: int, cap: int) -> bool:
@@ -279,18 +274,18 @@ def sketch_chain(
     """
     xp = namespace(tensor)
     n_bonds = len(dims) - 1
-    shapes = []
+    planned = []  # which bonds look worth sketching (the ranks of later ones estimated by their caps)
     r_max = 1
     for k, d in enumerate(dims[:-1]):
         cap = truncation.for_bond(k, n_bonds).cap
         assert cap is not None
         rows = r_max * d
-        shapes.append(_sketched(rows, math.prod(dims) // rows, cap))
+        planned.append(_sketched(rows, math.prod(dims) // rows, cap))
         r_max = min(rows, cap, math.prod(dims) // rows)
-    if not any(shapes):
+    if not any(planned):
         return None
-    failure = FAILURE / (2 * sum(shapes))
-    cores, spectra, kept, full, discarded, uppers, powers = [], [], [], [], [], [], []
+    failure = FAILURE / (2 * n_bonds)  # shared by every bond that may be sketched (two bounds each)
+    cores, spectra, kept, full, discarded, uppers, powers, sketched = [], [], [], [], [], [], [], []
     rest, r, total = tensor, 1, norm * norm
     for k, d in enumerate(dims[:-1]):
         u = xp.reshape(rest, (r * d, -1))
@@ -304,13 +299,15 @@ def sketch_chain(
                 return None
             core, rest, s, est, upper = step.core, step.rest, step.spectrum, step.estimate, step.upper
             powers.append(step.power)
+            sketched.append(True)
         else:
             res = truncate_left(u, tk, "auto") if fast is None else fast
             core, s, est = res.U, res.S, res.discarded
             # the exact SVD's values carry absolute errors of about eps * s_max (s_max <= sqrt(total))
-            upper = (math.sqrt(max(est, 0.0)) + math.sqrt(min(m, n)) * _eps(u) * math.sqrt(total)) ** 2
+            upper = (math.sqrt(max(est, 0.0)) + math.sqrt(min(m, n)) * rounding_unit(u) * math.sqrt(total)) ** 2
             rest = linalg.adjoint(core) @ u
             powers.append(0)
+            sketched.append(False)
         chi = int(core.shape[1])
         cores.append(xp.reshape(core, (r, d, chi)))
         spectra.append(s)
@@ -330,6 +327,6 @@ def sketch_chain(
         probability=1.0 - FAILURE,
         probes=PROBES,
         power_iterations=tuple(powers),
-        sketched=tuple(shapes),
+        sketched=tuple(sketched),
     )
     return cores + [last], spectra, kept, full, discarded, certificate

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _linalg as linalg
 from . import _sketched
-from ._backend import frobenius_norm, namespace, scalar
+from ._backend import frobenius_norm, is_single, namespace, scalar
 from ._canonical import orthonormalize
 from .budget import allocation_candidates, bonds_for_error, pair_moves
 from .svd import truncate_left
@@ -151,17 +151,11 @@ def _svd_chain(
     return SweepResult(tuple(cores), tuple(spectra), tuple(kept), tuple(full), tuple(discarded)), norm
 
 
-def _is_single(x: Any) -> bool:
-    """Whether ``x`` is float32 or complex64."""
-    name = str(x.dtype)
-    return "float32" in name or "complex64" in name
-
-
 def unit_scale(norm: float, like: Any = None) -> float:
     """A power of two near ``norm`` when it is far from 1 (so that squares of entries neither under- nor
     overflow in ``like``'s precision: float32 squares leave its range beyond about 1e+-19), else 1:
     dividing and multiplying back by it is exact."""
-    limit = 2.0**30 if like is not None and _is_single(like) else 2.0**200
+    limit = 2.0**30 if like is not None and is_single(like) else 2.0**200
     if norm == 0.0 or not math.isfinite(norm) or 1.0 / limit < norm < limit:
         return 1.0
     return 2.0 ** round(math.log2(norm))
