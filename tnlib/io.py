@@ -19,7 +19,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ __all__ = ["save", "load", "FORMAT", "FORMAT_VERSION"]
 FORMAT = "tnlib"
 FORMAT_VERSION = 1
 _HEADER = "__tnlib__"
+_R = TypeVar("_R")
 
 
 def _report_to_json(report: TruncationReport | None) -> dict[str, Any] | None:
@@ -81,33 +82,31 @@ def _unmet_from_json(data: Any) -> tuple[str, ...]:
 
 
 def _certificate_from_json(data: Any) -> SketchCertificate | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise _Bad(f"corrupt tnlib file: the report's certificate is a {type(data).__name__}, expected an object")
-    try:
-        return SketchCertificate(
-            float(data["error_estimate"]), float(data["error_bound"]), float(data["probability"]),
-            int(data["probes"]), tuple(int(v) for v in data["power_iterations"]),
-            tuple(bool(v) for v in data["sketched"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _Bad(f"corrupt tnlib file: the report's certificate is incomplete ({exc})") from None
+    return _record_from_json(data, "certificate is", lambda d: SketchCertificate(
+        float(d["error_estimate"]), float(d["error_bound"]), float(d["probability"]),
+        int(d["probes"]), tuple(int(v) for v in d["power_iterations"]), tuple(bool(v) for v in d["sketched"]),
+    ))
 
 
 def _cross_from_json(data: Any) -> CrossReport | None:
+    return _record_from_json(data, "cross statistics are", lambda d: CrossReport(
+        int(d["evals"]), int(d["calls"]), int(d["sweeps"]),
+        None if d.get("error") is None else float(d["error"]), int(d["check_size"]),
+        bool(d["converged"]), str(d["stopped"]), tuple(float(v) for v in d.get("history", ())),
+    ))
+
+
+def _record_from_json(data: Any, what: str, build: Callable[[dict[str, Any]], _R]) -> _R | None:
+    """A report's nested record (``None`` stays ``None``), refused as a corrupt file naming ``what`` when
+    it is not an object or lacks a field."""
     if data is None:
         return None
     if not isinstance(data, dict):
-        raise _Bad(f"corrupt tnlib file: the report's cross statistics are a {type(data).__name__}, expected an object")
+        raise _Bad(f"corrupt tnlib file: the report's {what} a {type(data).__name__}, expected an object")
     try:
-        return CrossReport(
-            int(data["evals"]), int(data["calls"]), int(data["sweeps"]),
-            None if data.get("error") is None else float(data["error"]), int(data["check_size"]),
-            bool(data["converged"]), str(data["stopped"]), tuple(float(v) for v in data.get("history", ())),
-        )
+        return build(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise _Bad(f"corrupt tnlib file: the report's cross statistics are incomplete ({exc})") from None
+        raise _Bad(f"corrupt tnlib file: the report's {what} incomplete ({exc})") from None
 
 
 def save(path: str | os.PathLike[str], obj: MPS | MPO | Spectrum) -> None:
