@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tnlib
-import tnlib._input_gram as gram_fit
+import tnlib._stats as stats
+import tnlib.metric as gram_fit
 
 torch = pytest.importorskip("torch")
 import tnlib.nn as tn  # noqa: E402
@@ -127,7 +128,7 @@ def test_shrinkage_is_chosen_by_a_significant_gain_only():
     assert correlated < 1.0  # thousands of rows of strongly correlated inputs: the data-aware fit wins clearly
     for rows in (8, 4000):  # isotropic inputs: nothing to gain, and no noisy gain is taken
         assert gram_fit.choose_shrinkage(W, rank, folds(rows, np.eye(16)))[0] == 1.0
-    assert gram_fit.paired_upper_bound([-1.0, -1.1, -0.9]) < 0 < gram_fit.paired_upper_bound([-1.0, 0.9, -0.5])
+    assert stats.paired_upper_bound([-1.0, -1.1, -0.9]) < 0 < stats.paired_upper_bound([-1.0, 0.9, -0.5])
 
 
 def test_a_rank_deficient_gram_without_held_out_rows_warns():

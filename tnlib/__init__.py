@@ -17,6 +17,7 @@ from .datasets import ExampleMLP, load_example_mlp
 from .dims import choose_dims, default_num_cores, factorize, padded_size
 from .io import load, save
 from .layout_search import Layout, LayoutRow, LayoutSearch, layouts
+from .metric import Metric
 from .mpo import MPO
 from .mps import MPS
 from .parallel import decompose_many
@@ -44,6 +45,7 @@ __all__ = [
     "LayoutSearch",
     "layouts",
     "Truncation",
+    "Metric",
     "TruncatedSVD",
     "TruncationReport",
     "SketchCertificate",

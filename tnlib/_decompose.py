@@ -8,7 +8,7 @@
    interleaved tensor is decomposed by :func:`tnlib._sweeps.tt_decompose`
    (exact QR sweeps, per-bond TT-SVD, or the global budget);
 3. with the factor of an input Gram (``factor``), the weight-space truncation
-   is refitted in the metric of the inputs (:mod:`tnlib._input_gram`) and
+   is refitted in the metric of the inputs (:mod:`tnlib._metric_fit`) and
    the report holds the measured errors in both norms.
 
 :meth:`tnlib.MPO.from_matrix` validates once, chooses the layout (or has
@@ -22,11 +22,12 @@ from typing import Any, NamedTuple, Sequence
 
 import array_api_compat
 
-from . import _input_gram as gram_fit
+from . import _metric_fit as metric_fit
 from ._backend import far_exponent, itemsize, namespace, prod, scalar
 from ._legs import cores_to_matrix, cores_to_sites, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
+from .metric import GramFactor, svd_rank
 from .truncation import Truncation, TruncationReport
 
 __all__ = [
@@ -112,7 +113,7 @@ def decompose(
     in_dims: Sequence[int],
     truncation: Truncation | None,
     svd: str,
-    factor: gram_fit.GramFactor | None = None,
+    factor: GramFactor | None = None,
 ) -> Decomposition:
     """The MPO cores of a validated matrix ``a`` in the layout ``out_dims x in_dims`` (see the module docstring)."""
     out_dims, in_dims = tuple(out_dims), tuple(in_dims)
@@ -127,7 +128,7 @@ def decompose(
     return base if factor is None else refit(a, base, truncation, factor)
 
 
-def refit(a: Any, base: Decomposition, truncation: Truncation | None, factor: gram_fit.GramFactor) -> Decomposition:
+def refit(a: Any, base: Decomposition, truncation: Truncation | None, factor: GramFactor) -> Decomposition:
     """The weight-space decomposition ``base`` of ``a`` refitted in the metric of ``factor`` (same bonds)."""
     assert truncation is not None  # from_matrix refuses input_gram without one
     cores = base.cores
@@ -144,17 +145,17 @@ def is_svd_layout(out_dims: Sequence[int], in_dims: Sequence[int]) -> bool:
     return len(out_dims) == 2 and out_dims[1] == 1 and in_dims[0] == 1
 
 
-def svd_layout(a: Any, budget: int, truncation: Truncation, factor: gram_fit.GramFactor) -> list[Any]:
+def svd_layout(a: Any, budget: int, truncation: Truncation, factor: GramFactor) -> list[Any]:
     """The whitened truncated SVD at ``budget`` parameters as the cores of layout ``out (M, 1) x in (1, N)``."""
     xp = namespace(a)
     m, n = (int(d) for d in a.shape)
-    left, right = gram_fit.whitened_svd(a, gram_fit.svd_rank((m, n), budget, truncation.cap), factor)
+    left, right = metric_fit.whitened_svd(a, svd_rank((m, n), budget, truncation.cap), factor)
     r = left.shape[1]
     return [xp.reshape(left, (1, m, 1, r)), xp.reshape(right, (r, 1, n, 1))]
 
 
 def _refit(
-    a: Any, cores: list[Any], report: TruncationReport, truncation: Truncation, factor: gram_fit.GramFactor
+    a: Any, cores: list[Any], report: TruncationReport, truncation: Truncation, factor: GramFactor
 ) -> Decomposition:
     """Refit a weight-space truncation of ``a`` in the metric of the Gram (same bonds), with measured errors.
 
@@ -171,10 +172,10 @@ def _refit(
         params = num_params(cores)
         budget = truncation.max_params if truncation.max_params is not None else params
         start = svd_layout(a, min(budget, params), truncation, factor)
-    sites = gram_fit.fit_in_metric(cores_to_sites(start), a, factor.metric, out_dims, in_dims)
+    sites = metric_fit.fit_in_metric(cores_to_sites(start), a, factor.metric, out_dims, in_dims)
     fitted = sites_to_cores(sites, out_dims, in_dims)
     w_plain, w_fitted = cores_to_matrix(cores), cores_to_matrix(fitted)
-    if gram_fit.relative_error_in(a, w_fitted, factor.selection) <= gram_fit.relative_error_in(a, w_plain,
+    if metric_fit.relative_error_in(a, w_fitted, factor.selection) <= metric_fit.relative_error_in(a, w_plain,
                                                                                              factor.selection):
         cores, w_hat = fitted, w_fitted
     else:
@@ -189,8 +190,8 @@ def _refit(
         scalar(xp.linalg.vector_norm(a)),
         truncation,
         error=scalar(xp.linalg.vector_norm(a - w_hat)),
-        output_error=gram_fit.output_error(a, w_hat, factor),
-        held_out_error=None if factor.held_out is None else gram_fit.relative_error_in(a, w_hat, factor.held_out),
+        output_error=metric_fit.output_error(a, w_hat, factor),
+        held_out_error=None if factor.held_out is None else metric_fit.relative_error_in(a, w_hat, factor.held_out),
         shrinkage=factor.shrinkage,
     )
     return Decomposition(cores, refitted, len(cores) - 1)

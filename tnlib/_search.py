@@ -41,7 +41,7 @@ the whitened matrix and the errors measured in the output space,
 ``||X (W - W_hat)^T|| / ||X W^T||`` (on the held-out rows when a held-out
 Gram is given); the SVD layout is then fitted exactly by the whitened SVD
 and every other layout by alternating least squares in the shrunk metric
-(see ``tnlib/_input_gram.py``).
+(see :mod:`tnlib.metric`).
 
 This module is the engine: every fitted layout goes through
 :func:`tnlib._decompose.decompose` and comes back as cores and a report,
@@ -61,11 +61,11 @@ from typing import Any, NamedTuple, Sequence
 
 from ._backend import far_exponent, namespace, prod, scalar
 from ._decompose import Decomposition, decompose, measured_error, scaled_back
-from ._input_gram import GramFactor
 from ._legs import num_params, site_dims
 from ._unfoldings import Partial, Unfoldings, factor_cost, log_balance
 from .budget import chain_params, uniform_cap
 from .dims import choose_dims, default_num_cores, divisors
+from .metric import GramFactor
 from .truncation import BudgetTooSmallError, Truncation
 
 __all__ = ["Layout", "LayoutRow", "SearchResult", "search", "candidate_layouts", "MAX_FITS"]

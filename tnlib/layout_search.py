@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import _input_gram as gram_fit
 from ._backend import as_matrix
 from ._checks import check_int, check_real
 from ._plot import plot_layouts
 from ._search import MAX_FITS, WORK, Layout, LayoutRow, search
+from .metric import Metric, checked_metric, metric_factor, resolve_metric
 from .mpo import wrap_decomposition
 from .svd import check_svd
 from .truncation import Truncation, check_truncation
@@ -94,6 +94,7 @@ def layouts(
     max_params: int,
     *,
     truncation: Truncation | None = None,
+    metric: Metric | None = None,
     input_gram: Any = None,
     held_out_gram: Any = None,
     shrinkage: float | None = None,
@@ -113,12 +114,13 @@ def layouts(
     truncation
         Other criteria every fit obeys as well (``max_bond``, ``cutoff``, ...);
         its ``max_params`` is replaced by ``max_params``.
-    input_gram : array, shape (N, N), optional
-        ``C = X^T X / n`` of the layer's inputs: layouts are then fitted and
-        compared by the output-space error ``||X (W - W_hat)^T|| / ||X W^T||``.
-    held_out_gram, shrinkage
-        As in :meth:`tnlib.MPO.from_matrix`: with a held-out Gram the
-        layouts are compared on its rows (column ``held-out``).
+    metric : tnlib.Metric, optional
+        The Gram of the layer's inputs ``X``: layouts are then fitted and
+        compared by the output-space error ``||X (W - W_hat)^T|| / ||X W^T||``;
+        with held-out rows the layouts are compared on them (column
+        ``held-out``). As in :meth:`tnlib.MPO.from_matrix`.
+    input_gram, held_out_gram, shrinkage
+        The older spelling of ``metric``, kept as an alias.
     max_cores
         Largest number of cores searched (default: one more than
         :func:`tnlib.default_num_cores`, at most 5).
@@ -162,7 +164,8 @@ def layouts(
         raise ValueError(f"work={work!r} is invalid: pass a finite number >= 1 (multiples of one truncated-SVD fit)")
     check_svd(svd)
     t = dataclasses.replace(base, max_params=int(max_params))
-    factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, t)
+    chosen, names = resolve_metric(metric, input_gram, held_out_gram, shrinkage)
+    factor = None if chosen is None else metric_factor(checked_metric(chosen, a, names), a, t)
     rows, best = search(a, t, factor=factor, max_cores=max_cores, max_fits=max_fits, svd=svd, work=float(work))
     assert best is not None  # the first row in order is always fitted
     shape = (int(a.shape[0]), int(a.shape[1]))

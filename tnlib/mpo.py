@@ -21,7 +21,6 @@ import numpy as np
 
 from . import _algebra as algebra
 from . import _fixed_rank as fixed_rank
-from . import _input_gram as gram_fit
 from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
@@ -33,6 +32,7 @@ from ._search import search
 from .cross import array_entries, is_function
 from .cross import cross as tt_cross
 from .dims import check_dims, choose_dims
+from .metric import Metric, checked_metric, metric_factor, resolve_metric
 from .mps import MPS
 from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
@@ -486,6 +486,7 @@ class MPO(Chain):
         truncation: Truncation | None = None,
         pad: bool = False,
         svd: str = "auto",
+        metric: Metric | None = None,
         input_gram: Any = None,
         held_out_gram: Any = None,
         shrinkage: float | None = None,
@@ -517,31 +518,25 @@ class MPO(Chain):
             ``None`` (default) is exact: every bond has its full rank
             (computed by QR sweeps, no SVD). Otherwise see
             :class:`tnlib.Truncation`.
-        input_gram : array, shape (N, N), optional
-            ``C = X^T X / n`` of the inputs ``X`` the layer sees. The MPO is
-            then fitted to minimise the output-space error
+        metric : tnlib.Metric, optional
+            The Gram of the inputs ``X`` the layer sees (and of held-out
+            rows): the MPO is then fitted to minimise the output-space error
             ``||X (W - W_hat)^T||_F`` instead of ``||W - W_hat||_F``: the
             weight-space truncation, then alternating least squares over the
-            cores in the metric of ``C`` (a truncated-SVD layout is solved
-            exactly by the whitened SVD). Bond dimensions are those of the
-            truncation; the report gives the measured error in both norms
-            (``report.error``, ``report.output_error``). Needs a truncation.
-            The fit is made in the shrunk metric ``(1 - s) C + s tau I``
-            (``tau = tr C / N``; ``s = 1`` is the plain truncated SVD), which
-            keeps a Gram of few rows from spoiling the directions they
-            missed; a rank-deficient ``input_gram`` without
-            ``held_out_gram`` warns.
-        held_out_gram : array, shape (N, N), optional
-            The Gram of calibration rows the fit does not see. It chooses
-            the shrinkage (the largest of ``0.01 .. 1`` within 2 % of the
-            least held-out error of the whitened truncated SVD) and, in a
-            layout search, the layout; every layout keeps the better of its
-            weight-space and data-aware fits on these rows, so the result
-            is never worse on them than the plain truncated SVD.
-            ``report.held_out_error`` gives the error there.
-        shrinkage : float in (0, 1], optional
-            The shrinkage ``s`` itself (default: chosen on ``held_out_gram``,
-            else ``0.01``).
+            cores in the metric (a truncated-SVD layout is solved exactly by
+            the whitened SVD). Bond dimensions are those of the truncation;
+            the report gives the measured error in both norms
+            (``report.error``, ``report.output_error``) and, with held-out
+            rows, ``report.held_out_error``; with held-out rows a layout
+            search compares layouts on them, each keeping the better of its
+            weight-space and data-aware fits, so the result is never worse
+            there than the plain truncated SVD. Needs a truncation and dims
+            whose products are the shape. Validated against the matrix before
+            any decomposition runs (:class:`tnlib.Metric`).
+        input_gram, held_out_gram, shrinkage
+            The older spelling of ``metric=tnlib.Metric(input_gram,
+            held_out_gram, shrinkage)``, kept as an alias (not together with
+            ``metric``).
         pad
             Zero-pad the matrix when a size has no balanced factorization
             (a prime such as 1021), or to the product of the given dims when
@@ -573,37 +568,39 @@ class MPO(Chain):
         >>> float(np.linalg.norm(mpo.to_matrix() - W)) < 1e-12 * float(np.linalg.norm(W))
         True
         """
+        metric, names = resolve_metric(metric, input_gram, held_out_gram, shrinkage)
         if is_dask(matrix):
             out_dims, in_dims, truncation = _check_dask_args(matrix, out_dims, in_dims, num_cores, truncation,
-                                                             pad, svd,
-                                                             next((g for g in (input_gram, held_out_gram, shrinkage)
-                                                                   if g is not None), None))
+                                                             pad, svd, metric)
             shape = (int(matrix.shape[0]), int(matrix.shape[1]))
             return wrap_decomposition(decompose(matrix, out_dims, in_dims, truncation, svd), shape)
-        a, truncation = _check_matrix_args(matrix, truncation, pad, svd, input_gram)
-        if input_gram is None:
-            gram_fit.check_metric_args(None, held_out_gram, shrinkage, a, truncation)  # refuses them alone
+        a, truncation = _check_matrix_args(matrix, truncation, pad, svd, metric, names[0])
+        traced = fixed_rank.traced(a)
+        if traced and metric is not None:
+            raise TypeError(
+                "MPO.from_matrix on traced values (inside jax.jit / jax.grad or torch.compile) takes no metric; "
+                "call it outside the transformed function"
+            )
+        checked = None if metric is None else checked_metric(metric, a, names)  # once, before any decomposition
         shape = (int(a.shape[0]), int(a.shape[1]))
         if _searches(out_dims, in_dims, num_cores, truncation):
             _check_search_args(truncation, pad)
             assert truncation is not None
-            factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, truncation)
+            factor = None if checked is None else metric_factor(checked, a, truncation)
             best = search(a, truncation, factor=factor, num_cores=num_cores, svd=svd).best
             assert best is not None  # the first layout in order is always fitted
             return wrap_decomposition(best, shape)
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         check_padding(shape, out_dims, in_dims, a)
-        if fixed_rank.traced(a):
-            return _traced_from_matrix(a, out_dims, in_dims, truncation, input_gram, shape)
-        if input_gram is not None and (prod(out_dims), prod(in_dims)) != shape:
-            raise ValueError("input_gram cannot be combined with padding; pass dims whose products are the shape")
+        if traced:
+            return _traced_from_matrix(a, out_dims, in_dims, truncation, shape)
+        if checked is not None and (prod(out_dims), prod(in_dims)) != shape:
+            raise ValueError("a metric cannot be combined with padding; pass dims whose products are the shape")
         base = decompose(a, out_dims, in_dims, truncation, svd)
-        if input_gram is None:
+        if checked is None:
             return wrap_decomposition(base, shape)
-        factor = gram_fit.check_metric_args(input_gram, held_out_gram, shrinkage, a, truncation,
-                                            num_params(base.cores))
-        assert factor is not None
+        factor = metric_factor(checked, a, truncation, num_params(base.cores))
         return wrap_decomposition(refit(a, base, truncation, factor), shape)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
@@ -635,12 +632,12 @@ class MPO(Chain):
 
 
 def _traced_from_matrix(a: Any, out_dims: tuple[int, ...], in_dims: tuple[int, ...], truncation: Truncation | None,
-                        input_gram: Any, shape: tuple[int, int]) -> MPO:
+                        shape: tuple[int, int]) -> MPO:
     """:meth:`MPO.from_matrix` of traced values (jax.jit, torch.compile): TT-SVD at ranks fixed by shapes."""
-    if input_gram is not None or (prod(out_dims), prod(in_dims)) != shape:
+    if (prod(out_dims), prod(in_dims)) != shape:
         raise TypeError(
-            "MPO.from_matrix on traced values (inside jax.jit / jax.grad or torch.compile) supports neither "
-            "input_gram nor padding; call it outside the transformed function"
+            "MPO.from_matrix on traced values (inside jax.jit / jax.grad or torch.compile) does not pad; "
+            "call it outside the transformed function"
         )
     caps = fixed_rank.fixed_caps(truncation, len(out_dims) - 1, "MPO.from_matrix")
     floor = 1 if truncation is None else truncation.min_bond
@@ -664,17 +661,17 @@ def wrap_decomposition(fit: Decomposition, shape: tuple[int, int]) -> MPO:
     return MPO._trusted(fit.cores, fit.center, fit.report, shape)
 
 
-def _check_matrix_args(matrix: Any, truncation: Any, pad: Any, svd: Any,
-                       input_gram: Any) -> tuple[Any, Truncation | None]:
+def _check_matrix_args(matrix: Any, truncation: Any, pad: Any, svd: Any, metric: Metric | None,
+                       name: str) -> tuple[Any, Truncation | None]:
     """The in-memory matrix and truncation of :meth:`MPO.from_matrix`, validated once at the boundary."""
     a = as_matrix(matrix, hint="; reshape it, or use MPS.from_dense for a tensor")
     checked = check_truncation(truncation)
     check_svd(svd)
     if not isinstance(pad, bool):
         raise TypeError(f"pad must be True or False, got {pad!r}")
-    if input_gram is not None and (checked is None or checked.is_exact):
+    if metric is not None and (checked is None or checked.is_exact):
         raise ValueError(
-            "input_gram needs a truncation (an exact MPO has no error to fit); pass e.g. "
+            f"{name.partition('.')[0]} needs a truncation (an exact MPO has no error to fit); pass e.g. "
             "truncation=tnlib.Truncation(max_params=...)"
         )
     return a, checked
@@ -690,14 +687,14 @@ def _check_search_args(truncation: Truncation | None, pad: bool) -> None:
 
 
 def _check_dask_args(matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | None, truncation: Truncation | None,
-                     pad: bool, svd: str, input_gram: Any) -> tuple[tuple[int, ...], tuple[int, ...], Truncation]:
+                     pad: bool, svd: str, metric: Metric | None) -> tuple[tuple[int, ...], tuple[int, ...], Truncation]:
     """The dims and truncation of :meth:`MPO.from_matrix` of a ``dask.array`` (out of core), validated."""
     check_dask(matrix, "matrix", 2)
     checked = check_out_of_core_truncation(check_truncation(truncation))
     check_svd(svd)
-    if input_gram is not None or pad or isinstance(out_dims, str) or isinstance(in_dims, str):
+    if metric is not None or pad or isinstance(out_dims, str) or isinstance(in_dims, str):
         raise ValueError(
-            "a dask matrix takes explicit or default dims without padding, layout search or input_gram; "
+            "a dask matrix takes explicit or default dims without padding, layout search or metric; "
             "compute a slice in memory for those"
         )
     shape = (int(matrix.shape[0]), int(matrix.shape[1]))

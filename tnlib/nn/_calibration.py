@@ -2,9 +2,9 @@
 
 For a weight ``W`` applied as ``x W^T`` the output-space error of an
 approximation is ``tr((W - W_hat) C (W - W_hat)^T)`` with ``C = X^T X / n``
-over the inputs ``X`` the weight sees (see :func:`tnlib.MPO.from_matrix`'s
-``input_gram``). :func:`record_grams` runs the model on unlabelled batches
-and returns ``C`` for every weight matrix of the chosen layers:
+over the inputs ``X`` the weight sees (see :class:`tnlib.Metric`).
+:func:`record_grams` runs the model on unlabelled batches and returns ``C``
+for every weight matrix of the chosen layers:
 
 * ``nn.Linear`` (and the ``Conv1D`` of Hugging Face ``transformers``): the
   layer's input;
@@ -24,9 +24,30 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+import tnlib
+
 from ._stacking import suffix
 
-__all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d"]
+__all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d",
+           "float64_metric"]
+
+
+def float64_metric(metric: tnlib.Metric | None, input_gram: Any = None) -> tnlib.Metric | None:
+    """``metric`` (or the older ``input_gram`` keyword, not both) with its Grams as float64 CPU tensors, the
+    precision and device every weight is decomposed in."""
+    if metric is not None and input_gram is not None:
+        raise TypeError("pass metric= or input_gram=, not both: tnlib.Metric(input_gram) is the same metric")
+    if input_gram is not None:
+        metric = tnlib.Metric(input_gram)
+    if metric is None:
+        return None
+    if not isinstance(metric, tnlib.Metric):
+        raise TypeError(f"metric must be a tnlib.Metric or None, got {type(metric).__name__}")
+
+    def host(g: Any) -> Any:
+        return None if g is None else torch.as_tensor(g).detach().to(device="cpu", dtype=torch.float64)
+
+    return tnlib.Metric(host(metric.gram), host(metric.held_out), metric.shrinkage)
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -45,7 +66,7 @@ def run_batch(model: nn.Module, batch: Any) -> Any:
 
 FOLDS = 4
 """Calibration samples are dealt round-robin into this many folds: one is held out to choose the
-fit, and all of them cross-validate the shrinkage (:mod:`tnlib._input_gram`)."""
+fit, and all of them cross-validate the shrinkage (:mod:`tnlib.metric`)."""
 
 ENOUGH_ROWS = 64
 """Calibration stops once every recorded weight has this many rows per input feature: its Gram is

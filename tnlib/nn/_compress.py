@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib import _input_gram as gram_fit
 from tnlib._cost import split_cost
+from tnlib._stats import paired_upper_bound
+from tnlib.metric import choose_shrinkage, gram_factor, svd_rank
 
 from ._calibration import GramFolds, is_conv1d, record_folds
 from ._cores import positive_int
@@ -267,7 +268,7 @@ def compress(
         Unlabelled model inputs (an iterable of tensors, argument tuples or
         keyword dicts, e.g. a ``DataLoader`` of inputs only). The input Gram
         of every weight is recorded on them and each MPO is fitted to the
-        layer's outputs (:meth:`tnlib.MPO.from_matrix` with ``input_gram``):
+        layer's outputs (:meth:`tnlib.MPO.from_matrix` with a ``metric``):
         the samples are dealt into four folds; the shrinkage of the metric
         is cross-validated over them, the fit sees three and the fourth
         chooses the layout and gives ``held_out_error`` (never worse there
@@ -398,7 +399,7 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
             folds = grams.get(name, {}).get(wname)
             target, factor = w64, None
             if folds is not None:  # the default shrinkage: the fits themselves choose theirs on held-out rows
-                factor = gram_fit.gram_factor(folds.gram()).L
+                factor = gram_factor(folds.gram()).L
                 target = w64 @ factor
             key = (name, wname)
             keys.append(key)
@@ -475,7 +476,7 @@ def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnli
     """The data-aware MPO of one weight (see :func:`compress`): the shrinkage cross-validated over the
     folds; the fit on every fold but the last usable one, which chooses the layout; a searched layout
     other than the truncated SVD's kept only when its paired per-fold gain over the SVD layout is
-    significant (:func:`tnlib._input_gram.paired_upper_bound`)."""
+    significant (:func:`tnlib._stats.paired_upper_bound`)."""
     usable = folds.usable_folds()
     if len(usable) < 2:
         warnings.warn(
@@ -484,17 +485,18 @@ def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnli
             UserWarning,
             stacklevel=4,
         )
-        return tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t, input_gram=folds.gram(), shrinkage=1.0)
+        return tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t,
+                                     metric=tnlib.Metric(folds.gram(), shrinkage=1.0))
     shape = (int(w64.shape[0]), int(w64.shape[1]))
     params = t.max_params if t.max_params is not None else tnlib.MPO.from_matrix(
         w64, dims[0], dims[1], truncation=t).num_params
-    rank = gram_fit.svd_rank(shape, params, t.cap)
-    shrinkage, _ = gram_fit.choose_shrinkage(w64, rank, [folds.split(k) for k in usable])
+    rank = svd_rank(shape, params, t.cap)
+    shrinkage, _ = choose_shrinkage(w64, rank, [folds.split(k) for k in usable])
 
     def fit(k: int, out_dims: Any, in_dims: Any) -> tnlib.MPO:
         train, held, _ = folds.split(k)
-        return tnlib.MPO.from_matrix(w64, out_dims, in_dims, truncation=t, input_gram=train, held_out_gram=held,
-                                     shrinkage=shrinkage)
+        return tnlib.MPO.from_matrix(w64, out_dims, in_dims, truncation=t,
+                                     metric=tnlib.Metric(train, held, shrinkage))
 
     chosen = fit(usable[-1], *dims)
     svd_dims = ((shape[0], 1), (1, shape[1]))
@@ -508,7 +510,7 @@ def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnli
         return svd  # as accurate on the held-out rows, within the tolerance, and cheaper per row
     others = {k: chosen if k == usable[-1] else fit(k, chosen.out_dims, chosen.in_dims) for k in usable}
     differences = [_held_out(others[k]) ** 2 - _held_out(svds[k]) ** 2 for k in usable]
-    return chosen if gram_fit.paired_upper_bound(differences) < 0.0 else svd
+    return chosen if paired_upper_bound(differences) < 0.0 else svd
 
 
 def _held_out(mpo: tnlib.MPO) -> float:

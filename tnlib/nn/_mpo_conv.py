@@ -20,6 +20,7 @@ from torch import nn
 import tnlib
 from tnlib._legs import cores_to_matrix
 
+from ._calibration import float64_metric
 from ._cores import mpo_cores, parameter_list
 
 __all__ = ["MPOConv1d", "MPOConv2d", "MPOEmbedding"]
@@ -73,13 +74,14 @@ class _MPOConv(nn.Module):
 
     @classmethod
     def _from_conv(cls, conv: Any, truncation: tnlib.Truncation | None, out_dims: Sequence[int] | None,
-                   in_dims: Sequence[int] | None, num_cores: int | None, input_gram: torch.Tensor | None) -> Any:
+                   in_dims: Sequence[int] | None, num_cores: int | None, metric: tnlib.Metric | None,
+                   input_gram: torch.Tensor | None) -> Any:
         cls._check(conv)
         w = conv.weight.detach().to(torch.float64).reshape(conv.out_channels, -1)
-        gram = None if input_gram is None else torch.as_tensor(input_gram).detach().to(torch.float64).cpu()
+        checked = float64_metric(metric, input_gram)
         with torch.no_grad():
             mpo = tnlib.MPO.from_matrix(w.cpu(), out_dims, in_dims, num_cores=num_cores, truncation=truncation,
-                                        input_gram=gram)
+                                        metric=checked)
         return cls.from_mpo(mpo, conv)
 
     @classmethod
@@ -161,15 +163,17 @@ class MPOConv2d(_MPOConv):
         out_dims: Sequence[int] | None = None,
         in_dims: Sequence[int] | None = None,
         num_cores: int | None = None,
+        metric: tnlib.Metric | None = None,
         input_gram: torch.Tensor | None = None,
     ) -> MPOConv2d:
         """Decompose a trained ``nn.Conv2d``'s kernel matrix (float64, then cast to the layer's dtype).
 
-        ``input_gram`` is the Gram ``P^T P / n`` of the unfolded input patches (``in * kh * kw``
-        features; :func:`tnlib.nn.record_grams` records it), for output-space fitting; the other
+        ``metric`` holds the Gram ``P^T P / n`` of the unfolded input patches (``in * kh * kw``
+        features; :func:`tnlib.nn.record_grams` records it), for output-space fitting
+        (``input_gram=C`` is the older spelling of ``metric=tnlib.Metric(C)``); the other
         arguments are those of :meth:`tnlib.MPO.from_matrix`.
         """
-        return cls._from_conv(conv, truncation, out_dims, in_dims, num_cores, input_gram)
+        return cls._from_conv(conv, truncation, out_dims, in_dims, num_cores, metric, input_gram)
 
     def to_conv2d(self) -> nn.Conv2d:
         """A dense ``nn.Conv2d`` with the same function."""
@@ -203,10 +207,11 @@ class MPOConv1d(_MPOConv):
         out_dims: Sequence[int] | None = None,
         in_dims: Sequence[int] | None = None,
         num_cores: int | None = None,
+        metric: tnlib.Metric | None = None,
         input_gram: torch.Tensor | None = None,
     ) -> MPOConv1d:
         """Decompose a trained ``nn.Conv1d``'s kernel matrix; see :meth:`MPOConv2d.from_conv2d`."""
-        return cls._from_conv(conv, truncation, out_dims, in_dims, num_cores, input_gram)
+        return cls._from_conv(conv, truncation, out_dims, in_dims, num_cores, metric, input_gram)
 
     def to_conv1d(self) -> nn.Conv1d:
         """A dense ``nn.Conv1d`` with the same function."""

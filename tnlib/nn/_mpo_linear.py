@@ -11,6 +11,7 @@ from torch import nn
 import tnlib
 from tnlib._apply import apply_cores
 
+from ._calibration import float64_metric
 from ._cores import (
     central_index,
     init_cores,
@@ -143,23 +144,26 @@ class MPOLinear(nn.Module):
         in_dims: Sequence[int] | Literal["auto"] | None = None,
         out_dims: Sequence[int] | Literal["auto"] | None = None,
         num_cores: int | None = None,
+        metric: tnlib.Metric | None = None,
         input_gram: torch.Tensor | None = None,
     ) -> MPOLinear:
         """Decompose a trained ``nn.Linear`` (exact when ``truncation`` is ``None``).
 
         The decomposition runs in float64 and the cores are cast to the
-        layer's dtype. Dims, ``num_cores`` and ``input_gram`` (the Gram
-        ``X^T X / n`` of the layer's inputs, for output-space fitting) are
-        those of :meth:`tnlib.MPO.from_matrix`: with a ``max_params`` budget
-        and no dims, the layout is searched.
+        layer's dtype. Dims, ``num_cores`` and ``metric`` (a
+        :class:`tnlib.Metric`: the Gram ``X^T X / n`` of the layer's inputs,
+        for output-space fitting; ``input_gram=C`` is the older spelling of
+        ``metric=tnlib.Metric(C)``) are those of
+        :meth:`tnlib.MPO.from_matrix`: with a ``max_params`` budget and no
+        dims, the layout is searched.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
         weight = linear.weight.detach()
-        gram = None if input_gram is None else torch.as_tensor(input_gram).detach().to(torch.float64).cpu()
+        metric = float64_metric(metric, input_gram)
         with torch.no_grad():
             mpo = tnlib.MPO.from_matrix(weight.to(torch.float64), out_dims, in_dims, num_cores=num_cores,
-                                        truncation=truncation, input_gram=gram)
+                                        truncation=truncation, metric=metric)
         return cls.from_mpo(mpo, linear.bias, dtype=weight.dtype, device=weight.device)
 
     @classmethod

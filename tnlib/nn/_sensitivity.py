@@ -104,7 +104,7 @@ def _per_unit_error(g: torch.Tensor, factor: torch.Tensor | None) -> float:
     m, n = g.shape
     if factor is None:
         return float((g**2).sum()) / (m * n)
-    # L = Q diag(root) (tnlib._input_gram's eigen-factor): ||G L^{-T}||^2 = sum_j ||(G L)_j||^2 / root_j^4
+    # L = Q diag(root) (tnlib.metric's eigen-factor): ||G L^{-T}||^2 = sum_j ||(G L)_j||^2 / root_j^4
     root2 = (factor**2).sum(0)
     keep = root2 > root2.max() * 1e-12
     gl = g @ factor

@@ -1,4 +1,4 @@
-r"""Fitting a matrix in the metric of its inputs: ``||X (W - W_hat)^T||_F``.
+r"""The metric of a data-aware fit: the Gram of a layer's inputs, validated once, and its shrinkage.
 
 A layer ``y = x W^T`` is judged on its outputs for the inputs ``X`` it sees,
 not on ``||W - W_hat||_F``. With the input Gram ``C = X^H X / n`` (``N x N``)
@@ -24,43 +24,228 @@ chosen from :data:`SHRINKAGE_GRID` by the held-out error of the whitened SVD
 fits are compared on the held-out rows, and the report gives the error there.
 Without one ``s`` is :data:`SHRINKAGE`.
 
-* For a truncated SVD (an MPO whose first core holds every row and whose
-  last core holds every column) the optimum in ``C_s`` is exact: truncate
-  ``W L`` and map back, ``\hat W = [W L]_r L^{-1}`` with ``C_s = L L^H``
-  (the idea of activation-aware SVD methods; Yuan et al. 2023, Wang et al.
-  2024), ``L = Q \Lambda_s^{1/2}`` from the eigen-decomposition of ``C``.
-* For any other MPO a right-multiplication by a dense ``L^{-1}`` would
-  destroy the chain, so tnlib starts from the weight-space truncation and
-  runs alternating least squares over the cores in the metric ``C_s``:
-  each core in turn solves its normal equations by conjugate gradients,
-  warm-started from its current value, with the other cores in canonical
-  form (so the local problem is as well conditioned as ``C_s``). Bond
-  dimensions, hence the parameter count, do not change.
-* Every layout keeps the better of its weight-space fit and its data-aware
-  fit in the selection metric (held-out, else the fit's own rows), so the
-  result is never worse there than the weight-space fit of that layout,
-  and the layout search never worse than the plain truncated SVD.
+:class:`Metric` carries the Grams and the shrinkage as one frozen value;
+:func:`checked_metric` validates it against a matrix once, on entry, and
+:func:`metric_factor` builds the shrunk factor ``L`` the fits use
+(:mod:`tnlib._metric_fit`). Every layout keeps the better of its
+weight-space fit and its data-aware fit in the selection metric (held-out,
+else the fit's own rows), so the result is never worse there than the
+weight-space fit of that layout, and the layout search never worse than the
+plain truncated SVD.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Any, NamedTuple, Sequence
 
-import array_api_compat
+import numpy as np
 
 from . import _linalg as linalg
-from ._backend import check_finite, check_floating, far_exponent, namespace, scalar
-from ._canonical import left_step, orthonormalize
-from ._legs import deinterleave, interleave
-from .svd import thin_svd
+from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar
+from ._checks import is_real
+from ._stats import paired_upper_bound
 
 __all__ = [
-    "GramFactor", "SHRINKAGE", "SHRINKAGE_GRID", "check_input_gram", "check_shrinkage", "gram_factor", "svd_rank",
-    "choose_shrinkage", "paired_upper_bound", "factor_of", "check_metric_args", "relative_error_in", "output_error",
-    "whitened_svd", "fit_in_metric",
+    "Metric", "GramFactor", "SHRINKAGE", "SHRINKAGE_GRID", "check_input_gram", "check_shrinkage", "gram_factor",
+    "svd_rank", "choose_shrinkage", "resolve_metric", "checked_metric", "metric_factor",
 ]
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Metric:
+    """The metric a data-aware fit is made and judged in: the Gram of a layer's inputs.
+
+    A layer ``y = x W^T`` is judged on its outputs ``X W^T`` for the inputs
+    ``X`` it sees; with a metric, :meth:`tnlib.MPO.from_matrix`,
+    :func:`tnlib.layouts` and :meth:`tnlib.nn.MPOLinear.from_linear` fit
+    the cores to minimise ``||X (W - W_hat)^T||_F`` instead of
+    ``||W - W_hat||_F`` (the whitened SVD for a truncated-SVD layout, ALS
+    sweeps over the cores for any other), in the shrunk metric
+    ``(1 - s) C + s tau I`` (``tau = tr C / N``; ``s = 1`` is the plain
+    truncated SVD) so that a Gram of few rows cannot spoil the directions
+    its rows missed. The value is validated against the matrix once, before
+    any decomposition runs.
+
+    Parameters
+    ----------
+    gram : array, shape (N, N)
+        ``C = X^H X / n`` of the inputs the layer sees (:meth:`from_rows`
+        forms it); symmetric positive semi-definite, finite, not zero.
+    held_out : array, shape (N, N), optional
+        The Gram of calibration rows the fit does not see. It chooses the
+        shrinkage (the largest of :data:`SHRINKAGE_GRID` within 2 % of the
+        least held-out error of the whitened truncated SVD) and, in a layout
+        search, the layout; ``report.held_out_error`` gives the error there.
+        Without it a rank-deficient ``gram`` warns.
+    shrinkage : float in (0, 1], optional
+        The shrinkage ``s`` itself (default: chosen on ``held_out``, else
+        :data:`SHRINKAGE`, 0.01).
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((600, 16)) * np.geomspace(0.01, 3.0, 16)   # unevenly scaled inputs
+    >>> W = rng.standard_normal((32, 16))
+    >>> metric = tnlib.Metric.from_rows(X[:400], held_out=X[400:])
+    >>> metric
+    Metric(gram 16 x 16, held_out 16 x 16, shrinkage chosen on held_out)
+    >>> t = tnlib.Truncation(max_bond=4)
+    >>> aware = tnlib.MPO.from_matrix(W, (32, 1), (1, 16), truncation=t, metric=metric)
+    >>> plain = tnlib.MPO.from_matrix(W, (32, 1), (1, 16), truncation=t)
+    >>> def output_error(mpo):
+    ...     return np.linalg.norm(X[400:] @ (W - mpo.to_matrix()).T) / np.linalg.norm(X[400:] @ W.T)
+    >>> bool(output_error(aware) < 0.5 * output_error(plain))
+    True
+    """
+
+    gram: Any
+    held_out: Any = None
+    shrinkage: float | None = None
+
+    def __post_init__(self) -> None:
+        gram, held = _structure(self.gram, self.held_out, ("gram", "held_out"))
+        object.__setattr__(self, "gram", gram)
+        object.__setattr__(self, "held_out", held)
+        if self.shrinkage is not None:
+            object.__setattr__(self, "shrinkage", check_shrinkage(self.shrinkage))
+
+    @classmethod
+    def from_rows(cls, rows: Any, *, held_out: Any = None, shrinkage: float | None = None) -> Metric:
+        """The metric of input rows ``X`` (``n x N``, one row per input the layer sees): ``C = X^H X / n``.
+
+        ``held_out`` is rows the fit does not see (the same ``N`` columns); their
+        Gram chooses the shrinkage.
+
+        >>> import numpy as np, tnlib
+        >>> tnlib.Metric.from_rows(np.ones((5, 3))).gram
+        array([[1., 1., 1.],
+               [1., 1., 1.],
+               [1., 1., 1.]])
+        """
+        gram = _gram_of_rows(rows, "rows")
+        held = None if held_out is None else _gram_of_rows(held_out, "held_out")
+        if held is not None and tuple(held.shape) != tuple(gram.shape):
+            raise ValueError(
+                f"held_out has {held.shape[0]} columns; expected {gram.shape[0]}, as many as rows "
+                "(the same inputs of the same layer)"
+            )
+        return cls(gram, held, shrinkage)
+
+    @property
+    def num_features(self) -> int:
+        """``N``: the number of inputs of the layer (columns of the matrix it fits)."""
+        return int(self.gram.shape[0])
+
+    def __repr__(self) -> str:
+        n = self.num_features
+        held = "" if self.held_out is None else f", held_out {n} x {n}"
+        if self.shrinkage is not None:
+            chosen = f"shrinkage {self.shrinkage:g}"
+        elif self.held_out is not None:
+            chosen = "shrinkage chosen on held_out"
+        else:
+            chosen = f"shrinkage {SHRINKAGE:g} (default)"
+        return f"Metric(gram {n} x {n}{held}, {chosen})"
+
+
+def _structure(gram: Any, held_out: Any, names: tuple[str, str]) -> tuple[Any, Any]:
+    """The Grams as arrays (nested lists become NumPy arrays), square and of one size, or an error naming them."""
+    if gram is None:
+        raise TypeError(f"{names[0]} is needed: the Gram C = X^H X / n of the layer's inputs; got None")
+    gram = _array(names[0], gram)
+    n = _square(names[0], gram)
+    if held_out is not None:
+        held_out = _array(names[1], held_out)
+        if _square(names[1], held_out) != n:
+            raise ValueError(
+                f"{names[1]} has shape {tuple(held_out.shape)}; expected ({n}, {n}), the shape of {names[0]} "
+                "(the Gram of other rows of the same inputs)"
+            )
+    return gram, held_out
+
+
+def _array(name: str, value: Any) -> Any:
+    if getattr(value, "shape", None) is not None:
+        return value
+    try:
+        converted = np.asarray(value)
+    except Exception:  # noqa: BLE001 - ragged lists and the like
+        converted = None
+    if converted is None or converted.dtype.kind not in "iufc":
+        raise TypeError(
+            f"{name} must be an array of shape (N, N), the Gram C = X^H X / n of the inputs; "
+            f"got {type(value).__name__}"
+        )
+    return converted
+
+
+def _square(name: str, value: Any) -> int:
+    shape = value.shape
+    if len(shape) != 2 or int(shape[0]) != int(shape[1]):
+        raise ValueError(
+            f"{name} must be a square array (N, N), the Gram C = X^H X / n of the inputs; got shape {tuple(shape)}"
+        )
+    return int(shape[0])
+
+
+def _gram_of_rows(rows: Any, name: str) -> Any:
+    x = as_matrix(rows, name, hint="; expected rows (n, N), one per input the layer sees")
+    gram = (linalg.adjoint(x) @ x) / int(x.shape[0])
+    return (gram + linalg.adjoint(gram)) / 2  # Hermitian to the last bit
+
+
+def resolve_metric(metric: Any, input_gram: Any = None, held_out_gram: Any = None,
+                   shrinkage: Any = None) -> tuple[Metric | None, tuple[str, str]]:
+    """``metric``, or the :class:`Metric` of the older keywords ``input_gram``, ``held_out_gram`` and
+    ``shrinkage`` (one or the other, never both), and the names its Grams go by in errors."""
+    loose = {"input_gram": input_gram, "held_out_gram": held_out_gram, "shrinkage": shrinkage}
+    given = [k for k, v in loose.items() if v is not None]
+    if metric is not None:
+        if not isinstance(metric, Metric):
+            raise TypeError(f"metric must be a tnlib.Metric or None, got {type(metric).__name__}")
+        if given:
+            raise TypeError(
+                f"pass metric= or the older keywords ({', '.join(given)}), not both: "
+                "tnlib.Metric(gram, held_out=..., shrinkage=...) holds all three"
+            )
+        return metric, ("metric.gram", "metric.held_out")
+    if input_gram is None:
+        for name in given:
+            raise ValueError(f"{name} needs input_gram: it shapes a data-aware fit, and there is none")
+        return None, ("metric.gram", "metric.held_out")
+    names = ("input_gram", "held_out_gram")
+    gram, held = _structure(input_gram, held_out_gram, names)  # errors in the names the caller used
+    return Metric(gram, held, shrinkage), names
+
+
+def checked_metric(metric: Metric, a: Any, names: tuple[str, str] = ("metric.gram", "metric.held_out")) -> Metric:
+    """``metric`` validated for the matrix ``a``: Grams in ``a``'s namespace and dtype, ``N x N`` for its
+    ``N`` columns, symmetric positive semi-definite, finite (an error names what is wrong, by ``names``)."""
+    n = int(a.shape[1])
+    gram = check_input_gram(metric.gram, n, a, names[0])
+    held = None if metric.held_out is None else check_input_gram(metric.held_out, n, a, names[1])
+    return Metric(gram, held, metric.shrinkage)
+
+
+def metric_factor(metric: Metric, a: Any, truncation: Any, params: int | None = None) -> GramFactor:
+    """The shrunk factor of a :func:`checked_metric` for ``a``: the shrinkage is the metric's, else chosen on
+    its held-out Gram at the rank of the truncated SVD at ``truncation.max_params`` (or at ``params``, the
+    weight-space fit's count), else :data:`SHRINKAGE` (a rank-deficient Gram warns)."""
+    shrinkage = metric.shrinkage
+    if shrinkage is None and metric.held_out is not None:
+        budgets = [b for b in (getattr(truncation, "max_params", None), params) if b is not None]
+        shape = (int(a.shape[0]), int(a.shape[1]))
+        rank = svd_rank(shape, min(budgets) if budgets else min(shape) * sum(shape), getattr(truncation, "cap", None))
+        shrinkage, _ = choose_shrinkage(a, rank, [(metric.gram, metric.held_out, 1.0)])
+    elif shrinkage is None:
+        shrinkage = SHRINKAGE
+        _warn_if_deficient(metric.gram)
+    return gram_factor(metric.gram, shrinkage, metric.held_out)
+
 
 SHRINKAGE = 0.01
 """The default shrinkage ``s`` of the fitting metric ``(1 - s) C + s tau I`` (``tau`` the mean
@@ -138,7 +323,7 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
 
 def check_shrinkage(shrinkage: Any) -> float:
     """``shrinkage`` as a float in ``(0, 1]``."""
-    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) or not 0.0 < float(shrinkage) <= 1.0:
+    if not is_real(shrinkage) or not 0.0 < float(shrinkage) <= 1.0:  # NumPy scalars accepted, NaN refused
         raise ValueError(
             f"shrinkage must be a number in (0, 1] (the weight of the identity in the fitting metric; "
             f"1 is the plain truncated SVD), got {shrinkage!r}"
@@ -183,24 +368,6 @@ def svd_rank(shape: tuple[int, int], budget: int, cap: int | None = None) -> int
     m, n = shape
     rank = max(1, min(budget // (m + n), m, n))
     return rank if cap is None else max(1, min(rank, cap))
-
-
-CONFIDENCE = 0.95
-"""With several folds, a shrinkage below 1 (or a layout other than the truncated SVD's) is taken only
-when the one-sided upper confidence bound, at this level, of its paired per-fold difference in held-out
-error against the safe choice is below zero (a t-interval over the folds)."""
-
-
-def paired_upper_bound(differences: Sequence[float]) -> float:
-    """The one-sided :data:`CONFIDENCE` upper bound of the mean of paired per-fold differences."""
-    k = len(differences)
-    mean = sum(differences) / k
-    if k < 2:
-        return mean
-    from scipy import stats
-
-    var = sum((d - mean) ** 2 for d in differences) / (k - 1)
-    return mean + float(stats.t.ppf(CONFIDENCE, k - 1)) * math.sqrt(var / k)
 
 
 def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]]) -> tuple[float, float]:
@@ -273,52 +440,6 @@ def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[fl
     return out, total
 
 
-def factor_of(
-    input_gram: Any,
-    a: Any,
-    *,
-    held_out_gram: Any = None,
-    shrinkage: float | None = None,
-    rank: int | None = None,
-) -> GramFactor | None:
-    """The metric of a user's ``input_gram`` for the matrix ``a`` (validated), or ``None`` without one.
-
-    The shrinkage is ``shrinkage`` when given, else chosen on ``held_out_gram`` by
-    :func:`choose_shrinkage` at ``rank`` (the truncated SVD's rank at the budget), else
-    :data:`SHRINKAGE`; a rank-deficient ``input_gram`` without a held-out Gram warns.
-    """
-    if input_gram is None:
-        return None
-    n = int(a.shape[1])
-    c = check_input_gram(input_gram, n, a)
-    held = None if held_out_gram is None else check_input_gram(held_out_gram, n, a, "held_out_gram")
-    if shrinkage is None and held is not None:
-        assert rank is not None
-        shrinkage, _ = choose_shrinkage(a, rank, [(c, held, 1.0)])
-    elif shrinkage is None:
-        shrinkage = SHRINKAGE
-        _warn_if_deficient(c)
-    return gram_factor(c, shrinkage, held)
-
-
-def check_metric_args(
-    input_gram: Any, held_out_gram: Any, shrinkage: Any, a: Any, truncation: Any, params: int | None = None
-) -> GramFactor | None:
-    """The metric of ``from_matrix`` / ``layouts`` arguments, validated; the shrinkage is chosen at the rank
-    of the truncated SVD at ``truncation.max_params`` (or at ``params``, the weight-space fit's count)."""
-    if input_gram is None:
-        for name, value in (("held_out_gram", held_out_gram), ("shrinkage", shrinkage)):
-            if value is not None:
-                raise ValueError(f"{name} needs input_gram: it shapes a data-aware fit, and there is none")
-        return None
-    if shrinkage is not None:
-        shrinkage = check_shrinkage(shrinkage)
-    budgets = [b for b in (getattr(truncation, "max_params", None), params) if b is not None]
-    rank = svd_rank((int(a.shape[0]), int(a.shape[1])), min(budgets) if budgets else min(a.shape) * sum(a.shape),
-                    getattr(truncation, "cap", None))
-    return factor_of(input_gram, a, held_out_gram=held_out_gram, shrinkage=shrinkage, rank=rank)
-
-
 def _warn_if_deficient(c: Any) -> None:
     xp = namespace(c)
     lam = xp.linalg.eigvalsh(c)
@@ -334,133 +455,3 @@ def _warn_if_deficient(c: Any) -> None:
         )
 
 
-def _residual(w: Any, d: Any, gram: Any) -> float:
-    """``tr(D C D^H)`` (real, non-negative up to roundoff)."""
-    xp = namespace(w)
-    return scalar(xp.real(xp.sum(xp.conj(d) * (d @ xp.matrix_transpose(gram)))))
-
-
-def relative_error_in(w: Any, w_hat: Any, gram: Any) -> float:
-    """``||(W - W_hat) L|| / ||W L||`` with ``gram = L L^H`` (via the trace form)."""
-    num, den = _residual(w, w - w_hat, gram), _residual(w, w, gram)
-    return math.sqrt(max(num, 0.0) / den) if den > 0 else 0.0
-
-
-def output_error(w: Any, w_hat: Any, factor: GramFactor) -> float:
-    """The relative output-space error on the fit's own rows (the unshrunk ``gram``)."""
-    return relative_error_in(w, w_hat, factor.gram)
-
-
-def whitened_svd(w: Any, rank: int, factor: GramFactor) -> tuple[Any, Any]:
-    """``(U S, Vh L^{-1})``: the rank-``rank`` matrix closest to ``w`` in the (shrunk) metric."""
-    u, s, vh = thin_svd(w @ factor.L)
-    return u[:, :rank] * s[:rank], vh[:rank, :] @ factor.L_inv
-
-
-class _Problem:
-    """Dense helpers for one MPO layout: interleaved tensors <-> (M, N) matrices and the metric."""
-
-    def __init__(self, w: Any, gram: Any, out_dims: Sequence[int], in_dims: Sequence[int]):
-        self.xp = namespace(w)
-        self.out_dims, self.in_dims = tuple(out_dims), tuple(in_dims)
-        self.gram_t = self.xp.matrix_transpose(gram)
-        self.target = self.to_interleaved(w @ self.gram_t)  # the right-hand side W C
-
-    def to_interleaved(self, m: Any) -> Any:
-        return self.xp.reshape(interleave(m, self.out_dims, self.in_dims), (-1,))
-
-    def to_matrix(self, t: Any) -> Any:
-        return deinterleave(t, self.out_dims, self.in_dims)
-
-    def metric(self, t: Any) -> Any:
-        """``vec(T C)`` for an interleaved ``T``."""
-        return self.to_interleaved(self.to_matrix(t) @ self.gram_t)
-
-
-def _left_env(xp: Any, sites: Sequence[Any], k: int) -> Any:
-    env = xp.ones((1, 1), dtype=sites[0].dtype, device=array_api_compat.device(sites[0]))
-    for c in sites[:k]:
-        l, d, r = c.shape
-        env = xp.reshape(env @ xp.reshape(c, (l, d * r)), (-1, r))
-    return env  # (P, l_k)
-
-
-def _right_env(xp: Any, sites: Sequence[Any], k: int) -> Any:
-    env = xp.ones((1, 1), dtype=sites[0].dtype, device=array_api_compat.device(sites[0]))
-    for c in reversed(sites[k + 1 :]):
-        l, d, r = c.shape
-        env = xp.reshape(xp.reshape(c, (l * d, r)) @ env, (l, -1))
-    return env  # (r_k, Q)
-
-
-def _solve_core(problem: _Problem, left: Any, core: Any, right: Any, iterations: int) -> Any:
-    """Conjugate gradients on the local normal equations, warm-started at ``core``."""
-    xp = problem.xp
-    l, d, r = core.shape
-    lh, rh = linalg.adjoint(left), linalg.adjoint(right)
-
-    def expand(g: Any) -> Any:
-        t = xp.reshape(left @ xp.reshape(g, (l, d * r)), (-1, r))
-        return xp.reshape(t @ right, (-1,))
-
-    def project(t: Any) -> Any:
-        p = left.shape[0]
-        t = xp.reshape(lh @ xp.reshape(t, (p, -1)), (l * d, -1))
-        return xp.reshape(t @ rh, (l, d, r))
-
-    def apply_h(g: Any) -> Any:
-        return project(problem.metric(expand(g)))
-
-    def dot(a: Any, b: Any) -> float:
-        return scalar(xp.real(xp.sum(xp.conj(a) * b)))
-
-    b = project(problem.target)
-    g = core
-    res = b - apply_h(g)
-    p = res
-    rr = dot(res, res)
-    stop = 1e-24 * max(dot(b, b), 1e-300)
-    for _ in range(iterations):
-        if rr <= stop:
-            break
-        hp = apply_h(p)
-        php = dot(p, hp)
-        if php <= 0.0:
-            break
-        alpha = rr / php
-        g = g + alpha * p
-        res = res - alpha * hp
-        rr_new = dot(res, res)
-        p = res + (rr_new / rr) * p
-        rr = rr_new
-    return g
-
-
-def fit_in_metric(
-    sites: Sequence[Any],
-    w: Any,
-    gram: Any,
-    out_dims: Sequence[int],
-    in_dims: Sequence[int],
-    *,
-    sweeps: int = 3,
-    iterations: int = 30,
-) -> list[Any]:
-    """ALS sweeps over site cores ``(left, out*in, right)`` minimising ``tr((W - W_hat) C (W - W_hat)^H)``.
-
-    Returns left-canonical site cores with the same bond dimensions.
-    """
-    xp = namespace(*sites)
-    problem = _Problem(w, gram, out_dims, in_dims)
-    n = len(sites)
-    cores = orthonormalize(list(sites), 0, None)  # centre at 0: the right part is orthonormal
-    for sweep in range(sweeps):
-        order = range(n) if sweep % 2 == 0 else range(n - 1, -1, -1)
-        for k in order:
-            left, right = _left_env(xp, cores, k), _right_env(xp, cores, k)
-            cores[k] = _solve_core(problem, left, cores[k], right, iterations)
-            if sweep % 2 == 0 and k < n - 1:
-                left_step(xp, cores, k)
-            elif sweep % 2 == 1 and k > 0:
-                cores = orthonormalize(cores, k - 1, k)
-    return orthonormalize(cores, n - 1, None)

@@ -1,0 +1,155 @@
+"""tnlib.Metric: one frozen value for a data-aware fit, validated once, the older keywords its alias."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tnlib
+import tnlib.mpo
+
+
+def _problem(seed=0, m=32, n=16, rows=600):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, n)) * np.geomspace(0.01, 3.0, n)
+    return rng.standard_normal((m, n)), X
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 12), st.booleans(), st.integers(0, 10**6))
+def test_from_rows_is_the_gram_of_the_rows(rows, n, complex_, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, n)) + (1j * rng.standard_normal((rows, n)) if complex_ else 0)
+    metric = tnlib.Metric.from_rows(X, held_out=X[: max(1, rows // 2)])
+    np.testing.assert_allclose(metric.gram, X.conj().T @ X / rows, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(metric.gram, metric.gram.conj().T, rtol=0, atol=0)
+    assert metric.num_features == n and metric.held_out.shape == (n, n)
+
+
+def test_the_older_keywords_are_the_same_metric():
+    W, X = _problem()
+    C, H = X[:400].T @ X[:400] / 400, X[400:].T @ X[400:] / 200
+    t = tnlib.Truncation(max_params=200)
+    for loose, metric in [
+        (dict(input_gram=C), tnlib.Metric(C)),
+        (dict(input_gram=C, shrinkage=0.3), tnlib.Metric(C, shrinkage=0.3)),
+        (dict(input_gram=C, held_out_gram=H), tnlib.Metric(C, H)),
+    ]:
+        a = tnlib.MPO.from_matrix(W, (8, 4), (4, 4), truncation=t, **loose)
+        b = tnlib.MPO.from_matrix(W, (8, 4), (4, 4), truncation=t, metric=metric)
+        np.testing.assert_array_equal(a.to_matrix(), b.to_matrix())
+        assert a.report.output_error == b.report.output_error and a.report.shrinkage == b.report.shrinkage
+    found = tnlib.layouts(W, 200, metric=tnlib.Metric(C, H), max_cores=3)
+    assert found.best.held_out_error is not None
+    assert found.best.held_out_error == tnlib.layouts(W, 200, input_gram=C, held_out_gram=H,
+                                                      max_cores=3).best.held_out_error
+
+
+def test_from_rows_with_held_out_rows_beats_the_plain_svd_on_them():
+    W, X = _problem(1)
+    t = tnlib.Truncation(max_bond=4)
+    aware = tnlib.MPO.from_matrix(W, (32, 1), (1, 16), truncation=t,
+                                  metric=tnlib.Metric.from_rows(X[:400], held_out=X[400:]))
+    plain = tnlib.MPO.from_matrix(W, (32, 1), (1, 16), truncation=t)
+
+    def err(mpo):
+        return np.linalg.norm(X[400:] @ (W - mpo.to_matrix()).T) / np.linalg.norm(X[400:] @ W.T)
+
+    assert err(aware) < 0.5 * err(plain)
+    assert aware.report.held_out_error == pytest.approx(err(aware), rel=1e-8)
+
+
+def test_a_wrong_metric_is_refused_before_any_decomposition(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the decomposition ran before the metric was validated")
+
+    monkeypatch.setattr(tnlib.mpo, "decompose", never)
+    monkeypatch.setattr(tnlib.mpo, "search", never)
+    W = np.random.default_rng(0).standard_normal((1024, 1024))
+    t = tnlib.Truncation(max_bond=8)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"metric.gram has shape \(7, 7\); expected \(1024, 1024\)"):
+        tnlib.MPO.from_matrix(W, truncation=t, metric=tnlib.Metric(np.eye(7)))
+    with pytest.raises(ValueError, match=r"input_gram has shape \(7, 7\); expected \(1024, 1024\)"):
+        tnlib.MPO.from_matrix(W, truncation=tnlib.Truncation(max_params=10**4), input_gram=np.eye(7))
+    with pytest.raises(ValueError, match=r"metric.held_out is not positive semi-definite"):
+        tnlib.MPO.from_matrix(W, truncation=t, metric=tnlib.Metric(np.eye(1024), -np.eye(1024)))
+    assert time.perf_counter() - start < 60  # a bound against a hang, not a speed claim
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        ((None,), {}, TypeError, r"gram is needed.*got None"),
+        (("C",), {}, TypeError, r"gram must be an array of shape \(N, N\).*got str"),
+        ((np.ones((3, 4)),), {}, ValueError, r"gram must be a square array \(N, N\).*got shape \(3, 4\)"),
+        ((np.eye(3), np.eye(4)), {}, ValueError, r"held_out has shape \(4, 4\); expected \(3, 3\)"),
+        ((np.eye(3),), {"shrinkage": 0.0}, ValueError, r"shrinkage must be a number in \(0, 1\].*got 0.0"),
+        ((np.eye(3),), {"shrinkage": float("nan")}, ValueError, r"shrinkage must be a number in \(0, 1\].*nan"),
+        ((np.eye(3),), {"shrinkage": True}, ValueError, r"shrinkage must be a number in \(0, 1\].*got True"),
+        ((np.eye(3),), {"shrinkage": "0.5"}, ValueError, r"shrinkage must be a number in \(0, 1\].*got '0.5'"),
+    ],
+)
+def test_bad_metrics_are_refused_at_construction(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        tnlib.Metric(*args, **kwargs)
+
+
+def test_metric_accepts_numpy_scalars_and_lists_and_is_frozen():
+    metric = tnlib.Metric([[2.0, 0.0], [0.0, 1.0]], shrinkage=np.float32(0.5))
+    assert metric.shrinkage == 0.5 and type(metric.shrinkage) is float
+    assert isinstance(metric.gram, np.ndarray)
+    with pytest.raises(AttributeError):
+        metric.shrinkage = 0.1
+    assert repr(metric) == "Metric(gram 2 x 2, shrinkage 0.5)"
+    assert repr(tnlib.Metric(np.eye(3))) == "Metric(gram 3 x 3, shrinkage 0.01 (default))"
+
+
+def test_metric_and_loose_keywords_together_are_refused():
+    W, X = _problem()
+    C = X.T @ X / len(X)
+    t = tnlib.Truncation(max_bond=2)
+    with pytest.raises(TypeError, match=r"pass metric= or the older keywords \(input_gram\), not both"):
+        tnlib.MPO.from_matrix(W, truncation=t, metric=tnlib.Metric(C), input_gram=C)
+    with pytest.raises(TypeError, match=r"metric must be a tnlib.Metric or None, got ndarray"):
+        tnlib.MPO.from_matrix(W, truncation=t, metric=C)
+    with pytest.raises(ValueError, match=r"metric needs a truncation"):
+        tnlib.MPO.from_matrix(W, metric=tnlib.Metric(C))
+    with pytest.raises(ValueError, match=r"shrinkage needs input_gram"):
+        tnlib.layouts(W, 100, shrinkage=0.5)
+    with pytest.raises(ValueError, match=r"needs at least two cores|without padding, layout search or metric"):
+        import dask.array as da
+
+        tnlib.MPO.from_matrix(da.from_array(W, chunks=8), (8, 4), (4, 4), truncation=t, metric=tnlib.Metric(C))
+
+
+def test_from_rows_refuses_bad_rows():
+    with pytest.raises(ValueError, match=r"rows must be 2-D \(M, N\), got shape \(5,\); expected rows \(n, N\)"):
+        tnlib.Metric.from_rows(np.ones(5))
+    with pytest.raises(ValueError, match=r"held_out has 3 NaN or infinite entries"):
+        tnlib.Metric.from_rows(np.ones((4, 3)), held_out=np.full((1, 3), np.nan))
+    with pytest.raises(ValueError, match=r"held_out has 2 columns; expected 3"):
+        tnlib.Metric.from_rows(np.ones((4, 3)), held_out=np.ones((5, 2)))
+
+
+def test_torch_layers_take_a_metric():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(16, 32).double()
+    _, X = _problem(2)
+    C = torch.as_tensor(X.T @ X / len(X), dtype=torch.float32)  # any dtype and device: fitted in float64
+    t = tnlib.Truncation(max_bond=3)
+    a = tnlib.nn.MPOLinear.from_linear(lin, t, out_dims=(8, 4), in_dims=(4, 4), metric=tnlib.Metric(C))
+    b = tnlib.nn.MPOLinear.from_linear(lin, t, out_dims=(8, 4), in_dims=(4, 4), input_gram=C)
+    assert torch.equal(a.to_linear().weight, b.to_linear().weight)
+    with pytest.raises(TypeError, match=r"pass metric= or input_gram=, not both"):
+        tnlib.nn.MPOLinear.from_linear(lin, t, metric=tnlib.Metric(C), input_gram=C)
+    conv = torch.nn.Conv1d(4, 8, 3).double()
+    patches = torch.randn(200, 12, dtype=torch.float64)
+    made = tnlib.nn.MPOConv1d.from_conv1d(conv, t, metric=tnlib.Metric.from_rows(patches))
+    alias = tnlib.nn.MPOConv1d.from_conv1d(conv, t, input_gram=patches.T @ patches / 200)
+    plain = tnlib.nn.MPOConv1d.from_conv1d(conv, t)
+    assert torch.allclose(made.to_conv1d().weight, alias.to_conv1d().weight, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(made.to_conv1d().weight, plain.to_conv1d().weight)
