@@ -135,7 +135,7 @@ def test_a_rank_deficient_gram_without_held_out_rows_warns():
     W = weight(16, 12, 0, 0.9)
     X = np.random.default_rng(1).standard_normal((5, 12))
     t = tnlib.Truncation(max_params=60)
-    with pytest.warns(UserWarning, match=r"input_gram has rank 5 of 12.*held_out_gram="):
+    with pytest.warns(UserWarning, match=r"the input Gram has rank 5 of 12.*held_out_gram="):
         tnlib.MPO.from_matrix(W, (4, 4), (4, 3), truncation=t, input_gram=X.T @ X / 5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

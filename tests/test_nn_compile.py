@@ -90,3 +90,26 @@ def test_every_traced_form_is_the_exact_product(rows, num_cores):
     shapes = [tuple(c.shape) for c in layer.cores]
     # with many rows the building is negligible: the choice is the per-row one
     assert form_split(shapes, 10**12) == form_split(shapes, None)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_one_capture_test_for_the_core_and_the_layers():
+    """tnlib._backend.capturing is the one test: torch.compile, torch.export and torch.jit.trace all count."""
+    import numpy as np
+
+    from tnlib._backend import capturing
+
+    seen = []
+
+    def f(x):
+        seen.append((capturing(), capturing(x), capturing(np.ones(2))))
+        return x * 2
+
+    assert (capturing(), capturing(torch.ones(2))) == (False, False)
+    torch.jit.trace(f, torch.ones(2))
+    assert seen[0] == (True, True, False)  # the traced call (trace may rerun f eagerly to check it)
+    layer = tnlib.nn.MPOLinear(16, 16, bond_dim=2)
+    traced = torch.jit.trace(layer, torch.ones(3, 16))
+    with torch.no_grad():
+        assert torch.allclose(traced(torch.ones(5, 16)), layer(torch.ones(5, 16)), atol=1e-6)

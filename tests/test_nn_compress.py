@@ -228,15 +228,16 @@ def test_compress_calibration_errors():
         tn.compress(Branchy(), compression=2, layers="used")
     with pytest.raises(ValueError, match=r"layer 'used' \(4 x 4 weight\) cannot be held in 1 parameters"):
         tn.compress(Branchy(), compression=16, layers=["used"])
-    with pytest.raises(TypeError, match=r"layer '' is a Branchy; only nn.Linear, nn.LSTM"):
+    with pytest.raises(TypeError, match=r"layer '' is a Branchy; only (Affine, )?nn.Conv1d \(groups=1, zero "
+                                        r"padding\), transformers' Conv1D, .*nn.Linear, nn.LSTM and nn.LSTMCell can"):
         tn.compress(Branchy(), layers=[""])
 
 
-def test_compress_is_a_table_of_converters_and_reports_come_from_the_mpo_reports():
-    import tnlib.nn._compress as compress_module
+def test_compress_reads_the_registry_of_kinds_and_reports_come_from_the_mpo_reports():
+    from tnlib.nn._kinds import sources
 
-    kinds = [c.kind for c in compress_module.CONVERTERS]
-    assert kinds == ["Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear", "Conv2d", "Conv1d", "Embedding"]
+    kinds = {s.kind for s, _ in sources()}
+    assert {"Conv1D", "LSTMCell", "GRUCell", "LSTM", "GRU", "Linear", "Conv2d", "Conv1d", "Embedding"} <= kinds
     torch.manual_seed(0)
     model = nn.ModuleDict({"lin": nn.Linear(32, 48), "rnn": nn.GRU(8, 16), "cell": nn.LSTMCell(8, 16)})
     small, reports = tn.compress(model, compression=3)

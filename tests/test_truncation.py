@@ -1,6 +1,8 @@
+import dataclasses
 import math
 import warnings
 
+import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -377,3 +379,52 @@ def test_a_max_bond_that_caps_a_max_relative_error_warns_and_says_so_in_the_repo
         warnings.simplefilter("error")
         ok = mps.compress(tnlib.Truncation(max_bond=64, max_relative_error=0.3))
     assert ok.report.unmet == () and ok.report.relative_error_bound <= 0.3
+
+
+@pytest.mark.parametrize("route", ["compress", "from_dense", "from_matrix", "dask"])
+def test_a_max_bond_that_caps_a_max_discarded_warns_at_the_callers_line_and_says_so(route):
+    rng = np.random.default_rng(1)
+    T = rng.standard_normal((4,) * 6)
+    capped = tnlib.Truncation(max_bond=2, max_discarded=1e-6)
+    calls = {
+        "compress": lambda t: tnlib.MPS.from_dense(T).compress(t),
+        "from_dense": lambda t: tnlib.MPS.from_dense(T, truncation=t),
+        "from_matrix": lambda t: tnlib.MPO.from_matrix(T.reshape(64, 64), (8, 8), (8, 8), truncation=t),
+        "dask": lambda t: tnlib.MPO.from_matrix(da.from_array(T.reshape(64, 64), chunks=16), (8, 8), (8, 8),
+                                                truncation=t),
+    }
+    with pytest.warns(UserWarning, match=r"max_discarded=1e-06 is not met at \d bond\(s\): bond \d discards 0\.\d+") \
+            as caught:
+        got = calls[route](capped)
+    assert {w.filename for w in caught} == {__file__}  # the user's line, not one deep inside tnlib
+    alone = calls[route](tnlib.Truncation(max_bond=2))
+    assert got.bond_dims == alone.bond_dims
+    assert len(got.report.unmet) == 1 and "max_bond=2 caps the bonds" in got.report.unmet[0]
+    worst = max(got.report.relative_discarded)
+    assert f"{worst:.3g}" in got.report.unmet[0]
+    with warnings.catch_warnings():  # a met guarantee, or a cap that is not binding, stays silent
+        warnings.simplefilter("error")
+        ok = calls[route](tnlib.Truncation(max_bond=64, max_discarded=0.2))
+    assert ok.report.unmet == () and max(ok.report.relative_discarded) <= 0.2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.sampled_from([1e-1, 1e-2, 1e-4]), st.integers(0, 10**6))
+def test_unmet_names_exactly_the_broken_per_bond_guarantees(bond, limit, seed):
+    """Property: the report names max_discarded as unmet if and only if some bond discards more than it."""
+    T = np.random.default_rng(seed).standard_normal((3,) * 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = tnlib.MPS.from_dense(T, truncation=tnlib.Truncation(max_bond=bond, max_discarded=limit))
+    broken = any(d > limit * (1 + 1e-9) for d in got.report.relative_discarded)
+    assert bool(got.report.unmet) == broken
+
+
+def test_truncation_lists_its_criteria_in_one_place():
+    t = tnlib.Truncation(max_bond=4, max_discarded=1e-3, max_params=100, degeneracy_tol=1e-8)
+    assert t.criteria == ("max_bond", "max_discarded", "max_params")
+    assert t.value_criteria == ("max_discarded", "max_params", "degeneracy_tol")
+    assert t.chain_criteria == ("max_params",)
+    assert tnlib.Truncation().criteria == () and tnlib.Truncation().is_exact
+    assert set(tnlib.Truncation.CRITERIA) | {"min_bond", "degeneracy_tol"} == {
+        f.name for f in dataclasses.fields(tnlib.Truncation)}

@@ -26,7 +26,8 @@ from ._cost import split_cost
 from .contraction import contract, contraction_plan
 
 __all__ = [
-    "apply_cores", "apply_input_first", "MergedHalves", "merge_halves", "apply_merged", "inference_split", "WeightPlan",
+    "apply_cores", "apply_input_first", "MergedHalves", "merge_left", "merge_right", "merge_halves", "apply_merged",
+    "inference_split", "WeightPlan",
     "chain_flops",
 ]
 
@@ -68,19 +69,40 @@ class MergedHalves(NamedTuple):
     nr: int
 
 
-def merge_halves(cores: Sequence[Any], split: int) -> MergedHalves:
-    """Merge cores ``[:split]`` and ``[split:]`` into the two halves (done once, then reused)."""
+def merge_left(cores: Sequence[Any]) -> Any:
+    """``(M_L, N_L, r)`` from cores ``(left, out, in, right)`` whose first left bond is 1.
+
+    Reshapes, permutations and matrix products only, with shapes read from the cores: a graph tracer
+    (``torch.compile``, ``torch.export``, ONNX) follows it as it is, and eager code runs the same kernels.
+    """
     xp = namespace(*cores)
-    left = xp.reshape(cores[0], tuple(cores[0].shape[1:]))  # (o, i, r)
-    for c in cores[1:split]:
-        o, i = left.shape[0], left.shape[1]
-        left = contract("OIr,roiR->OoIiR", left, c)
-        left = xp.reshape(left, (o * c.shape[1], i * c.shape[2], c.shape[3]))
-    right = xp.reshape(cores[-1], tuple(cores[-1].shape[:3]))  # (r, o, i)
-    for c in reversed(cores[split:-1]):
-        o, i = right.shape[1], right.shape[2]
-        right = contract("roiR,ROI->roOiI", c, right)
-        right = xp.reshape(right, (c.shape[0], c.shape[1] * o, c.shape[2] * i))
+    acc = xp.reshape(cores[0], tuple(cores[0].shape[1:]))  # (O, I, r)
+    for c in cores[1:]:
+        big_o, big_i, r = acc.shape
+        _, o, i, right = c.shape
+        t = xp.reshape(xp.reshape(acc, (big_o * big_i, r)) @ xp.reshape(c, (r, o * i * right)),
+                       (big_o, big_i, o, i, right))
+        acc = xp.reshape(xp.permute_dims(t, (0, 2, 1, 3, 4)), (big_o * o, big_i * i, right))
+    return acc
+
+
+def merge_right(cores: Sequence[Any]) -> Any:
+    """``(r, M_R, N_R)`` from cores whose last right bond is 1 (traceable, as :func:`merge_left`)."""
+    xp = namespace(*cores)
+    acc = xp.reshape(cores[-1], tuple(cores[-1].shape[:3]))  # (R, O, I)
+    for c in reversed(cores[:-1]):
+        left, o, i, r = c.shape
+        _, big_o, big_i = acc.shape
+        t = xp.reshape(xp.reshape(c, (left * o * i, r)) @ xp.reshape(acc, (r, big_o * big_i)),
+                       (left, o, i, big_o, big_i))
+        acc = xp.reshape(xp.permute_dims(t, (0, 1, 3, 2, 4)), (left, o * big_o, i * big_i))
+    return acc
+
+
+def merge_halves(cores: Sequence[Any], split: int) -> MergedHalves:
+    """Merge cores ``[:split]`` and ``[split:]`` into the two halves (done once, then reused; traceable)."""
+    xp = namespace(*cores)
+    left, right = merge_left(cores[:split]), merge_right(cores[split:])
     ml, nl, r = (int(d) for d in left.shape)
     _, mr, nr = (int(d) for d in right.shape)
     r_mat = xp.reshape(xp.permute_dims(right, (2, 0, 1)), (nr, r * mr))

@@ -9,6 +9,7 @@ work the same way, and results keep the input's namespace, dtype and device.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Iterator
 
 import array_api_compat
@@ -40,13 +41,16 @@ HALF_DTYPES = ("float16", "bfloat16")  # arithmetic only (recurrences, products)
 
 
 def capturing(*arrays: Any) -> bool:
-    """Whether a torch graph is being captured (``torch.compile``, ``torch.export``) and ``arrays`` hold torch
-    tensors: values cannot be read then, and opt_einsum's path search cannot be traced."""
-    if not any(array_api_compat.is_torch_array(a) for a in arrays):
+    """Whether a torch graph is being captured (``torch.compile``, ``torch.export``, ONNX export,
+    ``torch.jit.trace``): values cannot be read then, and neither opt_einsum's path search nor a Python cache
+    can be traced. With ``arrays``, only when one of them is a torch tensor; with none, whenever torch is
+    capturing (the torch layers ask before they choose a kernel). Never imports torch."""
+    if arrays and not any(array_api_compat.is_torch_array(a) for a in arrays):
         return False
-    import torch
-
-    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting())
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing())
 
 
 def namespace(*arrays: Any) -> Any:

@@ -42,8 +42,7 @@ def _fixed_bond_truncation(truncation: Any, algorithm: str) -> Truncation:
         raise ValueError(
             f"algorithm={algorithm!r} needs truncation.max_bond (the bond dimension to fit); got {truncation!r}"
         )
-    criteria = ("cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error", "degeneracy_tol")
-    other = [f for f in criteria if getattr(checked, f) is not None]
+    other = checked.value_criteria
     if other:
         raise ValueError(
             f"algorithm={algorithm!r} gives a chain of fixed bond dimension max_bond and cannot honour "

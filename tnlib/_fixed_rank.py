@@ -33,8 +33,7 @@ def fixed_caps(truncation: Truncation | None, num_bonds: int, what: str) -> list
     for any criterion that reads values."""
     if truncation is None:
         return [None] * num_bonds
-    reading = [name for name in ("cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error",
-                                 "degeneracy_tol") if getattr(truncation, name) is not None]
+    reading = truncation.value_criteria
     if reading:
         raise TypeError(
             f"{what} on traced values (inside jax.jit / jax.grad or torch.compile) needs ranks fixed by shapes: "

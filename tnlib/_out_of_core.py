@@ -38,7 +38,7 @@ from ._checks import check_int
 from ._legs import contract_sites, deinterleave, interleave_order, site_dims, sites_to_cores
 from ._sketched import FAILURE, PROBES, frobenius_confidence, oversampling
 from ._sweeps import tt_decompose
-from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank
+from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank, with_error_check
 
 __all__ = [
     "is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy",
@@ -68,10 +68,10 @@ def check_out_of_core_truncation(truncation: Truncation | None) -> Truncation:
             "a dask input needs a truncation that cuts the first bond (max_bond, cutoff, max_discarded, ...): "
             "an exact chain keeps a remainder as large as the input; pass e.g. truncation=tnlib.Truncation(max_bond=32)"
         )
-    if truncation.max_params is not None or truncation.max_relative_error is not None:
+    if truncation.chain_criteria:
         raise ValueError(
-            "max_params and max_relative_error allocate all bonds from the exact chain, which a dask input "
-            "cannot hold in memory; use per-bond criteria (max_bond, cutoff, max_discarded, ...)"
+            f"{' and '.join(truncation.chain_criteria)} allocate(s) all bonds from the exact chain, which a dask "
+            "input cannot hold in memory; use per-bond criteria (max_bond, cutoff, max_discarded, ...)"
         )
     return truncation
 
@@ -406,7 +406,7 @@ def mpo_sites_from_dask(
     if single:  # the remainder back in A_1's column order (o_2..o_n, i_2..i_n) for the test sketch
         rest_dense = deinterleave(_dense_rest(cores[1:]), (chi, *out_dims[1:]), (1, *in_dims[1:])).reshape(chi, -1)
         report = single_pass_certificate(report, u1, rest_dense, h, test_t)
-    return sites_to_cores(cores, out_dims, in_dims), report
+    return sites_to_cores(cores, out_dims, in_dims), with_error_check(report)
 
 
 def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[list[Any], TruncationReport]:
@@ -426,7 +426,7 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
                                       truncation, svd)
     if single:
         report = single_pass_certificate(report, u1, _dense_rest(cores[1:]), h, test_t)
-    return cores, report
+    return cores, with_error_check(report)
 
 
 def npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:

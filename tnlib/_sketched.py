@@ -86,8 +86,7 @@ def applies(truncation: Truncation | None) -> bool:
         truncation is not None
         and truncation.max_bond is not None
         and not truncation.needs_full_spectrum
-        and truncation.max_params is None
-        and truncation.max_relative_error is None
+        and not truncation.chain_criteria
         and truncation.degeneracy_tol is None
     )
 

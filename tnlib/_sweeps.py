@@ -179,14 +179,15 @@ def tt_decompose(
     norm = frobenius_norm(flat)
     scale = unit_scale(norm, flat)
     if scale == 1.0:
-        return _decompose(xp, flat, dims, truncation, svd, owned, norm)
+        cores, report = _decompose(xp, flat, dims, truncation, svd, owned, norm)
+        return cores, with_error_check(report)
     if owned:
         flat /= scale  # a power of two: exact
     else:
         flat, owned = flat / scale, isinstance(flat, np.ndarray)
     cores, report = _decompose(xp, flat, dims, truncation, svd, owned, norm / scale)
     cores[-1] = cores[-1] * scale
-    return cores, report.scaled(scale)
+    return cores, with_error_check(report.scaled(scale))
 
 
 def _needs_graph(x: Any) -> bool:

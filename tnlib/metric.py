@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -47,6 +46,7 @@ from . import _linalg as linalg
 from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar
 from ._checks import is_real
 from ._stats import paired_upper_bound
+from .truncation import warn_at_caller
 
 __all__ = [
     "Metric", "GramFactor", "SHRINKAGE", "SHRINKAGE_GRID", "check_input_gram", "check_shrinkage", "gram_factor",
@@ -446,12 +446,11 @@ def _warn_if_deficient(c: Any) -> None:
     n = int(lam.shape[0])
     rank = int(xp.sum(xp.astype(lam > 1e-10 * scalar(lam[-1]), xp.int64)))
     if rank < n:
-        warnings.warn(
-            f"input_gram has rank {rank} of {n}: the fit is free in directions its inputs never excite and "
-            "can be worse than the plain truncated SVD on other inputs; pass held_out_gram= (the Gram of rows the "
-            "fit does not see) to choose the shrinkage, or shrinkage= (1 is the truncated SVD)",
-            UserWarning,
-            stacklevel=4,
+        warn_at_caller(
+            f"the input Gram has rank {rank} of {n}: the fit is free in directions its inputs never excite and "
+            "can be worse than the plain truncated SVD on other inputs; pass held-out rows "
+            "(tnlib.Metric(gram, held_out=...), or held_out_gram=) to choose the shrinkage, or a shrinkage "
+            "(1 is the truncated SVD)"
         )
 
 

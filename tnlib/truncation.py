@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 from ._backend import namespace, scalar
 from ._checks import check_fraction, check_int, is_int, is_real
@@ -189,13 +191,44 @@ class Truncation:
         ]
         return f"Truncation({', '.join(fields)})"
 
+    CRITERIA: ClassVar[tuple[str, ...]] = (
+        "max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error",
+    )
+    """The fields that can drop a singular value (``min_bond`` and ``degeneracy_tol`` only adjust them)."""
+
+    @property
+    def criteria(self) -> tuple[str, ...]:
+        """The criteria that are set, in the order of :attr:`CRITERIA`.
+
+        >>> import tnlib
+        >>> tnlib.Truncation(max_bond=8, cutoff=1e-10).criteria
+        ('max_bond', 'cutoff')
+        """
+        return tuple(name for name in self.CRITERIA if getattr(self, name) is not None)
+
+    @property
+    def value_criteria(self) -> tuple[str, ...]:
+        """The set fields whose effect depends on singular values, not shapes alone: every criterion but
+        ``max_bond``, and ``degeneracy_tol``. A route whose ranks are fixed by shapes (traced, variational,
+        randomized rounding) refuses these by name.
+
+        >>> import tnlib
+        >>> tnlib.Truncation(max_bond=8, cutoff=1e-10).value_criteria
+        ('cutoff',)
+        """
+        fields = [name for name in self.criteria if name != "max_bond"]
+        return tuple(fields + (["degeneracy_tol"] if self.degeneracy_tol is not None else []))
+
+    @property
+    def chain_criteria(self) -> tuple[str, ...]:
+        """The set criteria that allocate every bond at once from the exact chain's spectra (``max_params``,
+        ``max_relative_error``), which a route that sees one bond at a time (out of core) cannot honour."""
+        return tuple(name for name in ("max_params", "max_relative_error") if getattr(self, name) is not None)
+
     @property
     def is_exact(self) -> bool:
         """True when no criterion can drop a singular value."""
-        return all(
-            getattr(self, name) is None
-            for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "max_params", "max_relative_error")
-        )
+        return not self.criteria
 
     def for_bond(self, bond: int, num_bonds: int) -> Truncation:
         """The truncation of bond ``bond`` of a chain with ``num_bonds`` bonds (its own cap when caps are per bond)."""
@@ -476,19 +509,44 @@ class TruncationReport:
 
 
 def with_error_check(report: TruncationReport) -> TruncationReport:
-    """``report`` with :attr:`TruncationReport.unmet` naming a ``max_relative_error`` its error exceeds
-    (the bonds capped by ``max_bond``), and a :class:`UserWarning` saying so."""
+    """``report`` with :attr:`TruncationReport.unmet` naming each guarantee of its truncation that ``max_bond``
+    capped away (``max_relative_error`` over the chain, ``max_discarded`` per bond), by how much, and a
+    :class:`UserWarning` at the caller saying so. A report that already names them is returned as it is."""
     truncation = report.truncation
-    if truncation is None or truncation.max_relative_error is None:
+    if truncation is None or report.unmet or truncation.max_bond is None:
         return report
+    unmet = []
     eps = truncation.max_relative_error
-    error = report.relative_error_bound
-    if error <= eps * (1.0 + 1e-9) + 1e-15:
+    if eps is not None:
+        error = report.relative_error_bound
+        if error > eps * (1.0 + 1e-9) + 1e-15:
+            unmet.append(f"max_relative_error={eps:g} is not met: the relative error is {error:.3g} "
+                         f"({error / eps:.3g}x the guarantee) because max_bond={truncation.max_bond} caps the bonds")
+    limit = truncation.max_discarded
+    if limit is not None:
+        # relative to the whole norm**2, which bounds each bond's own total from above: never a false alarm
+        over = [(k, d) for k, d in enumerate(report.relative_discarded) if d > limit * (1.0 + 1e-9) + 1e-300]
+        if over:
+            k, worst = max(over, key=lambda kd: kd[1])
+            unmet.append(f"max_discarded={limit:g} is not met at {len(over)} bond(s): bond {k} discards {worst:.3g} "
+                         f"of the weight ({worst / limit:.3g}x the guarantee) because max_bond={truncation.max_bond} "
+                         "caps the bonds")
+    if not unmet:
         return report
-    text = (f"max_relative_error={eps:g} is not met: the relative error is {error:.3g} "
-            f"({error / eps:.3g}x the guarantee) because max_bond={truncation.max_bond} caps the bonds")
-    warnings.warn(f"{text}; raise max_bond or drop it to keep the guarantee", UserWarning, stacklevel=4)
-    return dataclasses.replace(report, unmet=report.unmet + (text,))
+    warn_at_caller("; ".join(unmet) + "; raise max_bond or drop it to keep the guarantee")
+    return dataclasses.replace(report, unmet=tuple(unmet))
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn with the location of the first caller outside tnlib (however deep inside tnlib the cause is)."""
+    frame: Any = sys._getframe(1)
+    level = 2  # warnings' level of the frame that called this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def select_rank(s: Any, truncation: Truncation | None, total: float | None = None) -> int:

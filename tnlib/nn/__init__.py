@@ -7,7 +7,8 @@ framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`
 
 The public API is what this module exports (``__all__``); the implementation
 is one private module per method: ``_mpo_linear``, ``_mpo_rnn`` and
-``_mpo_cells``, ``_mpo_conv`` (MPO layers), ``_pruning``, ``_lowrank``, ``_tensor_train``
+``_mpo_cells``, ``_mpo_conv``, ``_mpo_embedding`` (MPO layers, each registering its kind in
+``_kinds``), ``_pruning``, ``_lowrank``, ``_tensor_train``
 (the baselines), ``_matching`` (parameter counts at a target ratio), ``_mpop``
 (MPOP fine-tuning), ``_compress`` (whole models), ``_calibration`` (input
 Grams), ``_distill``, ``_serialization`` (save/load) and ``_export`` (ONNX
@@ -23,7 +24,8 @@ from ._export import export_onnx
 from ._lowrank import LowRankLinear, LowRankLSTM
 from ._matching import count_parameters, match_compression, stored_bytes
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
+from ._mpo_conv import MPOConv1d, MPOConv2d
+from ._mpo_embedding import MPOEmbedding
 from ._mpo_linear import MPOLinear
 from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._mpop import DimensionSqueezer, freeze_central

@@ -26,10 +26,11 @@ from torch import nn
 
 import tnlib
 
+from ._kinds import source_of, sources
 from ._stacking import suffix
 
 __all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d",
-           "float64_metric"]
+           "float64_metric", "record_input", "record_cell", "record_rnn", "record_patches"]
 
 
 def float64_metric(metric: tnlib.Metric | None, input_gram: Any = None) -> tnlib.Metric | None:
@@ -157,8 +158,9 @@ def _time_major(rnn: nn.RNNBase, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return (x.transpose(0, 1) if rnn.batch_first else x), False
 
 
-def _record_rnn(acc: _Accumulator, name: str, rnn: Any, args: tuple, kwargs: dict) -> None:
-    """Replay ``rnn`` layer by layer (single-layer copies of its weights) to get every layer's inputs and states."""
+def record_rnn(acc: Any, name: str, rnn: Any, args: tuple, kwargs: dict) -> None:
+    """The inputs of ``nn.LSTM`` / ``nn.GRU``: replay ``rnn`` layer by layer (single-layer copies of its weights) to
+    get every layer's inputs (``weight_ih_l{k}``) and states (``weight_hh_l{k}``)."""
     x, unbatched = _time_major(rnn, args[0])
     hx = args[1] if len(args) > 1 else kwargs.get("hx")
     lstm = isinstance(rnn, nn.LSTM)
@@ -196,22 +198,34 @@ def _record_rnn(acc: _Accumulator, name: str, rnn: Any, args: tuple, kwargs: dic
         x = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
 
 
+def record_input(acc: Any, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    """The input of a layer ``y = x W^T`` (``nn.Linear``, transformers' ``Conv1D``): the rows ``W`` multiplies."""
+    acc.add(f"{name}:weight", args[0])
+
+
+def record_cell(acc: Any, name: str, cell: Any, args: tuple, kwargs: dict) -> None:
+    """The inputs of ``nn.LSTMCell`` / ``nn.GRUCell``: ``x`` for ``weight_ih``, the incoming ``h`` for ``weight_hh``."""
+    x = args[0]
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    h = None if hx is None else (hx[0] if isinstance(hx, (tuple, list)) else hx)
+    acc.add(f"{name}:weight_ih", x)
+    acc.add(f"{name}:weight_hh", torch.zeros(*x.shape[:-1], cell.hidden_size) if h is None else h)
+
+
+def record_patches(acc: Any, name: str, conv: Any, args: tuple, kwargs: dict) -> None:
+    """The rows the kernel matrix of a convolution multiplies: its unfolded input patches."""
+    acc.add(f"{name}:weight", _patches(name, conv, args[0]))
+
+
 def _hook(acc: _Accumulator, name: str, module: nn.Module):
+    source = source_of(module)
+    assert source is not None and source.record is not None  # _check_names allows only those
+    record = source.record
+
     def pre(mod: nn.Module, args: tuple, kwargs: dict) -> None:
         if not args:
             raise ValueError(f"layer {name!r} was called without positional input; calibration needs it")
-        x = args[0]
-        if isinstance(mod, (nn.LSTM, nn.GRU)):
-            _record_rnn(acc, name, mod, args, kwargs)
-        elif isinstance(mod, (nn.LSTMCell, nn.GRUCell)):
-            hx = args[1] if len(args) > 1 else kwargs.get("hx")
-            h = None if hx is None else (hx[0] if isinstance(mod, nn.LSTMCell) else hx)
-            acc.add(f"{name}:weight_ih", x)
-            acc.add(f"{name}:weight_hh", torch.zeros(*x.shape[:-1], mod.hidden_size) if h is None else h)
-        elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):  # the rows the kernel matrix multiplies: unfolded patches
-            acc.add(f"{name}:weight", _patches(name, mod, x))
-        else:  # nn.Linear or Conv1D
-            acc.add(f"{name}:weight", x)
+        record(acc, name, mod, args, kwargs)
 
     return module.register_forward_pre_hook(pre, with_kwargs=True)
 
@@ -238,12 +252,9 @@ def _patches(name: str, conv: Any, x: torch.Tensor) -> torch.Tensor:
     return cols.transpose(1, 2)
 
 
-_RECORDED = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv1d, nn.Conv2d)
-
-
 def _check_names(model: nn.Module, names: Any) -> list[str]:
-    """Module names of ``model`` whose inputs can be recorded: a sequence of distinct strings naming a
-    ``Linear``, ``Conv1D``, ``Conv1d``, ``Conv2d``, ``LSTM``, ``GRU``, ``LSTMCell`` or ``GRUCell``."""
+    """Module names of ``model`` whose inputs can be recorded: a sequence of distinct strings naming modules
+    whose registered source records its inputs (:mod:`tnlib.nn._kinds`)."""
     if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
         raise TypeError(f"names must be a sequence of module names, got {names!r}; e.g. names=[{names!r}]")
     names = list(names)
@@ -258,9 +269,11 @@ def _check_names(model: nn.Module, names: Any) -> list[str]:
         if n not in modules:
             raise ValueError(f"names holds {n!r}, which is not a module of the model; modules: "
                              f"{[k for k in modules if k][:12]}")
-        if not (isinstance(modules[n], _RECORDED) or is_conv1d(modules[n])):
+        source = source_of(modules[n])
+        if source is None or source.record is None:
+            recorded = ", ".join(s.kind for s, _ in sources() if s.record is not None)
             raise TypeError(f"layer {n!r} is a {type(modules[n]).__name__}, which has no weight matrix to "
-                            "record inputs for (Linear, Conv1D, Conv1d, Conv2d, LSTM, GRU, LSTMCell and GRUCell have)")
+                            f"record inputs for ({recorded} have)")
     return names
 
 

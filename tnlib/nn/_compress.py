@@ -19,7 +19,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -29,18 +29,17 @@ from tnlib._cost import split_cost
 from tnlib._stats import paired_upper_bound
 from tnlib.metric import choose_shrinkage, gram_factor, svd_rank
 
-from ._calibration import GramFolds, is_conv1d, record_folds
+from . import _mpo_cells, _mpo_conv, _mpo_embedding, _mpo_linear, _mpo_rnn  # noqa: F401 - they register their kinds
+from ._calibration import GramFolds, record_folds
 from ._cores import positive_int
-from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
-from ._mpo_linear import MPOLinear
-from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._kinds import Source, describe_supported, source_of
 from ._sensitivity import MAX_BATCHES, output_change_per_error
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
-SUPPORTED = ("nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.Conv1d and nn.Conv2d (groups=1, zero padding), "
-             "nn.Embedding (no max_norm) and transformers' Conv1D")
+SUPPORTED = describe_supported()
+"""The dense modules tnlib's own layers replace (from the registry of layer kinds, :mod:`tnlib.nn._kinds`; a kind
+registered later is named in errors too)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,9 @@ class LayerReport:
     name : str
         The module's name in the model.
     kind : str
-        ``"Linear"``, ``"Conv1D"``, ``"LSTM"``, ``"GRU"``, ``"LSTMCell"`` or ``"GRUCell"``.
+        The kind of module replaced: ``"Linear"``, ``"Conv1D"`` (transformers'),
+        ``"LSTM"``, ``"GRU"``, ``"LSTMCell"``, ``"GRUCell"``, ``"Conv1d"``,
+        ``"Conv2d"`` or ``"Embedding"``.
     params_before, params_after : int
         Weight entries (biases excluded) of the original and of the MPO layer.
     relative_error : float
@@ -123,83 +124,16 @@ class LayerReport:
         return text + (f"; {self.note}" if self.note else "")
 
 
-@dataclass(frozen=True)
-class _Converter:
-    """How one module type becomes its MPO layer: how its weight parameters read as the matrices of ``x W^T``
-    (:meth:`weights`), their layout without a search, and the layer built from their MPOs."""
-
-    kind: str
-    matches: Callable[[nn.Module], bool]
-    layout: Callable[[Any, torch.Tensor, int | None], tuple[tuple[int, ...], tuple[int, ...]]]
-    build: Callable[[Any, dict[str, tnlib.MPO]], nn.Module]
-    as_matrix: Callable[[torch.Tensor], torch.Tensor] = lambda w: w.reshape(w.shape[0], -1)
-    """A weight parameter (or its gradient) as the matrix: by default its first axis against the rest (a
-    convolution's kernel as ``(out, in * kernel)``)."""
-
-    def weights(self, module: Any) -> dict[str, torch.Tensor]:
-        """The module's weight matrices by parameter name (detached)."""
-        return {n: self.as_matrix(p.detach()) for n, p in module.named_parameters() if n.startswith("weight")}
-
-
-def _balanced(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    return tnlib.choose_dims((int(w.shape[0]), int(w.shape[1])), num_cores=num_cores)
-
-
-def _gates(gates: int) -> Callable[[Any, torch.Tensor, int | None], tuple[tuple[int, ...], tuple[int, ...]]]:
-    """The gate layout of Gao et al.: the gate factor joins the first row leg."""
-    def layout(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        rows = gate_layout(gates, module.input_size, module.hidden_size, num_cores, None)
-        return rows, tnlib.factorize(int(w.shape[1]), len(rows))
-    return layout
-
-
-def _named(mpos: dict[str, tnlib.MPO]) -> dict[str, tnlib.MPO]:
-    return {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
-
-
-def _linear(module: Any, mpos: dict[str, tnlib.MPO]) -> nn.Module:
-    ref = next(module.parameters())
-    return MPOLinear.from_mpo(mpos["weight"], module.bias, dtype=ref.dtype, device=ref.device)
-
-
-CONVERTERS: tuple[_Converter, ...] = (
-    # first match wins: transformers' Conv1D before anything else, cells before sequences
-    # y = x W + b: the weight is stored (in, out)
-    _Converter("Conv1D", is_conv1d, _balanced, _linear, as_matrix=lambda w: w.T),
-    _Converter("LSTMCell", lambda m: isinstance(m, nn.LSTMCell), _gates(4),
-               lambda m, mpos: MPOLSTMCell.from_lstm_cell(m, mpos=_named(mpos))),
-    _Converter("GRUCell", lambda m: isinstance(m, nn.GRUCell), _gates(3),
-               lambda m, mpos: MPOGRUCell.from_gru_cell(m, mpos=_named(mpos))),
-    _Converter("LSTM", lambda m: isinstance(m, nn.LSTM), _gates(4),
-               lambda m, mpos: MPOLSTM.from_lstm(m, mpos=_named(mpos))),
-    _Converter("GRU", lambda m: isinstance(m, nn.GRU), _gates(3),
-               lambda m, mpos: MPOGRU.from_gru(m, mpos=_named(mpos))),
-    _Converter("Linear", lambda m: isinstance(m, nn.Linear), _balanced, _linear),
-    # the kernel as the (out, in * kh * kw) matrix that multiplies unfolded patches
-    _Converter("Conv2d", lambda m: isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros",
-               _balanced, lambda m, mpos: MPOConv2d.from_mpo(mpos["weight"], m)),
-    _Converter("Conv1d", lambda m: isinstance(m, nn.Conv1d) and m.groups == 1 and m.padding_mode == "zeros",
-               _balanced, lambda m, mpos: MPOConv1d.from_mpo(mpos["weight"], m)),
-    _Converter("Embedding", lambda m: isinstance(m, nn.Embedding) and m.max_norm is None and not m.sparse,
-               _balanced, lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m)),
-)
-"""Module type -> converter, in the order they are tried."""
-
-
-def _converter(module: nn.Module) -> _Converter | None:
-    return next((c for c in CONVERTERS if c.matches(module)), None)
-
-
 def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     named = dict(model.named_modules())
     if layers is None:
-        if _converter(model) is not None:
+        if source_of(model) is not None:
             raise ValueError(
                 f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
                 "or pass the model that holds it"
             )
         # embeddings only when named: they are often tied to an output layer, which would keep its dense copy
-        return [n for n, m in named.items() if n and _converter(m) is not None and not isinstance(m, nn.Embedding)]
+        return [n for n, m in named.items() if n and source_of(m) is not None and not isinstance(m, nn.Embedding)]
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
     if len(set(layers)) != len(layers):
@@ -210,9 +144,9 @@ def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
             raise ValueError(
                 f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
             )
-        if _converter(named[n]) is None:
+        if source_of(named[n]) is None:
             raise TypeError(
-                f"layer {n!r} is a {type(named[n]).__name__}; only {SUPPORTED} can be compressed"
+                f"layer {n!r} is a {type(named[n]).__name__}; only {describe_supported()} can be compressed"
             )
     return list(layers)
 
@@ -339,18 +273,18 @@ def compress(
     built, reports = [], []
     for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
         module = model.get_submodule(name)
-        converter = _converter(module)
-        assert converter is not None
+        source = source_of(module)
+        assert source is not None
         budgets = None if shares is None else shares[name]
-        mpos, budget = _decompose_layer(name, module, converter, truncation, compression, num_cores,
+        mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
                                         grams.get(name, {}), budgets, (objective, tolerance))
-        reports.append(_report(name, converter, module, mpos, grams.get(name, {}), budget if has_budget else None))
-        built.append((name, converter, mpos))
+        reports.append(_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
+        built.append((name, source, mpos))
     out = model if inplace else copy.deepcopy(model)
-    for name, converter, mpos in built:
+    for name, source, mpos in built:
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, converter.build(out.get_submodule(name), mpos))
+        setattr(parent, child, source.build(out.get_submodule(name), mpos))
     total = sum(r.budget or 0 for r in reports)
     return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
 
@@ -389,9 +323,9 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
     total = 0
     for name in targets:
         module = model.get_submodule(name)
-        converter = _converter(module)
-        assert converter is not None
-        for wname, w in converter.weights(module).items():
+        source = source_of(module)
+        assert source is not None
+        for wname, w in source.weights(module).items():
             w64 = w.detach().to(torch.float64).cpu()
             m, n = (int(d) for d in w64.shape)
             share = tnlib.truncation.with_compression(truncation, m * n, compression).max_params
@@ -404,7 +338,7 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
             key = (name, wname)
             keys.append(key)
             params[key], factors[key] = getattr(module, wname), factor
-            as_matrix[key] = converter.as_matrix
+            as_matrix[key] = source.as_matrix
             spectra.append(torch.linalg.svdvals(target).numpy())
             costs.append(m + n)
             caps.append(max(1, min(m, n, m * n // (m + n))))
@@ -421,11 +355,11 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
     return out
 
 
-def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: tnlib.Truncation | None,
+def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,
                      compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
                      budgets: dict[str, int] | None = None,
                      objective: tuple[str, float] = ("error", 0.0)) -> tuple[dict[str, tnlib.MPO], int]:
-    """Every weight of one layer as an MPO (searched layout at a budget, else the converter's), and the budget."""
+    """Every weight of one layer as an MPO (searched layout at a budget, else the source's), and the budget."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
     few = [f"{wname} ({f.rows} rows, {f.sums[0].shape[0]} features)" for wname, f in folds.items()
@@ -437,7 +371,7 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
             UserWarning,
             stacklevel=3,
         )
-    for wname, w in converter.weights(module).items():
+    for wname, w in source.weights(module).items():
         t: tnlib.Truncation | None
         if budgets is not None:
             t = dataclasses.replace(truncation or tnlib.Truncation(), max_params=budgets[wname])
@@ -447,7 +381,7 @@ def _decompose_layer(name: str, module: Any, converter: _Converter, truncation: 
             t = truncation
         w64 = w.to(torch.float64).cpu()
         search = t is not None and t.max_params is not None and num_cores is None
-        dims = (None, None) if search else converter.layout(module, w, num_cores)
+        dims = (None, None) if search else source.layout(module, w, num_cores)
         with torch.no_grad():
             try:
                 if wname in folds:
@@ -518,10 +452,10 @@ def _held_out(mpo: tnlib.MPO) -> float:
     return mpo.report.held_out_error
 
 
-def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib.MPO],
+def _report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.MPO],
             folds: dict[str, GramFolds], budget: int | None) -> LayerReport:
     """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
-    weights = converter.weights(module)
+    weights = source.weights(module)
     num = den = 0.0
     seen, held = _Pooled(), _Pooled()
     for wname, mpo in mpos.items():
@@ -547,7 +481,7 @@ def _report(name: str, converter: _Converter, module: Any, mpos: dict[str, tnlib
         )
     return LayerReport(
         name,
-        converter.kind,
+        source.kind,
         before,
         after,
         math.sqrt(num / den) if den else 0.0,

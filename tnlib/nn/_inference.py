@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from tnlib._apply import WeightPlan, apply_cores, first_is_faster
+from tnlib._backend import capturing
 
 from . import _traced
 
@@ -58,7 +59,7 @@ def weight_operator(
     gradients: the core-wise contraction (gradients reach every core).
     Without: the cached fast form of :func:`inference_form`.
     """
-    if _traced.capturing():
+    if capturing():
         return _traced.operator(cores(), rows)
     if torch.is_grad_enabled():
         chain = list(cores())

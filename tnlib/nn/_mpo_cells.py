@@ -18,13 +18,15 @@ import torch
 from torch import nn
 
 import tnlib
+from tnlib._backend import capturing
 from tnlib.rnn import gru_cell, lstm_cell
 
+from ._calibration import record_cell
 from ._cores import copy_bias, init_bias, members, positive_int
 from ._inference import check_input, form_key, fused_is_faster
-from ._mpo_rnn import gate_layout
-from ._traced import capturing
-from ._weights import MPOWeights
+from ._kinds import LayerKind, Source, register
+from ._mpo_rnn import gate_layout, gates_layout
+from ._weights import MPOWeights, named_cores, weight_lists
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell"]
 
@@ -237,3 +239,23 @@ class MPOGRUCell(_MPOCell):
         if self.bias_ih is not None:
             gates_in = gates_in + self.bias_ih
         return gru_cell(gates_in, parts[0], f_hh, self.bias_hh, xp=torch)
+
+
+def _probe(layer: Any) -> torch.Tensor:
+    return torch.zeros(1, layer.input_size, dtype=layer.cores_ih[0].dtype)
+
+
+register(LayerKind(
+    MPOLSTMCell,
+    (Source("LSTMCell", lambda m: isinstance(m, nn.LSTMCell),
+            lambda m, mpos: MPOLSTMCell.from_lstm_cell(m, mpos=named_cores(mpos)), "nn.LSTMCell", gates_layout(4),
+            record_cell),),
+    ("input_size", "hidden_size", "gate_dims"), ("input_size", "hidden_size"), _probe, weight_lists, named_masks=True,
+))
+register(LayerKind(
+    MPOGRUCell,
+    (Source("GRUCell", lambda m: isinstance(m, nn.GRUCell),
+            lambda m, mpos: MPOGRUCell.from_gru_cell(m, mpos=named_cores(mpos)), "nn.GRUCell", gates_layout(3),
+            record_cell),),
+    ("input_size", "hidden_size", "gate_dims"), ("input_size", "hidden_size"), _probe, weight_lists, named_masks=True,
+))

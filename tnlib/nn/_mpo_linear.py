@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
@@ -11,7 +11,7 @@ from torch import nn
 import tnlib
 from tnlib._apply import apply_cores
 
-from ._calibration import float64_metric
+from ._calibration import float64_metric, is_conv1d, record_input
 from ._cores import (
     central_index,
     init_cores,
@@ -23,6 +23,7 @@ from ._cores import (
     uniform_bonds,
 )
 from ._inference import check_input, weight_operator
+from ._kinds import LayerKind, Source, register
 
 __all__ = ["MPOLinear"]
 
@@ -232,3 +233,24 @@ class MPOLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, out_dims={self.out_dims}, "
             f"in_dims={self.in_dims}, bond_dims={self.bond_dims}, bias={self.bias is not None}"
         )
+
+
+def _from_dense(module: Any, mpos: dict[str, tnlib.MPO]) -> MPOLinear:
+    ref = next(module.parameters())
+    return MPOLinear.from_mpo(mpos["weight"], module.bias, dtype=ref.dtype, device=ref.device)
+
+
+def _conv1d_sizes(module: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+    w = getattr(module, "weight")  # transformers' Conv1D: y = x W + b, W stored (in, out)
+    return {"in_features": int(w.shape[0]), "out_features": int(w.shape[1])}
+
+
+register(LayerKind(
+    MPOLinear,
+    (Source("Conv1D", is_conv1d, _from_dense, "transformers' Conv1D", record=record_input,
+            as_matrix=lambda w: w.T, sizes=_conv1d_sizes),
+     Source("Linear", lambda m: isinstance(m, nn.Linear), _from_dense, "nn.Linear", record=record_input)),
+    ("in_features", "out_features", "out_dims", "in_dims"),
+    ("in_features", "out_features"),
+    lambda layer: torch.zeros(1, layer.in_features, dtype=layer.cores[0].dtype),
+))

@@ -6,15 +6,18 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import torch
 from torch import nn
 
 import tnlib
 
+from ._calibration import record_rnn
 from ._cores import positive_int
+from ._kinds import LayerKind, Source, register
 from ._stacking import StackedGRU, StackedLSTM, StackedRNN, check_gru, check_lstm, suffix
-from ._weights import MPOWeights
+from ._weights import MPOWeights, named_cores, weight_lists
 
-__all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout"]
+__all__ = ["MPOLSTM", "MPOGRU", "gate_dims", "gate_layout", "gates_layout", "RNN_FIELDS"]
 
 
 def gate_dims(
@@ -171,3 +174,34 @@ class MPOGRU(_MPOStack, StackedGRU):
         self._setup_like(gru)
         self._convert(gru, truncation, num_cores, hidden_dims, mpos)
         return self
+
+
+def gates_layout(gates: int) -> Any:
+    """The layout of a recurrent weight without a search (Gao et al.): the gate factor joins the first row leg."""
+    def layout(module: Any, w: Any, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        rows = gate_layout(gates, module.input_size, module.hidden_size, num_cores, None)
+        return rows, tnlib.factorize(int(w.shape[1]), len(rows))
+    return layout
+
+
+RNN_FIELDS = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
+              "num_directions", "gate_dims")
+_RNN_SIZES = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")
+
+
+def _probe(layer: Any) -> torch.Tensor:
+    return torch.zeros(1, 1, layer.input_size, dtype=layer.cores_ih_l0[0].dtype)
+
+
+register(LayerKind(
+    MPOLSTM,
+    (Source("LSTM", lambda m: isinstance(m, nn.LSTM), lambda m, mpos: MPOLSTM.from_lstm(m, mpos=named_cores(mpos)),
+            "nn.LSTM", gates_layout(4), record_rnn),),
+    RNN_FIELDS, _RNN_SIZES, _probe, weight_lists, named_masks=True,
+))
+register(LayerKind(
+    MPOGRU,
+    (Source("GRU", lambda m: isinstance(m, nn.GRU), lambda m, mpos: MPOGRU.from_gru(m, mpos=named_cores(mpos)),
+            "nn.GRU", gates_layout(3), record_rnn),),
+    RNN_FIELDS, _RNN_SIZES, _probe, weight_lists, named_masks=True,
+))

@@ -19,9 +19,9 @@ from torch import nn
 import tnlib
 from tnlib._checks import check_int
 
+from . import _mpo_cells, _mpo_conv, _mpo_embedding, _mpo_linear, _mpo_rnn  # noqa: F401 - they register their kinds
 from ._cores import central_index, masked
-from ._mpo_linear import MPOLinear
-from ._weights import MPOWeights
+from ._kinds import LayerKind, kind_of_layer, kinds
 
 __all__ = ["central_index", "freeze_central", "DimensionSqueezer"]
 
@@ -31,14 +31,18 @@ def _check_cap(cap: Any, where: str) -> int:
     return check_int(where, cap, 1)
 
 
-def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[MPOLinear | MPOWeights, str, nn.ParameterList]]:
-    """Every MPO weight in ``module``: MPOLinear layers and every named-weights holder (MPOLSTM, MPOGRU, the cells)."""
+def _mpo_parameter_lists(module: nn.Module) -> Iterator[tuple[Any, LayerKind, str, nn.ParameterList]]:
+    """Every MPO weight in ``module``: ``(layer, its kind, weight name, cores)`` for every registered tnlib layer."""
     for sub in module.modules():
-        if isinstance(sub, MPOLinear):
-            yield sub, "cores", sub.cores
-        elif isinstance(sub, MPOWeights):
-            for name in sub.mpo_names():
-                yield sub, name, getattr(sub, name)
+        kind = kind_of_layer(sub)
+        if kind is not None:
+            for name, cores in kind.mpo_weights(sub):
+                yield sub, kind, name, cores
+
+
+def _none_found(module: nn.Module) -> ValueError:
+    names = ", ".join(k.layer.__name__ for k in kinds())
+    return ValueError(f"{type(module).__name__} holds no MPO layer ({names})")
 
 
 def freeze_central(module: nn.Module) -> int:
@@ -54,13 +58,13 @@ def freeze_central(module: nn.Module) -> int:
     True
     """
     found = False
-    for _, _, cores in _mpo_parameter_lists(module):
+    for _, _, _, cores in _mpo_parameter_lists(module):
         found = True
         c = central_index(list(cores))
         for k, p in enumerate(cores):
             p.requires_grad_(k != c)
     if not found:
-        raise ValueError(f"{type(module).__name__} holds no MPO layer (MPOLinear, MPOLSTM, MPOGRU or an MPO cell)")
+        raise _none_found(module)
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -70,8 +74,9 @@ class DimensionSqueezer:
     Parameters
     ----------
     module
-        Holds MPO layers: :class:`MPOLinear`, :class:`MPOLSTM`, :class:`MPOGRU`,
-        :class:`MPOLSTMCell`, :class:`MPOGRUCell`.
+        Holds MPO layers: any of tnlib's (:class:`MPOLinear`, :class:`MPOLSTM`,
+        :class:`MPOGRU`, the cells, :class:`MPOConv1d`, :class:`MPOConv2d`,
+        :class:`MPOEmbedding`).
     schedule
         ``{step: max_bond}`` or a callable ``step -> max_bond or None``.
         Call :meth:`step` once per training step (after ``optimizer.step()``).
@@ -89,7 +94,7 @@ class DimensionSqueezer:
 
     def __init__(self, module: nn.Module, schedule: Mapping[int, int] | Callable[[int], int | None]) -> None:
         if not list(_mpo_parameter_lists(module)):
-            raise ValueError(f"{type(module).__name__} holds no MPO layer (MPOLinear, MPOLSTM, MPOGRU or an MPO cell)")
+            raise _none_found(module)
         if not callable(schedule):
             schedule = dict(schedule)
             for step, cap in schedule.items():
@@ -112,8 +117,8 @@ class DimensionSqueezer:
     @torch.no_grad()
     def squeeze(self, max_bond: int) -> None:
         """Truncate every MPO to ``max_bond`` now (canonical form, SVD sweep, mask)."""
-        for owner, name, cores in _mpo_parameter_lists(self.module):
-            masks = owner.bond_masks if isinstance(owner, MPOLinear) else owner.bond_masks.get(name)
+        for owner, kind, name, cores in _mpo_parameter_lists(self.module):
+            masks = kind.masks(owner, name)
             current = [c.detach() for c in cores]
             mpo = tnlib.MPO(masked(current, masks))
             small = mpo.canonicalize(central_index(current)).truncate(tnlib.Truncation(max_bond=max_bond))
@@ -126,8 +131,5 @@ class DimensionSqueezer:
                     m = torch.zeros(param.shape[3], dtype=param.dtype, device=param.device)
                     m[: core.shape[3]] = 1
                     new_masks.append(m)
-            if isinstance(owner, MPOLinear):
-                owner.bond_masks = new_masks
-            else:
-                owner.bond_masks[name] = new_masks
+            kind.set_masks(owner, name, new_masks)
         self.current = max_bond

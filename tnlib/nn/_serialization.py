@@ -21,35 +21,23 @@ from torch import nn
 
 from tnlib._files import atomic_write
 
-from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv1d, MPOConv2d, MPOEmbedding
-from ._mpo_linear import MPOLinear
-from ._mpo_rnn import MPOGRU, MPOLSTM
-from ._weights import MPOWeights
+from . import _mpo_cells, _mpo_conv, _mpo_embedding, _mpo_linear, _mpo_rnn  # noqa: F401 - they register their kinds
+from ._kinds import LayerKind, kind_of_layer, kinds, source_of
 
 __all__ = ["save", "load"]
 
 FORMAT = "tnlib.nn"
 VERSION = 1
 
-_RNN = ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
-        "num_directions", "gate_dims")
-_FIELDS: dict[type[nn.Module], tuple[str, ...]] = {
-    MPOLinear: ("in_features", "out_features", "out_dims", "in_dims"),
-    MPOLSTM: _RNN,
-    MPOGRU: _RNN,
-    MPOLSTMCell: ("input_size", "hidden_size", "gate_dims"),
-    MPOGRUCell: ("input_size", "hidden_size", "gate_dims"),
-    MPOConv1d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims"),
-    MPOConv2d: ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims"),
-    MPOEmbedding: ("num_embeddings", "embedding_dim", "padding_idx", "out_dims", "in_dims"),
-}
-_CLASSES = {cls.__name__: cls for cls in _FIELDS}
+def _kind_named(name: Any) -> LayerKind | None:
+    return next((k for k in kinds() if k.layer.__name__ == name), None)
 
 
 def _describe(module: nn.Module) -> dict[str, Any]:
     cls = type(module)
-    attrs = {f: getattr(module, f) for f in _FIELDS[cls]}
+    kind = kind_of_layer(module)
+    assert kind is not None  # save describes registered layers only
+    attrs = {f: getattr(module, f) for f in kind.fields}
     nones = [n for n, p in module._parameters.items() if p is None]
     return {"class": cls.__name__, "attrs": attrs, "none_params": nones}
 
@@ -74,7 +62,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    layers = {name: _describe(m) for name, m in model.named_modules() if type(m) in _FIELDS}
+    layers = {name: _describe(m) for name, m in model.named_modules() if kind_of_layer(m) is not None}
     header = {"format": FORMAT, "version": VERSION, "layers": layers}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)}))
@@ -88,12 +76,13 @@ def _skeleton(spec: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Mo
 
 
 def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
-    cls = _CLASSES.get(spec.get("class", ""))
-    if cls is None:
+    kind = _kind_named(spec.get("class", ""))
+    if kind is None:
         raise ValueError(f"unknown tnlib layer class {spec.get('class')!r} in the file")
+    cls = kind.layer
     layer = cls.__new__(cls)
     nn.Module.__init__(layer)
-    for field in _FIELDS[cls]:
+    for field in kind.fields:
         value = spec["attrs"][field]
         setattr(layer, field, tuple(value) if isinstance(value, list) else value)
     own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -108,10 +97,7 @@ def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.
         setattr(layer, head, nn.ParameterList([nn.Parameter(torch.empty_like(items[k])) for k in sorted(items)]))
     for name in spec.get("none_params", []):
         layer.register_parameter(name, None)
-    if cls is MPOLinear:
-        object.__setattr__(layer, "bond_masks", None)
-    elif issubclass(cls, MPOWeights):  # recurrent layers and cells
-        object.__setattr__(layer, "bond_masks", {})
+    object.__setattr__(layer, "bond_masks", kind.empty_masks())
     return layer
 
 
@@ -240,35 +226,19 @@ def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) 
     model.load_state_dict(tensors, strict=True)
 
 
-_REPLACES: dict[type[nn.Module], tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # saved class: (the module types it may replace, the size attributes both must agree on)
-    MPOLinear: (("Linear", "Conv1D", "MPOLinear"), ("in_features", "out_features")),
-    MPOLSTM: (("LSTM", "MPOLSTM"), ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")),
-    MPOGRU: (("GRU", "MPOGRU"), ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first")),
-    MPOLSTMCell: (("LSTMCell", "MPOLSTMCell"), ("input_size", "hidden_size")),
-    MPOGRUCell: (("GRUCell", "MPOGRUCell"), ("input_size", "hidden_size")),
-    MPOConv1d: (("Conv1d", "MPOConv1d"), ("in_channels", "out_channels", "kernel_size", "stride", "dilation")),
-    MPOConv2d: (("Conv2d", "MPOConv2d"), ("in_channels", "out_channels", "kernel_size", "stride", "dilation")),
-    MPOEmbedding: (("Embedding", "MPOEmbedding"), ("num_embeddings", "embedding_dim")),
-}
-
-
-def _sizes(module: nn.Module, names: tuple[str, ...]) -> dict[str, Any]:
-    if type(module).__name__ == "Conv1D":  # transformers' Conv1D: weight (in, out)
-        w = getattr(module, "weight")
-        return {"in_features": int(w.shape[0]), "out_features": int(w.shape[1])}
-    return {n: getattr(module, n, None) for n in names}
-
-
 def _check_replaces(layer: nn.Module, target: nn.Module, name: str, path: Path) -> None:
     """Refuse a saved layer that would replace a module of another kind or size (another architecture)."""
-    kinds, names = _REPLACES[type(layer)]
-    if type(target).__name__ not in kinds:
+    kind = kind_of_layer(layer)
+    assert kind is not None  # built by _skeleton from the registry
+    names = kind.sizes
+    if type(target).__name__ not in kind.replaces:
         raise ValueError(
             f"{path} has a {type(layer).__name__} at {name!r}, but model has a {type(target).__name__} there "
-            f"(expected one of {', '.join(kinds)}): is it the same architecture?"
+            f"(expected one of {', '.join(kind.replaces)}): is it the same architecture?"
         )
-    saved, have = _sizes(layer, names), _sizes(target, names)
+    source = source_of(target)
+    saved = {n: getattr(layer, n, None) for n in names}
+    have = source.sizes_of(target, names) if source is not None else {n: getattr(target, n, None) for n in names}
     if saved != have:
         diff = ", ".join(f"{k}={saved[k]!r} vs {have[k]!r}" for k in names if saved[k] != have[k])
         raise ValueError(f"{path} has a layer {name!r} of other sizes than model's ({diff}): another architecture?")
@@ -277,20 +247,11 @@ def _check_replaces(layer: nn.Module, target: nn.Module, name: str, path: Path) 
 def _probe(layer: nn.Module, name: str, path: Path) -> None:
     """One forward pass on zeros: a header whose settings disagree with its tensors fails here, at load,
     rather than at the first forward."""
-    ref = next(layer.parameters())
+    kind = kind_of_layer(layer)
+    assert kind is not None  # built by _skeleton from the registry
     try:
         with torch.no_grad():
-            if isinstance(layer, MPOLinear):
-                layer(torch.zeros(1, layer.in_features, dtype=ref.dtype))
-            elif isinstance(layer, (MPOConv1d, MPOConv2d)):
-                size = [max(8, (k - 1) * d + 1) for k, d in zip(layer.kernel_size, layer.dilation)]
-                layer(torch.zeros(1, layer.in_channels, *size, dtype=ref.dtype))
-            elif isinstance(layer, MPOEmbedding):
-                layer(torch.zeros(1, dtype=torch.int64))
-            elif isinstance(layer, (MPOLSTM, MPOGRU)):
-                layer(torch.zeros(1, 1, layer.input_size, dtype=ref.dtype))
-            else:
-                layer(torch.zeros(1, getattr(layer, "input_size"), dtype=ref.dtype))
+            layer(kind.probe(layer))
     except Exception as exc:  # noqa: BLE001 - any inconsistency of a tampered header
         where = f"layer {name!r}" if name else "the layer"
         raise ValueError(

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from tnlib._apply import WeightPlan
+from tnlib._backend import capturing
 from tnlib._checks import check_fraction
 from tnlib._recurrence import gru_sequence, input_gates, lstm_sequence
 
 from ._cores import copy_bias, init_bias, positive_int
 from ._inference import check_input, fused_is_faster
-from ._traced import capturing
 
 
 def suffix(layer: int, direction: int) -> str:

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from .._apply import apply_input_first
+from .._backend import capturing
 from ._cores import check_linear, input_first_tt, positive_int
 from ._stacking import StackedLSTM, check_lstm, suffix
-from ._traced import apply_input_first_traced, capturing
+from ._traced import apply_input_first_traced
 
 __all__ = ["TTLinear", "TTLSTM"]
 

@@ -19,14 +19,10 @@ from typing import Callable, NamedTuple, Sequence
 
 import torch
 
+from tnlib._apply import merge_halves, merge_left
 from tnlib._cost import split_cost
 
-__all__ = ["capturing", "WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced"]
-
-
-def capturing() -> bool:
-    """Whether a graph is being captured (``torch.compile``, ``torch.export``, ONNX export, ``torch.jit.trace``)."""
-    return bool(torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing())
+__all__ = ["WeightForm", "weight_form", "apply_form", "operator", "apply_input_first_traced"]
 
 
 class WeightForm(NamedTuple):
@@ -36,25 +32,6 @@ class WeightForm(NamedTuple):
     left: torch.Tensor | None
     dense_t: torch.Tensor | None
     dims: tuple[int, int, int, int, int]  # ml, nl, r, mr, nr
-
-
-def _merge_left(cores: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``(M_L, N_L, r)`` from cores ``(left, out, in, right)`` whose first left bond is 1."""
-    acc = cores[0].reshape(cores[0].shape[1], cores[0].shape[2], cores[0].shape[3])
-    for c in cores[1:]:
-        o, i = acc.shape[0] * c.shape[1], acc.shape[1] * c.shape[2]
-        acc = torch.einsum("OIr,roiR->OoIiR", acc, c).reshape(o, i, c.shape[3])
-    return acc
-
-
-def _merge_right(cores: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``(r, M_R, N_R)`` from cores whose last right bond is 1."""
-    last = cores[-1]
-    acc = last.reshape(last.shape[0], last.shape[1], last.shape[2])
-    for c in reversed(cores[:-1]):
-        o, i = c.shape[1] * acc.shape[1], c.shape[2] * acc.shape[2]
-        acc = torch.einsum("roiR,ROI->roOiI", c, acc).reshape(c.shape[0], o, i)
-    return acc
 
 
 def form_split(shapes: Sequence[Sequence[int]], rows: int | None) -> int | None:
@@ -70,15 +47,11 @@ def weight_form(cores: Sequence[torch.Tensor], rows: int | None = None) -> Weigh
     cores = list(cores)
     split = form_split([tuple(c.shape) for c in cores], rows)
     if split is None:
-        left = _merge_left(cores)  # (M, N, 1)
+        left = merge_left(cores)  # (M, N, 1)
         m, n = left.shape[0], left.shape[1]
         return WeightForm(None, None, left.reshape(m, n).transpose(0, 1), (m, n, 1, 1, 1))
-    left, right = _merge_left(cores[:split]), _merge_right(cores[split:])
-    ml, nl, r = left.shape[0], left.shape[1], left.shape[2]
-    mr, nr = right.shape[1], right.shape[2]
-    r_mat = right.permute(2, 0, 1).reshape(nr, r * mr)
-    l_mat = left.permute(1, 2, 0).reshape(nl * r, ml)
-    return WeightForm(r_mat, l_mat, None, (ml, nl, r, mr, nr))
+    merged = merge_halves(cores, split)
+    return WeightForm(merged.right, merged.left, None, (merged.ml, merged.nl, merged.r, merged.mr, merged.nr))
 
 
 def apply_form(form: WeightForm, flat: torch.Tensor) -> torch.Tensor:

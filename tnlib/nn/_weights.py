@@ -20,7 +20,7 @@ from tnlib._apply import WeightPlan, apply_cores
 from ._cores import cores_from_matrix, init_cores, masked, members, mpo_cores, parameter_list, uniform_bonds
 from ._inference import inference_form, weight_operator
 
-__all__ = ["MPOWeights"]
+__all__ = ["MPOWeights", "named_cores", "weight_lists"]
 
 
 class MPOWeights:
@@ -92,3 +92,14 @@ class MPOWeights:
         cores: Sequence[torch.Tensor] = self.effective_cores(name)
         eye = torch.eye(fan_in, dtype=cores[0].dtype, device=cores[0].device)
         return apply_cores(list(cores), eye).T
+
+
+def named_cores(mpos: Mapping[str, Any]) -> dict[str, Any]:
+    """The MPOs of a dense recurrent module's weights (``weight_ih_l0``, ...) by the names its MPO layer holds
+    them under (``cores_ih_l0``, ...)."""
+    return {"cores_" + n.removeprefix("weight_"): m for n, m in mpos.items()}
+
+
+def weight_lists(layer: Any) -> list[tuple[str, Any]]:
+    """Every MPO weight of a recurrent MPO layer as ``(name, ParameterList of cores)``."""
+    return [(name, getattr(layer, name)) for name in layer.mpo_names()]
