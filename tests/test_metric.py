@@ -67,7 +67,7 @@ def test_a_wrong_metric_is_refused_before_any_decomposition(monkeypatch):
         raise AssertionError("the decomposition ran before the metric was validated")
 
     monkeypatch.setattr(tnlib.mpo, "decompose", never)
-    monkeypatch.setattr(tnlib.mpo, "search", never)
+    monkeypatch.setattr(tnlib.mpo, "choose", never)
     W = np.random.default_rng(0).standard_normal((1024, 1024))
     t = tnlib.Truncation(max_bond=8)
     start = time.perf_counter()
@@ -153,3 +153,76 @@ def test_torch_layers_take_a_metric():
     plain = tnlib.nn.MPOConv1d.from_conv1d(conv, t)
     assert torch.allclose(made.to_conv1d().weight, alias.to_conv1d().weight, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(made.to_conv1d().weight, plain.to_conv1d().weight)
+
+
+def _folds(X, k=4):
+    parts = [X[j::k] for j in range(k)]
+    return tnlib.Metric.from_folds([p.T @ p / len(p) for p in parts], [len(p) for p in parts])
+
+
+def test_a_metric_of_folds_cross_validates_in_the_core():
+    W, X = _problem(3, m=48, n=32, rows=800)
+    metric = _folds(X)
+    np.testing.assert_allclose(metric.gram, X.T @ X / len(X), rtol=1e-12)
+    assert metric.usable_folds() == [0, 1, 2, 3]
+    train, held, rows = metric.split(3)
+    np.testing.assert_allclose(train, X[np.arange(800) % 4 != 3].T @ X[np.arange(800) % 4 != 3] / 600, rtol=1e-12)
+    assert rows == 200 and repr(metric).endswith("4 folds, shrinkage chosen over the folds)")
+    t = tnlib.Truncation(max_params=600)
+    mpo = tnlib.MPO.from_matrix(W, truncation=t, metric=metric)
+    assert mpo.num_params <= 600 and mpo.report.held_out_error is not None
+    plain = tnlib.MPO.from_matrix(W, (48, 1), (1, 32), truncation=t)
+    held = X[3::4]
+
+    def err(m):
+        return np.linalg.norm(held @ (W - m.to_matrix()).T) / np.linalg.norm(held @ W.T)
+
+    assert mpo.report.held_out_error == pytest.approx(err(mpo), rel=1e-8)
+    assert err(mpo) <= err(plain) * (1 + 1e-9)  # never worse than the plain truncated SVD on the held-out fold
+
+
+def test_a_single_usable_fold_warns_and_fits_the_truncated_svd():
+    W, X = _problem(4)
+    metric = tnlib.Metric.from_folds([X.T @ X / len(X), np.zeros((16, 16))], [len(X), 0])
+    t = tnlib.Truncation(max_bond=3)
+    with pytest.warns(UserWarning, match="a single sample, so no rows can be held out") as caught:
+        got = tnlib.MPO.from_matrix(W, (8, 4), (4, 4), truncation=t, metric=metric)
+    assert {w.filename for w in caught} == {__file__}
+    assert got.report.shrinkage == 1.0
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: tnlib.Metric.from_folds([np.eye(2)], [1, 2]), ValueError, "sequences of one length"),
+    (lambda: tnlib.Metric.from_folds([np.eye(2)], [-1]), ValueError, r"rows\[0\]=-1 is invalid"),
+    (lambda: tnlib.Metric.from_folds([np.eye(2), np.eye(2)], [0, 0]), ValueError, "the folds hold no rows"),
+    (lambda: tnlib.Metric(np.eye(2), np.eye(2), folds=((np.eye(2), 1),)), ValueError, "held_out or folds"),
+    (lambda: tnlib.Metric(np.eye(2), folds=((np.eye(3), 1),)), ValueError, r"folds\[0\] has shape \(3, 3\)"),
+    (lambda: tnlib.Metric(np.eye(2), folds=(np.eye(2),)), TypeError, r"folds\[0\] must be a \(Gram, rows\) pair"),
+    (lambda: tnlib.Objective("speed"), ValueError, "Objective.kind='speed' is invalid"),
+    (lambda: tnlib.Objective("latency", tolerance=1.5), ValueError, r"Objective.tolerance=1.5 is invalid"),
+    (lambda: tnlib.Objective("latency", batch=0), ValueError, r"Objective.batch=0 is invalid"),
+    (lambda: tnlib.MPO.from_matrix(np.eye(4), truncation=tnlib.Truncation(max_params=8), objective="latency"),
+     TypeError, "objective must be a tnlib.Objective or None, got str"),
+])
+def test_bad_folds_and_objectives_are_refused(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_the_latency_objective_picks_fewer_multiply_adds_within_its_tolerance():
+    from tnlib._choose import macs
+
+    rng = np.random.default_rng(5)
+    W = np.kron(rng.standard_normal((16, 16)), rng.standard_normal((8, 8))) + 1e-3 * rng.standard_normal((128, 128))
+    t = tnlib.Truncation(max_params=3000)
+    best = tnlib.MPO.from_matrix(W, truncation=t)
+    fast = tnlib.MPO.from_matrix(W, truncation=t, objective=tnlib.Objective("latency", tolerance=0.5))
+
+    def cost(m):
+        return macs([tuple(c.shape) for c in m.cores])
+
+    def err(m):
+        return np.linalg.norm(W - m.to_matrix()) / np.linalg.norm(W)
+
+    assert cost(fast) <= cost(best)
+    assert err(fast) <= 1.5 * err(best) + 1e-12

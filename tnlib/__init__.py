@@ -20,6 +20,7 @@ from .layout_search import Layout, LayoutRow, LayoutSearch, layouts
 from .metric import Metric
 from .mpo import MPO
 from .mps import MPS
+from .objective import Objective
 from .parallel import decompose_many
 from .rnn import gru_forward, lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
@@ -46,6 +47,7 @@ __all__ = [
     "layouts",
     "Truncation",
     "Metric",
+    "Objective",
     "TruncatedSVD",
     "TruncationReport",
     "SketchCertificate",

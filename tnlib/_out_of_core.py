@@ -70,8 +70,9 @@ def check_out_of_core_truncation(truncation: Truncation | None) -> Truncation:
         )
     if truncation.chain_criteria:
         raise ValueError(
-            f"{' and '.join(truncation.chain_criteria)} allocate(s) all bonds from the exact chain, which a dask "
-            "input cannot hold in memory; use per-bond criteria (max_bond, cutoff, max_discarded, ...)"
+            "max_params and max_relative_error allocate all bonds from the exact chain, which a dask input cannot "
+            f"hold in memory (got {', '.join(truncation.chain_criteria)}); use per-bond criteria (max_bond, cutoff, "
+            "max_discarded, ...)"
         )
     return truncation
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from . import _linalg as linalg
 from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar
-from ._checks import is_real
+from ._checks import is_int, is_real
 from ._stats import paired_upper_bound
 from .truncation import warn_at_caller
 
@@ -83,6 +83,16 @@ class Metric:
     shrinkage : float in (0, 1], optional
         The shrinkage ``s`` itself (default: chosen on ``held_out``, else
         :data:`SHRINKAGE`, 0.01).
+    folds : tuple of (array, int), optional
+        The Grams of disjoint folds of the calibration samples with their row
+        counts (:meth:`from_folds` builds the value; ``gram`` is then their
+        pooled Gram). With two or more folds that hold rows, the shrinkage is
+        cross-validated over them (a shrinkage below 1 is taken only when the
+        upper end of a 95 % t-interval of its paired per-fold gain is below
+        zero), the fit sees every fold but the last, the last chooses the
+        layout and gives ``report.held_out_error``, and a searched layout other
+        than the truncated SVD's is kept only when its paired per-fold gain is
+        significant too. What :func:`tnlib.nn.compress` does with calibration.
 
     Examples
     --------
@@ -105,11 +115,24 @@ class Metric:
     gram: Any
     held_out: Any = None
     shrinkage: float | None = None
+    folds: tuple[tuple[Any, int], ...] | None = None
 
     def __post_init__(self) -> None:
         gram, held = _structure(self.gram, self.held_out, ("gram", "held_out"))
         object.__setattr__(self, "gram", gram)
         object.__setattr__(self, "held_out", held)
+        if self.folds is not None:
+            if held is not None:
+                raise ValueError("a Metric takes held_out or folds, not both: the folds hold their own rows out")
+            folds = tuple(self.folds)
+            for k, fold in enumerate(folds):
+                if not (isinstance(fold, tuple) and len(fold) == 2 and is_int(fold[1]) and fold[1] >= 0):
+                    raise TypeError(f"folds[{k}] must be a (Gram, rows) pair with rows an int >= 0, got {fold!r}")
+                if _structure(fold[0], None, (f"folds[{k}]", ""))[0].shape != gram.shape:
+                    raise ValueError(f"folds[{k}] has shape {tuple(fold[0].shape)}; expected {tuple(gram.shape)}, "
+                                     "the shape of gram")
+            object.__setattr__(self, "folds", tuple((_array(f"folds[{k}]", g), int(r))
+                                                    for k, (g, r) in enumerate(folds)))
         if self.shrinkage is not None:
             object.__setattr__(self, "shrinkage", check_shrinkage(self.shrinkage))
 
@@ -135,6 +158,45 @@ class Metric:
             )
         return cls(gram, held, shrinkage)
 
+    @classmethod
+    def from_folds(cls, grams: Sequence[Any], rows: Sequence[int], *, shrinkage: float | None = None) -> Metric:
+        """The metric of disjoint folds of calibration samples: ``grams[k]`` the Gram ``X_k^H X_k / n_k`` of
+        fold ``k``, ``rows[k]`` its row count ``n_k`` (0 for an empty fold).
+
+        >>> import numpy as np, tnlib
+        >>> X = np.random.default_rng(0).standard_normal((40, 3))
+        >>> parts = [X[k::4] for k in range(4)]
+        >>> m = tnlib.Metric.from_folds([p.T @ p / len(p) for p in parts], [len(p) for p in parts])
+        >>> bool(np.allclose(m.gram, X.T @ X / 40)), len(m.folds)
+        (True, 4)
+        """
+        if isinstance(grams, (str, bytes)) or len(grams) != len(rows) or not grams:
+            raise ValueError(f"grams and rows must be sequences of one length >= 1, got {len(grams)} and "
+                             f"{len(rows)}")
+        folds = []
+        for k, (g, r) in enumerate(zip(grams, rows)):
+            if not is_int(r) or r < 0:
+                raise ValueError(f"rows[{k}]={r!r} is invalid; expected an int >= 0")
+            folds.append((_array(f"grams[{k}]", g), int(r)))
+        total = sum(r for _, r in folds)
+        if total <= 0:
+            raise ValueError("the folds hold no rows; a metric needs inputs")
+        pooled = sum(g * (r / total) for g, r in folds[1:] if r) if len(folds) > 1 else 0
+        pooled = pooled + folds[0][0] * (folds[0][1] / total)
+        return cls(pooled, shrinkage=shrinkage, folds=tuple(folds))
+
+    def split(self, k: int) -> tuple[Any, Any, int]:
+        """``(Gram of every fold but k, Gram of fold k, rows of fold k)``; needs :attr:`folds`."""
+        assert self.folds is not None
+        rest = sum(r for j, (_, r) in enumerate(self.folds) if j != k)
+        train = sum(g * (r / rest) for j, (g, r) in enumerate(self.folds) if j != k and r)
+        return train, self.folds[k][0], self.folds[k][1]
+
+    def usable_folds(self) -> list[int]:
+        """The folds that hold rows while the others do too (each can be held out)."""
+        total = sum(r for _, r in self.folds or ())
+        return [k for k, (_, r) in enumerate(self.folds or ()) if 0 < r < total]
+
     @property
     def num_features(self) -> int:
         """``N``: the number of inputs of the layer (columns of the matrix it fits)."""
@@ -143,10 +205,11 @@ class Metric:
     def __repr__(self) -> str:
         n = self.num_features
         held = "" if self.held_out is None else f", held_out {n} x {n}"
+        held += "" if self.folds is None else f", {len(self.folds)} folds"
         if self.shrinkage is not None:
             chosen = f"shrinkage {self.shrinkage:g}"
-        elif self.held_out is not None:
-            chosen = "shrinkage chosen on held_out"
+        elif self.held_out is not None or self.folds is not None:
+            chosen = "shrinkage chosen on held_out" if self.folds is None else "shrinkage chosen over the folds"
         else:
             chosen = f"shrinkage {SHRINKAGE:g} (default)"
         return f"Metric(gram {n} x {n}{held}, {chosen})"
@@ -228,7 +291,18 @@ def checked_metric(metric: Metric, a: Any, names: tuple[str, str] = ("metric.gra
     n = int(a.shape[1])
     gram = check_input_gram(metric.gram, n, a, names[0])
     held = None if metric.held_out is None else check_input_gram(metric.held_out, n, a, names[1])
-    return Metric(gram, held, metric.shrinkage)
+    folds = None if metric.folds is None else tuple(
+        (check_input_gram(g, n, a, f"metric.folds[{k}]", rescale=False) if r else _like(g, a), r)
+        for k, (g, r) in enumerate(metric.folds))
+    if folds is not None:  # the pooled Gram at the folds' own scale: the splits stay consistent with it
+        total = sum(r for _, r in folds)
+        gram = sum(g * (r / total) for g, r in folds if r)
+    return Metric(gram, held, metric.shrinkage, folds)
+
+
+def _like(g: Any, a: Any) -> Any:
+    xp = namespace(a)
+    return xp.asarray(g, dtype=a.dtype)
 
 
 def metric_factor(metric: Metric, a: Any, truncation: Any, params: int | None = None) -> GramFactor:
@@ -283,7 +357,7 @@ class GramFactor(NamedTuple):
         return self.gram if self.held_out is None else self.held_out
 
 
-def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram") -> Any:
+def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram", *, rescale: bool = True) -> Any:
     """Validate a Gram for a matrix with ``n`` columns; return it in ``like``'s namespace and dtype."""
     xp = namespace(like)
     try:
@@ -316,7 +390,7 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
         )
     if scalar(lam[-1]) <= 0.0:
         raise ValueError(f"{name} is zero: the inputs carry no signal to fit")
-    exponent = far_exponent(c)
+    exponent = far_exponent(c) if rescale else 0
     # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
     return c * 2.0**-exponent if exponent else c
 

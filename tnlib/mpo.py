@@ -25,15 +25,16 @@ from ._apply import apply_cores
 from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
-from ._decompose import Decomposition, check_padding, decompose, prefix_projector, refit
-from ._legs import contract_sites, cores_to_sites, deinterleave_order, interleave, num_params, site_dims, sites_to_cores
+from ._choose import choose
+from ._decompose import Decomposition, check_padding, decompose, prefix_projector
+from ._legs import contract_sites, cores_to_sites, deinterleave_order, interleave, site_dims, sites_to_cores
 from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
-from ._search import search
 from .cross import array_entries, is_function
 from .cross import cross as tt_cross
 from .dims import check_dims, choose_dims
-from .metric import Metric, checked_metric, metric_factor, resolve_metric
+from .metric import Metric, checked_metric, resolve_metric
 from .mps import MPS
+from .objective import Objective, check_objective
 from .svd import check_svd
 from .truncation import Truncation, TruncationReport, check_truncation
 
@@ -487,6 +488,7 @@ class MPO(Chain):
         pad: bool = False,
         svd: str = "auto",
         metric: Metric | None = None,
+        objective: Objective | None = None,
         input_gram: Any = None,
         held_out_gram: Any = None,
         shrinkage: float | None = None,
@@ -533,6 +535,9 @@ class MPO(Chain):
             there than the plain truncated SVD. Needs a truncation and dims
             whose products are the shape. Validated against the matrix before
             any decomposition runs (:class:`tnlib.Metric`).
+        objective : tnlib.Objective, optional
+            How a *searched* layout is chosen: the least error (default), or
+            the fewest multiply-adds within a tolerance of it.
         input_gram, held_out_gram, shrinkage
             The older spelling of ``metric=tnlib.Metric(input_gram,
             held_out_gram, shrinkage)``, kept as an alias (not together with
@@ -583,13 +588,11 @@ class MPO(Chain):
             )
         checked = None if metric is None else checked_metric(metric, a, names)  # once, before any decomposition
         shape = (int(a.shape[0]), int(a.shape[1]))
+        goal = check_objective(objective)
         if _searches(out_dims, in_dims, num_cores, truncation):
             _check_search_args(truncation, pad)
             assert truncation is not None
-            factor = None if checked is None else metric_factor(checked, a, truncation)
-            best = search(a, truncation, factor=factor, num_cores=num_cores, svd=svd).best
-            assert best is not None  # the first layout in order is always fitted
-            return wrap_decomposition(best, shape)
+            return wrap_decomposition(choose(a, None, truncation, checked, goal, svd, num_cores), shape)
         assert not isinstance(out_dims, str) and not isinstance(in_dims, str)  # 'auto' searched above
         out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores, pad=bool(pad))
         check_padding(shape, out_dims, in_dims, a)
@@ -597,11 +600,10 @@ class MPO(Chain):
             return _traced_from_matrix(a, out_dims, in_dims, truncation, shape)
         if checked is not None and (prod(out_dims), prod(in_dims)) != shape:
             raise ValueError("a metric cannot be combined with padding; pass dims whose products are the shape")
-        base = decompose(a, out_dims, in_dims, truncation, svd)
         if checked is None:
-            return wrap_decomposition(base, shape)
-        factor = metric_factor(checked, a, truncation, num_params(base.cores))
-        return wrap_decomposition(refit(a, base, truncation, factor), shape)
+            return wrap_decomposition(decompose(a, out_dims, in_dims, truncation, svd), shape)
+        assert truncation is not None  # _check_matrix_args refuses a metric without one
+        return wrap_decomposition(choose(a, (out_dims, in_dims), truncation, checked, goal, svd), shape)
 
     def to_dense(self, *, max_size: int = MAX_DENSE_SIZE) -> Any:
         """The full operator as a tensor with legs ``(out_1..out_n, in_1..in_n)``.

@@ -529,12 +529,16 @@ def with_error_check(report: TruncationReport) -> TruncationReport:
         if over:
             k, worst = max(over, key=lambda kd: kd[1])
             unmet.append(f"max_discarded={limit:g} is not met at {len(over)} bond(s): bond {k} discards {worst:.3g} "
-                         f"of the weight ({worst / limit:.3g}x the guarantee) because max_bond={truncation.max_bond} "
+                         f"of the weight ({_times(worst, limit)} the guarantee) because max_bond={truncation.max_bond} "
                          "caps the bonds")
     if not unmet:
         return report
     warn_at_caller("; ".join(unmet) + "; raise max_bond or drop it to keep the guarantee")
     return dataclasses.replace(report, unmet=tuple(unmet))
+
+
+def _times(value: float, limit: float) -> str:
+    return f"{value / limit:.3g}x" if limit > 0 else "infinitely many times"
 
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -100,6 +100,10 @@ class GramFolds:
         total = sum(self.sums[1:], self.sums[0])
         return (total - self.sums[k]) / max(rest, 1), self.sums[k] / max(self.counts[k], 1), self.counts[k]
 
+    def metric(self) -> tnlib.Metric:
+        """The :class:`tnlib.Metric` of these folds (their Grams and row counts)."""
+        return tnlib.Metric.from_folds([s / max(c, 1) for s, c in zip(self.sums, self.counts)], list(self.counts))
+
     def usable_folds(self) -> list[int]:
         """Folds that hold rows while the others do too (each can be held out)."""
         return [k for k, c in enumerate(self.counts) if 0 < c < self.rows]

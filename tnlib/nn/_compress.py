@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib._cost import split_cost
-from tnlib._stats import paired_upper_bound
-from tnlib.metric import choose_shrinkage, gram_factor, svd_rank
+from tnlib._checks import is_real
+from tnlib._choose import macs
+from tnlib.metric import gram_factor
 
 from . import _mpo_cells, _mpo_conv, _mpo_embedding, _mpo_linear, _mpo_rnn  # noqa: F401 - they register their kinds
 from ._calibration import GramFolds, record_folds
@@ -172,7 +172,7 @@ def compress(
     num_cores: int | None = None,
     calibration: Iterable[Any] | None = None,
     allocation: str = "uniform",
-    objective: str = "error",
+    objective: str | tnlib.Objective = "error",
     tolerance: float = 0.02,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
@@ -223,7 +223,8 @@ def compress(
         model barely listens to gives up its budget. Each report's ``share``
         gives the layer's part of the total.
     objective, tolerance
-        How a searched layout is chosen: ``"error"`` (default), the least
+        How a searched layout is chosen (a :class:`tnlib.Objective`, or its
+        kind and tolerance): ``"error"`` (default), the least
         error; ``"latency"``, the fewest multiply-adds per input row (the
         cost of a step at batch 1) among the layouts whose error is within
         ``tolerance`` (relative, default 2 %) of the least. With calibration
@@ -255,12 +256,10 @@ def compress(
     targets = _check_layers(model, layers)
     _check_materialized(model, targets)
     _check_allocation(allocation, compression)
-    if objective not in ("error", "latency"):
-        raise ValueError(f"objective={objective!r} is invalid; expected 'error' or 'latency'")
-    tolerance = _check_tolerance(tolerance)
+    goal = _check_objective(objective, tolerance)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
-    recorded = [t for t in targets if not isinstance(model.get_submodule(t), nn.Embedding)]  # a lookup: no inputs
+    recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     kept: list[Any] = []  # the first batches read, for the sensitivities of a global budget
     if calibration is not None and allocation == "global":
         calibration = _keeping(calibration, kept)
@@ -277,7 +276,7 @@ def compress(
         assert source is not None
         budgets = None if shares is None else shares[name]
         mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
-                                        grams.get(name, {}), budgets, (objective, tolerance))
+                                        grams.get(name, {}), budgets, goal)
         reports.append(_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
         built.append((name, source, mpos))
     out = model if inplace else copy.deepcopy(model)
@@ -289,10 +288,20 @@ def compress(
     return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
 
 
-def _check_tolerance(tolerance: Any) -> float:
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+def _check_objective(objective: Any, tolerance: Any) -> tnlib.Objective:
+    """``objective`` (a :class:`tnlib.Objective`, or its kind with ``tolerance``) as one value."""
+    if isinstance(objective, tnlib.Objective):
+        return objective
+    if objective not in ("error", "latency"):
+        raise ValueError(f"objective={objective!r} is invalid; expected 'error', 'latency' or a tnlib.Objective")
+    if not is_real(tolerance) or not 0 <= tolerance < 1:
         raise ValueError(f"tolerance={tolerance!r} is invalid; expected a relative error margin in [0, 1)")
-    return float(tolerance)
+    return tnlib.Objective(objective, float(tolerance))
+
+
+def _records(module: nn.Module) -> bool:
+    source = source_of(module)
+    return source is not None and source.record is not None
 
 
 def _check_allocation(allocation: Any, compression: float | None) -> None:
@@ -358,8 +367,9 @@ def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.
 def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,
                      compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
                      budgets: dict[str, int] | None = None,
-                     objective: tuple[str, float] = ("error", 0.0)) -> tuple[dict[str, tnlib.MPO], int]:
-    """Every weight of one layer as an MPO (searched layout at a budget, else the source's), and the budget."""
+                     objective: tnlib.Objective = tnlib.Objective()) -> tuple[dict[str, tnlib.MPO], int]:
+    """Every weight of one layer as an MPO (searched layout at a budget, else the source's), and the budget:
+    the core's layout chooser (:meth:`tnlib.MPO.from_matrix`) does the rest, in the metric of the folds."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
     few = [f"{wname} ({f.rows} rows, {f.sums[0].shape[0]} features)" for wname, f in folds.items()
@@ -379,22 +389,13 @@ def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.T
             t = tnlib.truncation.with_compression(truncation, w.numel(), compression)
         else:
             t = truncation
-        w64 = w.to(torch.float64).cpu()
         search = t is not None and t.max_params is not None and num_cores is None
         dims = (None, None) if search else source.layout(module, w, num_cores)
+        metric = folds[wname].metric() if wname in folds else None
         with torch.no_grad():
             try:
-                if wname in folds:
-                    assert t is not None  # compress refuses calibration without a budget or truncation
-                    mpos[wname] = _calibrated_fit(name, w64, dims, t, folds[wname], objective)
-                elif search and objective[0] == "latency":
-                    assert t is not None and t.max_params is not None
-                    found = tnlib.layouts(w64, t.max_params, truncation=dataclasses.replace(t, max_params=None))
-                    row = _fastest(found, objective[1])
-                    mpos[wname] = found.mpo if row is found.best else tnlib.MPO.from_matrix(
-                        w64, row.layout.out_dims, row.layout.in_dims, truncation=t)
-                else:
-                    mpos[wname] = tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t)
+                mpos[wname] = tnlib.MPO.from_matrix(w.to(torch.float64).cpu(), dims[0], dims[1], truncation=t,
+                                                    metric=metric, objective=objective)
             except tnlib.truncation.BudgetTooSmallError as exc:
                 raise ValueError(
                     f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in "
@@ -403,53 +404,6 @@ def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.T
                 ) from None
         budget += t.max_params if t is not None and t.max_params is not None else w.numel()
     return mpos, budget
-
-
-def _calibrated_fit(name: str, w64: torch.Tensor, dims: tuple[Any, Any], t: tnlib.Truncation,
-                    folds: GramFolds, objective: tuple[str, float] = ("error", 0.0)) -> tnlib.MPO:
-    """The data-aware MPO of one weight (see :func:`compress`): the shrinkage cross-validated over the
-    folds; the fit on every fold but the last usable one, which chooses the layout; a searched layout
-    other than the truncated SVD's kept only when its paired per-fold gain over the SVD layout is
-    significant (:func:`tnlib._stats.paired_upper_bound`)."""
-    usable = folds.usable_folds()
-    if len(usable) < 2:
-        warnings.warn(
-            f"layer {name!r}: the calibration holds a single sample, so no rows can be held out; fitted in the "
-            "weight-space metric (the plain truncated SVD's)",
-            UserWarning,
-            stacklevel=4,
-        )
-        return tnlib.MPO.from_matrix(w64, dims[0], dims[1], truncation=t,
-                                     metric=tnlib.Metric(folds.gram(), shrinkage=1.0))
-    shape = (int(w64.shape[0]), int(w64.shape[1]))
-    params = t.max_params if t.max_params is not None else tnlib.MPO.from_matrix(
-        w64, dims[0], dims[1], truncation=t).num_params
-    rank = svd_rank(shape, params, t.cap)
-    shrinkage, _ = choose_shrinkage(w64, rank, [folds.split(k) for k in usable])
-
-    def fit(k: int, out_dims: Any, in_dims: Any) -> tnlib.MPO:
-        train, held, _ = folds.split(k)
-        return tnlib.MPO.from_matrix(w64, out_dims, in_dims, truncation=t,
-                                     metric=tnlib.Metric(train, held, shrinkage))
-
-    chosen = fit(usable[-1], *dims)
-    svd_dims = ((shape[0], 1), (1, shape[1]))
-    if dims[0] is not None or (chosen.out_dims, chosen.in_dims) == svd_dims:
-        return chosen
-    # the search on one held-out fold chose another layout: confirm it against the SVD layout on every fold
-    svds = {k: fit(k, *svd_dims) for k in usable}
-    svd = svds[usable[-1]]
-    if objective[0] == "latency" and _macs(svd) < _macs(chosen) and \
-            _held_out(svd) <= (1.0 + objective[1]) * _held_out(chosen):
-        return svd  # as accurate on the held-out rows, within the tolerance, and cheaper per row
-    others = {k: chosen if k == usable[-1] else fit(k, chosen.out_dims, chosen.in_dims) for k in usable}
-    differences = [_held_out(others[k]) ** 2 - _held_out(svds[k]) ** 2 for k in usable]
-    return chosen if paired_upper_bound(differences) < 0.0 else svd
-
-
-def _held_out(mpo: tnlib.MPO) -> float:
-    assert mpo.report is not None and mpo.report.held_out_error is not None  # fitted with a held-out Gram
-    return mpo.report.held_out_error
 
 
 def _report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.MPO],
@@ -498,21 +452,7 @@ def _report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.MPO],
 
 def _macs(mpo: tnlib.MPO) -> int:
     """Multiply-adds per input row of the cheapest inference form of ``mpo`` (built once, as eager plans do)."""
-    return split_cost([tuple(int(d) for d in c.shape) for c in mpo.cores]).macs
-
-
-def _fastest(found: Any, tolerance: float) -> Any:
-    """The fitted row of fewest multiply-adds per row among those within ``tolerance`` of the best score."""
-    limit = found.best.score * (1.0 + tolerance)
-    ok = [r for r in found.rows if r.status == "fitted" and r.score <= limit]
-
-    def macs(row: Any) -> int:
-        bonds = [1, *row.bond_dims, 1]
-        shapes = [(bonds[k], o, i, bonds[k + 1]) for k, (o, i) in enumerate(zip(row.layout.out_dims,
-                                                                                 row.layout.in_dims))]
-        return split_cost(shapes).macs
-
-    return min(ok, key=lambda r: (macs(r), r.score))
+    return macs([tuple(int(d) for d in c.shape) for c in mpo.cores])
 
 
 class _Pooled:
