@@ -4,6 +4,7 @@ used across modules, the core free of torch, the public API what ``__init__`` ex
 import ast
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 import types
@@ -207,3 +208,43 @@ def test_architecture_page_names_every_module():
         if rel.name not in page:
             missing.append(str(rel))
     assert not missing, f"docs/architecture.md does not mention: {sorted(missing)}"
+
+
+def _layers() -> tuple[list[str], dict[str, int]]:
+    """The layers of docs/architecture.md's table, bottom up, and the layer of every module in its module column."""
+    page = (ROOT.parent / "docs" / "architecture.md").read_text()
+    table = page[page.index("| layer | module |"):].split("\n\n")[0].splitlines()[2:]
+    names: list[str] = []
+    layer_of: dict[str, int] = {}
+    for row in table:
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if cells[0]:
+            names.append(cells[0])
+        for path in re.findall(r"`tnlib/([\w/]+?)(?:\.py)?/?`", cells[1]):
+            layer_of["tnlib." + path.replace("/", ".")] = len(names) - 1
+    return names, layer_of
+
+
+def test_imports_follow_the_layer_order_of_the_architecture_page():
+    names, layer_of = _layers()
+
+    def layer(module: str) -> int | None:
+        while module:
+            if module in layer_of:
+                return layer_of[module]
+            module = module.rpartition(".")[0]
+        return None
+
+    unplaced = sorted(m for m in MODULES if m != "tnlib" and layer(m) is None)
+    assert not unplaced, f"docs/architecture.md's table places no layer for {unplaced}"
+    upward = []
+    for module in MODULES:
+        if module == "tnlib":
+            continue  # the package's __init__ gathers the public API from every layer
+        mine = layer(module)
+        assert mine is not None
+        for target, _ in _top_level_imports(module):
+            theirs = layer(target) if target.startswith("tnlib.") else None
+            if theirs is not None and theirs > mine:
+                upward.append(f"{module} ({names[mine]}) imports {target} ({names[theirs]})")
+    assert not upward, "imports that run upward against the layer table:\n" + "\n".join(upward)

@@ -17,10 +17,11 @@ imported only when it is first used.
 """
 
 from ._calibration import record_grams
-from ._compress import LayerReport, compress
+from ._compress import compress
 from ._cores import central_index
 from ._distill import distill
 from ._export import export_onnx
+from ._layer_report import LayerReport
 from ._lowrank import LowRankLinear, LowRankLSTM
 from ._matching import count_parameters, match_compression, stored_bytes
 from ._mpo_cells import MPOGRUCell, MPOLSTMCell

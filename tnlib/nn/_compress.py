@@ -16,112 +16,27 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import warnings
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
 import tnlib
 from tnlib._checks import is_real
-from tnlib._choose import macs
-from tnlib.metric import gram_factor
 
 from . import _mpo_cells, _mpo_conv, _mpo_embedding, _mpo_linear, _mpo_rnn  # noqa: F401 - they register their kinds
 from ._calibration import GramFolds, record_folds
 from ._cores import positive_int
+from ._global_budget import global_budgets, keeping
 from ._kinds import Source, describe_supported, source_of
-from ._sensitivity import MAX_BATCHES, output_change_per_error
+from ._layer_report import LayerReport, layer_report
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
 SUPPORTED = describe_supported()
 """The dense modules tnlib's own layers replace (from the registry of layer kinds, :mod:`tnlib.nn._kinds`; a kind
 registered later is named in errors too)."""
-
-
-@dataclass(frozen=True)
-class LayerReport:
-    """What :func:`compress` did to one layer.
-
-    Attributes
-    ----------
-    name : str
-        The module's name in the model.
-    kind : str
-        The kind of module replaced: ``"Linear"``, ``"Conv1D"`` (transformers'),
-        ``"LSTM"``, ``"GRU"``, ``"LSTMCell"``, ``"GRUCell"``, ``"Conv1d"``,
-        ``"Conv2d"`` or ``"Embedding"``.
-    params_before, params_after : int
-        Weight entries (biases excluded) of the original and of the MPO layer.
-    relative_error : float
-        ``||W - W_mpo||_F / ||W||_F`` over all the layer's weight matrices.
-    entropies : tuple of tuple of float
-        Von Neumann entropy of every bond of every MPO of the layer.
-    output_error : float or None
-        With calibration: ``sqrt(sum_W tr((W - W_mpo) C (W - W_mpo)^T) / sum_W tr(W C W^T))``,
-        the relative error of the layer's pre-activations on the calibration rows the fit saw.
-    budget : int or None
-        The parameter budget of the layer (sum over its matrices).
-    layouts : tuple of str
-        The layout of every MPO (``out (...) x in (...)``).
-    note : str
-        Set when the stored weights miss the budget by more than 5 %.
-    held_out_error : float or None
-        With calibration: the same relative error on the held-out calibration
-        rows (one fold in four of the samples), which the fit did not see.
-    share : float or None
-        The layer's part of the budget of all converted layers (with
-        ``allocation="global"`` chosen by error, else by size).
-    macs, dense_macs : int or None
-        Multiply-adds per input row (per step for a recurrent layer, all its
-        matrices) of the MPO layer's inference form (merged halves or the
-        dense matrix, whichever is cheaper; :func:`tnlib._cost.split_cost`)
-        and of the dense layer.
-
-    Examples
-    --------
-    >>> import torch, tnlib, tnlib.nn
-    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64))
-    >>> small, reports = tnlib.nn.compress(model, compression=4)
-    >>> reports[0].name, reports[0].kind, reports[0].params_after <= 64 * 64 // 4
-    ('0', 'Linear', True)
-    """
-
-    name: str
-    kind: str
-    params_before: int
-    params_after: int
-    relative_error: float
-    entropies: tuple[tuple[float, ...], ...]
-    output_error: float | None = None
-    budget: int | None = None
-    layouts: tuple[str, ...] = ()
-    note: str = ""
-    held_out_error: float | None = None
-    share: float | None = None
-    macs: int | None = None
-    dense_macs: int | None = None
-
-    @property
-    def compression_ratio(self) -> float:
-        return self.params_before / self.params_after
-
-    @property
-    def flop_ratio(self) -> float | None:
-        """``macs / dense_macs``: below 1, the MPO layer needs fewer multiply-adds per row."""
-        return None if self.macs is None or not self.dense_macs else self.macs / self.dense_macs
-
-    def __str__(self) -> str:
-        out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
-        out += "" if self.held_out_error is None else f" (held-out rows {self.held_out_error:.4f})"
-        text = (
-            f"{self.name} ({self.kind}): {self.params_before} -> {self.params_after} weights "
-            f"({self.compression_ratio:.2f}x), weight error {self.relative_error:.4f}{out}"
-        )
-        return text + (f"; {self.note}" if self.note else "")
 
 
 def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
@@ -262,13 +177,13 @@ def compress(
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     kept: list[Any] = []  # the first batches read, for the sensitivities of a global budget
     if calibration is not None and allocation == "global":
-        calibration = _keeping(calibration, kept)
+        calibration = keeping(calibration, kept)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     shares = None
     if allocation == "global":
         assert compression is not None
-        shares = _global_budgets(model, targets, truncation, compression, grams, kept)
+        shares = global_budgets(model, targets, truncation, compression, grams, kept)
     built, reports = [], []
     for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
         module = model.get_submodule(name)
@@ -277,7 +192,7 @@ def compress(
         budgets = None if shares is None else shares[name]
         mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
                                         grams.get(name, {}), budgets, goal)
-        reports.append(_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
+        reports.append(layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
         built.append((name, source, mpos))
     out = model if inplace else copy.deepcopy(model)
     for name, source, mpos in built:
@@ -309,59 +224,6 @@ def _check_allocation(allocation: Any, compression: float | None) -> None:
         raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
     if allocation == "global" and compression is None:
         raise ValueError("allocation='global' shares the budget of a compression ratio: pass compression=")
-
-
-def _keeping(batches: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
-    """The batches, the first ``MAX_BATCHES`` (all the sensitivities read) also appended to ``kept`` as they
-    are read (an endless iterator stays lazy, and the rest are not held)."""
-    for batch in batches:
-        if len(kept) < MAX_BATCHES:
-            kept.append(batch)
-        yield batch
-
-
-def _global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
-                    compression: float, grams: dict[str, dict[str, GramFolds]],
-                    batches: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
-    """Per weight matrix, its part of one budget of ``sum numel / compression``: truncated-SVD ranks chosen by
-    :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric (at the default
-    shrinkage), weighted with calibration by each weight's measured effect on the model's outputs
-    (:mod:`tnlib.nn._sensitivity`)."""
-    keys, spectra, costs, caps, uniform = [], [], [], [], []
-    params, as_matrix, factors = {}, {}, {}
-    total = 0
-    for name in targets:
-        module = model.get_submodule(name)
-        source = source_of(module)
-        assert source is not None
-        for wname, w in source.weights(module).items():
-            w64 = w.detach().to(torch.float64).cpu()
-            m, n = (int(d) for d in w64.shape)
-            share = tnlib.truncation.with_compression(truncation, m * n, compression).max_params
-            assert share is not None
-            folds = grams.get(name, {}).get(wname)
-            target, factor = w64, None
-            if folds is not None:  # the default shrinkage: the fits themselves choose theirs on held-out rows
-                factor = gram_factor(folds.gram()).L
-                target = w64 @ factor
-            key = (name, wname)
-            keys.append(key)
-            params[key], factors[key] = getattr(module, wname), factor
-            as_matrix[key] = source.as_matrix
-            spectra.append(torch.linalg.svdvals(target).numpy())
-            costs.append(m + n)
-            caps.append(max(1, min(m, n, m * n // (m + n))))
-            uniform.append(share // (m + n))
-            total += share
-    sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
-    min_rank = truncation.min_bond if truncation is not None else 1
-    ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform,
-                                        sensitivities=None if sensitivities is None else
-                                        [sensitivities[k] for k in keys])
-    out: dict[str, dict[str, int]] = {name: {} for name in targets}
-    for (name, wname), r, c in zip(keys, ranks, costs):
-        out[name][wname] = r * c
-    return out
 
 
 def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,
@@ -406,65 +268,3 @@ def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.T
     return mpos, budget
 
 
-def _report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.MPO],
-            folds: dict[str, GramFolds], budget: int | None) -> LayerReport:
-    """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
-    weights = source.weights(module)
-    num = den = 0.0
-    seen, held = _Pooled(), _Pooled()
-    for wname, mpo in mpos.items():
-        report = mpo.report
-        assert report is not None
-        num += (report.relative_error_bound * report.norm) ** 2
-        den += report.norm**2
-        f = folds.get(wname)
-        if f is not None and report.output_error is not None:
-            w64 = weights[wname].to(torch.float64).cpu()
-            usable = f.usable_folds()
-            fit_gram, held_gram, _ = f.split(usable[-1]) if len(usable) >= 2 else (f.gram(), None, 0)
-            seen.add(report.output_error, w64, fit_gram)
-            if held_gram is not None and report.held_out_error is not None:
-                held.add(report.held_out_error, w64, held_gram)
-    before = sum(w.numel() for w in weights.values())
-    after = sum(m.num_params for m in mpos.values())
-    note = ""
-    if budget is not None and after < 0.95 * budget:
-        note = (
-            f"stored {after} weights of a {budget} budget ({after / budget:.1%}): the best layout's "
-            "ranks cannot fill it more closely"
-        )
-    return LayerReport(
-        name,
-        source.kind,
-        before,
-        after,
-        math.sqrt(num / den) if den else 0.0,
-        tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
-        seen.value(),
-        budget,
-        tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
-        note,
-        held.value(),
-        macs=sum(_macs(m) for m in mpos.values()),
-        dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
-    )
-
-
-def _macs(mpo: tnlib.MPO) -> int:
-    """Multiply-adds per input row of the cheapest inference form of ``mpo`` (built once, as eager plans do)."""
-    return macs([tuple(int(d) for d in c.shape) for c in mpo.cores])
-
-
-class _Pooled:
-    """Relative errors of several weights pooled by their signals ``tr(W C W^T)``."""
-
-    def __init__(self) -> None:
-        self.num = self.den = 0.0
-
-    def add(self, error: float, w: torch.Tensor, gram: torch.Tensor) -> None:
-        signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
-        self.num += error**2 * signal
-        self.den += signal
-
-    def value(self) -> float | None:
-        return math.sqrt(max(self.num, 0.0) / self.den) if self.den > 0 else None
