@@ -66,7 +66,7 @@ def test_one_cost_model_for_eager_plans_and_traced_forms(legs, rows):
     pytest.importorskip("torch")
     from tnlib._apply import inference_split
     from tnlib._cost import split_cost
-    from tnlib.nn._traced import form_split
+    from tnlib.nn._layers._traced import form_split
 
     bonds = [1] + [b for _, _, b in legs[:-1]] + [1]
     shapes = [(bonds[k], o, i, bonds[k + 1]) for k, (o, i, _) in enumerate(legs)]

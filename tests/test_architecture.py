@@ -248,3 +248,30 @@ def test_imports_follow_the_layer_order_of_the_architecture_page():
             if theirs is not None and theirs > mine:
                 upward.append(f"{module} ({names[mine]}) imports {target} ({names[theirs]})")
     assert not upward, "imports that run upward against the layer table:\n" + "\n".join(upward)
+
+
+NN_MAY_IMPORT = {"tnlib", "tnlib.metric", "tnlib.rnn", "tnlib._apply", "tnlib._cost", "tnlib._legs",
+                 "tnlib._recurrence", "tnlib._backend", "tnlib._checks", "tnlib._files", "tnlib._choose"}
+"""The core modules tnlib.nn may import (docs/architecture.md lists them): a new one is a decision, not a slip."""
+
+
+def test_nn_imports_only_the_listed_core_modules():
+    found = {}
+    for module in MODULES:
+        if module.startswith("tnlib.nn"):
+            for target, _, line in _imports(module, top_level=False):
+                if target.startswith("tnlib") and not target.startswith("tnlib.nn") and target not in NN_MAY_IMPORT:
+                    found.setdefault(target, []).append(f"{module}:{line}")
+    assert not found, f"tnlib.nn imports core modules off its list: {found}"
+    page = (ROOT.parent / "docs" / "architecture.md").read_text()
+    for name in NN_MAY_IMPORT - {"tnlib"}:
+        assert f"`{name.removeprefix('tnlib.')}`" in page or f"`{name}`" in page, name
+
+
+def test_nn_groups_are_private_and_tests_mirror_them():
+    groups = sorted(p.name for p in (ROOT / "nn").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert groups and all(g.startswith("_") for g in groups), groups
+    for group in groups:
+        modules = [p.stem for p in (ROOT / "nn" / group).glob("*.py") if p.stem != "__init__"]
+        assert modules and all(m.startswith("_") for m in modules), (group, modules)
+        assert (ROOT.parent / "tests" / "nn" / group.lstrip("_")).is_dir(), group

@@ -10,7 +10,7 @@ the building or not:
 
 * eager inference plans (:class:`tnlib._apply.WeightPlan`) build a form once
   and reuse it: ``rows=None``, per row only;
-* a captured graph (:mod:`tnlib.nn._traced`) builds it on every call:
+* a captured graph (:mod:`tnlib.nn._layers._traced`) builds it on every call:
   ``rows`` products and ``build=True``;
 * :meth:`tnlib.MPO.apply` builds the halves per call and compares them with
   the contraction path of :func:`tnlib.contract` (``dense=False``).

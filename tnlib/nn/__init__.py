@@ -6,33 +6,33 @@ framework-free core (the kernels of ``tnlib._apply``, :func:`tnlib.lstm_forward`
 :class:`tnlib.MPO`): all tensor-network arithmetic lives there.
 
 The public API is what this module exports (``__all__``); the implementation
-is one private module per method: ``_mpo_linear``, ``_mpo_rnn`` and
-``_mpo_cells``, ``_mpo_conv``, ``_mpo_embedding`` (MPO layers, each registering its kind in
-``_kinds``), ``_pruning``, ``_lowrank``, ``_tensor_train``
-(the baselines), ``_matching`` (parameter counts at a target ratio), ``_mpop``
-(MPOP fine-tuning), ``_compress`` (whole models), ``_calibration`` (input
-Grams), ``_distill``, ``_serialization`` (save/load) and ``_export`` (ONNX
-files). ``import tnlib`` makes this package reachable as ``tnlib.nn``; torch is
+is private and grouped by role: ``_layers`` (the MPO layers, one module per
+kind, each registering itself in ``_layers/_kinds.py``, and the cores, inference
+forms and graph-capture kernels they share), ``_convert`` (whole-model
+``compress``, calibration Grams, the global budget and its sensitivities, the
+layer reports), ``_baselines`` (pruning, low-rank and tensor-train layers,
+parameter counts at a target ratio), ``_training`` (MPOP, distillation) and
+``_io`` (save/load, ONNX). ``import tnlib`` makes this package reachable as ``tnlib.nn``; torch is
 imported only when it is first used.
 """
 
-from ._calibration import record_grams
-from ._compress import compress
-from ._cores import central_index
-from ._distill import distill
-from ._export import export_onnx
-from ._layer_report import LayerReport
-from ._lowrank import LowRankLinear, LowRankLSTM
-from ._matching import count_parameters, match_compression, stored_bytes
-from ._mpo_cells import MPOGRUCell, MPOLSTMCell
-from ._mpo_conv import MPOConv1d, MPOConv2d
-from ._mpo_embedding import MPOEmbedding
-from ._mpo_linear import MPOLinear
-from ._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
-from ._mpop import DimensionSqueezer, freeze_central
-from ._pruning import GradualPruner, prune_magnitude
-from ._serialization import load, save
-from ._tensor_train import TTLSTM, TTLinear
+from ._baselines._lowrank import LowRankLinear, LowRankLSTM
+from ._baselines._matching import count_parameters, match_compression, stored_bytes
+from ._baselines._pruning import GradualPruner, prune_magnitude
+from ._baselines._tensor_train import TTLSTM, TTLinear
+from ._convert._calibration import record_grams
+from ._convert._compress import compress
+from ._convert._layer_report import LayerReport
+from ._io._export import export_onnx
+from ._io._serialization import load, save
+from ._layers._cores import central_index
+from ._layers._mpo_cells import MPOGRUCell, MPOLSTMCell
+from ._layers._mpo_conv import MPOConv1d, MPOConv2d
+from ._layers._mpo_embedding import MPOEmbedding
+from ._layers._mpo_linear import MPOLinear
+from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._training._distill import distill
+from ._training._mpop import DimensionSqueezer, freeze_central
 
 __all__ = [
     "MPOLinear",

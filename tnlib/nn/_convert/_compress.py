@@ -1,0 +1,275 @@
+"""Compress a whole model: every chosen layer becomes its MPO form.
+
+Handled layers: ``nn.Linear``, ``nn.LSTM``, ``nn.GRU``, ``nn.LSTMCell``,
+``nn.GRUCell`` and the ``Conv1D`` of Hugging Face ``transformers`` (GPT-2),
+which becomes an :class:`~tnlib.nn.MPOLinear` of its transposed weight.
+
+With a ``compression`` ratio (or a ``max_params`` truncation) and no
+``num_cores``, every weight matrix gets the MPO layout of least error at its
+budget (:func:`tnlib.layouts`: never worse than its truncated SVD). With
+``calibration`` batches, the input Gram of every weight is recorded
+(:mod:`tnlib.nn._convert._calibration`) and each MPO is fitted to the layer's outputs
+on those inputs rather than to its weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+from tnlib._checks import is_real
+from tnlib.nn._convert._calibration import GramFolds, record_folds
+from tnlib.nn._convert._global_budget import global_budgets, keeping
+from tnlib.nn._convert._layer_report import LayerReport, layer_report
+from tnlib.nn._layers import (
+    _mpo_cells,  # noqa: F401 - they register their kinds
+    _mpo_conv,  # noqa: F401 - they register their kinds
+    _mpo_embedding,  # noqa: F401 - they register their kinds
+    _mpo_linear,  # noqa: F401 - they register their kinds
+    _mpo_rnn,  # noqa: F401 - they register their kinds
+)
+from tnlib.nn._layers._cores import positive_int
+from tnlib.nn._layers._kinds import Source, describe_supported, source_of
+
+__all__ = ["compress", "LayerReport", "SUPPORTED"]
+
+SUPPORTED = describe_supported()
+"""The dense modules tnlib's own layers replace (from the registry of layer kinds,
+:mod:`tnlib.nn._layers._kinds`; a kind registered later is named in errors too)."""
+
+
+def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
+    named = dict(model.named_modules())
+    if layers is None:
+        if source_of(model) is not None:
+            raise ValueError(
+                f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
+                "or pass the model that holds it"
+            )
+        # embeddings only when named: they are often tied to an output layer, which would keep its dense copy
+        return [n for n, m in named.items() if n and source_of(m) is not None and not isinstance(m, nn.Embedding)]
+    if isinstance(layers, str) or not isinstance(layers, Sequence):
+        raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
+    if len(set(layers)) != len(layers):
+        twice = sorted({n for n in layers if list(layers).count(n) > 1})
+        raise ValueError(f"layers names {', '.join(map(repr, twice))} more than once; name each layer once")
+    for n in layers:
+        if n not in named:
+            raise ValueError(
+                f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
+            )
+        if source_of(named[n]) is None:
+            raise TypeError(
+                f"layer {n!r} is a {type(named[n]).__name__}; only {describe_supported()} can be compressed"
+            )
+    return list(layers)
+
+
+def _check_materialized(model: nn.Module, targets: Sequence[str]) -> None:
+    """Refuse layers whose weights have no values (the meta device) before anything is computed."""
+    for name in targets:
+        meta = [n for n, p in model.get_submodule(name).named_parameters() if p.is_meta]
+        if meta:
+            raise ValueError(
+                f"layer {name!r} has weights on the meta device ({', '.join(meta)}): they hold no values to "
+                "compress; load the model's state_dict (or call to_empty() and load) first"
+            )
+
+
+def compress(
+    model: nn.Module,
+    truncation: tnlib.Truncation | None = None,
+    *,
+    compression: float | None = None,
+    layers: Sequence[str] | None = None,
+    inplace: bool = False,
+    num_cores: int | None = None,
+    calibration: Iterable[Any] | None = None,
+    allocation: str = "uniform",
+    objective: str | tnlib.Objective = "error",
+    tolerance: float = 0.02,
+) -> tuple[nn.Module, list[LayerReport]]:
+    """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
+
+    Parameters
+    ----------
+    model
+        Any module (for example one just loaded from a ``state_dict``).
+    truncation
+        Applied to every weight matrix (``None``: exact).
+    compression
+        Instead of (or on top of) ``truncation``: a parameter budget of
+        ``weight.numel() / compression`` per weight matrix. Without
+        ``num_cores`` the layout of every matrix is searched.
+    layers
+        Names (as in ``model.named_modules()``) of the modules to convert;
+        default every supported one (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``,
+        ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.Conv1d``, ``nn.Conv2d``, ``transformers``' ``Conv1D``);
+        an ``nn.Embedding`` only when named here (tables are often tied to an
+        output layer, whose dense copy would stay).
+    inplace
+        Modify ``model`` instead of a deep copy.
+    num_cores
+        Cores per MPO: fixes the layout (balanced, or the gate layout of
+        Gao et al. for recurrent layers) instead of searching it.
+    calibration
+        Unlabelled model inputs (an iterable of tensors, argument tuples or
+        keyword dicts, e.g. a ``DataLoader`` of inputs only). The input Gram
+        of every weight is recorded on them and each MPO is fitted to the
+        layer's outputs (:meth:`tnlib.MPO.from_matrix` with a ``metric``):
+        the samples are dealt into four folds; the shrinkage of the metric
+        is cross-validated over them, the fit sees three and the fourth
+        chooses the layout and gives ``held_out_error`` (never worse there
+        than the plain truncated SVD). Fewer rows than a weight has input
+        features warn. Needs a budget or a truncation.
+    allocation
+        How ``compression`` is shared: ``"uniform"`` (default), every weight
+        matrix ``numel / compression``; ``"global"``, one budget of
+        ``sum numel / compression`` for all the chosen layers, spent by
+        :func:`tnlib.budget.allocate_ranks` on the truncated-SVD spectra
+        (whitened in the calibrated metric when there is calibration).
+        Without calibration it buys the most relative error removed per
+        stored weight, never worse by that measure than the uniform shares.
+        With calibration it buys the most change of the *model's outputs*
+        removed: each matrix's error is weighted by how much the outputs
+        move per unit of it, measured by one backward pass per calibration
+        batch (at most 8; :mod:`tnlib.nn._convert._sensitivity`), so a matrix the
+        model barely listens to gives up its budget. Each report's ``share``
+        gives the layer's part of the total.
+    objective, tolerance
+        How a searched layout is chosen (a :class:`tnlib.Objective`, or its
+        kind and tolerance): ``"error"`` (default), the least
+        error; ``"latency"``, the fewest multiply-adds per input row (the
+        cost of a step at batch 1) among the layouts whose error is within
+        ``tolerance`` (relative, default 2 %) of the least. With calibration
+        the held-out error decides. Each report gives ``macs`` and
+        ``dense_macs``.
+
+    Returns
+    -------
+    model, reports
+        The compressed model and one :class:`LayerReport` per converted layer.
+
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> net = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    >>> small, reports = tnlib.nn.compress(net, compression=8, layers=["0"])
+    >>> type(small[0]).__name__, reports[0].compression_ratio >= 8
+    ('MPOLinear', True)
+    >>> batches = [torch.randn(32, 256) for _ in range(16)]
+    >>> aware, reports = tnlib.nn.compress(net, compression=8, layers=["0"], calibration=batches)
+    >>> reports[0].output_error <= 1.0 and reports[0].held_out_error <= 1.0
+    True
+    """
+    if compression is not None:
+        tnlib.truncation.check_compression(compression)
+    if num_cores is not None:
+        positive_int("num_cores", num_cores)
+    truncation = tnlib.truncation.check_truncation(truncation)
+    targets = _check_layers(model, layers)
+    _check_materialized(model, targets)
+    _check_allocation(allocation, compression)
+    goal = _check_objective(objective, tolerance)
+    if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
+        raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
+    recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
+    kept: list[Any] = []  # the first batches read, for the sensitivities of a global budget
+    if calibration is not None and allocation == "global":
+        calibration = keeping(calibration, kept)
+    grams = record_folds(model, recorded, calibration) if calibration is not None else {}
+    has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
+    shares = None
+    if allocation == "global":
+        assert compression is not None
+        shares = global_budgets(model, targets, truncation, compression, grams, kept)
+    built, reports = [], []
+    for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
+        module = model.get_submodule(name)
+        source = source_of(module)
+        assert source is not None
+        budgets = None if shares is None else shares[name]
+        mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
+                                        grams.get(name, {}), budgets, goal)
+        reports.append(layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
+        built.append((name, source, mpos))
+    out = model if inplace else copy.deepcopy(model)
+    for name, source, mpos in built:
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        setattr(parent, child, source.build(out.get_submodule(name), mpos))
+    total = sum(r.budget or 0 for r in reports)
+    return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
+
+
+def _check_objective(objective: Any, tolerance: Any) -> tnlib.Objective:
+    """``objective`` (a :class:`tnlib.Objective`, or its kind with ``tolerance``) as one value."""
+    if isinstance(objective, tnlib.Objective):
+        return objective
+    if objective not in ("error", "latency"):
+        raise ValueError(f"objective={objective!r} is invalid; expected 'error', 'latency' or a tnlib.Objective")
+    if not is_real(tolerance) or not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance={tolerance!r} is invalid; expected a relative error margin in [0, 1)")
+    return tnlib.Objective(objective, float(tolerance))
+
+
+def _records(module: nn.Module) -> bool:
+    source = source_of(module)
+    return source is not None and source.record is not None
+
+
+def _check_allocation(allocation: Any, compression: float | None) -> None:
+    if allocation not in ("uniform", "global"):
+        raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
+    if allocation == "global" and compression is None:
+        raise ValueError("allocation='global' shares the budget of a compression ratio: pass compression=")
+
+
+def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,
+                     compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
+                     budgets: dict[str, int] | None = None,
+                     objective: tnlib.Objective = tnlib.Objective()) -> tuple[dict[str, tnlib.MPO], int]:
+    """Every weight of one layer as an MPO (searched layout at a budget, else the source's), and the budget:
+    the core's layout chooser (:meth:`tnlib.MPO.from_matrix`) does the rest, in the metric of the folds."""
+    mpos: dict[str, tnlib.MPO] = {}
+    budget = 0
+    few = [f"{wname} ({f.rows} rows, {f.sums[0].shape[0]} features)" for wname, f in folds.items()
+           if f.rows < f.sums[0].shape[0]]
+    if few:
+        warnings.warn(
+            f"layer {name!r} has fewer calibration rows than input features: {', '.join(few)}; the fit is "
+            "chosen on held-out rows and stays safe, but it gains over the truncated SVD only with more rows",
+            UserWarning,
+            stacklevel=3,
+        )
+    for wname, w in source.weights(module).items():
+        t: tnlib.Truncation | None
+        if budgets is not None:
+            t = dataclasses.replace(truncation or tnlib.Truncation(), max_params=budgets[wname])
+        elif compression is not None:
+            t = tnlib.truncation.with_compression(truncation, w.numel(), compression)
+        else:
+            t = truncation
+        search = t is not None and t.max_params is not None and num_cores is None
+        dims = (None, None) if search else source.layout(module, w, num_cores)
+        metric = folds[wname].metric() if wname in folds else None
+        with torch.no_grad():
+            try:
+                mpos[wname] = tnlib.MPO.from_matrix(w.to(torch.float64).cpu(), dims[0], dims[1], truncation=t,
+                                                    metric=metric, objective=objective)
+            except tnlib.truncation.BudgetTooSmallError as exc:
+                raise ValueError(
+                    f"layer {name!r} ({w.shape[0]} x {w.shape[1]} weight) cannot be held in "
+                    f"{t.max_params if t is not None else '?'} parameters: {exc}; leave it out with layers=[...] "
+                    "or lower compression"
+                ) from None
+        budget += t.max_params if t is not None and t.max_params is not None else w.numel()
+    return mpos, budget
+
+

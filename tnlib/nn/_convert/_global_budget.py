@@ -1,0 +1,70 @@
+"""One parameter budget for a whole model: per weight matrix, ranks bought on its (whitened) spectrum, weighted
+by how much the model's outputs move per unit of its error (:mod:`tnlib.nn._convert._sensitivity`)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+import tnlib
+from tnlib.metric import gram_factor
+from tnlib.nn._convert._calibration import GramFolds
+from tnlib.nn._convert._sensitivity import MAX_BATCHES, output_change_per_error
+from tnlib.nn._layers._kinds import source_of
+
+__all__ = ["global_budgets", "keeping"]
+
+
+def keeping(batches: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
+    """The batches, the first ``MAX_BATCHES`` (all the sensitivities read) also appended to ``kept`` as they
+    are read (an endless iterator stays lazy, and the rest are not held)."""
+    for batch in batches:
+        if len(kept) < MAX_BATCHES:
+            kept.append(batch)
+        yield batch
+
+
+def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
+                    compression: float, grams: dict[str, dict[str, GramFolds]],
+                    batches: Sequence[Any] = ()) -> dict[str, dict[str, int]]:
+    """Per weight matrix, its part of one budget of ``sum numel / compression``: truncated-SVD ranks chosen by
+    :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric (at the default
+    shrinkage), weighted with calibration by each weight's measured effect on the model's outputs
+    (:mod:`tnlib.nn._convert._sensitivity`)."""
+    keys, spectra, costs, caps, uniform = [], [], [], [], []
+    params, as_matrix, factors = {}, {}, {}
+    total = 0
+    for name in targets:
+        module = model.get_submodule(name)
+        source = source_of(module)
+        assert source is not None
+        for wname, w in source.weights(module).items():
+            w64 = w.detach().to(torch.float64).cpu()
+            m, n = (int(d) for d in w64.shape)
+            share = tnlib.truncation.with_compression(truncation, m * n, compression).max_params
+            assert share is not None
+            folds = grams.get(name, {}).get(wname)
+            target, factor = w64, None
+            if folds is not None:  # the default shrinkage: the fits themselves choose theirs on held-out rows
+                factor = gram_factor(folds.gram()).L
+                target = w64 @ factor
+            key = (name, wname)
+            keys.append(key)
+            params[key], factors[key] = getattr(module, wname), factor
+            as_matrix[key] = source.as_matrix
+            spectra.append(torch.linalg.svdvals(target).numpy())
+            costs.append(m + n)
+            caps.append(max(1, min(m, n, m * n // (m + n))))
+            uniform.append(share // (m + n))
+            total += share
+    sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
+    min_rank = truncation.min_bond if truncation is not None else 1
+    ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform,
+                                        sensitivities=None if sensitivities is None else
+                                        [sensitivities[k] for k in keys])
+    out: dict[str, dict[str, int]] = {name: {} for name in targets}
+    for (name, wname), r, c in zip(keys, ranks, costs):
+        out[name][wname] = r * c
+    return out

@@ -1,0 +1,162 @@
+"""What :func:`tnlib.nn.compress` reports per layer: ``LayerReport``, pooled from the MPOs' own reports."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import tnlib
+from tnlib._choose import macs
+from tnlib.nn._convert._calibration import GramFolds
+from tnlib.nn._layers._kinds import Source
+
+__all__ = ["LayerReport", "layer_report", "mpo_macs", "Pooled"]
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """What :func:`compress` did to one layer.
+
+    Attributes
+    ----------
+    name : str
+        The module's name in the model.
+    kind : str
+        The kind of module replaced: ``"Linear"``, ``"Conv1D"`` (transformers'),
+        ``"LSTM"``, ``"GRU"``, ``"LSTMCell"``, ``"GRUCell"``, ``"Conv1d"``,
+        ``"Conv2d"`` or ``"Embedding"``.
+    params_before, params_after : int
+        Weight entries (biases excluded) of the original and of the MPO layer.
+    relative_error : float
+        ``||W - W_mpo||_F / ||W||_F`` over all the layer's weight matrices.
+    entropies : tuple of tuple of float
+        Von Neumann entropy of every bond of every MPO of the layer.
+    output_error : float or None
+        With calibration: ``sqrt(sum_W tr((W - W_mpo) C (W - W_mpo)^T) / sum_W tr(W C W^T))``,
+        the relative error of the layer's pre-activations on the calibration rows the fit saw.
+    budget : int or None
+        The parameter budget of the layer (sum over its matrices).
+    layouts : tuple of str
+        The layout of every MPO (``out (...) x in (...)``).
+    note : str
+        Set when the stored weights miss the budget by more than 5 %.
+    held_out_error : float or None
+        With calibration: the same relative error on the held-out calibration
+        rows (one fold in four of the samples), which the fit did not see.
+    share : float or None
+        The layer's part of the budget of all converted layers (with
+        ``allocation="global"`` chosen by error, else by size).
+    macs, dense_macs : int or None
+        Multiply-adds per input row (per step for a recurrent layer, all its
+        matrices) of the MPO layer's inference form (merged halves or the
+        dense matrix, whichever is cheaper; :func:`tnlib._cost.split_cost`)
+        and of the dense layer.
+
+    Examples
+    --------
+    >>> import torch, tnlib, tnlib.nn
+    >>> model = torch.nn.Sequential(torch.nn.Linear(64, 64))
+    >>> small, reports = tnlib.nn.compress(model, compression=4)
+    >>> reports[0].name, reports[0].kind, reports[0].params_after <= 64 * 64 // 4
+    ('0', 'Linear', True)
+    """
+
+    name: str
+    kind: str
+    params_before: int
+    params_after: int
+    relative_error: float
+    entropies: tuple[tuple[float, ...], ...]
+    output_error: float | None = None
+    budget: int | None = None
+    layouts: tuple[str, ...] = ()
+    note: str = ""
+    held_out_error: float | None = None
+    share: float | None = None
+    macs: int | None = None
+    dense_macs: int | None = None
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.params_before / self.params_after
+
+    @property
+    def flop_ratio(self) -> float | None:
+        """``macs / dense_macs``: below 1, the MPO layer needs fewer multiply-adds per row."""
+        return None if self.macs is None or not self.dense_macs else self.macs / self.dense_macs
+
+    def __str__(self) -> str:
+        out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
+        out += "" if self.held_out_error is None else f" (held-out rows {self.held_out_error:.4f})"
+        text = (
+            f"{self.name} ({self.kind}): {self.params_before} -> {self.params_after} weights "
+            f"({self.compression_ratio:.2f}x), weight error {self.relative_error:.4f}{out}"
+        )
+        return text + (f"; {self.note}" if self.note else "")
+
+
+def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.MPO],
+            folds: dict[str, GramFolds], budget: int | None) -> LayerReport:
+    """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
+    weights = source.weights(module)
+    num = den = 0.0
+    seen, held = Pooled(), Pooled()
+    for wname, mpo in mpos.items():
+        report = mpo.report
+        assert report is not None
+        num += (report.relative_error_bound * report.norm) ** 2
+        den += report.norm**2
+        f = folds.get(wname)
+        if f is not None and report.output_error is not None:
+            w64 = weights[wname].to(torch.float64).cpu()
+            usable = f.usable_folds()
+            fit_gram, held_gram, _ = f.split(usable[-1]) if len(usable) >= 2 else (f.gram(), None, 0)
+            seen.add(report.output_error, w64, fit_gram)
+            if held_gram is not None and report.held_out_error is not None:
+                held.add(report.held_out_error, w64, held_gram)
+    before = sum(w.numel() for w in weights.values())
+    after = sum(m.num_params for m in mpos.values())
+    note = ""
+    if budget is not None and after < 0.95 * budget:
+        note = (
+            f"stored {after} weights of a {budget} budget ({after / budget:.1%}): the best layout's "
+            "ranks cannot fill it more closely"
+        )
+    return LayerReport(
+        name,
+        source.kind,
+        before,
+        after,
+        math.sqrt(num / den) if den else 0.0,
+        tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
+        seen.value(),
+        budget,
+        tuple(f"out {m.out_dims} x in {m.in_dims}" for m in mpos.values()),
+        note,
+        held.value(),
+        macs=sum(mpo_macs(m) for m in mpos.values()),
+        dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
+    )
+
+
+def mpo_macs(mpo: tnlib.MPO) -> int:
+    """Multiply-adds per input row of the cheapest inference form of ``mpo`` (built once, as eager plans do)."""
+    return macs([tuple(int(d) for d in c.shape) for c in mpo.cores])
+
+
+class Pooled:
+    """Relative errors of several weights pooled by their signals ``tr(W C W^T)``."""
+
+    def __init__(self) -> None:
+        self.num = self.den = 0.0
+
+    def add(self, error: float, w: torch.Tensor, gram: torch.Tensor) -> None:
+        signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
+        self.num += error**2 * signal
+        self.den += signal
+
+    def value(self) -> float | None:
+        return math.sqrt(max(self.num, 0.0) / self.den) if self.den > 0 else None

@@ -1,0 +1,2 @@
+"""Files: ``save``/``load`` (safetensors) and ONNX export.
+"""

@@ -1,0 +1,134 @@
+"""ONNX export of compressed models, with MPO layers stored as their cores.
+
+``torch.onnx.export`` (the ``torch.export``-based exporter) captures a tnlib
+layer through the traceable kernels of :mod:`tnlib.nn._layers._traced`: the merged
+halves of every MPO weight are built in the graph from the cores, so the
+file holds the cores, not the dense matrix. :func:`export_onnx` adds what a
+deployment needs on top: it refuses a model in training mode, keeps the
+graph optimiser from folding cores into larger merged tensors, and drops the
+per-node source-location metadata (about a kilobyte a node), so the file is
+close to the stored size of the parameters. onnxruntime then runs it with
+no torch installed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["export_onnx"]
+
+# Constant folding may create tensors of at most this many elements: shapes and
+# scalars fold, merges of cores (which would store more than the cores) do not.
+_FOLD_LIMIT = 64
+
+
+def _tensors(args: Any, name: str) -> list[torch.Tensor]:
+    if isinstance(args, torch.Tensor):
+        return [args]
+    if isinstance(args, (tuple, list)):
+        out = []
+        for a in args:
+            out.extend(_tensors(a, name))
+        return out
+    raise TypeError(f"{name} must hold torch tensors (nested tuples allowed), got {type(args).__name__}")
+
+
+def export_onnx(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    path: str | os.PathLike,
+    *,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    opset_version: int | None = None,
+) -> Path:
+    """Write ``model`` to an ONNX file that onnxruntime runs, MPO weights stored as cores.
+
+    Parameters
+    ----------
+    model
+        A module in eval mode (``model.eval()``): tnlib layers and any torch
+        layers around them.
+    args
+        Example inputs, as a tuple (``(x,)`` or ``(x, (h, c))``); the file
+        is specialised to their shapes (sequence length and batch size).
+    path
+        Where to write the ``.onnx`` file (one file, no external data).
+    input_names, output_names, opset_version
+        As ``torch.onnx.export``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If the model is in training mode (dropout and batch statistics would
+        be exported as in training).
+    TypeError
+        If ``model`` is not a module or ``args`` not a tuple of tensors.
+    ValueError
+        If the model does not run on ``args`` (checked eagerly first).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, onnxruntime, torch, tnlib.nn
+    >>> cell = tnlib.nn.MPOLSTMCell(32, 64, bond_dim=4).eval()
+    >>> x, h, c = torch.randn(1, 32), torch.zeros(1, 64), torch.zeros(1, 64)
+    >>> path = tnlib.nn.export_onnx(cell, (x, (h, c)), tempfile.mkdtemp() + "/cell.onnx")
+    >>> session = onnxruntime.InferenceSession(str(path))
+    >>> h1, c1 = session.run(None, {"input": x.numpy(), "hx_0": h.numpy(), "hx_1": c.numpy()})
+    >>> bool(np.allclose(h1, cell(x, (h, c))[0].detach().numpy(), atol=1e-5))
+    True
+    """
+    import onnx
+    import onnxscript.optimizer
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ValueError(
+            f"model ({type(model).__name__}) is in training mode; call model.eval() before exporting "
+            "(dropout and batch statistics would be exported as in training)"
+        )
+    if not isinstance(args, tuple):
+        raise TypeError(f"args must be a tuple of example inputs, e.g. (x,), got {type(args).__name__}")
+    _tensors(args, "args")
+    with torch.no_grad():
+        try:  # eagerly first: a wrong example input fails here in the model's own words, not in the tracer's
+            model(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever the model raises for inputs it cannot take
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            shapes = ", ".join(str(tuple(a.shape)) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args)
+            raise ValueError(
+                f"args ({shapes}) do not run through {type(model).__name__}: {type(exc).__name__}: {first}"
+            ) from None
+    with torch.no_grad(), warnings.catch_warnings():
+        # the exporter warns about its own internals (deprecations of torch APIs it calls)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.filterwarnings("ignore", message=".*_flat_weights.*", category=UserWarning)  # nn.LSTM's own
+        program = torch.onnx.export(
+            model, args, dynamo=True, optimize=False, verbose=False, input_names=input_names,
+            output_names=output_names, opset_version=opset_version,
+        )
+    if program is None:  # pragma: no cover - the torch.export-based exporter always returns a program
+        raise RuntimeError("torch.onnx.export returned no program")
+    onnxscript.optimizer.optimize_ir(program.model, output_size_limit=_FOLD_LIMIT)
+    proto = program.model_proto
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del proto.graph.value_info[:]
+    onnx.checker.check_model(proto)
+    out = Path(path)
+    onnx.save(proto, str(out))
+    return out

@@ -1,0 +1,264 @@
+"""Save and load models holding tnlib layers: safetensors plus a structure header, never pickle.
+
+A compressed layer's parameter shapes depend on the weights it was made from
+(layout, bond dimensions), so a fresh model cannot take its ``state_dict``.
+:func:`save` writes every tensor of the model to a ``.safetensors`` file and,
+in the file's metadata, which modules are tnlib layers and the settings that
+rebuild them; :func:`load` rebuilds those layers (inside the model you pass,
+e.g. a fresh instance of the original architecture, or on their own) and
+loads every tensor, strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tnlib._files import atomic_write
+from tnlib.nn._layers import (
+    _mpo_cells,  # noqa: F401 - they register their kinds
+    _mpo_conv,  # noqa: F401 - they register their kinds
+    _mpo_embedding,  # noqa: F401 - they register their kinds
+    _mpo_linear,  # noqa: F401 - they register their kinds
+    _mpo_rnn,  # noqa: F401 - they register their kinds
+)
+from tnlib.nn._layers._kinds import LayerKind, kind_of_layer, kinds, source_of
+
+__all__ = ["save", "load"]
+
+FORMAT = "tnlib.nn"
+VERSION = 1
+
+def _kind_named(name: Any) -> LayerKind | None:
+    return next((k for k in kinds() if k.layer.__name__ == name), None)
+
+
+def _describe(module: nn.Module) -> dict[str, Any]:
+    cls = type(module)
+    kind = kind_of_layer(module)
+    assert kind is not None  # save describes registered layers only
+    attrs = {f: getattr(module, f) for f in kind.fields}
+    nones = [n for n, p in module._parameters.items() if p is None]
+    return {"class": cls.__name__, "attrs": attrs, "none_params": nones}
+
+
+def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write ``model``'s tensors and the structure of its tnlib layers to ``path`` (safetensors).
+
+    Examples
+    --------
+    >>> import tempfile, torch, tnlib.nn
+    >>> net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 4))
+    >>> small, _ = tnlib.nn.compress(net, compression=4)
+    >>> path = tempfile.mkdtemp() + "/small.safetensors"
+    >>> tnlib.nn.save(small, path)
+    >>> back = tnlib.nn.load(path, model=torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(),
+    ...                                                     torch.nn.Linear(64, 4)))
+    >>> x = torch.randn(2, 64)
+    >>> bool(torch.equal(back(x), small(x)))
+    True
+    """
+    from safetensors.torch import save_file
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    layers = {name: _describe(m) for name, m in model.named_modules() if kind_of_layer(m) is not None}
+    header = {"format": FORMAT, "version": VERSION, "layers": layers}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)}))
+
+
+def _skeleton(spec: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    try:
+        return _build_skeleton(spec, prefix, tensors)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"invalid tnlib layer description for {prefix.rstrip('.') or 'the model'!r}: {exc}") from None
+
+
+def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    kind = _kind_named(spec.get("class", ""))
+    if kind is None:
+        raise ValueError(f"unknown tnlib layer class {spec.get('class')!r} in the file")
+    cls = kind.layer
+    layer = cls.__new__(cls)
+    nn.Module.__init__(layer)
+    for field in kind.fields:
+        value = spec["attrs"][field]
+        setattr(layer, field, tuple(value) if isinstance(value, list) else value)
+    own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    lists: dict[str, dict[int, torch.Tensor]] = {}
+    for key, value in own.items():
+        head, _, rest = key.partition(".")
+        if rest.isdigit():
+            lists.setdefault(head, {})[int(rest)] = value
+        elif not rest:
+            setattr(layer, head, nn.Parameter(torch.empty_like(value)))
+    for head, items in lists.items():
+        setattr(layer, head, nn.ParameterList([nn.Parameter(torch.empty_like(items[k])) for k in sorted(items)]))
+    for name in spec.get("none_params", []):
+        layer.register_parameter(name, None)
+    object.__setattr__(layer, "bond_masks", kind.empty_masks())
+    return layer
+
+
+def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:
+    """Rebuild the tnlib layers saved in ``path`` and load every tensor.
+
+    Parameters
+    ----------
+    path
+        A file written by :func:`save`.
+    model
+        The architecture to load into, e.g. a fresh instance of the model
+        that was compressed: its modules at the saved names are replaced by
+        the rebuilt tnlib layers. ``None`` when the saved model *is* one
+        tnlib layer.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` (modified) or the rebuilt layer, with every tensor loaded
+        (``load_state_dict(strict=True)``).
+
+    Examples
+    --------
+    >>> import os, tempfile, torch, tnlib.nn
+    >>> layer = tnlib.nn.MPOLinear(16, 16, bond_dim=2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer.safetensors")
+    >>> tnlib.nn.save(layer, path)
+    >>> again = tnlib.nn.load(path)
+    >>> x = torch.randn(3, 16)
+    >>> bool(torch.equal(again(x), layer(x)))
+    True
+    """
+    path = Path(path)
+    tensors, meta = _read(path)
+    layers = _layers(meta, path)
+    if model is None:
+        if "" not in layers:
+            raise ValueError(f"{path} holds a model, not one tnlib layer: pass model= (its architecture) to load into")
+        root = _skeleton(layers[""], "", tensors)
+        _load_state(root, tensors, path)
+        _probe(root, "", path)
+        return root
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    return _load_into(model, layers, tensors, path)
+
+
+def _layers(meta: dict[str, str], path: Path) -> dict[str, Any]:
+    """The layer descriptions of a file's tnlib header, checked."""
+    try:
+        header = json.loads(meta[FORMAT])
+    except (KeyError, TypeError, json.JSONDecodeError):
+        raise ValueError(f"{path} holds no tnlib structure header; was it written by tnlib.nn.save?") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or not isinstance(header.get("layers"), dict):
+        raise ValueError(f"{path} has an invalid tnlib structure header")
+    if not isinstance(header.get("version"), int) or header["version"] > VERSION:
+        raise ValueError(f"{path} was written by format version {header.get('version')!r}; upgrade tnlib")
+    return header["layers"]
+
+
+def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Every saved layer rebuilt and checked against ``model`` before the model is touched; then replaced
+    and loaded, all or nothing (a failure puts the original modules back)."""
+    named = dict(model.named_modules())
+    built = {}
+    for name, spec in layers.items():
+        if name == "":
+            raise ValueError(f"{path} holds one tnlib layer; load it with model=None")
+        if name not in named:
+            raise ValueError(f"the file has a layer {name!r} that model does not: is it the same architecture?")
+        layer = _skeleton(spec, name + ".", tensors)
+        _check_replaces(layer, named[name], name, path)
+        built[name] = layer
+    replaced = []
+    try:
+        for name, layer in built.items():
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            replaced.append((parent, child, getattr(parent, child)))
+            setattr(parent, child, layer)
+        _load_state(model, tensors, path)
+        for name, layer in built.items():
+            _probe(layer, name, path)
+    except Exception:
+        for parent, child, original in reversed(replaced):
+            setattr(parent, child, original)
+        raise
+    return model
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, from one read of its bytes (a concurrent
+    :func:`save` replaces the file whole: the bytes are one version of it, never a mix)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    try:
+        size = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or size > len(data) - 8:
+            raise ValueError("the header is longer than the file")
+        head = json.loads(data[8 : 8 + size])
+        meta = head.get("__metadata__") or {} if isinstance(head, dict) else {}
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    return tensors, meta
+
+
+def _load_state(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``load_state_dict(strict=True)`` after checking every key and shape first, so that nothing is copied
+    into the model unless everything fits (torch copies the matching tensors before it reports the rest)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes", wrong))
+                 if keys]
+        raise ValueError(f"{path} does not fit the model ({'; '.join(parts)}): is it the same architecture?")
+    model.load_state_dict(tensors, strict=True)
+
+
+def _check_replaces(layer: nn.Module, target: nn.Module, name: str, path: Path) -> None:
+    """Refuse a saved layer that would replace a module of another kind or size (another architecture)."""
+    kind = kind_of_layer(layer)
+    assert kind is not None  # built by _skeleton from the registry
+    names = kind.sizes
+    if type(target).__name__ not in kind.replaces:
+        raise ValueError(
+            f"{path} has a {type(layer).__name__} at {name!r}, but model has a {type(target).__name__} there "
+            f"(expected one of {', '.join(kind.replaces)}): is it the same architecture?"
+        )
+    source = source_of(target)
+    saved = {n: getattr(layer, n, None) for n in names}
+    have = source.sizes_of(target, names) if source is not None else {n: getattr(target, n, None) for n in names}
+    if saved != have:
+        diff = ", ".join(f"{k}={saved[k]!r} vs {have[k]!r}" for k in names if saved[k] != have[k])
+        raise ValueError(f"{path} has a layer {name!r} of other sizes than model's ({diff}): another architecture?")
+
+
+def _probe(layer: nn.Module, name: str, path: Path) -> None:
+    """One forward pass on zeros: a header whose settings disagree with its tensors fails here, at load,
+    rather than at the first forward."""
+    kind = kind_of_layer(layer)
+    assert kind is not None  # built by _skeleton from the registry
+    try:
+        with torch.no_grad():
+            layer(kind.probe(layer))
+    except Exception as exc:  # noqa: BLE001 - any inconsistency of a tampered header
+        where = f"layer {name!r}" if name else "the layer"
+        raise ValueError(
+            f"{path}: {where} does not run with the saved settings ({type(exc).__name__}: {exc})"
+        ) from None

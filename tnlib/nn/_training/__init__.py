@@ -1,0 +1,2 @@
+"""Training after compression: MPOP (freezing and squeezing) and distillation.
+"""
