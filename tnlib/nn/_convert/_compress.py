@@ -27,13 +27,6 @@ from tnlib._checks import is_real
 from tnlib.nn._convert._calibration import GramFolds, record_folds
 from tnlib.nn._convert._global_budget import global_budgets, keeping
 from tnlib.nn._convert._layer_report import LayerReport, layer_report
-from tnlib.nn._layers import (
-    _mpo_cells,  # noqa: F401 - they register their kinds
-    _mpo_conv,  # noqa: F401 - they register their kinds
-    _mpo_embedding,  # noqa: F401 - they register their kinds
-    _mpo_linear,  # noqa: F401 - they register their kinds
-    _mpo_rnn,  # noqa: F401 - they register their kinds
-)
 from tnlib.nn._layers._cores import positive_int
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
 

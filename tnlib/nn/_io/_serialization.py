@@ -20,13 +20,6 @@ import torch
 from torch import nn
 
 from tnlib._files import atomic_write
-from tnlib.nn._layers import (
-    _mpo_cells,  # noqa: F401 - they register their kinds
-    _mpo_conv,  # noqa: F401 - they register their kinds
-    _mpo_embedding,  # noqa: F401 - they register their kinds
-    _mpo_linear,  # noqa: F401 - they register their kinds
-    _mpo_rnn,  # noqa: F401 - they register their kinds
-)
 from tnlib.nn._layers._kinds import LayerKind, kind_of_layer, kinds, source_of
 
 __all__ = ["save", "load"]

@@ -18,13 +18,6 @@ from torch import nn
 
 import tnlib
 from tnlib._checks import check_int
-from tnlib.nn._layers import (
-    _mpo_cells,  # noqa: F401 - they register their kinds
-    _mpo_conv,  # noqa: F401 - they register their kinds
-    _mpo_embedding,  # noqa: F401 - they register their kinds
-    _mpo_linear,  # noqa: F401 - they register their kinds
-    _mpo_rnn,  # noqa: F401 - they register their kinds
-)
 from tnlib.nn._layers._cores import central_index, masked
 from tnlib.nn._layers._kinds import LayerKind, kind_of_layer, kinds
 
