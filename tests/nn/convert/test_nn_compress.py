@@ -26,7 +26,8 @@ def test_compress_whole_model_from_state_dict(tmp_path):
     torch.save(net.state_dict(), tmp_path / "net.pt")
     loaded = Net()
     loaded.load_state_dict(torch.load(tmp_path / "net.pt"))
-    exact, reports = tn.compress(loaded, num_cores=2)
+    with pytest.warns(UserWarning, match=r"an exact conversion is larger; pass compression= or a truncation"):
+        exact, reports = tn.compress(loaded, num_cores=2)
     x = torch.randn(3, 5, 8)
     assert torch.allclose(exact(x), net(x), atol=1e-5)
     assert isinstance(exact.rnn, tn.MPOLSTM) and isinstance(exact.head, tn.MPOLinear)
@@ -35,7 +36,8 @@ def test_compress_whole_model_from_state_dict(tmp_path):
     small, reports = tn.compress(loaded, compression=4, layers=["rnn"], num_cores=2)
     assert reports[0].compression_ratio >= 4 and isinstance(small.head, nn.Linear)
     same = copy.deepcopy(loaded)
-    out, _ = tn.compress(same, inplace=True, layers=["head"])
+    with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
+        out, _ = tn.compress(same, inplace=True, layers=["head"])
     assert out is same and isinstance(same.head, tn.MPOLinear)
 
 
@@ -88,7 +90,8 @@ def test_compress_every_recurrent_kind_meets_the_budget_and_runs():
 
 def test_compress_exact_for_every_kind():
     model = Recurrent()
-    exact, reports = tn.compress(model, num_cores=2)
+    with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
+        exact, reports = tn.compress(model, num_cores=2)
     x = batches(1)[0]
     assert torch.allclose(exact(x), model(x), atol=1e-5)
     assert all(r.relative_error < 1e-6 for r in reports)
@@ -145,8 +148,12 @@ def test_gpt2_conv1d_compresses_runs_and_saves(tmp_path):
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg).eval()
     ids = [torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(k)) for k in range(12)]
-    small, reports = tn.compress(model, compression=2, calibration=ids)
-    assert {r.kind for r in reports} == {"Conv1D", "Linear"}
+    with pytest.warns(UserWarning, match=r"leaves 1 layer\(s\) dense: 'lm_head' \(its weight is tied to "
+                                         r"transformer.wte.weight"):
+        small, reports = tn.compress(model, compression=2, calibration=ids)
+    assert {r.kind for r in reports} == {"Conv1D"}
+    assert small.lm_head.weight is small.transformer.wte.weight  # tied weights stay tied
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in model.parameters())
     assert isinstance(small.transformer.h[0].attn.c_attn, tn.MPOLinear)
     logits = small(ids[0]).logits
     assert logits.shape == (2, 12, 64) and torch.isfinite(logits).all()

@@ -127,7 +127,8 @@ def test_embeddings_are_converted_only_when_named():
 def test_compress_exact_conversion_keeps_the_function():
     torch.manual_seed(4)
     net = Net().double()
-    exact, _ = tnlib.nn.compress(net, layers=["emb", "conv1", "conv2"])
+    with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
+        exact, _ = tnlib.nn.compress(net, layers=["emb", "conv1", "conv2"])
     t = tokens(5)
     assert torch.allclose(exact(t), net(t), atol=1e-10)
 

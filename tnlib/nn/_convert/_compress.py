@@ -24,55 +24,19 @@ from torch import nn
 
 import tnlib
 from tnlib._checks import is_real
-from tnlib.nn._convert._calibration import GramFolds, record_folds
+from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._global_budget import global_budgets, keeping
 from tnlib.nn._convert._layer_report import LayerReport, layer_report
+from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import positive_int
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
+from tnlib.truncation import warn_at_caller
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
 
 SUPPORTED = describe_supported()
 """The dense modules tnlib's own layers replace (from the registry of layer kinds,
 :mod:`tnlib.nn._layers._kinds`; a kind registered later is named in errors too)."""
-
-
-def _check_layers(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
-    named = dict(model.named_modules())
-    if layers is None:
-        if source_of(model) is not None:
-            raise ValueError(
-                f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
-                "or pass the model that holds it"
-            )
-        # embeddings only when named: they are often tied to an output layer, which would keep its dense copy
-        return [n for n, m in named.items() if n and source_of(m) is not None and not isinstance(m, nn.Embedding)]
-    if isinstance(layers, str) or not isinstance(layers, Sequence):
-        raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
-    if len(set(layers)) != len(layers):
-        twice = sorted({n for n in layers if list(layers).count(n) > 1})
-        raise ValueError(f"layers names {', '.join(map(repr, twice))} more than once; name each layer once")
-    for n in layers:
-        if n not in named:
-            raise ValueError(
-                f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
-            )
-        if source_of(named[n]) is None:
-            raise TypeError(
-                f"layer {n!r} is a {type(named[n]).__name__}; only {describe_supported()} can be compressed"
-            )
-    return list(layers)
-
-
-def _check_materialized(model: nn.Module, targets: Sequence[str]) -> None:
-    """Refuse layers whose weights have no values (the meta device) before anything is computed."""
-    for name in targets:
-        meta = [n for n, p in model.get_submodule(name).named_parameters() if p.is_meta]
-        if meta:
-            raise ValueError(
-                f"layer {name!r} has weights on the meta device ({', '.join(meta)}): they hold no values to "
-                "compress; load the model's state_dict (or call to_empty() and load) first"
-            )
 
 
 def compress(
@@ -166,15 +130,15 @@ def compress(
     if num_cores is not None:
         positive_int("num_cores", num_cores)
     truncation = tnlib.truncation.check_truncation(truncation)
-    targets = _check_layers(model, layers)
-    _check_materialized(model, targets)
+    targets = select_targets(model, layers)
+    check_materialized(model, targets)
     _check_allocation(allocation, compression)
     goal = _check_objective(objective, tolerance)
     if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
-    kept: list[Any] = []  # the first batches read, for the sensitivities of a global budget
-    if calibration is not None and allocation == "global":
+    kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
+    if calibration is not None:
         calibration = keeping(calibration, kept)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
@@ -193,12 +157,54 @@ def compress(
         reports.append(layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
         built.append((name, source, mpos))
     out = model if inplace else copy.deepcopy(model)
-    for name, source, mpos in built:
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, source.build(out.get_submodule(name), mpos))
+    undo = []
+    for name, source, mpos in built:  # a module used at several places: one new layer takes every place
+        original = out.get_submodule(name)
+        undo += replace_everywhere(out, original, source.build(original, mpos))
+    if kept:
+        _check_runs(out, kept[0], undo)
+    _warn_if_larger(reports)
     total = sum(r.budget or 0 for r in reports)
     return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
+
+
+def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]]) -> None:
+    """Run the converted ``model`` once on a calibration batch; on an error or a non-finite output, put every
+    original module back and raise naming the cause (nothing is left half converted)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = run_batch(model, batch)
+        bad = [t for t in _tensors(out) if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        problem = f"its output holds NaN or inf ({len(bad)} tensor(s))" if bad else None
+    except Exception as exc:  # noqa: BLE001 - any failure of the converted model is reported with its cause
+        problem = f"{type(exc).__name__}: {exc}"
+    finally:
+        model.train(was_training)
+    if problem is not None:
+        for parent, child, original in reversed(undo):
+            setattr(parent, child, original)
+        raise ValueError(f"the compressed model does not run on the first calibration batch ({problem}); "
+                         "the model was left as it was: leave the layer that breaks it out with layers=[...]")
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _warn_if_larger(reports: Sequence[LayerReport]) -> None:
+    before = sum(r.params_before for r in reports)
+    after = sum(r.params_after for r in reports)
+    if after > before:
+        warn_at_caller(f"the converted layers store {after} weights where the dense ones stored {before} "
+                       f"({after / before:.2f}x): an exact conversion is larger; pass compression= or a truncation")
 
 
 def _check_objective(objective: Any, tolerance: Any) -> tnlib.Objective:

@@ -62,8 +62,34 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     layers = {name: _describe(m) for name, m in model.named_modules() if kind_of_layer(m) is not None}
     header = {"format": FORMAT, "version": VERSION, "layers": layers}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors, tied = _untied(model.state_dict())
+    if tied:
+        header["tied"] = tied
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={FORMAT: json.dumps(header)}))
+
+
+def _untied(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors to write, each shared tensor once (tied weights: an embedding and an output layer), and
+    ``{key: the key it is tied to}`` for the others."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[int, tuple[int, ...], tuple[int, ...]], str] = {}
+    tied: dict[str, str] = {}
+    for key, value in state.items():
+        identity = (value.data_ptr(), tuple(value.shape), tuple(value.stride()))
+        if value.numel() and identity in seen:
+            tied[key] = seen[identity]
+            continue
+        seen[identity] = key
+        tensors[key] = value.detach().contiguous().cpu()
+    return tensors, tied
+
+
+def _retie(tensors: dict[str, torch.Tensor], tied: Any, path: Path) -> None:
+    """Put every tied key back, as the tensor it is tied to."""
+    if not isinstance(tied, dict) or not all(isinstance(k, str) and v in tensors for k, v in tied.items()):
+        raise ValueError(f"{path} has an invalid tnlib structure header (its tied tensors)")
+    for key, target in tied.items():
+        tensors[key] = tensors[target]
 
 
 def _skeleton(spec: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> nn.Module:
@@ -131,7 +157,8 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     """
     path = Path(path)
     tensors, meta = _read(path)
-    layers = _layers(meta, path)
+    layers, tied = _layers(meta, path)
+    _retie(tensors, tied, path)
     if model is None:
         if "" not in layers:
             raise ValueError(f"{path} holds a model, not one tnlib layer: pass model= (its architecture) to load into")
@@ -144,8 +171,8 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
     return _load_into(model, layers, tensors, path)
 
 
-def _layers(meta: dict[str, str], path: Path) -> dict[str, Any]:
-    """The layer descriptions of a file's tnlib header, checked."""
+def _layers(meta: dict[str, str], path: Path) -> tuple[dict[str, Any], Any]:
+    """The layer descriptions of a file's tnlib header, checked, and its tied tensors."""
     try:
         header = json.loads(meta[FORMAT])
     except (KeyError, TypeError, json.JSONDecodeError):
@@ -154,7 +181,7 @@ def _layers(meta: dict[str, str], path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} has an invalid tnlib structure header")
     if not isinstance(header.get("version"), int) or header["version"] > VERSION:
         raise ValueError(f"{path} was written by format version {header.get('version')!r}; upgrade tnlib")
-    return header["layers"]
+    return header["layers"], header.get("tied", {})
 
 
 def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
