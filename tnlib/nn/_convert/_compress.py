@@ -69,7 +69,15 @@ def compress(
         default every supported one (``nn.Linear``, ``nn.LSTM``, ``nn.GRU``,
         ``nn.LSTMCell``, ``nn.GRUCell``, ``nn.Conv1d``, ``nn.Conv2d``, ``transformers``' ``Conv1D``);
         an ``nn.Embedding`` only when named here (tables are often tied to an
-        output layer, whose dense copy would stay).
+        output layer, whose dense copy would stay). A module whose parent
+        reads its weight itself (the linear layers inside
+        ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` /
+        ``DecoderLayer``) or whose weight is tied to another module's stays
+        dense, with a warning naming it and why (named here: refused); a
+        module used at several places is converted once and the new layer
+        takes every place. With ``calibration`` the converted model is run on
+        the first batch; if it fails or returns NaN, every original module is
+        put back and the error names the cause.
     inplace
         Modify ``model`` instead of a deep copy.
     num_cores
