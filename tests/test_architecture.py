@@ -70,7 +70,7 @@ def _function_level_imports(module: str) -> list[tuple[str, int]]:
 # not have installed (or that cost seconds to import), and tnlib's own plotting module, whose
 # matplotlib import is itself lazy.
 LAZY_ALLOWED = ("torch", "cupy", "jax", "dask", "matplotlib", "safetensors", "onnx", "onnxscript", "tqdm", "scipy",
-                "warnings", "tnlib._plot")
+                "warnings", "tnlib._plot", "threadpoolctl")
 
 
 def test_function_level_imports_are_only_of_optional_dependencies():
@@ -275,3 +275,17 @@ def test_nn_groups_are_private_and_tests_mirror_them():
         modules = [p.stem for p in (ROOT / "nn" / group).glob("*.py") if p.stem != "__init__"]
         assert modules and all(m.startswith("_") for m in modules), (group, modules)
         assert (ROOT.parent / "tests" / "nn" / group.lstrip("_")).is_dir(), group
+
+
+def test_the_wheel_holds_every_package_and_the_version_is_written_once():
+    """Every folder of tnlib with an __init__.py is a package the build finds (a subpackage missing from the
+    wheel would install a broken tnlib), and pyproject.toml reads the version from tnlib.__version__."""
+    import setuptools
+    import tomllib
+
+    config = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    found = set(setuptools.find_packages(str(ROOT.parent), **config["tool"]["setuptools"]["packages"]["find"]))
+    packages = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("__init__.py")}
+    assert packages <= found, sorted(packages - found)
+    assert "version" in config["project"]["dynamic"] and "version" not in config["project"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tnlib.__version__"}

@@ -10,6 +10,7 @@ from typing import Any
 from . import qtt
 from ._chain import MAX_DENSE_SIZE
 from ._out_of_core import open_npy
+from ._versions import show_versions, versions
 from .budget import allocate_bonds
 from .contraction import ContractionPlan, contract, contraction_plan
 from .cross import CrossReport, cross, cross_apply
@@ -28,6 +29,7 @@ from .svd import register_svd, svd_methods, truncated_svd
 from .truncation import SketchCertificate, TruncatedSVD, Truncation, TruncationReport
 
 __version__ = "0.1.0"
+"""The one place the version is written (``pyproject.toml`` reads it from here)."""
 
 
 def __getattr__(name: str) -> Any:
@@ -78,4 +80,6 @@ __all__ = [
     "load",
     "ExampleMLP",
     "load_example_mlp",
+    "show_versions",
+    "versions",
 ]
