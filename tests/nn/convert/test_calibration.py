@@ -193,7 +193,7 @@ def test_samples_are_dealt_into_folds_whole():
     assert torch.allclose(folds.gram(), rows.T @ rows / 60)
     samples = torch.cat(batches).double()
     held = samples[3::4].reshape(-1, 3)
-    train, held_gram, count = folds.split(3)
+    train, held_gram, count = folds.metric().split(3)
     assert count == 12 and torch.allclose(held_gram, held.T @ held / 12)
     assert torch.allclose(tn.record_grams(torch.nn.Sequential(lin), ["0"], batches)["0"]["weight"], folds.gram())
 

@@ -93,19 +93,9 @@ class GramFolds:
         """``C`` over every row."""
         return sum(self.sums[1:], self.sums[0]) / max(self.rows, 1)
 
-    def split(self, k: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """``(C without fold k, C of fold k, rows of fold k)``."""
-        rest = self.rows - self.counts[k]
-        total = sum(self.sums[1:], self.sums[0])
-        return (total - self.sums[k]) / max(rest, 1), self.sums[k] / max(self.counts[k], 1), self.counts[k]
-
     def metric(self) -> tnlib.Metric:
         """The :class:`tnlib.Metric` of these folds (their Grams and row counts)."""
         return tnlib.Metric.from_folds([s / max(c, 1) for s, c in zip(self.sums, self.counts)], list(self.counts))
-
-    def usable_folds(self) -> list[int]:
-        """Folds that hold rows while the others do too (each can be held out)."""
-        return [k for k, c in enumerate(self.counts) if 0 < c < self.rows]
 
 
 class _BadCalibration(ValueError):

@@ -112,8 +112,9 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
         f = folds.get(wname)
         if f is not None and report.output_error is not None:
             w64 = weights[wname].to(torch.float64).cpu()
-            usable = f.usable_folds()
-            fit_gram, held_gram, _ = f.split(usable[-1]) if len(usable) >= 2 else (f.gram(), None, 0)
+            metric = f.metric()  # the folds as the fit saw them: all but the last usable one, which it held out
+            usable = metric.usable_folds()
+            fit_gram, held_gram, _ = metric.split(usable[-1]) if len(usable) >= 2 else (f.gram(), None, 0)
             seen.add(report.output_error, w64, fit_gram)
             if held_gram is not None and report.held_out_error is not None:
                 held.add(report.held_out_error, w64, held_gram)
