@@ -178,19 +178,14 @@ class Metric:
             if not is_int(r) or r < 0:
                 raise ValueError(f"rows[{k}]={r!r} is invalid; expected an int >= 0")
             folds.append((_array(f"grams[{k}]", g), int(r)))
-        total = sum(r for _, r in folds)
-        if total <= 0:
+        if sum(r for _, r in folds) <= 0:
             raise ValueError("the folds hold no rows; a metric needs inputs")
-        pooled = sum(g * (r / total) for g, r in folds[1:] if r) if len(folds) > 1 else 0
-        pooled = pooled + folds[0][0] * (folds[0][1] / total)
-        return cls(pooled, shrinkage=shrinkage, folds=tuple(folds))
+        return cls(_pooled(folds), shrinkage=shrinkage, folds=tuple(folds))
 
     def split(self, k: int) -> tuple[Any, Any, int]:
         """``(Gram of every fold but k, Gram of fold k, rows of fold k)``; needs :attr:`folds`."""
         assert self.folds is not None
-        rest = sum(r for j, (_, r) in enumerate(self.folds) if j != k)
-        train = sum(g * (r / rest) for j, (g, r) in enumerate(self.folds) if j != k and r)
-        return train, self.folds[k][0], self.folds[k][1]
+        return _pooled(self.folds, without=k), self.folds[k][0], self.folds[k][1]
 
     def usable_folds(self) -> list[int]:
         """The folds that hold rows while the others do too (each can be held out)."""
@@ -246,6 +241,13 @@ def _array(name: str, value: Any) -> Any:
     return converted
 
 
+def _pooled(folds: Sequence[tuple[Any, int]], without: int | None = None) -> Any:
+    """The Gram of the rows of every fold (but fold ``without``): the folds' Grams weighted by their rows."""
+    kept = [(g, r) for j, (g, r) in enumerate(folds) if j != without and r]
+    rows = sum(r for _, r in kept)
+    return sum(g * (r / rows) for g, r in kept[1:]) + kept[0][0] * (kept[0][1] / rows)
+
+
 def _square(name: str, value: Any) -> int:
     shape = value.shape
     if len(shape) != 2 or int(shape[0]) != int(shape[1]):
@@ -295,8 +297,7 @@ def checked_metric(metric: Metric, a: Any, names: tuple[str, str] = ("metric.gra
         (check_input_gram(g, n, a, f"metric.folds[{k}]", rescale=False) if r else _like(g, a), r)
         for k, (g, r) in enumerate(metric.folds))
     if folds is not None:  # the pooled Gram at the folds' own scale: the splits stay consistent with it
-        total = sum(r for _, r in folds)
-        gram = sum(g * (r / total) for g, r in folds if r)
+        gram = _pooled(folds)
     return Metric(gram, held, metric.shrinkage, folds)
 
 

@@ -27,6 +27,7 @@ from tnlib._checks import is_real
 from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._global_budget import global_budgets, keeping
 from tnlib.nn._convert._layer_report import LayerReport, layer_report
+from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import positive_int
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
@@ -146,8 +147,8 @@ def compress(
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
-    if calibration is not None:
-        calibration = keeping(calibration, kept)
+    if calibration is not None:  # a uniform budget needs only the first, for the check of the result
+        calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     shares = None

@@ -17,11 +17,11 @@ from tnlib.nn._layers._kinds import source_of
 __all__ = ["global_budgets", "keeping"]
 
 
-def keeping(batches: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
-    """The batches, the first ``MAX_BATCHES`` (all the sensitivities read) also appended to ``kept`` as they
-    are read (an endless iterator stays lazy, and the rest are not held)."""
+def keeping(batches: Iterable[Any], kept: list[Any], limit: int = MAX_BATCHES) -> Iterator[Any]:
+    """The batches, the first ``limit`` (by default ``MAX_BATCHES``, all the sensitivities read) also appended
+    to ``kept`` as they are read (an endless iterator stays lazy, and the rest are not held)."""
     for batch in batches:
-        if len(kept) < MAX_BATCHES:
+        if len(kept) < limit:
             kept.append(batch)
         yield batch
 

@@ -42,21 +42,28 @@ _READS_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.Transfor
 """Parents that read their children's ``weight`` directly (torch's fused attention and transformer kernels)."""
 
 
-def _blocked(model: nn.Module, module: nn.Module, names: Sequence[str]) -> str | None:
+def _owners(model: nn.Module) -> dict[int, list[tuple[str, str, nn.Module]]]:
+    """Every parameter of ``model`` (by identity) with each ``(module name, parameter name, module)`` holding it."""
+    owners: dict[int, list[tuple[str, str, nn.Module]]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module.named_parameters(recurse=False):
+            owners.setdefault(id(param), []).append((name, pname, module))
+    return owners
+
+
+def _blocked(model: nn.Module, module: nn.Module, names: Sequence[str],
+             owners: dict[int, list[tuple[str, str, nn.Module]]]) -> str | None:
     """Why converting ``module`` (known by ``names``) would break or grow ``model``, or ``None``."""
     for name in names:
         parent = _parent(model, name)
         if isinstance(parent, _READS_WEIGHTS):
             return (f"{type(parent).__name__} reads {name.rpartition('.')[2]}.weight itself (its fused kernels), "
                     "so a converted layer would break it")
-    own = {id(p): n for n, p in module.named_parameters(recurse=False)}
     inside = {id(m) for m in module.modules()}
-    for other_name, other in model.named_modules(remove_duplicate=False):
-        if id(other) in inside:
-            continue
-        for pname, param in other.named_parameters(recurse=False):
-            if id(param) in own:
-                return (f"its {own[id(param)]} is tied to {other_name or 'the model'}.{pname}; converting it would "
+    for own, param in module.named_parameters(recurse=False):
+        for other_name, pname, other in owners[id(param)]:
+            if id(other) not in inside:
+                return (f"its {own} is tied to {other_name or 'the model'}.{pname}; converting it would "
                         "untie them and keep a dense copy")
     return None
 
@@ -73,13 +80,13 @@ def _not_accepted(module: nn.Module) -> str | None:
 def select_targets(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     """The names (one per module) of the modules to convert, validated; what is left dense by default is
     warned about, naming each module and why."""
-    uses = _uses(model)
+    uses, owners = _uses(model), _owners(model)
     if layers is None:
-        return _default_targets(model, uses)
-    return _named_targets(model, layers, uses)
+        return _default_targets(model, uses, owners)
+    return _named_targets(model, layers, uses, owners)
 
 
-def _default_targets(model: nn.Module, uses: dict[int, list[str]]) -> list[str]:
+def _default_targets(model: nn.Module, uses: dict[int, list[str]], owners: dict[int, Any]) -> list[str]:
     if source_of(model) is not None:
         raise ValueError(
             f"model is itself a {type(model).__name__}; use MPOLinear.from_linear, MPOLSTM.from_lstm, ... "
@@ -96,7 +103,7 @@ def _default_targets(model: nn.Module, uses: dict[int, list[str]]) -> list[str]:
             continue
         if isinstance(module, nn.Embedding):
             continue  # only when named: tables are often tied to an output layer
-        reason = _blocked(model, module, uses[id(module)])
+        reason = _blocked(model, module, uses[id(module)], owners)
         if reason is None:
             chosen.append(name)
         else:
@@ -109,7 +116,7 @@ def _default_targets(model: nn.Module, uses: dict[int, list[str]]) -> list[str]:
     return chosen
 
 
-def _named_targets(model: nn.Module, layers: Any, uses: dict[int, list[str]]) -> list[str]:
+def _named_targets(model: nn.Module, layers: Any, uses: dict[int, list[str]], owners: dict[int, Any]) -> list[str]:
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(f"layers must be a sequence of module names, got {layers!r}; e.g. layers=[{layers!r}]")
     if len(set(layers)) != len(layers):
@@ -130,7 +137,7 @@ def _named_targets(model: nn.Module, layers: Any, uses: dict[int, list[str]]) ->
                 + (f" with {why}" if why else "")
                 + f"; only {describe_supported()} can be compressed"
             )
-        reason = _blocked(model, module, uses[id(module)])
+        reason = _blocked(model, module, uses[id(module)], owners)
         if reason is not None:
             raise ValueError(f"layer {n!r} cannot be converted: {reason}; leave it out of layers")
         first = uses[id(module)][0]  # one name per module: a module named twice is converted once

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tnlib._files import atomic_write
-from tnlib.nn._layers._kinds import LayerKind, kind_of_layer, kinds, source_of
+from tnlib.nn._layers._kinds import LayerKind, attributes, kind_of_layer, kinds, source_of
 
 __all__ = ["save", "load"]
 
@@ -262,8 +262,8 @@ def _check_replaces(layer: nn.Module, target: nn.Module, name: str, path: Path) 
             f"(expected one of {', '.join(kind.replaces)}): is it the same architecture?"
         )
     source = source_of(target)
-    saved = {n: getattr(layer, n, None) for n in names}
-    have = source.sizes_of(target, names) if source is not None else {n: getattr(target, n, None) for n in names}
+    saved = attributes(layer, names)
+    have = source.sizes_of(target, names) if source is not None else attributes(target, names)
     if saved != have:
         diff = ", ".join(f"{k}={saved[k]!r} vs {have[k]!r}" for k in names if saved[k] != have[k])
         raise ValueError(f"{path} has a layer {name!r} of other sizes than model's ({diff}): another architecture?")

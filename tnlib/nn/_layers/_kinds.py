@@ -24,8 +24,8 @@ from torch import nn
 
 import tnlib
 
-__all__ = ["Source", "LayerKind", "register", "kinds", "sources", "source_of", "kind_of_layer", "balanced",
-           "describe_supported"]
+__all__ = ["attributes", "Source", "LayerKind", "register", "kinds", "sources", "source_of", "kind_of_layer",
+           "balanced", "describe_supported"]
 
 Layout = Callable[[Any, torch.Tensor, "int | None"], "tuple[tuple[int, ...], tuple[int, ...]]"]
 Recorder = Callable[[Any, str, nn.Module, tuple, dict], None]
@@ -33,6 +33,11 @@ Recorder = Callable[[Any, str, nn.Module, tuple, dict], None]
 
 def _rows_by_rest(w: torch.Tensor) -> torch.Tensor:
     return w.reshape(w.shape[0], -1)
+
+
+def attributes(module: nn.Module, names: Sequence[str]) -> dict[str, Any]:
+    """The attributes ``names`` of ``module`` (``None`` where it has none): the sizes two layers must share."""
+    return {n: getattr(module, n, None) for n in names}
 
 
 def balanced(module: Any, w: torch.Tensor, num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -72,7 +77,7 @@ class Source:
         """The size attributes ``names`` of a module of this source."""
         if self.sizes is not None:
             return self.sizes(module, names)
-        return {n: getattr(module, n, None) for n in names}
+        return attributes(module, names)
 
 
 @dataclass(frozen=True)
