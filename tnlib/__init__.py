@@ -23,6 +23,7 @@ from .mpo import MPO
 from .mps import MPS
 from .objective import Objective
 from .parallel import decompose_many
+from .quantize import Quantization, QuantizedMatrix, quantize, quantize_low_rank
 from .rnn import gru_forward, lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .svd import register_svd, svd_methods, truncated_svd
@@ -49,6 +50,10 @@ __all__ = [
     "layouts",
     "Truncation",
     "Metric",
+    "Quantization",
+    "QuantizedMatrix",
+    "quantize",
+    "quantize_low_rank",
     "Objective",
     "TruncatedSVD",
     "TruncationReport",

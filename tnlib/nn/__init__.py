@@ -31,6 +31,7 @@ from ._layers._mpo_conv import MPOConv1d, MPOConv2d
 from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._layers._quantized_linear import QuantizedLinear
 from ._training._distill import distill
 from ._training._mpop import DimensionSqueezer, freeze_central
 
@@ -43,6 +44,7 @@ __all__ = [
     "MPOConv1d",
     "MPOConv2d",
     "MPOEmbedding",
+    "QuantizedLinear",
     "gate_layout",
     "LowRankLSTM",
     "TTLSTM",

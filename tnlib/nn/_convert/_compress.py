@@ -16,21 +16,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
 import tnlib
 from tnlib._checks import is_real
+from tnlib.nn._convert._bytes import (
+    byte_budget,
+    byte_targets,
+    check_byte_options,
+    choose_forms,
+    forms_of,
+    with_fit_error,
+)
 from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._global_budget import global_budgets, keeping
-from tnlib.nn._convert._layer_report import LayerReport, layer_report
+from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import positive_int
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
+from tnlib.nn._layers._quantized_linear import build_quantized
 from tnlib.truncation import warn_at_caller
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
@@ -52,6 +62,7 @@ def compress(
     allocation: str = "uniform",
     objective: str | tnlib.Objective = "error",
     tolerance: float = 0.02,
+    bytes: int | None = None,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -116,6 +127,24 @@ def compress(
         ``tolerance`` (relative, default 2 %) of the least. With calibration
         the held-out error decides. Each report gives ``macs`` and
         ``dense_macs``.
+    bytes
+        A budget in stored bytes instead of parameters: the weights of the
+        converted ``nn.Linear`` layers (and ``transformers``' ``Conv1D``; other
+        kinds stay dense, with a warning, and are refused when named in
+        ``layers``) take at most this many bytes in all, counted as stored:
+        packed integer codes, float16 scales and zero points (biases stay
+        float and are not counted). Each weight becomes the
+        :class:`~tnlib.nn.QuantizedLinear` form of least error its bytes buy:
+        the weight itself at 8, 4, 3 or 2 bits, or a low-rank split with
+        4- or 8-bit factors (:mod:`tnlib.quantize`); with ``calibration``
+        fitted by GPTQ on three folds and judged on the held-out fourth, so a
+        byte budget is never worse there than plain quantization at the same
+        bytes. ``allocation="uniform"`` gives each weight the bytes of its
+        share of the weights; ``"global"`` spends them where they remove the
+        most squared relative error. For ``b`` bits per weight pass
+        ``b * weights // 8``. Excludes ``compression``, ``truncation`` and
+        ``num_cores``; the reports give ``bytes_before``, ``bytes_after``,
+        ``byte_budget`` and the form in ``layouts``.
 
     Returns
     -------
@@ -133,30 +162,76 @@ def compress(
     >>> aware, reports = tnlib.nn.compress(net, compression=8, layers=["0"], calibration=batches)
     >>> reports[0].output_error <= 1.0 and reports[0].held_out_error <= 1.0
     True
+    >>> tiny, reports = tnlib.nn.compress(net, bytes=(256 * 256 + 256 * 10) // 2)   # 4 bits per weight
+    >>> type(tiny[0]).__name__, sum(r.bytes_after for r in reports) <= (256 * 256 + 256 * 10) // 2
+    ('QuantizedLinear', True)
     """
-    if compression is not None:
-        tnlib.truncation.check_compression(compression)
-    if num_cores is not None:
-        positive_int("num_cores", num_cores)
+    total = _check_budgets(bytes, truncation, compression, num_cores, objective)
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = select_targets(model, layers)
+    if total is not None:
+        targets = _linear_targets(model, targets, layers is not None)
     check_materialized(model, targets)
-    _check_allocation(allocation, compression)
+    _check_allocation(allocation, compression if total is None else total)
     goal = _check_objective(objective, tolerance)
-    if calibration is not None and compression is None and (truncation is None or truncation.is_exact):
+    if calibration is not None and total is None and compression is None and (truncation is None
+                                                                              or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
     if calibration is not None:  # a uniform budget needs only the first, for the check of the result
         calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
+    # every layer is converted before any is replaced: a failure leaves the model whole
+    if total is not None:
+        built, reports = _quantize_layers(model, targets, grams, total, allocation)
+    else:
+        shares = None
+        if allocation == "global":
+            assert compression is not None
+            shares = global_budgets(model, targets, truncation, compression, grams, kept)
+        built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal)
+    out = model if inplace else copy.deepcopy(model)
+    undo = []
+    for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
+        original = out.get_submodule(name)  # new layer takes every place
+        undo += replace_everywhere(out, original, build(original))
+    if kept:
+        _check_runs(out, kept[0], undo)
+    _warn_if_larger(reports)
+    if total is not None:
+        spent = sum(r.byte_budget or 0 for r in reports)
+        return out, [dataclasses.replace(r, share=r.byte_budget / spent) if r.byte_budget and spent else r
+                     for r in reports]
+    whole = sum(r.budget or 0 for r in reports)
+    return out, [dataclasses.replace(r, share=r.budget / whole) if r.budget and whole else r for r in reports]
+
+
+Built = list[tuple[str, Callable[[nn.Module], nn.Module]]]
+"""Per converted module name, what builds its replacement from the module."""
+
+
+def _check_budgets(bytes: Any, truncation: Any, compression: Any, num_cores: Any, objective: Any) -> int | None:
+    """Validate the budget options; return the byte budget (``None`` for the MPO route)."""
+    total = None
+    if bytes is not None:
+        total = byte_budget(bytes)
+        check_byte_options(truncation, compression, num_cores, objective)
+    if compression is not None:
+        tnlib.truncation.check_compression(compression)
+    if num_cores is not None:
+        positive_int("num_cores", num_cores)
+    return total
+
+
+def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
+                compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
+                shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective) -> tuple[Built, list[LayerReport]]:
+    """Every target's weights as MPOs (a layout chooser's fit at each budget), what builds its layer, reports."""
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
-    shares = None
-    if allocation == "global":
-        assert compression is not None
-        shares = global_budgets(model, targets, truncation, compression, grams, kept)
-    built, reports = [], []
-    for name in targets:  # every layer is converted before any is replaced: a failure leaves the model whole
+    built: Built = []
+    reports = []
+    for name in targets:
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
@@ -164,17 +239,52 @@ def compress(
         mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
                                         grams.get(name, {}), budgets, goal)
         reports.append(layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
-        built.append((name, source, mpos))
-    out = model if inplace else copy.deepcopy(model)
-    undo = []
-    for name, source, mpos in built:  # a module used at several places: one new layer takes every place
-        original = out.get_submodule(name)
-        undo += replace_everywhere(out, original, source.build(original, mpos))
-    if kept:
-        _check_runs(out, kept[0], undo)
-    _warn_if_larger(reports)
-    total = sum(r.budget or 0 for r in reports)
-    return out, [dataclasses.replace(r, share=r.budget / total) if r.budget and total else r for r in reports]
+        built.append((name, functools.partial(_built, source, mpos)))
+    return built, reports
+
+
+def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[str]:
+    """The targets a byte budget converts; the others stay dense with a warning (refused when named)."""
+
+    def kind(module: nn.Module) -> str:
+        source = source_of(module)
+        assert source is not None  # a target
+        return source.kind
+
+    kept, others = byte_targets(targets, {t: kind(model.get_submodule(t)) for t in targets}, named)
+    if others:
+        warn_at_caller(f"bytes= converts nn.Linear layers only; {len(others)} other layer(s) stay dense: "
+                       f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}")
+    return kept
+
+
+def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]], total: int,
+                     allocation: str) -> tuple[Built, list[LayerReport]]:
+    """Every target's weight as the quantized form a byte budget of ``total`` buys (``_bytes``), and reports."""
+    weights, candidates = {}, {}
+    for name in targets:
+        module = model.get_submodule(name)
+        source = source_of(module)
+        assert source is not None
+        (w,) = source.weights(module).values()
+        if w.is_complex():
+            raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
+        weights[name] = (source.kind, w)
+        candidates[name] = forms_of(w, grams.get(name, {}).get("weight"))
+    sizes = {name: w.numel() for name, (_, w) in weights.items()}
+    chosen, budgets = choose_forms(candidates, sizes, total, allocation)
+    built: Built = [(name, functools.partial(_quantized, factors=chosen[name].factors)) for name in targets]
+    reports = [byte_report(name, kind, w, with_fit_error(chosen[name], w, grams.get(name, {}).get("weight")),
+                           budgets[name]) for name, (kind, w) in weights.items()]
+    return built, reports
+
+
+def _quantized(original: nn.Module, factors: Sequence[Any]) -> nn.Module:
+    return build_quantized(original, factors)
+
+
+def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> nn.Module:
+    return source.build(original, mpos)
 
 
 def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]]) -> None:
@@ -232,11 +342,12 @@ def _records(module: nn.Module) -> bool:
     return source is not None and source.record is not None
 
 
-def _check_allocation(allocation: Any, compression: float | None) -> None:
+def _check_allocation(allocation: Any, budget: float | None) -> None:
     if allocation not in ("uniform", "global"):
         raise ValueError(f"allocation must be 'uniform' or 'global', got {allocation!r}")
-    if allocation == "global" and compression is None:
-        raise ValueError("allocation='global' shares the budget of a compression ratio: pass compression=")
+    if allocation == "global" and budget is None:
+        raise ValueError("allocation='global' shares the budget of a compression ratio or of bytes: pass "
+                         "compression= or bytes=")
 
 
 def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,

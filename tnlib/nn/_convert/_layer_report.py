@@ -13,7 +13,7 @@ from tnlib._choose import macs
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._layers._kinds import Source
 
-__all__ = ["LayerReport", "layer_report", "mpo_macs", "Pooled"]
+__all__ = ["LayerReport", "layer_report", "byte_report", "mpo_macs", "Pooled"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class LayerReport:
         matrices) of the MPO layer's inference form (merged halves or the
         dense matrix, whichever is cheaper; :func:`tnlib._cost.split_cost`)
         and of the dense layer.
+    bytes_before, bytes_after : int or None
+        Stored bytes of the layer's weights (biases excluded) before and after:
+        the dense weights' ``numel * itemsize``, and an MPO layer's cores or a
+        quantized layer's packed codes, float16 scales and zero points.
+    byte_budget : int or None
+        With ``compress(bytes=...)``: the bytes the layer's weights were given.
 
     Examples
     --------
@@ -78,6 +84,9 @@ class LayerReport:
     share: float | None = None
     macs: int | None = None
     dense_macs: int | None = None
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    byte_budget: int | None = None
 
     @property
     def compression_ratio(self) -> float:
@@ -91,10 +100,11 @@ class LayerReport:
     def __str__(self) -> str:
         out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
         out += "" if self.held_out_error is None else f" (held-out rows {self.held_out_error:.4f})"
-        text = (
-            f"{self.name} ({self.kind}): {self.params_before} -> {self.params_after} weights "
-            f"({self.compression_ratio:.2f}x), weight error {self.relative_error:.4f}{out}"
-        )
+        size = f"{self.params_before} -> {self.params_after} weights ({self.compression_ratio:.2f}x)"
+        if self.bytes_before is not None and self.bytes_after is not None and self.byte_budget is not None:
+            size = (f"{self.bytes_before} -> {self.bytes_after} bytes ({self.bytes_before / self.bytes_after:.2f}x, "
+                    f"{8 * self.bytes_after / self.params_before:.2f} bits per weight) as {', '.join(self.layouts)}")
+        text = f"{self.name} ({self.kind}): {size}, weight error {self.relative_error:.4f}{out}"
         return text + (f"; {self.note}" if self.note else "")
 
 
@@ -140,6 +150,20 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
         held.value(),
         macs=sum(mpo_macs(m) for m in mpos.values()),
         dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
+        bytes_before=sum(w.numel() * w.element_size() for w in weights.values()),
+        bytes_after=after * next(iter(weights.values())).element_size(),  # cores kept in the weights' dtype
+    )
+
+
+def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -> LayerReport:
+    """The report of a weight stored as a quantized ``form`` (:mod:`tnlib.nn._convert._bytes`) within ``budget``."""
+    stored = sum(int(f.codes.size) for f in form.factors)
+    out, n = int(w.shape[0]), int(w.shape[1])
+    return LayerReport(
+        name, kind, w.numel(), stored, form.weight_error, (), form.fit_error, None, (form.label,),
+        held_out_error=form.held_out_error,
+        macs=out * n if len(form.factors) == 1 else int(form.factors[1].shape[0]) * (out + n), dense_macs=out * n,
+        bytes_before=w.numel() * w.element_size(), bytes_after=form.stored_bytes, byte_budget=budget,
     )
 
 

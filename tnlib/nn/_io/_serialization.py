@@ -37,7 +37,11 @@ def _describe(module: nn.Module) -> dict[str, Any]:
     assert kind is not None  # save describes registered layers only
     attrs = {f: getattr(module, f) for f in kind.fields}
     nones = [n for n, p in module._parameters.items() if p is None]
-    return {"class": cls.__name__, "attrs": attrs, "none_params": nones}
+    spec = {"class": cls.__name__, "attrs": attrs, "none_params": nones}
+    buffers = [n for n, b in module._buffers.items() if b is not None]
+    if buffers:
+        spec["buffers"] = buffers
+    return spec
 
 
 def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -110,6 +114,10 @@ def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.
         value = spec["attrs"][field]
         setattr(layer, field, tuple(value) if isinstance(value, list) else value)
     own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    for name in spec.get("buffers", []):  # stored integers and scales: never trained
+        if not isinstance(name, str) or name not in own:
+            raise KeyError(f"buffer {name!r} named in the header is not in the file")
+        layer.register_buffer(name, torch.empty_like(own.pop(name)))
     lists: dict[str, dict[int, torch.Tensor]] = {}
     for key, value in own.items():
         head, _, rest = key.partition(".")

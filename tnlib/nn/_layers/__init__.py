@@ -10,4 +10,5 @@ from tnlib.nn._layers import (  # noqa: E402, F401
     _mpo_embedding,
     _mpo_linear,
     _mpo_rnn,
+    _quantized_linear,
 )

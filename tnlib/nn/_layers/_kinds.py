@@ -89,7 +89,8 @@ class LayerKind:
     module it replaces; ``probe(layer)`` a zero input of one sample;
     ``mpo_weights(layer)`` its MPO cores as ``(name, ParameterList)`` pairs;
     ``named_masks``: its ``bond_masks`` is a dict by weight name (else one
-    list for its single MPO).
+    list for its single MPO); ``also_replaces``: kinds of dense module it
+    replaces without being built from MPOs (a quantized layer).
     """
 
     layer: type[nn.Module]
@@ -100,11 +101,12 @@ class LayerKind:
     mpo_weights: Callable[[Any], list[tuple[str, nn.ParameterList]]] = field(
         default=lambda layer: [("cores", layer.cores)])
     named_masks: bool = False
+    also_replaces: tuple[str, ...] = ()
 
     @property
     def replaces(self) -> tuple[str, ...]:
         """The class names of the modules a saved layer of this kind may replace at load (itself included)."""
-        return tuple(s.kind for s in self.sources) + (self.layer.__name__,)
+        return tuple(s.kind for s in self.sources) + self.also_replaces + (self.layer.__name__,)
 
     def masks(self, layer: Any, name: str) -> list[torch.Tensor] | None:
         """The bond masks of weight ``name`` of ``layer`` (``None``: no bond squeezed)."""

@@ -1,0 +1,294 @@
+"""Budgets in stored bytes: each linear weight becomes the quantized form of least error that its bytes buy.
+
+The forms of one weight matrix ``W`` (``out x in``) are: ``W`` itself at 8, 4, 3
+and 2 bits (round-to-nearest, or GPTQ in the calibration Gram), and low-rank
+splits ``U V`` with both factors at 4 or 8 bits (:func:`tnlib.quantize_low_rank`:
+the whitened SVD, then GPTQ and a refit). With calibration every form is
+fitted on the Gram of all folds but one and judged on the held-out fold (the
+relative error of ``x W^T`` there); without, by the relative error of ``W``.
+Plain quantization is always a candidate, so at equal bytes a byte budget is
+never worse than it on the rows that judge.
+
+``allocation="uniform"`` gives every matrix the bytes of its share of the
+weights; ``"global"`` spends the whole budget where it removes the most
+squared relative error (a Lagrangian sweep over every matrix's forms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+import tnlib
+from tnlib.nn._convert._calibration import GramFolds
+from tnlib.quantize import (
+    Quantization,
+    QuantizedMatrix,
+    gptq_factor,
+    gptq_widths,
+    quantize,
+    relative_error,
+    rows_of,
+    split_quantized,
+    whitened_svd,
+)
+
+__all__ = ["Form", "forms_of", "with_fit_error", "choose_forms", "BYTE_KINDS"]
+
+BYTE_KINDS = ("Linear", "Conv1D")
+"""The kinds of layer a byte budget converts (their weight is one matrix of ``x W^T``)."""
+
+_DENSE_BITS = (8, 4, 3, 2)
+_FACTOR_BITS = (8, 4)
+_RANKS = 8  # low-rank forms per matrix and factor width, at most
+
+
+@dataclass(frozen=True, eq=False)
+class Form:
+    """One way to store a weight matrix: its quantized factors, their bytes and errors."""
+
+    label: str
+    factors: tuple[QuantizedMatrix, ...]
+    stored_bytes: int
+    error: float
+    fit_error: float | None
+    held_out_error: float | None
+    weight_error: float
+
+
+def _group(n: int) -> int | None:
+    """The group size of a matrix with ``n`` columns: 64, 32 or 16 when one divides it, else one per row."""
+    return next((g for g in (64, 32, 16) if n % g == 0), None)
+
+
+
+class _Judge:
+    """Relative errors of many approximations of one ``W`` in one Gram ``H`` (``None``: Frobenius), sharing
+    ``W H`` and ``tr(W H W^T)``: ``||E||_H^2 = tr(W H W^T) - 2 tr(W H Q^T) + tr(Q H Q^T)``, and for low-rank
+    ``Q = A B`` with ``B`` a prefix of one quantized ``V`` the products of that ``V`` with ``H``, once."""
+
+    def __init__(self, m: np.ndarray, h: np.ndarray | None) -> None:
+        self.h = h
+        self.wh = m if h is None else m @ h
+        self.signal = float(np.sum(self.wh * m))
+        self.vh: np.ndarray | None = None
+
+    def dense(self, q: np.ndarray) -> float:
+        qh = q if self.h is None else q @ self.h
+        return self._relative(self.signal - 2 * float(np.sum(self.wh * q)) + float(np.sum(qh * q)))
+
+    def prefixes_of(self, v: np.ndarray) -> None:
+        self.vh = v if self.h is None else v @ self.h
+
+    def low_rank(self, a: np.ndarray, b: np.ndarray) -> float:
+        assert self.vh is not None
+        bhb = b @ self.vh[: b.shape[0]].T
+        cross = float(np.sum((self.wh @ b.T) * a))
+        return self._relative(self.signal - 2 * cross + float(np.sum((a @ bhb) * a)))
+
+    def _relative(self, squared: float) -> float:
+        return math.sqrt(max(squared, 0.0) / self.signal) if self.signal > 0 else 0.0
+
+
+def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
+    """Every candidate form of ``w`` (``out x in``, any float dtype), judged as the module docstring says
+    (``fit_error`` is left for :func:`with_fit_error` to fill in for the chosen form)."""
+    m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
+    out, n = m.shape
+    fit, held = _grams(folds, n)
+    c = np.eye(n) if fit is None else fit
+    factor = gptq_factor(c)
+    judges = [_Judge(m, held if held is not None else fit), _Judge(m, None)]
+
+    def form(label: str, factors: tuple[QuantizedMatrix, ...], errors: list[float]) -> Form:
+        on_held = errors[0] if held is not None else None
+        return Form(label, factors, sum(f.stored_bytes for f in factors), errors[0], None, on_held, errors[1])
+
+    found = []
+    for group in _dense_groups(n):  # every width at one group size in one pass over the columns
+        widths = [Quantization(b, group) for b in _DENSE_BITS if (b == 8) == (group is None)]
+        made = [quantize(m, q) for q in widths] if fit is None else gptq_widths(m, factor, widths)
+        for q, f in zip(widths, made):
+            approx = f.dequantize()
+            found.append(form(f"int{q.bits}" + (f" g{q.group_size}" if q.group_size else " per row"), (f,),
+                              [j.dense(approx) for j in judges]))
+    g = next((g for g in (32, 16) if n % g == 0), None)
+    if g is None:
+        return found  # no group divides the inputs: the low-rank factors would need one scale per row
+    _, v = whitened_svd(m, c)
+    top = min(out, n)
+    plans = {}
+    for bits in _FACTOR_BITS:
+        q = Quantization(bits, g)
+        dense_bytes = Quantization(bits, None if bits == 8 else _group(n)).stored_bytes((out, n))
+        ranks = [r for r in range(g, top + 1, g) if q.stored_bytes((out, r)) + q.stored_bytes((r, n)) < dense_bytes]
+        if len(ranks) > _RANKS:
+            pick = np.unique(np.round(np.geomspace(1, len(ranks), _RANKS)).astype(int) - 1)
+            ranks = [ranks[i] for i in pick]
+        if ranks:
+            plans[q] = ranks
+    if not plans:
+        return found
+    deepest = max(r for ranks in plans.values() for r in ranks)
+    v_all = gptq_widths(v[:deepest], factor, list(plans))  # rows are independent: every rank is a prefix
+    for (q, ranks), vq in zip(plans.items(), v_all):
+        b_all = vq.dequantize()
+        for j in judges:
+            j.prefixes_of(b_all)
+        for r in ranks:
+            u_q, v_q = split_quantized(m, c, rows_of(vq, r), q)
+            a = u_q.dequantize()
+            found.append(form(f"rank {r} x int{q.bits} g{g}", (u_q, v_q),
+                              [j.low_rank(a, b_all[:r]) for j in judges]))
+    return found
+
+
+def with_fit_error(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:
+    """``form`` with its relative error on the rows the fit saw (calibration only)."""
+    if folds is None:
+        return form
+    m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
+    fit, _ = _grams(folds, m.shape[1])
+    f = form.factors
+    approx = f[0].dequantize() if len(f) == 1 else f[0].dequantize() @ f[1].dequantize()
+    return dataclasses.replace(form, fit_error=relative_error(m, approx, fit))
+
+
+def _dense_groups(n: int) -> list[int | None]:
+    """Group sizes of the plain quantized forms of a matrix with ``n`` columns: one per row (8 bits), and each
+    of 128, 64 and 32 that divides ``n`` (or one per row when none does)."""
+    groups: list[int | None] = [g for g in (128, 64, 32) if n % g == 0]
+    return [None, *(groups or [None])]
+
+
+def _grams(folds: GramFolds | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(Gram the forms are fitted in, Gram they are judged in): all folds but the last usable one, and that one;
+    ``None`` without calibration, and the same Gram twice when no fold can be held out."""
+    if folds is None:
+        return None, None
+    metric = folds.metric()
+    usable = metric.usable_folds()
+
+    def host(g: Any) -> np.ndarray:
+        return np.array(torch.as_tensor(g).detach().to(device="cpu", dtype=torch.float64).numpy())
+
+    if not usable:
+        c = host(metric.gram)
+        return c, None
+    fit, held, _ = metric.split(usable[-1])
+    return host(fit), host(held)
+
+
+def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total: int,
+                 allocation: str) -> tuple[dict[str, Form], dict[str, int]]:
+    """One form per matrix within ``total`` stored bytes, and each matrix's byte budget.
+
+    ``sizes`` are the matrices' entries; ``"uniform"`` gives each
+    ``total * size / sum(sizes)`` bytes and takes its least-error form within;
+    ``"global"`` minimises the sum of squared errors over every choice within
+    ``total``. ``ValueError`` when even the smallest forms do not fit.
+    """
+    least = sum(min(f.stored_bytes for f in fs) for fs in candidates.values())
+    if least > total:
+        raise ValueError(f"bytes={total} is below what the smallest forms of these weights take ({least} bytes: "
+                         "2 bits per weight with their scales); pass at least that")
+    everything = sum(sizes.values())
+    if allocation == "uniform":
+        chosen, budgets = {}, {}
+        for name, fs in candidates.items():
+            budget = total * sizes[name] // everything
+            fitting = [f for f in fs if f.stored_bytes <= budget]
+            if not fitting:
+                smallest = min(f.stored_bytes for f in fs)
+                raise ValueError(f"weight {name!r} gets {budget} bytes of bytes={total} by its size, below its "
+                                 f"smallest form ({smallest} bytes); pass more bytes or allocation='global'")
+            chosen[name] = min(fitting, key=lambda f: (f.error, f.stored_bytes))
+            budgets[name] = budget
+        return chosen, budgets
+    chosen = _lagrangian(candidates, total)
+    return chosen, {name: f.stored_bytes for name, f in chosen.items()}
+
+
+def _lagrangian(candidates: dict[str, list[Form]], total: int) -> dict[str, Form]:
+    """The choice of least total squared error within ``total`` bytes found by a sweep of the price of a byte,
+    then the leftover bytes spent greedily on the upgrade that removes the most error per byte."""
+
+    def pick(price: float) -> dict[str, Form]:
+        return {name: min(fs, key=lambda f: (f.error**2 + price * f.stored_bytes, f.stored_bytes))
+                for name, fs in candidates.items()}
+
+    def size(choice: dict[str, Form]) -> int:
+        return sum(f.stored_bytes for f in choice.values())
+
+    lo, hi = 0.0, 1.0
+    while size(pick(hi)) > total:
+        hi *= 4.0
+        if hi > 1e30:
+            break
+    if size(pick(lo)) <= total:
+        return pick(lo)
+    for _ in range(100):
+        mid = math.sqrt(lo * hi) if lo > 0 else hi / 1e12
+        if size(pick(mid)) > total:
+            lo = mid
+        else:
+            hi = mid
+        if lo > 0 and hi / lo < 1 + 1e-9:
+            break
+    choice = pick(hi)
+    if size(choice) > total:  # the sweep's cheapest end: every matrix at its smallest form
+        choice = {name: min(fs, key=lambda f: f.stored_bytes) for name, fs in candidates.items()}
+    return _spend(candidates, choice, total - size(choice))
+
+
+def _spend(candidates: dict[str, list[Form]], choice: dict[str, Form], left: int) -> dict[str, Form]:
+    """``choice`` upgraded, one matrix at a time, by the upgrade that removes the most squared error per byte
+    within the ``left`` bytes, while one fits."""
+    while True:
+        best = None
+        for name, fs in candidates.items():
+            now = choice[name]
+            for f in fs:
+                extra = f.stored_bytes - now.stored_bytes
+                gain = now.error**2 - f.error**2
+                if 0 < extra <= left and gain > 0 and (best is None or gain / extra > best[0]):
+                    best = (gain / extra, name, f)
+        if best is None:
+            return choice
+        left -= best[2].stored_bytes - choice[best[1]].stored_bytes
+        choice[best[1]] = best[2]
+
+
+def byte_budget(value: Any) -> int:
+    """``bytes=`` as a positive int, or an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"bytes={value!r} is invalid; expected a positive int: the stored bytes of the converted "
+                         "weights (for b bits per weight: b * weights // 8)")
+    return int(value)
+
+
+def check_byte_options(truncation: tnlib.Truncation | None, compression: float | None, num_cores: int | None,
+                       objective: Any) -> None:
+    """``bytes=`` chooses every matrix's form itself: refuse the options of the MPO route beside it."""
+    given = [name for name, v in (("truncation", truncation), ("compression", compression),
+                                  ("num_cores", num_cores)) if v is not None]
+    if given:
+        raise ValueError(f"bytes= chooses each weight's quantized form itself; drop {', '.join(given)} "
+                         "(compression= and truncations budget parameters of MPO layers)")
+    kind = objective.kind if isinstance(objective, tnlib.Objective) else objective
+    if kind != "error":
+        raise ValueError(f"bytes= chooses by error only; objective={kind!r} is not available with it")
+
+
+def byte_targets(targets: Sequence[str], kinds: dict[str, str], named: bool) -> tuple[list[str], list[str]]:
+    """The targets a byte budget converts and those it leaves dense (named ones of another kind: refused)."""
+    others = [t for t in targets if kinds[t] not in BYTE_KINDS]
+    if others and named:
+        raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D) layers; {others[0]!r} is a "
+                         f"{kinds[others[0]]}: leave it out of layers=[...]")
+    return [t for t in targets if kinds[t] in BYTE_KINDS], others
