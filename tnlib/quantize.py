@@ -365,16 +365,21 @@ def _group_params(block: np.ndarray, q: Quantization, levels: np.ndarray | None 
             f"matrix entries span up to {float(span.max()):.3g} in a group, beyond what float16 scales hold "
             f"({float(np.finfo(_SCALE).max) * q.levels:.3g} at {q.bits} bits); rescale the matrix first"
         )
-    lost = (scale == 0) & (span > 0)
-    if np.any(lost):
-        raise ValueError(
-            f"matrix entries span only {float(span[lost].min()):.3g} in a group, below what float16 scales hold "
-            f"({float(np.finfo(_SCALE).smallest_subnormal) * q.levels:.3g} at {q.bits} bits); rescale the matrix first"
-        )
-    scale = np.where(scale == 0, _SCALE(1.0), scale)
+    scale = np.where(scale == 0, _SCALE(1.0), scale)  # a group too small for a float16 scale is stored as zeros
     s = scale.astype(np.float64)
     zero = np.clip(np.round(-lo / s), 0, top).astype(np.uint8)
     return scale, zero
+
+
+def _check_range(w: np.ndarray, q: Quantization) -> None:
+    """Refuse a matrix whose scales would be subnormal float16 numbers (they would keep only a few bits)."""
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    tiny = float(np.finfo(_SCALE).tiny)
+    if 0.0 < peak < tiny * q.levels / 2:
+        raise ValueError(
+            f"matrix entries reach only {peak:.3g}, below what float16 scales hold at full precision "
+            f"({tiny * q.levels / 2:.3g} at {q.bits} bits); rescale the matrix first"
+        )
 
 
 def _codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, q: Quantization) -> np.ndarray:
@@ -384,6 +389,7 @@ def _codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, q: Quantization) 
 def _round_to_nearest(w: np.ndarray, q: Quantization) -> QuantizedMatrix:
     rows, cols = w.shape
     groups = q.groups(w.shape)
+    _check_range(w, q)
     blocks = w.reshape(rows * groups, cols // groups)
     scale, zero = _group_params(blocks, q)
     codes = _codes(blocks, scale, zero, q).astype(np.uint8).reshape(rows, cols)
@@ -403,6 +409,7 @@ def _gptq_rows(w: np.ndarray, u: np.ndarray, q: Quantization, levels: np.ndarray
     taken from the updated weights when a group begins. Rows are independent: ``levels`` gives each its largest
     code, so one pass quantizes stacked copies of a matrix at several widths."""
     rows, cols = w.shape
+    _check_range(w, Quantization(q.bits if levels.size == 0 else int(np.log2(levels.max() + 1)), q.group_size))
     w = w.copy()
     width = cols if q.group_size is None else q.group_size
     groups = cols // width

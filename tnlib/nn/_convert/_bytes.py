@@ -59,6 +59,7 @@ class Form:
     fit_error: float | None
     held_out_error: float | None
     weight_error: float
+    note: str = ""
 
 
 def _group(n: int) -> int | None:
@@ -100,6 +101,11 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
     (``fit_error`` is left for :func:`with_fit_error` to fill in for the chosen form)."""
     m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
     out, n = m.shape
+    note = ""
+    if folds is not None and folds.rows < n:
+        note = (f"calibration has {folds.rows} rows for {n} inputs, too few to judge the forms: chosen by "
+                "weight error, round-to-nearest")
+        folds = None
     fit, held = _grams(folds, n)
     c = np.eye(n) if fit is None else fit
     factor = gptq_factor(c)
@@ -107,7 +113,7 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
 
     def form(label: str, factors: tuple[QuantizedMatrix, ...], errors: list[float]) -> Form:
         on_held = errors[0] if held is not None else None
-        return Form(label, factors, sum(f.stored_bytes for f in factors), errors[0], None, on_held, errors[1])
+        return Form(label, factors, sum(f.stored_bytes for f in factors), errors[0], None, on_held, errors[1], note)
 
     found = []
     for group in _dense_groups(n):  # every width at one group size in one pass over the columns
@@ -150,7 +156,7 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
 
 def with_fit_error(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:
     """``form`` with its relative error on the rows the fit saw (calibration only)."""
-    if folds is None:
+    if folds is None or form.note:
         return form
     m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
     fit, _ = _grams(folds, m.shape[1])
@@ -211,7 +217,17 @@ def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total
             budgets[name] = budget
         return chosen, budgets
     chosen = _lagrangian(candidates, total)
+    try:  # the uniform shares are one feasible choice: global is never worse than them by its own measure
+        uniform, _ = choose_forms(candidates, sizes, total, "uniform")
+    except ValueError:
+        uniform = None
+    if uniform is not None and _squared(uniform) < _squared(chosen):
+        chosen = uniform
     return chosen, {name: f.stored_bytes for name, f in chosen.items()}
+
+
+def _squared(choice: dict[str, Form]) -> float:
+    return sum(f.error**2 for f in choice.values())
 
 
 def _lagrangian(candidates: dict[str, list[Form]], total: int) -> dict[str, Form]:

@@ -160,7 +160,7 @@ def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -
     stored = sum(int(f.codes.size) for f in form.factors)
     out, n = int(w.shape[0]), int(w.shape[1])
     return LayerReport(
-        name, kind, w.numel(), stored, form.weight_error, (), form.fit_error, None, (form.label,),
+        name, kind, w.numel(), stored, form.weight_error, (), form.fit_error, None, (form.label,), form.note,
         held_out_error=form.held_out_error,
         macs=out * n if len(form.factors) == 1 else int(form.factors[1].shape[0]) * (out + n), dense_macs=out * n,
         bytes_before=w.numel() * w.element_size(), bytes_after=form.stored_bytes, byte_budget=budget,

@@ -1,0 +1,171 @@
+"""compress(bytes=...): budgets in stored bytes, quantized forms chosen per weight."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import tnlib  # noqa: E402
+import tnlib.nn as tn  # noqa: E402
+from tnlib.quantize import Quantization, relative_error  # noqa: E402
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _weights(net):
+    return sum(m.weight.numel() for m in net.modules() if isinstance(m, nn.Linear))
+
+
+def _batches(seed=0, n=16):
+    """Correlated inputs: one fixed mixing matrix, fresh samples per seed."""
+    mix = torch.randn(128, 128, generator=torch.Generator().manual_seed(0)) / 8
+    g = torch.Generator().manual_seed(1000 + seed)
+    return [torch.randn(32, 128, generator=g) @ mix for _ in range(n)]
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+@pytest.mark.parametrize("bits", [4.5, 3.5, 2.5])
+def test_the_budget_holds_and_the_model_runs(allocation, bits):
+    net = _net()
+    budget = int(_weights(net) * bits / 8)
+    small, reports = tn.compress(net, bytes=budget, allocation=allocation)
+    assert all(isinstance(small[i], tn.QuantizedLinear) for i in (0, 2, 4))
+    assert sum(r.bytes_after for r in reports) <= budget
+    bias_bytes = sum(m.bias.numel() * 4 for m in net.modules() if isinstance(m, nn.Linear))
+    assert tn.stored_bytes(small) == sum(r.bytes_after for r in reports) + bias_bytes
+    assert all(r.bytes_before == r.params_before * 4 for r in reports)
+    assert abs(sum(r.share for r in reports) - 1) < 1e-9
+    x = torch.randn(3, 128)
+    assert small(x).shape == (3, 10) and "bits per weight" in str(reports[0])
+
+
+def test_never_worse_than_round_to_nearest_at_its_bytes():
+    net = _net(1)
+    q = Quantization(4, 64)
+    rtn_bytes = sum(q.stored_bytes(tuple(m.weight.shape)) for m in net.modules() if isinstance(m, nn.Linear))
+    _, reports = tn.compress(net, bytes=rtn_bytes)
+    for r, m in zip(reports, [net[0], net[2], net[4]]):
+        w = m.weight.detach().double().numpy()
+        assert r.relative_error <= relative_error(w, tnlib.quantize(w, q).dequantize()) + 1e-12
+
+
+def test_calibrated_forms_are_judged_on_held_out_rows():
+    net = _net(2)
+    budget = int(_weights(net) * 3 / 8)
+    small, reports = tn.compress(net, bytes=budget, calibration=_batches())
+    assert all(r.output_error is not None and r.held_out_error is not None for r in reports)
+    assert sum(r.bytes_after for r in reports) <= budget
+    plain, _ = tn.compress(net, bytes=budget)
+    test = _batches(seed=9, n=4)
+    with torch.no_grad():
+        ref = torch.cat([net(x) for x in test])
+        aware = (torch.cat([small(x) for x in test]) - ref).norm()
+        blind = (torch.cat([plain(x) for x in test]) - ref).norm()
+    assert aware < blind
+
+
+def test_a_low_rank_weight_is_stored_as_a_quantized_split():
+    torch.manual_seed(3)
+    lin = nn.Linear(256, 256)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(256, 8) @ torch.randn(8, 256) / 16)
+    model = nn.Sequential(lin)
+    small, reports = tn.compress(model, bytes=int(256 * 256 * 1.2 / 8))  # 1.2 bits per weight: below any plain width
+    assert small[0].rank is not None and reports[0].layouts[0].startswith("rank")
+    assert reports[0].relative_error < 0.15
+
+
+def test_global_spends_bytes_where_they_remove_most_error():
+    torch.manual_seed(4)
+    easy, hard = nn.Linear(128, 128), nn.Linear(128, 128)
+    with torch.no_grad():
+        easy.weight.copy_(torch.randn(128, 4) @ torch.randn(4, 128) / 8)  # rank 4: cheap to hold
+    model = nn.Sequential(easy, hard)
+    budget = 2 * 128 * 128 * 3 // 8
+    _, uniform = tn.compress(model, bytes=budget)
+    _, joint = tn.compress(model, bytes=budget, allocation="global")
+    assert sum(r.relative_error**2 for r in joint) <= sum(r.relative_error**2 for r in uniform) + 1e-12
+    assert joint[1].byte_budget > joint[0].byte_budget
+
+
+def test_a_shared_module_is_replaced_at_every_use():
+    lin = nn.Linear(64, 64)
+    model = nn.Sequential(lin, nn.ReLU(), lin)
+    small, reports = tn.compress(model, bytes=64 * 64 // 2)
+    assert len(reports) == 1 and small[0] is small[2] and isinstance(small[0], tn.QuantizedLinear)
+
+
+def test_other_kinds_stay_dense_with_a_warning_and_are_refused_by_name():
+    model = nn.Sequential(nn.Conv1d(4, 64, 3), nn.Flatten(), nn.Linear(64 * 6, 32))
+    with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear layers only; 1 other layer\(s\) stay dense: 0"):
+        small, reports = tn.compress(model, bytes=64 * 6 * 32 // 2)
+    assert isinstance(small[0], nn.Conv1d) and [r.name for r in reports] == ["2"]
+    with pytest.raises(ValueError, match=r"'0' is a Conv1d: leave it out of layers"):
+        tn.compress(model, bytes=10_000, layers=["0", "2"])
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100", float("nan")])
+def test_bad_budgets_are_refused(bad):
+    with pytest.raises(ValueError, match=r"bytes=.*expected a positive int"):
+        tn.compress(_net(), bytes=bad)
+
+
+def test_a_budget_below_the_smallest_forms_is_refused_in_words():
+    with pytest.raises(ValueError, match=r"bytes=100 is below what the smallest forms of these weights take"):
+        tn.compress(_net(), bytes=100)
+    model = nn.Sequential(nn.Linear(256, 256), nn.Linear(16, 8))  # never run: the 16 inputs cost more per weight
+    least = Quantization(2, 128).stored_bytes((256, 256)) + Quantization(2, 16).stored_bytes((8, 16))
+    with pytest.raises(ValueError, match=r"weight '1' gets .* bytes .* below its smallest form"):
+        tn.compress(model, bytes=least)
+    _, reports = tn.compress(model, bytes=least, allocation="global")
+    assert sum(r.bytes_after for r in reports) <= least
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(compression=4), "drop compression"),
+    (dict(truncation=tnlib.Truncation(max_bond=4)), "drop truncation"),
+    (dict(num_cores=2), "drop num_cores"),
+    (dict(objective="latency"), "objective='latency' is not available"),
+    (dict(allocation="best"), "allocation must be"),
+])
+def test_options_of_the_mpo_route_are_refused_beside_bytes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tn.compress(_net(), bytes=10_000, **kwargs)
+
+
+def test_a_complex_weight_is_refused():
+    model = nn.Sequential(nn.Linear(64, 64, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="complex weight"):
+        tn.compress(model, bytes=4000)
+
+
+def test_the_compressed_model_saves_and_loads_exactly(tmp_path):
+    net = _net(5)
+    small, _ = tn.compress(net, bytes=int(_weights(net) * 2.5 / 8), calibration=_batches())
+    tn.save(small, tmp_path / "small.safetensors")
+    back = tn.load(tmp_path / "small.safetensors", model=_net(6))
+    x = torch.randn(4, 128)
+    assert torch.equal(back(x), small(x))
+    assert tn.stored_bytes(back) == tn.stored_bytes(small)
+
+
+def test_gpt2_conv1d_is_quantized_as_its_transpose():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=50, n_positions=16,
+                                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(7)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, 50, (2, 8))
+    weights = sum(m.weight.numel() for m in model.modules() if type(m).__name__ == "Conv1D")
+    with pytest.warns(UserWarning):
+        small, reports = tn.compress(model, bytes=int(weights * 8.4 / 8), calibration=[{"input_ids": ids}])
+    assert {r.kind for r in reports} == {"Conv1D"} and all(r.relative_error < 0.02 for r in reports)
+    assert all("too few to judge the forms" in r.note for r in reports)  # 16 calibration rows for 64 inputs
+    with torch.no_grad():
+        a, b = model(ids).logits, small(ids).logits
+    assert (a - b).norm() / a.norm() < 0.05
+    assert np.isfinite(b.numpy()).all()
