@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tnlib
-from tnlib.quantize import BITS, Quantization, pack, relative_error, unpack
+from tnlib.quantization import BITS, Quantization, pack, relative_error, unpack
 
 
 def _rng(seed=0):
@@ -30,7 +30,8 @@ def test_round_to_nearest_is_within_one_step_and_counts_its_bytes(bits, rows, gr
     q = tnlib.quantize(w, Quantization(bits, size))
     step = np.repeat(q.scales.astype(np.float64), size, axis=1)
     assert np.all(np.abs(q.dequantize() - w) <= step * 1.0 + 1e-12 * scale)
-    assert q.stored_bytes == (rows * groups * size * bits + 7) // 8 + rows * groups * 2 + (rows * groups * bits + 7) // 8
+    scales, zeros = rows * groups * 2, (rows * groups * bits + 7) // 8
+    assert q.stored_bytes == (rows * groups * size * bits + 7) // 8 + scales + zeros
     assert q.codes.max() <= 2**bits - 1
 
 

@@ -23,7 +23,7 @@ from .mpo import MPO
 from .mps import MPS
 from .objective import Objective
 from .parallel import decompose_many
-from .quantize import Quantization, QuantizedMatrix, quantize, quantize_low_rank
+from .quantization import Quantization, QuantizedMatrix, quantize, quantize_low_rank
 from .rnn import gru_forward, lstm_forward
 from .spectra import Spectrum, Tradeoff, spectrum, tradeoff
 from .svd import register_svd, svd_methods, truncated_svd

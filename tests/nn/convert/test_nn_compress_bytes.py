@@ -8,7 +8,7 @@ from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
-from tnlib.quantize import Quantization, relative_error  # noqa: E402
+from tnlib.quantization import Quantization, relative_error  # noqa: E402
 
 
 def _net(seed=0):

@@ -12,8 +12,8 @@ from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
-from tnlib.nn._layers._quantized_linear import _unpack  # noqa: E402
-from tnlib.quantize import BITS, Quantization, pack, unpack  # noqa: E402
+from tnlib.nn._layers._quantized_linear import unpack_codes  # noqa: E402
+from tnlib.quantization import BITS, Quantization, pack, unpack  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
@@ -21,7 +21,7 @@ from tnlib.quantize import BITS, Quantization, pack, unpack  # noqa: E402
 def test_torch_unpack_matches_numpy(bits, count, seed):
     codes = np.random.default_rng(seed).integers(0, 2**bits, size=count)
     packed = pack(codes, bits)
-    assert np.array_equal(_unpack(torch.from_numpy(packed), bits, count).numpy(), unpack(packed, bits, count))
+    assert np.array_equal(unpack_codes(torch.from_numpy(packed), bits, count).numpy(), unpack(packed, bits, count))
 
 
 @pytest.mark.parametrize("rank", [None, 16])
@@ -73,8 +73,8 @@ def test_save_and_load_are_exact(tmp_path, rank):
 
 
 def test_a_tampered_header_is_refused(tmp_path):
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     model = nn.Sequential(tn.QuantizedLinear.from_linear(nn.Linear(64, 16), Quantization(4, 32)))
     path = tmp_path / "q.safetensors"

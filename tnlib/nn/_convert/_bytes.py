@@ -26,7 +26,7 @@ import torch
 
 import tnlib
 from tnlib.nn._convert._calibration import GramFolds
-from tnlib.quantize import (
+from tnlib.quantization import (
     Quantization,
     QuantizedMatrix,
     gptq_factor,
@@ -126,20 +126,10 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
     g = next((g for g in (32, 16) if n % g == 0), None)
     if g is None:
         return found  # no group divides the inputs: the low-rank factors would need one scale per row
-    _, v = whitened_svd(m, c)
-    top = min(out, n)
-    plans = {}
-    for bits in _FACTOR_BITS:
-        q = Quantization(bits, g)
-        dense_bytes = Quantization(bits, None if bits == 8 else _group(n)).stored_bytes((out, n))
-        ranks = [r for r in range(g, top + 1, g) if q.stored_bytes((out, r)) + q.stored_bytes((r, n)) < dense_bytes]
-        if len(ranks) > _RANKS:
-            pick = np.unique(np.round(np.geomspace(1, len(ranks), _RANKS)).astype(int) - 1)
-            ranks = [ranks[i] for i in pick]
-        if ranks:
-            plans[q] = ranks
+    plans = _rank_plans(out, n, g)
     if not plans:
         return found
+    _, v = whitened_svd(m, c)
     deepest = max(r for ranks in plans.values() for r in ranks)
     v_all = gptq_widths(v[:deepest], factor, list(plans))  # rows are independent: every rank is a prefix
     for (q, ranks), vq in zip(plans.items(), v_all):
@@ -152,6 +142,23 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
             found.append(form(f"rank {r} x int{q.bits} g{g}", (u_q, v_q),
                               [j.low_rank(a, b_all[:r]) for j in judges]))
     return found
+
+
+def _rank_plans(out: int, n: int, g: int) -> dict[Quantization, list[int]]:
+    """Per factor width, the ranks (multiples of the group ``g``, at most ``_RANKS`` spread geometrically) whose
+    split stores fewer bytes than the plain weight at that width."""
+    plans = {}
+    for bits in _FACTOR_BITS:
+        q = Quantization(bits, g)
+        dense_bytes = Quantization(bits, None if bits == 8 else _group(n)).stored_bytes((out, n))
+        ranks = [r for r in range(g, min(out, n) + 1, g)
+                 if q.stored_bytes((out, r)) + q.stored_bytes((r, n)) < dense_bytes]
+        if len(ranks) > _RANKS:
+            pick = np.unique(np.round(np.geomspace(1, len(ranks), _RANKS)).astype(int) - 1)
+            ranks = [ranks[i] for i in pick]
+        if ranks:
+            plans[q] = ranks
+    return plans
 
 
 def with_fit_error(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:

@@ -136,7 +136,7 @@ def compress(
         float and are not counted). Each weight becomes the
         :class:`~tnlib.nn.QuantizedLinear` form of least error its bytes buy:
         the weight itself at 8, 4, 3 or 2 bits, or a low-rank split with
-        4- or 8-bit factors (:mod:`tnlib.quantize`); with ``calibration``
+        4- or 8-bit factors (:mod:`tnlib.quantization`); with ``calibration``
         fitted by GPTQ on three folds and judged on the held-out fourth, so a
         byte budget is never worse there than plain quantization at the same
         bytes. ``allocation="uniform"`` gives each weight the bytes of its

@@ -12,9 +12,9 @@ import tnlib
 from tnlib.nn._convert._calibration import float64_metric
 from tnlib.nn._layers._cores import check_linear, positive_int
 from tnlib.nn._layers._kinds import LayerKind, register
-from tnlib.quantize import Quantization, QuantizedMatrix, pack, quantize, quantize_low_rank
+from tnlib.quantization import Quantization, QuantizedMatrix, pack, quantize, quantize_low_rank
 
-__all__ = ["QuantizedLinear", "build_quantized"]
+__all__ = ["QuantizedLinear", "build_quantized", "dequantize", "unpack_codes"]
 
 
 class QuantizedLinear(nn.Module):
@@ -22,7 +22,7 @@ class QuantizedLinear(nn.Module):
 
     The weight is held as buffers (never trained): the codes packed ``bits`` to a
     code (``uint8``), one float16 scale and one packed zero point per group of
-    ``group_size`` inputs (:mod:`tnlib.quantize`). :func:`tnlib.nn.stored_bytes`
+    ``group_size`` inputs (:mod:`tnlib.quantization`). :func:`tnlib.nn.stored_bytes`
     counts exactly those bytes. The forward pass dequantizes on the fly in the
     input's dtype and never keeps the dense weight.
 
@@ -165,15 +165,15 @@ def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, s
     """The matrix of ``shape`` that packed ``codes``, float16 ``scales`` and packed ``zeros`` stand for."""
     rows, cols = shape
     groups = q.groups(shape)
-    c = _unpack(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
-    z = _unpack(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
+    c = unpack_codes(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
+    z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
     s = scales.reshape(rows, groups, 1)
     w = (c.to(torch.float32) - z.to(torch.float32)) * s.to(torch.float32)
     return w.reshape(rows, cols).to(device=device, dtype=dtype)
 
 
-def _unpack(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    """Torch twin of :func:`tnlib.quantize.unpack` (little-endian ``bits``-bit codes in ``uint8`` bytes)."""
+def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """Torch twin of :func:`tnlib.quantization.unpack` (little-endian ``bits``-bit codes in ``uint8`` bytes)."""
     need = (count * bits + 7) // 8
     if packed.dtype != torch.uint8 or packed.numel() != need:
         raise ValueError(f"packed codes hold {packed.numel()} {packed.dtype} values; {count} codes of {bits} bits "

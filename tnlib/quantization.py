@@ -461,7 +461,7 @@ def pack(codes: Any, bits: int) -> np.ndarray:
 
     Examples
     --------
-    >>> import numpy as np, tnlib.quantize as tq
+    >>> import numpy as np, tnlib.quantization as tq
     >>> packed = tq.pack(np.array([1, 2, 3, 0, 7]), 3)
     >>> packed.nbytes, tq.unpack(packed, 3, 5).tolist()
     (2, [1, 2, 3, 0, 7])
