@@ -35,6 +35,8 @@ BITS = (2, 3, 4, 8)
 """The widths a code may have."""
 
 _SCALE = np.float16
+_EXPONENT_BYTES = 2  # one int16 per matrix: the power of two its float16 scales are relative to
+_HEADROOM = 10  # a matrix's peak entry is brought to [2**9, 2**10): every scale a normal float16
 _BLOCK = 128  # columns GPTQ rounds between two updates of the rest (lazy batch updates)
 
 
@@ -55,10 +57,10 @@ class Quantization:
     --------
     >>> import tnlib
     >>> q = tnlib.Quantization(bits=4, group_size=64)
-    >>> q.stored_bytes((384, 384))      # 384 * 384 / 2 codes + 2304 groups x (2-byte scale + 4-bit zero)
-    79488
+    >>> q.stored_bytes((384, 384))      # 384 * 384 / 2 codes + 2304 groups x (2-byte scale + 4-bit zero) + 2
+    79490
     >>> round(q.bits_per_weight((384, 384)), 3)
-    4.312
+    4.313
     """
 
     bits: int = 4
@@ -89,11 +91,12 @@ class Quantization:
         return cols // self.group_size
 
     def stored_bytes(self, shape: tuple[int, int]) -> int:
-        """Bytes a matrix of ``shape`` takes: packed codes, float16 scales and packed zero points."""
+        """Bytes a matrix of ``shape`` takes: packed codes, float16 scales, packed zero points and the matrix's
+        2-byte binary exponent."""
         rows, cols = _shape(shape)
         groups = rows * self.groups(shape)
-        return _packed_size(rows * cols, self.bits) + groups * np.dtype(_SCALE).itemsize + _packed_size(groups,
-                                                                                                       self.bits)
+        return (_packed_size(rows * cols, self.bits) + groups * np.dtype(_SCALE).itemsize
+                + _packed_size(groups, self.bits) + _EXPONENT_BYTES)
 
     def bits_per_weight(self, shape: tuple[int, int]) -> float:
         """:meth:`stored_bytes` in bits per entry of the matrix."""
@@ -103,7 +106,7 @@ class Quantization:
 
 @dataclass(frozen=True, eq=False)
 class QuantizedMatrix:
-    """A matrix stored as integer codes with group-wise scales; ``W ~ scales * (codes - zeros)``.
+    """A matrix stored as integer codes with group-wise scales; ``W ~ 2**exponent * scales * (codes - zeros)``.
 
     Attributes
     ----------
@@ -115,6 +118,10 @@ class QuantizedMatrix:
         The code of zero in each group.
     quantization : Quantization
         Bits and group size.
+    exponent : int
+        The power of two the float16 scales are relative to (chosen from the
+        matrix's largest entry, so that scales neither under- nor overflow
+        float16 at any scale of the weights).
 
     Examples
     --------
@@ -122,16 +129,20 @@ class QuantizedMatrix:
     >>> w = np.random.default_rng(0).standard_normal((8, 16))
     >>> q = tnlib.quantize(w, tnlib.Quantization(bits=8, group_size=None))
     >>> q.shape, q.stored_bytes, bool(np.abs(q.dequantize() - w).max() < 0.02)
-    ((8, 16), 152, True)
+    ((8, 16), 154, True)
     """
 
     codes: np.ndarray
     scales: np.ndarray
     zeros: np.ndarray
     quantization: Quantization
+    exponent: int = 0
 
     def __post_init__(self) -> None:
         q = self.quantization
+        if not is_int(self.exponent) or not -2**15 <= self.exponent < 2**15:
+            raise ValueError(f"exponent={self.exponent!r} is invalid; expected an int16")
+        object.__setattr__(self, "exponent", int(self.exponent))
         if not isinstance(q, Quantization):
             raise TypeError(f"quantization must be a tnlib.Quantization, got {type(q).__name__}")
         codes, scales, zeros = (np.asarray(a) for a in (self.codes, self.scales, self.zeros))
@@ -169,7 +180,7 @@ class QuantizedMatrix:
         c = self.codes.reshape(rows, groups, cols // groups).astype(np.float64)
         z = self.zeros.astype(np.float64)[:, :, None]
         s = self.scales.astype(np.float64)[:, :, None]
-        return ((c - z) * s).reshape(rows, cols).astype(dtype)
+        return np.ldexp((c - z) * s, self.exponent).reshape(rows, cols).astype(dtype)
 
     def __repr__(self) -> str:
         q = self.quantization
@@ -358,28 +369,17 @@ def _group_params(block: np.ndarray, q: Quantization, levels: np.ndarray | None 
     lo = np.minimum(block.min(axis=1), 0.0)
     hi = np.maximum(block.max(axis=1), 0.0)
     span = hi - lo
-    with np.errstate(over="ignore"):
-        scale = (span / top).astype(_SCALE)
-    if not np.all(np.isfinite(scale)):
-        raise ValueError(
-            f"matrix entries span up to {float(span.max()):.3g} in a group, beyond what float16 scales hold "
-            f"({float(np.finfo(_SCALE).max) * q.levels:.3g} at {q.bits} bits); rescale the matrix first"
-        )
+    scale = (span / top).astype(_SCALE)  # a matrix brought to [2**9, 2**10) (_HEADROOM): never overflows
     scale = np.where(scale == 0, _SCALE(1.0), scale)  # a group too small for a float16 scale is stored as zeros
     s = scale.astype(np.float64)
     zero = np.clip(np.round(-lo / s), 0, top).astype(np.uint8)
     return scale, zero
 
 
-def _check_range(w: np.ndarray, q: Quantization) -> None:
-    """Refuse a matrix whose scales would be subnormal float16 numbers (they would keep only a few bits)."""
+def _exponent(w: np.ndarray) -> int:
+    """The power of two that brings the largest entry of ``w`` to ``[2**9, 2**10)`` (0 for a zero matrix)."""
     peak = float(np.max(np.abs(w))) if w.size else 0.0
-    tiny = float(np.finfo(_SCALE).tiny)
-    if 0.0 < peak < tiny * q.levels / 2:
-        raise ValueError(
-            f"matrix entries reach only {peak:.3g}, below what float16 scales hold at full precision "
-            f"({tiny * q.levels / 2:.3g} at {q.bits} bits); rescale the matrix first"
-        )
+    return int(np.frexp(peak)[1]) - _HEADROOM if peak > 0 else 0
 
 
 def _codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, q: Quantization) -> np.ndarray:
@@ -389,17 +389,18 @@ def _codes(w: np.ndarray, scale: np.ndarray, zero: np.ndarray, q: Quantization) 
 def _round_to_nearest(w: np.ndarray, q: Quantization) -> QuantizedMatrix:
     rows, cols = w.shape
     groups = q.groups(w.shape)
-    _check_range(w, q)
-    blocks = w.reshape(rows * groups, cols // groups)
+    e = _exponent(w)
+    blocks = np.ldexp(w, -e).reshape(rows * groups, cols // groups)
     scale, zero = _group_params(blocks, q)
     codes = _codes(blocks, scale, zero, q).astype(np.uint8).reshape(rows, cols)
-    return QuantizedMatrix(codes, scale.reshape(rows, groups), zero.reshape(rows, groups), q)
+    return QuantizedMatrix(codes, scale.reshape(rows, groups), zero.reshape(rows, groups), q, e)
 
 
 def _gptq(w: np.ndarray, c: np.ndarray, q: Quantization, damping: float,
           factor: np.ndarray | None = None) -> QuantizedMatrix:
     u = gptq_factor(c, damping) if factor is None else factor
-    return QuantizedMatrix(*_gptq_rows(w, u, q, np.full(w.shape[0], float(q.levels))), q)
+    e = _exponent(w)
+    return QuantizedMatrix(*_gptq_rows(np.ldexp(w, -e), u, q, np.full(w.shape[0], float(q.levels))), q, e)
 
 
 def _gptq_rows(w: np.ndarray, u: np.ndarray, q: Quantization, levels: np.ndarray
@@ -409,7 +410,6 @@ def _gptq_rows(w: np.ndarray, u: np.ndarray, q: Quantization, levels: np.ndarray
     taken from the updated weights when a group begins. Rows are independent: ``levels`` gives each its largest
     code, so one pass quantizes stacked copies of a matrix at several widths."""
     rows, cols = w.shape
-    _check_range(w, Quantization(q.bits if levels.size == 0 else int(np.log2(levels.max() + 1)), q.group_size))
     w = w.copy()
     width = cols if q.group_size is None else q.group_size
     groups = cols // width
@@ -439,15 +439,16 @@ def gptq_widths(w: np.ndarray, factor: np.ndarray, quantizations: Sequence[Quant
     if any(q.group_size != q0.group_size for q in quantizations):
         raise ValueError("gptq_widths takes quantizations of one group size")
     rows = w.shape[0]
+    e = _exponent(w)
     levels = np.concatenate([np.full(rows, float(q.levels)) for q in quantizations])
-    codes, scales, zeros = _gptq_rows(np.concatenate([w] * len(quantizations)), factor, q0, levels)
+    codes, scales, zeros = _gptq_rows(np.ldexp(np.concatenate([w] * len(quantizations)), -e), factor, q0, levels)
     return [QuantizedMatrix(codes[k * rows:(k + 1) * rows], scales[k * rows:(k + 1) * rows],
-                            zeros[k * rows:(k + 1) * rows], q) for k, q in enumerate(quantizations)]
+                            zeros[k * rows:(k + 1) * rows], q, e) for k, q in enumerate(quantizations)]
 
 
 def rows_of(m: QuantizedMatrix, count: int) -> QuantizedMatrix:
     """The first ``count`` rows of ``m`` (rows are quantized independently: a prefix is its own quantization)."""
-    return QuantizedMatrix(m.codes[:count], m.scales[:count], m.zeros[:count], m.quantization)
+    return QuantizedMatrix(m.codes[:count], m.scales[:count], m.zeros[:count], m.quantization, m.exponent)
 
 
 def gptq(w: np.ndarray, c: np.ndarray, quantization: Quantization, damping: float = 0.01,

@@ -210,11 +210,11 @@ def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total
     if least > total:
         raise ValueError(f"bytes={total} is below what the smallest forms of these weights take ({least} bytes: "
                          "2 bits per weight with their scales); pass at least that")
-    everything = sum(sizes.values())
     if allocation == "uniform":
         chosen, budgets = {}, {}
+        shares = _shares(sizes, total)
         for name, fs in candidates.items():
-            budget = total * sizes[name] // everything
+            budget = shares[name]
             fitting = [f for f in fs if f.stored_bytes <= budget]
             if not fitting:
                 smallest = min(f.stored_bytes for f in fs)
@@ -235,6 +235,20 @@ def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total
 
 def _squared(choice: dict[str, Form]) -> float:
     return sum(f.error**2 for f in choice.values())
+
+
+def _shares(sizes: dict[str, int], total: int) -> dict[str, int]:
+    """``total`` bytes split in proportion to the matrices' sizes beyond each one's fixed 2-byte exponent, whole
+    bytes by largest remainders (so the shares sum to ``total``: plain quantization at ``total`` fits in them)."""
+    fixed = 2 * len(sizes)
+    rest = max(total - fixed, 0)
+    everything = sum(sizes.values())
+    exact = {name: rest * size / everything for name, size in sizes.items()}
+    shares = {name: 2 + int(math.floor(x)) for name, x in exact.items()}
+    left = total - sum(shares.values())
+    for name in sorted(exact, key=lambda n: exact[n] - math.floor(exact[n]), reverse=True)[:max(left, 0)]:
+        shares[name] += 1
+    return shares
 
 
 def _lagrangian(candidates: dict[str, list[Form]], total: int) -> dict[str, Form]:

@@ -96,7 +96,8 @@ class QuantizedLinear(nn.Module):
         out = []
         for name, shape in zip(_names(self.rank), self.factor_shapes):
             out.append(dequantize(getattr(self, f"{name}_codes"), getattr(self, f"{name}_scales"),
-                                  getattr(self, f"{name}_zeros"), shape, q, dtype, device))
+                                  getattr(self, f"{name}_zeros"), getattr(self, f"{name}_exponent"), shape, q,
+                                  dtype, device))
         return out
 
     def dense_weight(self) -> torch.Tensor:
@@ -151,6 +152,7 @@ def _fill(layer: QuantizedLinear, linear: nn.Module, factors: Sequence[Quantized
         layer.register_buffer(f"{name}_codes", torch.from_numpy(pack(f.codes, q.bits)).to(device))
         layer.register_buffer(f"{name}_scales", torch.from_numpy(np.array(f.scales)).to(device))
         layer.register_buffer(f"{name}_zeros", torch.from_numpy(pack(f.zeros, q.bits)).to(device))
+        layer.register_buffer(f"{name}_exponent", torch.tensor(f.exponent, dtype=torch.int16, device=device))
     bias = getattr(linear, "bias", None)
     layer.bias = None if bias is None else nn.Parameter(bias.detach().clone())
 
@@ -160,16 +162,18 @@ def _device_of(module: nn.Module) -> torch.device:
     return torch.device("cpu") if p is None else p.device
 
 
-def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, shape: tuple[int, int],
-               q: Quantization, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The matrix of ``shape`` that packed ``codes``, float16 ``scales`` and packed ``zeros`` stand for."""
+def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, exponent: torch.Tensor,
+               shape: tuple[int, int], q: Quantization, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The matrix of ``shape`` that packed ``codes``, float16 ``scales``, packed ``zeros`` and the int16
+    ``exponent`` stand for (``(codes - zeros) * scales`` is exact in float32; the power of two is applied in
+    ``dtype``)."""
     rows, cols = shape
     groups = q.groups(shape)
     c = unpack_codes(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
     z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
     s = scales.reshape(rows, groups, 1)
-    w = (c.to(torch.float32) - z.to(torch.float32)) * s.to(torch.float32)
-    return w.reshape(rows, cols).to(device=device, dtype=dtype)
+    w = ((c.to(torch.float32) - z.to(torch.float32)) * s.to(torch.float32)).reshape(rows, cols)
+    return torch.ldexp(w.to(device=device, dtype=dtype), exponent.to(device=device, dtype=torch.int32))
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
