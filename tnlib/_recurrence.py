@@ -24,14 +24,14 @@ __all__ = ["input_gates", "lstm_sequence", "gru_sequence", "lstm_cell", "gru_cel
 
 def input_gates(xp: Any, x: Any, f_ih: Callable[[Any], Any], bias: Any) -> Any:
     """``W_ih x_t + bias`` for every step of ``x`` ``(T, B, I)`` in one batched application: ``(T, B, gates H)``."""
-    steps, batch, n_in = (int(d) for d in x.shape)
+    steps, batch, n_in = x.shape  # not int(): a batch left symbolic by torch.export stays so
     gates_in = f_ih(xp.reshape(x, (steps * batch, n_in)))
-    gates_in = xp.reshape(gates_in, (steps, batch, int(gates_in.shape[-1])))
+    gates_in = xp.reshape(gates_in, (steps, batch, gates_in.shape[-1]))
     return gates_in if bias is None else gates_in + bias
 
 
 def _zeros(xp: Any, gates_in: Any, gates: int) -> Any:
-    batch, width = int(gates_in.shape[1]), int(gates_in.shape[2])
+    batch, width = gates_in.shape[1], int(gates_in.shape[2])  # the batch may be symbolic (torch.export)
     return xp.zeros((batch, width // gates), dtype=gates_in.dtype, device=array_api_compat.device(gates_in))
 
 

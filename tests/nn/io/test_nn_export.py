@@ -95,3 +95,84 @@ def test_a_wrong_example_input_fails_in_the_models_words(tmp_path):
     with pytest.raises(ValueError, match=message):
         tn.export_onnx(layer, (torch.randn(2, 12),), tmp_path / "bad.onnx")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+DYNAMIC = [
+    ("MPOLinear", lambda: tn.MPOLinear(64, 48, bond_dim=6), lambda b: (torch.randn(b, 64),)),
+    ("MPOLinear 3-d", lambda: tn.MPOLinear(64, 48, bond_dim=6), lambda b: (torch.randn(b, 5, 64),)),
+    ("MPOLSTMCell", lambda: tn.MPOLSTMCell(16, 32, bond_dim=4),
+     lambda b: (torch.randn(b, 16), (torch.randn(b, 32), torch.randn(b, 32)))),
+    ("MPOGRUCell", lambda: tn.MPOGRUCell(16, 32, bond_dim=4), lambda b: (torch.randn(b, 16), torch.randn(b, 32))),
+    ("MPOLSTM", lambda: tn.MPOLSTM(16, 32, bond_dim=4, num_layers=2), lambda b: (torch.randn(6, b, 16),)),
+    ("MPOGRU batch_first bidirectional", lambda: tn.MPOGRU(16, 32, bond_dim=4, bidirectional=True, batch_first=True),
+     lambda b: (torch.randn(b, 6, 16),)),
+    ("MPOConv2d", lambda: tn.MPOConv2d.from_conv2d(nn.Conv2d(8, 16, 3, padding=1), tnlib.Truncation(max_bond=4)),
+     lambda b: (torch.randn(b, 8, 10, 10),)),
+    ("MPOEmbedding", lambda: tn.MPOEmbedding.from_embedding(nn.Embedding(100, 32), tnlib.Truncation(max_bond=4)),
+     lambda b: (torch.randint(0, 100, (b, 5)),)),
+    ("QuantizedLinear low rank", lambda: tn.QuantizedLinear(64, 48, tnlib.Quantization(4, 16), rank=16),
+     lambda b: (torch.randn(b, 64),)),
+    ("compressed Sequential", lambda: tn.compress(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
+                                                  compression=4)[0], lambda b: (torch.randn(b, 64),)),
+]
+
+
+@pytest.mark.parametrize("name, make, args", DYNAMIC, ids=[m[0] for m in DYNAMIC])
+def test_the_batch_stays_free_in_the_file(name, make, args, tmp_path):
+    torch.manual_seed(0)
+    model = make().eval()
+    path = tn.export_onnx(model, args(1), tmp_path / "model.onnx")  # an example batch of 1
+    for b in (1, 3, 7):
+        inputs = args(b)
+        got = run_onnx(path, inputs)
+        with torch.no_grad():
+            want = model(*inputs)
+        want = flat([want]) if isinstance(want, torch.Tensor) else flat(want)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w.numpy(), atol=1e-4)
+
+
+def test_a_fixed_batch_on_request_and_bad_batch_axes(tmp_path):
+    layer = tn.MPOLinear(16, 8, bond_dim=2).eval()
+    path = tn.export_onnx(layer, (torch.randn(2, 16),), tmp_path / "fixed.onnx", dynamic_batch=False)
+    session = ort.InferenceSession(str(path))
+    assert session.get_inputs()[0].shape == [2, 16]
+    with pytest.raises(ValueError, match=r"batch_axes\[0\]=3 is not an axis of input 0"):
+        tn.export_onnx(layer, (torch.randn(2, 16),), tmp_path / "x.onnx", batch_axes=[3])
+    with pytest.raises(ValueError, match="batch_axes has 2 entries for 1 input tensors"):
+        tn.export_onnx(layer, (torch.randn(2, 16),), tmp_path / "x.onnx", batch_axes=[0, 0])
+
+
+def test_a_model_that_fixes_its_batch_is_named(tmp_path):
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x.reshape(2, -1).sum(0)  # the batch of 2 written into the model
+
+    with pytest.raises(ValueError, match="Fixed fixes the batch size.*dynamic_batch=False"):
+        tn.export_onnx(Fixed().eval(), (torch.randn(2, 4),), tmp_path / "x.onnx")
+
+
+def test_a_small_bert_exports_at_a_free_batch(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=16)
+    torch.manual_seed(0)
+    bert = transformers.BertModel(cfg).eval()
+    small, reports = tn.compress(bert, compression=2)
+    assert len(reports) == 7  # query, key, value, attention output, intermediate, output and the pooler
+
+    class Encoder(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, ids):
+            return self.inner(input_ids=ids).last_hidden_state
+
+    model = Encoder(small).eval()
+    path = tn.export_onnx(model, (torch.randint(0, 50, (2, 8)),), tmp_path / "bert.onnx")
+    for b in (1, 5):
+        ids = torch.randint(0, 50, (b, 8))
+        (got,) = run_onnx(path, (ids,))
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(ids).numpy(), atol=1e-4)

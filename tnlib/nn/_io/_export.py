@@ -39,6 +39,34 @@ def _tensors(args: Any, name: str) -> list[torch.Tensor]:
     raise TypeError(f"{name} must hold torch tensors (nested tuples allowed), got {type(args).__name__}")
 
 
+_RECURRENT = ("LSTM", "GRU", "MPOLSTM", "MPOGRU")
+
+
+def _batch_axes(model: nn.Module, flat: list[torch.Tensor], given: Sequence[int] | None) -> list[int]:
+    """The batch axis of every input tensor (``batch_axes``, or the default for ``model``), validated."""
+    if given is None:
+        time_major = type(model).__name__ in _RECURRENT and not getattr(model, "batch_first", False)
+        given = [1 if time_major else 0] * len(flat)
+    given = list(given)
+    if len(given) != len(flat):
+        raise ValueError(f"batch_axes has {len(given)} entries for {len(flat)} input tensors; expected one per tensor")
+    for k, (axis, t) in enumerate(zip(given, flat)):
+        if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < max(t.ndim, 1):
+            raise ValueError(f"batch_axes[{k}]={axis!r} is not an axis of input {k} (shape {tuple(t.shape)})")
+    return given
+
+
+def _dynamic(args: Any, axes: Any) -> tuple[Any, Any]:
+    """``args`` with a batch of 1 repeated to 2, and their ``dynamic_shapes``: one ``Dim("batch")`` each."""
+    if isinstance(args, torch.Tensor):
+        axis = next(axes)
+        if args.shape[axis] == 1:
+            args = torch.cat([args, args], dim=axis)
+        return args, {axis: torch.export.Dim("batch")}
+    pairs = [_dynamic(a, axes) for a in args]
+    return type(args)(p[0] for p in pairs), type(args)(p[1] for p in pairs)
+
+
 def export_onnx(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -47,6 +75,8 @@ def export_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     opset_version: int | None = None,
+    dynamic_batch: bool = True,
+    batch_axes: Sequence[int] | None = None,
 ) -> Path:
     """Write ``model`` to an ONNX file that onnxruntime runs, MPO weights stored as cores.
 
@@ -57,11 +87,25 @@ def export_onnx(
         layers around them.
     args
         Example inputs, as a tuple (``(x,)`` or ``(x, (h, c))``); the file
-        is specialised to their shapes (sequence length and batch size).
+        takes inputs of their shapes, but for the batch size when
+        ``dynamic_batch``.
     path
         Where to write the ``.onnx`` file (one file, no external data).
     input_names, output_names, opset_version
         As ``torch.onnx.export``.
+    dynamic_batch
+        Leave the batch size of every input free in the file (default), so
+        that onnxruntime runs it at any batch; ``False``: fixed to the
+        example's. An example batch of 1 is repeated to 2 for the trace (a
+        size of 1 would be taken for a constant). The sequence length of a
+        recurrent layer stays the example's: its loop is unrolled, one step
+        per element (export once per length you serve, or export the cell
+        and loop around it).
+    batch_axes
+        The batch axis of every tensor of ``args`` in order (nested tuples
+        flattened): default 0, and for a model that is itself an ``LSTM`` /
+        ``GRU`` (tnlib's or torch's) without ``batch_first``, 1 for its input
+        and its states.
 
     Returns
     -------
@@ -76,7 +120,9 @@ def export_onnx(
     TypeError
         If ``model`` is not a module or ``args`` not a tuple of tensors.
     ValueError
-        If the model does not run on ``args`` (checked eagerly first).
+        If the model does not run on ``args`` (checked eagerly first), if
+        ``batch_axes`` does not name an axis of each input, or if the model
+        fixes the batch size itself (``dynamic_batch=False`` exports it so).
 
     Examples
     --------
@@ -87,6 +133,10 @@ def export_onnx(
     >>> session = onnxruntime.InferenceSession(str(path))
     >>> h1, c1 = session.run(None, {"input": x.numpy(), "hx_0": h.numpy(), "hx_1": c.numpy()})
     >>> bool(np.allclose(h1, cell(x, (h, c))[0].detach().numpy(), atol=1e-5))
+    True
+    >>> x7, h7, c7 = torch.randn(7, 32), torch.zeros(7, 64), torch.zeros(7, 64)          # another batch size
+    >>> h1, c1 = session.run(None, {"input": x7.numpy(), "hx_0": h7.numpy(), "hx_1": c7.numpy()})
+    >>> bool(np.allclose(h1, cell(x7, (h7, c7))[0].detach().numpy(), atol=1e-5))
     True
     """
     import onnx
@@ -101,7 +151,8 @@ def export_onnx(
         )
     if not isinstance(args, tuple):
         raise TypeError(f"args must be a tuple of example inputs, e.g. (x,), got {type(args).__name__}")
-    _tensors(args, "args")
+    flat = _tensors(args, "args")
+    axes = _batch_axes(model, flat, batch_axes) if dynamic_batch else None
     with torch.no_grad():
         try:  # eagerly first: a wrong example input fails here in the model's own words, not in the tracer's
             model(*args)
@@ -116,8 +167,21 @@ def export_onnx(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.filterwarnings("ignore", message=".*_flat_weights.*", category=UserWarning)  # nn.LSTM's own
+        # every input's batch is one Dim("batch"): the exporter notes that they share it
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*", category=UserWarning)
+        captured: Any = model
+        if axes is not None:  # captured here, not by the exporter: its fallbacks would drop a free batch silently
+            traced, shapes = _dynamic(args, iter(axes))
+            try:
+                captured = torch.export.export(model, traced, dynamic_shapes=shapes, strict=False)
+            except Exception as exc:  # noqa: BLE001 - torch.export's errors, named for what the user can change
+                raise ValueError(
+                    f"{type(model).__name__} fixes the batch size (axes {list(axes)} of the inputs), so the file "
+                    "cannot leave it free: pass dynamic_batch=False to export at the example's batch, or batch_axes= "
+                    f"if the batch is another axis ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]})"
+                ) from None
         program = torch.onnx.export(
-            model, args, dynamo=True, optimize=False, verbose=False, input_names=input_names,
+            captured, args, dynamo=True, optimize=False, verbose=False, input_names=input_names,
             output_names=output_names, opset_version=opset_version,
         )
     if program is None:  # pragma: no cover - the torch.export-based exporter always returns a program

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import optimization_hint
 
 import tnlib
 from tnlib._checks import check_int
@@ -178,3 +179,9 @@ def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int, *, keep_
         mps = tnlib.MPS(cores)
     return in_dims, out_dims, nn.ParameterList([nn.Parameter(c.to(weight.dtype).clone()) for c in mps.cores])
 
+
+
+def size_hint(size: Any) -> int:
+    """A size as an int for a cost choice (which form applies a weight fastest at this batch): a size left
+    symbolic by ``torch.export`` gives its example's value without fixing the graph to it (``int()`` would)."""
+    return size if isinstance(size, int) else int(optimization_hint(size))

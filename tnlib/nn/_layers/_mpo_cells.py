@@ -20,7 +20,7 @@ from torch import nn
 import tnlib
 from tnlib._backend import capturing
 from tnlib.nn._convert._calibration import record_cell
-from tnlib.nn._layers._cores import copy_bias, init_bias, members, positive_int
+from tnlib.nn._layers._cores import copy_bias, init_bias, members, positive_int, size_hint
 from tnlib.nn._layers._inference import check_input, form_key, fused_is_faster
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 from tnlib.nn._layers._mpo_rnn import gate_layout, gates_layout
@@ -126,7 +126,7 @@ class _MPOCell(MPOWeights, nn.Module):
         """One step: torch's fused cell on the dense matrices where that is faster (:func:`fused_is_faster`;
         inference only), else :meth:`_python_step` on the weights' own forms."""
         if torch.is_grad_enabled() or capturing():
-            batch = int(x.shape[0])
+            batch = size_hint(x.shape[0])
             return self._python_step(x, parts, self._operator("cores_ih", batch), self._operator("cores_hh", batch))
         params = self._form_params("cores_ih") + self._form_params("cores_hh")
         key, entry = form_key(params), self.__dict__.get("_fused_cell")

@@ -19,6 +19,7 @@ from tnlib.nn._layers._cores import (
     mpo_cores,
     parameter_list,
     positive_int,
+    size_hint,
     uniform_bonds,
 )
 from tnlib.nn._layers._inference import check_input, weight_operator
@@ -121,7 +122,7 @@ class MPOLinear(nn.Module):
         flat = x.reshape(-1, self.in_features)
         if self.bond_masks:
             params += self.bond_masks
-        y = weight_operator(self, "cores", params, self.effective_cores, int(flat.shape[0]))(flat)
+        y = weight_operator(self, "cores", params, self.effective_cores, size_hint(flat.shape[0]))(flat)
         y = y.reshape(*lead, self.out_features)
         return y if self.bias is None else y + self.bias
 

@@ -173,7 +173,7 @@ def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, e
     z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
     s = scales.reshape(rows, groups, 1)
     w = ((c.to(torch.float32) - z.to(torch.float32)) * s.to(torch.float32)).reshape(rows, cols)
-    return torch.ldexp(w.to(device=device, dtype=dtype), exponent.to(device=device, dtype=torch.int32))
+    return w.to(device=device, dtype=dtype) * torch.exp2(exponent.to(device=device, dtype=dtype))
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
@@ -183,12 +183,12 @@ def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
         raise ValueError(f"packed codes hold {packed.numel()} {packed.dtype} values; {count} codes of {bits} bits "
                          f"take {need} uint8 bytes")
     if bits == 8:
-        return packed.reshape(-1)
-    shifts = torch.arange(8, device=packed.device, dtype=torch.uint8)
-    planes = ((packed.reshape(-1, 1) >> shifts) & 1).reshape(-1)[: count * bits].reshape(count, bits)
-    weights = (torch.ones((), dtype=torch.int32, device=packed.device) << torch.arange(
-        bits, device=packed.device, dtype=torch.int32))
-    return (planes.to(torch.int32) * weights).sum(dim=1)
+        return packed.reshape(-1).to(torch.int32)
+    # bit planes by integer division (no shifts: ONNX has no operator for a tensor shift of uint8)
+    powers = torch.tensor([2**k for k in range(8)], device=packed.device, dtype=torch.int32)
+    planes = torch.remainder(torch.div(packed.reshape(-1, 1).to(torch.int32), powers, rounding_mode="floor"), 2)
+    planes = planes.reshape(-1)[: count * bits].reshape(count, bits)
+    return (planes * powers[:bits]).sum(dim=1)
 
 
 def build_quantized(linear: nn.Module, factors: Sequence[QuantizedMatrix]) -> QuantizedLinear:

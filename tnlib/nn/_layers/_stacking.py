@@ -18,7 +18,7 @@ from tnlib._apply import WeightPlan
 from tnlib._backend import capturing
 from tnlib._checks import check_fraction
 from tnlib._recurrence import gru_sequence, input_gates, lstm_sequence
-from tnlib.nn._layers._cores import copy_bias, init_bias, positive_int
+from tnlib.nn._layers._cores import copy_bias, init_bias, positive_int, size_hint
 from tnlib.nn._layers._inference import check_input, fused_is_faster
 
 
@@ -164,7 +164,7 @@ class StackedRNN(nn.Module):
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
-                f_ih, f_hh = self.operators(layer, d, int(x.shape[0]) * batch)
+                f_ih, f_hh = self.operators(layer, d, size_hint(x.shape[0] * batch))
                 b_ih, b_hh = getattr(self, "bias_ih" + suffix(layer, d)), getattr(self, "bias_hh" + suffix(layer, d))
                 k = layer * self.num_directions + d
                 state = tuple(p[k] for p in parts) if lstm else parts[0][k]
