@@ -166,3 +166,31 @@ def test_checkpoints_and_bfloat16_files_are_read(tmp_path, matrix_file, name, ke
     back = tnlib.load(tmp_path / "out.tnz").to_matrix()
     assert np.abs(back - matrix_file).max() <= tol * np.abs(matrix_file).max() + 1e-9
     assert "unpickled" not in r.stdout
+
+
+def test_an_exact_decomposition_larger_than_its_input_warns_unless_asked(tmp_path, matrix_file):
+    r = run("decompose", "W.npy", "--out-dims", "8,8", "--in-dims", "8,8", cwd=tmp_path)
+    assert r.returncode == 0 and "warning: the decomposition stores" in r.stderr and "--exact" in r.stderr
+    r = run("decompose", "W.npy", "--out-dims", "8,8", "--in-dims", "8,8", "--exact", cwd=tmp_path)
+    assert r.returncode == 0 and "warning" not in r.stderr
+    r = run("decompose", "W.npy", "--out-dims", "8,8", "--in-dims", "8,8", "--compression", "4", cwd=tmp_path)
+    assert r.returncode == 0 and "warning" not in r.stderr
+
+
+def test_info_describes_a_file_written_by_nn_save(tmp_path, matrix_file):
+    torch = pytest.importorskip("torch")
+    import tnlib.nn
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64))
+    small, _ = tnlib.nn.compress(net, compression=4, layers=["0"])
+    small[2] = tnlib.nn.QuantizedLinear.from_linear(net[2], tnlib.Quantization(4, 32))
+    tnlib.nn.save(small, tmp_path / "model.safetensors")
+    r = run("info", "model.safetensors", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "tnlib.nn model file" in r.stdout and "2 tnlib layer(s)" in r.stdout
+    assert "0: MPOLinear(in_features=64, out_features=64" in r.stdout
+    assert "2: QuantizedLinear(in_features=64, out_features=64, bits=4, group_size=32" in r.stdout
+    r = run("info", "state.safetensors", cwd=tmp_path)
+    assert r.returncode == 2 and "not one written by tnlib.nn.save" in r.stderr
+    r = run("info", "corrupt.safetensors", cwd=tmp_path)
+    assert r.returncode == 2 and "not a readable safetensors file" in r.stderr

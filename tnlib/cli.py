@@ -3,10 +3,13 @@
     tnlib decompose W.npy --out-dims 8,8,8 --in-dims 8,8,8 --max-bond 16 -o W.tnz
     tnlib spectrum W.npy --plot spectrum.png
     tnlib info W.tnz
+    tnlib info model.safetensors      # a file written by tnlib.nn.save
 
 Inputs are ``.npy`` files, ``.npz`` archives (``--key`` names the array when
 there are several) or, for ``spectrum`` and ``info``, files written by
-:func:`tnlib.save`. A bad argument prints one line and exits with code 2.
+:func:`tnlib.save`; ``info`` also describes a ``.safetensors`` file written by
+:func:`tnlib.nn.save` (its tnlib layers, their settings and bytes). A bad
+argument prints one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -233,6 +236,10 @@ def _print_and_save(args: argparse.Namespace, mpo: MPO, size: int) -> None:
     print(mpo)
     print(f"parameters {mpo.num_params} (dense {size}), compression ratio {mpo.compression_ratio:.2f}x")
     print(mpo.report)
+    if mpo.num_params > size and not args.exact:
+        print(f"warning: the decomposition stores {mpo.num_params} parameters for {size} entries "
+              f"({mpo.compression_ratio:.2f}x, larger than the input); pass --compression, --max-bond, --cutoff "
+              "or --max-discarded to compress, or --exact to keep it exact without this warning", file=sys.stderr)
     if args.output:
         save(args.output, mpo)
         print(f"saved to {args.output}")
@@ -287,6 +294,9 @@ def _spectrum(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    if Path(args.input).suffix == ".safetensors":
+        _model_info(Path(args.input))
+        return
     obj = load(args.input)
     if isinstance(obj, Spectrum):
         print(obj)
@@ -297,6 +307,46 @@ def _info(args: argparse.Namespace) -> None:
         print(f"compression ratio {obj.compression_ratio:.2f}x")
     if obj.report is not None:
         print(obj.report)
+
+
+def _model_info(path: Path) -> None:
+    """Describe a file written by ``tnlib.nn.save`` from its header and tensor shapes (torch is not needed)."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise _UsageError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), "np") as fh:
+            meta = fh.metadata() or {}
+            sizes = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise _UsageError(f"{path}: not a readable safetensors file ({exc})") from None
+    if "tnlib.nn" not in meta:
+        raise _UsageError(f"{path}: a safetensors file, but not one written by tnlib.nn.save (no tnlib.nn header)")
+    try:
+        header = json.loads(meta["tnlib.nn"])
+        layers = dict(header["layers"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _UsageError(f"{path}: its tnlib.nn header is not readable ({exc})") from None
+    width = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "U8": 1, "I8": 1, "BOOL": 1}
+
+    def nbytes(key: str) -> int:
+        shape, dtype = sizes[key]
+        return int(np.prod(shape, dtype=np.int64)) * width.get(str(dtype).upper(), 4)
+
+    total = sum(nbytes(k) for k in sizes)
+    print(f"tnlib.nn model file (format {header.get('version', '?')}): {len(sizes)} tensors, {total:,} bytes; "
+          f"{len(layers)} tnlib layer(s)")
+    owned = 0
+    for name, spec in sorted(layers.items()):
+        prefix = f"{name}." if name else ""
+        mine = sum(nbytes(k) for k in sizes if k.startswith(prefix))
+        owned += mine
+        attrs = ", ".join(f"{k}={v}" for k, v in dict(spec.get("attrs", {})).items())
+        print(f"  {name or '(the file itself)'}: {spec.get('class', '?')}({attrs}) - {mine:,} bytes")
+    print(f"  everything else (dense layers, biases, buffers): {total - owned:,} bytes")
 
 
 def _parser() -> _Parser:
@@ -323,6 +373,8 @@ def _parser() -> _Parser:
     dec.add_argument("--max-entropy-loss", type=float, help="largest relative entropy loss per bond")
     dec.add_argument("--compression", type=float, help="target compression ratio (sets a parameter budget)")
     dec.add_argument("--svd", default="auto", help="SVD method (auto, lapack, randomized)")
+    dec.add_argument("--exact", action="store_true",
+                     help="keep every singular value without a warning when the MPO stores more than the input")
     dec.add_argument("--out-of-core", action="store_true",
                      help="stream a .npy larger than memory block by block (dask; needs a per-bond truncation)")
     dec.add_argument("--single-pass", action="store_true",
@@ -333,7 +385,7 @@ def _parser() -> _Parser:
                      help="rows per block with --out-of-core (default: sized to the first of --out-dims)")
 
     info = sub.add_parser("info", help="describe a file written by tnlib")
-    info.add_argument("input", help="file written by tnlib (tnlib decompose -o, tnlib.save)")
+    info.add_argument("input", help="file written by tnlib (tnlib decompose -o, tnlib.save, tnlib.nn.save)")
     return parser
 
 

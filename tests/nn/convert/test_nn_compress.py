@@ -27,7 +27,7 @@ def test_compress_whole_model_from_state_dict(tmp_path):
     loaded = Net()
     loaded.load_state_dict(torch.load(tmp_path / "net.pt"))
     with pytest.warns(UserWarning, match=r"an exact conversion is larger; pass compression= or a truncation"):
-        exact, reports = tn.compress(loaded, num_cores=2)
+        exact, reports = tn.compress(loaded, tnlib.Truncation(), num_cores=2)
     x = torch.randn(3, 5, 8)
     assert torch.allclose(exact(x), net(x), atol=1e-5)
     assert isinstance(exact.rnn, tn.MPOLSTM) and isinstance(exact.head, tn.MPOLinear)
@@ -37,7 +37,7 @@ def test_compress_whole_model_from_state_dict(tmp_path):
     assert reports[0].compression_ratio >= 4 and isinstance(small.head, nn.Linear)
     same = copy.deepcopy(loaded)
     with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
-        out, _ = tn.compress(same, inplace=True, layers=["head"])
+        out, _ = tn.compress(same, tnlib.Truncation(), inplace=True, layers=["head"])
     assert out is same and isinstance(same.head, tn.MPOLinear)
 
 
@@ -91,7 +91,7 @@ def test_compress_every_recurrent_kind_meets_the_budget_and_runs():
 def test_compress_exact_for_every_kind():
     model = Recurrent()
     with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
-        exact, reports = tn.compress(model, num_cores=2)
+        exact, reports = tn.compress(model, tnlib.Truncation(), num_cores=2)
     x = batches(1)[0]
     assert torch.allclose(exact(x), model(x), atol=1e-5)
     assert all(r.relative_error < 1e-6 for r in reports)
@@ -226,7 +226,9 @@ def test_compress_calibration_errors():
     with pytest.raises(ValueError, match=r"calibration batch 0 does not fit the model: RuntimeError"):
         tn.compress(model, compression=4, calibration=[torch.randn(8, 7, 5)])
     with pytest.raises(ValueError, match=r"calibration needs compression= or a truncation"):
-        tn.compress(model, calibration=batches(1))
+        tn.compress(model, tnlib.Truncation(), calibration=batches(1))
+    with pytest.raises(ValueError, match=r"compress needs a target: compression=.*tnlib.Truncation\(\)"):
+        tn.compress(model)
     with pytest.raises(ValueError, match=r"never reached layer\(s\) \['unused'\]"):
         tn.compress(Branchy(), compression=2, calibration=[torch.randn(3, 4)])
     with pytest.raises(ValueError, match=r"calibration holds no batches"):

@@ -128,7 +128,7 @@ def test_compress_exact_conversion_keeps_the_function():
     torch.manual_seed(4)
     net = Net().double()
     with pytest.warns(UserWarning, match=r"an exact conversion is larger"):
-        exact, _ = tnlib.nn.compress(net, layers=["emb", "conv1", "conv2"])
+        exact, _ = tnlib.nn.compress(net, tnlib.Truncation(), layers=["emb", "conv1", "conv2"])
     t = tokens(5)
     assert torch.allclose(exact(t), net(t), atol=1e-10)
 

@@ -71,7 +71,10 @@ def compress(
     model
         Any module (for example one just loaded from a ``state_dict``).
     truncation
-        Applied to every weight matrix (``None``: exact).
+        Applied to every weight matrix; ``tnlib.Truncation()`` converts
+        exactly (the MPO layers then store more than the dense ones). One of
+        ``truncation``, ``compression`` and ``bytes`` is needed: without a
+        target ``compress`` refuses rather than return a larger model.
     compression
         Instead of (or on top of) ``truncation``: a parameter budget of
         ``weight.numel() / compression`` per weight matrix. Without
@@ -167,8 +170,13 @@ def compress(
     ('QuantizedLinear', True)
     """
     total = _check_budgets(bytes, truncation, compression, num_cores, objective)
+    given = truncation
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = select_targets(model, layers)
+    if total is None and compression is None and given is None:
+        raise ValueError("compress needs a target: compression= (a ratio of weights), bytes= (stored bytes) or a "
+                         "truncation; for an exact conversion (it stores more than the dense layers) pass "
+                         "tnlib.Truncation()")
     if total is not None:
         targets = _linear_targets(model, targets, layers is not None)
     check_materialized(model, targets)

@@ -184,4 +184,4 @@ def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int, *, keep_
 def size_hint(size: Any) -> int:
     """A size as an int for a cost choice (which form applies a weight fastest at this batch): a size left
     symbolic by ``torch.export`` gives its example's value without fixing the graph to it (``int()`` would)."""
-    return size if isinstance(size, int) else int(optimization_hint(size))
+    return int(optimization_hint(size)) if isinstance(size, torch.SymInt) else int(size)
