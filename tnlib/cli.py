@@ -15,6 +15,7 @@ argument prints one line and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import re
@@ -311,8 +312,6 @@ def _info(args: argparse.Namespace) -> None:
 
 def _model_info(path: Path) -> None:
     """Describe a file written by ``tnlib.nn.save`` from its header and tensor shapes (torch is not needed)."""
-    import json
-
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():

@@ -169,3 +169,15 @@ def test_gpt2_conv1d_is_quantized_as_its_transpose():
         a, b = model(ids).logits, small(ids).logits
     assert (a - b).norm() / a.norm() < 0.05
     assert np.isfinite(b.numpy()).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(compression=4), dict(bytes=128 * 128)])
+def test_progress_shows_the_layers_on_stderr(capsys, kwargs):
+    model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128))
+    _, reports = tn.compress(model, progress=True, **kwargs)
+    err = capsys.readouterr().err
+    assert "compress" in err and "2/2" in err and len(reports) == 2
+    _, _ = tn.compress(model, **kwargs)
+    assert capsys.readouterr().err == ""  # off by default
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        tn.compress(model, progress="yes", **kwargs)

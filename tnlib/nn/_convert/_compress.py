@@ -63,6 +63,7 @@ def compress(
     objective: str | tnlib.Objective = "error",
     tolerance: float = 0.02,
     bytes: int | None = None,
+    progress: bool = False,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -148,6 +149,9 @@ def compress(
         ``b * weights // 8``. Excludes ``compression``, ``truncation`` and
         ``num_cores``; the reports give ``bytes_before``, ``bytes_after``,
         ``byte_budget`` and the form in ``layouts``.
+    progress
+        Show a progress bar (tqdm, on stderr) over the layers: layers done,
+        the one being converted, time left. Off by default.
 
     Returns
     -------
@@ -191,14 +195,17 @@ def compress(
         calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
     grams = record_folds(model, recorded, calibration) if calibration is not None else {}
     # every layer is converted before any is replaced: a failure leaves the model whole
+    bar = _bar(progress, len(targets))
     if total is not None:
-        built, reports = _quantize_layers(model, targets, grams, total, allocation)
+        built, reports = _quantize_layers(model, targets, grams, total, allocation, bar)
     else:
         shares = None
         if allocation == "global":
             assert compression is not None
             shares = global_budgets(model, targets, truncation, compression, grams, kept)
-        built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal)
+        built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal, bar)
+    if bar is not None:
+        bar.close()
     out = model if inplace else copy.deepcopy(model)
     undo = []
     for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
@@ -219,6 +226,31 @@ Built = list[tuple[str, Callable[[nn.Module], nn.Module]]]
 """Per converted module name, what builds its replacement from the module."""
 
 
+def _bar(progress: Any, total: int) -> Any:
+    """A tqdm bar over ``total`` layers when ``progress`` (``None`` otherwise)."""
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError("compress(progress=True) needs tqdm: pip install 'tnlib[torch]' (or tqdm)") from None
+    return tqdm(total=total, desc="compress", unit="layer")
+
+
+def _step(bar: Any, name: str) -> None:
+    """Name the layer being converted on ``bar``."""
+    if bar is not None:
+        bar.set_postfix_str(name, refresh=True)
+
+
+def _done(bar: Any) -> None:
+    """Count one more layer done on ``bar``."""
+    if bar is not None:
+        bar.update(1)
+
+
 def _check_budgets(bytes: Any, truncation: Any, compression: Any, num_cores: Any, objective: Any) -> int | None:
     """Validate the budget options; return the byte budget (``None`` for the MPO route)."""
     total = None
@@ -234,12 +266,14 @@ def _check_budgets(bytes: Any, truncation: Any, compression: Any, num_cores: Any
 
 def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
                 compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
-                shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective) -> tuple[Built, list[LayerReport]]:
+                shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective,
+                bar: Any = None) -> tuple[Built, list[LayerReport]]:
     """Every target's weights as MPOs (a layout chooser's fit at each budget), what builds its layer, reports."""
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     built: Built = []
     reports = []
     for name in targets:
+        _step(bar, name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
@@ -248,6 +282,7 @@ def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Trun
                                         grams.get(name, {}), budgets, goal)
         reports.append(layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None))
         built.append((name, functools.partial(_built, source, mpos)))
+        _done(bar)
     return built, reports
 
 
@@ -267,10 +302,11 @@ def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[s
 
 
 def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]], total: int,
-                     allocation: str) -> tuple[Built, list[LayerReport]]:
+                     allocation: str, bar: Any = None) -> tuple[Built, list[LayerReport]]:
     """Every target's weight as the quantized form a byte budget of ``total`` buys (``_bytes``), and reports."""
     weights, candidates = {}, {}
     for name in targets:
+        _step(bar, name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
@@ -279,6 +315,7 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
             raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
         weights[name] = (source.kind, w)
         candidates[name] = forms_of(w, grams.get(name, {}).get("weight"))
+        _done(bar)
     sizes = {name: w.numel() for name, (_, w) in weights.items()}
     chosen, budgets = choose_forms(candidates, sizes, total, allocation)
     built: Built = [(name, functools.partial(_quantized, factors=chosen[name].factors)) for name in targets]
