@@ -9,6 +9,7 @@ its compression ratio over a range of bond dimensions.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -99,6 +100,13 @@ class Spectrum:
             raise ValueError(f"max_error={max_error!r} is invalid; expected a relative error in [0, 1]")
         curve = self.error_curve(bond)
         return int(np.argmax(curve <= max_error)) + 1
+
+    def __repr__(self) -> str:
+        ent = ", ".join(f"{e:.3g}" for e in self.entropies())
+        return f"Spectrum({self.kind}, {self.num_bonds + 1} sites, bond_dims={self.bond_dims}, entropies=({ent}))"
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
     def __str__(self) -> str:
         lines = [
@@ -193,6 +201,16 @@ class Tradeoff:
             return None
         k = max(ok, key=lambda i: self.compression_ratios[i])
         return self.max_bonds[k], self.compression_ratios[k], self.relative_errors[k]
+
+    def __repr__(self) -> str:
+        if not self.max_bonds:
+            return "Tradeoff(no points)"
+        return (f"Tradeoff({len(self.max_bonds)} points, max_bond {min(self.max_bonds)}-{max(self.max_bonds)}, "
+                f"ratio {min(self.compression_ratios):.3g}x-{max(self.compression_ratios):.3g}x, relative error "
+                f"{min(self.relative_errors):.3g}-{max(self.relative_errors):.3g})")
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
     def __str__(self) -> str:
         lines = [f"{'max_bond':>8} {'params':>10} {'ratio':>9} {'rel. error':>11}"]

@@ -26,6 +26,7 @@ canonical form, as tnlib's do.
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 import os
 import sys
@@ -476,6 +477,14 @@ class TruncationReport:
             error=None if self.error is None else self.error * factor,
             relative=rel,
         )
+
+    def __repr__(self) -> str:
+        extra = "" if not self.unmet else f", unmet={self.unmet}"
+        return (f"TruncationReport(bond_dims={self.bond_dims}, relative_error_bound={self.relative_error_bound:.3g}"
+                f"{extra})")
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
     def __str__(self) -> str:
         lines = [

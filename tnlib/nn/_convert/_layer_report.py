@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,15 @@ class LayerReport:
     def flop_ratio(self) -> float | None:
         """``macs / dense_macs``: below 1, the MPO layer needs fewer multiply-adds per row."""
         return None if self.macs is None or not self.dense_macs else self.macs / self.dense_macs
+
+    def __repr__(self) -> str:
+        held = "" if self.held_out_error is None else f", held_out_error={self.held_out_error:.3g}"
+        size = (f"{self.bytes_before} -> {self.bytes_after} bytes" if self.byte_budget is not None
+                else f"{self.params_before} -> {self.params_after} weights")
+        return f"LayerReport({self.name!r}, {self.kind}, {size}, relative_error={self.relative_error:.3g}{held})"
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
 
     def __str__(self) -> str:
         out = "" if self.output_error is None else f", output error {self.output_error:.4f}"
