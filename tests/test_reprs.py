@@ -31,3 +31,38 @@ def test_layer_report_repr():
     assert repr(r).startswith("LayerReport('0', Linear, 4096 -> ") and "\n" not in repr(r)
     _, (q,) = tnlib.nn.compress(torch.nn.Sequential(torch.nn.Linear(64, 64)), bytes=64 * 64 // 2)
     assert "bytes" in repr(q) and "<pre>" in q._repr_html_()
+
+
+def test_plot_compression_draws_every_layer():
+    torch = pytest.importorskip("torch")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import tnlib.nn
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64))
+    batches = [torch.randn(32, 64) for _ in range(8)]
+    _, reports = tnlib.nn.compress(net, compression=4, calibration=batches)
+    fig = tnlib.nn.plot_compression(reports)
+    size, error, flops = fig.axes
+    assert [t.get_text() for t in size.get_yticklabels()] == ["0", "2"]
+    assert len(error.patches) == 4  # weight and held-out output error of both layers
+    assert "2 layers" in fig._suptitle.get_text()
+    _, by_bytes = tnlib.nn.compress(net, bytes=64 * 64)
+    assert tnlib.nn.plot_compression(by_bytes).axes[0].get_xlabel() == "stored bytes (log)"
+    with pytest.raises(ValueError, match="reports is empty"):
+        tnlib.nn.plot_compression([])
+    with pytest.raises(TypeError, match="LayerReports"):
+        tnlib.nn.plot_compression([1])
+    with pytest.raises(ValueError, match="three Axes"):
+        tnlib.nn.plot_compression(reports, ax=[fig.axes[0]])
+
+
+def test_spectrum_plot_stops_at_the_noise_floor():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((64, 3)) @ rng.standard_normal((3, 64))  # rank 3: the rest is rounding noise
+    fig = tnlib.spectrum(w, (8, 8), (8, 8)).plot()
+    bottom = fig.axes[0].get_ylim()[0]
+    assert bottom > 1e-16 * np.linalg.norm(w, 2) / 10
+    assert "site dims" in fig.axes[0].get_title()

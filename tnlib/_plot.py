@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_spectrum", "plot_tradeoff"]
+__all__ = ["plot_spectrum", "plot_tradeoff", "plot_compression"]
 
 
 def _pyplot() -> Any:
@@ -29,12 +29,16 @@ def plot_spectrum(spec: Any, ax: Any = None) -> Any:
         fig = ax_values.figure
     else:
         ax_values, ax_entropy, fig = ax, None, ax.figure
+    top = max((float(s[0]) for s in spec.singular_values if len(s)), default=0.0)
+    floor = top * np.finfo(np.float64).eps * max(spec.phys_dims, default=1)  # below: rounding noise, not signal
     for k, s in enumerate(spec.singular_values):
-        positive = s[s > 0]
-        ax_values.semilogy(np.arange(1, len(positive) + 1), positive, marker=".", label=f"bond {k}")
+        kept = s[s > floor]
+        ax_values.semilogy(np.arange(1, len(kept) + 1), kept, marker=".", label=f"bond {k}")
+    if top > 0:
+        ax_values.set_ylim(bottom=floor)
     ax_values.set_xlabel("index")
     ax_values.set_ylabel("Schmidt value")
-    ax_values.set_title(f"{spec.kind} singular values per bond")
+    ax_values.set_title(f"{spec.kind} singular values per bond (site dims {tuple(spec.phys_dims)})", fontsize="medium")
     if spec.num_bonds <= 12:
         ax_values.legend(fontsize="small")
     if ax_entropy is not None:
@@ -98,5 +102,48 @@ def plot_layouts(search: Any, ax: Any = None) -> Any:
     ax.set_title(f"layouts of a {search.shape[0]} x {search.shape[1]} matrix at {search.max_params} parameters")
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_compression(reports: Any, ax: Any = None) -> Any:
+    """Draw what ``tnlib.nn.compress`` did per layer (see :func:`tnlib.nn.plot_compression`); returns the Figure."""
+    plt = _pyplot()
+    reports = list(reports)
+    if not reports:
+        raise ValueError("reports is empty: compress converted no layer, there is nothing to draw")
+    by_bytes = all(r.byte_budget is not None for r in reports)  # compress(bytes=...): sizes in bytes
+    if ax is None:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 1.2 + 0.32 * len(reports)), sharey=True)
+    else:
+        axes = list(ax)
+        if len(axes) != 3:
+            raise ValueError(f"ax must be three Axes (size, error, multiply-adds), got {len(axes)}")
+        fig = axes[0].figure
+    names = [r.name or "(model)" for r in reports]
+    y = np.arange(len(reports))
+    before = [r.bytes_before if by_bytes else r.params_before for r in reports]
+    after = [r.bytes_after if by_bytes else r.params_after for r in reports]
+    unit = "bytes" if by_bytes else "weights"
+    axes[0].barh(y, before, color="0.8", label="dense")
+    axes[0].barh(y, after, color="C0", label="compressed")
+    axes[0].set_xscale("log")
+    axes[0].set_yticks(y, names, fontsize="small")
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel(f"stored {unit} (log)")
+    axes[0].legend(fontsize="small")
+    axes[1].barh(y - 0.2, [r.relative_error for r in reports], height=0.4, color="C1", label="weight")
+    held = [np.nan if r.held_out_error is None else r.held_out_error for r in reports]
+    if not all(np.isnan(held)):
+        axes[1].barh(y + 0.2, held, height=0.4, color="C2", label="outputs, held-out rows")
+    axes[1].set_xlabel("relative error")
+    axes[1].legend(fontsize="small")
+    flops = [np.nan if r.flop_ratio is None else r.flop_ratio for r in reports]
+    axes[2].barh(y, flops, color="C3")
+    axes[2].axvline(1.0, color="k", lw=0.8, ls="--")
+    axes[2].set_xlabel("multiply-adds / dense")
+    total_before, total_after = sum(before), sum(after)
+    fig.suptitle(f"{len(reports)} layers: {total_before:,} -> {total_after:,} {unit} "
+                 f"({total_before / max(total_after, 1):.1f}x smaller)", fontsize="medium")
     fig.tight_layout()
     return fig

@@ -23,6 +23,7 @@ from ._baselines._tensor_train import TTLSTM, TTLinear
 from ._convert._calibration import record_grams
 from ._convert._compress import compress
 from ._convert._layer_report import LayerReport
+from ._convert._plot_reports import plot_compression
 from ._io._export import export_onnx
 from ._io._serialization import load, save
 from ._layers._cores import central_index
@@ -64,5 +65,6 @@ __all__ = [
     "save",
     "load",
     "LayerReport",
+    "plot_compression",
     "export_onnx",
 ]
