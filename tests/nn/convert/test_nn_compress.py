@@ -548,3 +548,17 @@ def test_latency_objective_with_calibration_stays_safe_on_held_out_rows():
     batches = [torch.randn(64, 32) for _ in range(8)]
     _, (report,) = tn.compress(net, compression=4, calibration=batches, objective="latency")
     assert report.held_out_error is not None and report.macs <= report.dense_macs
+
+
+def test_complex_layers_keep_their_imaginary_part():
+    torch.manual_seed(0)
+    lin = nn.Linear(8, 8, dtype=torch.complex64)
+    x = torch.randn(3, 8, dtype=torch.complex64)
+    with pytest.warns(UserWarning, match="an exact conversion is larger"):
+        exact, _ = tn.compress(nn.Sequential(lin), tnlib.Truncation())
+    assert torch.allclose(exact(x), lin(x), atol=1e-5)
+    conv = nn.Conv2d(2, 4, 3, dtype=torch.complex64)
+    xx = torch.randn(1, 2, 6, 6, dtype=torch.complex64)
+    assert torch.allclose(tn.MPOConv2d.from_conv2d(conv, tnlib.Truncation())(xx), conv(xx), atol=1e-5)
+    with pytest.raises(ValueError, match="layer '0' has a complex weight"):
+        tn.compress(nn.Sequential(lin), compression=2, calibration=[x])

@@ -92,7 +92,7 @@ def test_embedding_is_exact_without_truncation_and_never_forms_the_table():
     idx = torch.tensor([[0, 5, 999], [17, 500, 5]])
     assert torch.allclose(layer(idx), emb(idx), atol=1e-12)
     assert layer(idx).shape == (2, 3, 48)
-    assert torch.equal(layer(torch.tensor([5])), torch.zeros(1, 48, dtype=torch.float64))
+    assert torch.allclose(layer(torch.tensor([5])), torch.zeros(1, 48, dtype=torch.float64), atol=1e-12)  # the row held
     small = tnlib.nn.MPOEmbedding.from_embedding(emb, tnlib.Truncation(max_bond=4))
     assert small.num_weights < emb.weight.numel() / 10
     assert torch.allclose(small.to_embedding().weight, small(torch.arange(1000)))
@@ -224,3 +224,27 @@ def test_the_whole_pretrained_silero_vad_compresses():
     audio = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1)) * 0.1
     with torch.no_grad():
         assert (small(audio) - model(audio)).abs().max() < 0.2
+
+
+def test_embedding_refuses_indices_out_of_range_and_keeps_the_padding_row():
+    emb = nn.Embedding(100, 16, padding_idx=3)
+    with torch.no_grad():
+        emb.weight[3] = 1.0  # a trained padding row need not be zero
+    small = tnlib.nn.MPOEmbedding.from_embedding(emb, tnlib.Truncation())
+    for bad in (100, -1, 10**6):
+        with pytest.raises(IndexError, match=f"index {bad} is out of range"):
+            small(torch.tensor([1, bad]))
+        with pytest.raises(IndexError):
+            emb(torch.tensor([1, bad]))
+    idx = torch.tensor([[3, 5], [99, 0]])
+    assert torch.allclose(small(idx), emb(idx), atol=1e-6)
+    small(idx).sum().backward()
+    dense = nn.Embedding(100, 16)
+    dense_small = tnlib.nn.MPOEmbedding.from_embedding(dense, tnlib.Truncation(max_bond=2))
+    before = [c.grad for c in small.cores]
+    assert all(g is not None for g in before)
+    for c in small.cores:
+        c.grad = None
+    small(torch.tensor([3, 3])).sum().backward()  # only the padding row: no gradient, as nn.Embedding
+    assert all(c.grad is None or bool((c.grad == 0).all()) for c in small.cores)
+    assert dense_small(torch.tensor([0])).shape == (1, 16)

@@ -38,7 +38,7 @@ from tnlib.nn._convert._global_budget import global_budgets, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
-from tnlib.nn._layers._cores import positive_int
+from tnlib.nn._layers._cores import positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
 from tnlib.nn._layers._quantized_linear import build_quantized
 from tnlib.truncation import warn_at_caller
@@ -184,6 +184,8 @@ def compress(
     if total is not None:
         targets = _linear_targets(model, targets, layers is not None)
     check_materialized(model, targets)
+    if calibration is not None or allocation == "global":
+        _refuse_complex(model, targets)
     _check_allocation(allocation, compression if total is None else total)
     goal = _check_objective(objective, tolerance)
     if calibration is not None and total is None and compression is None and (truncation is None
@@ -249,6 +251,16 @@ def _done(bar: Any) -> None:
     """Count one more layer done on ``bar``."""
     if bar is not None:
         bar.update(1)
+
+
+def _refuse_complex(model: nn.Module, targets: Sequence[str]) -> None:
+    """Calibration and the global budget work in real metrics: a complex weight is refused, named."""
+    for name in targets:
+        source = source_of(model.get_submodule(name))
+        assert source is not None
+        if any(w.is_complex() for w in source.weights(model.get_submodule(name)).values()):
+            raise ValueError(f"layer {name!r} has a complex weight: calibration and allocation='global' fit real "
+                             "weights; compress it without them (a truncation or compression= per matrix)")
 
 
 def _check_budgets(bytes: Any, truncation: Any, compression: Any, num_cores: Any, objective: Any) -> int | None:
@@ -425,7 +437,7 @@ def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.T
         metric = folds[wname].metric() if wname in folds else None
         with torch.no_grad():
             try:
-                mpos[wname] = tnlib.MPO.from_matrix(w.to(torch.float64).cpu(), dims[0], dims[1], truncation=t,
+                mpos[wname] = tnlib.MPO.from_matrix(wide(w).cpu(), dims[0], dims[1], truncation=t,
                                                     metric=metric, objective=objective)
             except tnlib.truncation.BudgetTooSmallError as exc:
                 raise ValueError(

@@ -105,7 +105,7 @@ def init_cores(out_dims, in_dims, bonds, fan_in, *, device=None, dtype=None) -> 
 def cores_from_matrix(weight: torch.Tensor, out_dims, in_dims, truncation) -> tuple[list[torch.Tensor], tnlib.MPO]:
     """Decompose a weight (in float64 for accuracy) and return cores in its dtype."""
     with torch.no_grad():
-        mpo = tnlib.MPO.from_matrix(weight.detach().to(torch.float64), out_dims, in_dims, truncation=truncation)
+        mpo = tnlib.MPO.from_matrix(wide(weight), out_dims, in_dims, truncation=truncation)
     return [c.to(weight.dtype) for c in mpo.cores], mpo
 
 
@@ -155,7 +155,7 @@ def low_rank_factors(weight: torch.Tensor, rank: int, *, keep_norm: bool = False
     ``keep_norm=True`` (a new layer from a random reference) rescales the product to the Frobenius norm of
     ``weight``, so its entries keep the reference's variance instead of shrinking with the rank.
     """
-    w = weight.detach().to(torch.float64)
+    w = wide(weight)
     r = tnlib.truncated_svd(w, tnlib.Truncation(max_bond=rank, min_bond=rank))
     s = r.S * (torch.linalg.vector_norm(w) / torch.linalg.vector_norm(r.S)) if keep_norm else r.S
     root = torch.sqrt(s)
@@ -171,7 +171,7 @@ def input_first_tt(weight: torch.Tensor, bond_dim: int, num_cores: int, *, keep_
     """
     in_dims = tnlib.factorize(weight.shape[1], num_cores)
     out_dims = tnlib.factorize(weight.shape[0], num_cores)
-    tensor = weight.detach().to(torch.float64).T.reshape(*in_dims, *out_dims)
+    tensor = wide(weight).T.reshape(*in_dims, *out_dims)
     mps = tnlib.MPS.from_dense(tensor, truncation=tnlib.Truncation(max_bond=bond_dim))
     if keep_norm:
         cores = list(mps.cores)
@@ -185,3 +185,9 @@ def size_hint(size: Any) -> int:
     """A size as an int for a cost choice (which form applies a weight fastest at this batch): a size left
     symbolic by ``torch.export`` gives its example's value without fixing the graph to it (``int()`` would)."""
     return int(optimization_hint(size)) if isinstance(size, torch.SymInt) else int(size)
+
+
+def wide(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` detached in the precision it is decomposed in: float64, or complex128 for a complex weight (its
+    imaginary part kept)."""
+    return weight.detach().to(torch.complex128 if weight.is_complex() else torch.float64)

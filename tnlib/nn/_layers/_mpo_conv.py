@@ -20,7 +20,7 @@ from torch import nn
 import tnlib
 from tnlib._legs import cores_to_matrix
 from tnlib.nn._convert._calibration import float64_metric, record_patches
-from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list
+from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list, wide
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 
 __all__ = ["MPOConv1d", "MPOConv2d"]
@@ -79,7 +79,7 @@ class _MPOConv(nn.Module):
                    in_dims: Sequence[int] | None, num_cores: int | None, metric: tnlib.Metric | None,
                    input_gram: torch.Tensor | None) -> Any:
         cls._check(conv)
-        w = conv.weight.detach().to(torch.float64).reshape(conv.out_channels, -1)
+        w = wide(conv.weight).reshape(conv.out_channels, -1)
         checked = float64_metric(metric, input_gram)
         with torch.no_grad():
             mpo = tnlib.MPO.from_matrix(w.cpu(), out_dims, in_dims, num_cores=num_cores, truncation=truncation,

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list
+from tnlib._backend import capturing
+from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list, wide
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 
 __all__ = ["MPOEmbedding"]
@@ -19,8 +20,9 @@ class MPOEmbedding(nn.Module):
     """An embedding table ``(num_embeddings, embedding_dim)`` held as MPO cores; lookups never form it.
 
     Row ``i``'s digits in the row factors ``out_dims`` select one slice of every core; the slices are
-    contracted for all indices of a batch at once. ``padding_idx`` rows are zero, as in
-    ``nn.Embedding``; ``max_norm`` and sparse gradients are refused.
+    contracted for all indices of a batch at once. As in ``nn.Embedding``, the ``padding_idx`` row is
+    what the table holds there (zero for a new layer) and passes no gradient to the cores, and an index
+    outside ``[0, num_embeddings)`` raises ``IndexError``; ``max_norm`` and sparse gradients are refused.
 
     Examples
     --------
@@ -74,7 +76,7 @@ class MPOEmbedding(nn.Module):
         :meth:`tnlib.MPO.from_matrix`."""
         _check_embedding(embedding)
         with torch.no_grad():
-            mpo = tnlib.MPO.from_matrix(embedding.weight.detach().to(torch.float64).cpu(), out_dims, in_dims,
+            mpo = tnlib.MPO.from_matrix(wide(embedding.weight).cpu(), out_dims, in_dims,
                                         num_cores=num_cores, truncation=truncation)
         return cls.from_mpo(mpo, embedding)
 
@@ -92,6 +94,10 @@ class MPOEmbedding(nn.Module):
         if indices.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"indices must be int64 or int32, got {indices.dtype}")
         flat = indices.reshape(-1).long()
+        if not capturing(flat) and flat.numel() and bool(((flat < 0) | (flat >= self.num_embeddings)).any()):
+            bad = flat[(flat < 0) | (flat >= self.num_embeddings)][0]
+            raise IndexError(f"index {int(bad)} is out of range for an MPOEmbedding of {self.num_embeddings} rows "
+                             f"(expected 0 <= index < {self.num_embeddings})")
         strides = [math.prod(self.out_dims[k + 1:]) for k in range(len(self.out_dims))]
         acc: torch.Tensor | None = None
         for core, stride, size in zip(masked(list(self.cores), self.bond_masks), strides, self.out_dims):
@@ -103,8 +109,8 @@ class MPOEmbedding(nn.Module):
                 acc = torch.einsum("bal,lbcr->bacr", acc, piece).reshape(flat.shape[0], -1, piece.shape[3])
         assert acc is not None
         out = acc.reshape(flat.shape[0], self.embedding_dim)
-        if self.padding_idx is not None:
-            out = out * (flat != self.padding_idx).to(out.dtype)[:, None]
+        if self.padding_idx is not None:  # the row's value, but no gradient through it (nn.Embedding's rule)
+            out = torch.where((flat == self.padding_idx)[:, None], out.detach(), out)
         return out.reshape(*indices.shape, self.embedding_dim)
 
     def to_embedding(self) -> nn.Embedding:

@@ -21,6 +21,7 @@ from tnlib.nn._layers._cores import (
     positive_int,
     size_hint,
     uniform_bonds,
+    wide,
 )
 from tnlib.nn._layers._inference import check_input, weight_operator
 from tnlib.nn._layers._kinds import LayerKind, Source, register
@@ -163,7 +164,7 @@ class MPOLinear(nn.Module):
         weight = linear.weight.detach()
         metric = float64_metric(metric, input_gram)
         with torch.no_grad():
-            mpo = tnlib.MPO.from_matrix(weight.to(torch.float64), out_dims, in_dims, num_cores=num_cores,
+            mpo = tnlib.MPO.from_matrix(wide(weight), out_dims, in_dims, num_cores=num_cores,
                                         truncation=truncation, metric=metric)
         return cls.from_mpo(mpo, linear.bias, dtype=weight.dtype, device=weight.device)
 
