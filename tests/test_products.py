@@ -119,3 +119,20 @@ def test_bad_operands_get_clear_errors():
         a.dot(torch.ones(2, 3, dtype=torch.float64))
     with pytest.raises(TypeError, match="in one array library"):
         a * tnlib.MPS([torch.ones(1, 2, 1, dtype=torch.float64), torch.ones(1, 3, 1, dtype=torch.float64)])
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_products_beyond_float_range_keep_their_log_norm(scale):
+    """The product's scale is spread over its cores: log_norm exact, norm and trace saturate (inf or 0), no NaN."""
+    a = tnlib.MPS.from_dense(np.full((2, 2, 2), scale))
+    p = a * a
+    assert p.log_norm() == pytest.approx(np.log(np.sqrt(8) * scale) * 2 - np.log(np.sqrt(8)), rel=1e-12)
+    assert p.norm() == (np.inf if scale > 1 else 0.0)
+    m = tnlib.MPO.from_matrix(np.full((4, 4), scale), (2, 2), (2, 2))
+    for product in (m * m, m.kron(m), m.kron(-1.0 * m)):
+        assert np.isfinite(product.log_norm())
+        t = float(product.trace())
+        assert not np.isnan(t) and (np.isinf(t) if scale > 1 else t == 0.0)
+    x, y = np.random.default_rng(0).standard_normal((2, 3, 4)), np.random.default_rng(1).standard_normal((2, 3, 4))
+    mixed = tnlib.MPS.from_dense(x * scale) * tnlib.MPS.from_dense(y / scale)
+    assert np.allclose(mixed.to_dense(), x * y)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from . import _linalg as linalg
-from ._backend import binary_exponent, namespace
+from ._backend import binary_exponent, namespace, times_power_of_two
 
 __all__ = ["left_step", "right_step", "orthonormalize", "normalized", "schmidt_values"]
 
@@ -65,6 +65,27 @@ def orthonormalize(cores: Sequence[Any], center: int, old_center: int | None = N
     for k in range(stop, center, -1):
         right_step(xp, out, k)
     return out
+
+
+def unit_cores(cores: Sequence[Any]) -> tuple[list[Any], int]:
+    """Every core divided by the power of two of its largest entry, and the sum of those powers: the chain is
+    ``2**e`` times the returned one, whose cores are all at unit scale (exact: powers of two)."""
+    out, total = [], 0
+    for core in cores:
+        e = binary_exponent(core)
+        out.append(core * (2.0 ** -e) if e else core)
+        total += e
+    return out, total
+
+
+def spread_exponent(cores: Sequence[Any], e: int) -> list[Any]:
+    """``2**e`` times the chain, the power spread evenly over its cores (so that none leaves float range where
+    the chain's norm, or its n-th root per core, is in range)."""
+    n = len(cores)
+    if not e or not n:
+        return list(cores)
+    share, extra = divmod(e, n)
+    return [times_power_of_two(c, share + (1 if k < extra else 0)) for k, c in enumerate(cores)]
 
 
 def normalized(cores: Sequence[Any], center: int, old_center: int | None = None) -> tuple[list[Any], int]:

@@ -19,7 +19,7 @@ import numpy as np
 from . import _algebra as algebra
 from . import _fixed_rank as fixed_rank
 from ._backend import as_array, check_finite, check_floating, namespace, prod, scalar, times_power_of_two, to_host
-from ._canonical import normalized, orthonormalize, schmidt_values
+from ._canonical import normalized, orthonormalize, schmidt_values, spread_exponent, unit_cores
 from ._checks import check_int, is_real
 from ._entropy import renyi_entropy
 from ._jax import register_if_jax
@@ -473,7 +473,14 @@ class Chain:
         True
         """
         self._check_same_legs(other, "hadamard")
-        out = self._with_sites(algebra.hadamard(self._sites(), other._sites()), None, None)
+        a, b = self._sites(), other._sites()
+        concrete = not (fixed_rank.traced(*a, *b) or any(getattr(c, "requires_grad", False) for c in (*a, *b)))
+        exponent = 0
+        if concrete:  # each factor at unit scale, the product's scale spread over its cores: no core overflows
+            (a, ea), (b, eb) = unit_cores(a), unit_cores(b)
+            exponent = ea + eb
+        product = algebra.hadamard(a, b)
+        out = self._with_sites(spread_exponent(product, exponent) if exponent else product, None, None)
         return out if truncation is None else out.truncate(truncation)
 
     def sum(self) -> Any:

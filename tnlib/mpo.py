@@ -22,7 +22,16 @@ import numpy as np
 from . import _algebra as algebra
 from . import _fixed_rank as fixed_rank
 from ._apply import apply_cores
-from ._backend import as_array, as_matrix, check_floating, itemsize, namespace, prod
+from ._backend import (
+    as_array,
+    as_matrix,
+    binary_exponent,
+    check_floating,
+    itemsize,
+    namespace,
+    prod,
+    times_power_of_two,
+)
 from ._chain import MAX_DENSE_SIZE, Chain, build_chain, check_max_size, validate_cores
 from ._checks import is_int
 from ._choose import choose
@@ -244,15 +253,23 @@ class MPO(Chain):
                 f"trace needs a square MPO with out_dims == in_dims, got {self.out_dims} x {self.in_dims}"
             )
         xp = namespace(*self._cores)
+        concrete = not fixed_rank.traced(*self._cores)
         acc = None
+        total = 0  # the trace is 2**total * acc: every product at unit scale, so only the result saturates
         for core in self._unpadded(cols=False).cores:
             left, o, i, right = core.shape
             flat = xp.reshape(core, (left, o * i, right))
             diag = flat[:, :: o + 1, :]  # entries with out index == in index
             mat = xp.sum(diag, axis=1)
+            if concrete:
+                e = binary_exponent(mat)
+                mat, total = (mat * (2.0 ** -e), total + e) if e else (mat, total)
             acc = mat if acc is None else acc @ mat
+            if concrete:
+                e = binary_exponent(acc)
+                acc, total = (acc * (2.0 ** -e), total + e) if e else (acc, total)
         assert acc is not None
-        return xp.reshape(acc, ())
+        return times_power_of_two(xp.reshape(acc, ()), total) if total else xp.reshape(acc, ())
 
     def sum(self) -> Any:
         """Sum of all entries of the matrix of :attr:`shape` (padding excluded), a 0-d array."""
