@@ -220,3 +220,20 @@ def test_allocate_ranks_refuses_bad_sensitivities():
     for bad in ([1.0], [1.0, -1.0], [1.0, float("nan")]):
         with pytest.raises(ValueError, match=r"sensitivities must be 2 non-negative finite numbers"):
             tnlib.budget.allocate_ranks([s, s], [4, 4], 50, sensitivities=bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(budget=float("nan")), "budget must be an int"),
+    (dict(budget=-5), "budget=-5 is invalid"),
+    (dict(costs=[-32, 32]), r"costs\[0\]=-32 is invalid"),
+    (dict(costs=[0, 32]), r"costs\[0\]=0 is invalid"),
+    (dict(max_ranks=[-1, 4]), r"max_ranks\[0\]=-1 is invalid"),
+    (dict(min_rank=-2), "min_rank=-2 is invalid"),
+    (dict(spectra=[np.array([1.0, np.nan]), np.ones(4)]), r"spectra\[0\] must be a 1-D array of finite"),
+])
+def test_allocate_ranks_refuses_impossible_settings(kwargs, match):
+    args = dict(spectra=[0.5 ** np.arange(8), np.ones(8)], costs=[32, 32], budget=8 * 32)
+    args.update(kwargs)
+    spectra, costs, budget = args.pop("spectra"), args.pop("costs"), args.pop("budget")
+    with pytest.raises((TypeError, ValueError), match=match):
+        tnlib.budget.allocate_ranks(spectra, costs, budget, **args)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ._backend import to_host
+from ._checks import check_int
 from .truncation import BudgetTooSmallError
 
 __all__ = [
@@ -456,6 +457,15 @@ def allocate_ranks(
     if len(costs) != n or (max_ranks is not None and len(max_ranks) != n):
         raise ValueError(f"spectra, costs and max_ranks must have one entry per matrix, got {n}, {len(costs)} and "
                          f"{None if max_ranks is None else len(max_ranks)}")
+    for k, w in enumerate(weights):
+        if w.ndim != 1 or not np.all(np.isfinite(w)):
+            raise ValueError(f"spectra[{k}] must be a 1-D array of finite singular values, got shape {w.shape}"
+                             f"{'' if np.all(np.isfinite(w)) else ' with NaN or inf'}")
+    costs = [check_int(f"costs[{k}]", c) for k, c in enumerate(costs)]
+    budget = check_int("budget", budget, 0)
+    min_rank = check_int("min_rank", min_rank, 0)
+    if max_ranks is not None:
+        max_ranks = [check_int(f"max_ranks[{k}]", m, 0) for k, m in enumerate(max_ranks)]
     upper = [len(w) for w in weights]
     if max_ranks is not None:
         upper = [min(int(m), u) for m, u in zip(max_ranks, upper)]
