@@ -103,3 +103,16 @@ def test_bad_input_gets_clear_errors():
         tnlib.qtt.integrate(tnlib.MPS.from_dense(np.ones((3, 2))))
     with pytest.raises(TypeError, match="expected a QTT"):
         tnlib.qtt.integrate(np.ones(4))
+
+
+def test_flags_and_points_of_the_wrong_kind_are_refused():
+    for bad in ("no", 0, None):
+        with pytest.raises(TypeError, match="periodic must be True or False"):
+            tnlib.qtt.laplacian(3, periodic=bad)
+        with pytest.raises(TypeError, match="periodic must be True or False"):
+            tnlib.qtt.shift(3, periodic=bad)
+    q = tnlib.qtt.grid(lambda x: x, 4)
+    with pytest.raises(TypeError, match="x must hold real points"):
+        tnlib.qtt.evaluate(q, np.array([0.5 + 0.1j]))
+    with pytest.raises(TypeError, match="like must be an array"):
+        tnlib.MPO.identity((2, 2), like="cpu")

@@ -167,6 +167,7 @@ def shift(num_bits: int, *, periodic: bool = False, like: Any = None) -> MPO:
     ((2, 2), True)
     """
     bits = _check_bits(num_bits)
+    _check_flag("periodic", periodic)
     # states: the carry (0 or 1) coming from the less significant bits; column bit = row bit + carry
     core = np.zeros((2, 2, 2, 2))
     for carry in (0, 1):
@@ -175,6 +176,11 @@ def shift(num_bits: int, *, periodic: bool = False, like: Any = None) -> MPO:
     left = np.array([1.0, 1.0 if periodic else 0.0])
     right = np.array([0.0, 1.0])
     return _operator(core, left, right, bits, 1.0, like)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def laplacian(num_bits: int, domain: Sequence[float] | None = None, *, periodic: bool = False,
@@ -195,6 +201,7 @@ def laplacian(num_bits: int, domain: Sequence[float] | None = None, *, periodic:
     ((3, 3, 3), True)
     """
     bits = _check_bits(num_bits)
+    _check_flag("periodic", periodic)
     h = 1.0
     if domain is not None:
         a, b = _check_domain(domain)
@@ -249,7 +256,10 @@ def evaluate(mps: MPS, x: Any, domain: Sequence[float] = (0.0, 1.0)) -> Any:
     """
     bits = _check_qtt(mps)
     a, b = _check_domain(domain)
-    pts = to_host(as_array(x, "x")).astype(np.float64).reshape(-1)
+    host = to_host(as_array(x, "x"))
+    if np.iscomplexobj(host):
+        raise TypeError(f"x must hold real points of the domain, got dtype {host.dtype}")
+    pts = host.astype(np.float64).reshape(-1)
     if not np.isfinite(pts).all() or (pts.size and (pts.min() < a or pts.max() > b)):
         raise ValueError(f"x must be finite points in the domain [{a}, {b}]")
     h = (b - a) / 2**bits
