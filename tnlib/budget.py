@@ -396,6 +396,23 @@ def _losses(weights: list[np.ndarray], sensitivities: Sequence[float] | None) ->
     return [w * gk for w, gk in zip(weights, g)]
 
 
+def _checked_ranks_input(spectra: Sequence[Any], costs: Sequence[Any], budget: Any, min_rank: Any,
+                         max_ranks: Sequence[Any] | None) -> tuple[list[Any], list[int], int, int, list[int] | None]:
+    """:func:`allocate_ranks`' arguments validated: squared spectra, and the integers it needs, named in errors."""
+    weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
+    n = len(weights)
+    if len(costs) != n or (max_ranks is not None and len(max_ranks) != n):
+        raise ValueError(f"spectra, costs and max_ranks must have one entry per matrix, got {n}, {len(costs)} and "
+                         f"{None if max_ranks is None else len(max_ranks)}")
+    for k, w in enumerate(weights):
+        if w.ndim != 1 or not np.all(np.isfinite(w)):
+            raise ValueError(f"spectra[{k}] must be a 1-D array of finite singular values, got shape {w.shape}"
+                             f"{'' if np.all(np.isfinite(w)) else ' with NaN or inf'}")
+    caps = None if max_ranks is None else [check_int(f"max_ranks[{k}]", m, 0) for k, m in enumerate(max_ranks)]
+    return (weights, [check_int(f"costs[{k}]", c) for k, c in enumerate(costs)], check_int("budget", budget, 0),
+            check_int("min_rank", min_rank, 0), caps)
+
+
 def allocate_ranks(
     spectra: Sequence[Any],
     costs: Sequence[int],
@@ -452,20 +469,8 @@ def allocate_ranks(
     >>> tnlib.budget.allocate_ranks([fast, slow], [32, 32], budget=16 * 32)
     (3, 13)
     """
-    weights = [np.asarray(to_host(s), dtype=np.float64) ** 2 for s in spectra]
+    weights, costs, budget, min_rank, max_ranks = _checked_ranks_input(spectra, costs, budget, min_rank, max_ranks)
     n = len(weights)
-    if len(costs) != n or (max_ranks is not None and len(max_ranks) != n):
-        raise ValueError(f"spectra, costs and max_ranks must have one entry per matrix, got {n}, {len(costs)} and "
-                         f"{None if max_ranks is None else len(max_ranks)}")
-    for k, w in enumerate(weights):
-        if w.ndim != 1 or not np.all(np.isfinite(w)):
-            raise ValueError(f"spectra[{k}] must be a 1-D array of finite singular values, got shape {w.shape}"
-                             f"{'' if np.all(np.isfinite(w)) else ' with NaN or inf'}")
-    costs = [check_int(f"costs[{k}]", c) for k, c in enumerate(costs)]
-    budget = check_int("budget", budget, 0)
-    min_rank = check_int("min_rank", min_rank, 0)
-    if max_ranks is not None:
-        max_ranks = [check_int(f"max_ranks[{k}]", m, 0) for k, m in enumerate(max_ranks)]
     upper = [len(w) for w in weights]
     if max_ranks is not None:
         upper = [min(int(m), u) for m, u in zip(max_ranks, upper)]
