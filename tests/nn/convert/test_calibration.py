@@ -266,3 +266,17 @@ def test_chosen_shrinkage_and_its_error_match_the_whitened_svd_formed_explicitly
     k = gram_fit.SHRINKAGE_GRID.index(shrinkage)
     assert error == pytest.approx(errors[k], rel=1e-6, abs=1e-7)
     assert errors[k] ** 2 <= min(errors) ** 2 * (1 + 0.02) + 1e-12  # the rule: largest s within 2 % of the least
+
+
+def test_calibration_takes_labelled_pairs_and_numpy_batches():
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    xs = [torch.randn(32, 16) for _ in range(8)]
+    pairs = [(x, torch.randint(0, 4, (32,))) for x in xs]  # what a labelled DataLoader yields
+    plain = tn.record_grams(net, ["0"], xs)["0"]["weight"]
+    assert torch.allclose(tn.record_grams(net, ["0"], pairs)["0"]["weight"], plain)
+    arrays = [x.numpy().astype(np.float64) for x in xs]  # NumPy batches, another dtype
+    assert torch.allclose(tn.record_grams(net, ["0"], arrays)["0"]["weight"], plain, atol=1e-5)
+    small, reports = tn.compress(net, compression=2, calibration=pairs)
+    assert reports[0].held_out_error is not None

@@ -18,9 +18,11 @@ for every weight matrix of the chosen layers:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,12 +58,47 @@ def is_conv1d(module: nn.Module) -> bool:
 
 
 def run_batch(model: nn.Module, batch: Any) -> Any:
-    """Call ``model`` on one batch: a tensor, a tuple/list of arguments, or a dict of keyword arguments."""
+    """Call ``model`` on one batch: a tensor, a tuple/list of arguments, or a dict of keyword arguments.
+
+    NumPy arrays become tensors (floating ones in the dtype of the model's first floating parameter). A
+    tuple holding more items than ``model.forward`` takes positional arguments is read as
+    ``(inputs..., targets...)``, what a labelled ``DataLoader`` yields: the model gets the leading ones.
+    """
+    batch = _as_torch(batch, _float_dtype(model))
     if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (tuple, list)):
-        return model(*batch)
+        return model(*batch[: _positional(model, len(batch))])
     return model(batch)
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+
+
+def _as_torch(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` with every NumPy array in it as a tensor (floating arrays in ``dtype``)."""
+    if isinstance(value, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(value))
+        return t.to(dtype) if t.is_floating_point() else t
+    if isinstance(value, Mapping):
+        return {k: _as_torch(v, dtype) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_torch(v, dtype) for v in value)
+    return value
+
+
+def _positional(model: nn.Module, given: int) -> int:
+    """How many of ``given`` positional items ``model.forward`` takes (all, when it takes ``*args``)."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):  # a builtin or an unusual callable: pass everything
+        return given
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return given
+    takes = sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                for p in params)
+    return min(given, max(takes, 1))
 
 
 FOLDS = 4

@@ -100,8 +100,10 @@ def compress(
         Cores per MPO: fixes the layout (balanced, or the gate layout of
         Gao et al. for recurrent layers) instead of searching it.
     calibration
-        Unlabelled model inputs (an iterable of tensors, argument tuples or
-        keyword dicts, e.g. a ``DataLoader`` of inputs only). The input Gram
+        Model inputs: an iterable of tensors, argument tuples or keyword
+        dicts (a ``DataLoader``); a tuple with more items than the model's
+        ``forward`` takes positionally is read as ``(inputs, targets)`` and
+        the targets are ignored; NumPy arrays become tensors. The input Gram
         of every weight is recorded on them and each MPO is fitted to the
         layer's outputs (:meth:`tnlib.MPO.from_matrix` with a ``metric``):
         the samples are dealt into four folds; the shrinkage of the metric
