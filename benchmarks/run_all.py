@@ -28,6 +28,7 @@ SCRIPTS = [
     ("bench_scaleout.py", []),
     ("bench_out_of_core.py", []),
     ("bench_nn.py", []),
+    ("bench_conv.py", []),
     ("bench_layouts.py", []),
     ("bench_calibration.py", []),
     ("bench_allocation.py", []),

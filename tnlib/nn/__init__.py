@@ -33,6 +33,7 @@ from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._layers._quantized_linear import QuantizedLinear
+from ._layers._tucker_conv import TuckerConv2d
 from ._training._distill import distill
 from ._training._mpop import DimensionSqueezer, freeze_central
 
@@ -46,6 +47,7 @@ __all__ = [
     "MPOConv2d",
     "MPOEmbedding",
     "QuantizedLinear",
+    "TuckerConv2d",
     "gate_layout",
     "LowRankLSTM",
     "TTLSTM",

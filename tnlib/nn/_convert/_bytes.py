@@ -45,7 +45,8 @@ BYTE_KINDS = ("Linear", "Conv1D")
 
 _DENSE_BITS = (8, 4, 3, 2)
 _FACTOR_BITS = (8, 4)
-_RANKS = 8  # low-rank forms per matrix and factor width, at most
+_RANKS = 24  # low-rank forms per matrix and factor width, at most (the largest that fits a budget is the one that
+# counts: a sparse grid of ranks loses what the bytes between two of its ranks would have bought)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,7 +146,7 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
 
 
 def _rank_plans(out: int, n: int, g: int) -> dict[Quantization, list[int]]:
-    """Per factor width, the ranks (multiples of the group ``g``, at most ``_RANKS`` spread geometrically) whose
+    """Per factor width, the ranks (multiples of the group ``g``, at most ``_RANKS`` spread evenly) whose
     split stores fewer bytes than the plain weight at that width."""
     plans = {}
     for bits in _FACTOR_BITS:
@@ -154,7 +155,7 @@ def _rank_plans(out: int, n: int, g: int) -> dict[Quantization, list[int]]:
         ranks = [r for r in range(g, min(out, n) + 1, g)
                  if q.stored_bytes((out, r)) + q.stored_bytes((r, n)) < dense_bytes]
         if len(ranks) > _RANKS:
-            pick = np.unique(np.round(np.geomspace(1, len(ranks), _RANKS)).astype(int) - 1)
+            pick = np.unique(np.round(np.linspace(0, len(ranks) - 1, _RANKS)).astype(int))
             ranks = [ranks[i] for i in pick]
         if ranks:
             plans[q] = ranks

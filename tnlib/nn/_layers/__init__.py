@@ -11,4 +11,5 @@ from tnlib.nn._layers import (  # noqa: E402, F401
     _mpo_linear,
     _mpo_rnn,
     _quantized_linear,
+    _tucker_conv,
 )

@@ -1,0 +1,90 @@
+"""TuckerConv2d: a convolution as a Tucker-2 network, three small convolutions, saved and loaded."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import tnlib  # noqa: E402
+import tnlib.nn as tn  # noqa: E402
+from tnlib.nn._layers._tucker_conv import tucker2  # noqa: E402
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 0, 1), (1, "same", 2), (2, 3, 1)])
+def test_full_ranks_are_the_same_convolution(stride, padding, dilation):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 10, (3, 5), stride=stride, padding=padding, dilation=dilation).double()
+    layer = tn.TuckerConv2d.from_conv2d(conv, ranks=(10, 6))
+    x = torch.randn(2, 6, 13, 11, dtype=torch.float64)
+    assert torch.allclose(layer(x), conv(x), atol=1e-10)
+    assert torch.allclose(layer.dense_weight(), conv.weight, atol=1e-12)
+
+
+def test_a_tucker_rank_kernel_is_recovered_and_errors_fall_with_the_ranks():
+    rng = np.random.default_rng(1)
+    core = rng.standard_normal((4, 3, 3, 3))
+    u_out, u_in = np.linalg.qr(rng.standard_normal((16, 4)))[0], np.linalg.qr(rng.standard_normal((12, 3)))[0]
+    w = np.einsum("rskl,or,is->oikl", core, u_out, u_in)
+    a, g, b = tucker2(w, 4, 3)
+    assert np.allclose(np.einsum("rskl,or,is->oikl", g, a, b), w, atol=1e-12)
+    conv = nn.Conv2d(32, 48, 3, bias=False).double()
+    errors = []
+    for r in (4, 8, 16, 32):
+        layer = tn.TuckerConv2d.from_conv2d(conv, ranks=(min(48, r * 3 // 2), r))
+        errors.append(float((layer.dense_weight() - conv.weight).norm().detach() / conv.weight.norm().detach()))
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 1e-12
+
+
+def test_it_runs_fewer_multiply_adds_and_stores_fewer_weights():
+    conv = nn.Conv2d(128, 128, 3, padding=1)
+    layer = tn.TuckerConv2d.from_conv2d(conv, ranks=(32, 32))
+    assert layer.macs_per_pixel == 128 * 32 + 32 * 32 * 9 + 32 * 128
+    assert layer.macs_per_pixel < conv.weight.numel() / 8
+    assert layer.num_weights < conv.weight.numel() / 8
+
+
+def test_save_and_load_into_the_original_architecture(tmp_path):
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+    model[0] = tn.TuckerConv2d.from_conv2d(model[0], ranks=(6, 4))
+    tn.save(model, tmp_path / "m.safetensors")
+    back = tn.load(tmp_path / "m.safetensors", model=nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU()))
+    x = torch.randn(1, 8, 9, 9)
+    assert isinstance(back[0], tn.TuckerConv2d) and torch.equal(back(x), model(x))
+    with pytest.raises(ValueError, match="other sizes"):
+        tn.load(tmp_path / "m.safetensors", model=nn.Sequential(nn.Conv2d(8, 16, 5, padding=2), nn.ReLU()))
+
+
+def test_export_with_a_free_batch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    layer = tn.TuckerConv2d.from_conv2d(nn.Conv2d(8, 16, 3, padding=1), ranks=(6, 4)).eval()
+    path = tn.export_onnx(layer, (torch.randn(1, 8, 10, 10),), tmp_path / "t.onnx")
+    session = ort.InferenceSession(str(path))
+    x = torch.randn(5, 8, 10, 10)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert np.allclose(got, layer(x).detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("conv, ranks, error, match", [
+    (nn.Conv2d(8, 16, 3, groups=2), (4, 4), ValueError, "groups=2"),
+    (nn.Conv2d(8, 16, 3, padding=1, padding_mode="reflect"), (4, 4), ValueError, "padding_mode='reflect'"),
+    (nn.Conv2d(8, 16, 3), (17, 4), ValueError, "exceed the channels"),
+    (nn.Conv2d(8, 16, 3), (0, 4), ValueError, "ranks"),
+    (nn.Conv2d(8, 16, 3), 4, ValueError, "ranks must be"),
+    (nn.Conv1d(8, 16, 3), (4, 4), TypeError, "torch.nn.Conv2d"),
+])
+def test_bad_arguments_are_refused(conv, ranks, error, match):
+    with pytest.raises(error, match=match):
+        tn.TuckerConv2d.from_conv2d(conv, ranks=ranks)
+    with pytest.raises(TypeError, match="from_conv2d"):
+        tn.TuckerConv2d()
+
+
+def test_a_complex_kernel_is_kept():
+    conv = nn.Conv2d(4, 6, 3, dtype=torch.complex64)
+    layer = tn.TuckerConv2d.from_conv2d(conv, ranks=(6, 4))
+    x = torch.randn(1, 4, 7, 7, dtype=torch.complex64)
+    assert torch.allclose(layer(x), conv(x), atol=1e-4)
+    assert tnlib.nn.count_parameters(layer) == layer.num_weights
