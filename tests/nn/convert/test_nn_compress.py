@@ -562,3 +562,23 @@ def test_complex_layers_keep_their_imaginary_part():
     assert torch.allclose(tn.MPOConv2d.from_conv2d(conv, tnlib.Truncation())(xx), conv(xx), atol=1e-5)
     with pytest.raises(ValueError, match="layer '0' has a complex weight"):
         tn.compress(nn.Sequential(lin), compression=2, calibration=[x])
+
+
+def test_a_convolution_with_few_channel_directions_becomes_a_tucker_network():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 32, 3, padding=1))
+    with torch.no_grad():  # a kernel of channel ranks (8, 8) plus noise: what a Tucker-2 network holds
+        w = torch.einsum("or,rskl,is->oikl", torch.randn(64, 8), torch.randn(8, 8, 3, 3), torch.randn(64, 8)) / 30
+        net[0].weight.copy_(w + 0.01 * torch.randn_like(w))
+    for calibration in (None, [torch.randn(4, 64, 12, 12) for _ in range(8)]):
+        small, reports = tn.compress(net, compression=8, calibration=calibration)
+        assert isinstance(small[0], tn.TuckerConv2d) and reports[0].layouts[0].startswith("tucker-2")
+        assert reports[0].params_after <= 64 * 64 * 9 // 8 and reports[0].relative_error < 0.05
+        assert reports[0].macs < reports[0].dense_macs / 8
+        x = torch.randn(2, 64, 10, 10)
+        with torch.no_grad():
+            err = (small[0](x) - net[0](x)).norm() / net[0](x).norm()
+        assert err < 0.06
+        tucker = reports[0].held_out_error if calibration else reports[0].relative_error
+        mpo_only, (mpo_report, _) = tn.compress(net, compression=8, num_cores=2, calibration=calibration)
+        assert tucker < (mpo_report.held_out_error if calibration else mpo_report.relative_error)

@@ -107,7 +107,7 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
         note = (f"calibration has {folds.rows} rows for {n} inputs, too few to judge the forms: chosen by "
                 "weight error, round-to-nearest")
         folds = None
-    fit, held = _grams(folds, n)
+    fit, held = _grams(folds)
     c = np.eye(n) if fit is None else fit
     factor = gptq_factor(c)
     judges = [_Judge(m, held if held is not None else fit), _Judge(m, None)]
@@ -167,7 +167,7 @@ def with_fit_error(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form
     if folds is None or form.note:
         return form
     m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
-    fit, _ = _grams(folds, m.shape[1])
+    fit, _ = _grams(folds)
     f = form.factors
     approx = f[0].dequantize() if len(f) == 1 else f[0].dequantize() @ f[1].dequantize()
     return dataclasses.replace(form, fit_error=relative_error(m, approx, fit))
@@ -180,22 +180,9 @@ def _dense_groups(n: int) -> list[int | None]:
     return [None, *(groups or [None])]
 
 
-def _grams(folds: GramFolds | None, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(Gram the forms are fitted in, Gram they are judged in): all folds but the last usable one, and that one;
-    ``None`` without calibration, and the same Gram twice when no fold can be held out."""
-    if folds is None:
-        return None, None
-    metric = folds.metric()
-    usable = metric.usable_folds()
-
-    def host(g: Any) -> np.ndarray:
-        return np.array(torch.as_tensor(g).detach().to(device="cpu", dtype=torch.float64).numpy())
-
-    if not usable:
-        c = host(metric.gram)
-        return c, None
-    fit, held, _ = metric.split(usable[-1])
-    return host(fit), host(held)
+def _grams(folds: GramFolds | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(Gram the forms are fitted in, Gram they are judged in), ``None`` twice without calibration."""
+    return (None, None) if folds is None else folds.fit_and_held()
 
 
 def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total: int,

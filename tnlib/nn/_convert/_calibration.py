@@ -134,6 +134,20 @@ class GramFolds:
         """The :class:`tnlib.Metric` of these folds (their Grams and row counts)."""
         return tnlib.Metric.from_folds([s / max(c, 1) for s, c in zip(self.sums, self.counts)], list(self.counts))
 
+    def fit_and_held(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(Gram a form is fitted in, Gram it is judged in), float64 NumPy: all folds but the last usable one,
+        and that one (``None`` when no fold can be held out: the first is then every row's)."""
+        metric = self.metric()
+        usable = metric.usable_folds()
+
+        def host(g: Any) -> np.ndarray:
+            return np.array(torch.as_tensor(g).detach().to(device="cpu", dtype=torch.float64).numpy())
+
+        if not usable:
+            return host(metric.gram), None
+        fit, held, _ = metric.split(usable[-1])
+        return host(fit), host(held)
+
 
 class _BadCalibration(ValueError):
     """Calibration inputs that reached a layer but cannot be used (raised from a hook)."""

@@ -14,7 +14,7 @@ from tnlib._choose import macs
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._layers._kinds import Source
 
-__all__ = ["LayerReport", "layer_report", "byte_report", "mpo_macs", "Pooled"]
+__all__ = ["LayerReport", "layer_report", "byte_report", "tucker_report", "mpo_macs", "Pooled"]
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,19 @@ def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -
         held_out_error=form.held_out_error,
         macs=out * n if len(form.factors) == 1 else int(form.factors[1].shape[0]) * (out + n), dense_macs=out * n,
         bytes_before=w.numel() * w.element_size(), bytes_after=form.stored_bytes, byte_budget=budget,
+    )
+
+
+def tucker_report(name: str, conv: Any, choice: Any, budget: int) -> LayerReport:
+    """The report of a convolution replaced by its Tucker-2 network (:mod:`tnlib.nn._convert._conv_choice`)."""
+    w = conv.weight
+    out, n, kh, kw = (int(d) for d in w.shape)
+    r_out, r_in = choice.ranks
+    return LayerReport(
+        name, "Conv2d", w.numel(), choice.params, choice.weight_error, (), choice.fit_error, budget,
+        (f"tucker-2 ranks (out {r_out}, in {r_in})",), held_out_error=choice.held_out_error,
+        macs=choice.params, dense_macs=out * n * kh * kw,
+        bytes_before=w.numel() * w.element_size(), bytes_after=choice.params * w.element_size(),
     )
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from tnlib.nn._layers._cores import positive_int, wide
 from tnlib.nn._layers._kinds import LayerKind, register
 
-__all__ = ["TuckerConv2d", "tucker2"]
+__all__ = ["TuckerConv2d", "tucker2", "tucker_params", "build_tucker"]
 
 _SWEEPS = 10  # alternating refinements of the two channel factors after the truncated HOSVD
 
@@ -77,30 +77,13 @@ class TuckerConv2d(nn.Module):
         if r_out > conv.out_channels or r_in > conv.in_channels:
             raise ValueError(f"ranks={tuple(ranks)} exceed the channels (out={conv.out_channels}, "
                              f"in={conv.in_channels}) of the convolution")
-        w = conv.weight.detach()
-        u_out, core, u_in = tucker2(wide(w).cpu().numpy(), r_out, r_in)
-        self = cls.__new__(cls)
-        nn.Module.__init__(self)
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
-        self.padding, self.dilation = conv.padding, tuple(conv.dilation)
-        self.ranks = (r_out, r_in)
-
-        def like(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device=w.device, dtype=w.dtype)
-
-        self.first = nn.Parameter(like(u_in.T)[:, :, None, None])
-        self.core = nn.Parameter(like(core))
-        self.last = nn.Parameter(like(u_out)[:, :, None, None])
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
-        return self
+        return build_tucker(conv, tucker2(wide(conv.weight).cpu().numpy(), r_out, r_in))
 
     @property
     def macs_per_pixel(self) -> int:
         """Multiply-adds per output pixel of the three convolutions."""
-        r_out, r_in = self.ranks
         kh, kw = self.kernel_size
-        return self.in_channels * r_in + r_in * r_out * kh * kw + r_out * self.out_channels
+        return tucker_params(self.out_channels, self.in_channels, kh, kw, *self.ranks)
 
     @property
     def num_weights(self) -> int:
@@ -138,6 +121,32 @@ def tucker2(w: np.ndarray, r_out: int, r_in: int, sweeps: int = _SWEEPS) -> tupl
         u_in = leading(np.moveaxis(np.einsum("oikl,or->rikl", w, u_out), 1, 0).reshape(n, -1), r_in)
     core = np.einsum("oikl,or,is->rskl", w, u_out.conj(), u_in.conj())
     return u_out, core, u_in
+
+
+def tucker_params(out: int, n: int, kh: int, kw: int, r_out: int, r_in: int) -> int:
+    """Weights of a Tucker-2 network of ranks ``(r_out, r_in)`` of an ``(out, n, kh, kw)`` kernel."""
+    return n * r_in + r_in * r_out * kh * kw + r_out * out
+
+
+def build_tucker(conv: nn.Conv2d, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TuckerConv2d:
+    """The :class:`TuckerConv2d` of ``conv`` holding ``factors = (U_out, G, U_in)`` (from :func:`tucker2`)."""
+    u_out, core, u_in = factors
+    w = conv.weight
+    self = TuckerConv2d.__new__(TuckerConv2d)
+    nn.Module.__init__(self)
+    self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+    self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
+    self.padding, self.dilation = conv.padding, tuple(conv.dilation)
+    self.ranks = (int(core.shape[0]), int(core.shape[1]))
+
+    def like(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=w.device, dtype=w.dtype)
+
+    self.first = nn.Parameter(like(u_in.T)[:, :, None, None])
+    self.core = nn.Parameter(like(core))
+    self.last = nn.Parameter(like(u_out)[:, :, None, None])
+    self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+    return self
 
 
 def _probe(layer: Any) -> torch.Tensor:
