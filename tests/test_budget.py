@@ -237,3 +237,15 @@ def test_allocate_ranks_refuses_impossible_settings(kwargs, match):
     spectra, costs, budget = args.pop("spectra"), args.pop("costs"), args.pop("budget")
     with pytest.raises((TypeError, ValueError), match=match):
         tnlib.budget.allocate_ranks(spectra, costs, budget, **args)
+
+
+def test_min_ranks_keep_a_floor_under_every_matrix():
+    steep, flat = 0.3 ** np.arange(32), np.ones(32)
+    free = tnlib.budget.allocate_ranks([steep, flat], [64, 64], budget=32 * 64)
+    assert free[0] < 4  # the steep spectrum gives its budget away
+    floored = tnlib.budget.allocate_ranks([steep, flat], [64, 64], budget=32 * 64, min_ranks=[8, 0])
+    assert floored[0] == 8 and sum(r * 64 for r in floored) <= 32 * 64
+    with pytest.raises(ValueError, match="min_ranks must have one rank per matrix"):
+        tnlib.budget.allocate_ranks([steep, flat], [64, 64], budget=32 * 64, min_ranks=[8])
+    with pytest.raises(tnlib.truncation.BudgetTooSmallError, match="and their min_ranks"):
+        tnlib.budget.allocate_ranks([steep, flat], [64, 64], budget=10 * 64, min_ranks=[8, 8])

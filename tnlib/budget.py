@@ -413,6 +413,15 @@ def _checked_ranks_input(spectra: Sequence[Any], costs: Sequence[Any], budget: A
             check_int("min_rank", min_rank, 0), caps)
 
 
+def _floors(min_ranks: Sequence[Any] | None, n: int) -> list[int]:
+    """``min_ranks`` validated (one non-negative int per matrix), or zeros."""
+    if min_ranks is None:
+        return [0] * n
+    if len(min_ranks) != n:
+        raise ValueError(f"min_ranks must have one rank per matrix ({n}), got {len(min_ranks)}")
+    return [check_int(f"min_ranks[{k}]", r, 0) for k, r in enumerate(min_ranks)]
+
+
 def allocate_ranks(
     spectra: Sequence[Any],
     costs: Sequence[int],
@@ -422,6 +431,7 @@ def allocate_ranks(
     max_ranks: Sequence[int] | None = None,
     baseline: Sequence[int] | None = None,
     sensitivities: Sequence[float] | None = None,
+    min_ranks: Sequence[int] | None = None,
 ) -> tuple[int, ...]:
     r"""Ranks of several independent matrices that share one parameter budget.
 
@@ -456,6 +466,10 @@ def allocate_ranks(
         unit of that matrix's error moves what is finally measured (for
         example a model's outputs; :func:`tnlib.nn.compress` measures it).
         Non-negative and finite, one per matrix.
+    min_ranks
+        A floor per matrix on top of ``min_rank`` (capped at its largest
+        rank): what no matrix may be starved below, whatever the others
+        would buy with it.
 
     Returns
     -------
@@ -471,14 +485,16 @@ def allocate_ranks(
     """
     weights, costs, budget, min_rank, max_ranks = _checked_ranks_input(spectra, costs, budget, min_rank, max_ranks)
     n = len(weights)
+    floors = _floors(min_ranks, n)
     upper = [len(w) for w in weights]
     if max_ranks is not None:
         upper = [min(int(m), u) for m, u in zip(max_ranks, upper)]
-    low = [min(min_rank, u) for u in upper]
+    low = [max(min(min_rank, u), min(f, u)) for u, f in zip(upper, floors)]
     floor = sum(lo * c for lo, c in zip(low, costs))
     if floor > budget:
         raise BudgetTooSmallError(
-            f"a budget of {budget} parameters cannot hold {n} matrices at rank {min_rank} ({floor} needed)"
+            f"a budget of {budget} parameters cannot hold {n} matrices at rank {min_rank}"
+            f"{'' if min_ranks is None else ' and their min_ranks'} ({floor} needed)"
         )
     rel = _losses(weights, sensitivities)
 

@@ -129,7 +129,8 @@ def compress(
         removed: each matrix's error is weighted by how much the outputs
         move per unit of it, measured by one backward pass per calibration
         batch (at most 8; :mod:`tnlib.nn._convert._sensitivity`), so a matrix the
-        model barely listens to gives up its budget. Each report's ``share``
+        model barely listens to gives up its budget, but never below a quarter
+        of the rank its uniform share would give (no layer is starved). Each report's ``share``
         gives the layer's part of the total.
     objective, tolerance
         How a searched layout is chosen (a :class:`tnlib.Objective`, or its

@@ -14,7 +14,11 @@ from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._convert._sensitivity import MAX_BATCHES, output_change_per_error
 from tnlib.nn._layers._kinds import source_of
 
-__all__ = ["global_budgets", "keeping"]
+__all__ = ["global_budgets", "keeping", "FLOOR"]
+
+FLOOR = 0.25
+"""No weight matrix gets less than this part of its uniform share's rank under one global budget: a matrix the
+sensitivities call unimportant on a few calibration batches is not starved to a rank that breaks the model."""
 
 
 def keeping(batches: Iterable[Any], kept: list[Any], limit: int = MAX_BATCHES) -> Iterator[Any]:
@@ -32,7 +36,7 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
     """Per weight matrix, its part of one budget of ``sum numel / compression``: truncated-SVD ranks chosen by
     :func:`tnlib.budget.allocate_ranks` on the spectra, whitened in the calibrated metric (at the default
     shrinkage), weighted with calibration by each weight's measured effect on the model's outputs
-    (:mod:`tnlib.nn._convert._sensitivity`)."""
+    (:mod:`tnlib.nn._convert._sensitivity`); every matrix keeps at least ``FLOOR`` of its uniform rank."""
     keys, spectra, costs, caps, uniform = [], [], [], [], []
     params, as_matrix, factors = {}, {}, {}
     total = 0
@@ -63,7 +67,8 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
     min_rank = truncation.min_bond if truncation is not None else 1
     ranks = tnlib.budget.allocate_ranks(spectra, costs, total, min_rank=min_rank, max_ranks=caps, baseline=uniform,
                                         sensitivities=None if sensitivities is None else
-                                        [sensitivities[k] for k in keys])
+                                        [sensitivities[k] for k in keys],
+                                        min_ranks=[int(u * FLOOR) for u in uniform])
     out: dict[str, dict[str, int]] = {name: {} for name in targets}
     for (name, wname), r, c in zip(keys, ranks, costs):
         out[name][wname] = r * c
