@@ -280,3 +280,19 @@ def test_calibration_takes_labelled_pairs_and_numpy_batches():
     assert torch.allclose(tn.record_grams(net, ["0"], arrays)["0"]["weight"], plain, atol=1e-5)
     small, reports = tn.compress(net, compression=2, calibration=pairs)
     assert reports[0].held_out_error is not None
+
+
+def test_grams_too_large_for_memory_are_refused_before_any_batch_runs():
+    from tnlib.nn._convert._calibration import check_gram_memory
+
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(256, 1, 64), nn.Flatten(), nn.Linear(1, 4))  # 1M inputs per patch: 32 TB of Grams
+    ran = []
+    net.register_forward_pre_hook(lambda *a: ran.append(1))
+    with pytest.raises(ValueError, match=r"calibration would hold .* GiB of input Grams.*largest: '0'"):
+        tn.compress(net, compression=4, calibration=[torch.randn(1, 256, 64, 64)])
+    assert not ran  # refused before the model ran
+    small = nn.Sequential(nn.Linear(64, 64))
+    check_gram_memory(small, ["0"], limit=4 * 8 * 64 * 64)  # exactly fits
+    with pytest.raises(ValueError, match="more than the"):
+        check_gram_memory(small, ["0"], limit=4 * 8 * 64 * 64 - 1)

@@ -19,6 +19,7 @@ for every weight matrix of the chosen layers:
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -31,6 +32,7 @@ from tnlib.nn._layers._kinds import source_of, sources
 from tnlib.nn._layers._stacking import suffix
 
 __all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d",
+           "check_gram_memory",
            "float64_metric", "record_input", "record_cell", "record_rnn", "record_patches"]
 
 
@@ -99,6 +101,37 @@ def _positional(model: nn.Module, given: int) -> int:
     takes = sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                 for p in params)
     return min(given, max(takes, 1))
+
+
+def _memory() -> int | None:
+    """This machine's physical memory in bytes, where the system says (``None`` elsewhere)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_gram_memory(model: nn.Module, names: Sequence[str], limit: int | None = None) -> None:
+    """Refuse, before any batch is run, calibration whose Grams (``FOLDS`` float64 ``n x n`` sums per weight with
+    ``n`` inputs, a convolution's ``in * kh * kw`` per patch) would take more than ``limit`` bytes (default half
+    of this machine's memory), naming the largest layers."""
+    limit = limit if limit is not None else (lambda m: None if m is None else m // 2)(_memory())
+    if limit is None:
+        return
+    need = {}
+    for name in names:
+        source = source_of(model.get_submodule(name))
+        if source is None or source.record is None:
+            continue
+        need[name] = sum(FOLDS * 8 * int(w.shape[1]) ** 2 for w in source.weights(model.get_submodule(name)).values())
+    if sum(need.values()) > limit:
+        worst = sorted(need, key=need.get, reverse=True)[:3]  # type: ignore[arg-type]
+        detail = ", ".join(f"{n!r} {need[n] / 2**30:.1f} GiB" for n in worst)
+        raise ValueError(
+            f"calibration would hold {sum(need.values()) / 2**30:.1f} GiB of input Grams ({FOLDS} float64 n x n sums "
+            f"per weight with n inputs), more than the {limit / 2**30:.1f} GiB allowed (half this machine's memory); "
+            f"largest: {detail}. Leave those layers out with layers=[...] or compress them without calibration"
+        )
 
 
 FOLDS = 4
@@ -350,6 +383,7 @@ def record_folds(
 ) -> dict[str, dict[str, GramFolds]]:
     """As :func:`record_grams`, with each Gram kept per fold of calibration samples (:class:`GramFolds`)."""
     names = _check_names(model, names)
+    check_gram_memory(model, names)
     acc = _Accumulator()
     handles = [_hook(acc, n, model.get_submodule(n)) for n in names]
     was_training = model.training
