@@ -66,3 +66,11 @@ def test_spectrum_plot_stops_at_the_noise_floor():
     bottom = fig.axes[0].get_ylim()[0]
     assert bottom > 1e-16 * np.linalg.norm(w, 2) / 10
     assert "site dims" in fig.axes[0].get_title()
+
+
+def test_one_name_for_the_relative_error():
+    w = _matrix()
+    report = tnlib.MPO.from_matrix(w, (16, 16), (16, 16), truncation=tnlib.Truncation(max_bond=8)).report
+    exact = np.linalg.norm(tnlib.MPO.from_matrix(w, (16, 16), (16, 16), truncation=tnlib.Truncation(max_bond=8))
+                           .to_matrix() - w) / np.linalg.norm(w)
+    assert report.relative_error == report.relative_error_bound == pytest.approx(exact, rel=1e-10)

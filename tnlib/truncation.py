@@ -460,6 +460,13 @@ class TruncationReport:
         return self.error_bound / self.norm if self.norm > 0 else 0.0
 
     @property
+    def relative_error(self) -> float:
+        """``||A - A_tt||_F / ||A||_F``: measured where the decomposition measured it (:attr:`error` set), else
+        its bound :attr:`relative_error_bound`, which a single SVD sweep meets with equality. The name
+        :class:`tnlib.nn.LayerReport` gives the same quantity."""
+        return self.relative_error_bound
+
+    @property
     def relative_discarded(self) -> tuple[float, ...]:
         """Discarded weight of each bond relative to ``norm**2``."""
         if self.relative is not None:
