@@ -27,6 +27,7 @@ from typing import Any, NoReturn, Sequence
 import numpy as np
 
 from . import __version__
+from ._optional import optional
 from ._out_of_core import npy_header, open_npy
 from .io import load, save
 from .mpo import MPO
@@ -129,9 +130,9 @@ def _host(tensor: Any) -> np.ndarray:
 
 def _safetensors_arrays(path: Path) -> dict[str, Any]:
     """The tensors of a .safetensors file; bfloat16 ones (which NumPy lacks) through torch, as float32."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
+    safetensors = optional("safetensors", "torch", "reading a .safetensors file")
+    SafetensorError = safetensors.SafetensorError  # noqa: N806
+    load_file = optional("safetensors.numpy", "torch", "reading a .safetensors file").load_file
     try:
         return dict(load_file(str(path)))
     except SafetensorError as exc:
@@ -224,7 +225,7 @@ def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) ->
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
     matrix = _stream_npy(args.input, args.chunk_rows, args.out_dims[0] if args.out_dims else None)
     truncation = _truncation(args, matrix.shape)
-    from tqdm.dask import TqdmCallback
+    TqdmCallback = optional("tqdm.dask", "dask", "--out-of-core").TqdmCallback  # noqa: N806
 
     svd = "randomized" if args.single_pass else args.svd
     with TqdmCallback(desc="blocks", file=sys.stderr):
@@ -312,7 +313,8 @@ def _info(args: argparse.Namespace) -> None:
 
 def _model_info(path: Path) -> None:
     """Describe a file written by ``tnlib.nn.save`` from its header and tensor shapes (torch is not needed)."""
-    from safetensors import SafetensorError, safe_open
+    safetensors = optional("safetensors", "torch", "tnlib info of a .safetensors file")
+    SafetensorError, safe_open = safetensors.SafetensorError, safetensors.safe_open  # noqa: N806
 
     if not path.is_file():
         raise _UsageError(f"{path}: no such file")
@@ -394,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         {"decompose": _decompose, "spectrum": _spectrum, "info": _info}[args.command](args)
-    except (_UsageError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (_UsageError, ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         message = _as_flags(str(exc))
         print(f"tnlib: error: {message}", file=sys.stderr)
         return 2

@@ -16,6 +16,10 @@ parameter counts at a target ratio), ``_training`` (MPOP, distillation) and
 imported only when it is first used.
 """
 
+from tnlib._optional import optional
+
+optional("torch", "torch", "tnlib.nn")  # a missing torch: one line naming the extra, not a traceback from deep inside
+
 from ._baselines._lowrank import LowRankLinear, LowRankLSTM
 from ._baselines._matching import count_parameters, match_compression, stored_bytes
 from ._baselines._pruning import GradualPruner, prune_magnitude

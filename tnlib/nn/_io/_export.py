@@ -21,6 +21,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from tnlib._optional import optional
+
 __all__ = ["export_onnx"]
 
 # Constant folding may create tensors of at most this many elements: shapes and
@@ -139,8 +141,8 @@ def export_onnx(
     >>> bool(np.allclose(h1, cell(x7, (h7, c7))[0].detach().numpy(), atol=1e-5))
     True
     """
-    import onnx
-    import onnxscript.optimizer
+    onnx = optional("onnx", "onnx", "export_onnx")
+    onnxscript_optimizer = optional("onnxscript.optimizer", "onnx", "export_onnx")
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -186,7 +188,7 @@ def export_onnx(
         )
     if program is None:  # pragma: no cover - the torch.export-based exporter always returns a program
         raise RuntimeError("torch.onnx.export returned no program")
-    onnxscript.optimizer.optimize_ir(program.model, output_size_limit=_FOLD_LIMIT)
+    onnxscript_optimizer.optimize_ir(program.model, output_size_limit=_FOLD_LIMIT)
     proto = program.model_proto
     for node in proto.graph.node:
         del node.metadata_props[:]

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tnlib._files import atomic_write
+from tnlib._optional import optional
 from tnlib.nn._layers._kinds import LayerKind, attributes, kind_of_layer, kinds, source_of
 
 __all__ = ["save", "load"]
@@ -60,7 +61,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> None:
     >>> bool(torch.equal(back(x), small(x)))
     True
     """
-    from safetensors.torch import save_file
+    save_file = optional("safetensors.torch", "torch", "tnlib.nn.save").save_file
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -225,8 +226,8 @@ def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torc
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file, from one read of its bytes (a concurrent
     :func:`save` replaces the file whole: the bytes are one version of it, never a mix)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
+    SafetensorError = optional("safetensors", "torch", "tnlib.nn.load").SafetensorError  # noqa: N806
+    load_bytes = optional("safetensors.torch", "torch", "tnlib.nn.load").load
 
     try:
         data = path.read_bytes()
