@@ -181,3 +181,18 @@ def test_progress_shows_the_layers_on_stderr(capsys, kwargs):
     assert capsys.readouterr().err == ""  # off by default
     with pytest.raises(TypeError, match="progress must be True or False"):
         tn.compress(model, progress="yes", **kwargs)
+
+
+def test_a_calibrated_global_byte_budget_weighs_matrices_by_the_outputs():
+    net = _net(8)
+    budget = int(_weights(net) * 3 / 8)
+    small, reports = tn.compress(net, bytes=budget, calibration=_batches(), allocation="global")
+    assert sum(r.bytes_after for r in reports) <= budget and all(r.held_out_error is not None for r in reports)
+    from tnlib.nn._convert._bytes import choose_forms, forms_of
+
+    candidates = {"a": forms_of(net[0].weight, None), "b": forms_of(net[2].weight, None)}
+    sizes = {"a": net[0].weight.numel(), "b": net[2].weight.numel()}
+    total = sum(min(f.stored_bytes for f in fs) for fs in candidates.values()) + 6000
+    heavy_a, _ = choose_forms(candidates, sizes, total, "global", {"a": 100.0, "b": 1.0})
+    heavy_b, _ = choose_forms(candidates, sizes, total, "global", {"a": 1.0, "b": 100.0})
+    assert heavy_a["a"].error < heavy_b["a"].error and heavy_b["b"].error < heavy_a["b"].error

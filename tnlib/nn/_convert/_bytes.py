@@ -186,13 +186,15 @@ def _grams(folds: GramFolds | None) -> tuple[np.ndarray | None, np.ndarray | Non
 
 
 def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total: int,
-                 allocation: str) -> tuple[dict[str, Form], dict[str, int]]:
+                 allocation: str, weights: dict[str, float] | None = None) -> tuple[dict[str, Form], dict[str, int]]:
     """One form per matrix within ``total`` stored bytes, and each matrix's byte budget.
 
     ``sizes`` are the matrices' entries; ``"uniform"`` gives each
     ``total * size / sum(sizes)`` bytes and takes its least-error form within;
     ``"global"`` minimises the sum of squared errors over every choice within
-    ``total``. ``ValueError`` when even the smallest forms do not fit.
+    ``total``, each weighted by ``weights`` when given (how much the model's
+    outputs move per unit of that matrix's squared relative error).
+    ``ValueError`` when even the smallest forms do not fit.
     """
     least = sum(min(f.stored_bytes for f in fs) for fs in candidates.values())
     if least > total:
@@ -211,18 +213,23 @@ def choose_forms(candidates: dict[str, list[Form]], sizes: dict[str, int], total
             chosen[name] = min(fitting, key=lambda f: (f.error, f.stored_bytes))
             budgets[name] = budget
         return chosen, budgets
-    chosen = _lagrangian(candidates, total)
+    scale = weights or {}
+    total_weight = sum(scale.values())
+    if scale and not (math.isfinite(total_weight) and total_weight > 0):
+        scale = {}  # nothing measured: every matrix counts alike
+    cost = {name: scale.get(name, 1.0) / (total_weight if scale else 1.0) for name in candidates}
+    chosen = _lagrangian(candidates, total, cost)
     try:  # the uniform shares are one feasible choice: global is never worse than them by its own measure
         uniform, _ = choose_forms(candidates, sizes, total, "uniform")
     except ValueError:
         uniform = None
-    if uniform is not None and _squared(uniform) < _squared(chosen):
+    if uniform is not None and _squared(uniform, cost) < _squared(chosen, cost):
         chosen = uniform
     return chosen, {name: f.stored_bytes for name, f in chosen.items()}
 
 
-def _squared(choice: dict[str, Form]) -> float:
-    return sum(f.error**2 for f in choice.values())
+def _squared(choice: dict[str, Form], cost: dict[str, float]) -> float:
+    return sum(cost[name] * f.error**2 for name, f in choice.items())
 
 
 def _shares(sizes: dict[str, int], total: int) -> dict[str, int]:
@@ -239,12 +246,12 @@ def _shares(sizes: dict[str, int], total: int) -> dict[str, int]:
     return shares
 
 
-def _lagrangian(candidates: dict[str, list[Form]], total: int) -> dict[str, Form]:
+def _lagrangian(candidates: dict[str, list[Form]], total: int, cost: dict[str, float]) -> dict[str, Form]:
     """The choice of least total squared error within ``total`` bytes found by a sweep of the price of a byte,
     then the leftover bytes spent greedily on the upgrade that removes the most error per byte."""
 
     def pick(price: float) -> dict[str, Form]:
-        return {name: min(fs, key=lambda f: (f.error**2 + price * f.stored_bytes, f.stored_bytes))
+        return {name: min(fs, key=lambda f: (cost[name] * f.error**2 + price * f.stored_bytes, f.stored_bytes))
                 for name, fs in candidates.items()}
 
     def size(choice: dict[str, Form]) -> int:
@@ -268,10 +275,11 @@ def _lagrangian(candidates: dict[str, list[Form]], total: int) -> dict[str, Form
     choice = pick(hi)
     if size(choice) > total:  # the sweep's cheapest end: every matrix at its smallest form
         choice = {name: min(fs, key=lambda f: f.stored_bytes) for name, fs in candidates.items()}
-    return _spend(candidates, choice, total - size(choice))
+    return _spend(candidates, choice, total - size(choice), cost)
 
 
-def _spend(candidates: dict[str, list[Form]], choice: dict[str, Form], left: int) -> dict[str, Form]:
+def _spend(candidates: dict[str, list[Form]], choice: dict[str, Form], left: int,
+           cost: dict[str, float]) -> dict[str, Form]:
     """``choice`` upgraded, one matrix at a time, by the upgrade that removes the most squared error per byte
     within the ``left`` bytes, while one fits."""
     while True:
@@ -280,7 +288,7 @@ def _spend(candidates: dict[str, list[Form]], choice: dict[str, Form], left: int
             now = choice[name]
             for f in fs:
                 extra = f.stored_bytes - now.stored_bytes
-                gain = now.error**2 - f.error**2
+                gain = cost[name] * (now.error**2 - f.error**2)
                 if 0 < extra <= left and gain > 0 and (best is None or gain / extra > best[0]):
                     best = (gain / extra, name, f)
         if best is None:

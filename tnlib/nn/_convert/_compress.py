@@ -35,7 +35,7 @@ from tnlib.nn._convert._bytes import (
 )
 from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._conv_choice import TuckerChoice, tucker_choice
-from tnlib.nn._convert._global_budget import global_budgets, keeping
+from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, tucker_report
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
@@ -208,7 +208,7 @@ def compress(
     # every layer is converted before any is replaced: a failure leaves the model whole
     bar = _bar(progress, len(targets))
     if total is not None:
-        built, reports = _quantize_layers(model, targets, grams, total, allocation, bar)
+        built, reports = _quantize_layers(model, targets, grams, total, allocation, bar, kept)
     else:
         shares = None
         if allocation == "global":
@@ -330,7 +330,7 @@ def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[s
 
 
 def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]], total: int,
-                     allocation: str, bar: Any = None) -> tuple[Built, list[LayerReport]]:
+                     allocation: str, bar: Any = None, batches: Sequence[Any] = ()) -> tuple[Built, list[LayerReport]]:
     """Every target's weight as the quantized form a byte budget of ``total`` buys (``_bytes``), and reports."""
     weights, candidates = {}, {}
     for name in targets:
@@ -345,7 +345,8 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
         candidates[name] = forms_of(w, grams.get(name, {}).get("weight"))
         _done(bar)
     sizes = {name: w.numel() for name, (_, w) in weights.items()}
-    chosen, budgets = choose_forms(candidates, sizes, total, allocation)
+    weighted = importance(model, targets, grams, batches) if allocation == "global" and batches else None
+    chosen, budgets = choose_forms(candidates, sizes, total, allocation, weighted)
     built: Built = [(name, functools.partial(_quantized, factors=chosen[name].factors)) for name in targets]
     reports = [byte_report(name, kind, w, with_fit_error(chosen[name], w, grams.get(name, {}).get("weight")),
                            budgets[name]) for name, (kind, w) in weights.items()]

@@ -14,7 +14,7 @@ from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._convert._sensitivity import MAX_BATCHES, output_change_per_error
 from tnlib.nn._layers._kinds import source_of
 
-__all__ = ["global_budgets", "keeping", "FLOOR"]
+__all__ = ["global_budgets", "keeping", "FLOOR", "importance"]
 
 FLOOR = 0.25
 """No weight matrix gets less than this part of its uniform share's rank under one global budget: a matrix the
@@ -73,3 +73,28 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
     for (name, wname), r, c in zip(keys, ranks, costs):
         out[name][wname] = r * c
     return out
+
+
+def importance(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]],
+               batches: Sequence[Any]) -> dict[str, float] | None:
+    """Per single-weight target, how much the model's outputs move per unit of *relative* error of its weight:
+    its sensitivity (:mod:`tnlib.nn._convert._sensitivity`) times its signal ``||W L||_F^2`` in its metric
+    ``C = L L^T``. A byte budget shared by these weights the squared relative errors it balances. ``None``
+    without calibration or when the outputs carry nothing to measure."""
+    params: dict[str, Any] = {}
+    as_matrix, factors, signals = {}, {}, {}
+    for name in targets:
+        module = model.get_submodule(name)
+        source = source_of(module)
+        folds = grams.get(name, {}).get("weight")
+        if source is None or folds is None:
+            return None
+        factor = gram_factor(folds.gram()).L
+        weight: Any = module.weight
+        w64 = source.as_matrix(weight.detach()).to(torch.float64).cpu()
+        params[name], as_matrix[name], factors[name] = weight, source.as_matrix, factor
+        signals[name] = float(((w64 @ factor) ** 2).sum())
+    sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
+    if sensitivities is None:
+        return None
+    return {name: sensitivities[name] * signals[name] for name in targets}
