@@ -175,7 +175,7 @@ class MPO(Chain):
         out_dims, in_dims = check_dims("out_dims", out_dims), check_dims("in_dims", in_dims)
         if len(out_dims) != len(in_dims):
             raise ValueError(f"out_dims has {len(out_dims)} factors but in_dims has {len(in_dims)}")
-        if like is not None and not (array_api_compat.is_array_api_obj(like) or isinstance(like, np.ndarray)):
+        if isinstance(like, (str, bytes)):  # a device name is not an array: "cpu" would silently mean NumPy
             raise TypeError(f"like must be an array whose library and device the cores take (e.g. torch.zeros(0, "
                             f"device='cuda')), got {type(like).__name__} {like!r}")
         ref = as_array(like, "like") if like is not None else np.zeros(0)
