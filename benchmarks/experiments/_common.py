@@ -395,6 +395,17 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+def interval_cell(values: Sequence[float], digits: int = 3) -> str:
+    """A table cell: the mean with its 95 % t-interval (``mean [lo, hi]``), the mean alone for one value, ``-``
+    for none."""
+    if not values:
+        return "-"
+    mean, lo, hi = t_interval(values)
+    if lo != lo:
+        return fmt(mean, digits=digits)
+    return f"{fmt(mean, digits=digits)} [{fmt(lo, digits=digits)}, {fmt(hi, digits=digits)}]"
+
+
 def paired(
     rows: Sequence[dict[str, Any]], metric: str, a: str, b: str, ratio: float, *, higher_is_better: bool,
     b_ratio: float | None = None,

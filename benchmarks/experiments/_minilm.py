@@ -67,3 +67,28 @@ def neighbours(emb: torch.Tensor) -> torch.Tensor:
     sim = emb @ emb.T
     sim.fill_diagonal_(-2.0)
     return sim.argmax(-1)
+
+
+def setup(cfg: dict):
+    """What the MiniLM experiments share: ``(dense, layers, tokens, pool, evaluate)``: the model, its encoder
+    layers (the first ``cfg["minilm_layers"]``), the tokenizer as ``tokens(sentences) -> batch``, the sentences
+    calibration draws come from, and ``evaluate(model) -> {"cosine", "agreement"}`` on the held-out test
+    sentences (cosine to the dense embeddings, nearest neighbour as the dense model's)."""
+    tok, dense = load()
+    layers = encoder_layers(dense)[: cfg["minilm_layers"]]
+    text = sentences(cfg["minilm_test"] + cfg["minilm_pool"])
+    test, pool = text[: cfg["minilm_test"]], text[cfg["minilm_test"]:]
+
+    def tokens(part):
+        return tok(part, padding=True, truncation=True, max_length=64, return_tensors="pt")
+
+    batch = tokens(test)
+    reference = embed(dense, batch)
+    nearest = neighbours(reference)
+
+    def evaluate(model) -> dict:
+        emb = embed(model, batch)
+        return dict(cosine=float((emb * reference).sum(-1).mean()),
+                    agreement=float((neighbours(emb) == nearest).float().mean()))
+
+    return dense, layers, tokens, pool, evaluate

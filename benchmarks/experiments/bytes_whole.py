@@ -37,7 +37,7 @@ import _baselines
 import _minilm
 import numpy as np
 import torch
-from _common import claim_line, compare, fmt, parse, rows_for, t_interval, table, write_report
+from _common import claim_line, compare, fmt, interval_cell, parse, rows_for, table, write_report
 
 import tnlib
 import tnlib.nn as tn
@@ -95,27 +95,15 @@ def svd_int4(dense, layers, label, q_budget, grams):
 
 
 def minilm_rows(cfg, seeds) -> list[dict]:
-    tok, dense = _minilm.load()
-    layers = _minilm.encoder_layers(dense)[: cfg["minilm_layers"]]
-    text = _minilm.sentences(cfg["minilm_test"] + cfg["minilm_pool"])
-    test, pool = text[: cfg["minilm_test"]], text[cfg["minilm_test"]:]
-
-    def tokens(part):
-        return tok(part, padding=True, truncation=True, max_length=64, return_tensors="pt")
-
-    batch = tokens(test)
-    reference = _minilm.embed(dense, batch)
-    nearest = _minilm.neighbours(reference)
+    dense, layers, tokens, pool, evaluate = _minilm.setup(cfg)
     shapes = {n: tuple(dense.get_submodule(n).weight.shape) for n in layers}
     weights = sum(a * b for a, b in shapes.values())
     rows = [dict(model=MODEL, method="dense", budget="float32", seed=0, stored=4 * weights, seconds=0.0,
                  cosine=1.0, agreement=1.0)]
 
     def add(method, label, seed, model, stored, seconds):
-        emb = _minilm.embed(model, batch)
         rows.append(dict(model=MODEL, method=method, budget=label, seed=seed, stored=stored, seconds=seconds,
-                         cosine=float((emb * reference).sum(-1).mean()),
-                         agreement=float((_minilm.neighbours(emb) == nearest).float().mean())))
+                         **evaluate(model)))
         print(f"{method} at {label}, draw {seed}: {rows[-1]}", flush=True)
 
     for label, q in BUDGETS:
@@ -156,12 +144,7 @@ def report(rows) -> tuple[list[str], list[str]]:
     seeds = len({r["seed"] for r in mine if r["method"] in CALIBRATED})
 
     def cell(method, label, key, digits=3):
-        vals = [r[key] for r in mine if r["method"] == method and r["budget"] == label]
-        if not vals:
-            return "-"
-        mean, lo, hi = t_interval(vals)
-        return fmt(mean, digits=digits) if lo != lo else f"{fmt(mean, digits=digits)} [{fmt(lo, digits=digits)}, " \
-                                                        f"{fmt(hi, digits=digits)}]"
+        return interval_cell([r[key] for r in mine if r["method"] == method and r["budget"] == label], digits)
 
     def bits(method, label):
         vals = [r["stored"] for r in mine if r["method"] == method and r["budget"] == label]

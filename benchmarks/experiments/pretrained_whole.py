@@ -34,7 +34,7 @@ import _g2p
 import _minilm
 import numpy as np
 import torch
-from _common import claim_line, compare, fmt, parse, rows_for, t_interval, table, write_report
+from _common import claim_line, compare, fmt, interval_cell, parse, rows_for, table, write_report
 
 import tnlib.nn as tn
 
@@ -100,22 +100,7 @@ def g2p_rows(cfg, seeds) -> list[dict]:
 
 
 def minilm_rows(cfg, seeds) -> list[dict]:
-    tok, dense = _minilm.load()
-    layers = _minilm.encoder_layers(dense)[: cfg["minilm_layers"]]
-    text = _minilm.sentences(cfg["minilm_test"] + cfg["minilm_pool"])
-    test, pool = text[: cfg["minilm_test"]], text[cfg["minilm_test"]:]
-
-    def tokens(part):
-        return tok(part, padding=True, truncation=True, max_length=64, return_tensors="pt")
-
-    batch = tokens(test)
-    reference = _minilm.embed(dense, batch)
-    nearest = _minilm.neighbours(reference)
-
-    def evaluate(model) -> dict:
-        emb = _minilm.embed(model, batch)
-        return dict(cosine=float((emb * reference).sum(-1).mean()),
-                    agreement=float((_minilm.neighbours(emb) == nearest).float().mean()))
+    dense, layers, tokens, pool, evaluate = _minilm.setup(cfg)
 
     def draw(seed: int):
         rng = np.random.default_rng(200 + seed)
@@ -134,12 +119,7 @@ def section(rows, model: str, metric: str, label: str, higher: bool) -> tuple[li
     seeds = len({r["seed"] for r in mine if r["method"] in CALIBRATED})
 
     def cell(method, ratio, key, digits=3):
-        vals = [r[key] for r in mine if r["method"] == method and r["ratio"] == ratio]
-        if not vals:
-            return "-"
-        mean, lo, hi = t_interval(vals)
-        return fmt(mean, digits=digits) if lo != lo else f"{fmt(mean, digits=digits)} [{fmt(lo, digits=digits)}, " \
-                                                        f"{fmt(hi, digits=digits)}]"
+        return interval_cell([r[key] for r in mine if r["method"] == method and r["ratio"] == ratio], digits)
 
     stored = {(r["method"], r["ratio"]): r["stored"] for r in mine}
     out = [f"### {model}", "",
