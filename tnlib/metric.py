@@ -216,14 +216,25 @@ def _structure(gram: Any, held_out: Any, names: tuple[str, str]) -> tuple[Any, A
         raise TypeError(f"{names[0]} is needed: the Gram C = X^H X / n of the layer's inputs; got None")
     gram = _array(names[0], gram)
     n = _square(names[0], gram)
+    _usable(names[0], gram, n)
     if held_out is not None:
         held_out = _array(names[1], held_out)
+        _usable(names[1], held_out, _square(names[1], held_out))
         if _square(names[1], held_out) != n:
             raise ValueError(
                 f"{names[1]} has shape {tuple(held_out.shape)}; expected ({n}, {n}), the shape of {names[0]} "
                 "(the Gram of other rows of the same inputs)"
             )
     return gram, held_out
+
+
+def _usable(name: str, gram: Any, n: int) -> None:
+    """Refuse a Gram without data (torch ``meta``), without entries, or with NaN / inf entries, naming it."""
+    if getattr(getattr(gram, "device", None), "type", None) == "meta":
+        raise ValueError(f"{name} is on torch's 'meta' device and has no data")
+    if n == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(gram.shape)}); a metric needs the Gram of at least one input")
+    check_finite(gram, name)
 
 
 def _array(name: str, value: Any) -> Any:

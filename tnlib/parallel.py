@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ._backend import as_matrix
+from ._out_of_core import is_dask
 from .mpo import MPO
 
 __all__ = ["decompose_many"]
@@ -63,6 +65,9 @@ def decompose_many(
     if isinstance(matrices, (str, bytes)) or not hasattr(matrices, "__iter__"):
         raise TypeError(f"matrices must be a sequence of matrices, got {type(matrices).__name__}")
     matrices = list(matrices)
+    for k, m in enumerate(matrices):  # refused here, named by position, before any worker starts
+        if not is_dask(m):
+            as_matrix(m, f"matrices[{k}]")
     if executor is None:
         return [_decompose_one(m, from_matrix_kwargs) for m in matrices]
     if not callable(getattr(executor, "submit", None)):

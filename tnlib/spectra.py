@@ -161,7 +161,7 @@ def spectrum(
             raise ValueError("out_dims, in_dims, num_cores and pad apply only to a dense matrix")
         chain = obj
     else:
-        chain = MPO.from_matrix(as_array(obj, "obj"), out_dims, in_dims, num_cores=num_cores, pad=pad)
+        chain = MPO.from_matrix(as_array(obj, "matrix"), out_dims, in_dims, num_cores=num_cores, pad=pad)
     values = schmidt_values(site_cores(chain), chain.center)
     phys = tuple(int(c.shape[1]) for c in site_cores(chain))
     host = tuple(np.array(to_host(s), dtype=np.float64) for s in values)

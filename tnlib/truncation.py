@@ -579,6 +579,10 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     if truncation is None:
         return n
     xp = namespace(s)
+    peak = scalar(xp.max(s)) if n else 0.0
+    if peak > 0.0 and math.isfinite(peak):  # every criterion is relative: decide at unit scale (s^2 of 1e200 overflows)
+        s = s / peak
+        total = None if total is None else total / peak / peak
     s2 = s * s
     partial = total is not None
     if total is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 from .._backend import as_matrix, namespace, scalar, sum_squares
@@ -45,8 +46,13 @@ def _full_weight(xp: Any, a: Any, s: Any, full_rank: int) -> float | None:
 
 
 def _discarded(xp: Any, s: Any, chi: int, total: float | None) -> float:
-    if total is None:
-        return scalar(xp.sum(s[chi:] * s[chi:]))
+    if total is None:  # summed at the scale of s[0]: the weight itself saturates to inf, never a warning or NaN
+        peak = scalar(xp.max(s)) if int(s.shape[0]) else 0.0
+        if not (peak > 0.0 and math.isfinite(peak)):
+            return scalar(xp.sum(s[chi:] * s[chi:]))
+        tail = s[chi:] / peak
+        rest = scalar(xp.sum(tail * tail))
+        return rest * peak * peak if rest == 0.0 or math.log(rest) + 2 * math.log(peak) < 709.0 else math.inf
     kept = s[:chi]
     return max(0.0, total - scalar(xp.sum(kept * kept)))
 

@@ -30,6 +30,12 @@ def count_parameters(module: nn.Module, *, weights_only: bool = True) -> int:
     >>> tnlib.nn.count_parameters(layer), tnlib.nn.count_parameters(layer, weights_only=False)
     (200, 210)
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    meta = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+    if meta:
+        raise ValueError(f"module has parameters on torch's 'meta' device ({meta[0]}): count_parameters counts "
+                         "non-zero entries, which need data; use sum(p.numel() for p in module.parameters())")
     total = 0
     for name, p in module.named_parameters():
         base = name.rsplit(".", 1)[-1]

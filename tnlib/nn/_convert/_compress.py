@@ -39,7 +39,7 @@ from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, tucker_report
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
-from tnlib.nn._layers._cores import positive_int, wide
+from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
 from tnlib.nn._layers._quantized_linear import build_quantized
 from tnlib.nn._layers._tucker_conv import build_tucker
@@ -182,7 +182,7 @@ def compress(
     >>> type(tiny[0]).__name__, sum(r.bytes_after for r in reports) <= (256 * 256 + 256 * 10) // 2
     ('QuantizedLinear', True)
     """
-    total = _check_budgets(bytes, truncation, compression, num_cores, objective)
+    total = _check_budgets(model, bytes, truncation, compression, num_cores, objective)
     given = truncation
     truncation = tnlib.truncation.check_truncation(truncation)
     targets = select_targets(model, layers)
@@ -193,6 +193,7 @@ def compress(
     if total is not None:
         targets = _linear_targets(model, targets, layers is not None)
     check_materialized(model, targets)
+    _check_weights(model, targets)
     if calibration is not None or allocation == "global":
         _refuse_complex(model, targets)
     _check_allocation(allocation, compression if total is None else total)
@@ -262,6 +263,15 @@ def _done(bar: Any) -> None:
         bar.update(1)
 
 
+def _check_weights(model: nn.Module, targets: Sequence[str]) -> None:
+    """Every weight of every target usable (data, entries, finite), or an error naming the layer."""
+    for name in targets:
+        module = model.get_submodule(name)
+        for pname, p in module.named_parameters():
+            if pname.startswith("weight"):
+                check_weight(p, f"layer {name!r} {pname}")
+
+
 def _refuse_complex(model: nn.Module, targets: Sequence[str]) -> None:
     """Calibration and the global budget work in real metrics: a complex weight is refused, named."""
     for name in targets:
@@ -272,8 +282,11 @@ def _refuse_complex(model: nn.Module, targets: Sequence[str]) -> None:
                              "weights; compress it without them (a truncation or compression= per matrix)")
 
 
-def _check_budgets(bytes: Any, truncation: Any, compression: Any, num_cores: Any, objective: Any) -> int | None:
-    """Validate the budget options; return the byte budget (``None`` for the MPO route)."""
+def _check_budgets(model: Any, bytes: Any, truncation: Any, compression: Any, num_cores: Any,
+                   objective: Any) -> int | None:
+    """Validate the model's type and the budget options; return the byte budget (``None`` for the MPO route)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     total = None
     if bytes is not None:
         total = byte_budget(bytes)

@@ -122,13 +122,12 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
             folds: dict[str, GramFolds], budget: int | None) -> LayerReport:
     """The layer's report from its MPOs' reports (errors as the decomposition measured them)."""
     weights = source.weights(module)
-    num = den = 0.0
+    errors: list[tuple[float, float]] = []  # (relative error, norm) per weight, pooled at unit scale below
     seen, held = Pooled(), Pooled()
     for wname, mpo in mpos.items():
         report = mpo.report
         assert report is not None
-        num += (report.relative_error_bound * report.norm) ** 2
-        den += report.norm**2
+        errors.append((report.relative_error_bound, report.norm))
         f = folds.get(wname)
         if f is not None and report.output_error is not None:
             w64 = weights[wname].to(torch.float64).cpu()
@@ -151,7 +150,7 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
         source.kind,
         before,
         after,
-        math.sqrt(num / den) if den else 0.0,
+        _pooled_relative(errors),
         tuple(tuple(float(v) for v in m.entropies()) for m in mpos.values()),
         seen.value(),
         budget,
@@ -163,6 +162,17 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
         bytes_before=sum(w.numel() * w.element_size() for w in weights.values()),
         bytes_after=after * next(iter(weights.values())).element_size(),  # cores kept in the weights' dtype
     )
+
+
+def _pooled_relative(errors: list[tuple[float, float]]) -> float:
+    """``sqrt(sum (e_k n_k)^2 / sum n_k^2)`` of relative errors ``e_k`` of weights of norms ``n_k``, computed with
+    the norms divided by the largest (norms near 1e200 square to inf)."""
+    top = max((n for _, n in errors), default=0.0)
+    if not top > 0.0 or not math.isfinite(top):
+        return 0.0 if not errors else max(e for e, _ in errors)
+    num = sum((e * n / top) ** 2 for e, n in errors)
+    den = sum((n / top) ** 2 for _, n in errors)
+    return math.sqrt(num / den)
 
 
 def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -> LayerReport:

@@ -39,9 +39,23 @@ def copy_bias(module: nn.Module, name: str, source: torch.Tensor | None) -> None
 
 
 def check_linear(linear: object) -> nn.Linear:
+    """``linear`` if it is an ``nn.Linear`` with a usable weight (:func:`check_weight`), else an error naming it."""
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+    check_weight(linear.weight, "linear.weight")
     return linear
+
+
+def check_weight(weight: torch.Tensor, what: str) -> None:
+    """Refuse a weight with no data (``meta``), no entries, or NaN / inf entries, naming it as ``what``."""
+    if weight.device.type == "meta":
+        raise ValueError(f"{what} is on torch's 'meta' device and has no data; load the weights first")
+    if weight.numel() == 0:
+        raise ValueError(f"{what} is empty (shape {tuple(weight.shape)}); there is nothing to compress")
+    bad = int((~torch.isfinite(weight.detach())).sum())
+    if bad:
+        raise ValueError(f"{what} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'} out of "
+                         f"{weight.numel()}; expected finite weights")
 
 
 def central_index(cores: Any) -> int:
@@ -60,6 +74,8 @@ def central_index(cores: Any) -> int:
     if isinstance(cores, nn.Module) and hasattr(cores, "cores"):
         cores = list(cores.cores)  # type: ignore[arg-type]
     sizes = [int(c.numel()) for c in cores]
+    if not sizes:
+        raise ValueError("cores is empty: a central tensor needs at least one core")
     top = max(sizes)
     candidates = [k for k, s in enumerate(sizes) if s == top]
     middle = (len(sizes) - 1) / 2

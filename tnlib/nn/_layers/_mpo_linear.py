@@ -13,6 +13,7 @@ from tnlib._apply import apply_cores
 from tnlib.nn._convert._calibration import float64_metric, is_conv1d, record_input
 from tnlib.nn._layers._cores import (
     central_index,
+    check_linear,
     init_cores,
     masked,
     members,
@@ -159,8 +160,7 @@ class MPOLinear(nn.Module):
         :meth:`tnlib.MPO.from_matrix`: with a ``max_params`` budget and no
         dims, the layout is searched.
         """
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
+        check_linear(linear)
         weight = linear.weight.detach()
         metric = float64_metric(metric, input_gram)
         with torch.no_grad():

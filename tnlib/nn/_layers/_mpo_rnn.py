@@ -47,6 +47,8 @@ def gate_layout(gates: int, input_size: int, hidden_size: int, num_cores: int | 
     >>> tnlib.nn.gate_layout(4, input_size=64, hidden_size=64, num_cores=3)
     (16, 4, 4)
     """
+    for name, value in (("gates", gates), ("input_size", input_size), ("hidden_size", hidden_size)):
+        positive_int(name, value)
     if num_cores is not None:
         positive_int("num_cores", num_cores)
     n = num_cores or tnlib.default_num_cores(gates * hidden_size, max(input_size, hidden_size))

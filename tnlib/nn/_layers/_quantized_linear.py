@@ -100,9 +100,10 @@ class QuantizedLinear(nn.Module):
                                   dtype, device))
         return out
 
-    def dense_weight(self) -> torch.Tensor:
-        """The weight the codes stand for (``out x in``), in the bias's dtype (float32 without a bias)."""
-        dtype = self.bias.dtype if self.bias is not None else torch.float32
+    def dense_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The weight the codes stand for (``out x in``), in ``dtype`` (default the bias's, float32 without one)."""
+        if dtype is None:
+            dtype = self.bias.dtype if self.bias is not None else torch.float32
         mats = self._matrices(dtype, self.codes_device)
         return mats[0] if len(mats) == 1 else mats[0] @ mats[1]
 
