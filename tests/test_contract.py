@@ -126,12 +126,7 @@ EXPECT: dict[tuple[str, str], str] = {
 ALIASES = {"nn.compress": ("model",)}
 
 # Known breaches of the rules, each a failing case kept visible until it is fixed (strict: a fix must remove it).
-KNOWN: dict[tuple[str, str], str] = {
-    ("cross", "tiny 1e-200"): "cross of a dense array at 1e-200 overflows its error estimate (issue 39)",
-    ("cross", "huge 1e200"): "cross of a dense array at 1e200 overflows its error estimate (issue 39)",
-    ("cross", "empty"): "cross names dims, not fn, for an empty array (issue 39)",
-    ("cross", "string"): "cross names dims, not fn, for a string (issue 39)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _cases():

@@ -254,3 +254,14 @@ def test_maxvol_rows_dominate(n, r, seed):
     assert np.abs(a @ np.linalg.inv(a[rows])).max() <= 1.05 + 1e-9
     more = _maxvol.rect_maxvol(a, r + 3)
     assert len(set(more.tolist())) == more.size <= min(r + 3, rows_total) and set(rows.tolist()) <= set(more.tolist())
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_cross_of_an_array_far_from_unit_scale_is_as_good_as_at_unit_scale(scale):
+    rng = np.random.default_rng(3)
+    t = np.einsum("ia,ja,ka->ijk", *(rng.standard_normal((n, 3)) for n in (6, 7, 8)))  # rank 3
+    plain = tnlib.cross(t, truncation=tnlib.Truncation(max_bond=4))
+    far = tnlib.cross(t * scale, truncation=tnlib.Truncation(max_bond=4))
+    err = np.linalg.norm(far.to_dense() / scale - t) / np.linalg.norm(t)
+    assert err < 1e-8 and far.report.error == pytest.approx(plain.report.error, abs=1e-12)
+    assert far.log_norm() == pytest.approx(plain.log_norm() + np.log(scale), rel=1e-12)

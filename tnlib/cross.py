@@ -34,7 +34,8 @@ import array_api_compat
 import numpy as np
 
 from ._algebra import site_entries
-from ._backend import as_array, namespace, to_host
+from ._backend import as_array, far_exponent, namespace, times_power_of_two, to_host
+from ._canonical import spread_exponent
 from ._checks import check_int, is_int, is_real
 from ._maxvol import rect_maxvol
 from ._out_of_core import is_dask
@@ -425,12 +426,30 @@ def cross(
     else:
         array = fn if is_dask(fn) else as_array(fn, "fn")
         shape = tuple(int(n) for n in array.shape)
+        _check_array(array, shape)
         if dims is not None and _check_dims(dims) != shape:
             raise ValueError(f"dims={tuple(dims)} but the array fn has shape {shape}; give dims=None")
         _check_dims(shape)
+        exponent = 0 if is_dask(array) else far_exponent(array)
+        if exponent:  # a dense array far from unit scale is crossed at unit scale: its samples' squares stay in range
+            array = times_power_of_two(array, -exponent)
         sample = _Sampler(array_entries(array), "fn[indices]", batch_size)
+        found = _cross(sample, shape, truncation, max_evals=max_evals, tol=tol, max_sweeps=max_sweeps,
+                       rank=rank, kick=kick, check_size=check_size, seed=seed)
+        if exponent:
+            return found._with_sites(spread_exponent(list(found.cores), exponent), None, found.report)
+        return found
     return _cross(sample, shape, truncation, max_evals=max_evals, tol=tol, max_sweeps=max_sweeps,
                   rank=rank, kick=kick, check_size=check_size, seed=seed)
+
+
+def _check_array(array: Any, shape: tuple[int, ...]) -> None:
+    """An array ``fn`` with numbers and at least one index of positive size, or an error naming ``fn``."""
+    kind = getattr(getattr(array, "dtype", None), "kind", None)
+    if kind is not None and kind not in "iufcb":
+        raise TypeError(f"fn must be a function or an array of numbers, got an array of dtype {array.dtype}")
+    if not shape or 0 in shape:
+        raise ValueError(f"fn is an array of shape {shape}; expected a non-empty array with at least one index")
 
 
 def _check_sample(sample: _Sampler, dims: tuple[int, ...], size: int,
