@@ -368,3 +368,19 @@ def test_single_pass_refuses_what_it_cannot_sketch():
                                   truncation=tnlib.Truncation(max_bond=4), svd=svd)
     with pytest.raises(ValueError, match=r"tensor contains NaN or inf in 2 slices of the first axis \(0, 6\)"):
         tnlib.MPS.from_dense(da.from_array(bad.reshape(16, 16, 256)), truncation=tnlib.Truncation(max_bond=4))
+
+
+def test_default_dims_of_a_large_dask_matrix_stream():
+    """The first site holds at least 8x the first bond, so what the first step keeps is at most 1/8 of the input."""
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((2048, 4096))  # 8M entries
+    t = tnlib.Truncation(max_bond=8)
+    mpo = tnlib.MPO.from_matrix(da.from_array(w, chunks=(512, 4096)), truncation=t)
+    assert mpo.out_dims[0] * mpo.in_dims[0] >= 64
+    held = mpo.bond_dims[0] * w.size / (mpo.out_dims[0] * mpo.in_dims[0])
+    assert held <= w.size / 8
+    in_memory = tnlib.MPO.from_matrix(w, mpo.out_dims, mpo.in_dims, truncation=t)  # the same dims, in memory
+    assert mpo.report.relative_error == pytest.approx(in_memory.report.relative_error, rel=1e-9)
+    small = tnlib.MPO.from_matrix(da.from_array(w[:64, :64], chunks=32), truncation=tnlib.Truncation(max_bond=8))
+    assert (small.out_dims, small.in_dims) == tnlib.choose_dims((64, 64))  # small inputs keep the balanced default

@@ -38,11 +38,12 @@ from ._checks import check_int
 from ._legs import contract_sites, deinterleave, interleave_order, site_dims, sites_to_cores
 from ._sketched import FAILURE, PROBES, frobenius_confidence, oversampling
 from ._sweeps import tt_decompose
+from .dims import choose_dims, divisors
 from .truncation import SketchCertificate, Truncation, TruncationReport, select_rank, with_error_check
 
 __all__ = [
-    "is_dask", "check_dask", "check_out_of_core_truncation", "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy",
-    "npy_header",
+    "is_dask", "check_dask", "check_out_of_core_truncation", "streaming_dims", "FIRST_SITE_MAX", "STREAMED",
+    "mpo_sites_from_dask", "mps_sites_from_dask", "open_npy", "npy_header",
 ]
 
 
@@ -75,6 +76,37 @@ def check_out_of_core_truncation(truncation: Truncation | None) -> Truncation:
             "max_discarded, ...)"
         )
     return truncation
+
+
+STREAMED = 2**22
+"""Entries from which a dask input gets streaming dims (below, the balanced default holds it in little memory)."""
+
+FIRST_SITE_MAX = 4096
+"""Largest first site (``out_dims[0] * in_dims[0]``) of the default dims of a dask input: the Gram of the first
+unfolding, which the first step holds, is this squared."""
+
+
+def streaming_dims(shape: tuple[int, int], truncation: Truncation,
+                   num_cores: int | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The default dims of a dask matrix: a first site of at least eight times the first bond (``max_bond``, or
+    ``FIRST_SITE_MAX / 8`` when no criterion caps it) where the shape allows, so that the remainder after the first
+    step, all that is held in memory, is at most an eighth of the input; the rest as :func:`choose_dims` gives."""
+    m, n = shape
+    if m * n < STREAMED:  # small enough that balanced dims hold it anyway
+        return choose_dims(shape, num_cores=num_cores)
+    cap = truncation.cap
+    target = 8 * (cap if cap is not None else FIRST_SITE_MAX // 8)
+    ranked = sorted(((0, o * i, abs(o - i)) if o * i >= target else (1, -o * i, abs(o - i)), o, i)
+                    for o in divisors(m) for i in divisors(n)
+                    if 1 < o * i <= FIRST_SITE_MAX and (o, i) != (m, n))
+    rest = None if num_cores is None else max(num_cores - 1, 1)
+    for _, o, i in ranked[:64]:  # the best first site whose remainder factors in a balanced way
+        try:
+            rest_out, rest_in = choose_dims((m // o, n // i), num_cores=rest)
+        except ValueError:
+            continue
+        return (o, *rest_out), (i, *rest_in)
+    return choose_dims(shape, num_cores=num_cores)
 
 
 _BLOCK_BYTES = 64 * 2**20  # at most about this much input per block of the first unfolding

@@ -37,7 +37,7 @@ from ._checks import is_int
 from ._choose import choose
 from ._decompose import Decomposition, check_padding, decompose, prefix_projector
 from ._legs import contract_sites, cores_to_sites, deinterleave_order, interleave, site_dims, sites_to_cores
-from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask
+from ._out_of_core import check_dask, check_out_of_core_truncation, is_dask, streaming_dims
 from .cross import array_entries, is_function
 from .cross import cross as tt_cross
 from .dims import check_dims, choose_dims
@@ -720,6 +720,8 @@ def _check_dask_args(matrix: Any, out_dims: Any, in_dims: Any, num_cores: int | 
             "compute a slice in memory for those"
         )
     shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+    if out_dims is None and in_dims is None:  # a first site large enough that what is held after it is small
+        out_dims, in_dims = streaming_dims(shape, checked, num_cores)
     out_dims, in_dims = choose_dims(shape, out_dims, in_dims, num_cores=num_cores)
     if len(out_dims) < 2:
         raise ValueError(f"a dask matrix needs at least two cores, got out_dims={out_dims}")
