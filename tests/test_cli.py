@@ -194,3 +194,8 @@ def test_info_describes_a_file_written_by_nn_save(tmp_path, matrix_file):
     assert r.returncode == 2 and "not one written by tnlib.nn.save" in r.stderr
     r = run("info", "corrupt.safetensors", cwd=tmp_path)
     assert r.returncode == 2 and "not a readable safetensors file" in r.stderr
+
+
+def test_a_compression_too_high_is_named_by_its_flag(tmp_path, matrix_file):
+    r = run("decompose", "W.npy", "--compression", "100000", cwd=tmp_path)
+    assert r.returncode == 2 and "--compression" in r.stderr and "--max-params" not in r.stderr

@@ -53,6 +53,7 @@ _FLAGS = ("num_cores", "out_dims", "in_dims", "chunk_rows", "svd", "pad", "key")
 def _as_flags(message: str) -> str:
     """The library's error in the command line's words: its argument names become the flags that set them."""
     message = re.sub(r"Truncation\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), message)
+    message = re.sub(r"--max-params=(\d+)", r"the budget of \1 parameters that --compression sets", message)
     message = re.sub(r"\bfirst_out_dim=", "the first factor of --out-dims ", message)
     message = re.sub(r"\b(out_dims|in_dims)=None to choose them", lambda m: f"or omit --{m.group(1).replace('_', '-')} "
                      "to choose them", message)
