@@ -248,3 +248,9 @@ def test_embedding_refuses_indices_out_of_range_and_keeps_the_padding_row():
     small(torch.tensor([3, 3])).sum().backward()  # only the padding row: no gradient, as nn.Embedding
     assert all(c.grad is None or bool((c.grad == 0).all()) for c in small.cores)
     assert dense_small(torch.tensor([0])).shape == (1, 16)
+
+
+def test_an_embedding_report_claims_no_flop_ratio():
+    net = nn.Sequential(nn.Embedding(1000, 32))
+    _, (report,) = tnlib.nn.compress(net, compression=4, layers=["0"])
+    assert report.dense_macs is None and report.flop_ratio is None and report.macs > 0

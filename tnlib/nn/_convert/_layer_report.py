@@ -54,7 +54,8 @@ class LayerReport:
         Multiply-adds per input row (per step for a recurrent layer, all its
         matrices) of the MPO layer's inference form (merged halves or the
         dense matrix, whichever is cheaper; :func:`tnlib._cost.split_cost`)
-        and of the dense layer.
+        and of the dense layer. An embedding's ``dense_macs`` is ``None``: a
+        dense lookup multiplies nothing, so no :attr:`flop_ratio` is claimed.
     bytes_before, bytes_after : int or None
         Stored bytes of the layer's weights (biases excluded) before and after:
         the dense weights' ``numel * itemsize``, and an MPO layer's cores or a
@@ -158,7 +159,8 @@ def layer_report(name: str, source: Source, module: Any, mpos: dict[str, tnlib.M
         note,
         held.value(),
         macs=sum(mpo_macs(m) for m in mpos.values()),
-        dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
+        # a dense lookup reads a row and multiplies nothing: no ratio of multiply-adds to report for a table
+        dense_macs=None if source.record is None else sum(int(w.shape[0]) * int(w.shape[1]) for w in weights.values()),
         bytes_before=sum(w.numel() * w.element_size() for w in weights.values()),
         bytes_after=after * next(iter(weights.values())).element_size(),  # cores kept in the weights' dtype
     )
