@@ -428,3 +428,17 @@ def test_truncation_lists_its_criteria_in_one_place():
     assert tnlib.Truncation().criteria == () and tnlib.Truncation().is_exact
     assert set(tnlib.Truncation.CRITERIA) | {"min_bond", "degeneracy_tol"} == {
         f.name for f in dataclasses.fields(tnlib.Truncation)}
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), eps=st.sampled_from([0.05, 0.2, 0.5]), tol=st.sampled_from([1e-3, 0.1, 0.5]))
+def test_degeneracy_tol_never_breaks_the_error_guarantee(seed, eps, tol):
+    rng = np.random.default_rng(seed)
+    levels = np.sort(rng.uniform(0.01, 1.0, 4))[::-1]
+    s = np.repeat(levels, rng.integers(1, 6, 4))  # multiplets of one to five equal values
+    n = len(s)
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = (u * s) @ v.T
+    r = tnlib.truncated_svd(a, tnlib.Truncation(max_relative_error=eps, degeneracy_tol=tol))
+    assert np.linalg.norm(a - (r.U * r.S) @ r.Vh) / np.linalg.norm(a) <= eps * (1 + 1e-9)

@@ -591,6 +591,7 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     if total <= 0.0:
         return max(1, min(t.min_bond, n))
     needed = []
+    guaranteed = 0
     if t.cutoff is not None:
         needed.append(int(xp.sum(xp.astype(s >= t.cutoff * s[0], xp.int64))))
     if t.max_discarded is not None:
@@ -600,6 +601,7 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
         beyond = max(total - scalar(xp.sum(s2)), 0.0) if partial else 0.0
         tail = xp.flip(xp.cumulative_sum(xp.flip(s2, axis=0)), axis=0) + beyond
         needed.append(int(xp.sum(xp.astype(tail > t.max_discarded * total, xp.int64))))
+        guaranteed = needed[-1]  # the error guarantee: no move into a multiplet may cut below it
     if t.max_entropy_loss is not None:
         p = s2 / total
         plogp = xp.where(p > 0, p * xp.log(xp.where(p > 0, p, 1.0)), 0.0)
@@ -613,7 +615,8 @@ def select_rank(s: Any, truncation: Truncation | None, total: float | None = Non
     if t.max_bond is not None:
         chi = min(chi, t.max_bond)
     if t.degeneracy_tol is not None and 0 < chi < n:
-        chi = _outside_multiplets(s, chi, t.degeneracy_tol)
+        moved = _outside_multiplets(s, chi, t.degeneracy_tol)
+        chi = moved if moved >= guaranteed else chi
     return max(1, min(max(chi, t.min_bond), n))
 
 
