@@ -11,7 +11,9 @@ never worse than it on the rows that judge.
 
 ``allocation="uniform"`` gives every matrix the bytes of its share of the
 weights; ``"global"`` spends the whole budget where it removes the most
-squared relative error (a Lagrangian sweep over every matrix's forms).
+squared relative error, each matrix's weighted (with calibration) by how much
+the model's outputs move per unit of it (a Lagrangian sweep over every
+matrix's forms, never worse by that measure than the uniform shares).
 """
 
 from __future__ import annotations

@@ -154,7 +154,10 @@ def compress(
         byte budget is never worse there than plain quantization at the same
         bytes. ``allocation="uniform"`` gives each weight the bytes of its
         share of the weights; ``"global"`` spends them where they remove the
-        most squared relative error. For ``b`` bits per weight pass
+        most change of the model's outputs (with calibration: each matrix's
+        squared relative error weighted by its measured sensitivity and
+        signal, as the parameter budget does; without, relative errors
+        alike). For ``b`` bits per weight pass
         ``b * weights // 8``. Excludes ``compression``, ``truncation`` and
         ``num_cores``; the reports give ``bytes_before``, ``bytes_after``,
         ``byte_budget`` and the form in ``layouts``.
