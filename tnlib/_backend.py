@@ -133,6 +133,13 @@ def check_floating(x: Any, name: str, *, half: bool = False) -> str:
     return found
 
 
+def is_array_like(value: Any) -> bool:
+    """Whether ``value`` is an array of some library, a nested list or tuple, a number or a string (what
+    :func:`as_array` reads or refuses itself), as opposed to a handle to data elsewhere (a future)."""
+    return (array_api_compat.is_array_api_obj(value) or isinstance(value, (np.ndarray, list, tuple, str, bytes))
+            or isinstance(value, (int, float, complex)))
+
+
 def as_matrix(value: Any, name: str = "matrix", hint: str = "") -> Any:
     """``value`` as a non-empty, finite 2-D array of a supported dtype, or an error naming ``name``."""
     a = as_array(value, name)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ._backend import as_matrix
+from ._backend import as_matrix, is_array_like
 from ._out_of_core import is_dask
 from .mpo import MPO
 
@@ -65,8 +65,8 @@ def decompose_many(
     if isinstance(matrices, (str, bytes)) or not hasattr(matrices, "__iter__"):
         raise TypeError(f"matrices must be a sequence of matrices, got {type(matrices).__name__}")
     matrices = list(matrices)
-    for k, m in enumerate(matrices):  # refused here, named by position, before any worker starts
-        if not is_dask(m):
+    for k, m in enumerate(matrices):  # refused here, named by position, before any worker starts (a future of
+        if is_array_like(m) and not is_dask(m):  # data scattered to workers is checked where it lives)
             as_matrix(m, f"matrices[{k}]")
     if executor is None:
         return [_decompose_one(m, from_matrix_kwargs) for m in matrices]
