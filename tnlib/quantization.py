@@ -28,7 +28,7 @@ from tnlib._checks import check_fraction, check_int, is_int
 from tnlib.metric import check_input_gram
 
 __all__ = ["BITS", "Quantization", "QuantizedMatrix", "quantize", "quantize_low_rank", "pack", "unpack",
-           "relative_error", "whitened_svd", "split_quantized", "checked_gram", "gptq_factor", "gptq", "gptq_widths",
+           "relative_error", "whitened_svd", "split_quantized", "checked_gram", "gptq_factor", "gptq_widths",
            "rows_of"]
 
 BITS = (2, 3, 4, 8)
@@ -449,12 +449,6 @@ def gptq_widths(w: np.ndarray, factor: np.ndarray, quantizations: Sequence[Quant
 def rows_of(m: QuantizedMatrix, count: int) -> QuantizedMatrix:
     """The first ``count`` rows of ``m`` (rows are quantized independently: a prefix is its own quantization)."""
     return QuantizedMatrix(m.codes[:count], m.scales[:count], m.zeros[:count], m.quantization, m.exponent)
-
-
-def gptq(w: np.ndarray, c: np.ndarray, quantization: Quantization, damping: float = 0.01,
-         factor: np.ndarray | None = None) -> QuantizedMatrix:
-    """GPTQ on trusted host inputs (a float64 matrix, a checked Gram, optionally its :func:`gptq_factor`)."""
-    return _gptq(w, c, quantization, damping, factor)
 
 
 def pack(codes: Any, bits: int) -> np.ndarray:
