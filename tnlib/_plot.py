@@ -6,17 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import optional
+
 __all__ = ["plot_spectrum", "plot_tradeoff", "plot_compression"]
 
 
 def _pyplot() -> Any:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(
-            "plotting needs matplotlib: pip install 'tnlib[plot]'"
-        ) from None
-    return plt
+    return optional("matplotlib.pyplot", "plot", "plotting")
 
 
 def plot_spectrum(spec: Any, ax: Any = None) -> Any:

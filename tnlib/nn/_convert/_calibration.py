@@ -115,9 +115,11 @@ def check_gram_memory(model: nn.Module, names: Sequence[str], limit: int | None 
     """Refuse, before any batch is run, calibration whose Grams (``FOLDS`` float64 ``n x n`` sums per weight with
     ``n`` inputs, a convolution's ``in * kh * kw`` per patch) would take more than ``limit`` bytes (default half
     of this machine's memory), naming the largest layers."""
-    limit = limit if limit is not None else (lambda m: None if m is None else m // 2)(_memory())
     if limit is None:
-        return
+        memory = _memory()
+        if memory is None:
+            return
+        limit = memory // 2
     need = {}
     for name in names:
         source = source_of(model.get_submodule(name))

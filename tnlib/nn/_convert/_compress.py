@@ -25,6 +25,7 @@ from torch import nn
 
 import tnlib
 from tnlib._checks import is_real
+from tnlib._optional import optional
 from tnlib.nn._convert._bytes import (
     byte_budget,
     byte_targets,
@@ -247,10 +248,7 @@ def _bar(progress: Any, total: int) -> Any:
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if not progress:
         return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        raise ImportError("compress(progress=True) needs tqdm: pip install 'tnlib[torch]' (or tqdm)") from None
+    tqdm = optional("tqdm.auto", "torch", "compress(progress=True)").tqdm
     return tqdm(total=total, desc="compress", unit="layer")
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.fx.experimental.symbolic_shapes import optimization_hint
 
 import tnlib
+from tnlib._backend import check_finite
 from tnlib._checks import check_int
 
 
@@ -52,10 +53,7 @@ def check_weight(weight: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} is on torch's 'meta' device and has no data; load the weights first")
     if weight.numel() == 0:
         raise ValueError(f"{what} is empty (shape {tuple(weight.shape)}); there is nothing to compress")
-    bad = int((~torch.isfinite(weight.detach())).sum())
-    if bad:
-        raise ValueError(f"{what} has {bad} NaN or infinite entr{'y' if bad == 1 else 'ies'} out of "
-                         f"{weight.numel()}; expected finite weights")
+    check_finite(weight.detach(), what)
 
 
 def central_index(cores: Any) -> int:

@@ -23,7 +23,7 @@ from tnlib.nn._convert._calibration import float64_metric, record_patches
 from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list, wide
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 
-__all__ = ["MPOConv1d", "MPOConv2d"]
+__all__ = ["MPOConv1d", "MPOConv2d", "conv_probe"]
 
 
 def _tuple(value: Any, n: int) -> tuple[int, ...]:
@@ -224,9 +224,14 @@ _CONV_FIELDS = ("in_channels", "out_channels", "kernel_size", "stride", "padding
 _CONV_SIZES = ("in_channels", "out_channels", "kernel_size", "stride", "dilation")
 
 
-def _probe(layer: Any) -> torch.Tensor:
+def conv_probe(layer: Any, dtype: torch.dtype) -> torch.Tensor:
+    """A zero input of one sample large enough for ``layer``'s kernel (what a loaded convolution is run on)."""
     size = [max(8, (k - 1) * d + 1) for k, d in zip(layer.kernel_size, layer.dilation)]
-    return torch.zeros(1, layer.in_channels, *size, dtype=layer.cores[0].dtype)
+    return torch.zeros(1, layer.in_channels, *size, dtype=dtype)
+
+
+def _probe(layer: Any) -> torch.Tensor:
+    return conv_probe(layer, layer.cores[0].dtype)
 
 
 def _plain(kind: Any) -> Any:

@@ -11,6 +11,7 @@ from torch import nn
 
 from tnlib.nn._layers._cores import positive_int, wide
 from tnlib.nn._layers._kinds import LayerKind, register
+from tnlib.nn._layers._mpo_conv import conv_probe
 
 __all__ = ["TuckerConv2d", "tucker2", "tucker_params", "build_tucker"]
 
@@ -150,8 +151,7 @@ def build_tucker(conv: nn.Conv2d, factors: tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _probe(layer: Any) -> torch.Tensor:
-    size = [max(8, (k - 1) * d + 1) for k, d in zip(layer.kernel_size, layer.dilation)]
-    return torch.zeros(1, layer.in_channels, *size, dtype=layer.core.dtype)
+    return conv_probe(layer, layer.core.dtype)
 
 
 register(LayerKind(
