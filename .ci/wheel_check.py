@@ -1,5 +1,6 @@
-"""Run from outside the source tree, in a venv where only the built wheel (with its torch extra) is installed:
-the README's first Python example and a compress -> save -> load round trip."""
+"""Run from outside the source tree, in a venv where only the built wheel (with its torch and onnx extras) is
+installed: the README's first Python example and a compress -> save -> load -> export (free batch) -> onnxruntime
+round trip."""
 
 import pathlib
 import re
@@ -26,5 +27,15 @@ fresh = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.L
 back = tn.load(path, model=fresh)
 x = torch.randn(5, 64)
 assert torch.equal(back(x), small(x))
+import onnxruntime  # noqa: E402
+
+onnx_path = tn.export_onnx(back.eval(), (torch.randn(1, 64),), path.with_suffix(".onnx"))
+session = onnxruntime.InferenceSession(str(onnx_path))
+for batch in (1, 7, 16):
+    x = torch.randn(batch, 64)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    expected = back(x).detach().numpy()
+    assert got.shape == expected.shape and abs(got - expected).max() <= 1e-5 * abs(expected).max(), batch
 tnlib.show_versions()
-print(f"wheel check: tnlib {tnlib.__version__}, {len(reports)} layers compressed, round trip exact")
+print(f"wheel check: tnlib {tnlib.__version__}, torch {torch.__version__}, {len(reports)} layers compressed, "
+      "save/load exact, onnxruntime at batches 1, 7, 16 matches eager")

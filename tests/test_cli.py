@@ -177,6 +177,23 @@ def test_an_exact_decomposition_larger_than_its_input_warns_unless_asked(tmp_pat
     assert r.returncode == 0 and "warning" not in r.stderr
 
 
+def test_without_flags_rounding_noise_is_dropped(tmp_path):
+    """A smooth kernel of numerical rank ~10: without flags the CLI stores 47x less; --exact keeps every value."""
+    x = np.linspace(0, 1, 512)
+    kernel = np.exp(-3 * (x[:, None] - x[None, :]) ** 2)
+    np.save(tmp_path / "k.npy", kernel)
+    dims = ["--out-dims", "8,8,8", "--in-dims", "8,8,8"]
+    r = run("decompose", "k.npy", *dims, "-o", "k.tnz", cwd=tmp_path)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    mpo = tnlib.load(tmp_path / "k.tnz")
+    assert mpo.num_params < kernel.size / 40 and mpo.report.truncation == tnlib.Truncation.default()
+    assert np.linalg.norm(kernel - mpo.to_matrix()) < 1e-14 * np.linalg.norm(kernel)
+    r = run("decompose", "k.npy", *dims, "--exact", "-o", "e.tnz", cwd=tmp_path)
+    assert r.returncode == 0 and tnlib.load(tmp_path / "e.tnz").bond_dims == (64, 64)
+    r = run("decompose", "k.npy", *dims, "--exact", "--max-bond", "4", cwd=tmp_path)
+    assert r.returncode == 2 and "--exact keeps every singular value" in r.stderr and "--max-bond" in r.stderr
+
+
 def test_info_describes_a_file_written_by_nn_save(tmp_path, matrix_file):
     torch = pytest.importorskip("torch")
     import tnlib.nn

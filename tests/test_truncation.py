@@ -442,3 +442,37 @@ def test_degeneracy_tol_never_breaks_the_error_guarantee(seed, eps, tol):
     a = (u * s) @ v.T
     r = tnlib.truncated_svd(a, tnlib.Truncation(max_relative_error=eps, degeneracy_tol=tol))
     assert np.linalg.norm(a - (r.U * r.S) @ r.Vh) / np.linalg.norm(a) <= eps * (1 + 1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rank=st.integers(1, 6),
+    decay=st.floats(0.05, 0.9),
+    dtype=st.sampled_from(["float32", "float64", "complex128"]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_default_drops_only_rounding_noise(rank, decay, dtype, seed):
+    """Truncation.default keeps the error at the dtype's rounding level and never keeps more than exact."""
+    rng = np.random.default_rng(seed)
+    W = sum(decay**k * np.kron(rng.standard_normal((8, 8)), rng.standard_normal((8, 8))) for k in range(rank))
+    if dtype.startswith("complex"):
+        W = W + 1j * np.kron(rng.standard_normal((8, 8)), rng.standard_normal((8, 8)))
+        rank += 1
+    A = W.astype(dtype)
+    exact = tnlib.MPO.from_matrix(A, (8, 8), (8, 8))
+    default = tnlib.MPO.from_matrix(A, (8, 8), (8, 8), truncation=tnlib.Truncation.default(A.dtype))
+    eps = float(np.finfo(A.dtype).eps)
+    assert default.num_params <= exact.num_params
+    assert default.bond_dims[0] <= rank < exact.bond_dims[0]  # the noise above the rank is gone
+    err = np.linalg.norm(W - host(default.to_matrix())) / np.linalg.norm(W)
+    exact_err = np.linalg.norm(W - host(exact.to_matrix())) / np.linalg.norm(W)
+    assert err <= exact_err + 64 * eps  # rounding level: within a few dozen eps of the exact route
+
+
+def test_default_names_a_dtype_it_cannot_use():
+    torch = pytest.importorskip("torch")
+    assert tnlib.Truncation.default(torch.float32) == tnlib.Truncation.default("float32")
+    assert tnlib.Truncation.default(np.complex64).cutoff == 16 * float(np.finfo(np.float32).eps)
+    for bad in ("int32", np.float16, torch.bfloat16, "nonsense", np.longdouble):
+        with pytest.raises(TypeError, match=r"Truncation.default\(dtype=.*expected a floating or complex dtype"):
+            tnlib.Truncation.default(bad)

@@ -193,11 +193,20 @@ def _check_output(args: argparse.Namespace) -> None:
         raise _UsageError(f"-o {out}: cannot write into {parent}")
 
 
-def _truncation(args: argparse.Namespace, shape: tuple[int, ...]) -> Truncation | None:
-    kw: dict[str, Any] = {}
-    for name in ("max_bond", "cutoff", "max_discarded", "max_entropy_loss"):
-        if getattr(args, name) is not None:
-            kw[name] = getattr(args, name)
+def _truncation(args: argparse.Namespace, shape: tuple[int, ...], dtype: Any) -> Truncation | None:
+    """The flags' truncation; without any, ``Truncation.default`` (rounding noise dropped) unless ``--exact``."""
+    flags = ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "compression")
+    given = [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name) is not None]
+    if args.exact:
+        if given:
+            raise _UsageError(f"--exact keeps every singular value; it cannot be combined with {', '.join(given)}")
+        return None
+    if not given:
+        try:
+            return Truncation.default(dtype)
+        except TypeError:
+            return None  # not a dtype tnlib computes in: the decomposition refuses it, naming the matrix's dtype
+    kw = {name: getattr(args, name) for name in flags[:-1] if getattr(args, name) is not None}
     base = Truncation(**kw) if kw else None
     if args.compression is None:
         return base
@@ -225,7 +234,7 @@ def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) ->
 
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
     matrix = _stream_npy(args.input, args.chunk_rows, args.out_dims[0] if args.out_dims else None)
-    truncation = _truncation(args, matrix.shape)
+    truncation = _truncation(args, matrix.shape, matrix.dtype)
     TqdmCallback = optional("tqdm.dask", "dask", "--out-of-core").TqdmCallback  # noqa: N806
 
     svd = "randomized" if args.single_pass else args.svd
@@ -242,7 +251,8 @@ def _print_and_save(args: argparse.Namespace, mpo: MPO, size: int) -> None:
     if mpo.num_params > size and not args.exact:
         print(f"warning: the decomposition stores {mpo.num_params} parameters for {size} entries "
               f"({mpo.compression_ratio:.2f}x, larger than the input); pass --compression, --max-bond, --cutoff "
-              "or --max-discarded to compress, or --exact to keep it exact without this warning", file=sys.stderr)
+              "or --max-discarded to compress, or --exact to keep every singular value without this warning",
+              file=sys.stderr)
     if args.output:
         save(args.output, mpo)
         print(f"saved to {args.output}")
@@ -260,7 +270,7 @@ def _decompose(args: argparse.Namespace) -> None:
     matrix = _load_matrix(args.input, args.key)
     if matrix.ndim != 2:
         raise _UsageError(f"{args.input}: expected a 2-D matrix, got shape {matrix.shape}")
-    truncation = _truncation(args, matrix.shape)
+    truncation = _truncation(args, matrix.shape, matrix.dtype)
     mpo = MPO.from_matrix(
         matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
         truncation=truncation, pad=args.pad, svd=args.svd,
@@ -376,7 +386,9 @@ def _parser() -> _Parser:
     dec.add_argument("--compression", type=float, help="target compression ratio (sets a parameter budget)")
     dec.add_argument("--svd", default="auto", help="SVD method (auto, lapack, randomized)")
     dec.add_argument("--exact", action="store_true",
-                     help="keep every singular value without a warning when the MPO stores more than the input")
+                     help="keep every singular value (without flags, values below 16 eps s_max, rounding noise, "
+                          "are dropped: tnlib.Truncation.default), without a warning when the MPO stores more "
+                          "than the input")
     dec.add_argument("--out-of-core", action="store_true",
                      help="stream a .npy larger than memory block by block (dask; needs a per-bond truncation)")
     dec.add_argument("--single-pass", action="store_true",

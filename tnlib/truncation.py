@@ -34,6 +34,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Sequence
 
+import numpy as np
+
 from ._backend import namespace, scalar
 from ._checks import check_fraction, check_int, is_int, is_real
 
@@ -53,6 +55,21 @@ __all__ = [
 
 class BudgetTooSmallError(ValueError):
     """``Truncation.max_params`` cannot hold even the smallest network of the layouts allowed."""
+
+
+def _floating_dtype(dtype: Any) -> np.dtype[Any]:
+    """``dtype`` (a NumPy dtype or name, or a torch dtype) as a NumPy floating or complex dtype."""
+    name = str(dtype).removeprefix("torch.") if type(dtype).__module__.startswith("torch") else dtype
+    try:
+        resolved = np.dtype(name)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in ("float32", "float64", "complex64", "complex128"):
+        raise TypeError(
+            f"Truncation.default(dtype={dtype!r}) is invalid; expected a floating or complex dtype tnlib "
+            "computes in: float32, float64, complex64 or complex128"
+        )
+    return resolved
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -176,6 +193,44 @@ class Truncation:
                     f"Truncation.max_bond={self.max_bond} is below "
                     f"min_bond={self.min_bond}; expected max_bond >= min_bond"
                 )
+
+    NOISE_FACTOR: ClassVar[int] = 16
+    """:meth:`default` drops singular values below ``NOISE_FACTOR * eps * s_max``."""
+
+    @classmethod
+    def default(cls, dtype: Any = "float64") -> Truncation:
+        """Drop what is numerically zero in ``dtype``, keep everything else.
+
+        A relative ``cutoff`` of ``16 eps`` (``eps`` the machine epsilon of
+        ``dtype``: 3.6e-15 for float64, 1.9e-6 for float32; complex dtypes use
+        their real part's): an SVD computed in ``dtype`` cannot resolve smaller
+        singular values from rounding, so what this drops is rounding noise
+        and the result's relative error stays at the rounding level of
+        ``dtype``. ``tnlib decompose`` uses it unless given a truncation or
+        ``--exact``; :meth:`tnlib.MPO.from_matrix` and the other constructors
+        stay exact without a truncation (pass this for a smaller exact-looking
+        chain).
+
+        Parameters
+        ----------
+        dtype
+            A floating or complex dtype: a NumPy dtype or its name, or a torch
+            dtype (``torch.float32``).
+
+        Examples
+        --------
+        >>> import numpy as np, tnlib
+        >>> tnlib.Truncation.default("float32")
+        Truncation(cutoff=1.9073486328125e-06)
+        >>> x = np.linspace(0, 1, 512)
+        >>> kernel = np.exp(-3 * (x[:, None] - x[None, :]) ** 2)   # smooth: numerical rank ~ 10
+        >>> mpo = tnlib.MPO.from_matrix(kernel, (8, 8, 8), (8, 8, 8), truncation=tnlib.Truncation.default())
+        >>> mpo.bond_dims, mpo.num_params < kernel.size // 40
+        ((10, 7), True)
+        >>> bool(np.linalg.norm(kernel - mpo.to_matrix()) < 1e-14 * np.linalg.norm(kernel))
+        True
+        """
+        return cls(cutoff=cls.NOISE_FACTOR * float(np.finfo(_floating_dtype(dtype)).eps))
 
     @property
     def cap(self) -> int | None:
