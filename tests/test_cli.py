@@ -194,6 +194,23 @@ def test_without_flags_rounding_noise_is_dropped(tmp_path):
     assert r.returncode == 2 and "--exact keeps every singular value" in r.stderr and "--max-bond" in r.stderr
 
 
+def test_progress_line_when_asked_and_at_a_terminal_only(tmp_path, matrix_file, monkeypatch, capsys):
+    dims = ["--out-dims", "8,8", "--in-dims", "8,8"]
+    r = run("decompose", "W.npy", *dims, "--max-bond", "4", "--progress", cwd=tmp_path)
+    assert r.returncode == 0 and "decomposing W.npy (64 x 64): 00:0" in r.stderr, r.stderr
+    r = run("spectrum", "W.npy", *dims, "--progress", cwd=tmp_path)
+    assert r.returncode == 0 and "spectra of W.npy (64 x 64): 00:0" in r.stderr, r.stderr
+    r = run("decompose", "W.npy", *dims, "--max-bond", "4", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == ""  # stderr is a pipe here: no line by default
+    import tnlib.cli
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # at a terminal: on by default, --no-progress off
+    assert tnlib.cli.main(["decompose", str(tmp_path / "W.npy"), *dims, "--max-bond", "4"]) == 0
+    assert "decomposing" in capsys.readouterr().err
+    assert tnlib.cli.main(["decompose", str(tmp_path / "W.npy"), *dims, "--max-bond", "4", "--no-progress"]) == 0
+    assert "decomposing" not in capsys.readouterr().err
+
+
 def test_info_describes_a_file_written_by_nn_save(tmp_path, matrix_file):
     torch = pytest.importorskip("torch")
     import tnlib.nn

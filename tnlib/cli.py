@@ -15,14 +15,16 @@ argument prints one line and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pickle
 import re
 import sys
+import threading
 import zipfile
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 import numpy as np
 
@@ -218,10 +220,7 @@ def _truncation(args: argparse.Namespace, shape: tuple[int, ...], dtype: Any) ->
 
 def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) -> Any:
     """A ``.npy`` matrix as a dask array read block by block from disk (:func:`tnlib.open_npy`)."""
-    try:
-        import dask.array  # noqa: F401
-    except ImportError:
-        raise _UsageError("--out-of-core needs dask: pip install 'dask[array]'") from None
+    optional("dask.array", "dask", "--out-of-core")
     if not path.endswith(".npy"):
         raise _UsageError(f"--out-of-core reads .npy files block by block, got {path}")
     if not Path(path).is_file():
@@ -232,13 +231,44 @@ def _stream_npy(path: str, chunk_rows: int | None, first_out_dim: int | None) ->
         raise _UsageError(f"{path}: cannot read an array ({exc})") from None
 
 
+def _shows_progress(args: argparse.Namespace) -> bool:
+    """``--progress`` / ``--no-progress``; by default a bar only when stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+@contextlib.contextmanager
+def _working(args: argparse.Namespace, what: str) -> Iterator[None]:
+    """A tqdm line on stderr naming ``what`` and the time it has taken so far, redrawn twice a second."""
+    if not _shows_progress(args):
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=what, bar_format="{desc}: {elapsed}", file=sys.stderr)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.close()
+
+
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
     matrix = _stream_npy(args.input, args.chunk_rows, args.out_dims[0] if args.out_dims else None)
     truncation = _truncation(args, matrix.shape, matrix.dtype)
-    TqdmCallback = optional("tqdm.dask", "dask", "--out-of-core").TqdmCallback  # noqa: N806
-
+    blocks: Any = contextlib.nullcontext()
+    if _shows_progress(args):
+        blocks = optional("tqdm.dask", "dask", "--out-of-core").TqdmCallback(desc="blocks", file=sys.stderr)
     svd = "randomized" if args.single_pass else args.svd
-    with TqdmCallback(desc="blocks", file=sys.stderr):
+    with blocks:
         mpo = MPO.from_matrix(matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
                               truncation=truncation, pad=args.pad, svd=svd)
     _print_and_save(args, mpo, matrix.size)
@@ -271,10 +301,11 @@ def _decompose(args: argparse.Namespace) -> None:
     if matrix.ndim != 2:
         raise _UsageError(f"{args.input}: expected a 2-D matrix, got shape {matrix.shape}")
     truncation = _truncation(args, matrix.shape, matrix.dtype)
-    mpo = MPO.from_matrix(
-        matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
-        truncation=truncation, pad=args.pad, svd=args.svd,
-    )
+    with _working(args, f"decomposing {args.input} ({matrix.shape[0]} x {matrix.shape[1]})"):
+        mpo = MPO.from_matrix(
+            matrix, args.out_dims, args.in_dims, num_cores=args.num_cores,
+            truncation=truncation, pad=args.pad, svd=args.svd,
+        )
     _print_and_save(args, mpo, matrix.size)
 
 
@@ -293,7 +324,8 @@ def _spectrum(args: argparse.Namespace) -> None:
         matrix = _load_matrix(args.input, args.key)
         if matrix.ndim != 2:
             raise _UsageError(f"{args.input}: expected a 2-D matrix, got shape {matrix.shape}")
-        spec = spectrum(matrix, args.out_dims, args.in_dims, num_cores=args.num_cores, pad=args.pad)
+        with _working(args, f"spectra of {args.input} ({matrix.shape[0]} x {matrix.shape[1]})"):
+            spec = spectrum(matrix, args.out_dims, args.in_dims, num_cores=args.num_cores, pad=args.pad)
     print(spec)
     if args.plot:
         import matplotlib
@@ -379,6 +411,8 @@ def _parser() -> _Parser:
         p.add_argument("--in-dims", type=_dims, help="column factors, e.g. 8,8,8")
         p.add_argument("--num-cores", type=int, help="number of cores when dims are not given")
         p.add_argument("--pad", action="store_true", help="zero-pad sizes that do not factor")
+        p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="show the time taken so far on stderr (default: when stderr is a terminal)")
     dec.add_argument("--max-bond", type=int, help="cap on every bond dimension")
     dec.add_argument("--cutoff", type=float, help="drop singular values below cutoff * s_max")
     dec.add_argument("--max-discarded", type=float, help="largest discarded weight per bond (relative)")

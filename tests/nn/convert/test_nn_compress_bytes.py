@@ -183,6 +183,29 @@ def test_progress_shows_the_layers_on_stderr(capsys, kwargs):
         tn.compress(model, progress="yes", **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs", [dict(compression=4), dict(bytes=128 * 128), dict(compression=4, allocation="global")]
+)
+def test_verbose_logs_each_phase_and_layer(capsys, caplog, kwargs):
+    import logging
+
+    model = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 128))
+    batches = [torch.randn(256, 128) for _ in range(2)]
+    logger = logging.getLogger("tnlib.nn")
+    handlers, level = list(logger.handlers), logger.level
+    _, reports = tn.compress(model, verbose=True, calibration=batches, **kwargs)
+    err = capsys.readouterr().err
+    assert "tnlib.nn: compress: 2 layer(s) to convert: 0, 2" in err and "recording the input Grams" in err
+    assert err.count("layer 0") >= 1 and "layer 2" in err and "compress converted 2 layer(s)" in err
+    assert "held_out_error=" in err  # each layer's report, one line
+    assert logger.handlers == handlers and logger.level == level  # the handler lived for the call only
+    with caplog.at_level(logging.INFO, logger="tnlib.nn"):  # an application's own logging sees the records
+        tn.compress(model, **kwargs)
+    assert capsys.readouterr().err == "" and any("compress converted" in r.message for r in caplog.records)
+    with pytest.raises(TypeError, match="verbose must be True or False"):
+        tn.compress(model, verbose=1, **kwargs)
+
+
 def test_a_calibrated_global_byte_budget_weighs_matrices_by_the_outputs():
     net = _net(8)
     budget = int(_weights(net) * 3 / 8)

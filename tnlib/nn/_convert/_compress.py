@@ -25,7 +25,6 @@ from torch import nn
 
 import tnlib
 from tnlib._checks import is_real
-from tnlib._optional import optional
 from tnlib.nn._convert._bytes import (
     byte_budget,
     byte_targets,
@@ -38,6 +37,7 @@ from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._conv_choice import TuckerChoice, tucker_choice
 from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, tucker_report
+from tnlib.nn._convert._progress import Progress, tracking
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import check_weight, positive_int, wide
@@ -67,6 +67,7 @@ def compress(
     tolerance: float = 0.02,
     bytes: int | None = None,
     progress: bool = False,
+    verbose: bool = False,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -165,6 +166,13 @@ def compress(
     progress
         Show a progress bar (tqdm, on stderr) over the layers: layers done,
         the one being converted, time left. Off by default.
+    verbose
+        Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
+        during this call: each phase (recording Grams, the global
+        allocation, the check run) and each layer with its time and report.
+        The records are emitted either way, for an application's own
+        logging configuration; ``verbose`` only adds a stderr handler for
+        the call. Off by default.
 
     Returns
     -------
@@ -206,29 +214,33 @@ def compress(
                                                                               or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
-    kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
-    if calibration is not None:  # a uniform budget needs only the first, for the check of the result
-        calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
-    grams = record_folds(model, recorded, calibration) if calibration is not None else {}
-    # every layer is converted before any is replaced: a failure leaves the model whole
-    bar = _bar(progress, len(targets))
-    if total is not None:
-        built, reports = _quantize_layers(model, targets, grams, total, allocation, bar, kept)
-    else:
-        shares = None
-        if allocation == "global":
-            assert compression is not None
-            shares = global_budgets(model, targets, truncation, compression, grams, kept)
-        built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal, bar)
-    if bar is not None:
-        bar.close()
-    out = model if inplace else copy.deepcopy(model)
-    undo = []
-    for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
-        original = out.get_submodule(name)  # new layer takes every place
-        undo += replace_everywhere(out, original, build(original))
-    if kept:
-        _check_runs(out, kept[0], undo)
+    with tracking(progress, verbose, len(targets)) as track:
+        track.phase("compress: %d layer(s) to convert: %s", len(targets), ", ".join(targets))
+        kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
+        if calibration is not None:  # a uniform budget needs only the first, for the check of the result
+            calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
+            track.phase("recording the input Grams of %d layer(s) from the calibration batches", len(recorded))
+        grams = record_folds(model, recorded, calibration) if calibration is not None else {}
+        # every layer is converted before any is replaced: a failure leaves the model whole
+        if total is not None:
+            built, reports = _quantize_layers(model, targets, grams, total, allocation, track, kept)
+        else:
+            shares = None
+            if allocation == "global":
+                assert compression is not None
+                track.phase("allocating %g x fewer weights over all layers (global budget)", compression)
+                shares = global_budgets(model, targets, truncation, compression, grams, kept)
+            built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal,
+                                         track)
+        out = model if inplace else copy.deepcopy(model)
+        undo = []
+        for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
+            original = out.get_submodule(name)  # new layer takes every place
+            undo += replace_everywhere(out, original, build(original))
+        if kept:
+            track.phase("running the compressed model on the first calibration batch")
+            _check_runs(out, kept[0], undo)
+        track.close(len(reports))
     _warn_if_larger(reports)
     if total is not None:
         spent = sum(r.byte_budget or 0 for r in reports)
@@ -240,28 +252,6 @@ def compress(
 
 Built = list[tuple[str, Callable[[nn.Module], nn.Module]]]
 """Per converted module name, what builds its replacement from the module."""
-
-
-def _bar(progress: Any, total: int) -> Any:
-    """A tqdm bar over ``total`` layers when ``progress`` (``None`` otherwise)."""
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress must be True or False, got {progress!r}")
-    if not progress:
-        return None
-    tqdm = optional("tqdm.auto", "torch", "compress(progress=True)").tqdm
-    return tqdm(total=total, desc="compress", unit="layer")
-
-
-def _step(bar: Any, name: str) -> None:
-    """Name the layer being converted on ``bar``."""
-    if bar is not None:
-        bar.set_postfix_str(name, refresh=True)
-
-
-def _done(bar: Any) -> None:
-    """Count one more layer done on ``bar``."""
-    if bar is not None:
-        bar.update(1)
 
 
 def _check_weights(model: nn.Module, targets: Sequence[str]) -> None:
@@ -302,13 +292,13 @@ def _check_budgets(model: Any, bytes: Any, truncation: Any, compression: Any, nu
 def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
                 compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
                 shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective,
-                bar: Any = None) -> tuple[Built, list[LayerReport]]:
+                track: Progress) -> tuple[Built, list[LayerReport]]:
     """Every target's weights as MPOs (a layout chooser's fit at each budget), what builds its layer, reports."""
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     built: Built = []
     reports = []
     for name in targets:
-        _step(bar, name)
+        track.step(name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
@@ -324,7 +314,7 @@ def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Trun
         else:
             reports.append(report)
             built.append((name, functools.partial(_built, source, mpos)))
-        _done(bar)
+        track.done(name, reports[-1])
     return built, reports
 
 
@@ -344,11 +334,11 @@ def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[s
 
 
 def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]], total: int,
-                     allocation: str, bar: Any = None, batches: Sequence[Any] = ()) -> tuple[Built, list[LayerReport]]:
+                     allocation: str, track: Progress, batches: Sequence[Any] = ()) -> tuple[Built, list[LayerReport]]:
     """Every target's weight as the quantized form a byte budget of ``total`` buys (``_bytes``), and reports."""
     weights, candidates = {}, {}
     for name in targets:
-        _step(bar, name)
+        track.step(name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
@@ -357,13 +347,16 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
             raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
         weights[name] = (source.kind, w)
         candidates[name] = forms_of(w, grams.get(name, {}).get("weight"))
-        _done(bar)
+        track.done(name, f"{len(candidates[name])} candidate forms judged")
     sizes = {name: w.numel() for name, (_, w) in weights.items()}
     weighted = importance(model, targets, grams, batches) if allocation == "global" and batches else None
+    track.phase("choosing one form per layer for %d bytes (%s)", total, allocation)
     chosen, budgets = choose_forms(candidates, sizes, total, allocation, weighted)
     built: Built = [(name, functools.partial(_quantized, factors=chosen[name].factors)) for name in targets]
     reports = [byte_report(name, kind, w, with_fit_error(chosen[name], w, grams.get(name, {}).get("weight")),
                            budgets[name]) for name, (kind, w) in weights.items()]
+    for report in reports:
+        track.phase("layer %s: %r", report.name, report)
     return built, reports
 
 
