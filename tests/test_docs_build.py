@@ -13,7 +13,7 @@ def test_docs_build_writes_figures(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr
-    for name in ("spectrum.png", "tradeoff.png"):
+    for name in ("spectrum.png", "tradeoff.png", "layouts.png", "compression.png"):
         data = (tmp_path / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
 

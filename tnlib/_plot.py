@@ -15,6 +15,22 @@ def _pyplot() -> Any:
     return optional("matplotlib.pyplot", "plot", "plotting")
 
 
+def _readable_log_ticks(axis: Any) -> None:
+    """Tick labels of a log axis as plain numbers (``0.9``, ``20``, ``1e-06``), never ``9x10^-1``; the ticks
+    between the powers of ten are labelled too within a decade, their 2s and 5s within two."""
+    ticker = optional("matplotlib.ticker", "plot", "plotting")
+    low, high = sorted(axis.get_view_interval())
+    span = high / low if low > 0 else np.inf
+    shown = range(1, 10) if span < 10 else (2, 5) if span < 100 else ()
+
+    def minor(value: float, _: Any) -> str:
+        mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+        return f"{value:g}" if round(mantissa) in shown else ""
+
+    axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(ticker.FuncFormatter(minor))
+
+
 def plot_spectrum(spec: Any, ax: Any = None) -> Any:
     """Draw a :class:`tnlib.Spectrum`; see :meth:`tnlib.Spectrum.plot`."""
     plt = _pyplot()
@@ -27,11 +43,14 @@ def plot_spectrum(spec: Any, ax: Any = None) -> Any:
         ax_values, ax_entropy, fig = ax, None, ax.figure
     top = max((float(s[0]) for s in spec.singular_values if len(s)), default=0.0)
     floor = top * np.finfo(np.float64).eps * max(spec.phys_dims, default=1)  # below: rounding noise, not signal
+    lowest = top
     for k, s in enumerate(spec.singular_values):
         kept = s[s > floor]
+        lowest = min(lowest, float(kept.min(initial=top)))
         ax_values.semilogy(np.arange(1, len(kept) + 1), kept, marker=".", label=f"bond {k}")
-    if top > 0:
-        ax_values.set_ylim(bottom=floor)
+    if top > 0:  # down to the smallest value above the noise floor, not to the floor itself
+        ax_values.set_ylim(bottom=max(floor, lowest / 2), top=top * 2)
+        _readable_log_ticks(ax_values.yaxis)
     ax_values.set_xlabel("index")
     ax_values.set_ylabel("Schmidt value")
     ax_values.set_title(f"{spec.kind} singular values per bond (site dims {tuple(spec.phys_dims)})", fontsize="medium")
@@ -65,6 +84,8 @@ def plot_tradeoff(curve: Any, ax: Any = None) -> Any:
         ax.loglog(xs, ys, marker="o")
         for chi, x, y in points:
             ax.annotate(str(chi), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        _readable_log_ticks(ax.xaxis)
+        _readable_log_ticks(ax.yaxis)
     ax.set_xlabel("compression ratio (M N / params)")
     ax.set_ylabel("relative Frobenius error")
     ax.set_title("error vs compression (labels: max bond)")
@@ -92,6 +113,9 @@ def plot_layouts(search: Any, ax: Any = None) -> Any:
         ax.axhline(svd.score, color="C1", linestyle="--", linewidth=1, label=f"truncated SVD {svd.score:.3g}")
     ax.scatter([best.layout.num_cores + jitter[best.layout]], [best.score], s=90, marker="*", color="C3",
                label=f"best: {best.layout} ({best.score:.3g})", zorder=3)
+    cores = sorted({r.layout.num_cores for r in rows})
+    ax.set_xticks(cores)  # whole numbers of cores; the points are spread around them to be seen apart
+    ax.set_xlim(cores[0] - 0.5, cores[-1] + 0.5)
     ax.set_xlabel("number of cores")
     space = " (output space, held-out rows)" if best.held_out_error is not None else " (output space)"
     ax.set_ylabel("relative error" + (space if best.output_error is not None else ""))
@@ -124,6 +148,7 @@ def plot_compression(reports: Any, ax: Any = None) -> Any:
     axes[0].barh(y, before, color="0.8", label="dense")
     axes[0].barh(y, after, color="C0", label="compressed")
     axes[0].set_xscale("log")
+    _readable_log_ticks(axes[0].xaxis)
     axes[0].set_yticks(y, names, fontsize="small")
     axes[0].invert_yaxis()
     axes[0].set_xlabel(f"stored {unit} (log)")
