@@ -36,6 +36,7 @@ SCRIPTS = [
     ("bench_jax.py", []),
     ("bench_latency.py", []),
     ("bench_silero.py", []),
+    ("bench_deploy.py", []),
 ]
 
 

@@ -117,6 +117,37 @@ DYNAMIC = [
 ]
 
 
+EXPORTED = DYNAMIC + [
+    ("TuckerConv2d", lambda: tn.TuckerConv2d.from_conv2d(nn.Conv2d(8, 16, 3, padding=1), ranks=(6, 4)),
+     lambda b: (torch.randn(b, 8, 10, 10),)),
+]
+
+
+@pytest.mark.parametrize("name, make, args", EXPORTED, ids=[m[0] for m in EXPORTED])
+def test_torch_export_with_a_batch_dim(name, make, args):
+    """torch.export.export with one Dim("batch") on every input's batch axis: the program runs at other batches."""
+    torch.manual_seed(0)
+    model = make().eval()
+    example = args(2)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    axis = 1 if name == "MPOLSTM" else 0  # nn.LSTM's default layout: (time, batch, features)
+
+    def dims(a):
+        return tuple(dims(x) for x in a) if isinstance(a, (tuple, list)) else {axis: batch}
+
+    program = torch.export.export(model, example, dynamic_shapes=dims(example))
+    for b in (1, 5, 9):
+        inputs = args(b)
+        with torch.no_grad():
+            got, want = program.module()(*inputs), model(*inputs)
+        got = flat([got]) if isinstance(got, torch.Tensor) else flat(got)
+        want = flat([want]) if isinstance(want, torch.Tensor) else flat(want)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert g.shape == w.shape
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name, make, args", DYNAMIC, ids=[m[0] for m in DYNAMIC])
 def test_the_batch_stays_free_in_the_file(name, make, args, tmp_path):
     torch.manual_seed(0)
