@@ -82,6 +82,44 @@ def test_max_evals_caps_the_run_and_the_report_says_so():
         tnlib.cross(f, (16,) * 8, max_evals=50)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=st.lists(st.integers(2, 9), min_size=1, max_size=8).map(tuple),
+    rank=st.integers(1, 6),
+    kick=st.integers(0, 3),
+    max_evals=st.integers(1, 5000),
+    check_size=st.sampled_from([0, 10, 200]),
+)
+def test_max_evals_is_never_passed_and_a_refusal_evaluates_nothing(dims, rank, kick, max_evals, check_size):
+    evaluated = []
+
+    def f(idx):
+        evaluated.append(len(idx))
+        return np.cos(0.3 * idx.sum(axis=1)) + 0.1 * np.sin(idx.prod(axis=1))
+
+    try:
+        mps = tnlib.cross(f, dims, max_evals=max_evals, rank=rank, kick=kick, check_size=check_size, tol=0.0)
+    except ValueError as exc:
+        assert "is too small" in str(exc) and "nothing was evaluated" in str(exc)
+        assert not evaluated
+    else:
+        assert sum(evaluated) == mps.report.cross.evals <= max_evals
+
+
+def test_a_rank_too_large_to_run_is_refused_at_once():
+    evaluated = []
+
+    def f(idx):
+        evaluated.append(len(idx))
+        return np.ones(len(idx))
+
+    with pytest.raises(ValueError, match=r"rank=10000000 is too large for dims of 20 sites.*smaller rank"):
+        tnlib.cross(f, (10,) * 20, rank=10**7)
+    with pytest.raises(ValueError, match=r"rank=2 is too large for dims of 2 sites.*fibre has 2199023255552 entries"):
+        tnlib.cross(f, (2**40, 2))
+    assert not evaluated
+
+
 def test_never_loops_on_a_function_of_high_rank():
     weights = np.array([7, 13, 29, 31, 37, 41])
     f = lambda idx: ((idx @ weights) ** 2 * 2654435761 % 1000) / 1000.0  # noqa: E731 - a hash: full rank

@@ -254,15 +254,16 @@ class _Run:
         values = self.sample(_fibre_indices(left, self.dims[k], right))
         return values.reshape(left.shape[0], self.dims[k], right.shape[0])
 
-    def sweep_cost(self, forward: bool, kick: int) -> int:
-        """An upper bound on the evaluations of the next half sweep with rank growth ``kick``."""
+    def sweep_cost(self, forward: bool, kick: int, first: bool = False) -> int:
+        """An upper bound on the evaluations of the next half sweep with rank growth ``kick`` (``first``: no
+        fibre to reuse from a previous sweep, so its first fibre is evaluated too)."""
         d, dims, caps = len(self.dims), self.dims, self.caps
         cost = 0
         if forward:
             rows = 1
             for k in range(d - 1):
                 cols = self.right[k + 1].shape[0]
-                if k > 0:
+                if k > 0 or first:
                     cost += rows * dims[k] * cols
                 cap = min(cols, caps[k] or cols)
                 rows = min(rows * dims[k], cap + kick)
@@ -271,7 +272,7 @@ class _Run:
             cols = 1
             for k in range(d - 1, 0, -1):
                 rows = self.left[k].shape[0]
-                if k < d - 1:
+                if k < d - 1 or first:
                     cost += rows * dims[k] * cols
                 cap = min(rows, caps[k - 1] or rows)
                 cols = min(cols * dims[k], cap + kick)
@@ -306,6 +307,37 @@ def _initial_sets(dims: tuple[int, ...], rank: int, rng: np.random.Generator) ->
             rows.add(tuple(int(rng.integers(n)) for n in dims[k:]))
         right[k] = np.array(sorted(rows), dtype=np.int64).reshape(size, d - k)
     return right
+
+
+MAX_FIBRE_BYTES = 2**31
+"""The most bytes of index tuples one fibre of a sweep may hold (a larger ``rank`` is refused up front)."""
+
+
+def _first_sweep(dims: tuple[int, ...], rank: int, caps: Sequence[int | None]) -> tuple[int, int]:
+    """Evaluations of the first forward half sweep at ``rank`` (all its fibres, before any index set is drawn:
+    the right sets hold ``min(rank, prod(dims[k:]))`` rows, as :func:`_initial_sets` draws them), and the
+    largest fibre's entries."""
+    d = len(dims)
+    total, largest, rows = 0, 0, 1
+    for k in range(d):
+        cols = min(rank, math.prod(dims[k + 1:])) if k < d - 1 else 1
+        entries = rows * dims[k] * cols
+        total, largest = total + entries, max(largest, entries)
+        if k < d - 1:
+            rows = min(rows * dims[k], min(cols, caps[k] or cols))
+    return total, largest
+
+
+def _refuse_large_rank(dims: tuple[int, ...], rank: int, caps: Sequence[int | None], max_evals: int | None,
+                       check: int) -> None:
+    """A ``rank`` whose first sweep cannot run (past ``max_evals``, or fibres too large to index) is refused
+    before any index set is drawn or any entry evaluated."""
+    total, largest = _first_sweep(dims, rank, caps)
+    _refuse_small_budget(max_evals, check + total, f"a first sweep at rank {rank}")
+    if largest * (len(dims) + 1) * 8 > MAX_FIBRE_BYTES:
+        raise ValueError(f"rank={rank} is too large for dims of {len(dims)} sites: the first sweep's largest "
+                         f"fibre has {largest} entries ({largest * (len(dims) + 1) * 8 / 2**30:.3g} GiB of indices); "
+                         "start from a smaller rank (it grows by kick each half sweep)")
 
 
 def _relative_error(cores: Sequence[np.ndarray], idx: np.ndarray, values: np.ndarray) -> float:
@@ -452,10 +484,25 @@ def _check_array(array: Any, shape: tuple[int, ...]) -> None:
         raise ValueError(f"fn is an array of shape {shape}; expected a non-empty array with at least one index")
 
 
-def _check_sample(sample: _Sampler, dims: tuple[int, ...], size: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _check_indices(dims: tuple[int, ...], size: int, rng: np.random.Generator) -> np.ndarray:
+    """The held-out sample's indices (at least 4: they also test that ``fn`` is deterministic)."""
+    return np.stack([rng.integers(n, size=max(size, 4)) for n in dims], axis=1).astype(np.int64)
+
+
+def _check_cost(idx: np.ndarray) -> int:
+    """Evaluations :func:`_check_sample` spends on ``idx``: all of them, and the first 8 again."""
+    return idx.shape[0] + min(idx.shape[0], 8)
+
+
+def _refuse_small_budget(max_evals: int | None, need: int, what: str) -> None:
+    """Before any evaluation: a ``max_evals`` below the ``need`` of the check sample and ``what`` is refused."""
+    if max_evals is not None and need > max_evals:
+        raise ValueError(f"max_evals={max_evals} is too small: the check sample and {what} need {need} "
+                         "evaluations (nothing was evaluated); raise max_evals or lower check_size")
+
+
+def _check_sample(sample: _Sampler, idx: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The held-out sample, evaluated; a few of its entries evaluated again to catch a nondeterministic fn."""
-    idx = np.stack([rng.integers(n, size=max(size, 4)) for n in dims], axis=1).astype(np.int64)
     values = sample(idx)
     again = sample(idx[:8])
     scale = float(np.max(np.abs(values))) if values.size else 0.0
@@ -476,24 +523,26 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
     tol = float(tol)
     rng = np.random.default_rng(seed)
     d = len(dims)
-    check_idx, check_values = _check_sample(sample, dims, check_size, rng)
+    check_idx = _check_indices(dims, check_size, rng)
     if d == 1:
-        if max_evals is not None and sample.evals + dims[0] > max_evals:
-            raise ValueError(f"max_evals={max_evals} is too small: one site of {dims[0]} entries and the check "
-                             f"sample need {sample.evals + dims[0]} evaluations")
+        _refuse_small_budget(max_evals, _check_cost(check_idx) + dims[0], f"one site of {dims[0]} entries")
+        check_idx, check_values = _check_sample(sample, check_idx, check_size)
         core = sample(np.arange(dims[0], dtype=np.int64)[:, None]).reshape(1, dims[0], 1)
         return _finish(sample, [core], truncation, check_idx, check_values, tol, 0, "tol", (), d)
     caps = truncation.bond_caps(d - 1) if truncation is not None else (None,) * (d - 1)
+    _refuse_large_rank(dims, rank, caps, max_evals, _check_cost(check_idx))
     run = _Run(sample, dims, tuple(caps),
                left=[np.zeros((1, 0), dtype=np.int64)] + [np.zeros((0, k), dtype=np.int64) for k in range(1, d + 1)],
                right=_initial_sets(dims, rank, rng), cores=[np.zeros((1, n, 1)) for n in dims],
                ranks=[0] * (d - 1), saturated=[False] * (d - 1), rng=rng)
+    assert max_evals is None or _check_cost(check_idx) + run.sweep_cost(True, 0, first=True) <= max_evals
+    check_idx, check_values = _check_sample(sample, check_idx, check_size)
     best: tuple[float, list[np.ndarray]] | None = None
     history: list[float] = []
     stopped, reuse, sweeps, stale = "max_sweeps", None, 0, 0
     for sweep in range(max_sweeps):
         forward = sweep % 2 == 0
-        step = _affordable_kick(run, forward, kick, max_evals)
+        step = _affordable_kick(run, forward, kick, max_evals, first=sweep == 0)
         if step is None:
             stopped = "max_evals"
             break
@@ -517,7 +566,7 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
             stopped = "stagnated"
             break
     if best is None:
-        need = run.sweep_cost(True, 0) + sample.evals
+        need = run.sweep_cost(True, 0, first=True) + sample.evals
         raise ValueError(
             f"max_evals={max_evals} is too small for one sweep: the check sample and a first sweep at rank "
             f"{rank} need {need} evaluations"
@@ -527,13 +576,13 @@ def _cross(sample: _Sampler, dims: tuple[int, ...], truncation: Truncation | Non
                    all(run.saturated))
 
 
-def _affordable_kick(run: _Run, forward: bool, kick: int, max_evals: int | None) -> int | None:
+def _affordable_kick(run: _Run, forward: bool, kick: int, max_evals: int | None, first: bool) -> int | None:
     """The largest rank growth ``<= kick`` whose half sweep fits in what is left of ``max_evals``."""
     if max_evals is None:
         return kick
     left = max_evals - run.sample.evals
     for step in range(kick, -1, -1):
-        if run.sweep_cost(forward, step) <= left:
+        if run.sweep_cost(forward, step, first) <= left:
             return step
     return None
 
