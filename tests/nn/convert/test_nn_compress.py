@@ -358,6 +358,41 @@ def test_a_tampered_header_fails_at_load_not_at_the_first_forward(tmp_path):
         tn.load(tmp_path / "t.safetensors")
 
 
+@pytest.mark.parametrize("make, edit, message", [
+    (lambda: nn.Sequential(nn.Conv2d(4, 8, 3, padding=1)), ("padding", [0, 0]),
+     r"other sizes than model's \(padding=\(0, 0\) vs \(1, 1\)\)"),
+    (lambda: nn.Sequential(nn.Embedding(100, 32, padding_idx=3)), ("padding_idx", 5),
+     r"other sizes than model's \(padding_idx=5 vs 3\)"),
+    (lambda: nn.Sequential(nn.Linear(64, 48)), ("out_dims", "48"), r"out_dims='48'; expected a tuple of positive ints"),
+    (lambda: nn.Sequential(nn.Linear(64, 48)), ("out_dims", [True, 48]), r"expected a tuple of positive ints"),
+    (lambda: nn.Sequential(nn.Linear(64, 48)), ("in_dims", [8, 8]), r"in_dims=\(8, 8\) but the saved cores"),
+    (lambda: nn.Sequential(nn.LSTMCell(16, 32)), ("gate_dims", "x"), r"gate_dims='x'; expected a tuple"),
+])
+def test_a_header_edited_to_other_settings_is_refused(tmp_path, make, edit, message):
+    """Settings the probe forward does not read (a padding, a padding_idx, the site dims) are checked too."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = make()
+    first = model[0]
+    small = nn.Sequential(tn.MPOEmbedding.from_embedding(first, tnlib.Truncation(max_bond=4))
+                          if isinstance(first, nn.Embedding) else tn.compress(model, compression=2)[0][0])
+    path = tmp_path / "m.safetensors"
+    tn.save(small, path)
+    assert type(tn.load(path, model=make())[0]) is type(small[0])  # untampered: loads
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["tnlib.nn"])
+    field, value = edit
+    header["layers"]["0"]["attrs"][field] = value
+    save_file(load_file(str(path)), str(path), metadata={"tnlib.nn": json.dumps(header)})
+    fresh = make()
+    with pytest.raises(ValueError, match=message):
+        tn.load(path, model=fresh)
+    assert type(fresh[0]) is type(first)  # the model is left as it was
+
+
 def test_load_while_another_process_saves_always_reads_one_whole_file(tmp_path):
     """load reads the file's bytes once: a concurrent save (an atomic rename) gives it the old file or the
     new one, never a mix (two opens used to see two versions: 'smaller than the required mapping size')."""

@@ -131,7 +131,32 @@ def _build_skeleton(spec: dict[str, Any], prefix: str, tensors: dict[str, torch.
     for name in spec.get("none_params", []):
         layer.register_parameter(name, None)
     object.__setattr__(layer, "bond_masks", kind.empty_masks())
+    _check_dims_fields(kind, layer)
     return layer
+
+
+def _dims_value(layer: nn.Module, field: str) -> tuple[int, ...]:
+    """A saved ``*_dims`` field of ``layer``: a tuple of positive ints, or a ``TypeError`` naming it."""
+    value = getattr(layer, field)
+    if not isinstance(value, tuple) or not value or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value):
+        raise TypeError(f"{field}={value!r}; expected a tuple of positive ints")
+    return value
+
+
+def _check_dims_fields(kind: Any, layer: nn.Module) -> None:
+    """Saved site dims are tuples of positive ints, and ``out_dims`` / ``in_dims`` are the saved cores' output /
+    input legs, so a header edited to other dims is refused at load."""
+    if "gate_dims" in kind.fields:  # how the gates factor; the cores' own layout may differ (a searched one)
+        _dims_value(layer, "gate_dims")
+    for field, axis in (("out_dims", 1), ("in_dims", 2)):
+        if field not in kind.fields:
+            continue
+        dims = _dims_value(layer, field)
+        for name, cores in kind.mpo_weights(layer):
+            found = tuple(int(c.shape[axis]) for c in cores)
+            if found != dims:
+                raise TypeError(f"{field}={dims} but the saved cores {name!r} have legs {found}")
 
 
 def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Module:

@@ -221,7 +221,7 @@ class MPOConv1d(_MPOConv):
 
 
 _CONV_FIELDS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims")
-_CONV_SIZES = ("in_channels", "out_channels", "kernel_size", "stride", "dilation")
+_CONV_SIZES = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
 
 
 def conv_probe(layer: Any, dtype: torch.dtype) -> torch.Tensor:

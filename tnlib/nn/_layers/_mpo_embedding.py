@@ -141,6 +141,6 @@ register(LayerKind(
     (Source("Embedding", lambda m: isinstance(m, nn.Embedding) and m.max_norm is None and not m.sparse,
             lambda m, mpos: MPOEmbedding.from_mpo(mpos["weight"], m), "nn.Embedding (no max_norm)"),),
     ("num_embeddings", "embedding_dim", "padding_idx", "out_dims", "in_dims"),
-    ("num_embeddings", "embedding_dim"),
+    ("num_embeddings", "embedding_dim", "padding_idx"),
     lambda layer: torch.zeros(1, dtype=torch.int64),
 ))

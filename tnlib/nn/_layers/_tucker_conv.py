@@ -158,7 +158,7 @@ register(LayerKind(
     TuckerConv2d,
     (),
     ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "ranks"),
-    ("in_channels", "out_channels", "kernel_size", "stride", "dilation"),
+    ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
     _probe,
     mpo_weights=lambda layer: [],
     also_replaces=("Conv2d",),
