@@ -303,3 +303,31 @@ def test_cross_of_an_array_far_from_unit_scale_is_as_good_as_at_unit_scale(scale
     err = np.linalg.norm(far.to_dense() / scale - t) / np.linalg.norm(t)
     assert err < 1e-8 and far.report.error == pytest.approx(plain.report.error, abs=1e-12)
     assert far.log_norm() == pytest.approx(plain.log_norm() + np.log(scale), rel=1e-12)
+
+
+def test_inputs_in_an_autograd_graph_are_refused_not_detached():
+    torch = pytest.importorskip("torch")
+    w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    f = lambda idx: torch.cos(w * torch.as_tensor(idx).sum(1).double())  # noqa: E731
+    message = "requires grad or is being traced; cross approximation is not differentiable"
+    with pytest.raises(ValueError, match=r"the value of <lambda>\(indices\) " + message):
+        tnlib.cross(f, (4, 4, 4))
+    W = torch.randn(16, 16, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"chains\[0\] " + message):
+        tnlib.cross_apply(torch.exp, tnlib.MPO.from_matrix(W, (4, 4), (4, 4)))
+    with pytest.raises(ValueError, match="fn " + message):
+        tnlib.cross(torch.randn(4, 4, 4, dtype=torch.float64, requires_grad=True))
+    with torch.no_grad():  # what the message says to do
+        assert tnlib.cross(f, (4, 4, 4)).report.cross.converged
+    assert tnlib.cross_apply(torch.exp, tnlib.MPO.from_matrix(W.detach(), (4, 4), (4, 4))).shape == (16, 16)
+
+
+def test_a_jax_trace_is_refused():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    def loss(x):
+        return tnlib.cross_apply(jnp.exp, tnlib.MPS.from_dense(x.reshape(4, 4, 4))).cores[0].sum()
+
+    with pytest.raises(ValueError, match=r"chains\[0\] requires grad or is being traced"):
+        jax.grad(loss)(jnp.ones(64))

@@ -34,7 +34,7 @@ import array_api_compat
 import numpy as np
 
 from ._algebra import site_entries
-from ._backend import as_array, far_exponent, namespace, times_power_of_two, to_host
+from ._backend import as_array, capturing, far_exponent, is_tracer, namespace, times_power_of_two, to_host
 from ._canonical import spread_exponent
 from ._checks import check_int, is_int, is_real
 from ._maxvol import rect_maxvol
@@ -129,6 +129,7 @@ class _Sampler:
         self.calls += 1
         self.evals += idx.shape[0]
         values = as_array(raw, f"the value of {self.name}")
+        _refuse_graph(values, f"the value of {self.name}")
         if tuple(values.shape) != (idx.shape[0],):
             raise ValueError(
                 f"{self.name} returned shape {tuple(values.shape)} for {idx.shape[0]} index tuples; "
@@ -457,6 +458,7 @@ def cross(
         sample = _Sampler(fn, getattr(fn, "__name__", "fn") + "(indices)", batch_size)
     else:
         array = fn if is_dask(fn) else as_array(fn, "fn")
+        _refuse_graph(array, "fn")
         shape = tuple(int(n) for n in array.shape)
         _check_array(array, shape)
         if dims is not None and _check_dims(dims) != shape:
@@ -482,6 +484,15 @@ def _check_array(array: Any, shape: tuple[int, ...]) -> None:
         raise TypeError(f"fn must be a function or an array of numbers, got an array of dtype {array.dtype}")
     if not shape or 0 in shape:
         raise ValueError(f"fn is an array of shape {shape}; expected a non-empty array with at least one index")
+
+
+def _refuse_graph(x: Any, what: str) -> None:
+    """Cross approximation is not differentiable (its index sets are chosen from the values): an input in an
+    autograd graph or under a JAX / torch trace is refused, never silently detached."""
+    if getattr(x, "requires_grad", False) or is_tracer(x) or capturing(x):
+        raise ValueError(f"{what} requires grad or is being traced; cross approximation is not differentiable "
+                         "(its index sets are chosen from the values): detach it first (.detach(), "
+                         "torch.no_grad(), jax.lax.stop_gradient) or call it outside the traced function")
 
 
 def _check_indices(dims: tuple[int, ...], size: int, rng: np.random.Generator) -> np.ndarray:
@@ -652,6 +663,9 @@ def cross_apply(
         if not hasattr(other, "cores"):
             raise TypeError(f"chains[{k}] is a {type(other).__name__}; expected an {type(first).__name__}")
         first._check_same_legs(other, "cross_apply")
+    for k, chain in enumerate(chains):
+        for core in chain.cores:
+            _refuse_graph(core, f"chains[{k}]")
     sites = [c._sites() for c in chains]
     dims = tuple(int(s.shape[1]) for s in sites[0])
     name = getattr(f, "__name__", "f")
