@@ -93,6 +93,7 @@ def test_every_traced_form_is_the_exact_product(rows, num_cores):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:FutureWarning")  # torch >= 2.14
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_one_capture_test_for_the_core_and_the_layers():
     """tnlib._backend.capturing is the one test: torch.compile, torch.export and torch.jit.trace all count."""

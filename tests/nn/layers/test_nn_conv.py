@@ -198,6 +198,7 @@ def test_bad_input_gets_clear_errors():
         layer(torch.tensor([1.0]))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")  # silero-vad's loader, torch >= 2.14
 def test_the_whole_pretrained_silero_vad_compresses():
     """Every weight of the packaged Silero VAD but its 1 x 128 output (the STFT basis, four Conv1d and the
     LSTMCell) becomes an MPO layer; at 2x the speech probabilities stay close to the original's on held-out
