@@ -195,13 +195,17 @@ def _check_output(args: argparse.Namespace) -> None:
         raise _UsageError(f"-o {out}: cannot write into {parent}")
 
 
-def _truncation(args: argparse.Namespace, shape: tuple[int, ...], dtype: Any) -> Truncation | None:
-    """The flags' truncation; without any, ``Truncation.default`` (rounding noise dropped) unless ``--exact``."""
+def _truncation(args: argparse.Namespace, shape: tuple[int, ...], dtype: Any,
+                default: bool = True) -> Truncation | None:
+    """The flags' truncation; without any, ``Truncation.default`` (rounding noise dropped) unless ``--exact``
+    (or not ``default``: a streamed decomposition needs the user's own truncation, which it names)."""
     flags = ("max_bond", "cutoff", "max_discarded", "max_entropy_loss", "compression")
     given = [f"--{name.replace('_', '-')}" for name in flags if getattr(args, name) is not None]
     if args.exact:
         if given:
             raise _UsageError(f"--exact keeps every singular value; it cannot be combined with {', '.join(given)}")
+        return None
+    if not given and not default:
         return None
     if not given:
         try:
@@ -263,7 +267,7 @@ def _working(args: argparse.Namespace, what: str) -> Iterator[None]:
 
 def _decompose_out_of_core(args: argparse.Namespace) -> None:
     matrix = _stream_npy(args.input, args.chunk_rows, args.out_dims[0] if args.out_dims else None)
-    truncation = _truncation(args, matrix.shape, matrix.dtype)
+    truncation = _truncation(args, matrix.shape, matrix.dtype, default=False)
     blocks: Any = contextlib.nullcontext()
     if _shows_progress(args):
         blocks = optional("tqdm.dask", "dask", "--out-of-core").TqdmCallback(desc="blocks", file=sys.stderr)

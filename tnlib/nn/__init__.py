@@ -31,6 +31,7 @@ from ._convert._plot_reports import plot_compression
 from ._io._export import export_onnx
 from ._io._serialization import load, save
 from ._layers._cores import central_index
+from ._layers._mpo_attention import MPOMultiheadAttention
 from ._layers._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._layers._mpo_conv import MPOConv1d, MPOConv2d
 from ._layers._mpo_embedding import MPOEmbedding
@@ -50,6 +51,7 @@ __all__ = [
     "MPOConv1d",
     "MPOConv2d",
     "MPOEmbedding",
+    "MPOMultiheadAttention",
     "QuantizedLinear",
     "TuckerConv2d",
     "gate_layout",

@@ -238,7 +238,8 @@ def test_compress_calibration_errors():
     with pytest.raises(ValueError, match=r"layer 'used' \(4 x 4 weight\) cannot be held in 1 parameters"):
         tn.compress(Branchy(), compression=16, layers=["used"])
     with pytest.raises(TypeError, match=r"layer '' is a Branchy; only (Affine, )?nn.Conv1d \(groups=1, zero "
-                                        r"padding\), transformers' Conv1D, .*nn.Linear, nn.LSTM and nn.LSTMCell can"):
+                                        r"padding\), transformers' Conv1D, .*nn.Linear, nn.LSTM, nn.LSTMCell and "
+                                        r"nn.MultiheadAttention .* can"):
         tn.compress(Branchy(), layers=[""])
 
 

@@ -8,22 +8,22 @@ from torch import nn  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
 
 
-def test_attention_and_fused_transformer_layers_stay_dense_and_the_model_runs():
+def test_a_transformer_layer_is_converted_whole_and_the_model_runs():
+    """It used to break on its first forward ('MPOLinear' object has no attribute 'weight')."""
     torch.manual_seed(0)
     block = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
     model = nn.Sequential(block, nn.Linear(32, 32))
     x = torch.randn(3, 5, 32)
-    with pytest.warns(UserWarning, match=r"leaves 3 layer\(s\) dense: '0.self_attn.out_proj' \(MultiheadAttention "
-                                         r"reads out_proj.weight itself.*'0.linear1' \(TransformerEncoderLayer"):
-        small, reports = tn.compress(model, compression=2)
-    assert [r.name for r in reports] == ["1"]
-    assert isinstance(small[0].self_attn.out_proj, nn.Linear) and isinstance(small[0].linear1, nn.Linear)
+    small, reports = tn.compress(model, compression=2)
+    assert [r.name for r in reports] == ["0.self_attn", "0.linear1", "0.linear2", "1"]
+    assert isinstance(small[0].self_attn, tn.MPOMultiheadAttention) and isinstance(small[0].linear1, tn.MPOLinear)
     small.eval()
-    model.eval()
-    with torch.no_grad():  # the fused fast path of the encoder layer, which reads the weights itself
+    with torch.no_grad():  # eval and no_grad: where the dense layer takes its fused kernel
         assert small(x).shape == (3, 5, 32) and torch.isfinite(small(x)).all()
     with pytest.raises(ValueError, match=r"layer '0.self_attn.out_proj' cannot be converted: MultiheadAttention"):
         tn.compress(model, compression=2, layers=["0.self_attn.out_proj"])
+    with pytest.raises(ValueError, match=r"layer '0.linear1' cannot be converted: TransformerEncoderLayer's fused"):
+        tn.compress(model, compression=2, layers=["0.linear1"])
 
 
 def test_a_module_used_twice_is_converted_once_and_stays_shared():

@@ -86,7 +86,7 @@ def test_every_kind_is_listed_where_users_read_about_kinds():
         assert source.supported in SUPPORTED
         assert kind.layer.__name__ in tn.__all__
     assert {k.layer for k in kinds()} >= {tn.MPOLinear, tn.MPOLSTM, tn.MPOGRU, tn.MPOLSTMCell, tn.MPOGRUCell,
-                                          tn.MPOConv1d, tn.MPOConv2d, tn.MPOEmbedding}
+                                          tn.MPOConv1d, tn.MPOConv2d, tn.MPOEmbedding, tn.MPOMultiheadAttention}
 
 
 def test_registering_a_kind_twice_is_refused():

@@ -42,6 +42,7 @@ from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
+from tnlib.nn._layers._mpo_attention import settle_parents
 from tnlib.nn._layers._quantized_linear import build_quantized
 from tnlib.nn._layers._tucker_conv import build_tucker
 from tnlib.truncation import warn_at_caller
@@ -237,6 +238,7 @@ def compress(
         for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
             original = out.get_submodule(name)  # new layer takes every place
             undo += replace_everywhere(out, original, build(original))
+        settle_parents(out)
         if kept:
             track.phase("running the compressed model on the first calibration batch")
             _check_runs(out, kept[0], undo)

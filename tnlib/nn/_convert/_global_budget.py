@@ -56,8 +56,8 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
                 target = w64 @ factor
             key = (name, wname)
             keys.append(key)
-            params[key], factors[key] = getattr(module, wname), factor
-            as_matrix[key] = source.as_matrix
+            params[key], as_matrix[key] = source.parameters_of(module)[wname]
+            factors[key] = factor
             spectra.append(torch.linalg.svdvals(target).numpy())
             costs.append(m + n)
             caps.append(max(1, min(m, n, m * n // (m + n))))

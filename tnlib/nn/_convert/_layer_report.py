@@ -28,7 +28,7 @@ class LayerReport:
     kind : str
         The kind of module replaced: ``"Linear"``, ``"Conv1D"`` (transformers'),
         ``"LSTM"``, ``"GRU"``, ``"LSTMCell"``, ``"GRUCell"``, ``"Conv1d"``,
-        ``"Conv2d"`` or ``"Embedding"``.
+        ``"Conv2d"``, ``"Embedding"`` or ``"MultiheadAttention"``.
     params_before, params_after : int
         Weight entries (biases excluded) of the original and of the MPO layer.
     relative_error : float

@@ -1,11 +1,15 @@
 """Which modules :func:`tnlib.nn.compress` converts, and how a converted layer takes the place of every use.
 
 A module can be converted only when its parent uses it by calling it: a
-parent that reads ``child.weight`` itself (``nn.MultiheadAttention`` and its
-``out_proj``, the linear layers of ``nn.TransformerEncoderLayer`` /
-``nn.TransformerDecoderLayer``, whose fused kernels take the weights) would
-break. Any other parent that does so is caught by running the converted
-model on the first calibration batch. A weight parameter shared with another module
+parent that reads ``child.weight`` itself would break. ``nn.MultiheadAttention``
+reads its ``out_proj.weight`` and packed ``in_proj_weight``: the attention is
+converted as a whole (:class:`~tnlib.nn.MPOMultiheadAttention`), never its
+``out_proj`` alone. ``nn.TransformerEncoderLayer``'s fused kernel reads its
+children's weights, but only while its attention holds packed dense weights:
+its ``linear1`` / ``linear2`` are converted when its ``self_attn`` is too (a
+converted attention keeps the layer on its Python path). Any other parent
+that reads weights is caught by running the converted model on the first
+calibration batch. A weight parameter shared with another module
 (an embedding tied to an output layer) would be untied: the other module
 keeps the dense copy, and the model grows. Both are left dense by default,
 with a warning naming them and why, and refused in words when named in
@@ -38,8 +42,6 @@ def _parent(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(parent_name) if parent_name else model
 
 
-_READS_WEIGHTS = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
-"""Parents that read their children's ``weight`` directly (torch's fused attention and transformer kernels)."""
 
 
 def _owners(model: nn.Module) -> dict[int, list[tuple[str, str, nn.Module]]]:
@@ -51,14 +53,26 @@ def _owners(model: nn.Module) -> dict[int, list[tuple[str, str, nn.Module]]]:
     return owners
 
 
+def _reads_weight(parent: nn.Module, child: str, module: nn.Module, converting: set[int]) -> str | None:
+    """Why ``parent`` reads its child ``child``'s weight itself (so converting the child breaks it), or ``None``."""
+    if isinstance(parent, nn.MultiheadAttention):
+        return f"MultiheadAttention reads {child}.weight itself; only the whole attention can be converted"
+    if isinstance(parent, nn.TransformerEncoderLayer) and not isinstance(module, nn.MultiheadAttention):
+        attention = parent.self_attn
+        if attention._qkv_same_embed_dim is not False and id(attention) not in converting:
+            return (f"TransformerEncoderLayer's fused kernel reads {child}.weight while its self_attn holds packed "
+                    "dense weights; convert its self_attn too")
+    return None
+
+
 def _blocked(model: nn.Module, module: nn.Module, names: Sequence[str],
-             owners: dict[int, list[tuple[str, str, nn.Module]]]) -> str | None:
-    """Why converting ``module`` (known by ``names``) would break or grow ``model``, or ``None``."""
+             owners: dict[int, list[tuple[str, str, nn.Module]]], converting: set[int]) -> str | None:
+    """Why converting ``module`` (known by ``names``) would break or grow ``model``, or ``None``; ``converting``:
+    the ids of the modules converted with it."""
     for name in names:
-        parent = _parent(model, name)
-        if isinstance(parent, _READS_WEIGHTS):
-            return (f"{type(parent).__name__} reads {name.rpartition('.')[2]}.weight itself (its fused kernels), "
-                    "so a converted layer would break it")
+        reason = _reads_weight(_parent(model, name), name.rpartition(".")[2], module, converting)
+        if reason is not None:
+            return reason
     inside = {id(m) for m in module.modules()}
     for own, param in module.named_parameters(recurse=False):
         for other_name, pname, other in owners[id(param)]:
@@ -74,6 +88,8 @@ def _not_accepted(module: nn.Module) -> str | None:
         return f"groups={module.groups}, padding_mode={module.padding_mode!r}: an MPO kernel holds one full kernel"
     if isinstance(module, nn.Embedding) and (module.max_norm is not None or module.sparse):
         return "max_norm or sparse gradients, which an MPO table does not support"
+    if isinstance(module, nn.MultiheadAttention) and (module.bias_k is not None or module.add_zero_attn):
+        return "add_bias_kv or add_zero_attn, which MPOMultiheadAttention does not support"
     return None
 
 
@@ -93,8 +109,10 @@ def _default_targets(model: nn.Module, uses: dict[int, list[str]], owners: dict[
             "or pass the model that holds it"
         )
     chosen, dense = [], []
+    converting: set[int] = set()
+    inside: set[int] = set()  # the modules inside a converted one (an attention's out_proj): part of it
     for name, module in model.named_modules():
-        if not name:
+        if not name or id(module) in inside:
             continue
         if source_of(module) is None:
             reason = _not_accepted(module)
@@ -103,9 +121,11 @@ def _default_targets(model: nn.Module, uses: dict[int, list[str]], owners: dict[
             continue
         if isinstance(module, nn.Embedding):
             continue  # only when named: tables are often tied to an output layer
-        reason = _blocked(model, module, uses[id(module)], owners)
+        reason = _blocked(model, module, uses[id(module)], owners, converting)
         if reason is None:
             chosen.append(name)
+            converting.add(id(module))
+            inside.update(id(m) for m in module.modules() if m is not module)
         else:
             dense.append(f"{name!r} ({reason})")
     if dense:
@@ -129,6 +149,12 @@ def _named_targets(model: nn.Module, layers: Any, uses: dict[int, list[str]], ow
             raise ValueError(
                 f"layers names {n!r}, which is not a module of the model; modules: {[k for k in named if k][:12]}"
             )
+    converting = {id(named[n]) for n in layers}
+    for n in layers:
+        outer = [m for m in layers if m != n and n.startswith(m + ".")]
+        if outer:
+            raise ValueError(f"layers names {n!r} and {outer[0]!r}, which holds it and is converted as a whole; "
+                             f"name one of them")
         module = named[n]
         if source_of(module) is None:
             why = _not_accepted(module)
@@ -137,7 +163,7 @@ def _named_targets(model: nn.Module, layers: Any, uses: dict[int, list[str]], ow
                 + (f" with {why}" if why else "")
                 + f"; only {describe_supported()} can be compressed"
             )
-        reason = _blocked(model, module, uses[id(module)], owners)
+        reason = _blocked(model, module, uses[id(module)], owners, converting)
         if reason is not None:
             raise ValueError(f"layer {n!r} cannot be converted: {reason}; leave it out of layers")
         first = uses[id(module)][0]  # one name per module: a module named twice is converted once
@@ -158,7 +184,9 @@ def check_materialized(model: nn.Module, targets: Sequence[str]) -> None:
 
 
 def replace_everywhere(model: nn.Module, original: nn.Module, layer: nn.Module) -> list[tuple[nn.Module, str, Any]]:
-    """Put ``layer`` at every place ``model`` uses ``original``; returns ``(parent, child, original)`` to undo."""
+    """Put ``layer`` at every place ``model`` uses ``original``, in its mode (a model in ``eval()`` stays so: an
+    attention's or a stacked LSTM's dropout stays off); returns ``(parent, child, original)`` to undo."""
+    layer.train(original.training)
     undo = []
     for parent in list(model.modules()):
         for child, sub in list(parent._modules.items()):  # every name: named_children() skips a repeated module

@@ -22,6 +22,7 @@ from torch import nn
 from tnlib._files import atomic_write
 from tnlib._optional import optional
 from tnlib.nn._layers._kinds import LayerKind, attributes, kind_of_layer, kinds, source_of
+from tnlib.nn._layers._mpo_attention import settle_parents
 
 __all__ = ["save", "load"]
 
@@ -237,10 +238,12 @@ def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torc
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             replaced.append((parent, child, getattr(parent, child)))
+            layer.train(getattr(parent, child).training)  # in the mode of the module it replaces
             setattr(parent, child, layer)
         _load_state(model, tensors, path)
         for name, layer in built.items():
             _probe(layer, name, path)
+        settle_parents(model)
     except Exception:
         for parent, child, original in reversed(replaced):
             setattr(parent, child, original)
@@ -309,8 +312,9 @@ def _probe(layer: nn.Module, name: str, path: Path) -> None:
     kind = kind_of_layer(layer)
     assert kind is not None  # built by _skeleton from the registry
     try:
+        probe = kind.probe(layer)  # one input, or a tuple of them (an attention's query, key and value)
         with torch.no_grad():
-            layer(kind.probe(layer))
+            layer(*probe) if isinstance(probe, tuple) else layer(probe)
     except Exception as exc:  # noqa: BLE001 - any inconsistency of a tampered header
         where = f"layer {name!r}" if name else "the layer"
         raise ValueError(

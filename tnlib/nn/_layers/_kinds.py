@@ -73,6 +73,11 @@ class Source:
         """The module's weight matrices by parameter name (detached)."""
         return {n: self.as_matrix(p.detach()) for n, p in module.named_parameters() if n.startswith("weight")}
 
+    def parameters_of(self, module: Any) -> dict[str, tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
+        """Per weight of :meth:`weights`, the parameter holding it and how a tensor of that parameter's shape (its
+        gradient) reads as the weight's matrix."""
+        return {n: (p, self.as_matrix) for n, p in module.named_parameters() if n.startswith("weight")}
+
     def sizes_of(self, module: nn.Module, names: Sequence[str]) -> dict[str, Any]:
         """The size attributes ``names`` of a module of this source."""
         if self.sizes is not None:
@@ -97,7 +102,7 @@ class LayerKind:
     sources: tuple[Source, ...]
     fields: tuple[str, ...]
     sizes: tuple[str, ...]
-    probe: Callable[[Any], torch.Tensor]
+    probe: Callable[[Any], "torch.Tensor | tuple[torch.Tensor, ...]"]
     mpo_weights: Callable[[Any], list[tuple[str, nn.ParameterList]]] = field(
         default=lambda layer: [("cores", layer.cores)])
     named_masks: bool = False
