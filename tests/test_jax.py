@@ -102,6 +102,18 @@ def test_data_dependent_operations_under_jit_are_refused_clearly(fn):
         jax.jit(fn)(s)
 
 
+@pytest.mark.parametrize("fn, what", [
+    (lambda s: tnlib.spectrum(s).singular_values[0], "spectrum"),
+    (lambda s: tnlib.spectrum(s.to_dense().reshape(4, 4), (2, 2), (2, 2)).singular_values[0], "spectrum"),
+    (lambda s: tnlib.tradeoff(s.to_dense().reshape(4, 4), (2, 2), (2, 2)).relative_errors, "tradeoff"),
+])
+def test_spectra_under_jit_are_refused_clearly(fn, what):
+    _, s, _ = chains()
+    with pytest.raises(TypeError, match=rf"{what} reads the singular values onto the host .*chain.singular_values\(bond\)"):
+        jax.jit(fn)(s)
+    assert jax.jit(lambda c: c.singular_values(0))(s).shape[0] >= 1  # what the message offers traces
+
+
 @pytest.mark.parametrize("fn", [
     lambda s: s.truncate(tnlib.Truncation(cutoff=0.1)).to_dense(),
     lambda s: tnlib.MPS.from_dense(s.to_dense(), tnlib.Truncation(max_bond=2, max_discarded=0.01)).to_dense(),

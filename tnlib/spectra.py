@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._backend import as_array, to_host
+from ._backend import as_array, capturing, is_tracer, to_host
 from ._canonical import schmidt_values
 from ._chain import Chain, check_alpha, check_index, site_cores
 from ._checks import check_int, is_real
@@ -133,6 +133,16 @@ class Spectrum:
         return plot_spectrum(self, ax)
 
 
+def _refuse_traced(obj: Any, what: str) -> None:
+    """A spectrum or a trade-off curve holds NumPy values: a traced input (``jax.jit``, ``torch.compile``) is
+    refused in words rather than failing deep inside the host transfer."""
+    arrays = list(obj.cores) if isinstance(obj, Chain) else [obj]
+    if any(is_tracer(a) for a in arrays) or capturing(*arrays):
+        raise TypeError(f"{what} reads the singular values onto the host (NumPy), which a traced value cannot "
+                        "give: call it outside jax.jit / torch.compile, or use chain.singular_values(bond), "
+                        "which traces")
+
+
 def spectrum(
     obj: Any,
     out_dims: Sequence[int] | None = None,
@@ -156,6 +166,7 @@ def spectrum(
     >>> spec.bond_dims, spec.kind
     ((16,), 'MPO')
     """
+    _refuse_traced(obj, "spectrum")
     if isinstance(obj, Chain):
         if out_dims is not None or in_dims is not None or num_cores is not None or pad:
             raise ValueError("out_dims, in_dims, num_cores and pad apply only to a dense matrix")
@@ -250,6 +261,7 @@ def tradeoff(
     >>> err <= 0.01
     True
     """
+    _refuse_traced(matrix, "tradeoff")
     if isinstance(matrix, MPO):
         if out_dims is not None or in_dims is not None or num_cores is not None or pad:
             raise ValueError("out_dims, in_dims, num_cores and pad apply only to a dense matrix")
