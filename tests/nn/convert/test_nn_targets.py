@@ -99,3 +99,10 @@ def test_a_model_the_conversion_breaks_is_restored_and_the_error_names_the_cause
     assert isinstance(model.lin, nn.Linear)  # in place, and put back
     x = batches[0]
     assert torch.equal(model(x), model.lin(x) + x @ model.lin.weight.T)
+    with pytest.raises(ValueError, match=r"does not run on the example \(AttributeError: "):  # no calibration needed
+        tn.compress(model, compression=2, example=x, inplace=True)
+    assert isinstance(model.lin, nn.Linear)
+    small, _ = tn.compress(nn.Sequential(nn.Linear(16, 16)), compression=2, example=(x,))  # a model that runs
+    assert isinstance(small[0], tn.MPOLinear)
+    with pytest.raises(ValueError, match=r"example does not fit the model: the dense model fails on it \(Runtime"):
+        tn.compress(nn.Sequential(nn.Linear(16, 16)), compression=2, example=torch.randn(2, 3))

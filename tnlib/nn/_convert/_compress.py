@@ -69,6 +69,7 @@ def compress(
     bytes: int | None = None,
     progress: bool = False,
     verbose: bool = False,
+    example: Any = None,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -167,6 +168,13 @@ def compress(
     progress
         Show a progress bar (tqdm, on stderr) over the layers: layers done,
         the one being converted, time left. Off by default.
+    example
+        One input batch, in the forms ``calibration`` takes (a tensor, a
+        tuple of ``forward``'s positional arguments, a dict of its keyword
+        arguments, an ``(inputs, targets)`` pair): the converted model is run
+        on it once, and an exception or a NaN/inf output puts every original
+        module back and raises with the cause. With ``calibration`` and no
+        ``example``, its first batch is the one run.
     verbose
         Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
         during this call: each phase (recording Grams, the global
@@ -214,6 +222,8 @@ def compress(
     if calibration is not None and total is None and compression is None and (truncation is None
                                                                               or truncation.is_exact):
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
+    if example is not None:
+        _check_example(model, example)
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     with tracking(progress, verbose, len(targets)) as track:
         track.phase("compress: %d layer(s) to convert: %s", len(targets), ", ".join(targets))
@@ -239,9 +249,10 @@ def compress(
             original = out.get_submodule(name)  # new layer takes every place
             undo += replace_everywhere(out, original, build(original))
         settle_parents(out)
-        if kept:
-            track.phase("running the compressed model on the first calibration batch")
-            _check_runs(out, kept[0], undo)
+        if example is not None or kept:
+            what = "the example" if example is not None else "the first calibration batch"
+            track.phase("running the compressed model on %s", what)
+            _check_runs(out, example if example is not None else kept[0], undo, what)
         track.close(len(reports))
     _warn_if_larger(reports)
     if total is not None:
@@ -388,9 +399,23 @@ def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: in
     return choice if choice.judged < mine else None
 
 
-def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]]) -> None:
-    """Run the converted ``model`` once on a calibration batch; on an error or a non-finite output, put every
-    original module back and raise naming the cause (nothing is left half converted)."""
+def _check_example(model: nn.Module, example: Any) -> None:
+    """The dense model runs on ``example`` (before any work), or a ``ValueError`` says the example does not fit."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            run_batch(model, example)
+    except Exception as exc:  # noqa: BLE001 - any failure of the dense model on it: the example is wrong
+        raise ValueError(f"example does not fit the model: the dense model fails on it ({type(exc).__name__}: "
+                         f"{exc}); give one input batch the model takes") from None
+    finally:
+        model.train(was_training)
+
+
+def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]], what: str) -> None:
+    """Run the converted ``model`` once on ``batch`` (``what`` names it); on an error or a non-finite output, put
+    every original module back and raise naming the cause (nothing is left half converted)."""
     was_training = model.training
     model.eval()
     try:
@@ -405,7 +430,7 @@ def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, A
     if problem is not None:
         for parent, child, original in reversed(undo):
             setattr(parent, child, original)
-        raise ValueError(f"the compressed model does not run on the first calibration batch ({problem}); "
+        raise ValueError(f"the compressed model does not run on {what} ({problem}); "
                          "the model was left as it was: leave the layer that breaks it out with layers=[...]")
 
 
