@@ -35,3 +35,24 @@ def test_lapack_qr_is_a_reduced_qr(m, n, dtype, seed):
     assert np.allclose(q @ r, a, atol=tol * max(1.0, float(np.abs(a).max())) * max(m, n))
     assert np.allclose(q.conj().T @ q, np.eye(k), atol=tol * max(m, n))
     assert np.allclose(r, np.triu(r))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), k=st.integers(1, 40), seed=st.integers(0, 2**31 - 1),
+       kind=st.sampled_from(["numpy", "torch", "torch-grad"]))
+def test_top_eigenvectors_span_the_leading_eigenspace(n, k, seed, kind):
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n))
+    h = a @ a.T + np.diag(np.arange(n, dtype=float))  # distinct eigenvalues: one leading subspace
+    lam, q = np.linalg.eigh(h)
+    arg = h
+    if kind != "numpy":
+        torch = pytest.importorskip("torch")
+        arg = torch.tensor(h, requires_grad=kind == "torch-grad")
+    v = linalg.top_eigenvectors(arg, k)
+    v = v.detach().numpy() if kind != "numpy" else v
+    assert v.shape == (n, k)
+    np.testing.assert_allclose(v.T @ v, np.eye(k), atol=1e-10)
+    leading = q[:, n - k:]
+    np.testing.assert_allclose(leading @ (leading.T @ v), v, atol=1e-8)  # inside the top-k eigenspace

@@ -513,7 +513,7 @@ def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[fl
         ht = hq @ t
         for s in SHRINKAGE_GRID:
             root = xp.sqrt(_shrunk_eigenvalues(eig, s))
-            v = xp.linalg.eigh((root[:, None] * t) * root[None, :])[1][:, n - rank:]
+            v = linalg.top_eigenvectors((root[:, None] * t) * root[None, :], rank)
             x, y = root[:, None] * v, v / root[:, None]
             cross = xp.real(xp.linalg.trace(linalg.adjoint(y) @ ht @ x))
             both = xp.real(xp.linalg.trace((linalg.adjoint(y) @ hq @ y) @ (linalg.adjoint(x) @ t @ x)))
@@ -521,7 +521,7 @@ def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[fl
     else:
         # W_hat = U U^H W, U the top eigenvectors of W C_s W^H: tr((I-U U^H) S (I-U U^H)) = tr(S) - tr(U^H S U)
         for s in SHRINKAGE_GRID:
-            u = xp.linalg.eigh((wq * _shrunk_eigenvalues(eig, s)) @ linalg.adjoint(wq))[1][:, m - rank:]
+            u = linalg.top_eigenvectors((wq * _shrunk_eigenvalues(eig, s)) @ linalg.adjoint(wq), rank)
             out.append(max(total - scalar(xp.real(xp.linalg.trace(linalg.adjoint(u) @ signal @ u))), 0.0))
     return out, total
 
