@@ -47,6 +47,8 @@ def _hostile() -> dict[str, tuple[Any, str, float | None]]:
         "empty": (np.zeros((0, 16)), "refuse", None),
         "string": ("not an array", "refuse", None),
         "meta": (torch.empty(16, 16, device="meta"), "refuse", None),
+        "one row": (_M[:1].copy(), "either", None),
+        "one column": (_M[:, :1].copy(), "either", None),
     }
 
 

@@ -69,11 +69,20 @@ def decompose_many(
         if is_array_like(m) and not is_dask(m):  # data scattered to workers is checked where it lives)
             as_matrix(m, f"matrices[{k}]")
     if executor is None:
-        return [_decompose_one(m, from_matrix_kwargs) for m in matrices]
+        return [_named(k, lambda m=m: _decompose_one(m, from_matrix_kwargs)) for k, m in enumerate(matrices)]
     if not callable(getattr(executor, "submit", None)):
         raise TypeError(
             f"executor must have a submit(fn, *args) method (a concurrent.futures executor or "
             f"a dask client's get_executor()), got {type(executor).__name__}"
         )
     futures = [executor.submit(_decompose_one, m, from_matrix_kwargs) for m in matrices]
-    return [f.result() for f in futures]
+    return [_named(k, f.result) for k, f in enumerate(futures)]
+
+
+def _named(k: int, run: Any) -> Any:
+    """``run()``, its ``TypeError`` / ``ValueError`` prefixed with the position of the matrix it is about."""
+    try:
+        return run()
+    except (TypeError, ValueError) as exc:
+        base = TypeError if isinstance(exc, TypeError) else ValueError
+        raise base(f"matrices[{k}]: {exc}") from exc
