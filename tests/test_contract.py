@@ -273,3 +273,28 @@ def test_every_export_is_in_the_suite():
 def test_the_suite_counts():
     cases = len(ARRAYS) * len(HOSTILE) + sum(len(v) for v in SCALARS.values())
     assert cases > 250  # the closing note quotes this count: callables x inputs
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", [n for n in ARRAYS if not n.startswith("nn.")])
+def test_jax_tracers_give_a_result_or_a_refusal_in_words(name):
+    """Under ``jax.jit`` every core callable either traces or refuses with a TypeError / ValueError, never an
+    obscure failure inside a host transfer."""
+    jax = pytest.importorskip("jax")
+    arg, call, _ = ARRAYS[name]
+    outcome: dict[str, str] = {}
+
+    def traced(x):
+        try:
+            call(x)
+            outcome["ok"] = ""
+        except (TypeError, ValueError) as exc:
+            outcome["refused"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded: anything else breaks the contract
+            outcome["broke"] = f"{type(exc).__name__}: {exc}"
+        return x.sum()
+
+    jax.jit(traced)(jax.numpy.asarray(_M))
+    assert "broke" not in outcome, f"{name} under jax.jit: {outcome['broke']}"[:400]
+    if "refused" in outcome:
+        assert any(w in outcome["refused"] for w in ("trace", "jit", arg)), outcome["refused"][:300]

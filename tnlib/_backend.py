@@ -296,6 +296,11 @@ def to_host(x: Any) -> np.ndarray:
     """
     if isinstance(x, np.ndarray):
         return x
+    if is_tracer(x):
+        raise TypeError(
+            "this tnlib operation reads its input onto the host (NumPy) and cannot run on traced JAX values inside "
+            "jax.jit / jax.grad; call it outside the transformed function"
+        )
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     if array_api_compat.is_cupy_array(x):
