@@ -106,3 +106,33 @@ def test_a_model_the_conversion_breaks_is_restored_and_the_error_names_the_cause
     assert isinstance(small[0], tn.MPOLinear)
     with pytest.raises(ValueError, match=r"example does not fit the model: the dense model fails on it \(Runtime"):
         tn.compress(nn.Sequential(nn.Linear(16, 16)), compression=2, example=torch.randn(2, 3))
+
+
+class Cancelling(nn.Module):
+    """Two nearly equal layers whose outputs cancel: compressing them apart moves the difference far."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 64)
+        with torch.no_grad():
+            self.b.weight.copy_(self.a.weight + 1e-3 * torch.randn(64, 64))
+            self.b.bias.copy_(self.a.bias)
+
+    def forward(self, x):
+        return self.a(x) - self.b(x)
+
+
+def test_the_check_compares_with_the_dense_model(capsys):
+    torch.manual_seed(5)
+    x = torch.randn(32, 64)
+    dense = nn.Sequential(nn.Linear(64, 64), nn.Tanh())
+    small, _ = tn.compress(dense, compression=4, example=x, verbose=True)
+    said = capsys.readouterr().err
+    change = float(said.split("differ from the dense model's by ")[1].split()[0])
+    with torch.no_grad():
+        want = float((small(x) - dense(x)).norm() / dense(x).norm())
+    assert 0 < change < 1 and change == pytest.approx(want, rel=1e-3)
+    model = Cancelling()
+    with pytest.warns(UserWarning, match=r"outputs differ from the dense model's by .* \(relative\) on the example: "
+                                         r"more than the outputs themselves"):
+        tn.compress(model, compression=4, example=x)

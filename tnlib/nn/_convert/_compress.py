@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import warnings
 from typing import Any, Callable, Iterable, Sequence
 
@@ -243,16 +244,17 @@ def compress(
                 shares = global_budgets(model, targets, truncation, compression, grams, kept)
             built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal,
                                          track)
+        check = example if example is not None else kept[0] if kept else None
+        dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
         undo = []
         for name, build in built:  # a failure above leaves the model whole; a module used at several places: one
             original = out.get_submodule(name)  # new layer takes every place
             undo += replace_everywhere(out, original, build(original))
         settle_parents(out)
-        if example is not None or kept:
-            what = "the example" if example is not None else "the first calibration batch"
-            track.phase("running the compressed model on %s", what)
-            _check_runs(out, example if example is not None else kept[0], undo, what)
+        if check is not None:
+            _compare(out, check, dense, undo, "the example" if example is not None else "the first calibration batch",
+                     track)
         track.close(len(reports))
     _warn_if_larger(reports)
     if total is not None:
@@ -399,6 +401,37 @@ def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: in
     return choice if choice.judged < mine else None
 
 
+def _compare(out: nn.Module, batch: Any, dense: list[torch.Tensor] | None, undo: list[tuple[nn.Module, str, Any]],
+             what: str, track: Progress) -> None:
+    """Run the converted model on ``batch`` (:func:`_check_runs`) and log how far its outputs moved from the
+    dense model's ``dense``; warn when they moved more than their own size."""
+    track.phase("running the compressed model on %s", what)
+    change = _output_change(dense, _check_runs(out, batch, undo, what))
+    track.phase("its outputs differ from the dense model's by %.4g (relative) on %s", change, what)
+    if change > 1.0:
+        warn_at_caller(f"the compressed model's outputs differ from the dense model's by {change:.3g} (relative) "
+                       f"on {what}: more than the outputs themselves; compress less, or with calibration")
+
+
+def _outputs(model: nn.Module, batch: Any) -> list[torch.Tensor]:
+    """The floating-point outputs of ``model`` (in ``eval()``, without gradients) on ``batch``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [t for t in _tensors(run_batch(model, batch)) if t.is_floating_point()]
+    finally:
+        model.train(was_training)
+
+
+def _output_change(dense: Any, compressed: list[torch.Tensor]) -> float:
+    """``||y_compressed - y_dense|| / ||y_dense||`` over all floating outputs (0 when there are none)."""
+    pairs = [(a, b) for a, b in zip(dense or [], compressed) if a.shape == b.shape]
+    num = sum(float((b.double() - a.double()).square().sum()) for a, b in pairs)
+    den = sum(float(a.double().square().sum()) for a, _ in pairs)
+    return math.sqrt(num / den) if den > 0 else 0.0
+
+
 def _check_example(model: nn.Module, example: Any) -> None:
     """The dense model runs on ``example`` (before any work), or a ``ValueError`` says the example does not fit."""
     was_training = model.training
@@ -413,25 +446,24 @@ def _check_example(model: nn.Module, example: Any) -> None:
         model.train(was_training)
 
 
-def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]], what: str) -> None:
-    """Run the converted ``model`` once on ``batch`` (``what`` names it); on an error or a non-finite output, put
-    every original module back and raise naming the cause (nothing is left half converted)."""
-    was_training = model.training
-    model.eval()
+def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]],
+                what: str) -> list[torch.Tensor]:
+    """Run the converted ``model`` once on ``batch`` (``what`` names it) and return its floating outputs; on an
+    error or a non-finite output, put every original module back and raise naming the cause (nothing is left half
+    converted)."""
+    outs: list[torch.Tensor] = []
     try:
-        with torch.no_grad():
-            out = run_batch(model, batch)
-        bad = [t for t in _tensors(out) if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        outs = _outputs(model, batch)
+        bad = [t for t in outs if not bool(torch.isfinite(t).all())]
         problem = f"its output holds NaN or inf ({len(bad)} tensor(s))" if bad else None
     except Exception as exc:  # noqa: BLE001 - any failure of the converted model is reported with its cause
         problem = f"{type(exc).__name__}: {exc}"
-    finally:
-        model.train(was_training)
     if problem is not None:
         for parent, child, original in reversed(undo):
             setattr(parent, child, original)
         raise ValueError(f"the compressed model does not run on {what} ({problem}); "
                          "the model was left as it was: leave the layer that breaks it out with layers=[...]")
+    return outs
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
