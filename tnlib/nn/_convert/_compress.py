@@ -174,8 +174,10 @@ def compress(
         tuple of ``forward``'s positional arguments, a dict of its keyword
         arguments, an ``(inputs, targets)`` pair): the converted model is run
         on it once, and an exception or a NaN/inf output puts every original
-        module back and raises with the cause. With ``calibration`` and no
-        ``example``, its first batch is the one run.
+        module back and raises with the cause; the relative change of its
+        outputs from the dense model's is logged (``verbose``), and warned
+        about when it exceeds 1. With ``calibration`` and no ``example``, its
+        first batch is the one run.
     verbose
         Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
         during this call: each phase (recording Grams, the global
