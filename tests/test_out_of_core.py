@@ -370,7 +370,7 @@ def test_single_pass_refuses_what_it_cannot_sketch():
         tnlib.MPS.from_dense(da.from_array(bad.reshape(16, 16, 256)), truncation=tnlib.Truncation(max_bond=4))
 
 
-def test_default_dims_of_a_large_dask_matrix_stream():
+def test_default_dims_of_a_large_dask_matrix_stream(tmp_path):
     """The first site holds at least 8x the first bond, so what the first step keeps is at most 1/8 of the input."""
     da = pytest.importorskip("dask.array")
     rng = np.random.default_rng(5)
@@ -380,6 +380,13 @@ def test_default_dims_of_a_large_dask_matrix_stream():
     assert mpo.out_dims[0] * mpo.in_dims[0] >= 64
     held = mpo.bond_dims[0] * w.size / (mpo.out_dims[0] * mpo.in_dims[0])
     assert held <= w.size / 8
+    d1 = mpo.out_dims[0] * mpo.in_dims[0]  # the report says what was held: R (d1 x d1), U_1, the remainder
+    assert mpo.report.gathered_bytes == 8 * (d1 * d1 + d1 * mpo.bond_dims[0] + held)
+    assert mpo.report.gathered_bytes < w.nbytes / 4 and "MiB gathered into memory" in str(mpo.report)
+    path = tmp_path / "mpo.tnz"
+    tnlib.save(path, mpo)
+    assert tnlib.load(path).report == mpo.report
+    assert tnlib.MPO.from_matrix(w, mpo.out_dims, mpo.in_dims, truncation=t).report.gathered_bytes is None
     in_memory = tnlib.MPO.from_matrix(w, mpo.out_dims, mpo.in_dims, truncation=t)  # the same dims, in memory
     assert mpo.report.relative_error == pytest.approx(in_memory.report.relative_error, rel=1e-9)
     small = tnlib.MPO.from_matrix(da.from_array(w[:64, :64], chunks=32), truncation=tnlib.Truncation(max_bond=8))

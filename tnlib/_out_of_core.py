@@ -427,6 +427,7 @@ def mpo_sites_from_dask(
                 at, truncation, n - 1, "matrix")
         else:
             u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, n - 1, "matrix")
+    gathered = _gathered(at, u1, rest_t, (h, test_t) if single else ())
     chi = u1.shape[1]
     # rows of A_1^T run over (O, I) = (o_2..o_n, i_2..i_n); interleave them into sites, chi first: one copy
     legs = rest_t.reshape(*out_dims[1:], *in_dims[1:], chi)
@@ -439,6 +440,7 @@ def mpo_sites_from_dask(
     if single:  # the remainder back in A_1's column order (o_2..o_n, i_2..i_n) for the test sketch
         rest_dense = deinterleave(_dense_rest(cores[1:]), (chi, *out_dims[1:]), (1, *in_dims[1:])).reshape(chi, -1)
         report = single_pass_certificate(report, u1, rest_dense, h, test_t)
+    report = dataclasses.replace(report, gathered_bytes=gathered)
     return sites_to_cores(cores, out_dims, in_dims), with_error_check(report)
 
 
@@ -453,13 +455,21 @@ def mps_sites_from_dask(tensor: Any, truncation: Truncation, svd: str) -> tuple[
                 at, truncation, len(dims) - 1, "tensor")
         else:
             u1, rest_t, full_rank, discarded, norm, rel0 = first_step(at, truncation, len(dims) - 1, "tensor")
+    gathered = _gathered(at, u1, rest_t, (h, test_t) if single else ())
     rest = np.ascontiguousarray(rest_t.T).reshape(u1.shape[1], *dims[1:])
     del rest_t
     cores, report = tt_decompose_dask((u1, rest, full_rank, discarded, norm, rel0), dims[1:], dims[0],
                                       truncation, svd)
     if single:
         report = single_pass_certificate(report, u1, _dense_rest(cores[1:]), h, test_t)
-    return cores, with_error_check(report)
+    return cores, with_error_check(dataclasses.replace(report, gathered_bytes=gathered))
+
+
+def _gathered(at: Any, u1: np.ndarray, rest_t: np.ndarray, sketches: Sequence[np.ndarray]) -> int:
+    """Bytes an out-of-core first step gathered: the ``R`` factor of the first unfolding (``d_1 x d_1``), the first
+    core, the projected remainder and any sketches (the single pass)."""
+    d1 = int(at.shape[1])
+    return int(d1 * d1 * np.dtype(at.dtype).itemsize + u1.nbytes + rest_t.nbytes + sum(x.nbytes for x in sketches))
 
 
 def npy_header(path: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:

@@ -72,6 +72,7 @@ def _report_from_json(data: dict[str, Any] | None) -> TruncationReport | None:
         _cross_from_json(data.get("cross")),
         _certificate_from_json(data.get("certificate")),
         _unmet_from_json(data.get("unmet", ())),
+        None if data.get("gathered_bytes") is None else int(data["gathered_bytes"]),
     )
 
 

@@ -470,6 +470,12 @@ class TruncationReport:
         The guarantees of :attr:`truncation` this result does not meet, each
         with by how much (a ``max_bond`` that caps the bonds below what
         ``max_relative_error`` needs); a :class:`UserWarning` said so too.
+    gathered_bytes : int or None
+        For an out-of-core decomposition (a dask array or :func:`tnlib.open_npy`
+        file): the bytes it gathered into memory (the first unfolding's ``R``
+        factor or sketches, its first core and the projected remainder, which
+        the rest of the sweep works on in memory); the input itself is only
+        read block by block.
 
     Examples
     --------
@@ -497,6 +503,7 @@ class TruncationReport:
     cross: Any = None
     certificate: SketchCertificate | None = None
     unmet: tuple[str, ...] = ()
+    gathered_bytes: int | None = None
 
     @property
     def error_bound(self) -> float:
@@ -575,6 +582,8 @@ class TruncationReport:
             lines.append(f"output-space error on held-out rows = {self.held_out_error:.3g}")
         if self.certificate is not None:
             lines.append(str(self.certificate))
+        if self.gathered_bytes is not None:
+            lines.append(f"out of core: {self.gathered_bytes / 2**20:.3g} MiB gathered into memory")
         lines.extend(f"not met: {u}" for u in self.unmet)
         return "\n".join(lines)
 
