@@ -1,6 +1,7 @@
 """tnlib.Metric: one frozen value for a data-aware fit, validated once, the older keywords its alias."""
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -226,3 +227,38 @@ def test_the_latency_objective_picks_fewer_multiply_adds_within_its_tolerance():
 
     assert cost(fast) <= cost(best)
     assert err(fast) <= 1.5 * err(best) + 1e-12
+
+
+def test_a_single_precision_gram_of_correlated_inputs_is_accepted():
+    """Rounding of a float32 Gram (rank 16 of 128) gives eigenvalues of -7e-8 |C|: zeros, not an indefinite C."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2000, 16)) @ rng.standard_normal((16, 128))).astype(np.float32) * 10
+    c32 = x.T @ x / len(x)
+    assert np.linalg.eigvalsh(c32.astype(np.float64))[0] < -1e-8 * np.linalg.eigvalsh(c32.astype(np.float64))[-1]
+    w = rng.standard_normal((64, 128))
+    budget = tnlib.Truncation(max_params=w.size // 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the rank-deficiency advice
+        for gram, matrix in ((c32, w.astype(np.float32)), (c32.astype(np.float64), w)):
+            fit = tnlib.MPO.from_matrix(matrix, truncation=budget, metric=tnlib.Metric(gram))
+            assert fit.report.output_error < 0.05
+    indefinite = rng.standard_normal((128, 128))
+    with pytest.raises(ValueError, match="metric.gram is not positive semi-definite"):
+        tnlib.MPO.from_matrix(w, truncation=budget, metric=tnlib.Metric(indefinite + indefinite.T))
+
+
+@settings(max_examples=12, deadline=None)
+@given(exponent=st.sampled_from([-660, -300, -120, 0, 120, 300, 660]))
+def test_a_data_aware_fit_with_held_out_rows_is_scale_free(exponent):
+    """At 1e200 the shrinkage search's squares overflowed ('max() arg is an empty sequence'); at 1e-200 they
+    underflowed and chose another shrinkage."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((600, 8)) @ rng.standard_normal((8, 32)) + 0.05 * rng.standard_normal((600, 32))
+    fit, held = x[:450].T @ x[:450] / 450, x[450:].T @ x[450:] / 150
+    w = rng.standard_normal((16, 32))
+    budget = tnlib.Truncation(max_params=w.size // 4)
+    plain = tnlib.MPO.from_matrix(w, truncation=budget, metric=tnlib.Metric(fit, held_out=held))
+    scaled = tnlib.MPO.from_matrix(np.ldexp(w, exponent), truncation=budget, metric=tnlib.Metric(fit, held_out=held))
+    assert scaled.report.shrinkage == plain.report.shrinkage
+    assert scaled.report.held_out_error == pytest.approx(plain.report.held_out_error, rel=1e-9)
+    assert scaled.bond_dims == plain.bond_dims

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from . import _linalg as linalg
-from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar
+from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar, times_power_of_two
 from ._checks import is_int, is_real
 from ._stats import paired_upper_bound
 from .truncation import warn_at_caller
@@ -369,6 +369,11 @@ class GramFactor(NamedTuple):
         return self.gram if self.held_out is None else self.held_out
 
 
+GRAM_ROUNDING = 16 * float(np.finfo(np.float32).eps)
+"""Negative eigenvalues of an input Gram down to ``GRAM_ROUNDING * sqrt(n)`` times its largest are rounding (a Gram
+computed in single precision) and taken as zero; below that the Gram is refused as not positive semi-definite."""
+
+
 def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram", *, rescale: bool = True) -> Any:
     """Validate a Gram for a matrix with ``n`` columns; return it in ``like``'s namespace and dtype."""
     xp = namespace(like)
@@ -395,7 +400,9 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
         )
     c = (c + linalg.adjoint(c)) / 2
     lam = xp.linalg.eigvalsh(c)
-    if scalar(lam[0]) < -1e-8 * max(scalar(lam[-1]), 1e-300):
+    # a Gram computed in single precision (then perhaps converted) has negative eigenvalues of about
+    # eps_32 |C| sqrt(n) from rounding: those are zeros; an indefinite matrix has far larger ones
+    if scalar(lam[0]) < -GRAM_ROUNDING * math.sqrt(n) * max(scalar(lam[-1]), 1e-300):
         raise ValueError(
             f"{name} is not positive semi-definite: its smallest eigenvalue is {scalar(lam[0]):.3g} "
             f"against a largest of {scalar(lam[-1]):.3g}; expected C = X^T X / n"
@@ -467,6 +474,8 @@ def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]])
     The whitened SVD is taken through the small side's Gram (its top ``rank`` eigenvectors), so each
     shrinkage costs ``O(min(M, N)^3)`` after one ``O(M N min(M, N))`` product.
     """
+    exponent = far_exponent(w)  # the choice is scale-free in W; far from unit scale its squares would not fit
+    w = times_power_of_two(w, -exponent) if exponent else w
     grid = SHRINKAGE_GRID
     rel = [[0.0] * len(folds) for _ in grid]  # rel[k][f]: held-out squared error of grid[k], relative, fold f
     pooled_num, pooled_den = [0.0] * len(grid), 0.0
