@@ -112,18 +112,52 @@ def test_compress_converts_attention_whole_and_the_encoder_keeps_working():
 
 @pytest.mark.parametrize("allocation", ["uniform", "global"])
 def test_calibrated_compress_with_attention(allocation):
-    """The attention is fitted to its weights (no input Grams recorded for it yet); a global budget measures its
-    projections' sensitivities through the packed in_proj_weight."""
+    """Each projection is fitted to its own inputs (query, key, value, the heads' output); a global budget
+    measures their sensitivities through the packed in_proj_weight. On correlated tokens calibration lowers the
+    model's output error on tokens it did not see."""
     model = _encoder()
-    batches = [torch.randn(8, 6, 32) for _ in range(8)]
-    small, reports = tn.compress(model, compression=3, calibration=batches, allocation=allocation)
+    basis = torch.randn(6, 32)
+
+    def tokens(n):
+        return torch.randn(n, 6, 6) @ basis + 0.05 * torch.randn(n, 6, 32)
+
+    batches = [tokens(8) for _ in range(16)]
+    small, reports = tn.compress(model, compression=4, calibration=batches, allocation=allocation)
     attention = [r for r in reports if r.kind == "MultiheadAttention"]
-    assert len(attention) == 2 and all(r.held_out_error is None for r in attention)
-    assert all(r.held_out_error is not None for r in reports if r.kind == "Linear")
-    assert sum(r.params_after for r in reports) <= sum(r.params_before for r in reports) / 3 + 64
-    x = torch.randn(4, 6, 32)
+    assert len(attention) == 2 and all(r.held_out_error is not None for r in reports)
+    assert sum(r.params_after for r in reports) <= sum(r.params_before for r in reports) / 4 + 64
+    plain, _ = tn.compress(model, compression=4)
+    x = tokens(16)
     with torch.no_grad():
-        assert torch.isfinite(small(x)).all()
+        want = model(x)
+        aware = float((small(x) - want).norm() / want.norm())
+        blind = float((plain(x) - want).norm() / want.norm())
+    assert aware < 0.8 * blind
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, padding=None):
+        return self.inner(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_recorded_attention_inputs_are_what_the_projections_multiply(batch_first):
+    torch.manual_seed(2)
+    mha = nn.MultiheadAttention(8, 2, batch_first=batch_first).double().eval()
+    model = _SelfAttention(mha)
+    x = torch.randn(3, 5, 8, dtype=torch.float64)
+    x = x if batch_first else x.transpose(0, 1)
+    grams = tn.record_grams(model, ["inner"], [x])["inner"]
+    rows = x.reshape(-1, 8)
+    for part in ("weight_q", "weight_k", "weight_v"):
+        torch.testing.assert_close(grams[part], rows.T @ rows / rows.shape[0])
+    with torch.no_grad():  # the heads' output, from the module's own result: out = heads W_o^T + b_o
+        heads = torch.linalg.solve(mha.out_proj.weight, (model(x) - mha.out_proj.bias).reshape(-1, 8).T).T
+    torch.testing.assert_close(grams["weight_out"], heads.T @ heads / heads.shape[0], atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.filterwarnings("ignore:enable_nested_tensor is True:UserWarning")  # torch's, for batch_first=False

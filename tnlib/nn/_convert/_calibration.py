@@ -13,7 +13,11 @@ for every weight matrix of the chosen layers:
 * ``nn.LSTM`` / ``nn.GRU``: per layer and direction, the layer's input
   sequence ``x_t`` for ``weight_ih_l{k}`` and the states ``h_{t-1}`` (with
   ``h_0``) for ``weight_hh_l{k}``; deeper layers' inputs are recomputed from
-  the layer below.
+  the layer below;
+* ``nn.MultiheadAttention``: ``query``, ``key`` and ``value`` for its three
+  input projections, and the heads' output (replayed with its dense weights
+  and masks) for its output projection
+  (:func:`tnlib.nn._layers._mpo_attention.record_attention`).
 """
 
 from __future__ import annotations

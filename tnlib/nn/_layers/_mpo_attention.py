@@ -35,7 +35,7 @@ from tnlib.nn._layers._inference import check_input
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
 
-__all__ = ["MPOMultiheadAttention", "attention_weights", "settle_parents"]
+__all__ = ["MPOMultiheadAttention", "attention_weights", "settle_parents", "record_attention"]
 
 _NAMES = ("cores_q", "cores_k", "cores_v", "cores_out")
 
@@ -267,6 +267,37 @@ def _merged_mask(attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor 
     return mask
 
 
+def record_attention(acc: Any, name: str, mha: Any, args: tuple, kwargs: dict) -> None:
+    """The rows each projection of an ``nn.MultiheadAttention`` multiplies: ``query``, ``key`` and ``value`` for
+    ``weight_q``, ``weight_k``, ``weight_v``, and the heads' output (replayed with the dense weights, masks
+    applied, no dropout) for ``weight_out``."""
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+    given = {**dict(zip(names, args)), **kwargs}
+    query = given["query"]
+    key = given.get("key", query)
+    value = given.get("value", key)
+    batched = query.dim() == 3
+    if not batched:
+        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+    elif mha.batch_first:
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    padding = given.get("key_padding_mask")
+    padding = padding.unsqueeze(0) if padding is not None and not batched else padding
+    weights = attention_weights(mha)
+    biases = (None, None, None) if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)
+    length, batch, _ = query.shape
+    heads, width = mha.num_heads, mha.embed_dim // mha.num_heads
+    with torch.no_grad():
+        projected = []
+        for part, x in zip(("q", "k", "v"), (query, key, value)):
+            acc.add(f"{name}:weight_{part}", x, sample_dim=1)  # time-major: samples on axis 1
+            y = F.linear(x, weights[f"weight_{part}"], biases["qkv".index(part)])
+            projected.append(y.reshape(y.shape[0], batch, heads, width).permute(1, 2, 0, 3))
+        mask = _merged_mask(given.get("attn_mask"), padding, batch, heads, length, key.shape[0], query.dtype)
+        out = F.scaled_dot_product_attention(projected[0], projected[1], projected[2], attn_mask=mask)
+    acc.add(f"{name}:weight_out", out.permute(2, 0, 1, 3).reshape(length, batch, mha.embed_dim), sample_dim=1)
+
+
 def settle_parents(model: nn.Module) -> None:
     """An ``nn.TransformerEncoder`` whose first layer's attention is an :class:`MPOMultiheadAttention` leaves its
     nested-tensor fast path (which reads packed dense weights), as torch decides at construction for an
@@ -312,7 +343,7 @@ register(LayerKind(
     (_AttentionSource("MultiheadAttention",
                       lambda m: isinstance(m, nn.MultiheadAttention) and m.bias_k is None and not m.add_zero_attn,
                       lambda m, mpos: MPOMultiheadAttention.from_mha(m, mpos=named_cores(mpos)),
-                      "nn.MultiheadAttention (no add_bias_kv / add_zero_attn)"),),
+                      "nn.MultiheadAttention (no add_bias_kv / add_zero_attn)", record=record_attention),),
     ("embed_dim", "kdim", "vdim", "num_heads", "head_dim", "dropout", "batch_first", "gate_dims"),
     ("embed_dim", "kdim", "vdim", "num_heads", "batch_first"),
     _probe, weight_lists, named_masks=True,
