@@ -15,7 +15,7 @@ from typing import Any
 from ._backend import as_matrix
 from ._checks import check_int, check_real
 from ._plot import plot_layouts
-from ._search import MAX_FITS, WORK, Layout, LayoutRow, search
+from ._search import MAX_FITS, WORK, Layout, LayoutRow, choice_score, search
 from .metric import Metric, checked_metric, metric_factor, resolve_metric
 from .mpo import wrap_decomposition
 from .svd import check_svd
@@ -48,8 +48,11 @@ class LayoutSearch:
 
     @property
     def best(self) -> LayoutRow:
-        """The fitted row with the least error."""
-        return min((r for r in self.rows if r.status == "fitted"), key=lambda r: r.score)
+        """The fitted row chosen: the least error, where in weight space (no input Gram) another layout must beat
+        the truncated SVD by ``SVD_MARGIN`` (10 %) to replace it."""
+        fitted = [r for r in self.rows if r.status == "fitted"]
+        weight_space = all(r.output_error is None for r in fitted)
+        return min(fitted, key=lambda r: choice_score(r.score, r.layout.is_svd, weight_space))
 
     @property
     def svd(self) -> LayoutRow | None:
