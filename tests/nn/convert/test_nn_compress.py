@@ -521,6 +521,28 @@ def test_global_allocation_with_calibration_follows_what_the_outputs_feel():
         assert float(((small(x) - ref) ** 2).sum()) < 0.5 * float(((uniform(x) - ref) ** 2).sum())
 
 
+def test_a_global_allocation_worse_for_the_model_than_uniform_is_not_kept(monkeypatch):
+    """The global split minimises a proxy (weighted layer errors); it is kept only when the whole model's outputs
+    move less than under the uniform split, and every report says which was kept and by how much."""
+    import tnlib.nn._convert._compress as compress_module
+
+    model = _Branches().double()
+    torch.manual_seed(0)
+    data = [torch.randn(32, 48, dtype=torch.float64) for _ in range(16)]
+    small, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
+    assert all(r.note.startswith("allocation global: the model's outputs moved") for r in reports)
+
+    def starving(model, targets, truncation, compression, grams, batches):  # the loud branch starved
+        return {"loud": {"weight": 2 * 48}, "quiet": {"weight": 2 * 48 * 48 // 4 - 2 * 48}}
+
+    monkeypatch.setattr(compress_module, "global_budgets", starving)
+    kept, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
+    assert all("allocation uniform: the model's outputs moved" in r.note for r in reports)
+    assert [r.share for r in reports] == [0.5, 0.5]
+    moved = [float(n) for n in reports[0].note.replace(",", " ").split() if n.replace(".", "").isdigit()]
+    assert moved[0] < moved[-1]  # uniform's change, then global's
+
+
 def test_output_change_per_error_of_a_linear_layer_is_its_row_count():
     """For y = x W^T on n rows whose Gram is C, the output change per unit of error in C's metric is n:
     the estimator is exact in expectation, and scaling the output by a scales it by a^2."""

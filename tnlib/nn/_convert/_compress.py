@@ -228,7 +228,8 @@ def compress(
     if example is not None:
         _check_example(model, example)
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
-    with tracking(progress, verbose, len(targets)) as track:
+    twice = allocation == "global" and calibration is not None and total is None  # validated against uniform
+    with tracking(progress, verbose, len(targets) * (2 if twice else 1)) as track:
         track.phase("compress: %d layer(s) to convert: %s", len(targets), ", ".join(targets))
         kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
         if calibration is not None:  # a uniform budget needs only the first, for the check of the result
@@ -239,13 +240,8 @@ def compress(
         if total is not None:
             built, reports = _quantize_layers(model, targets, grams, total, allocation, track, kept)
         else:
-            shares = None
-            if allocation == "global":
-                assert compression is not None
-                track.phase("allocating %g x fewer weights over all layers (global budget)", compression)
-                shares = global_budgets(model, targets, truncation, compression, grams, kept)
-            built, reports = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal,
-                                         track)
+            built, reports = _parameter_layers(model, targets, truncation, compression, num_cores, grams, goal,
+                                               allocation, kept, track)
         check = example if example is not None else kept[0] if kept else None
         dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
@@ -401,6 +397,53 @@ def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: in
     mine = report.held_out_error if report.held_out_error is not None else (
         report.output_error if report.output_error is not None else report.relative_error)
     return choice if choice.judged < mine else None
+
+
+def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
+                      compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
+                      goal: tnlib.Objective, allocation: str, kept: Sequence[Any],
+                      track: Progress) -> tuple[Built, list[LayerReport]]:
+    """The MPO (or Tucker) layers of a parameter budget: uniform shares, or a global allocation, which with
+    calibration batches is kept only where it moves the model's outputs less than the uniform split."""
+    shares = None
+    if allocation == "global":
+        assert compression is not None
+        track.phase("allocating %g x fewer weights over all layers (global budget)", compression)
+        shares = global_budgets(model, targets, truncation, compression, grams, kept)
+    chosen = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal, track)
+    if shares is None or not kept:
+        return chosen
+    track.phase("the uniform split too, to validate the global one on the model's outputs")
+    uniform = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None, goal, track)
+    return _better_allocation(model, chosen, uniform, kept, track)
+
+
+def _better_allocation(model: nn.Module, global_: tuple[Built, list[LayerReport]],
+                       uniform: tuple[Built, list[LayerReport]], batches: Sequence[Any],
+                       track: Progress) -> tuple[Built, list[LayerReport]]:
+    """The global or the uniform allocation, whichever moves the whole model's outputs less on ``batches`` (the
+    sum of layer errors the global one minimises is a proxy); each report's note says which and by how much."""
+    dense = [_outputs(model, b) for b in batches]
+    change = {}
+    for label, (built, _) in (("global", global_), ("uniform", uniform)):
+        trial = copy.deepcopy(model)
+        for name, build in built:
+            original = trial.get_submodule(name)
+            replace_everywhere(trial, original, build(original))
+        settle_parents(trial)
+        try:
+            moved = [_outputs(trial, b) for b in batches]
+        except Exception:  # noqa: BLE001 - a candidate that does not run loses; the final check names the cause
+            change[label] = math.inf
+            continue
+        change[label] = _output_change([t for d in dense for t in d], [t for m in moved for t in m])
+    keep = "global" if change["global"] <= change["uniform"] else "uniform"
+    other = "uniform" if keep == "global" else "global"
+    note = (f"allocation {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} "
+            f"calibration batch(es), {other} {change[other]:.3g}")
+    track.phase("%s", note)
+    built, reports = global_ if keep == "global" else uniform
+    return built, [dataclasses.replace(r, note="; ".join(n for n in (r.note, note) if n)) for r in reports]
 
 
 def _compare(out: nn.Module, batch: Any, dense: list[torch.Tensor] | None, undo: list[tuple[nn.Module, str, Any]],
