@@ -28,8 +28,8 @@ from tnlib._checks import check_fraction, check_int, is_int
 from tnlib.metric import check_input_gram
 
 __all__ = ["BITS", "Quantization", "QuantizedMatrix", "quantize", "quantize_low_rank", "pack", "unpack",
-           "relative_error", "whitened_svd", "split_quantized", "checked_gram", "gptq_factor", "gptq_widths",
-           "rows_of"]
+           "relative_error", "whitened_svd", "split_quantized", "split_prefixes", "checked_gram", "gptq_factor",
+           "gptq_widths", "rows_of"]
 
 BITS = (2, 3, 4, 8)
 """The widths a code may have."""
@@ -323,13 +323,40 @@ def split_quantized(w: np.ndarray, c: np.ndarray, v: np.ndarray | QuantizedMatri
     """``V`` quantized by GPTQ in ``C`` (or given quantized), then ``U`` refitted to it in ``C`` and quantized in
     ``V_q C V_q^T``."""
     vq = v if isinstance(v, QuantizedMatrix) else _gptq(v, c, quantization, damping, factor)
-    b = vq.dequantize()
-    g = b @ c @ b.T
-    g = (g + g.T) / 2
-    a = np.linalg.lstsq(g, b @ c @ w.T, rcond=None)[0].T  # U = W C B^T (B C B^T)^-1
-    if not np.any(np.diag(g) > 0):
-        return _round_to_nearest(a, quantization), vq
-    return _gptq(a, g, quantization, damping), vq
+    (pair,) = split_prefixes(w, c, vq, [vq.shape[0]], quantization, damping)
+    return pair
+
+
+def split_prefixes(w: np.ndarray, c: np.ndarray, vq: QuantizedMatrix, ranks: Sequence[int],
+                   quantization: Quantization, damping: float = 0.01) -> list[tuple[QuantizedMatrix, QuantizedMatrix]]:
+    """:func:`split_quantized` at every rank of ``ranks`` with ``V_q`` the first ``r`` rows of one quantized ``vq``
+    (rows are quantized independently): ``B C B^T`` and ``B C W^T`` are formed once for the deepest rank, and
+    one Cholesky factor of the first serves every rank (a prefix's factor is its leading block); ``U`` solves
+    ``U (B C B^T) = W C B^T`` (least squares where ``B C B^T`` is singular)."""
+    import scipy.linalg
+
+    b_all = vq.dequantize()
+    deepest = max(ranks)
+    b_all = b_all[:deepest]
+    gram = b_all @ c @ b_all.T
+    gram = (gram + gram.T) / 2
+    rhs = b_all @ (c @ w.T)
+    try:
+        chol = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        chol = None
+    out = []
+    for r in ranks:
+        g, b = gram[:r, :r], rows_of(vq, r)
+        if chol is not None:
+            a = scipy.linalg.cho_solve((chol[:r, :r], True), rhs[:r], check_finite=False).T
+        else:
+            a = np.linalg.lstsq(g, rhs[:r], rcond=None)[0].T
+        if not np.any(np.diag(g) > 0):
+            out.append((_round_to_nearest(a, quantization), b))
+        else:
+            out.append((_gptq(a, g, quantization, damping), b))
+    return out
 
 
 def checked_gram(gram: Any, n: int) -> np.ndarray:

@@ -35,8 +35,7 @@ from tnlib.quantization import (
     gptq_widths,
     quantize,
     relative_error,
-    rows_of,
-    split_quantized,
+    split_prefixes,
     whitened_svd,
 )
 
@@ -80,20 +79,23 @@ class _Judge:
         self.h = h
         self.wh = m if h is None else m @ h
         self.signal = float(np.sum(self.wh * m))
-        self.vh: np.ndarray | None = None
+        self.vhv: np.ndarray | None = None
+        self.whv: np.ndarray | None = None
 
     def dense(self, q: np.ndarray) -> float:
         qh = q if self.h is None else q @ self.h
         return self._relative(self.signal - 2 * float(np.sum(self.wh * q)) + float(np.sum(qh * q)))
 
     def prefixes_of(self, v: np.ndarray) -> None:
-        self.vh = v if self.h is None else v @ self.h
+        """``V H V^T`` and ``W H V^T`` of the deepest ``V``: every prefix ``B`` of it reads its blocks."""
+        vh = v if self.h is None else v @ self.h
+        self.vhv, self.whv = vh @ v.T, self.wh @ v.T
 
-    def low_rank(self, a: np.ndarray, b: np.ndarray) -> float:
-        assert self.vh is not None
-        bhb = b @ self.vh[: b.shape[0]].T
-        cross = float(np.sum((self.wh @ b.T) * a))
-        return self._relative(self.signal - 2 * cross + float(np.sum((a @ bhb) * a)))
+    def low_rank(self, a: np.ndarray, rank: int) -> float:
+        """The error of ``A B`` with ``B`` the first ``rank`` rows of the ``V`` of :meth:`prefixes_of`."""
+        assert self.vhv is not None and self.whv is not None
+        cross = float(np.sum(self.whv[:, :rank] * a))
+        return self._relative(self.signal - 2 * cross + float(np.sum((a @ self.vhv[:rank, :rank]) * a)))
 
     def _relative(self, squared: float) -> float:
         return math.sqrt(max(squared, 0.0) / self.signal) if self.signal > 0 else 0.0
@@ -139,11 +141,10 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
         b_all = vq.dequantize()
         for j in judges:
             j.prefixes_of(b_all)
-        for r in ranks:
-            u_q, v_q = split_quantized(m, c, rows_of(vq, r), q)
+        for r, (u_q, v_q) in zip(ranks, split_prefixes(m, c, vq, ranks, q)):
             a = u_q.dequantize()
             found.append(form(f"rank {r} x int{q.bits} g{g}", (u_q, v_q),
-                              [j.low_rank(a, b_all[:r]) for j in judges]))
+                              [j.low_rank(a, r) for j in judges]))
     return found
 
 
