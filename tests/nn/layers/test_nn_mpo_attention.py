@@ -275,3 +275,13 @@ def test_compress_keeps_the_model_mode():
         torch.testing.assert_close(exact(x)[0], model(x)[0], atol=1e-5, rtol=1e-5)
     trained, _ = tn.compress(model.train(), compression=2)
     assert trained[0].training
+
+
+def test_a_non_finite_attention_weight_is_named():
+    mha = nn.MultiheadAttention(16, 2).eval()
+    with torch.no_grad():
+        mha.in_proj_weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="mha's weight_q has 1 NaN or infinite entry"):
+        tn.MPOMultiheadAttention.from_mha(mha)
+    with pytest.raises(ValueError, match="layer '0' in_proj_weight has 1 NaN or infinite entry"):
+        tn.compress(nn.Sequential(mha), compression=2)

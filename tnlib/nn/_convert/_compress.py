@@ -271,9 +271,12 @@ def _check_weights(model: nn.Module, targets: Sequence[str]) -> None:
     """Every weight of every target usable (data, entries, finite), or an error naming the layer."""
     for name in targets:
         module = model.get_submodule(name)
-        for pname, p in module.named_parameters():
-            if pname.startswith("weight"):
-                check_weight(p, f"layer {name!r} {pname}")
+        source = source_of(module)
+        assert source is not None  # a target
+        names = {id(p): pname for pname, p in module.named_parameters()}
+        held = {id(p): p for p, _ in source.parameters_of(module).values()}  # an attention's in_proj_weight too
+        for key, p in held.items():
+            check_weight(p, f"layer {name!r} {names.get(key, 'weight')}")
 
 
 def _refuse_complex(model: nn.Module, targets: Sequence[str]) -> None:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tnlib
-from tnlib.nn._layers._cores import copy_bias, members, positive_int, size_hint
+from tnlib.nn._layers._cores import check_weight, copy_bias, members, positive_int, size_hint
 from tnlib.nn._layers._inference import check_input
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
@@ -124,6 +124,8 @@ class MPOMultiheadAttention(MPOWeights, nn.Module):
         nn.Module.__init__(self)
         self._settings(mha.embed_dim, mha.num_heads, mha.dropout, mha.kdim, mha.vdim, mha.batch_first, num_cores)
         mpos = self._check_mpos(mpos)
+        for name, w in attention_weights(mha).items():
+            check_weight(w, f"mha's {name}")
         for name, w in named_cores(attention_weights(mha)).items():
             self._convert_mpo(name, w.detach(), truncation, mpos)
         copy_bias(self, "in_proj_bias", mha.in_proj_bias)
