@@ -203,6 +203,8 @@ SCALARS: dict[str, list[tuple[Callable[[], Any], str]]] = {
     "nn.MPOConv1d": [(lambda: tn.MPOConv1d.from_conv1d("conv", tnlib.Truncation()), "conv")],
     "nn.MPOConv2d": [(lambda: tn.MPOConv2d.from_conv2d(torch.nn.Linear(4, 4), tnlib.Truncation()), "conv")],
     "nn.TuckerConv2d": [(lambda: tn.TuckerConv2d.from_conv2d(torch.nn.Conv2d(4, 4, 3), ranks=(0, 2)), "ranks")],
+    "nn.TuckerConv1d": [(lambda: tn.TuckerConv1d.from_conv1d(torch.nn.Conv1d(4, 4, 3), ranks=(2, 9)), "ranks"),
+                        (lambda: tn.TuckerConv1d.from_conv1d("conv", ranks=(2, 2)), "conv")],
     "nn.MPOEmbedding": [(lambda: tn.MPOEmbedding.from_embedding(torch.nn.Linear(4, 4), tnlib.Truncation()),
                          "embedding")],
     "nn.LowRankLSTM": [(lambda: tn.LowRankLSTM(8, 8, rank=0), "rank")],

@@ -38,7 +38,7 @@ from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._layers._quantized_linear import QuantizedLinear
-from ._layers._tucker_conv import TuckerConv2d
+from ._layers._tucker_conv import TuckerConv1d, TuckerConv2d
 from ._training._distill import distill
 from ._training._mpop import DimensionSqueezer, freeze_central
 
@@ -53,6 +53,7 @@ __all__ = [
     "MPOEmbedding",
     "MPOMultiheadAttention",
     "QuantizedLinear",
+    "TuckerConv1d",
     "TuckerConv2d",
     "gate_layout",
     "LowRankLSTM",

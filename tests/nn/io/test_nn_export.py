@@ -120,6 +120,11 @@ DYNAMIC = [
 EXPORTED = DYNAMIC + [
     ("TuckerConv2d", lambda: tn.TuckerConv2d.from_conv2d(nn.Conv2d(8, 16, 3, padding=1), ranks=(6, 4)),
      lambda b: (torch.randn(b, 8, 10, 10),)),
+    ("TuckerConv1d", lambda: tn.TuckerConv1d.from_conv1d(nn.Conv1d(8, 16, 3, padding=1), ranks=(6, 4)),
+     lambda b: (torch.randn(b, 8, 20),)),
+    ("MPOMultiheadAttention", lambda: tn.MPOMultiheadAttention.from_mha(nn.MultiheadAttention(16, 2, batch_first=True),
+                                                                       tnlib.Truncation(max_bond=2)),
+     lambda b: (torch.randn(b, 5, 16),)),
 ]
 
 

@@ -88,3 +88,41 @@ def test_a_complex_kernel_is_kept():
     x = torch.randn(1, 4, 7, 7, dtype=torch.complex64)
     assert torch.allclose(layer(x), conv(x), atol=1e-4)
     assert tnlib.nn.count_parameters(layer) == layer.num_weights
+
+
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 0, 1), (1, "same", 2), (3, 2, 1)])
+def test_a_one_dimensional_convolution_at_full_ranks_is_the_same(stride, padding, dilation):
+    torch.manual_seed(3)
+    conv = nn.Conv1d(6, 10, 5, stride=stride, padding=padding, dilation=dilation).double()
+    layer = tn.TuckerConv1d.from_conv1d(conv, ranks=(10, 6))
+    x = torch.randn(2, 6, 23, dtype=torch.float64)
+    assert torch.allclose(layer(x), conv(x), atol=1e-10)
+    assert torch.allclose(layer.dense_weight(), conv.weight, atol=1e-12)
+    assert tn.TuckerConv1d.from_conv1d(conv, ranks=(4, 2)).macs_per_pixel == 6 * 2 + 2 * 4 * 5 + 4 * 10
+
+
+def test_a_one_dimensional_tucker_network_compresses_saves_and_exports(tmp_path):
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv1d(64, 64, 3, padding=1), nn.ReLU())
+    with torch.no_grad():  # channel ranks (8, 8) plus noise
+        w = torch.einsum("or,rsk,is->oik", torch.randn(64, 8), torch.randn(8, 8, 3), torch.randn(64, 8)) / 30
+        net[0].weight.copy_(w + 0.01 * torch.randn_like(w))
+    for calibration in (None, [torch.randn(4, 64, 40) for _ in range(8)]):
+        small, reports = tn.compress(net, compression=8, calibration=calibration)
+        assert isinstance(small[0], tn.TuckerConv1d) and reports[0].kind == "Conv1d"
+        assert reports[0].layouts[0].startswith("tucker-2") and reports[0].relative_error < 0.05
+        assert reports[0].macs < reports[0].dense_macs / 8
+    tn.save(small, tmp_path / "m.safetensors")
+    back = tn.load(tmp_path / "m.safetensors", model=nn.Sequential(nn.Conv1d(64, 64, 3, padding=1), nn.ReLU()))
+    x = torch.randn(2, 64, 30)
+    assert isinstance(back[0], tn.TuckerConv1d) and torch.equal(back(x), small(x))
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    path = tn.export_onnx(small.eval(), (torch.randn(1, 64, 30),), tmp_path / "t.onnx")
+    session = ort.InferenceSession(str(path))
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert np.allclose(got, small(x).detach().numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="torch.nn.Conv1d"):
+        tn.TuckerConv1d.from_conv1d(nn.Conv2d(8, 16, 3), ranks=(4, 4))
+    with pytest.raises(TypeError, match="from_conv1d"):
+        tn.TuckerConv1d()

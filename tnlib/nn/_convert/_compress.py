@@ -87,7 +87,8 @@ def compress(
         Instead of (or on top of) ``truncation``: a parameter budget of
         ``weight.numel() / compression`` per weight matrix. Without
         ``num_cores`` the layout of every matrix is searched, and an
-        ``nn.Conv2d`` becomes a :class:`~tnlib.nn.TuckerConv2d` (three small
+        ``nn.Conv1d`` / ``nn.Conv2d`` becomes a :class:`~tnlib.nn.TuckerConv1d` /
+        :class:`~tnlib.nn.TuckerConv2d` (three small
         convolutions, fewer multiply-adds) when its Tucker-2 network at the
         same budget has less error than the MPO (on held-out patch rows with
         ``calibration``, on the kernel without).
@@ -390,9 +391,9 @@ def _tucker(original: Any, factors: Any) -> nn.Module:
 
 def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: int | None,
                     folds: GramFolds | None) -> TuckerChoice | None:
-    """For a real ``nn.Conv2d`` with a searched budget: its Tucker-2 form when that has less error than the MPO
-    (judged alike: on held-out patch rows with calibration, on the kernel without)."""
-    if source.kind != "Conv2d" or budget is None or module.weight.is_complex():
+    """For a real ``nn.Conv1d`` / ``nn.Conv2d`` with a searched budget: its Tucker-2 form when that has less error
+    than the MPO (judged alike: on held-out patch rows with calibration, on the kernel without)."""
+    if source.kind not in ("Conv1d", "Conv2d") or budget is None or module.weight.is_complex():
         return None
     choice = tucker_choice(module, budget, folds)
     if choice is None:

@@ -1,12 +1,12 @@
 """A convolution's other network: its Tucker-2 form at a parameter budget, judged like the MPO it competes with.
 
-With a parameter budget, ``compress`` fits every ``nn.Conv2d`` as an MPO over
-the ``(out, in * kh * kw)`` matrix of unfolded patches (its layout chooser).
-This module gives the Tucker-2 candidate at the same budget (channel factors
-and a ``kh x kw`` core: :class:`~tnlib.nn.TuckerConv2d`, which also runs fewer
-multiply-adds): the ranks that fit, at three ratios of ``rank_out`` to
-``rank_in``, each fitted by HOSVD and HOOI sweeps, and the one of least error
-is kept. Errors are measured as the MPO's are: relative to the kernel
+With a parameter budget, ``compress`` fits every ``nn.Conv1d`` / ``nn.Conv2d`` as an
+MPO over the ``(out, in * taps)`` matrix of unfolded patches (its layout
+chooser). This module gives the Tucker-2 candidate at the same budget (channel
+factors and a small core: :class:`~tnlib.nn.TuckerConv1d`,
+:class:`~tnlib.nn.TuckerConv2d`, which also run fewer multiply-adds): the ranks
+that fit, at three ratios of ``rank_out`` to ``rank_in``, each fitted by HOSVD
+and HOOI sweeps, and the one of least error is kept. Errors are measured as the MPO's are: relative to the kernel
 without calibration, relative to the layer's outputs on the held-out patch
 rows with it (:meth:`GramFolds.fit_and_held`).
 """
@@ -41,7 +41,7 @@ class TuckerChoice:
     held_out_error: float | None
 
 
-def _largest_ranks(out: int, n: int, kh: int, kw: int, budget: int, aspect: float) -> tuple[int, int] | None:
+def _largest_ranks(out: int, n: int, taps: int, budget: int, aspect: float) -> tuple[int, int] | None:
     """The largest ``(rank_out, rank_in)`` with ``rank_out / rank_in ~ aspect * out / n`` within ``budget``."""
     best = None
     lo, hi = 0.0, 1.0
@@ -49,19 +49,20 @@ def _largest_ranks(out: int, n: int, kh: int, kw: int, budget: int, aspect: floa
         mid = (lo + hi) / 2
         r_in = max(1, min(n, round(n * mid)))
         r_out = max(1, min(out, round(out * mid * aspect)))
-        if tucker_params(out, n, kh, kw, r_out, r_in) <= budget:
+        if tucker_params(out, n, taps, r_out, r_in) <= budget:
             best, lo = (r_out, r_in), mid
         else:
             hi = mid
     return best
 
 
-def tucker_choice(conv: nn.Conv2d, budget: int, folds: GramFolds | None) -> TuckerChoice | None:
+def tucker_choice(conv: nn.Conv1d | nn.Conv2d, budget: int, folds: GramFolds | None) -> TuckerChoice | None:
     """The Tucker-2 form of ``conv`` of least error within ``budget`` weights (``None``: none fits, or the
     ranks that fit would hold the whole kernel, where the MPO route is exact anyway)."""
     w = conv.weight.detach().to(device="cpu", dtype=torch.float64).numpy()
-    out, n, kh, kw = w.shape
-    ranks = {r for a in _ASPECTS if (r := _largest_ranks(out, n, kh, kw, budget, a)) is not None}
+    out, n = w.shape[:2]
+    taps = int(np.prod(w.shape[2:]))
+    ranks = {r for a in _ASPECTS if (r := _largest_ranks(out, n, taps, budget, a)) is not None}
     ranks = {r for r in ranks if r != (out, n)}
     if not ranks:
         return None
@@ -70,12 +71,12 @@ def tucker_choice(conv: nn.Conv2d, budget: int, folds: GramFolds | None) -> Tuck
     best = None
     for r_out, r_in in sorted(ranks):
         u_out, core, u_in = tucker2(w, r_out, r_in)
-        approx = np.einsum("or,rskl,is->oikl", u_out, core, u_in).reshape(out, -1)
+        approx = np.einsum("or,rsk,is->oik", u_out, core.reshape(r_out, r_in, taps), u_in).reshape(out, -1)
         plain = relative_error(matrix, approx)
         on_fit = None if fit is None else relative_error(matrix, approx, fit)
         on_held = None if held is None else relative_error(matrix, approx, held)
         judged = on_held if on_held is not None else on_fit if on_fit is not None else plain
-        choice = TuckerChoice((u_out, core, u_in), (r_out, r_in), tucker_params(out, n, kh, kw, r_out, r_in),
+        choice = TuckerChoice((u_out, core, u_in), (r_out, r_in), tucker_params(out, n, taps, r_out, r_in),
                               plain, judged, on_fit, on_held)
         if best is None or choice.judged < best.judged:
             best = choice

@@ -192,12 +192,11 @@ def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -
 def tucker_report(name: str, conv: Any, choice: Any, budget: int) -> LayerReport:
     """The report of a convolution replaced by its Tucker-2 network (:mod:`tnlib.nn._convert._conv_choice`)."""
     w = conv.weight
-    out, n, kh, kw = (int(d) for d in w.shape)
     r_out, r_in = choice.ranks
     return LayerReport(
-        name, "Conv2d", w.numel(), choice.params, choice.weight_error, (), choice.fit_error, budget,
+        name, type(conv).__name__, w.numel(), choice.params, choice.weight_error, (), choice.fit_error, budget,
         (f"tucker-2 ranks (out {r_out}, in {r_in})",), held_out_error=choice.held_out_error,
-        macs=choice.params, dense_macs=out * n * kh * kw,
+        macs=choice.params, dense_macs=w.numel(),
         bytes_before=w.numel() * w.element_size(), bytes_after=choice.params * w.element_size(),
     )
 

@@ -1,7 +1,9 @@
-"""``TuckerConv2d``: a convolution as a Tucker-2 network, run as three small convolutions that never form the kernel."""
+"""``TuckerConv1d`` and ``TuckerConv2d``: a convolution as a Tucker-2 network, run as three small convolutions that
+never form the kernel."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -13,12 +15,75 @@ from tnlib.nn._layers._cores import positive_int, wide
 from tnlib.nn._layers._kinds import LayerKind, register
 from tnlib.nn._layers._mpo_conv import conv_probe
 
-__all__ = ["TuckerConv2d", "tucker2", "tucker_params", "build_tucker"]
+__all__ = ["TuckerConv1d", "TuckerConv2d", "tucker2", "tucker_params", "build_tucker"]
 
 _SWEEPS = 10  # alternating refinements of the two channel factors after the truncated HOSVD
 
 
-class TuckerConv2d(nn.Module):
+class _TuckerConv(nn.Module):
+    """What the one- and two-dimensional Tucker-2 convolutions share (see :class:`TuckerConv2d`)."""
+
+    dense_type: type[nn.Module] = nn.Conv2d
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: Any
+    dilation: tuple[int, ...]
+    ranks: tuple[int, int]
+    first: nn.Parameter
+    core: nn.Parameter
+    last: nn.Parameter
+    bias: nn.Parameter | None
+
+    def __init__(self) -> None:
+        name = type(self).__name__
+        raise TypeError(f"build a {name} with {name}.from_conv{name[-2:]}(conv, ranks=(rank_out, rank_in))")
+
+    @classmethod
+    def _from_conv(cls, given: Any, ranks: tuple[int, int]) -> Any:
+        dense = cls.dense_type
+        if not isinstance(given, dense):
+            raise TypeError(f"conv must be a torch.nn.{dense.__name__}, got {type(given).__name__}")
+        conv: Any = given  # a torch convolution (its attributes typed as such)
+        if conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError(f"conv has groups={conv.groups}, padding_mode={conv.padding_mode!r}; a Tucker-2 "
+                             "network replaces a convolution with groups=1 and zero padding")
+        if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
+            raise ValueError(f"ranks must be (rank_out, rank_in), got {ranks!r}")
+        r_out, r_in = positive_int("ranks[0]", ranks[0]), positive_int("ranks[1]", ranks[1])
+        if r_out > conv.out_channels or r_in > conv.in_channels:
+            raise ValueError(f"ranks={tuple(ranks)} exceed the channels (out={conv.out_channels}, "
+                             f"in={conv.in_channels}) of the convolution")
+        return build_tucker(conv, tucker2(wide(conv.weight.detach()).cpu().numpy(), r_out, r_in))
+
+    @property
+    def macs_per_pixel(self) -> int:
+        """Multiply-adds per output position (pixel, or step of a 1-d convolution) of the three convolutions."""
+        return tucker_params(self.out_channels, self.in_channels, math.prod(self.kernel_size), *self.ranks)
+
+    @property
+    def num_weights(self) -> int:
+        """Stored weights (biases excluded)."""
+        return self.first.numel() + self.core.numel() + self.last.numel()
+
+    def dense_weight(self) -> torch.Tensor:
+        """The kernel ``(out, in, *kernel_size)`` the three factors stand for."""
+        last, first = self.last.flatten(1), self.first.flatten(1)
+        return torch.einsum("or,rs...,si->oi...", last, self.core, first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = F.conv1d if self.dense_type is nn.Conv1d else F.conv2d
+        y = conv(x, self.first)
+        y = conv(y, self.core, None, self.stride, self.padding, self.dilation)
+        return conv(y, self.last, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, ranks={self.ranks}")
+
+
+class TuckerConv2d(_TuckerConv):
     """``nn.Conv2d`` whose kernel ``W (out, in, kh, kw)`` is ``U_out . G . U_in^T``: channel factors and a small core.
 
     The forward pass is three convolutions: ``1 x 1`` from ``in`` to ``rank_in``
@@ -49,67 +114,46 @@ class TuckerConv2d(nn.Module):
     True
     """
 
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: Any
-    dilation: tuple[int, ...]
-    ranks: tuple[int, int]
-    first: nn.Parameter
-    core: nn.Parameter
-    last: nn.Parameter
-    bias: nn.Parameter | None
-
-    def __init__(self) -> None:
-        raise TypeError("build a TuckerConv2d with TuckerConv2d.from_conv2d(conv, ranks=(rank_out, rank_in))")
+    dense_type = nn.Conv2d
 
     @classmethod
     def from_conv2d(cls, conv: nn.Conv2d, ranks: tuple[int, int]) -> TuckerConv2d:
         """The Tucker-2 network of ``conv``'s kernel at ``ranks = (rank_out, rank_in)``."""
-        if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"conv must be a torch.nn.Conv2d, got {type(conv).__name__}")
-        if conv.groups != 1 or conv.padding_mode != "zeros":
-            raise ValueError(f"conv has groups={conv.groups}, padding_mode={conv.padding_mode!r}; a Tucker-2 "
-                             "network replaces a convolution with groups=1 and zero padding")
-        if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
-            raise ValueError(f"ranks must be (rank_out, rank_in), got {ranks!r}")
-        r_out, r_in = positive_int("ranks[0]", ranks[0]), positive_int("ranks[1]", ranks[1])
-        if r_out > conv.out_channels or r_in > conv.in_channels:
-            raise ValueError(f"ranks={tuple(ranks)} exceed the channels (out={conv.out_channels}, "
-                             f"in={conv.in_channels}) of the convolution")
-        return build_tucker(conv, tucker2(wide(conv.weight).cpu().numpy(), r_out, r_in))
+        return cls._from_conv(conv, ranks)
 
-    @property
-    def macs_per_pixel(self) -> int:
-        """Multiply-adds per output pixel of the three convolutions."""
-        kh, kw = self.kernel_size
-        return tucker_params(self.out_channels, self.in_channels, kh, kw, *self.ranks)
 
-    @property
-    def num_weights(self) -> int:
-        """Stored weights (biases excluded)."""
-        return self.first.numel() + self.core.numel() + self.last.numel()
+class TuckerConv1d(_TuckerConv):
+    """``nn.Conv1d`` whose kernel ``W (out, in, k)`` is ``U_out . G . U_in^T``: :class:`TuckerConv2d` in one
+    dimension (three convolutions: ``1``, the ``k``-tap core, ``1``).
 
-    def dense_weight(self) -> torch.Tensor:
-        """The kernel ``(out, in, kh, kw)`` the three factors stand for."""
-        return torch.einsum("or,rskl,si->oikl", self.last[:, :, 0, 0], self.core, self.first[:, :, 0, 0])
+    Examples
+    --------
+    >>> import torch, tnlib.nn
+    >>> conv = torch.nn.Conv1d(64, 128, 5, padding=2)
+    >>> small = tnlib.nn.TuckerConv1d.from_conv1d(conv, ranks=(32, 16))
+    >>> small(torch.randn(2, 64, 40)).shape, small.macs_per_pixel, 64 * 128 * 5
+    (torch.Size([2, 128, 40]), 7680, 40960)
+    >>> exact = tnlib.nn.TuckerConv1d.from_conv1d(conv, ranks=(128, 64))
+    >>> x = torch.randn(1, 64, 12)
+    >>> bool(torch.allclose(exact(x), conv(x), atol=1e-4))
+    True
+    """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x, self.first)
-        y = F.conv2d(y, self.core, None, self.stride, self.padding, self.dilation)
-        return F.conv2d(y, self.last, self.bias)
+    dense_type = nn.Conv1d
 
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, ranks={self.ranks}")
+    @classmethod
+    def from_conv1d(cls, conv: nn.Conv1d, ranks: tuple[int, int]) -> TuckerConv1d:
+        """The Tucker-2 network of ``conv``'s kernel at ``ranks = (rank_out, rank_in)``."""
+        return cls._from_conv(conv, ranks)
 
 
 def tucker2(w: np.ndarray, r_out: int, r_in: int, sweeps: int = _SWEEPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(U_out, G, U_in)`` with ``W ~ G x_0 U_out x_1 U_in`` for a kernel ``W (out, in, kh, kw)``: the truncated
+    """``(U_out, G, U_in)`` with ``W ~ G x_0 U_out x_1 U_in`` for a kernel ``W (out, in, *kernel)``: the truncated
     HOSVD along the two channel legs, then ``sweeps`` alternating refinements (HOOI), each factor the leading
     left singular vectors of ``W`` projected on the other."""
-    out, n = w.shape[:2]
+    shape = w.shape
+    out, n = shape[:2]
+    w = w.reshape(out, n, 1, -1)  # the kernel's taps as one leg
 
     def leading(m: np.ndarray, r: int) -> np.ndarray:
         u, _, _ = np.linalg.svd(m, full_matrices=False)
@@ -121,19 +165,22 @@ def tucker2(w: np.ndarray, r_out: int, r_in: int, sweeps: int = _SWEEPS) -> tupl
         u_out = leading(np.einsum("oikl,is->oskl", w, u_in).reshape(out, -1), r_out)
         u_in = leading(np.moveaxis(np.einsum("oikl,or->rikl", w, u_out), 1, 0).reshape(n, -1), r_in)
     core = np.einsum("oikl,or,is->rskl", w, u_out.conj(), u_in.conj())
-    return u_out, core, u_in
+    return u_out, core.reshape(core.shape[0], core.shape[1], *shape[2:]), u_in
 
 
-def tucker_params(out: int, n: int, kh: int, kw: int, r_out: int, r_in: int) -> int:
-    """Weights of a Tucker-2 network of ranks ``(r_out, r_in)`` of an ``(out, n, kh, kw)`` kernel."""
-    return n * r_in + r_in * r_out * kh * kw + r_out * out
+def tucker_params(out: int, n: int, taps: int, r_out: int, r_in: int) -> int:
+    """Weights of a Tucker-2 network of ranks ``(r_out, r_in)`` of an ``(out, n, *kernel)`` kernel of ``taps``
+    entries per channel pair (``kh * kw``)."""
+    return n * r_in + r_in * r_out * taps + r_out * out
 
 
-def build_tucker(conv: nn.Conv2d, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TuckerConv2d:
-    """The :class:`TuckerConv2d` of ``conv`` holding ``factors = (U_out, G, U_in)`` (from :func:`tucker2`)."""
+def build_tucker(conv: Any, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _TuckerConv:
+    """The :class:`TuckerConv1d` / :class:`TuckerConv2d` of ``conv`` holding ``factors = (U_out, G, U_in)`` (from
+    :func:`tucker2`)."""
     u_out, core, u_in = factors
     w = conv.weight
-    self = TuckerConv2d.__new__(TuckerConv2d)
+    cls = TuckerConv1d if isinstance(conv, nn.Conv1d) else TuckerConv2d
+    self = cls.__new__(cls)
     nn.Module.__init__(self)
     self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
     self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
@@ -143,9 +190,10 @@ def build_tucker(conv: nn.Conv2d, factors: tuple[np.ndarray, np.ndarray, np.ndar
     def like(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device=w.device, dtype=w.dtype)
 
-    self.first = nn.Parameter(like(u_in.T)[:, :, None, None])
+    ones = (1,) * (core.ndim - 2)  # the 1 x 1 (or 1) kernels of the channel factors
+    self.first = nn.Parameter(like(u_in.T).reshape(*u_in.T.shape, *ones))
     self.core = nn.Parameter(like(core))
-    self.last = nn.Parameter(like(u_out)[:, :, None, None])
+    self.last = nn.Parameter(like(u_out).reshape(*u_out.shape, *ones))
     self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
     return self
 
@@ -154,12 +202,13 @@ def _probe(layer: Any) -> torch.Tensor:
     return conv_probe(layer, layer.core.dtype)
 
 
-register(LayerKind(
-    TuckerConv2d,
-    (),
-    ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "ranks"),
-    ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
-    _probe,
-    mpo_weights=lambda layer: [],
-    also_replaces=("Conv2d",),
-))
+for _cls, _replaces in ((TuckerConv2d, "Conv2d"), (TuckerConv1d, "Conv1d")):
+    register(LayerKind(
+        _cls,
+        (),
+        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "ranks"),
+        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
+        _probe,
+        mpo_weights=lambda layer: [],
+        also_replaces=(_replaces,),
+    ))
