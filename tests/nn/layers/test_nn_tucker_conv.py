@@ -126,3 +126,16 @@ def test_a_one_dimensional_tucker_network_compresses_saves_and_exports(tmp_path)
         tn.TuckerConv1d.from_conv1d(nn.Conv2d(8, 16, 3), ranks=(4, 4))
     with pytest.raises(TypeError, match="from_conv1d"):
         tn.TuckerConv1d()
+
+
+def test_a_leg_with_fewer_directions_than_asked_keeps_what_it_has():
+    """A kernel of 16 outputs x 3 taps has at most 48 input-channel directions: asking 64 gives 48 (compress hit this
+    on the packaged Silero VAD's conv1)."""
+    torch.manual_seed(5)
+    conv = nn.Conv1d(64, 16, 3, padding=1).double()
+    layer = tn.TuckerConv1d.from_conv1d(conv, ranks=(16, 64))
+    assert layer.ranks == (16, 48) and layer.first.shape == (48, 64, 1)
+    x = torch.randn(2, 64, 12, dtype=torch.float64)
+    assert torch.allclose(layer(x), conv(x), atol=1e-10)
+    small, reports = tn.compress(nn.Sequential(conv), compression=1.2)
+    assert reports[0].params_after <= reports[0].budget

@@ -71,6 +71,7 @@ def tucker_choice(conv: nn.Conv1d | nn.Conv2d, budget: int, folds: GramFolds | N
     best = None
     for r_out, r_in in sorted(ranks):
         u_out, core, u_in = tucker2(w, r_out, r_in)
+        r_out, r_in = core.shape[:2]  # a leg of fewer directions than asked (in > out * taps) keeps what it has
         approx = np.einsum("or,rsk,is->oik", u_out, core.reshape(r_out, r_in, taps), u_in).reshape(out, -1)
         plain = relative_error(matrix, approx)
         on_fit = None if fit is None else relative_error(matrix, approx, fit)
