@@ -37,6 +37,7 @@ SCRIPTS = [
     ("bench_latency.py", []),
     ("bench_silero.py", []),
     ("bench_deploy.py", []),
+    ("bench_compress_time.py", []),
 ]
 
 
