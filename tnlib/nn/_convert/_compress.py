@@ -136,7 +136,10 @@ def compress(
         move per unit of it, measured by one backward pass per calibration
         batch (at most 8; :mod:`tnlib.nn._convert._sensitivity`), so a matrix the
         model barely listens to gives up its budget, but never below a quarter
-        of the rank its uniform share would give (no layer is starved). Each report's ``share``
+        of the rank its uniform share would give (no layer is starved); the
+        uniform split is fitted too and kept instead where it moves the whole
+        model's outputs less on those batches (each report's ``note`` says
+        which, with both changes). Each report's ``share``
         gives the layer's part of the total.
     objective, tolerance
         How a searched layout is chosen (a :class:`tnlib.Objective`, or its
