@@ -531,6 +531,9 @@ def test_a_global_allocation_worse_for_the_model_than_uniform_is_not_kept(monkey
     data = [torch.randn(32, 48, dtype=torch.float64) for _ in range(16)]
     small, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
     assert all(r.note.startswith("allocation global: the model's outputs moved") for r in reports)
+    assert "on 2 held-out calibration batch(es)" in reports[0].note  # batches 4 and 8 of the first 8: no fit saw them
+    _, few = tn.compress(model, compression=4, calibration=data[:3], allocation="global")
+    assert "on 3 fitted (too few to hold one out) calibration batch(es)" in few[0].note
 
     def starving(model, targets, truncation, compression, grams, batches):  # the loud branch starved
         return {"loud": {"weight": 2 * 48}, "quiet": {"weight": 2 * 48 * 48 // 4 - 2 * 48}}

@@ -236,8 +236,10 @@ def compress(
     with tracking(progress, verbose, len(targets) * (2 if twice else 1)) as track:
         track.phase("compress: %d layer(s) to convert: %s", len(targets), ", ".join(targets))
         kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
+        held: list[Any] = []  # of those, the ones the fits never see: a global split is judged against uniform there
         if calibration is not None:  # a uniform budget needs only the first, for the check of the result
-            calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1)
+            calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1,
+                                  held if twice else None)
             track.phase("recording the input Grams of %d layer(s) from the calibration batches", len(recorded))
         grams = record_folds(model, recorded, calibration) if calibration is not None else {}
         # every layer is converted before any is replaced: a failure leaves the model whole
@@ -245,7 +247,7 @@ def compress(
             built, reports = _quantize_layers(model, targets, grams, total, allocation, track, kept)
         else:
             built, reports = _parameter_layers(model, targets, truncation, compression, num_cores, grams, goal,
-                                               allocation, kept, track)
+                                               allocation, kept, held, track)
         check = example if example is not None else kept[0] if kept else None
         dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
@@ -408,10 +410,11 @@ def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: in
 
 def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
                       compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
-                      goal: tnlib.Objective, allocation: str, kept: Sequence[Any],
+                      goal: tnlib.Objective, allocation: str, kept: Sequence[Any], held: Sequence[Any],
                       track: Progress) -> tuple[Built, list[LayerReport]]:
     """The MPO (or Tucker) layers of a parameter budget: uniform shares, or a global allocation, which with
-    calibration batches is kept only where it moves the model's outputs less than the uniform split."""
+    calibration batches is kept only where it moves the model's outputs less than the uniform split (on the
+    ``held`` batches no fit saw, or on ``kept`` when none was held out)."""
     shares = None
     if allocation == "global":
         assert compression is not None
@@ -422,14 +425,15 @@ def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnli
         return chosen
     track.phase("the uniform split too, to validate the global one on the model's outputs")
     uniform = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None, goal, track)
-    return _better_allocation(model, chosen, uniform, kept, track)
+    return _better_allocation(model, chosen, uniform, held or kept, bool(held), track)
 
 
 def _better_allocation(model: nn.Module, global_: tuple[Built, list[LayerReport]],
-                       uniform: tuple[Built, list[LayerReport]], batches: Sequence[Any],
+                       uniform: tuple[Built, list[LayerReport]], batches: Sequence[Any], unseen: bool,
                        track: Progress) -> tuple[Built, list[LayerReport]]:
     """The global or the uniform allocation, whichever moves the whole model's outputs less on ``batches`` (the
-    sum of layer errors the global one minimises is a proxy); each report's note says which and by how much."""
+    sum of layer errors the global one minimises is a proxy; ``unseen``: no fit saw them); each report's note says
+    which and by how much."""
     dense = [_outputs(model, b) for b in batches]
     change = {}
     for label, (built, _) in (("global", global_), ("uniform", uniform)):
@@ -446,7 +450,8 @@ def _better_allocation(model: nn.Module, global_: tuple[Built, list[LayerReport]
         change[label] = _output_change([t for d in dense for t in d], [t for m in moved for t in m])
     keep = "global" if change["global"] <= change["uniform"] else "uniform"
     other = "uniform" if keep == "global" else "global"
-    note = (f"allocation {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} "
+    where = "held-out" if unseen else "fitted (too few to hold one out)"
+    note = (f"allocation {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} {where} "
             f"calibration batch(es), {other} {change[other]:.3g}")
     track.phase("%s", note)
     built, reports = global_ if keep == "global" else uniform

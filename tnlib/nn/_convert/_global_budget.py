@@ -21,12 +21,22 @@ FLOOR = 0.25
 sensitivities call unimportant on a few calibration batches is not starved to a rank that breaks the model."""
 
 
-def keeping(batches: Iterable[Any], kept: list[Any], limit: int = MAX_BATCHES) -> Iterator[Any]:
+HOLD_EVERY = 4
+"""With ``held`` given to :func:`keeping`, every ``HOLD_EVERY``-th of the first batches is held out of the Grams."""
+
+
+def keeping(batches: Iterable[Any], kept: list[Any], limit: int = MAX_BATCHES,
+            held: list[Any] | None = None) -> Iterator[Any]:
     """The batches, the first ``limit`` (by default ``MAX_BATCHES``, all the sensitivities read) also appended
-    to ``kept`` as they are read (an endless iterator stays lazy, and the rest are not held)."""
-    for batch in batches:
+    to ``kept`` as they are read (an endless iterator stays lazy, and the rest are not held). With ``held``, every
+    ``HOLD_EVERY``-th of those first batches is appended there too and *not* passed on: rows the fits never see,
+    for judging the whole model."""
+    for index, batch in enumerate(batches):
         if len(kept) < limit:
             kept.append(batch)
+            if held is not None and index % HOLD_EVERY == HOLD_EVERY - 1:
+                held.append(batch)
+                continue
         yield batch
 
 
