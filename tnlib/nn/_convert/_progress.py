@@ -14,8 +14,6 @@ import sys
 import time
 from typing import Any, Iterator
 
-from tnlib._optional import optional
-
 __all__ = ["Progress", "tracking", "LOGGER"]
 
 LOGGER = logging.getLogger("tnlib.nn")
@@ -62,7 +60,8 @@ def tracking(progress: Any, verbose: Any, total: int) -> Iterator[Progress]:
             raise TypeError(f"{name} must be True or False, got {flag!r}")
     bar = None
     if progress:
-        tqdm = optional("tqdm.auto", "torch", "compress(progress=True)").tqdm
+        from tqdm.auto import tqdm  # a core dependency, imported when a bar is asked for
+
         bar = tqdm(total=total, desc="compress", unit="layer")
     handler, level = None, LOGGER.level
     if verbose:

@@ -178,16 +178,12 @@ class MPOMultiheadAttention(MPOWeights, nn.Module):
         batched = self._check_inputs(query, key, value)
         if is_causal and attn_mask is None:
             raise ValueError("is_causal=True is a hint that attn_mask is the causal mask: pass that attn_mask too")
-        if not batched:  # (L, E) -> (L, 1, E)
-            query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
-            key_padding_mask = None if key_padding_mask is None else key_padding_mask.unsqueeze(0)
-        elif self.batch_first:
-            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        query, key, value, key_padding_mask = _time_major(query, key, value, key_padding_mask, self.batch_first)
         length, batch, _ = query.shape
         source = key.shape[0]
         q, k, v = (self._project(name, x, part) for name, x, part in
                    (("cores_q", query, 0), ("cores_k", key, 1), ("cores_v", value, 2)))
-        heads = [t.reshape(t.shape[0], batch, self.num_heads, self.head_dim).permute(1, 2, 0, 3) for t in (q, k, v)]
+        heads = [_split_heads(t, self.num_heads) for t in (q, k, v)]
         mask = _merged_mask(attn_mask, key_padding_mask, batch, self.num_heads, length, source, q.dtype)
         p = self.dropout if self.training else 0.0
         if need_weights:
@@ -198,7 +194,7 @@ class MPOMultiheadAttention(MPOWeights, nn.Module):
         else:
             out = F.scaled_dot_product_attention(heads[0], heads[1], heads[2], attn_mask=mask, dropout_p=p)
             weights = None
-        out = out.permute(2, 0, 1, 3).reshape(length, batch, self.embed_dim)
+        out = _merge_heads(out)
         out = self._project("cores_out", out, None)
         if not batched:
             out = out.squeeze(1)
@@ -236,6 +232,28 @@ class MPOMultiheadAttention(MPOWeights, nn.Module):
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, kdim={self.kdim}, vdim={self.vdim}, "
                 f"batch_first={self.batch_first}, bond_dims={[self.mpo(n).bond_dims for n in _NAMES]}")
+
+
+def _time_major(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, padding: torch.Tensor | None,
+                batch_first: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """An attention's inputs as ``(L, N, E)`` (an unbatched ``(L, E)`` as a batch of one, its ``(S,)`` padding
+    mask as ``(1, S)``), whatever their layout."""
+    if query.dim() == 2:
+        padding = None if padding is None else padding.unsqueeze(0)
+        return query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1), padding
+    if batch_first:
+        return query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), padding
+    return query, key, value, padding
+
+
+def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(L, N, E)`` (time-major) as ``(N, heads, L, E / heads)``."""
+    return t.reshape(t.shape[0], t.shape[1], heads, t.shape[2] // heads).permute(1, 2, 0, 3)
+
+
+def _merge_heads(t: torch.Tensor) -> torch.Tensor:
+    """``(N, heads, L, D)`` back to ``(L, N, heads * D)``: :func:`_split_heads` undone."""
+    return t.permute(2, 0, 1, 3).reshape(t.shape[2], t.shape[0], t.shape[1] * t.shape[3])
 
 
 def _additive(mask: torch.Tensor, dtype: torch.dtype, name: str) -> torch.Tensor:
@@ -278,26 +296,20 @@ def record_attention(acc: Any, name: str, mha: Any, args: tuple, kwargs: dict) -
     query = given["query"]
     key = given.get("key", query)
     value = given.get("value", key)
-    batched = query.dim() == 3
-    if not batched:
-        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
-    elif mha.batch_first:
-        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-    padding = given.get("key_padding_mask")
-    padding = padding.unsqueeze(0) if padding is not None and not batched else padding
+    query, key, value, padding = _time_major(query, key, value, given.get("key_padding_mask"), mha.batch_first)
     weights = attention_weights(mha)
     biases = (None, None, None) if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)
     length, batch, _ = query.shape
-    heads, width = mha.num_heads, mha.embed_dim // mha.num_heads
+    heads = mha.num_heads
     with torch.no_grad():
         projected = []
         for part, x in zip(("q", "k", "v"), (query, key, value)):
             acc.add(f"{name}:weight_{part}", x, sample_dim=1)  # time-major: samples on axis 1
             y = F.linear(x, weights[f"weight_{part}"], biases["qkv".index(part)])
-            projected.append(y.reshape(y.shape[0], batch, heads, width).permute(1, 2, 0, 3))
+            projected.append(_split_heads(y, heads))
         mask = _merged_mask(given.get("attn_mask"), padding, batch, heads, length, key.shape[0], query.dtype)
         out = F.scaled_dot_product_attention(projected[0], projected[1], projected[2], attn_mask=mask)
-    acc.add(f"{name}:weight_out", out.permute(2, 0, 1, 3).reshape(length, batch, mha.embed_dim), sample_dim=1)
+    acc.add(f"{name}:weight_out", _merge_heads(out), sample_dim=1)
 
 
 def settle_parents(model: nn.Module) -> None:
