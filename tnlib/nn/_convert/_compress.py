@@ -491,16 +491,11 @@ def _output_change(dense: Any, compressed: list[torch.Tensor]) -> float:
 
 def _check_example(model: nn.Module, example: Any) -> None:
     """The dense model runs on ``example`` (before any work), or a ``ValueError`` says the example does not fit."""
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            run_batch(model, example)
+        _outputs(model, example)
     except Exception as exc:  # noqa: BLE001 - any failure of the dense model on it: the example is wrong
         raise ValueError(f"example does not fit the model: the dense model fails on it ({type(exc).__name__}: "
                          f"{exc}); give one input batch the model takes") from None
-    finally:
-        model.train(was_training)
 
 
 def _check_runs(model: nn.Module, batch: Any, undo: list[tuple[nn.Module, str, Any]],
