@@ -102,11 +102,10 @@ def _with_folds(a: Any, dims: Any, truncation: Truncation, metric: Metric, objec
     params = truncation.max_params
     if params is None:
         params = num_params(_fit(a, dims, truncation, None, Objective(), svd, num_cores).cores)
-    splits = [metric.split(k) for k in usable]
-    shrinkage, _ = choose_shrinkage(a, svd_rank(shape, params, truncation.cap), splits)
+    shrinkage, _ = choose_shrinkage(a, svd_rank(shape, params, truncation.cap), metric)
 
     def fit(k: int, layout: Any) -> Decomposition:
-        train, held, _ = splits[usable.index(k)]
+        train, held, _ = metric.split(k)
         return _fit(a, layout, truncation, Metric(train, held, shrinkage), Objective(), svd, num_cores)
 
     chosen = fit(usable[-1], dims)

@@ -24,6 +24,7 @@ import array_api_compat
 
 from . import _metric_fit as metric_fit
 from ._backend import far_exponent, itemsize, namespace, prod, scalar
+from ._canonical import orthonormalize
 from ._legs import cores_to_matrix, cores_to_sites, interleave, num_params, site_dims, sites_to_cores
 from ._out_of_core import is_dask, mpo_sites_from_dask
 from ._sweeps import tt_decompose
@@ -159,27 +160,28 @@ def _refit(
 ) -> Decomposition:
     """Refit a weight-space truncation of ``a`` in the metric of the Gram (same bonds), with measured errors.
 
-    A truncated-SVD layout starts from the whitened SVD (exact in the shrunk
-    metric), every other layout from the weight-space fit, and ALS sweeps in
-    the shrunk metric polish it; the better of the weight-space fit and the
+    A truncated-SVD layout is the whitened SVD (the optimum in the shrunk
+    metric: sweeps could not improve it), every other layout starts from the
+    weight-space fit and ALS sweeps in the shrunk metric polish it; the better of the weight-space fit and the
     polished one in the selection metric (held-out rows, else the fit's own)
     is kept, so no layout ends worse there than its weight-space fit.
     """
     out_dims = tuple(int(c.shape[1]) for c in cores)
     in_dims = tuple(int(c.shape[2]) for c in cores)
-    start = cores
     if is_svd_layout(out_dims, in_dims):
         params = num_params(cores)
         budget = truncation.max_params if truncation.max_params is not None else params
-        start = svd_layout(a, min(budget, params), truncation, factor)
-    sites = metric_fit.fit_in_metric(cores_to_sites(start), a, factor.metric, out_dims, in_dims)
-    fitted = sites_to_cores(sites, out_dims, in_dims)
-    w_plain, w_fitted = cores_to_matrix(cores), cores_to_matrix(fitted)
-    if metric_fit.relative_error_in(a, w_fitted, factor.selection) <= metric_fit.relative_error_in(a, w_plain,
-                                                                                             factor.selection):
-        cores, w_hat = fitted, w_fitted
+        start = cores_to_sites(svd_layout(a, min(budget, params), truncation, factor))
+        fitted = sites_to_cores(orthonormalize(start, len(start) - 1, None), out_dims, in_dims)
     else:
-        w_hat = w_plain  # the weight-space cores are left-canonical already
+        sites = metric_fit.fit_in_metric(cores_to_sites(cores), a, factor.metric, out_dims, in_dims)
+        fitted = sites_to_cores(sites, out_dims, in_dims)
+    w_plain, w_fitted = cores_to_matrix(cores), cores_to_matrix(fitted)
+    fitted_error, plain_error = metric_fit.relative_errors_in(a, [w_fitted, w_plain], factor.selection)
+    if fitted_error <= plain_error:
+        cores, w_hat, selected = fitted, w_fitted, fitted_error
+    else:
+        w_hat, selected = w_plain, plain_error  # the weight-space cores are left-canonical already
     xp = namespace(a)
     bonds = tuple(int(c.shape[3]) for c in cores[:-1])
     full = report.full_bond_dims if len(report.full_bond_dims) == len(bonds) else bonds
@@ -191,7 +193,7 @@ def _refit(
         truncation,
         error=scalar(xp.linalg.vector_norm(a - w_hat)),
         output_error=metric_fit.output_error(a, w_hat, factor),
-        held_out_error=None if factor.held_out is None else metric_fit.relative_error_in(a, w_hat, factor.held_out),
+        held_out_error=None if factor.held_out is None else selected,  # the selection Gram is the held-out one
         shrinkage=factor.shrinkage,
     )
     return Decomposition(cores, refitted, len(cores) - 1)

@@ -20,6 +20,9 @@ from ._svd_grad import differentiable_svd
 __all__ = [
     "ASPECT",
     "top_eigenvectors",
+    "eigh",
+    "cholesky_factor",
+    "shifted_cholesky_exists",
     "adjoint",
     "gaussian",
     "projection_residual",
@@ -163,6 +166,67 @@ def descending_eigh(h: Any) -> tuple[Any, Any]:
     return xp.where(lam > 0, lam, xp.zeros_like(lam)), xp.flip(vec, axis=1)
 
 
+def _on_host(h: Any) -> bool:
+    """Whether LAPACK through SciPy can take ``h`` in place: NumPy, or a CPU torch tensor outside an autograd graph
+    and any trace (read through a shared-memory view)."""
+    return isinstance(h, np.ndarray) or (array_api_compat.is_torch_array(h) and h.device.type == "cpu"
+                                         and not h.requires_grad and not capturing(h))
+
+
+def _from_host(vec: np.ndarray, like: Any) -> Any:
+    if isinstance(like, np.ndarray):
+        return vec
+    import torch
+
+    return torch.from_numpy(vec)
+
+
+def eigh(h: Any) -> tuple[Any, Any]:
+    """Eigenvalues (ascending) and eigenvectors of the Hermitian ``h``; on the host LAPACK's ``syevr`` through
+    SciPy (1.6x faster than torch's own ``eigh`` on a 3072 x 3072 CPU tensor, one thread)."""
+    if _on_host(h):
+        import scipy.linalg
+
+        host = h if isinstance(h, np.ndarray) else h.resolve_conj().numpy()
+        lam, vec = scipy.linalg.eigh(host, check_finite=False, driver="evr")
+        return _from_host(lam, h), _from_host(vec, h)
+    xp = namespace(h)
+    return tuple(xp.linalg.eigh(h))
+
+
+def cholesky_factor(c: Any) -> tuple[Any, Any] | None:
+    """``(L, L^{-1})`` with ``c = L L^H``, ``L`` lower triangular, for a Hermitian positive definite ``c``; ``None``
+    when the factorization fails (``c`` not numerically positive definite) or gives non-finite values.
+
+    On the host LAPACK ``potrf`` and ``trtri`` through SciPy (about ``2 n^3 / 3`` flops, a tenth of an ``eigh``);
+    elsewhere the library's ``cholesky`` and ``inv`` (differentiable in torch).
+    """
+    xp = namespace(c)
+    if _on_host(c):
+        import scipy.linalg
+        import scipy.linalg.lapack as lapack
+
+        host = np.array(c if isinstance(c, np.ndarray) else c.resolve_conj().numpy())
+        try:
+            low = scipy.linalg.cholesky(host, lower=True, check_finite=False, overwrite_a=True)
+        except np.linalg.LinAlgError:
+            return None
+        (trtri,) = lapack.get_lapack_funcs(("trtri",), (low,))
+        inv, info = trtri(low, lower=1)
+        if info != 0:
+            return None
+        inv = np.tril(inv)
+        return _from_host(low, c), _from_host(inv, c)
+    try:
+        low = xp.linalg.cholesky(c)
+        inv = xp.linalg.inv(low)
+    except Exception:  # noqa: BLE001 - each library has its own LinAlgError
+        return None
+    if not (scalar(xp.all(xp.isfinite(low))) and scalar(xp.all(xp.isfinite(inv)))):
+        return None
+    return low, inv
+
+
 def top_eigenvectors(h: Any, k: int) -> Any:
     """The eigenvectors of the ``k`` largest eigenvalues of the Hermitian ``h`` (columns, in ascending order).
 
@@ -172,19 +236,40 @@ def top_eigenvectors(h: Any, k: int) -> Any:
     """
     n = int(h.shape[0])
     k = max(1, min(int(k), n))
-    if isinstance(h, np.ndarray) or (array_api_compat.is_torch_array(h) and h.device.type == "cpu"
-                                     and not h.requires_grad and not capturing(h)):
+    if _on_host(h):
         import scipy.linalg
 
-        host = h if isinstance(h, np.ndarray) else h.numpy()
-        vec = scipy.linalg.eigh(host, subset_by_index=[n - k, n - 1], check_finite=False, driver="evr")[1]
-        if isinstance(h, np.ndarray):
-            return vec
-        import torch
-
-        return torch.from_numpy(vec)
+        host = h if isinstance(h, np.ndarray) else h.resolve_conj().numpy()
+        return _from_host(scipy.linalg.eigh(host, subset_by_index=[n - k, n - 1], check_finite=False,
+                                            driver="evr")[1], h)
     xp = namespace(h)
     return xp.linalg.eigh(h)[1][:, n - k:]
+
+
+def shifted_cholesky_exists(c: Any, shift: float) -> bool:
+    """Whether ``c + shift I`` (Hermitian ``c``) has a Cholesky factor computed in double precision: then every
+    eigenvalue of ``c`` is at least ``-shift``, up to double rounding. A tenth of an ``eigvalsh``'s time.
+
+    ``False`` says only that this cheap test did not show it: a failed factorization, or an array it cannot
+    factor on the spot (neither NumPy nor a concrete torch tensor); the caller then takes the eigenvalues.
+    """
+    if isinstance(c, np.ndarray):
+        import scipy.linalg
+
+        double = c.astype(np.complex128 if np.iscomplexobj(c) else np.float64)
+        double[np.diag_indices_from(double)] += shift
+        try:
+            scipy.linalg.cholesky(double, lower=True, check_finite=False, overwrite_a=True)
+        except np.linalg.LinAlgError:
+            return False
+        return True
+    if not array_api_compat.is_torch_array(c) or capturing(c):
+        return False
+    import torch
+
+    double = c.detach().to(torch.complex128 if c.is_complex() else torch.float64, copy=True)  # shifted in place
+    double.diagonal().add_(shift)
+    return int(torch.linalg.cholesky_ex(double).info) == 0
 
 
 def gaussian(a: Any, shape: tuple[int, int], seed: int) -> Any:

@@ -31,7 +31,7 @@ from ._legs import deinterleave, interleave
 from .metric import GramFactor
 from .svd import thin_svd
 
-__all__ = ["relative_error_in", "output_error", "whitened_svd", "fit_in_metric"]
+__all__ = ["relative_error_in", "relative_errors_in", "output_error", "whitened_svd", "fit_in_metric"]
 
 
 def _residual(w: Any, d: Any, gram: Any) -> float:
@@ -42,8 +42,15 @@ def _residual(w: Any, d: Any, gram: Any) -> float:
 
 def relative_error_in(w: Any, w_hat: Any, gram: Any) -> float:
     """``||(W - W_hat) L|| / ||W L||`` with ``gram = L L^H`` (via the trace form)."""
-    num, den = _residual(w, w - w_hat, gram), _residual(w, w, gram)
-    return math.sqrt(max(num, 0.0) / den) if den > 0 else 0.0
+    return relative_errors_in(w, [w_hat], gram)[0]
+
+
+def relative_errors_in(w: Any, w_hats: Sequence[Any], gram: Any) -> list[float]:
+    """:func:`relative_error_in` of each of ``w_hats`` (the denominator formed once)."""
+    den = _residual(w, w, gram)
+    if den <= 0:
+        return [0.0] * len(w_hats)
+    return [math.sqrt(max(_residual(w, w - w_hat, gram), 0.0) / den) for w_hat in w_hats]
 
 
 def output_error(w: Any, w_hat: Any, factor: GramFactor) -> float:

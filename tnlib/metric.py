@@ -40,6 +40,7 @@ import dataclasses
 import math
 from typing import Any, NamedTuple, Sequence
 
+import array_api_compat
 import numpy as np
 
 from . import _linalg as linalg
@@ -302,14 +303,13 @@ def checked_metric(metric: Metric, a: Any, names: tuple[str, str] = ("metric.gra
     """``metric`` validated for the matrix ``a``: Grams in ``a``'s namespace and dtype, ``N x N`` for its
     ``N`` columns, symmetric positive semi-definite, finite (an error names what is wrong, by ``names``)."""
     n = int(a.shape[1])
-    gram = check_input_gram(metric.gram, n, a, names[0])
     held = None if metric.held_out is None else check_input_gram(metric.held_out, n, a, names[1])
-    folds = None if metric.folds is None else tuple(
-        (check_input_gram(g, n, a, f"metric.folds[{k}]", rescale=False) if r else _like(g, a), r)
-        for k, (g, r) in enumerate(metric.folds))
-    if folds is not None:  # the pooled Gram at the folds' own scale: the splits stay consistent with it
-        gram = _pooled(folds)
-    return Metric(gram, held, metric.shrinkage, folds)
+    if metric.folds is None:
+        return Metric(check_input_gram(metric.gram, n, a, names[0]), held, metric.shrinkage)
+    folds = tuple((check_input_gram(g, n, a, f"metric.folds[{k}]", rescale=False) if r else _like(g, a), r)
+                  for k, (g, r) in enumerate(metric.folds))
+    # the pooled Gram of the checked folds, at their own scale (the splits stay consistent with it), is the gram
+    return Metric(_pooled(folds), held, metric.shrinkage, folds)
 
 
 def _like(g: Any, a: Any) -> Any:
@@ -326,7 +326,7 @@ def metric_factor(metric: Metric, a: Any, truncation: Any, params: int | None = 
         budgets = [b for b in (getattr(truncation, "max_params", None), params) if b is not None]
         shape = (int(a.shape[0]), int(a.shape[1]))
         rank = svd_rank(shape, min(budgets) if budgets else min(shape) * sum(shape), getattr(truncation, "cap", None))
-        shrinkage, _ = choose_shrinkage(a, rank, [(metric.gram, metric.held_out, 1.0)])
+        shrinkage, _ = choose_shrinkage(a, rank, metric)
     elif shrinkage is None:
         shrinkage = SHRINKAGE
         _warn_if_deficient(metric.gram)
@@ -351,9 +351,10 @@ class GramFactor(NamedTuple):
     """The metric of a data-aware fit.
 
     ``gram`` is the Gram ``C`` of the fit's rows (the in-sample ``output_error``); ``metric`` the
-    shrunk ``C_s = (1 - s) C + s tau I`` the cores are fitted in, with ``C_s = L L^H``,
-    ``L = Q sqrt(lam_s)`` and ``L^{-1} = lam_s^{-1/2} Q^H``; ``held_out`` the Gram of rows the fit
-    does not see (or ``None``), which chooses between fits and gives ``held_out_error``.
+    shrunk ``C_s = (1 - s) C + s tau I`` the cores are fitted in, with ``C_s = L L^H`` (``L`` its
+    Cholesky factor, or ``Q sqrt(lam_s)`` where that fails) and ``L_inv`` its (pseudo-)inverse;
+    ``held_out`` the Gram of rows the fit does not see (or ``None``), which chooses between fits and
+    gives ``held_out_error``.
     """
 
     gram: Any
@@ -399,6 +400,23 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
             "expected C = X^T X / n"
         )
     c = (c + linalg.adjoint(c)) / 2
+    _check_semidefinite(c, n, name)
+    exponent = far_exponent(c) if rescale else 0
+    # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
+    return c * 2.0**-exponent if exponent else c
+
+
+def _check_semidefinite(c: Any, n: int, name: str) -> None:
+    """Refuse a Hermitian ``c`` with an eigenvalue below ``-GRAM_ROUNDING sqrt(n)`` times its largest, or a zero one.
+
+    The largest diagonal entry is at most the largest eigenvalue, so a Cholesky factor of ``c`` shifted by
+    the tolerance at that entry proves the Gram fine without its eigenvalues; only a Gram that fails it
+    (or that the cheap test cannot factor) pays for ``eigvalsh``, which decides and words the error.
+    """
+    xp = namespace(c)
+    top = scalar(xp.max(xp.real(xp.linalg.diagonal(c)))) if n else 0.0
+    if top > 0.0 and linalg.shifted_cholesky_exists(c, GRAM_ROUNDING * math.sqrt(n) * top):
+        return
     lam = xp.linalg.eigvalsh(c)
     # a Gram computed in single precision (then perhaps converted) has negative eigenvalues of about
     # eps_32 |C| sqrt(n) from rounding: those are zeros; an indefinite matrix has far larger ones
@@ -409,9 +427,6 @@ def check_input_gram(input_gram: Any, n: int, like: Any, name: str = "input_gram
         )
     if scalar(lam[-1]) <= 0.0:
         raise ValueError(f"{name} is zero: the inputs carry no signal to fit")
-    exponent = far_exponent(c) if rescale else 0
-    # the fit depends on C only up to scale: at unit scale its products neither under- nor overflow
-    return c * 2.0**-exponent if exponent else c
 
 
 def check_shrinkage(shrinkage: Any) -> float:
@@ -432,7 +447,7 @@ class _Eigen(NamedTuple):
 
 def _eigen(c: Any) -> _Eigen:
     xp = namespace(c)
-    lam, q = xp.linalg.eigh(c)
+    lam, q = linalg.eigh(c)
     lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
     return _Eigen(lam, q, scalar(xp.mean(lam)))
 
@@ -446,14 +461,30 @@ def _shrunk(gram: Any, eig: _Eigen, shrinkage: float, held_out: Any = None) -> G
     xp = namespace(gram)
     lam_s = _shrunk_eigenvalues(eig, shrinkage)
     root = xp.sqrt(lam_s)
-    metric = (eig.q * lam_s) @ linalg.adjoint(eig.q)
-    return GramFactor(gram, eig.q * root, linalg.adjoint(eig.q) / root[:, None], (metric + linalg.adjoint(metric)) / 2,
-                      shrinkage, held_out)
+    inverse = xp.where(root > 0, 1.0 / xp.where(root > 0, root, xp.ones_like(root)), xp.zeros_like(root))
+    # (1 - s) C + s tau I is Q lam_s Q^H up to the rounding-level negative eigenvalues lam clips: no product
+    eye = xp.eye(int(gram.shape[0]), dtype=gram.dtype, device=array_api_compat.device(gram))
+    metric = (1.0 - shrinkage) * gram + (shrinkage * eig.tau) * eye
+    return GramFactor(gram, eig.q * root, linalg.adjoint(eig.q) * inverse[:, None], metric, shrinkage, held_out)
 
 
 def gram_factor(c: Any, shrinkage: float = SHRINKAGE, held_out: Any = None) -> GramFactor:
-    """The shrunk eigen-factor of a validated Gram matrix."""
-    return _shrunk(c, _eigen(c), shrinkage, held_out)
+    """The shrunk factor of a validated Gram matrix: ``C_s = (1 - s) C + s tau I = L L^H`` (``tau = tr C / N``).
+
+    ``L`` is the Cholesky factor (a tenth of an ``eigh``'s time), or ``Q sqrt(lam_s)`` from the eigenvalues
+    when ``C_s`` is not numerically positive definite (rounding-level negative eigenvalues of ``C`` beyond
+    the shrinkage). Every use is invariant to which factor: the whitened SVD's ``[W L]_r L^{-1}``, the
+    singular values of ``W L``, and the errors ``||D L||``.
+    """
+    xp = namespace(c)
+    n = int(c.shape[0])
+    tau = max(scalar(xp.real(xp.linalg.trace(c))) / n, 0.0)
+    eye = xp.eye(n, dtype=c.dtype, device=array_api_compat.device(c))
+    metric = (1.0 - shrinkage) * c + (shrinkage * tau) * eye
+    factor = linalg.cholesky_factor(metric) if tau > 0.0 else None
+    if factor is None:
+        return _shrunk(c, _eigen(c), shrinkage, held_out)
+    return GramFactor(c, factor[0], factor[1], metric, shrinkage, held_out)
 
 
 def svd_rank(shape: tuple[int, int], budget: int, cap: int | None = None) -> int:
@@ -463,24 +494,27 @@ def svd_rank(shape: tuple[int, int], budget: int, cap: int | None = None) -> int
     return rank if cap is None else max(1, min(rank, cap))
 
 
-def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]]) -> tuple[float, float]:
+def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]] | Metric) -> tuple[float, float]:
     """The shrinkage of the whitened rank-``rank`` SVD chosen on held-out rows, and its pooled held-out error.
 
     ``folds`` holds ``(fit Gram, held-out Gram, weight)`` triples: one split, or the folds of a
-    cross-validation (weights: the held-out row counts, which pool the errors). With several folds
-    the shrinkage of least :func:`paired_upper_bound` of its per-fold relative difference against
-    ``s = 1`` (the plain truncated SVD) wins, and ``s = 1`` unless that bound is negative: a noisy
-    gain is not taken. With one split, the largest shrinkage within :data:`_TIE` of the least error.
-    The whitened SVD is taken through the small side's Gram (its top ``rank`` eigenvectors), so each
-    shrinkage costs ``O(min(M, N)^3)`` after one ``O(M N min(M, N))`` product.
+    cross-validation (weights: the held-out row counts, which pool the errors); or a checked
+    :class:`Metric`: its usable folds, each held out in turn, else its one ``(gram, held_out)`` split.
+    With several folds the shrinkage of least :func:`paired_upper_bound` of its per-fold relative
+    difference against ``s = 1`` (the plain truncated SVD) wins, and ``s = 1`` unless that bound is
+    negative: a noisy gain is not taken. With one split, the largest shrinkage within :data:`_TIE` of the
+    least error. The whitened SVD is taken through the small side's Gram (its top ``rank`` eigenvectors),
+    so each shrinkage costs ``O(min(M, N)^3)`` after ``O(M N min(M, N))`` products; a wide ``W`` never
+    decomposes an ``N x N`` Gram, and with a Metric's folds forms one ``W G W^H`` per fold.
     """
     exponent = far_exponent(w)  # the choice is scale-free in W; far from unit scale its squares would not fit
     w = times_power_of_two(w, -exponent) if exponent else w
     grid = SHRINKAGE_GRID
-    rel = [[0.0] * len(folds) for _ in grid]  # rel[k][f]: held-out squared error of grid[k], relative, fold f
+    shared = _Shared.of(w, rank)
+    results = [(_residuals(shared, split), weight) for split, weight in _splits(w, shared, folds)]
+    rel = [[0.0] * len(results) for _ in grid]  # rel[k][f]: held-out squared error of grid[k], relative, fold f
     pooled_num, pooled_den = [0.0] * len(grid), 0.0
-    for f, (fit, held, weight) in enumerate(folds):
-        residuals, signal = _whitened_residuals(w, rank, fit, held)
+    for f, ((residuals, signal), weight) in enumerate(results):
         pooled_den += weight * signal
         for k, r in enumerate(residuals):
             rel[k][f] = r / signal if signal > 0 else 0.0
@@ -488,7 +522,7 @@ def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]])
     if pooled_den <= 0.0:
         return 1.0, 0.0
     last = len(grid) - 1  # s = 1
-    if len(folds) >= 2:
+    if len(results) >= 2:
         bounds = [paired_upper_bound([a - b for a, b in zip(rel[k], rel[last])]) for k in range(last)]
         k = min(range(last), key=bounds.__getitem__)
         k = k if bounds[k] < 0.0 else last
@@ -498,39 +532,104 @@ def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]])
     return grid[k], math.sqrt(max(pooled_num[k], 0.0) / pooled_den)
 
 
-def _whitened_residuals(w: Any, rank: int, fit: Any, held: Any) -> tuple[list[float], float]:
-    """``tr(D H D^H)`` of the whitened SVD fitted to ``fit`` at every shrinkage of the grid, and ``tr(W H W^H)``.
+class _Shared(NamedTuple):
+    """What the whitened SVDs of one ``W`` share across splits: whether it is tall (``N <= M``), the short
+    side's Gram (``W^H W`` when tall, else ``W W^H``) and its top ``rank`` eigenvectors (``s = 1``)."""
 
-    In the eigenbasis ``Q`` of ``fit`` the shrunk metric is diagonal, so everything a shrinkage does not
-    change is formed once per call and each shrinkage costs one small ``eigh`` and products with its
-    ``rank`` leading eigenvectors (the exact traces, expanded; see the comments).
-    """
+    rank: int
+    tall: bool
+    gram: Any
+    plain: Any
+
+    @classmethod
+    def of(cls, w: Any, rank: int) -> _Shared:
+        m, n = (int(d) for d in w.shape)
+        rank = max(1, min(rank, m, n))
+        gram = linalg.adjoint(w) @ w if n <= m else w @ linalg.adjoint(w)
+        return cls(rank, n <= m, gram, linalg.top_eigenvectors(gram, rank))
+
+
+class _Split(NamedTuple):
+    """One split as the residuals need it: a tall ``W``'s fit and held-out Grams; a wide one's ``W C W^H``
+    and ``W H W^H`` (``M x M``) with ``tau = tr(C) / N``."""
+
+    fit: Any
+    held: Any
+    tau: float = 0.0
+
+
+def _splits(w: Any, shared: _Shared, folds: Sequence[tuple[Any, Any, float]] | Metric) -> list[tuple[_Split, float]]:
+    """The splits of ``folds`` with their weights (see :func:`choose_shrinkage`)."""
     xp = namespace(w)
-    m, n = (int(d) for d in w.shape)
-    rank = max(1, min(rank, m, n))
-    eig = _eigen(fit)
-    wq = w @ eig.q
-    signal = w @ held @ linalg.adjoint(w)  # W H W^H (M x M)
-    total = scalar(xp.real(xp.linalg.trace(signal)))
+    n = int(w.shape[1])
+
+    def trace(g: Any) -> float:
+        return scalar(xp.real(xp.linalg.trace(g)))
+
+    def side(g: Any) -> Any:
+        return w @ g @ linalg.adjoint(w)
+
+    if not isinstance(folds, Metric):
+        if shared.tall:
+            return [(_Split(fit, held), float(weight)) for fit, held, weight in folds]
+        return [(_Split(side(fit), side(held), trace(fit) / n), float(weight)) for fit, held, weight in folds]
+    if folds.folds is None:
+        assert folds.held_out is not None
+        return _splits(w, shared, [(folds.gram, folds.held_out, 1.0)])
+    usable = folds.usable_folds()
+    if shared.tall:
+        return [(_Split(*folds.split(k)[:2]), float(folds.folds[k][1])) for k in usable]
+    # C_k (every fold but k) is linear in the folds' Grams: so are W C_k W^H and tr(C_k)
+    rows = [(k, r) for k, (_, r) in enumerate(folds.folds) if r]
+    sides = {k: side(folds.folds[k][0]) for k, _ in rows}
+    traces = {k: trace(folds.folds[k][0]) for k, _ in rows}
     out = []
-    if n <= m:
+    for k in usable:
+        others = [(j, r) for j, r in rows if j != k]
+        total = sum(r for _, r in others)
+        fit = sum(sides[j] * (r / total) for j, r in others[1:]) + sides[others[0][0]] * (others[0][1] / total)
+        tau = sum(traces[j] * r for j, r in others) / total / n
+        out.append((_Split(fit, sides[k], tau), float(folds.folds[k][1])))
+    return out
+
+
+def _residuals(shared: _Shared, split: _Split) -> tuple[list[float], float]:
+    """``tr(D H D^H)`` of the whitened SVD fitted to the split's fit Gram at every shrinkage of the grid, and
+    ``tr(W H W^H)``.
+
+    Everything a shrinkage does not change is formed once per split (or once per ``W``: ``shared``), and
+    each shrinkage costs one small ``eigh`` of the short side and products with its ``rank`` leading
+    eigenvectors (the exact traces, expanded; see the comments).
+    """
+    xp = namespace(shared.gram)
+    rank = shared.rank
+    out = []
+    if shared.tall:
         # W_hat = W P, P = Q D V V^H D^-1 Q^H: D = diag(sqrt(lam_s)), V the top eigenvectors of D T D, T = Q^H W^H W Q.
         # With X = D V, Y = D^-1 V, Hq = Q^H H Q: tr((I-P) H (I-P)^H W^H W)
         #   = tr(Hq T) - 2 Re tr(Y^H Hq T X) + tr((Y^H Hq Y)(X^H T X)).
-        t = linalg.adjoint(wq) @ wq
-        hq = linalg.adjoint(eig.q) @ held @ eig.q
+        # At s = 1 D is a multiple of I and V = Q^H V_1, V_1 the top eigenvectors of W^H W (shared).
+        eig = _eigen(split.fit)
+        qh = linalg.adjoint(eig.q)
+        t = qh @ shared.gram @ eig.q
+        hq = qh @ split.held @ eig.q
         ht = hq @ t
+        total = scalar(xp.real(xp.linalg.trace(ht)))  # tr(W H W^H)
         for s in SHRINKAGE_GRID:
             root = xp.sqrt(_shrunk_eigenvalues(eig, s))
-            v = linalg.top_eigenvectors((root[:, None] * t) * root[None, :], rank)
+            v = qh @ shared.plain if s == 1.0 else linalg.top_eigenvectors((root[:, None] * t) * root[None, :], rank)
             x, y = root[:, None] * v, v / root[:, None]
             cross = xp.real(xp.linalg.trace(linalg.adjoint(y) @ ht @ x))
             both = xp.real(xp.linalg.trace((linalg.adjoint(y) @ hq @ y) @ (linalg.adjoint(x) @ t @ x)))
             out.append(max(total - 2.0 * scalar(cross) + scalar(both), 0.0))
     else:
-        # W_hat = U U^H W, U the top eigenvectors of W C_s W^H: tr((I-U U^H) S (I-U U^H)) = tr(S) - tr(U^H S U)
+        # W_hat = U U^H W, U the top eigenvectors of W C_s W^H = (1 - s) W C W^H + s tau W W^H, tau = tr(C) / N:
+        # tr((I-U U^H) S (I-U U^H)) = tr(S) - tr(U^H S U), S = W H W^H
+        signal, tau = split.held, max(split.tau, 0.0)
+        total = scalar(xp.real(xp.linalg.trace(signal)))
         for s in SHRINKAGE_GRID:
-            u = linalg.top_eigenvectors((wq * _shrunk_eigenvalues(eig, s)) @ linalg.adjoint(wq), rank)
+            u = shared.plain if s == 1.0 else linalg.top_eigenvectors((1.0 - s) * split.fit + (s * tau) * shared.gram,
+                                                                     rank)
             out.append(max(total - scalar(xp.real(xp.linalg.trace(linalg.adjoint(u) @ signal @ u))), 0.0))
     return out, total
 

@@ -296,3 +296,22 @@ def test_grams_too_large_for_memory_are_refused_before_any_batch_runs():
     check_gram_memory(small, ["0"], limit=4 * 8 * 64 * 64)  # exactly fits
     with pytest.raises(ValueError, match="more than the"):
         check_gram_memory(small, ["0"], limit=4 * 8 * 64 * 64 - 1)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(3, 20), st.integers(3, 20), st.integers(1, 5), st.integers(0, 10**6))
+def test_shrinkage_over_a_metrics_folds_is_the_shrinkage_over_its_splits(m, n, rank, seed):
+    """A checked Metric's folds (each held out in turn, products with W by linearity for a wide W) choose
+    what the explicit (others, fold k, rows of k) triples choose, with the same pooled error."""
+    rng = np.random.default_rng(seed)
+    rank = min(rank, min(m, n) - 1)  # below full rank: at full rank every error is rounding, and so is the choice
+    W = rng.standard_normal((m, n)) @ np.diag(0.8 ** np.arange(n))
+    mix = rng.standard_normal((n, n)) * np.exp(-0.3 * np.arange(n))
+    parts = [rng.standard_normal((rows, n)) @ mix for rows in (7, 11, 0, 9, 13)]
+    grams = [p.T @ p / len(p) if len(p) else np.zeros((n, n)) for p in parts]
+    metric = gram_fit.checked_metric(tnlib.Metric.from_folds(grams, [len(p) for p in parts]), W)
+    triples = [(*metric.split(k)[:2], float(metric.folds[k][1])) for k in metric.usable_folds()]
+    by_metric = gram_fit.choose_shrinkage(W, rank, metric)
+    by_triples = gram_fit.choose_shrinkage(W, rank, triples)
+    assert by_metric[0] == by_triples[0]
+    assert by_metric[1] == pytest.approx(by_triples[1], rel=1e-9, abs=1e-7)

@@ -557,7 +557,7 @@ def test_output_change_per_error_of_a_linear_layer_is_its_row_count():
         lin = nn.Linear(24, 40).double()
         model = nn.Sequential(lin, _Scale(scale))
         x = torch.randn(64, 24, dtype=torch.float64) @ torch.diag(torch.logspace(0, -1, 24, dtype=torch.float64))
-        factor = metric.gram_factor(x.T @ x / 64, 0.0).L
+        factor = metric.gram_factor(x.T @ x / 64, 0.0).L_inv
         got = output_change_per_error(model, {"w": lin.weight}, {"w": lambda g: g}, {"w": factor}, [x] * 8)
         assert got is not None and got["w"] == pytest.approx(64 * scale**2, rel=0.15)
         assert lin.weight.requires_grad and model.training  # flags and mode restored

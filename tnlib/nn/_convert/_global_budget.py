@@ -62,8 +62,8 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
             folds = grams.get(name, {}).get(wname)
             target, factor = w64, None
             if folds is not None:  # the default shrinkage: the fits themselves choose theirs on held-out rows
-                factor = gram_factor(folds.gram()).L
-                target = w64 @ factor
+                whitening = gram_factor(folds.gram())
+                target, factor = w64 @ whitening.L, whitening.L_inv
             key = (name, wname)
             keys.append(key)
             params[key], as_matrix[key] = source.parameters_of(module)[wname]
@@ -99,11 +99,11 @@ def importance(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[s
         folds = grams.get(name, {}).get("weight")
         if source is None or folds is None:
             return None
-        factor = gram_factor(folds.gram()).L
+        whitening = gram_factor(folds.gram())
         weight: Any = module.weight
         w64 = source.as_matrix(weight.detach()).to(torch.float64).cpu()
-        params[name], as_matrix[name], factors[name] = weight, source.as_matrix, factor
-        signals[name] = float(((w64 @ factor) ** 2).sum())
+        params[name], as_matrix[name], factors[name] = weight, source.as_matrix, whitening.L_inv
+        signals[name] = float(((w64 @ whitening.L) ** 2).sum())
     sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
     if sensitivities is None:
         return None

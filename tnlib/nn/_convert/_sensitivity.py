@@ -7,7 +7,7 @@ projection ``u`` of the model's outputs, with ``G = d(u . y) / dW`` - one
 backward pass gives ``G`` for every weight at once. For an error that is
 isotropic in the metric (``(W - W_hat) L`` with i.i.d. entries), the expected
 squared change of the outputs per unit of that error is
-``||G L^{-T}||_F^2 / (M N)``, averaged over the calibration batches (one
+``||G L^{-T}||_F^2 / (M N)`` (the same for every factor ``L``), averaged over the calibration batches (one
 Gaussian ``u`` each, seeded). :func:`tnlib.budget.allocate_ranks` then spends
 one budget where it removes the most output change per stored weight instead
 of the most relative error per matrix, which weighs a matrix by how much the
@@ -75,9 +75,9 @@ def output_change_per_error(
     """Per weight, the expected squared change of the model's outputs per unit of its error in its metric.
 
     ``weights`` are the model's own parameters; ``as_matrix`` maps each one's gradient to the
-    ``(M, N)`` matrix of ``x W^T``; ``factors`` gives ``L`` with ``C = L L^T`` (``None``: the
-    identity). ``None`` when the outputs hold no floating-point tensor that depends on the weights
-    (nothing to measure).
+    ``(M, N)`` matrix of ``x W^T``; ``factors`` gives ``L^{-1}`` for a factor ``C = L L^T`` of the
+    weight's metric (``None``: the identity). ``None`` when the outputs hold no floating-point tensor
+    that depends on the weights (nothing to measure).
     """
     keys = list(weights)
     params = [weights[k] for k in keys]
@@ -99,13 +99,10 @@ def output_change_per_error(
     return {k: v / max(used, 1) for k, v in sums.items()}
 
 
-def _per_unit_error(g: torch.Tensor, factor: torch.Tensor | None) -> float:
-    """``||G L^{-T}||_F^2 / (M N)``; directions of ``C`` without energy (no inputs there) count zero."""
+def _per_unit_error(g: torch.Tensor, inverse: torch.Tensor | None) -> float:
+    """``||G L^{-T}||_F^2 / (M N)`` from ``inverse = L^{-1}`` (any factor ``C = L L^T``: the norm does not depend
+    on which); a pseudo-inverse counts directions of ``C`` without energy (no inputs there) as zero."""
     m, n = g.shape
-    if factor is None:
+    if inverse is None:
         return float((g**2).sum()) / (m * n)
-    # L = Q diag(root) (tnlib.metric's eigen-factor): ||G L^{-T}||^2 = sum_j ||(G L)_j||^2 / root_j^4
-    root2 = (factor**2).sum(0)
-    keep = root2 > root2.max() * 1e-12
-    gl = g @ factor
-    return float(((gl[:, keep] ** 2).sum(0) / root2[keep] ** 2).sum()) / (m * n)
+    return float(((g @ inverse.T) ** 2).sum()) / (m * n)
