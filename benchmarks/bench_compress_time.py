@@ -3,9 +3,10 @@
 An MLP (``w -> w -> 4w -> w``, float32, random weights) with 16 calibration batches of 64 correlated rows is
 compressed by ``tnlib.nn.compress`` with calibration, at 8x fewer weights (uniform) and at 3 bits per weight
 (``bytes=``, global), and each time is divided by the reference: per weight matrix, the input Gram of the same
-calibration rows (recorded by ``tnlib.nn.record_grams``), its eigendecomposition and the SVD of ``W L`` truncated to
-the rank of 8x fewer weights (SVD-LLM's whitened truncation, NumPy, float64). The reference is the floor a calibrated
-search could reach if it tried nothing but the truncated SVD. One BLAS thread.
+calibration rows (recorded by ``tnlib.nn.record_grams``), a factor ``C = L L^T`` and the SVD of ``W L`` truncated to
+the rank of 8x fewer weights (the whitened truncation of SVD-LLM, NumPy, float64), once with ``L`` from the
+eigendecomposition and once from the Cholesky factorization (SVD-LLM's own whitening, the faster). Either is the
+floor a calibrated search could reach if it tried nothing but the truncated SVD. One BLAS thread.
 
     python benchmarks/bench_compress_time.py [--quick]
 """
@@ -27,16 +28,21 @@ def mlp(width: int) -> torch.nn.Module:
                                torch.nn.ReLU(), torch.nn.Linear(4 * width, width)).eval()
 
 
-def whitened_svd_seconds(model: torch.nn.Module, batches: list[torch.Tensor], ratio: float) -> float:
-    """Seconds to record the Grams and take every matrix's whitened truncated SVD at ``1 / ratio`` of its weights."""
+def whitened_svd_seconds(model: torch.nn.Module, batches: list[torch.Tensor], ratio: float, how: str) -> float:
+    """Seconds to record the Grams and take every matrix's whitened truncated SVD at ``1 / ratio`` of its weights,
+    whitened by the eigendecomposition (``how="eigh"``) or the Cholesky factor (``how="cholesky"``)."""
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     t0 = time.perf_counter()
     grams = tnlib.nn.record_grams(model, names, batches)
     for name in names:
         w = model.get_submodule(name).weight.detach().double().numpy()
         c = grams[name]["weight"].numpy()
-        lam, q = np.linalg.eigh(c)
-        root = q * np.sqrt(np.clip(lam, 0, None))
+        if how == "eigh":
+            lam, q = np.linalg.eigh(c)
+            root = q * np.sqrt(np.clip(lam, 0, None))
+        else:
+            n = c.shape[0]
+            root = np.linalg.cholesky(c + 1e-8 * np.trace(c) / n * np.eye(n))
         u, s, vt = np.linalg.svd(w @ root, full_matrices=False)
         rank = max(1, int(w.size / ratio) // sum(w.shape))
         _ = (u[:, :rank] * s[:rank]) @ vt[:rank]
@@ -54,7 +60,7 @@ def main() -> None:
     mix = torch.randn(width, width) / width**0.5
     batches = [torch.randn(64, width) @ mix for _ in range(16)]
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    reference = whitened_svd_seconds(model, batches, 8)
+    references = {how: whitened_svd_seconds(model, batches, 8, how) for how in ("eigh", "cholesky")}
     rows = []
     for label, kwargs in (("compression=8, uniform", dict(compression=8)),
                           ("bytes=3 bits per weight, global", dict(bytes=weights * 3 // 8, allocation="global"))):
@@ -62,12 +68,13 @@ def main() -> None:
         tnlib.nn.compress(model, calibration=batches, **kwargs)
         rows.append((label, time.perf_counter() - t0))
     print(f"### calibrated compress of an MLP {width}-{width}-{4 * width}-{width} against the whitened SVD\n")
-    print(f"whitened truncated SVD of the three matrices (Grams recorded): {reference:.2f} s\n")
-    print("| compress | time (s) | time / whitened SVD |")
-    print("|---|---|---|")
+    print(f"whitened truncated SVD of the three matrices (Grams recorded): {references['eigh']:.2f} s by eigh, "
+          f"{references['cholesky']:.2f} s by Cholesky\n")
+    print("| compress | time (s) | / whitened SVD (eigh) | / whitened SVD (Cholesky) |")
+    print("|---|---|---|---|")
     for label, seconds in rows:
-        print(f"| {label} | {seconds:.1f} | {seconds / reference:.1f}x |")
-
+        print(f"| {label} | {seconds:.1f} | {seconds / references['eigh']:.1f}x | "
+              f"{seconds / references['cholesky']:.1f}x |")
 
 if __name__ == "__main__":
     with threadpool_limits(1):

@@ -56,3 +56,50 @@ def test_top_eigenvectors_span_the_leading_eigenspace(n, k, seed, kind):
     np.testing.assert_allclose(v.T @ v, np.eye(k), atol=1e-10)
     leading = q[:, n - k:]
     np.testing.assert_allclose(leading @ (leading.T @ v), v, atol=1e-8)  # inside the top-k eigenspace
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 24), st.floats(-1e-3, 1e-3), st.booleans(), st.booleans(), st.integers(0, 10**6))
+def test_a_shifted_cholesky_exists_exactly_when_no_eigenvalue_is_below_minus_the_shift(n, lowest, complex_, torch_,
+                                                                                        seed):
+    """Success proves every eigenvalue >= -shift; failure happens only with one below it (up to double rounding)."""
+    rng = np.random.default_rng(seed)
+    q = np.linalg.qr(rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if complex_ else 0))[0]
+    lam = np.concatenate([[lowest], rng.uniform(0.1, 1.0, n - 1)])
+    c = (q * lam) @ q.conj().T
+    c = (c + c.conj().T) / 2
+    shift = 1e-4
+    arg = c
+    if torch_:
+        torch = pytest.importorskip("torch")
+        arg = torch.from_numpy(c)
+    before = np.array(c)
+    ok = linalg.shifted_cholesky_exists(arg, shift)
+    assert np.array_equal(c, before)  # the caller's Gram is never shifted in place
+    if lowest >= -shift * (1 - 1e-6):
+        assert ok
+    elif lowest <= -shift * (1 + 1e-6):
+        assert not ok
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 24), st.booleans(), st.booleans(), st.integers(0, 10**6))
+def test_a_cholesky_factor_and_its_inverse(n, complex_, torch_, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n + 3, n)) + (1j * rng.standard_normal((n + 3, n)) if complex_ else 0)
+    c = x.conj().T @ x
+    arg = c
+    if torch_:
+        torch = pytest.importorskip("torch")
+        arg = torch.from_numpy(c)
+    factor = linalg.cholesky_factor(arg)
+    assert factor is not None
+    low, inv = (np.asarray(f) for f in factor)
+    assert np.allclose(low @ low.conj().T, c, atol=1e-10 * np.abs(c).max())
+    assert np.allclose(inv @ low, np.eye(n), atol=1e-8)
+    assert np.array_equal(low, np.tril(low)) and np.array_equal(inv, np.tril(inv))
+    singular = c.copy()
+    singular[:, 0] = singular[0, :] = 0.0
+    if n > 1:
+        assert linalg.cholesky_factor(-np.eye(n)) is None
+    assert linalg.cholesky_factor(singular) is None or np.isfinite(np.asarray(linalg.cholesky_factor(singular)[1])).all()

@@ -262,3 +262,33 @@ def test_a_data_aware_fit_with_held_out_rows_is_scale_free(exponent):
     assert scaled.report.shrinkage == plain.report.shrinkage
     assert scaled.report.held_out_error == pytest.approx(plain.report.held_out_error, rel=1e-9)
     assert scaled.bond_dims == plain.bond_dims
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 16), st.integers(1, 40), st.sampled_from([0.0, 0.01, 0.3, 1.0]), st.integers(0, 10**6))
+def test_the_gram_factor_factors_the_shrunk_metric_definite_or_not(n, rows, shrinkage, seed):
+    """``L L^H = C_s`` and ``L_inv`` its (pseudo-)inverse, from Cholesky or, for a singular ``C_0``, the eigenvalues;
+    the whitened SVD it gives is the same rank-r matrix as the one from the eigen-factor."""
+    from tnlib import metric as gram_fit
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n)) * np.geomspace(1.0, 0.01, n)
+    c = x.T @ x / rows
+    f = gram_fit.gram_factor(c, shrinkage)
+    tau = np.trace(c) / n
+    c_s = (1 - shrinkage) * c + shrinkage * tau * np.eye(n)
+    assert np.allclose(f.L @ f.L.T, c_s, atol=1e-10 * np.abs(c).max())
+    assert np.allclose(f.metric, c_s, atol=1e-12 * np.abs(c).max())
+    definite = np.linalg.eigvalsh(c_s)[0] > 1e-9 * np.linalg.eigvalsh(c_s)[-1]
+    if definite:
+        assert np.allclose(f.L_inv @ f.L, np.eye(n), atol=1e-6)
+        w = rng.standard_normal((5, n))
+        u, s, vh = np.linalg.svd(w @ f.L)
+        lam, q = np.linalg.eigh(c_s)
+        root = q * np.sqrt(np.clip(lam, 0, None))
+        u2, s2, vh2 = np.linalg.svd(w @ root)
+        r = 2
+        by_chol = (u[:, :r] * s[:r]) @ vh[:r] @ f.L_inv
+        by_eig = (u2[:, :r] * s2[:r]) @ vh2[:r] @ np.linalg.pinv(root)
+        assert np.allclose(by_chol, by_eig, atol=1e-6 * np.abs(w).max())
+    assert np.isfinite(f.L_inv).all()

@@ -212,10 +212,9 @@ def cholesky_factor(c: Any) -> tuple[Any, Any] | None:
         except np.linalg.LinAlgError:
             return None
         (trtri,) = lapack.get_lapack_funcs(("trtri",), (low,))
-        inv, info = trtri(low, lower=1)
+        inv, info = trtri(low, lower=1)  # SciPy's factor has zeros above the diagonal, and so has its inverse
         if info != 0:
             return None
-        inv = np.tril(inv)
         return _from_host(low, c), _from_host(inv, c)
     try:
         low = xp.linalg.cholesky(c)

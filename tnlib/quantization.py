@@ -25,6 +25,7 @@ import numpy as np
 
 from tnlib._backend import as_matrix, to_host
 from tnlib._checks import check_fraction, check_int, is_int
+from tnlib._linalg import cholesky_factor
 from tnlib.metric import check_input_gram
 
 __all__ = ["BITS", "Quantization", "QuantizedMatrix", "quantize", "quantize_low_rank", "pack", "unpack",
@@ -307,7 +308,16 @@ def quantize_low_rank(matrix: Any, rank: int, quantization: Quantization = Quant
 
 
 def whitened_svd(w: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, B)`` with ``A[:, :r] @ B[:r]`` the best rank-``r`` fit of ``W`` in the metric ``C``, for every ``r``."""
+    """``(A, B)`` with ``A[:, :r] @ B[:r]`` the best rank-``r`` fit of ``W`` in the metric ``C``, for every ``r``.
+
+    ``B = V^H L^{-1}`` from the SVD ``W L = U S V^H`` does not depend on which factor ``C = L L^T``: the Cholesky
+    factor where ``C`` is well conditioned (reciprocal condition above 1e-10, LAPACK's estimate), else the
+    symmetric root of its eigenvalues above ``1e-12`` of the largest (a pseudo-inverse on the rest).
+    """
+    factor = _well_conditioned_cholesky(c)
+    if factor is not None:
+        u, s, vt = np.linalg.svd(w @ factor[0], full_matrices=False)
+        return u * s, vt @ factor[1]
     lam, vecs = np.linalg.eigh(c)
     lam = np.clip(lam, 0.0, None)
     keep = lam > 1e-12 * lam[-1]
@@ -364,6 +374,18 @@ def checked_gram(gram: Any, n: int) -> np.ndarray:
     return np.array(to_host(check_input_gram(gram, n, np.zeros((1, 1)), "gram")), dtype=np.float64)
 
 
+def _well_conditioned_cholesky(c: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(L, L^{-1})`` of a Gram whose reciprocal condition number LAPACK estimates above 1e-10, else ``None``."""
+    import scipy.linalg.lapack as lapack
+
+    factor = cholesky_factor(c)
+    if factor is None:
+        return None
+    (pocon,) = lapack.get_lapack_funcs(("pocon",), (c,))
+    rcond, info = pocon(factor[0], float(np.abs(c).sum(axis=0).max()), uplo="L")
+    return factor if info == 0 and rcond > 1e-10 else None
+
+
 def gptq_factor(c: np.ndarray, damping: float = 0.01) -> np.ndarray:
     """The upper Cholesky factor ``U`` of the damped inverse Gram, ``(C + d I)^-1 = U^T U``, that GPTQ spreads
     rounding errors by (columns no input reaches get a unit diagonal)."""
@@ -372,10 +394,11 @@ def gptq_factor(c: np.ndarray, damping: float = 0.01) -> np.ndarray:
     dead = np.diag(c) <= 0
     c[dead, dead] = 1.0
     c[np.diag_indices(n)] += damping * float(np.mean(np.diag(c))) + 1e-300
-    try:
-        return np.linalg.cholesky(np.linalg.inv(c)).T
-    except np.linalg.LinAlgError:
-        raise ValueError("gram is singular even after damping; pass a larger damping") from None
+    # U = J L'^{-1} J with J the reversal and J C J = L' L'^T: U^T U = C^{-1}, U upper triangular (no inverse of C)
+    factor = cholesky_factor(np.ascontiguousarray(c[::-1, ::-1]))
+    if factor is None:
+        raise ValueError("gram is singular even after damping; pass a larger damping")
+    return np.ascontiguousarray(factor[1][::-1, ::-1])
 
 
 def _shape(shape: Any) -> tuple[int, int]:
@@ -445,17 +468,19 @@ def _gptq_rows(w: np.ndarray, u: np.ndarray, q: Quantization, levels: np.ndarray
     zeros = np.zeros((rows, groups), dtype=np.uint8)
     for start in range(0, cols, _BLOCK):
         stop = min(start + _BLOCK, cols)
-        err = np.zeros((rows, stop - start))
+        err = np.zeros((rows, stop - start), order="F")  # column k: the scaled rounding error of column start + k
         for i in range(start, stop):
-            g = i // width
-            if i % width == 0:
-                scales[:, g], zeros[:, g] = _group_params(w[:, i:i + width], q, levels)
+            g, k = i // width, i - start
+            if i % width == 0:  # the group's parameters from its columns as updated so far
+                end = min(i + width, stop)
+                block = w[:, i:i + width].copy()
+                block[:, :end - i] -= err[:, :k] @ u[start:i, i:end]
+                scales[:, g], zeros[:, g] = _group_params(block, q, levels)
             s = scales[:, g].astype(np.float64)
-            code = np.clip(np.round(w[:, i] / s + zeros[:, g]), 0, levels)
+            column = w[:, i] - err[:, :k] @ u[start:i, i]  # the updates of the block's earlier columns, lazily
+            code = np.clip(np.round(column / s + zeros[:, g]), 0, levels)
             codes[:, i] = code
-            e = (w[:, i] - s * (code - zeros[:, g])) / u[i, i]
-            err[:, i - start] = e
-            w[:, i + 1:stop] -= np.outer(e, u[i, i + 1:stop])
+            err[:, k] = (column - s * (code - zeros[:, g])) / u[i, i]
         w[:, stop:] -= err @ u[start:stop, stop:]
     return codes, scales, zeros
 

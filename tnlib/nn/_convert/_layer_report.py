@@ -207,15 +207,21 @@ def mpo_macs(mpo: tnlib.MPO) -> int:
 
 
 class Pooled:
-    """Relative errors of several weights pooled by their signals ``tr(W C W^T)``."""
+    """Relative errors of several weights pooled by their signals ``tr(W C W^T)`` (formed only when there are
+    several: one weight's pooled error is its own)."""
 
     def __init__(self) -> None:
-        self.num = self.den = 0.0
+        self.entries: list[tuple[float, torch.Tensor, torch.Tensor]] = []
 
     def add(self, error: float, w: torch.Tensor, gram: torch.Tensor) -> None:
-        signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
-        self.num += error**2 * signal
-        self.den += signal
+        self.entries.append((error, w, gram))
 
     def value(self) -> float | None:
-        return math.sqrt(max(self.num, 0.0) / self.den) if self.den > 0 else None
+        if len(self.entries) == 1:
+            return self.entries[0][0]
+        num = den = 0.0
+        for error, w, gram in self.entries:
+            signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
+            num += error**2 * signal
+            den += signal
+        return math.sqrt(max(num, 0.0) / den) if den > 0 else None
