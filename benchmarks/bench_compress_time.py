@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
+from _timing import print_against_whitened_svd, whitened_svd_seconds
 from threadpoolctl import threadpool_limits
 
 import tnlib.nn
@@ -26,27 +26,6 @@ import tnlib.nn
 def mlp(width: int) -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, 4 * width),
                                torch.nn.ReLU(), torch.nn.Linear(4 * width, width)).eval()
-
-
-def whitened_svd_seconds(model: torch.nn.Module, batches: list[torch.Tensor], ratio: float, how: str) -> float:
-    """Seconds to record the Grams and take every matrix's whitened truncated SVD at ``1 / ratio`` of its weights,
-    whitened by the eigendecomposition (``how="eigh"``) or the Cholesky factor (``how="cholesky"``)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
-    t0 = time.perf_counter()
-    grams = tnlib.nn.record_grams(model, names, batches)
-    for name in names:
-        w = model.get_submodule(name).weight.detach().double().numpy()
-        c = grams[name]["weight"].numpy()
-        if how == "eigh":
-            lam, q = np.linalg.eigh(c)
-            root = q * np.sqrt(np.clip(lam, 0, None))
-        else:
-            n = c.shape[0]
-            root = np.linalg.cholesky(c + 1e-8 * np.trace(c) / n * np.eye(n))
-        u, s, vt = np.linalg.svd(w @ root, full_matrices=False)
-        rank = max(1, int(w.size / ratio) // sum(w.shape))
-        _ = (u[:, :rank] * s[:rank]) @ vt[:rank]
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -60,7 +39,8 @@ def main() -> None:
     mix = torch.randn(width, width) / width**0.5
     batches = [torch.randn(64, width) @ mix for _ in range(16)]
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    references = {how: whitened_svd_seconds(model, batches, 8, how) for how in ("eigh", "cholesky")}
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    references = {how: whitened_svd_seconds(model, names, batches, 1 / 8, how) for how in ("eigh", "cholesky")}
     rows = []
     for label, kwargs in (("compression=8, uniform", dict(compression=8)),
                           ("bytes=3 bits per weight, global", dict(bytes=weights * 3 // 8, allocation="global"))):
@@ -68,13 +48,8 @@ def main() -> None:
         tnlib.nn.compress(model, calibration=batches, **kwargs)
         rows.append((label, time.perf_counter() - t0))
     print(f"### calibrated compress of an MLP {width}-{width}-{4 * width}-{width} against the whitened SVD\n")
-    print(f"whitened truncated SVD of the three matrices (Grams recorded): {references['eigh']:.2f} s by eigh, "
-          f"{references['cholesky']:.2f} s by Cholesky\n")
-    print("| compress | time (s) | / whitened SVD (eigh) | / whitened SVD (Cholesky) |")
-    print("|---|---|---|---|")
-    for label, seconds in rows:
-        print(f"| {label} | {seconds:.1f} | {seconds / references['eigh']:.1f}x | "
-              f"{seconds / references['cholesky']:.1f}x |")
+    print_against_whitened_svd(references, rows)
+
 
 if __name__ == "__main__":
     with threadpool_limits(1):

@@ -38,6 +38,7 @@ SCRIPTS = [
     ("bench_silero.py", []),
     ("bench_deploy.py", []),
     ("bench_compress_time.py", []),
+    ("bench_compress_minilm.py", []),
 ]
 
 

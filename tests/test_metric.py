@@ -292,3 +292,16 @@ def test_the_gram_factor_factors_the_shrunk_metric_definite_or_not(n, rows, shri
         by_eig = (u2[:, :r] * s2[:r]) @ vh2[:r] @ np.linalg.pinv(root)
         assert np.allclose(by_chol, by_eig, atol=1e-6 * np.abs(w).max())
     assert np.isfinite(f.L_inv).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-10, 10), min_size=2, max_size=9))
+def test_the_paired_upper_bound_is_the_one_sided_t_interval(differences):
+    from scipy import stats
+
+    from tnlib._stats import CONFIDENCE, paired_upper_bound
+
+    k = len(differences)
+    mean = float(np.mean(differences))
+    half = stats.t.ppf(CONFIDENCE, k - 1) * float(np.std(differences, ddof=1)) / np.sqrt(k)
+    assert paired_upper_bound(differences) == pytest.approx(mean + half, rel=1e-9, abs=1e-9)

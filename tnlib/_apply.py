@@ -245,6 +245,8 @@ class WeightPlan:
         return self.xp.matrix_transpose(self.dense_t)
 
     def _chain_is_faster(self, flat: Any) -> bool:
+        if self.merged is not None and self.merged.nl == 1 and self.merged.mr == 1:
+            return False  # a low-rank product (the truncated SVD's layout): the merged form is the chain's two GEMMs
         batch = int(flat.shape[0])
         chain, merged = chain_flops(self.shapes, batch), 2.0 * batch * self.macs_per_row
         if chain * 4 < merged or merged * 4 < chain:

@@ -182,13 +182,13 @@ def _from_host(vec: np.ndarray, like: Any) -> Any:
 
 
 def eigh(h: Any) -> tuple[Any, Any]:
-    """Eigenvalues (ascending) and eigenvectors of the Hermitian ``h``; on the host LAPACK's ``syevr`` through
+    """Eigenvalues (ascending) and eigenvectors of the Hermitian ``h``; on the host LAPACK's ``syevd`` through
     SciPy (1.6x faster than torch's own ``eigh`` on a 3072 x 3072 CPU tensor, one thread)."""
     if _on_host(h):
         import scipy.linalg
 
         host = h if isinstance(h, np.ndarray) else h.resolve_conj().numpy()
-        lam, vec = scipy.linalg.eigh(host, check_finite=False, driver="evr")
+        lam, vec = scipy.linalg.eigh(host, check_finite=False, driver="evd")
         return _from_host(lam, h), _from_host(vec, h)
     xp = namespace(h)
     return tuple(xp.linalg.eigh(h))
@@ -226,15 +226,25 @@ def cholesky_factor(c: Any) -> tuple[Any, Any] | None:
     return low, inv
 
 
+def _subset_limit(n: int) -> float:
+    """The most eigenvectors of an ``n x n`` matrix that ``syevr`` computes faster than a full ``syevd`` (measured
+    here, one thread: the crossover is at ``k / n`` about 0.15 for ``n = 256``, 0.2 for 768, 0.3 for 1536)."""
+    return n * (0.15 if n <= 384 else 0.2 if n <= 1024 else 0.3)
+
+
 def top_eigenvectors(h: Any, k: int) -> Any:
     """The eigenvectors of the ``k`` largest eigenvalues of the Hermitian ``h`` (columns, in ascending order).
 
     On the host (NumPy, or a CPU torch tensor outside an autograd graph and any trace, read through a
     shared-memory view) LAPACK's ``syevr`` computes only those ``k`` (2-3x faster than a full ``eigh`` at
-    ``k = n / 16``); elsewhere a full ``eigh``, sliced.
+    ``k = n / 16``) while ``k`` is below :func:`_subset_limit` of ``n``, past which the full divide-and-conquer
+    ``syevd`` is faster (measured, one thread: ``n = 384, k = 115``: 19 ms subset, 11 ms full); elsewhere a
+    full ``eigh``, sliced.
     """
     n = int(h.shape[0])
     k = max(1, min(int(k), n))
+    if _on_host(h) and k > _subset_limit(n):
+        return eigh(h)[1][:, n - k:]
     if _on_host(h):
         import scipy.linalg
 

@@ -28,7 +28,7 @@ def paired_upper_bound(differences: Sequence[float]) -> float:
     mean = sum(differences) / k
     if k < 2:
         return mean
-    from scipy import stats
+    from scipy import special  # the t quantile without importing scipy.stats (0.4 s on first use)
 
     var = sum((d - mean) ** 2 for d in differences) / (k - 1)
-    return mean + float(stats.t.ppf(CONFIDENCE, k - 1)) * math.sqrt(var / k)
+    return mean + float(special.stdtrit(k - 1, CONFIDENCE)) * math.sqrt(var / k)
