@@ -276,9 +276,9 @@ def shifted_cholesky_exists(c: Any, shift: float) -> bool:
         return False
     import torch
 
-    double = c.detach().to(torch.complex128 if c.is_complex() else torch.float64, copy=True)  # shifted in place
-    double.diagonal().add_(shift)
-    return int(torch.linalg.cholesky_ex(double).info) == 0
+    shifted = c.detach().to(torch.complex128 if c.is_complex() else torch.float64, copy=True)  # shifted in place
+    shifted.diagonal().add_(shift)
+    return int(torch.linalg.cholesky_ex(shifted).info) == 0
 
 
 def gaussian(a: Any, shape: tuple[int, int], seed: int) -> Any:
