@@ -574,9 +574,14 @@ def _splits(w: Any, shared: _Shared, folds: Sequence[tuple[Any, Any, float]] | M
             return [(_Split(fit, held), float(weight)) for fit, held, weight in folds]
         return [(_Split(side(fit), side(held), trace(fit) / n), float(weight)) for fit, held, weight in folds]
     if folds.folds is None:
-        assert folds.held_out is not None
-        return _splits(w, shared, [(folds.gram, folds.held_out, 1.0)])
+        if folds.held_out is None:
+            raise ValueError("choose_shrinkage needs held-out rows: a Metric with held_out or folds")
+        return _splits(w, shared, [(_like(folds.gram, w), _like(folds.held_out, w), 1.0)])
+    folds = Metric(folds.gram, folds=tuple((_like(g, w), r) for g, r in folds.folds))  # in W's library and dtype
     usable = folds.usable_folds()
+    if len(usable) < 2:
+        raise ValueError(f"choose_shrinkage needs two folds that can each be held out (rows in them and in the "
+                         f"others); the Metric's folds give {len(usable)}")
     if shared.tall:
         return [(_Split(*folds.split(k)[:2]), float(folds.folds[k][1])) for k in usable]
     # C_k (every fold but k) is linear in the folds' Grams: so are W C_k W^H and tr(C_k)

@@ -315,3 +315,19 @@ def test_shrinkage_over_a_metrics_folds_is_the_shrinkage_over_its_splits(m, n, r
     by_triples = gram_fit.choose_shrinkage(W, rank, triples)
     assert by_metric[0] == by_triples[0]
     assert by_metric[1] == pytest.approx(by_triples[1], rel=1e-9, abs=1e-7)
+
+
+def test_shrinkage_over_a_metric_takes_its_grams_into_the_matrix_library_and_refuses_one_without_held_out_rows():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6))
+    parts = [X[k::4] for k in range(4)]
+    metric = tnlib.Metric.from_folds([p.T @ p / len(p) for p in parts], [len(p) for p in parts])
+    W = rng.standard_normal((5, 6))
+    by_torch = gram_fit.choose_shrinkage(torch.from_numpy(W), 2, metric)
+    by_numpy = gram_fit.choose_shrinkage(W, 2, metric)
+    assert by_torch[0] == by_numpy[0] and by_torch[1] == pytest.approx(by_numpy[1], rel=1e-12)
+    with pytest.raises(ValueError, match="needs held-out rows"):
+        gram_fit.choose_shrinkage(W, 2, tnlib.Metric(X.T @ X))
+    with pytest.raises(ValueError, match="the Metric's folds give 0"):
+        gram_fit.choose_shrinkage(W, 2, tnlib.Metric.from_folds([X.T @ X, X.T @ X], [5, 0]))
