@@ -577,24 +577,25 @@ def _splits(w: Any, shared: _Shared, folds: Sequence[tuple[Any, Any, float]] | M
         if folds.held_out is None:
             raise ValueError("choose_shrinkage needs held-out rows: a Metric with held_out or folds")
         return _splits(w, shared, [(_like(folds.gram, w), _like(folds.held_out, w), 1.0)])
-    folds = Metric(folds.gram, folds=tuple((_like(g, w), r) for g, r in folds.folds))  # in W's library and dtype
-    usable = folds.usable_folds()
+    parts = tuple((_like(g, w), r) for g, r in folds.folds)  # in W's library and dtype
+    metric = Metric(folds.gram, folds=parts)
+    usable = metric.usable_folds()
     if len(usable) < 2:
         raise ValueError(f"choose_shrinkage needs two folds that can each be held out (rows in them and in the "
                          f"others); the Metric's folds give {len(usable)}")
     if shared.tall:
-        return [(_Split(*folds.split(k)[:2]), float(folds.folds[k][1])) for k in usable]
+        return [(_Split(*metric.split(k)[:2]), float(parts[k][1])) for k in usable]
     # C_k (every fold but k) is linear in the folds' Grams: so are W C_k W^H and tr(C_k)
-    rows = [(k, r) for k, (_, r) in enumerate(folds.folds) if r]
-    sides = {k: side(folds.folds[k][0]) for k, _ in rows}
-    traces = {k: trace(folds.folds[k][0]) for k, _ in rows}
+    rows = [(k, r) for k, (_, r) in enumerate(parts) if r]
+    sides = {k: side(parts[k][0]) for k, _ in rows}
+    traces = {k: trace(parts[k][0]) for k, _ in rows}
     out = []
     for k in usable:
         others = [(j, r) for j, r in rows if j != k]
         total = sum(r for _, r in others)
         fit = sum(sides[j] * (r / total) for j, r in others[1:]) + sides[others[0][0]] * (others[0][1] / total)
         tau = sum(traces[j] * r for j, r in others) / total / n
-        out.append((_Split(fit, sides[k], tau), float(folds.folds[k][1])))
+        out.append((_Split(fit, sides[k], tau), float(parts[k][1])))
     return out
 
 
