@@ -39,6 +39,7 @@ SCRIPTS = [
     ("bench_deploy.py", []),
     ("bench_compress_time.py", []),
     ("bench_compress_minilm.py", []),
+    ("bench_quantized.py", []),
 ]
 
 

@@ -166,30 +166,44 @@ def _device_of(module: nn.Module) -> torch.device:
 def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, exponent: torch.Tensor,
                shape: tuple[int, int], q: Quantization, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The matrix of ``shape`` that packed ``codes``, float16 ``scales``, packed ``zeros`` and the int16
-    ``exponent`` stand for (``(codes - zeros) * scales`` is exact in float32; the power of two is applied in
-    ``dtype``)."""
+    ``exponent`` stand for: ``(codes - zeros) * (scales * 2**exponent)``, exact in float32 (a difference of small
+    integers times a float16 scaled by a power of two), then rounded once to ``dtype``. Per call: the unpacking
+    and three passes over the matrix; the small per-group factors are formed first."""
     rows, cols = shape
     groups = q.groups(shape)
     c = unpack_codes(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
-    z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
-    s = scales.reshape(rows, groups, 1)
-    w = ((c.to(torch.float32) - z.to(torch.float32)) * s.to(torch.float32)).reshape(rows, cols)
-    return w.to(device=device, dtype=dtype) * torch.exp2(exponent.to(device=device, dtype=dtype))
+    z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1).to(torch.float32)
+    s = scales.reshape(rows, groups, 1).to(torch.float32) * torch.exp2(exponent.to(torch.float32))
+    w = ((c.to(torch.float32) - z) * s).reshape(rows, cols)
+    return w.to(device=device, dtype=dtype)
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    """Torch twin of :func:`tnlib.quantization.unpack` (little-endian ``bits``-bit codes in ``uint8`` bytes)."""
+    """Torch twin of :func:`tnlib.quantization.unpack` (little-endian ``bits``-bit codes in ``uint8`` bytes), as
+    ``int32``.
+
+    Whole codes fill a word of one byte (2 and 4 bits) or three bytes (3 bits: eight codes); each word is read as
+    an integer and its codes taken by one floor division and one remainder by powers of two, broadcast over the
+    words (integer division, not shifts: ONNX has no shift operator for these tensors).
+    """
     need = (count * bits + 7) // 8
     if packed.dtype != torch.uint8 or packed.numel() != need:
         raise ValueError(f"packed codes hold {packed.numel()} {packed.dtype} values; {count} codes of {bits} bits "
                          f"take {need} uint8 bytes")
+    flat = packed.reshape(-1).to(torch.int32)
     if bits == 8:
-        return packed.reshape(-1).to(torch.int32)
-    # bit planes by integer division (no shifts: ONNX has no operator for a tensor shift of uint8)
-    powers = torch.tensor([2**k for k in range(8)], device=packed.device, dtype=torch.int32)
-    planes = torch.remainder(torch.div(packed.reshape(-1, 1).to(torch.int32), powers, rounding_mode="floor"), 2)
-    planes = planes.reshape(-1)[: count * bits].reshape(count, bits)
-    return (planes * powers[:bits]).sum(dim=1)
+        return flat
+    width = 3 if bits == 3 else 1  # bytes per word of whole codes
+    words = -(-need // width)
+    if words * width != need:
+        flat = torch.nn.functional.pad(flat, (0, words * width - need))
+    if width == 3:
+        triples = flat.reshape(words, 3)
+        flat = triples[:, 0] + 256 * triples[:, 1] + 65536 * triples[:, 2]
+    per_word = 8 * width // bits
+    powers = torch.tensor([2 ** (bits * t) for t in range(per_word)], device=packed.device, dtype=torch.int32)
+    codes = torch.remainder(torch.div(flat.reshape(-1, 1), powers, rounding_mode="floor"), 2**bits)
+    return codes.reshape(-1)[:count]
 
 
 def build_quantized(linear: nn.Module, factors: Sequence[QuantizedMatrix]) -> QuantizedLinear:
