@@ -167,42 +167,49 @@ def dequantize(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, e
                shape: tuple[int, int], q: Quantization, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The matrix of ``shape`` that packed ``codes``, float16 ``scales``, packed ``zeros`` and the int16
     ``exponent`` stand for: ``(codes - zeros) * (scales * 2**exponent)``, exact in float32 (a difference of small
-    integers times a float16 scaled by a power of two), then rounded once to ``dtype``. Per call: the unpacking
+    integers times a float16 scaled by a power of two; float64 for a float64 result, whose power of two may lie
+    beyond float32's range), then rounded once to ``dtype``. Per call: the unpacking
     and three passes over the matrix; the small per-group factors are formed first."""
     rows, cols = shape
     groups = q.groups(shape)
-    c = unpack_codes(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
-    z = unpack_codes(zeros, q.bits, rows * groups).reshape(rows, groups, 1).to(torch.float32)
-    s = scales.reshape(rows, groups, 1).to(torch.float32) * torch.exp2(exponent.to(torch.float32))
-    w = ((c.to(torch.float32) - z) * s).reshape(rows, cols)
+    work = torch.float64 if dtype == torch.float64 else torch.float32  # a float64 weight may lie far beyond float32
+    c = _unpacked(codes, q.bits, rows * cols).reshape(rows, groups, cols // groups)
+    z = _unpacked(zeros, q.bits, rows * groups).reshape(rows, groups, 1)
+    s = scales.reshape(rows, groups, 1).to(work) * torch.exp2(exponent.to(work))
+    w = ((c - z).to(work) * s).reshape(rows, cols)
     return w.to(device=device, dtype=dtype)
 
 
 def unpack_codes(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
     """Torch twin of :func:`tnlib.quantization.unpack` (little-endian ``bits``-bit codes in ``uint8`` bytes), as
-    ``int32``.
+    ``int32``."""
+    return _unpacked(packed, bits, count).to(torch.int32)
 
-    Whole codes fill a word of one byte (2 and 4 bits) or three bytes (3 bits: eight codes); each word is read as
-    an integer and its codes taken by one floor division and one remainder by powers of two, broadcast over the
-    words (integer division, not shifts: ONNX has no shift operator for these tensors).
+
+def _unpacked(packed: torch.Tensor, bits: int, count: int) -> torch.Tensor:
+    """The codes of :func:`unpack_codes` as ``float32`` (exact: every word is below ``2**24``).
+
+    Whole codes fill a word of three bytes (twelve, eight or six codes of 2, 3 or 4 bits). With
+    ``F_t = floor(v 2**-(bits t))`` for a word ``v``, code ``t`` is ``F_t - 2**bits F_(t+1)``: a broadcast
+    product, a floor and one subtraction over the words, in floating point (exact, and far faster than integer
+    division; ONNX has no shift operator for these tensors).
     """
     need = (count * bits + 7) // 8
     if packed.dtype != torch.uint8 or packed.numel() != need:
         raise ValueError(f"packed codes hold {packed.numel()} {packed.dtype} values; {count} codes of {bits} bits "
                          f"take {need} uint8 bytes")
-    flat = packed.reshape(-1).to(torch.int32)
+    flat = packed.reshape(-1).to(torch.float32)
     if bits == 8:
         return flat
-    width = 3 if bits == 3 else 1  # bytes per word of whole codes
-    words = -(-need // width)
-    if words * width != need:
-        flat = torch.nn.functional.pad(flat, (0, words * width - need))
-    if width == 3:
-        triples = flat.reshape(words, 3)
-        flat = triples[:, 0] + 256 * triples[:, 1] + 65536 * triples[:, 2]
-    per_word = 8 * width // bits
-    powers = torch.tensor([2 ** (bits * t) for t in range(per_word)], device=packed.device, dtype=torch.int32)
-    codes = torch.remainder(torch.div(flat.reshape(-1, 1), powers, rounding_mode="floor"), 2**bits)
+    words = -(-need // 3)  # words of three bytes: 24 bits hold whole codes of 2, 3 and 4 bits
+    if words * 3 != need:
+        flat = torch.nn.functional.pad(flat, (0, words * 3 - need))
+    triples = flat.reshape(words, 3)
+    flat = triples[:, 0] + 256.0 * triples[:, 1] + 65536.0 * triples[:, 2]
+    per_word = 24 // bits
+    steps = torch.tensor([2.0 ** -(bits * t) for t in range(per_word + 1)], device=packed.device)  # exact
+    floors = torch.floor(flat.reshape(-1, 1) * steps)
+    codes = torch.sub(floors[:, :-1], floors[:, 1:], alpha=2**bits)
     return codes.reshape(-1)[:count]
 
 
