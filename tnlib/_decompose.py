@@ -161,10 +161,11 @@ def _refit(
     """Refit a weight-space truncation of ``a`` in the metric of the Gram (same bonds), with measured errors.
 
     A truncated-SVD layout is the whitened SVD (the optimum in the shrunk
-    metric: sweeps could not improve it), every other layout starts from the
-    weight-space fit and ALS sweeps in the shrunk metric polish it; the better of the weight-space fit and the
-    polished one in the selection metric (held-out rows, else the fit's own)
-    is kept, so no layout ends worse there than its weight-space fit.
+    metric: sweeps could not improve it); every other layout starts from the
+    weight-space fit and ALS sweeps in the shrunk metric polish it. The
+    better of the weight-space fit and the refitted one in the selection
+    metric (held-out rows, else the fit's own) is kept, so no layout ends
+    worse there than its weight-space fit.
     """
     out_dims = tuple(int(c.shape[1]) for c in cores)
     in_dims = tuple(int(c.shape[2]) for c in cores)

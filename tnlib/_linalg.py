@@ -243,9 +243,9 @@ def top_eigenvectors(h: Any, k: int) -> Any:
     """
     n = int(h.shape[0])
     k = max(1, min(int(k), n))
-    if _on_host(h) and k > _subset_limit(n):
-        return eigh(h)[1][:, n - k:]
     if _on_host(h):
+        if k > _subset_limit(n):
+            return eigh(h)[1][:, n - k:]
         import scipy.linalg
 
         host = h if isinstance(h, np.ndarray) else h.resolve_conj().numpy()

@@ -445,11 +445,16 @@ class _Eigen(NamedTuple):
     tau: float
 
 
+def _tau(c: Any) -> float:
+    """``tau = tr C / N``, the mean eigenvalue the shrinkage moves towards (0 for a Gram of negative trace)."""
+    xp = namespace(c)
+    return max(scalar(xp.real(xp.linalg.trace(c))) / int(c.shape[0]), 0.0)
+
+
 def _eigen(c: Any) -> _Eigen:
     xp = namespace(c)
     lam, q = linalg.eigh(c)
-    lam = xp.where(lam > 0, lam, xp.zeros_like(lam))
-    return _Eigen(lam, q, scalar(xp.mean(lam)))
+    return _Eigen(xp.where(lam > 0, lam, xp.zeros_like(lam)), q, _tau(c))
 
 
 def _shrunk_eigenvalues(eig: _Eigen, shrinkage: float) -> Any:
@@ -457,33 +462,24 @@ def _shrunk_eigenvalues(eig: _Eigen, shrinkage: float) -> Any:
     return (1.0 - shrinkage) * eig.lam + shrinkage * eig.tau
 
 
-def _shrunk(gram: Any, eig: _Eigen, shrinkage: float, held_out: Any = None) -> GramFactor:
-    xp = namespace(gram)
-    lam_s = _shrunk_eigenvalues(eig, shrinkage)
-    root = xp.sqrt(lam_s)
-    inverse = xp.where(root > 0, 1.0 / xp.where(root > 0, root, xp.ones_like(root)), xp.zeros_like(root))
-    # (1 - s) C + s tau I is Q lam_s Q^H up to the rounding-level negative eigenvalues lam clips: no product
-    eye = xp.eye(int(gram.shape[0]), dtype=gram.dtype, device=array_api_compat.device(gram))
-    metric = (1.0 - shrinkage) * gram + (shrinkage * eig.tau) * eye
-    return GramFactor(gram, eig.q * root, linalg.adjoint(eig.q) * inverse[:, None], metric, shrinkage, held_out)
-
-
 def gram_factor(c: Any, shrinkage: float = SHRINKAGE, held_out: Any = None) -> GramFactor:
     """The shrunk factor of a validated Gram matrix: ``C_s = (1 - s) C + s tau I = L L^H`` (``tau = tr C / N``).
 
     ``L`` is the Cholesky factor (a tenth of an ``eigh``'s time), or ``Q sqrt(lam_s)`` from the eigenvalues
-    when ``C_s`` is not numerically positive definite (rounding-level negative eigenvalues of ``C`` beyond
-    the shrinkage). Every use is invariant to which factor: the whitened SVD's ``[W L]_r L^{-1}``, the
-    singular values of ``W L``, and the errors ``||D L||``.
+    (``lam`` clipped at zero; a pseudo-inverse for ``L_inv``) when ``C_s`` is not numerically positive definite
+    (rounding-level negative eigenvalues of ``C`` beyond the shrinkage). Every use is invariant to which factor:
+    the whitened SVD's ``[W L]_r L^{-1}``, the singular values of ``W L``, and the errors ``||D L||``.
     """
     xp = namespace(c)
     n = int(c.shape[0])
-    tau = max(scalar(xp.real(xp.linalg.trace(c))) / n, 0.0)
-    eye = xp.eye(n, dtype=c.dtype, device=array_api_compat.device(c))
-    metric = (1.0 - shrinkage) * c + (shrinkage * tau) * eye
+    tau = _tau(c)
+    metric = (1.0 - shrinkage) * c + (shrinkage * tau) * xp.eye(n, dtype=c.dtype, device=array_api_compat.device(c))
     factor = linalg.cholesky_factor(metric) if tau > 0.0 else None
     if factor is None:
-        return _shrunk(c, _eigen(c), shrinkage, held_out)
+        eig = _eigen(c)
+        root = xp.sqrt(_shrunk_eigenvalues(eig, shrinkage))
+        inverse = xp.where(root > 0, 1.0 / xp.where(root > 0, root, xp.ones_like(root)), xp.zeros_like(root))
+        factor = (eig.q * root, linalg.adjoint(eig.q) * inverse[:, None])
     return GramFactor(c, factor[0], factor[1], metric, shrinkage, held_out)
 
 
