@@ -45,7 +45,7 @@ import numpy as np
 
 from . import _linalg as linalg
 from ._backend import as_matrix, check_finite, check_floating, far_exponent, namespace, scalar, times_power_of_two
-from ._checks import is_int, is_real
+from ._checks import check_int, is_int, is_real
 from ._stats import paired_upper_bound
 from .truncation import warn_at_caller
 
@@ -503,6 +503,8 @@ def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]] 
     so each shrinkage costs ``O(min(M, N)^3)`` after ``O(M N min(M, N))`` products; a wide ``W`` never
     decomposes an ``N x N`` Gram, and with a Metric's folds forms one ``W G W^H`` per fold.
     """
+    w = as_matrix(w, "w")  # a finite, non-empty 2-D array, or an error naming it
+    rank = check_int("rank", rank)
     exponent = far_exponent(w)  # the choice is scale-free in W; far from unit scale its squares would not fit
     w = times_power_of_two(w, -exponent) if exponent else w
     grid = SHRINKAGE_GRID

@@ -331,3 +331,19 @@ def test_shrinkage_over_a_metric_takes_its_grams_into_the_matrix_library_and_ref
         gram_fit.choose_shrinkage(W, 2, tnlib.Metric(X.T @ X))
     with pytest.raises(ValueError, match="the Metric's folds give 0"):
         gram_fit.choose_shrinkage(W, 2, tnlib.Metric.from_folds([X.T @ X, X.T @ X], [5, 0]))
+
+
+def test_shrinkage_refuses_a_non_finite_matrix_and_a_bad_rank_naming_them():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 6))
+    parts = [X[k::4] for k in range(4)]
+    metric = tnlib.Metric.from_folds([p.T @ p / len(p) for p in parts], [len(p) for p in parts])
+    W = rng.standard_normal((5, 6))
+    bad = W.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="w has 1 NaN"):
+        gram_fit.choose_shrinkage(bad, 2, metric)
+    with pytest.raises(ValueError, match="rank=0"):
+        gram_fit.choose_shrinkage(W, 0, metric)
+    with pytest.raises(TypeError, match="rank must be an int"):
+        gram_fit.choose_shrinkage(W, 2.5, metric)
