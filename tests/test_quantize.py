@@ -191,3 +191,49 @@ def test_torch_and_other_libraries_are_read_on_the_host():
     assert np.array_equal(a.codes, b.codes)
     assert np.array_equal(tnlib.quantize(w.astype(np.float32), Quantization(8, None)).codes,
                           tnlib.quantize(w.astype(np.float32).astype(np.float64), Quantization(8, None)).codes)
+
+
+def _gptq_eager(w, c, q, damping=0.01):
+    """GPTQ as Frantar et al. write it (Algorithm 1 without lazy batches): the matrix brought to a peak in
+    [2**9, 2**10), each column rounded with min-max group parameters (float16 scales) taken when its group begins,
+    its error spread at once over every later column by the damped inverse Gram's Cholesky factor."""
+    from tnlib.quantization import gptq_factor
+
+    u = gptq_factor(c, damping)
+    rows, cols = w.shape
+    w = np.ldexp(w, -(int(np.frexp(np.abs(w).max())[1]) - 10))
+    width = cols if q.group_size is None else q.group_size
+    codes = np.zeros((rows, cols), dtype=np.uint8)
+    scales = np.zeros((rows, cols // width), dtype=np.float16)
+    zeros = np.zeros((rows, cols // width), dtype=np.uint8)
+    for i in range(cols):
+        g = i // width
+        if i % width == 0:
+            block = w[:, i:i + width]
+            lo, hi = np.minimum(block.min(axis=1), 0.0), np.maximum(block.max(axis=1), 0.0)
+            scale = ((hi - lo) / q.levels).astype(np.float16)
+            scales[:, g] = np.where(scale == 0, np.float16(1.0), scale)
+            zeros[:, g] = np.clip(np.round(-lo / scales[:, g].astype(np.float64)), 0, q.levels)
+        s = scales[:, g].astype(np.float64)
+        code = np.clip(np.round(w[:, i] / s + zeros[:, g]), 0, q.levels)
+        codes[:, i] = code
+        e = (w[:, i] - s * (code - zeros[:, g])) / u[i, i]
+        w[:, i + 1:] -= np.outer(e, u[i, i + 1:])
+    return codes, scales, zeros
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(BITS), st.sampled_from([None, 16, 32]), st.integers(1, 6), st.integers(1, 12),
+       st.integers(0, 10**6))
+def test_gptq_is_the_algorithm_of_the_paper(bits, group, rows, groups, seed):
+    """``quantize`` with a Gram (blocks of 128 columns, errors applied lazily) gives the codes, scales and zero
+    points of GPTQ applied column by column, for columns across several blocks and groups inside and across them."""
+    rng = np.random.default_rng(seed)
+    cols = groups * (group or 16) + (0 if group else int(rng.integers(0, 150)))
+    x = rng.standard_normal((cols + 20, cols)) * np.geomspace(1.0, 0.05, cols)
+    c = x.T @ x / len(x)
+    w = rng.standard_normal((rows, cols))
+    q = Quantization(bits=bits, group_size=group)
+    got = tnlib.quantize(w, q, gram=c)
+    for a, b in zip((got.codes, got.scales, got.zeros), _gptq_eager(w, c, q)):
+        assert np.array_equal(np.asarray(a), b)
