@@ -5,12 +5,15 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn  # noqa: E402
+from tnlib.nn._layers._mpo_conv import conv_form  # noqa: E402
 
 
 class Net(nn.Module):
@@ -255,3 +258,67 @@ def test_an_embedding_report_claims_no_flop_ratio():
     net = nn.Sequential(nn.Embedding(1000, 32))
     _, (report,) = tnlib.nn.compress(net, compression=4, layers=["0"])
     assert report.dense_macs is None and report.flop_ratio is None and report.macs > 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(spatial=st.sampled_from([1, 2]), layout=st.sampled_from(["rows first", "columns first", "searched"]),
+       rank=st.integers(1, 12), stride=st.integers(1, 2), dilation=st.integers(1, 2), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_inference_runs_the_same_function_without_forming_a_low_rank_kernel(spatial, layout, rank, stride, dilation,
+                                                                            bias, seed):
+    """An MPO convolution of the truncated SVD's layout runs as two convolutions (``k x k`` to ``rank`` channels,
+    then ``1 x 1``) when that costs fewer multiply-adds, else on the kernel (formed once without gradients); either
+    gives the outputs and core gradients of the kernel formed from the cores, up to rounding."""
+    torch.manual_seed(seed)
+    kind, cls = (nn.Conv1d, tnlib.nn.MPOConv1d) if spatial == 1 else (nn.Conv2d, tnlib.nn.MPOConv2d)
+    conv = kind(12, 20, 3, stride=stride, dilation=dilation, padding=dilation, bias=bias).double()
+    cols = 12 * 3**spatial
+    dims = {"rows first": dict(out_dims=(20, 1), in_dims=(1, cols)),
+            "columns first": dict(out_dims=(1, 20), in_dims=(cols, 1)), "searched": {}}[layout]
+    layer = cls.from_mpo(tnlib.MPO.from_matrix(conv.weight.detach().reshape(20, -1), truncation=tnlib.Truncation(
+        max_bond=rank), **dims), conv) if dims else cls._from_conv(conv, tnlib.Truncation(max_bond=rank), None, None,
+                                                                  None, None, None)
+    x = torch.randn(2, 12, *(9,) * spatial, dtype=torch.float64)
+    conv_fn = nn.functional.conv1d if spatial == 1 else nn.functional.conv2d
+
+    def formed():  # the kernel formed from the cores, run as one convolution
+        return conv_fn(x, layer.kernel(), layer.bias, layer.stride, layer.padding, layer.dilation)
+
+    with torch.no_grad():
+        cached = layer(x)
+        first, last = conv_form(layer)
+        torch.testing.assert_close(cached, formed(), rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(cached)
+    grads = [torch.autograd.grad((f() * probe).sum(), list(layer.cores)) for f in (lambda: layer(x), formed)]
+    for g_layer, g_formed in zip(*grads):  # with gradients too: the same function and the same core gradients
+        torch.testing.assert_close(g_layer, g_formed, rtol=1e-10, atol=1e-10)
+    low_rank = dims and rank * (20 + cols) < 20 * cols
+    assert (last is not None) == bool(low_rank)
+    if last is not None:
+        assert first.shape == (rank, 12, *(3,) * spatial) and last.shape == (20, rank, *(1,) * spatial)
+    else:
+        assert first.shape == (20, 12, *(3,) * spatial)
+
+
+def test_the_inference_form_follows_the_cores():
+    """An optimizer step, a loaded state or a change of dtype rebuilds the cached form: never a stale kernel."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, padding=1)
+    layer = tnlib.nn.MPOConv2d.from_mpo(tnlib.MPO.from_matrix(
+        conv.weight.detach().reshape(16, -1), out_dims=(16, 1), in_dims=(1, 72),
+        truncation=tnlib.Truncation(max_bond=4)), conv)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        before = layer(x)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05)
+    layer(x).square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        after = layer(x)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, nn.functional.conv2d(x, layer.kernel(), layer.bias, padding=1), rtol=1e-4,
+                                   atol=1e-5)
+        layer.double()
+        assert layer(x.double()).dtype == torch.float64
+        torch.testing.assert_close(layer(x.double()), nn.functional.conv2d(x.double(), layer.kernel(), layer.bias,
+                                                                           padding=1))

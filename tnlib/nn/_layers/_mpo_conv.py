@@ -1,9 +1,12 @@
 """``MPOConv1d``, ``MPOConv2d`` and ``MPOEmbedding``: a convolution kernel and an embedding table held as MPOs.
 
 The kernel of a convolution is the matrix ``(out_channels, in_channels * kh * kw)`` that multiplies
-unfolded patches (``torch.nn.functional.unfold``), so it is an MPO like any weight; the forward pass
-forms the kernel from the cores (``out * in * kh * kw`` entries, a small cost next to the convolution
-itself) and runs ``conv2d``. An embedding table ``(num_embeddings, embedding_dim)`` is an MPO whose row
+unfolded patches (``torch.nn.functional.unfold``), so it is an MPO like any weight. A kernel of the
+truncated SVD's layout (two cores, all rows in one) runs as two convolutions, ``kh x kw`` from ``in``
+to ``rank`` channels then ``1 x 1`` to ``out``: ``rank (in kh kw + out)`` multiply-adds per output
+pixel instead of ``out in kh kw``, and the kernel is never formed (:func:`kernels`). Any other kernel
+is formed from the cores (``out * in * kh * kw`` entries) and run as one convolution. Without
+gradients either form is built once and kept until a parameter changes (:func:`conv_form`). An embedding table ``(num_embeddings, embedding_dim)`` is an MPO whose row
 legs factor the index: a lookup contracts, for every index, the cores at its digits, so the table is
 never formed.
 """
@@ -18,12 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import tnlib
+from tnlib._backend import capturing
 from tnlib._legs import cores_to_matrix
 from tnlib.nn._convert._calibration import float64_metric, record_patches
-from tnlib.nn._layers._cores import masked, mpo_cores, parameter_list, wide
+from tnlib.nn._layers._cores import masked, members, mpo_cores, parameter_list, wide
+from tnlib.nn._layers._inference import form_key
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 
-__all__ = ["MPOConv1d", "MPOConv2d", "conv_probe"]
+__all__ = ["MPOConv1d", "MPOConv2d", "conv_probe", "conv_form", "kernels", "low_rank_kernel"]
 
 
 def _tuple(value: Any, n: int) -> tuple[int, ...]:
@@ -113,7 +118,11 @@ class _MPOConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = F.conv2d if self._spatial == 2 else F.conv1d
-        return conv(x, self.kernel(), self.bias, self.stride, self.padding, self.dilation)
+        traced = torch.is_grad_enabled() or capturing()
+        first, last = kernels(self, masked(members(self.cores), self.bond_masks)) if traced else conv_form(self)
+        if last is None:
+            return conv(x, first, self.bias, self.stride, self.padding, self.dilation)
+        return conv(conv(x, first, None, self.stride, self.padding, self.dilation), last, self.bias)
 
     def _to_dense(self) -> Any:
         c0 = self.cores[0]
@@ -136,9 +145,11 @@ class MPOConv2d(_MPOConv):
     """A 2-D convolution whose kernel ``(out_channels, in_channels * kh * kw)`` is held as MPO cores.
 
     Build it from a trained ``nn.Conv2d`` with :meth:`from_conv2d` (exact without truncation) or from an
-    MPO with :meth:`from_mpo`; :meth:`to_conv2d` gives the dense layer back. The forward pass forms the
-    kernel from the cores and runs ``conv2d``. ``groups=1`` and ``padding_mode="zeros"`` (the common
-    convolution); other settings are refused.
+    MPO with :meth:`from_mpo`; :meth:`to_conv2d` gives the dense layer back. A low-rank kernel (the
+    truncated SVD's layout, which ``compress`` most often chooses) runs as a ``kh x kw`` convolution to
+    ``rank`` channels and a ``1 x 1`` one, never forming the kernel; any other is formed from the cores and
+    run as one convolution (once, without gradients). ``groups=1`` and ``padding_mode="zeros"`` (the
+    common convolution); other settings are refused.
 
     Examples
     --------
@@ -222,6 +233,50 @@ class MPOConv1d(_MPOConv):
 
 _CONV_FIELDS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "out_dims", "in_dims")
 _CONV_SIZES = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+
+
+def low_rank_kernel(cores: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(A, B)`` with ``W = A B`` (``A: (out, r)``, ``B: (r, in * taps)``) when the kernel matrix's cores are the
+    truncated SVD's layout (two cores, all rows in one and all columns in the other), else ``None``."""
+    if len(cores) != 2:
+        return None
+    c0, c1 = cores
+    if c1.shape[1] == 1 and c0.shape[2] == 1:  # rows in the first core, columns in the second
+        return c0[0, :, 0, :], c1[:, 0, :, 0]
+    if c0.shape[1] == 1 and c1.shape[2] == 1:  # columns in the first core, rows in the second
+        return c1[:, :, 0, 0].T, c0[0, 0, :, :].T
+    return None
+
+
+def kernels(layer: Any, cores: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What an MPO convolution with these (masked) ``cores`` runs: ``(first, last)`` for two convolutions
+    (``first`` ``(r, in, *kernel_size)`` with the layer's stride, padding and dilation, ``last`` ``(out, r, 1,
+    ...)``) when the kernel is a low-rank product that costs fewer multiply-adds that way, else ``(kernel, None)``
+    (differentiable and traceable either way)."""
+    factors = low_rank_kernel(cores)
+    out, n, ones = layer.out_channels, layer.in_channels, (1,) * len(layer.kernel_size)
+    if factors is not None:
+        a, b = factors
+        r, cols = int(a.shape[1]), int(b.shape[1])
+        if r * (out + cols) < out * cols:
+            return b.reshape(r, n, *layer.kernel_size), a.reshape(out, r, *ones)
+    return cores_to_matrix(list(cores)).reshape(out, n, *layer.kernel_size), None
+
+
+def conv_form(layer: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`kernels` of an MPO convolution for inference without gradients, built once (contiguous) and kept
+    with the layer, keyed by the identity, version, device and dtype of its cores and bond masks (an optimizer
+    step, a loaded state or a cast rebuilds it; a stale kernel is never used)."""
+    params = members(layer.cores) + list(layer.bond_masks or [])
+    key = form_key(params)
+    cached = layer.__dict__.get("_conv_form")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with torch.no_grad():
+        first, last = kernels(layer, [c.detach() for c in masked(members(layer.cores), layer.bond_masks)])
+        form = (first.contiguous(), None if last is None else last.contiguous())
+    layer.__dict__["_conv_form"] = (key, form)
+    return form
 
 
 def conv_probe(layer: Any, dtype: torch.dtype) -> torch.Tensor:
