@@ -2,13 +2,16 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
-from tnlib.nn._layers._tucker_conv import tucker2  # noqa: E402
+from tnlib.nn._layers._tucker_conv import shrunk, tucker2  # noqa: E402
+from tnlib.quantization import relative_error  # noqa: E402
 
 
 @pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 0, 1), (1, "same", 2), (2, 3, 1)])
@@ -139,3 +142,74 @@ def test_a_leg_with_fewer_directions_than_asked_keeps_what_it_has():
     assert torch.allclose(layer(x), conv(x), atol=1e-10)
     small, reports = tn.compress(nn.Sequential(conv), compression=1.2)
     assert reports[0].params_after <= reports[0].budget
+
+
+def patch_gram(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+    """The Gram ``P^T P / n`` of the unfolded input patches of a 2-d ``conv`` (what ``record_grams`` records)."""
+    p = nn.functional.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    p = p.transpose(1, 2).reshape(-1, p.shape[1]).double()
+    return p.T @ p / p.shape[0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), r_out=st.integers(1, 10), r_in=st.integers(1, 6),
+       latent=st.integers(1, 40), shrinkage=st.sampled_from([1e-6, 0.01, 0.3]))
+def test_a_fit_in_the_patch_metric_is_never_worse_there_than_the_weight_space_fit(seed, r_out, r_in, latent,
+                                                                                 shrinkage):
+    """Property: in the metric it was fitted in, the data-aware fit errs no more than the HOOI fit (it starts
+    from HOOI's input factor and its other factors are then exact); at full ranks it is the kernel."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((10, 6, 3, 3))
+    mix = rng.standard_normal((latent, 54))
+    x = rng.standard_normal((300, latent)) @ mix + 1e-3 * rng.standard_normal((300, 54))
+    c = shrunk(x.T @ x / 300, shrinkage)
+    matrix = w.reshape(10, -1)
+
+    def err(factors):
+        u_out, g, u_in = factors
+        return relative_error(matrix, np.einsum("or,rskl,is->oikl", u_out, g, u_in).reshape(10, -1), c)
+
+    plain, fitted = err(tucker2(w, r_out, r_in)), err(tucker2(w, r_out, r_in, gram=c))
+    assert fitted <= plain * (1 + 1e-9) + 1e-12
+    assert err(tucker2(w, 10, 6, gram=c)) < 1e-9
+
+
+def test_with_calibration_the_outputs_move_less_on_patches_of_the_same_kind():
+    """Correlated images (a few smooth channels): fitted in their patch metric, the layer's outputs on new images
+    of the same kind move several times less than with the weight-space fit at the same ranks."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(16, 32, 3, padding=1).double()
+    mixing = torch.randn(3, 16, dtype=torch.float64)
+
+    def images(n):
+        return torch.einsum("bchw,cd->bdhw", torch.randn(n, 3, 12, 12, dtype=torch.float64), mixing)
+
+    seen, unseen = images(64), images(64)
+    metric = tnlib.Metric(patch_gram(seen, conv))
+    plain = tn.TuckerConv2d.from_conv2d(conv, ranks=(8, 4))
+    fitted = tn.TuckerConv2d.from_conv2d(conv, ranks=(8, 4), metric=metric)
+    with torch.no_grad():
+        y = conv(unseen)
+        moved = [float((m(unseen) - y).norm() / y.norm()) for m in (plain, fitted)]
+    assert moved[1] < 0.7 * moved[0], moved
+    # the images span 3 of 16 channels, so rank_in = 4 binds nothing: the fit reaches the rank-8 whitened SVD
+    c = shrunk(metric.gram.numpy())
+    w = conv.weight.detach().numpy().reshape(32, -1)
+    sv = np.linalg.svd(w @ np.linalg.cholesky(c), compute_uv=False)
+    optimum = np.sqrt(np.sum(sv[8:] ** 2) / np.sum(sv**2))
+    assert relative_error(w, fitted.dense_weight().detach().numpy().reshape(32, -1), c) < 1.01 * optimum
+    one_d = nn.Conv1d(4, 6, 3).double()
+    gram = tnlib.Metric(torch.eye(12, dtype=torch.float64))  # white patches: a fit in weight space, refined
+    errors = [float((m.dense_weight() - one_d.weight).norm().detach() / one_d.weight.norm().detach()) for m in (
+        tn.TuckerConv1d.from_conv1d(one_d, (3, 2), metric=gram), tn.TuckerConv1d.from_conv1d(one_d, (3, 2)))]
+    assert errors[1] * 0.9 < errors[0] <= errors[1] * (1 + 1e-9), errors
+
+
+@pytest.mark.parametrize("metric, error, match", [
+    (torch.eye(54), TypeError, "metric must be a tnlib.Metric"),
+    (tnlib.Metric(torch.eye(9)), ValueError, r"metric.gram has shape \(9, 9\); expected \(54, 54\)"),
+    (tnlib.Metric(-torch.eye(54)), ValueError, "metric.gram"),
+])
+def test_a_wrong_metric_is_refused_in_words(metric, error, match):
+    with pytest.raises(error, match=match):
+        tn.TuckerConv2d.from_conv2d(nn.Conv2d(6, 8, 3), ranks=(4, 3), metric=metric)

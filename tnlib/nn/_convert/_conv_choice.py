@@ -6,7 +6,10 @@ chooser). This module gives the Tucker-2 candidate at the same budget (channel
 factors and a small core: :class:`~tnlib.nn.TuckerConv1d`,
 :class:`~tnlib.nn.TuckerConv2d`, which also run fewer multiply-adds): the ranks
 that fit, at three ratios of ``rank_out`` to ``rank_in``, each fitted by HOSVD
-and HOOI sweeps, and the one of least error is kept. Errors are measured as the MPO's are: relative to the kernel
+and HOOI sweeps and, with calibration, also in the layer's outputs on the
+fitted patch rows (:func:`~tnlib.nn._layers._tucker_conv.tucker2_in_metric`,
+in the shrunk metric ``(1 - s) C + s tau I`` of :data:`tnlib.metric.SHRINKAGE`),
+and the one of least error is kept. Errors are measured as the MPO's are: relative to the kernel
 without calibration, relative to the layer's outputs on the held-out patch
 rows with it (:meth:`GramFolds.fit_and_held`).
 """
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from tnlib.nn._convert._calibration import GramFolds
-from tnlib.nn._layers._tucker_conv import tucker2, tucker_params
+from tnlib.nn._layers._tucker_conv import shrunk, tucker2, tucker_params
 from tnlib.quantization import relative_error
 
 __all__ = ["TuckerChoice", "tucker_choice"]
@@ -70,15 +73,25 @@ def tucker_choice(conv: nn.Conv1d | nn.Conv2d, budget: int, folds: GramFolds | N
     matrix = w.reshape(out, -1)
     best = None
     for r_out, r_in in sorted(ranks):
-        u_out, core, u_in = tucker2(w, r_out, r_in)
-        r_out, r_in = core.shape[:2]  # a leg of fewer directions than asked (in > out * taps) keeps what it has
-        approx = np.einsum("or,rsk,is->oik", u_out, core.reshape(r_out, r_in, taps), u_in).reshape(out, -1)
-        plain = relative_error(matrix, approx)
-        on_fit = None if fit is None else relative_error(matrix, approx, fit)
-        on_held = None if held is None else relative_error(matrix, approx, held)
-        judged = on_held if on_held is not None else on_fit if on_fit is not None else plain
-        choice = TuckerChoice((u_out, core, u_in), (r_out, r_in), tucker_params(out, n, taps, r_out, r_in),
-                              plain, judged, on_fit, on_held)
-        if best is None or choice.judged < best.judged:
-            best = choice
+        fits = [tucker2(w, r_out, r_in)]
+        if fit is not None and np.trace(fit) > 0:  # also fitted in the layer's outputs, judged with the other
+            fits.append(tucker2(w, r_out, r_in, gram=shrunk(fit)))
+        for factors in fits:
+            choice = _judged(matrix, factors, fit, held, taps)
+            if best is None or choice.judged < best.judged:
+                best = choice
     return best
+
+
+def _judged(matrix: np.ndarray, factors: tuple[np.ndarray, np.ndarray, np.ndarray], fit: np.ndarray | None,
+            held: np.ndarray | None, taps: int) -> TuckerChoice:
+    u_out, core, u_in = factors
+    out, n = u_out.shape[0], u_in.shape[0]
+    r_out, r_in = core.shape[:2]  # a leg of fewer directions than asked (in > out * taps) keeps what it has
+    approx = np.einsum("or,rsk,is->oik", u_out, core.reshape(r_out, r_in, taps), u_in).reshape(out, -1)
+    plain = relative_error(matrix, approx)
+    on_fit = None if fit is None else relative_error(matrix, approx, fit)
+    on_held = None if held is None else relative_error(matrix, approx, held)
+    judged = on_held if on_held is not None else on_fit if on_fit is not None else plain
+    return TuckerChoice(factors, (r_out, r_in), tucker_params(out, n, taps, r_out, r_in), plain, judged, on_fit,
+                        on_held)

@@ -6,7 +6,9 @@ truncated SVD's layout (two cores, all rows in one) runs as two convolutions, ``
 to ``rank`` channels then ``1 x 1`` to ``out``: ``rank (in kh kw + out)`` multiply-adds per output
 pixel instead of ``out in kh kw``, and the kernel is never formed (:func:`kernels`). Any other kernel
 is formed from the cores (``out * in * kh * kw`` entries) and run as one convolution. Without
-gradients either form is built once and kept until a parameter changes (:func:`conv_form`). An embedding table ``(num_embeddings, embedding_dim)`` is an MPO whose row
+gradients either form is built once and kept until a parameter changes (:func:`conv_form`).
+
+An embedding table ``(num_embeddings, embedding_dim)`` is an MPO whose row
 legs factor the index: a lookup contracts, for every index, the cores at its digits, so the table is
 never formed.
 """
