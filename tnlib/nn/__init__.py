@@ -31,6 +31,7 @@ from ._convert._plot_reports import plot_compression
 from ._io._export import export_onnx
 from ._io._serialization import load, save
 from ._layers._cores import central_index
+from ._layers._cp_conv import CPConv1d, CPConv2d
 from ._layers._mpo_attention import MPOMultiheadAttention
 from ._layers._mpo_cells import MPOGRUCell, MPOLSTMCell
 from ._layers._mpo_conv import MPOConv1d, MPOConv2d
@@ -53,6 +54,8 @@ __all__ = [
     "MPOEmbedding",
     "MPOMultiheadAttention",
     "QuantizedLinear",
+    "CPConv1d",
+    "CPConv2d",
     "TuckerConv1d",
     "TuckerConv2d",
     "gate_layout",

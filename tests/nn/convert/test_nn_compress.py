@@ -643,3 +643,23 @@ def test_a_convolution_with_few_channel_directions_becomes_a_tucker_network():
         tucker = reports[0].held_out_error if calibration else reports[0].relative_error
         mpo_only, (mpo_report, _) = tn.compress(net, compression=8, num_cores=2, calibration=calibration)
         assert tucker < (mpo_report.held_out_error if calibration else mpo_report.relative_error)
+
+
+def test_a_convolution_of_few_cp_terms_becomes_a_cp_network():
+    """A kernel that is a sum of 24 terms (plus noise): at 8x the CP network holds it (the budget buys rank 28),
+    while Tucker-2 would need ranks (24, 24), three times the budget; with calibration it is chosen on held-out
+    patches."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(48, 64, 3, padding=1))
+    with torch.no_grad():
+        w = torch.einsum("or,ir,tr->oit", torch.randn(64, 24), torch.randn(48, 24), torch.randn(9, 24)) / 30
+        net[0].weight.copy_(w.reshape(64, 48, 3, 3) + 1e-3 * torch.randn(64, 48, 3, 3))
+    for calibration in (None, [torch.randn(4, 48, 10, 10) for _ in range(8)]):
+        small, reports = tn.compress(net, compression=8, calibration=calibration)
+        assert isinstance(small[0], tn.CPConv2d) and reports[0].layouts[0].startswith("cp rank")
+        assert reports[0].params_after <= 64 * 48 * 9 // 8 and reports[0].relative_error < 0.02
+        assert reports[0].macs == small[0].macs_per_pixel < reports[0].dense_macs / 8
+        x = torch.randn(2, 48, 10, 10)
+        with torch.no_grad():
+            err = (small[0](x) - net[0](x)).norm() / net[0](x).norm()
+        assert err < 0.02

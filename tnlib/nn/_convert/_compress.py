@@ -35,9 +35,9 @@ from tnlib.nn._convert._bytes import (
     with_fit_error,
 )
 from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
-from tnlib.nn._convert._conv_choice import TuckerChoice, tucker_choice
+from tnlib.nn._convert._conv_choice import ConvChoice, conv_choice
 from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
-from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, tucker_report
+from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, network_report
 from tnlib.nn._convert._progress import Progress, tracking
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
@@ -45,7 +45,6 @@ from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
 from tnlib.nn._layers._mpo_attention import settle_parents
 from tnlib.nn._layers._quantized_linear import build_quantized
-from tnlib.nn._layers._tucker_conv import build_tucker
 from tnlib.truncation import warn_at_caller
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
@@ -87,10 +86,10 @@ def compress(
         Instead of (or on top of) ``truncation``: a parameter budget of
         ``weight.numel() / compression`` per weight matrix. Without
         ``num_cores`` the layout of every matrix is searched, and an
-        ``nn.Conv1d`` / ``nn.Conv2d`` becomes a :class:`~tnlib.nn.TuckerConv1d` /
-        :class:`~tnlib.nn.TuckerConv2d` (three small
-        convolutions, fewer multiply-adds) when its Tucker-2 network at the
-        same budget has less error than the MPO (on held-out patch rows with
+        ``nn.Conv1d`` / ``nn.Conv2d`` becomes a :class:`~tnlib.nn.TuckerConv2d`
+        or :class:`~tnlib.nn.CPConv2d` (``...1d``; three small convolutions,
+        fewer multiply-adds) when its Tucker-2 or CP network at the same
+        budget has less error than the MPO (on held-out patch rows with
         ``calibration``, on the kernel without).
     layers
         Names (as in ``model.named_modules()``) of the modules to convert;
@@ -328,11 +327,11 @@ def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Trun
         mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
                                         grams.get(name, {}), budgets, goal)
         report = layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None)
-        tucker = _tucker_instead(module, source, report, budget if has_budget and num_cores is None else None,
-                                 grams.get(name, {}).get("weight"))
-        if tucker is not None:  # the convolution's Tucker-2 network: less error at the same weights
-            reports.append(tucker_report(name, module, tucker, budget))
-            built.append((name, functools.partial(_tucker, factors=tucker.factors)))
+        network = _network_instead(module, source, report, budget if has_budget and num_cores is None else None,
+                                   grams.get(name, {}).get("weight"))
+        if network is not None:  # the convolution's Tucker-2 or CP network: less error at the same weights
+            reports.append(network_report(name, module, network, budget))
+            built.append((name, network.build))
         else:
             reports.append(report)
             built.append((name, functools.partial(_built, source, mpos)))
@@ -390,17 +389,13 @@ def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> n
     return source.build(original, mpos)
 
 
-def _tucker(original: Any, factors: Any) -> nn.Module:
-    return build_tucker(original, factors)
-
-
-def _tucker_instead(module: Any, source: Source, report: LayerReport, budget: int | None,
-                    folds: GramFolds | None) -> TuckerChoice | None:
-    """For a real ``nn.Conv1d`` / ``nn.Conv2d`` with a searched budget: its Tucker-2 form when that has less error
-    than the MPO (judged alike: on held-out patch rows with calibration, on the kernel without)."""
+def _network_instead(module: Any, source: Source, report: LayerReport, budget: int | None,
+                     folds: GramFolds | None) -> ConvChoice | None:
+    """For a real ``nn.Conv1d`` / ``nn.Conv2d`` with a searched budget: its Tucker-2 or CP form when that has less
+    error than the MPO (judged alike: on held-out patch rows with calibration, on the kernel without)."""
     if source.kind not in ("Conv1d", "Conv2d") or budget is None or module.weight.is_complex():
         return None
-    choice = tucker_choice(module, budget, folds)
+    choice = conv_choice(module, budget, folds)
     if choice is None:
         return None
     mine = report.held_out_error if report.held_out_error is not None else (
@@ -412,7 +407,7 @@ def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnli
                       compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
                       goal: tnlib.Objective, allocation: str, kept: Sequence[Any], held: Sequence[Any],
                       track: Progress) -> tuple[Built, list[LayerReport]]:
-    """The MPO (or Tucker) layers of a parameter budget: uniform shares, or a global allocation, which with
+    """The MPO (or Tucker-2 / CP) layers of a parameter budget: uniform shares, or a global allocation, which with
     calibration batches is kept only where it moves the model's outputs less than the uniform split (on the
     ``held`` batches no fit saw, or on ``kept`` when none was held out)."""
     shares = None

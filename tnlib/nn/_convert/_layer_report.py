@@ -14,7 +14,7 @@ from tnlib._choose import macs
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._layers._kinds import Source
 
-__all__ = ["LayerReport", "layer_report", "byte_report", "tucker_report", "mpo_macs", "Pooled"]
+__all__ = ["LayerReport", "layer_report", "byte_report", "network_report", "mpo_macs", "Pooled"]
 
 
 @dataclass(frozen=True)
@@ -189,13 +189,12 @@ def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -
     )
 
 
-def tucker_report(name: str, conv: Any, choice: Any, budget: int) -> LayerReport:
-    """The report of a convolution replaced by its Tucker-2 network (:mod:`tnlib.nn._convert._conv_choice`)."""
+def network_report(name: str, conv: Any, choice: Any, budget: int) -> LayerReport:
+    """The report of a convolution replaced by its Tucker-2 or CP network (:mod:`tnlib.nn._convert._conv_choice`)."""
     w = conv.weight
-    r_out, r_in = choice.ranks
     return LayerReport(
         name, type(conv).__name__, w.numel(), choice.params, choice.weight_error, (), choice.fit_error, budget,
-        (f"tucker-2 ranks (out {r_out}, in {r_in})",), held_out_error=choice.held_out_error,
+        (choice.note,), held_out_error=choice.held_out_error,
         macs=choice.params, dense_macs=w.numel(),
         bytes_before=w.numel() * w.element_size(), bytes_after=choice.params * w.element_size(),
     )

@@ -5,6 +5,7 @@ interface, and the registry of layer kinds (each layer registers itself next to 
 # every layer module registers its kind when imported: importing any part of this package (the registry
 # included) leaves the registry complete
 from tnlib.nn._layers import (  # noqa: E402, F401
+    _cp_conv,
     _mpo_attention,
     _mpo_cells,
     _mpo_conv,
