@@ -40,6 +40,7 @@ from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, network_report
 from tnlib.nn._convert._progress import Progress, tracking
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
+from tnlib.nn._convert._sharing import apply_sharing, sharing_groups
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
 from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
@@ -70,6 +71,7 @@ def compress(
     progress: bool = False,
     verbose: bool = False,
     example: Any = None,
+    share: str | Sequence[Sequence[str]] | None = None,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """Replace linear, recurrent, convolutional and embedding layers by MPO layers.
 
@@ -181,6 +183,19 @@ def compress(
         outputs from the dense model's is logged (``verbose``), and warned
         about when it exceeds 1. With ``calibration`` and no ``example``, its
         first batch is the one run.
+    share
+        Structure across layers (with ``compression=`` and the uniform
+        allocation). ``"role"`` groups the converted ``nn.Linear`` layers whose
+        names differ only in their first index, the layer's (all query
+        projections of a transformer, all its first feed-forward matrices;
+        ``blocks.0.2`` with ``blocks.1.2``, not with ``blocks.0.0``) and share
+        ``in_features``; a list of lists of names gives the groups. Each group
+        is fitted as :class:`~tnlib.nn.SharedBasisLinear` layers on one basis
+        with the group's summed budget (in the pooled input metric with
+        ``calibration``, each layer's coefficients in its own), and kept only
+        where its pooled error, on held-out calibration rows (on the weights
+        without calibration), is below that of the per-matrix forms; each
+        member's report says both. Default ``None``: no sharing.
     verbose
         Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
         during this call: each phase (recording Grams, the global
@@ -224,6 +239,7 @@ def compress(
     if calibration is not None or allocation == "global":
         _refuse_complex(model, targets)
     _check_allocation(allocation, compression if total is None else total)
+    groups = _check_share(model, targets, share, compression, total, allocation)
     goal = _check_objective(objective, tolerance)
     if calibration is not None and total is None and compression is None and (truncation is None
                                                                               or truncation.is_exact):
@@ -247,6 +263,9 @@ def compress(
         else:
             built, reports = _parameter_layers(model, targets, truncation, compression, num_cores, grams, goal,
                                                allocation, kept, held, track)
+            if groups:
+                track.phase("%d group(s) of layers tried on one shared basis each", len(groups))
+                built, reports = apply_sharing(model, groups, built, reports, grams, track.phase)
         check = example if example is not None else kept[0] if kept else None
         dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
@@ -387,6 +406,16 @@ def _quantized(original: nn.Module, factors: Sequence[Any]) -> nn.Module:
 
 def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> nn.Module:
     return source.build(original, mpos)
+
+
+def _check_share(model: nn.Module, targets: list[str], share: Any, compression: float | None, total: int | None,
+                 allocation: str) -> list[list[str]]:
+    """The groups of ``share=`` among ``targets``, refused in words without a uniform parameter budget."""
+    if share is not None and (compression is None or total is not None or allocation != "uniform"):
+        raise ValueError("share= needs compression= (a parameter budget) with allocation='uniform': each group's "
+                         f"budget is its members' uniform shares; got compression={compression!r}, "
+                         f"bytes={total!r}, allocation={allocation!r}")
+    return sharing_groups(model, targets, share)
 
 
 def _network_instead(module: Any, source: Source, report: LayerReport, budget: int | None,

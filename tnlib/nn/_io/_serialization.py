@@ -203,7 +203,7 @@ def load(path: str | os.PathLike[str], model: nn.Module | None = None) -> nn.Mod
         return root
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
-    return _load_into(model, layers, tensors, path)
+    return _load_into(model, layers, tensors, path, tied)
 
 
 def _layers(meta: dict[str, str], path: Path) -> tuple[dict[str, Any], Any]:
@@ -219,9 +219,11 @@ def _layers(meta: dict[str, str], path: Path) -> tuple[dict[str, Any], Any]:
     return header["layers"], header.get("tied", {})
 
 
-def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> nn.Module:
+def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path,
+               tied: dict[str, str]) -> nn.Module:
     """Every saved layer rebuilt and checked against ``model`` before the model is touched; then replaced
-    and loaded, all or nothing (a failure puts the original modules back)."""
+    and loaded, all or nothing (a failure puts the original modules back); a rebuilt layer's parameter that
+    was tied in the saved model (a basis shared by several layers) is the one parameter again."""
     named = dict(model.named_modules())
     built = {}
     for name, spec in layers.items():
@@ -241,6 +243,7 @@ def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torc
             layer.train(getattr(parent, child).training)  # in the mode of the module it replaces
             setattr(parent, child, layer)
         _load_state(model, tensors, path)
+        _share_tied(model, built, tied)
         for name, layer in built.items():
             _probe(layer, name, path)
         settle_parents(model)
@@ -249,6 +252,20 @@ def _load_into(model: nn.Module, layers: dict[str, Any], tensors: dict[str, torc
             setattr(parent, child, original)
         raise
     return model
+
+
+def _share_tied(model: nn.Module, built: dict[str, nn.Module], tied: dict[str, str]) -> None:
+    """Make each tied parameter of a rebuilt layer the parameter it is tied to (loading copied equal values into
+    separate tensors)."""
+    for key, target in tied.items():
+        owner, _, name = key.rpartition(".")
+        if owner not in built or name not in built[owner]._parameters:
+            continue  # tied in the caller's own architecture, which keeps its ties
+        source_owner, _, source_name = target.rpartition(".")
+        source = model.get_submodule(source_owner)._parameters.get(source_name)
+        own = built[owner]._parameters[name]
+        if isinstance(source, nn.Parameter) and own is not None and source.shape == own.shape:
+            built[owner]._parameters[name] = source
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -13,5 +13,6 @@ from tnlib.nn._layers import (  # noqa: E402, F401
     _mpo_linear,
     _mpo_rnn,
     _quantized_linear,
+    _shared_basis,
     _tucker_conv,
 )
