@@ -29,6 +29,7 @@ SCRIPTS = [
     ("bench_out_of_core.py", []),
     ("bench_nn.py", []),
     ("bench_conv.py", []),
+    ("bench_sharing.py", []),
     ("bench_layouts.py", []),
     ("bench_calibration.py", []),
     ("bench_allocation.py", []),

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import tnlib.nn as tn  # noqa: E402
-from tnlib.nn._layers._cp_conv import cp_kernel  # noqa: E402
+from tnlib.nn._layers._cp_conv import cancellation, cp_kernel  # noqa: E402
 
 
 def _rebuilt(factors):
@@ -120,3 +120,38 @@ def test_a_non_finite_kernel_and_direct_construction_are_refused():
         tn.CPConv1d.from_conv1d(conv, rank=2)
     with pytest.raises(TypeError, match="from_conv1d"):
         tn.CPConv1d()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), rank=st.integers(1, 6))
+def test_orthogonal_terms_do_not_cancel_and_cancelling_ones_do(seed, rank):
+    """Property: terms with orthogonal factors have ``cancellation <= 1`` (Cauchy-Schwarz, equality at equal
+    norms); adding a large term and its near negative leaves the fit almost unchanged but the measure far
+    above 1."""
+    rng = np.random.default_rng(seed)
+    a, b, k = (np.linalg.qr(rng.standard_normal((8, rank)))[0] * rng.uniform(0.5, 2, rank) for _ in range(3))
+    assert cancellation((a, b, k)) <= 1 + 1e-12
+    big = 1e3
+    a2 = np.concatenate([a, big * a[:, :1], -big * a[:, :1] * (1 + 1e-6)], axis=1)
+    b2, k2 = (np.concatenate([f, f[:, :1], f[:, :1]], axis=1) for f in (b, k))
+    assert cancellation((a2, b2, k2)) > 10
+
+
+def test_a_degenerate_fit_is_not_a_candidate():
+    """Three copies, in orthogonal directions, of the classic tensor of rank 3 with no best rank-2
+    approximation (De Silva and Lim 2008): rank-6 ALS reaches a small error only through large, cancelling
+    terms. Compress at the budget of CP rank 6 does not choose it, though it errs far less on the kernel than the
+    Tucker-2 network it keeps (Tucker-2 would need ranks (6, 6), twice the budget)."""
+    rng = np.random.default_rng(0)
+    q = np.linalg.qr(rng.standard_normal((16, 6)))[0].T
+    z = np.linalg.qr(rng.standard_normal((9, 6)))[0].T
+    w = sum(np.einsum("o,i,t->oit", q[2 * j], q[2 * j], z[2 * j + 1])
+            + np.einsum("o,i,t->oit", q[2 * j], q[2 * j + 1], z[2 * j])
+            + np.einsum("o,i,t->oit", q[2 * j + 1], q[2 * j], z[2 * j]) for j in range(3))
+    fit = cp_kernel(w, 6)
+    assert cancellation(fit) > 2 and np.linalg.norm(_rebuilt(fit) - w) < 0.01 * np.linalg.norm(w)
+    conv = nn.Conv2d(16, 16, 3, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w.reshape(16, 16, 3, 3)))
+    small, reports = tn.compress(nn.Sequential(conv), compression=16 * 16 * 9 / (6 * (16 + 16 + 9)))
+    assert not isinstance(small[0], tn.CPConv2d) and reports[0].relative_error > 0.5, reports[0].layouts

@@ -15,7 +15,7 @@ from tnlib.nn._layers._cores import positive_int, wide
 from tnlib.nn._layers._kinds import LayerKind, register
 from tnlib.nn._layers._mpo_conv import conv_probe
 
-__all__ = ["CPConv1d", "CPConv2d", "cp_kernel", "cp_params", "build_cp"]
+__all__ = ["CPConv1d", "CPConv2d", "cp_kernel", "cp_params", "build_cp", "cancellation"]
 
 _ITERATIONS = (100, 2000)  # alternating least-squares sweeps at most: for the largest kernels, for the smallest
 _WORK = 4e9  # multiply-adds of the sweeps a fit may take (between the two bounds above)
@@ -205,6 +205,19 @@ def cp_kernel(w: np.ndarray, rank: int, iterations: int | None = None) -> tuple[
             break
         previous = error
     return a, b, k
+
+
+def cancellation(factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> float:
+    """``sum_r |lambda_r| / (sqrt(rank) ||W~||)`` for the terms ``lambda_r a_r (x) b_r (x) k_r`` of a CP fit
+    ``W~``: at most 1 when the terms are orthogonal (Cauchy-Schwarz), far above when large terms cancel, the
+    degeneracy of a best rank-``r`` approximation that does not exist (De Silva and Lim, SIMAX 2008). Such a
+    fit's small error hides terms whose differences inputs can excite. ``inf`` for a zero fit of nonzero terms."""
+    a, b, k = factors
+    terms = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0) * np.linalg.norm(k, axis=0)
+    total = float(np.linalg.norm(np.einsum("or,ir,tr->oit", a, b, k)))
+    if total == 0:
+        return 0.0 if not terms.any() else math.inf
+    return float(terms.sum()) / (math.sqrt(len(terms)) * total)
 
 
 def _solve(mttkrp: np.ndarray, gram: np.ndarray) -> np.ndarray:
