@@ -212,3 +212,46 @@ def test_a_small_bert_exports_at_a_free_batch(tmp_path):
         (got,) = run_onnx(path, (ids,))
         with torch.no_grad():
             np.testing.assert_allclose(got, model(ids).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("bits, group_size, rank", [(8, None, None), (4, 16, None), (3, 16, None), (2, 32, None),
+                                                    (4, 16, 16), (8, 16, 32)])
+def test_quantized_layers_export_their_codes_as_dequantize_nodes(bits, group_size, rank, tmp_path):
+    """The file holds one byte per code (uint8 initializers) and DequantizeLinear nodes with group-wise scales,
+    not the float weight: about a quarter of the float32 file; onnxruntime gives torch's outputs at any batch."""
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 32)).eval()
+    q = tnlib.Quantization(bits, group_size)
+    model = nn.Sequential(tn.QuantizedLinear.from_linear(dense[0], q, rank=rank), nn.ReLU(),
+                          tn.QuantizedLinear.from_linear(dense[2], q, rank=rank)).eval()
+    path = tn.export_onnx(model, (torch.randn(2, 64),), tmp_path / "q.onnx")
+    proto = onnx.load(str(path))
+    assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) == (2 if rank is None else 4)
+    codes = sum(int(np.prod(t.dims)) for t in proto.graph.initializer if t.data_type == onnx.TensorProto.UINT8)
+    weights = sum(a * b for m in model if isinstance(m, tn.QuantizedLinear) for a, b in m.factor_shapes)
+    assert codes >= weights and not any(t.data_type == onnx.TensorProto.FLOAT and int(np.prod(t.dims)) >= 64 * 16
+                                        for t in proto.graph.initializer)
+    if rank is None:
+        float_file = tn.export_onnx(dense, (torch.randn(2, 64),), tmp_path / "d.onnx").stat().st_size
+        assert path.stat().st_size < 0.4 * float_file
+    assert not any(k.startswith("onnx_") for m in model.modules() for k in m._buffers)  # removed after export
+    for batch in (1, 7):
+        x = torch.randn(batch, 64)
+        with torch.no_grad():
+            np.testing.assert_allclose(run_onnx(path, (x,))[0], model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_quantized_export_needs_opset_21_and_scales_beyond_float32_export_the_weight(tmp_path):
+    layer = tn.QuantizedLinear.from_linear(nn.Linear(32, 16), tnlib.Quantization(4, 16)).eval()
+    with pytest.raises(ValueError, match="opset_version=18: quantized layers export as DequantizeLinear.*opset 21"):
+        tn.export_onnx(layer, (torch.randn(2, 32),), tmp_path / "q.onnx", opset_version=18)
+    huge = nn.Linear(32, 16).double()
+    with torch.no_grad():
+        huge.weight.mul_(1e200)
+        huge.bias.zero_()
+    big = tn.QuantizedLinear.from_linear(huge, tnlib.Quantization(8, 16)).eval()
+    path = tn.export_onnx(big, (torch.randn(2, 32, dtype=torch.float64),), tmp_path / "big.onnx")
+    assert not any(n.op_type == "DequantizeLinear" for n in onnx.load(str(path)).graph.node)
+    x = torch.randn(3, 32, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(path, (x,))[0], big(x).numpy(), rtol=1e-12)

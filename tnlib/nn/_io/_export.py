@@ -7,8 +7,10 @@ file holds the cores, not the dense matrix. :func:`export_onnx` adds what a
 deployment needs on top: it refuses a model in training mode, keeps the
 graph optimiser from folding cores into larger merged tensors, and drops the
 per-node source-location metadata (about a kilobyte a node), so the file is
-close to the stored size of the parameters. onnxruntime then runs it with
-no torch installed.
+close to the stored size of the parameters. A :class:`~tnlib.nn.QuantizedLinear`
+exports as ``DequantizeLinear`` nodes on its codes (one byte per code, opset 21
+for group-wise scales), not as its dequantized float weight. onnxruntime then
+runs it with no torch installed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from tnlib._optional import optional
+from tnlib.nn._layers._quantized_linear import QDQ_OPSET, QuantizedLinear, onnx_dequantize
 
 __all__ = ["export_onnx"]
 
@@ -164,7 +167,13 @@ def export_onnx(
             raise ValueError(
                 f"args ({shapes}) do not run through {type(model).__name__}: {type(exc).__name__}: {first}"
             ) from None
-    with torch.no_grad(), warnings.catch_warnings():
+    quantized = any(isinstance(m, QuantizedLinear) for m in model.modules())
+    if quantized:
+        if opset_version is not None and opset_version < QDQ_OPSET:
+            raise ValueError(f"opset_version={opset_version}: quantized layers export as DequantizeLinear nodes with "
+                             f"group-wise scales (block_size), which need opset {QDQ_OPSET} or later")
+        opset_version = opset_version or QDQ_OPSET
+    with torch.no_grad(), warnings.catch_warnings(), onnx_dequantize(model):
         # the exporter warns about its own internals (deprecations of torch APIs it calls)
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)

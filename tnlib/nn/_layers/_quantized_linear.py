@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+import contextvars
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +16,13 @@ from tnlib.nn._layers._cores import check_linear, positive_int
 from tnlib.nn._layers._kinds import LayerKind, register
 from tnlib.quantization import Quantization, QuantizedMatrix, pack, quantize, quantize_low_rank
 
-__all__ = ["QuantizedLinear", "build_quantized", "dequantize", "unpack_codes"]
+__all__ = ["QuantizedLinear", "build_quantized", "dequantize", "unpack_codes", "onnx_dequantize", "QDQ_OPSET"]
+
+QDQ_OPSET = 21
+"""The ONNX opset of ``DequantizeLinear`` with ``block_size`` (group-wise scales): what a quantized layer exports
+at."""
+
+_QDQ: contextvars.ContextVar[bool] = contextvars.ContextVar("tnlib_onnx_qdq", default=False)
 
 
 class QuantizedLinear(nn.Module):
@@ -114,16 +122,68 @@ class QuantizedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"input has shape {tuple(x.shape)}; expected (..., {self.in_features}) (in_features)")
-        mats = self._matrices(x.dtype, x.device)
+        qdq = _QDQ.get() and hasattr(self, f"onnx_{_names(self.rank)[0]}_codes")
+        mats = self._qdq_nodes(x.dtype) if qdq else self._matrices(x.dtype, x.device)
         y = x
         for m in reversed(mats):
             y = y @ m.T
         return y if self.bias is None else y + self.bias.to(x.dtype)
 
+    def _qdq_nodes(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        """While :func:`onnx_dequantize` exports: each stored matrix as an ONNX ``DequantizeLinear`` node on the
+        unpacked ``uint8`` codes, float32 scales and ``uint8`` zero points (its buffers ``onnx_*``)."""
+        out = []
+        for name, (rows, cols) in zip(_names(self.rank), self.factor_shapes):
+            codes, scales, zeros = (getattr(self, f"onnx_{name}_{part}") for part in ("codes", "scales", "zeros"))
+            w = torch.onnx.ops.symbolic(
+                "DequantizeLinear", (codes, scales, zeros), attrs={"axis": 1, "block_size": cols // scales.shape[1]},
+                dtype=torch.float32, shape=(rows, cols), version=QDQ_OPSET)
+            out.append(w.to(dtype))
+        return out
+
+    def _onnx_buffers(self) -> dict[str, torch.Tensor]:
+        """The codes and zero points unpacked to ``uint8`` and the scales times their power of two as float32,
+        by buffer name (what :meth:`_qdq_nodes` reads); empty when a scale is not a float32 number (a float64
+        weight far beyond float32's range: the layer then exports its dequantized weight)."""
+        q = Quantization(self.bits, self.group_size)
+        out = {}
+        for name, shape in zip(_names(self.rank), self.factor_shapes):
+            rows, cols = shape
+            groups = q.groups(shape)
+            codes, zeros = getattr(self, f"{name}_codes"), getattr(self, f"{name}_zeros")
+            scales, exponent = getattr(self, f"{name}_scales"), getattr(self, f"{name}_exponent")
+            out[f"onnx_{name}_codes"] = _unpacked(codes, q.bits, rows * cols).to(torch.uint8).reshape(rows, cols)
+            out[f"onnx_{name}_zeros"] = _unpacked(zeros, q.bits, rows * groups).to(torch.uint8).reshape(rows, groups)
+            exact = scales.reshape(rows, groups).to(torch.float64) * torch.exp2(exponent.to(torch.float64))
+            out[f"onnx_{name}_scales"] = exact.to(torch.float32)
+            if not torch.equal(out[f"onnx_{name}_scales"].to(torch.float64), exact):
+                return {}
+        return out
+
     def extra_repr(self) -> str:
         form = "" if self.rank is None else f", rank={self.rank}"
         return (f"{self.in_features}, {self.out_features}, bits={self.bits}, group_size={self.group_size}{form}, "
                 f"bias={self.bias is not None}")
+
+
+@contextlib.contextmanager
+def onnx_dequantize(model: nn.Module) -> Iterator[int]:
+    """While exporting ``model`` to ONNX: every :class:`QuantizedLinear` in it runs as ``DequantizeLinear`` nodes
+    on its codes (one byte per code, unpacked: ONNX has no 2- or 3-bit type, and 4-bit codes are not packed in
+    pairs yet) instead of the float weight the codes stand for, so the file holds the codes; yields how many such
+    layers there are. Their extra buffers are removed on exit."""
+    layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
+    for layer in layers:
+        for key, value in layer._onnx_buffers().items():
+            layer.register_buffer(key, value, persistent=False)
+    token = _QDQ.set(True)
+    try:
+        yield len(layers)
+    finally:
+        _QDQ.reset(token)
+        for layer in layers:
+            for key in [k for k in layer._buffers if k.startswith("onnx_")]:
+                del layer._buffers[key]
 
 
 def _names(rank: int | None) -> tuple[str, ...]:
