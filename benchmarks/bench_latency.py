@@ -9,7 +9,9 @@ run. Ratios below 1: faster than dense. Also the weight error, the multiply-adds
 (``LayerReport.flop_ratio``) and the time ``compress`` took. One thread.
 
 A second table calls the layers one step at a time, with the state carried between calls, as a greedy
-decoder does (g2p-en's decoder GRU): time per call against the dense layer called the same way.
+decoder does (g2p-en's decoder GRU): time per call against the dense layer called the same way. A third times
+a whole compressed recurrent encoder (3 LSTM layers of 256) against the dense one per batch, eager and under
+``torch.compile``, at batch 1 and 32.
 
     python benchmarks/bench_latency.py [--quick]
 """
@@ -69,6 +71,43 @@ def decoder_table(cases) -> None:
         print(f"| {cell} | {hidden} | {ratio}x | {t_dense:.3f} | {t_small:.3f} | {t_small / t_dense:.2f} |", flush=True)
 
 
+class Encoder(torch.nn.Module):
+    """A speaker-verification style encoder: 3 LSTM layers of 256 over 40 mel bands, the last step projected."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(40, 256, num_layers=3, batch_first=True)
+        self.proj = torch.nn.Linear(256, 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.lstm(x)[0][:, -1])
+
+
+def encoder_table(quick: bool) -> None:
+    """A whole compressed recurrent encoder against the dense one, per batch: eager and compiled, batch 1 and 32."""
+    steps, repeat = (20, 2) if quick else (100, 5)
+    print(f"\n### a recurrent encoder (3 x LSTM(256) over 40 features, {steps} steps): time per batch against "
+          "the dense encoder, no_grad\n")
+    print("| ratio | batch | dense eager (ms) | eager / dense | compiled / dense compiled | weight error |")
+    print("|---|---|---|---|---|---|")
+    torch.manual_seed(0)
+    dense = Encoder().eval()
+    compiled_dense = torch.compile(dense)
+    for ratio in (2, 4):
+        small, reports = tnlib.nn.compress(dense, compression=ratio)
+        compiled = torch.compile(small)
+        error = max(r.relative_error for r in reports)
+        for batch in (1, 32):
+            x = torch.randn(batch, steps, 40)
+            with torch.no_grad():
+                for f in (dense, small, compiled_dense, compiled):
+                    f(x)  # warm: compile, cached forms, the fused-or-Python choice
+                t_dense, t_small = best_of(lambda: dense(x), repeat), best_of(lambda: small(x), repeat)
+                t_cd, t_cs = best_of(lambda: compiled_dense(x), repeat), best_of(lambda: compiled(x), repeat)
+            print(f"| {ratio}x | {batch} | {t_dense * 1e3:.2f} | {t_small / t_dense:.2f} | {t_cs / t_cd:.2f} | "
+                  f"{error:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -96,6 +135,7 @@ def main() -> None:
                       f"{report.relative_error:.4f} | {report.flop_ratio:.2f} | {t_small / t_dense:.2f} | "
                       f"{seconds:.1f} |", flush=True)
         decoder_table([(c, h, r) for c, h, r in cases if c in ("LSTM", "GRU")] or [("GRU", 64, 4)])
+        encoder_table(args.quick)
 
 
 if __name__ == "__main__":

@@ -246,7 +246,16 @@ def _fused_dense(x, f_ih, f_hh, b_ih, b_hh, state, reverse: bool, gates: int):
 
 
 def _fused(seq, f_ih, f_hh, b_ih, b_hh, state, gates: int):
-    params = [f_ih.matrix(), f_hh.matrix()] + ([] if b_ih is None else [b_ih, b_hh])
+    """torch's fused recurrence on the two weights. An input weight held as a low-rank product ``W = A B`` (the
+    truncated SVD's layout) is not rebuilt: the kernel runs on the inputs ``x B^T`` (``rank`` features, one
+    product for every step at once) with ``A`` as its input weight, the same function with the input side's
+    multiply-adds cut to ``rank (in + gates H)`` per row."""
+    merged = f_ih.merged
+    if merged is not None and merged.nl == 1 and merged.mr == 1:
+        seq, w_ih = seq @ merged.right, merged.left.T.contiguous()
+    else:
+        w_ih = f_ih.matrix()
+    params = [w_ih, f_hh.matrix()] + ([] if b_ih is None else [b_ih, b_hh])
     if gates == 4:
         out, h, c = torch.lstm(seq, (state[0][None], state[1][None]), params, b_ih is not None, 1, 0.0, False,
                                False, False)
