@@ -8,12 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from tnlib.nn._layers._conv_network import ConvNetwork, as_parameter, register_network, start_network
 from tnlib.nn._layers._cores import positive_int, wide
-from tnlib.nn._layers._kinds import LayerKind, register
-from tnlib.nn._layers._mpo_conv import conv_probe
 
 __all__ = ["CPConv1d", "CPConv2d", "cp_kernel", "cp_params", "build_cp", "cancellation"]
 
@@ -23,35 +21,23 @@ _TOLERANCE = 1e-8  # stop when the relative error improves by less than this fra
 _RIDGE = 1e-12  # relative Tikhonov term of each least-squares solve (keeps collinear components finite)
 
 
-class _CPConv(nn.Module):
+class _CPConv(ConvNetwork):
     """What the one- and two-dimensional CP convolutions share (see :class:`CPConv2d`)."""
 
-    dense_type: type[nn.Module] = nn.Conv2d
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: Any
-    dilation: tuple[int, ...]
+    middle_groups = staticmethod(lambda layer: layer.rank)  # the depthwise convolution: one filter per term
     rank: int
-    first: nn.Parameter
     spatial: nn.Parameter
-    last: nn.Parameter
-    bias: nn.Parameter | None
 
     def __init__(self) -> None:
         name = type(self).__name__
         raise TypeError(f"build a {name} with {name}.from_conv{name[-2:]}(conv, rank=...)")
 
+    def middle(self) -> nn.Parameter:
+        return self.spatial
+
     @classmethod
     def _from_conv(cls, given: Any, rank: int) -> Any:
-        dense = cls.dense_type
-        if not isinstance(given, dense):
-            raise TypeError(f"conv must be a torch.nn.{dense.__name__}, got {type(given).__name__}")
-        conv: Any = given  # a torch convolution (its attributes typed as such)
-        if conv.groups != 1 or conv.padding_mode != "zeros":
-            raise ValueError(f"conv has groups={conv.groups}, padding_mode={conv.padding_mode!r}; a CP "
-                             "network replaces a convolution with groups=1 and zero padding")
+        conv = cls._checked(given, "CP")
         rank = positive_int("rank", rank)
         w = wide(conv.weight).cpu().numpy()
         if np.iscomplexobj(w):
@@ -65,26 +51,14 @@ class _CPConv(nn.Module):
         """Multiply-adds per output position of the three convolutions."""
         return cp_params(self.out_channels, self.in_channels, math.prod(self.kernel_size), self.rank)
 
-    @property
-    def num_weights(self) -> int:
-        """Stored weights (biases excluded)."""
-        return self.first.numel() + self.spatial.numel() + self.last.numel()
-
     def dense_weight(self) -> torch.Tensor:
         """The kernel ``(out, in, *kernel_size)`` the three factors stand for."""
         last, first, spatial = self.last.flatten(1), self.first.flatten(1), self.spatial.flatten(1)
         kernel = torch.einsum("or,ri,rt->oit", last, first, spatial)
         return kernel.reshape(self.out_channels, self.in_channels, *self.kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = F.conv1d if self.dense_type is nn.Conv1d else F.conv2d
-        y = conv(x, self.first)
-        y = conv(y, self.spatial, None, self.stride, self.padding, self.dilation, self.rank)
-        return conv(y, self.last, self.bias)
-
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, rank={self.rank}")
+        return f"{self.settings_repr()}, rank={self.rank}"
 
 
 class CPConv2d(_CPConv):
@@ -237,37 +211,13 @@ def build_cp(conv: Any, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _
     """The :class:`CPConv1d` / :class:`CPConv2d` of ``conv`` holding ``factors = (A, B, K)`` (from
     :func:`cp_kernel`)."""
     a, b, k = factors
-    w = conv.weight
-    cls = CPConv1d if isinstance(conv, nn.Conv1d) else CPConv2d
-    self = cls.__new__(cls)
-    nn.Module.__init__(self)
-    self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-    self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
-    self.padding, self.dilation = conv.padding, tuple(conv.dilation)
+    self = start_network(CPConv1d if isinstance(conv, nn.Conv1d) else CPConv2d, conv)
     self.rank = int(a.shape[1])
-
-    def like(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).to(device=w.device, dtype=w.dtype)
-
     ones = (1,) * len(self.kernel_size)  # the 1 x 1 (or 1) kernels of the channel factors
-    self.first = nn.Parameter(like(b.T).reshape(self.rank, self.in_channels, *ones))
-    self.spatial = nn.Parameter(like(k.T).reshape(self.rank, 1, *self.kernel_size))
-    self.last = nn.Parameter(like(a).reshape(self.out_channels, self.rank, *ones))
-    self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+    self.first = as_parameter(b.T, conv.weight, self.rank, self.in_channels, *ones)
+    self.spatial = as_parameter(k.T, conv.weight, self.rank, 1, *self.kernel_size)
+    self.last = as_parameter(a, conv.weight, self.out_channels, self.rank, *ones)
     return self
 
 
-def _probe(layer: Any) -> torch.Tensor:
-    return conv_probe(layer, layer.spatial.dtype)
-
-
-for _cls, _replaces in ((CPConv2d, "Conv2d"), (CPConv1d, "Conv1d")):
-    register(LayerKind(
-        _cls,
-        (),
-        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "rank"),
-        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
-        _probe,
-        mpo_weights=lambda layer: [],
-        also_replaces=(_replaces,),
-    ))
+register_network(((CPConv2d, "Conv2d"), (CPConv1d, "Conv1d")), "rank")

@@ -9,49 +9,34 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import tnlib
 from tnlib.metric import SHRINKAGE, checked_metric
+from tnlib.nn._layers._conv_network import ConvNetwork, as_parameter, register_network, start_network
 from tnlib.nn._layers._cores import positive_int, wide
-from tnlib.nn._layers._kinds import LayerKind, register
-from tnlib.nn._layers._mpo_conv import conv_probe
 
 __all__ = ["TuckerConv1d", "TuckerConv2d", "tucker2", "tucker2_in_metric", "shrunk", "tucker_params", "build_tucker"]
 
 _SWEEPS = 10  # alternating refinements of the two channel factors after the truncated HOSVD
 
 
-class _TuckerConv(nn.Module):
+class _TuckerConv(ConvNetwork):
     """What the one- and two-dimensional Tucker-2 convolutions share (see :class:`TuckerConv2d`)."""
 
-    dense_type: type[nn.Module] = nn.Conv2d
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: Any
-    dilation: tuple[int, ...]
     ranks: tuple[int, int]
-    first: nn.Parameter
     core: nn.Parameter
-    last: nn.Parameter
-    bias: nn.Parameter | None
 
     def __init__(self) -> None:
         name = type(self).__name__
         raise TypeError(f"build a {name} with {name}.from_conv{name[-2:]}(conv, ranks=(rank_out, rank_in))")
 
+    def middle(self) -> nn.Parameter:
+        return self.core
+
     @classmethod
     def _from_conv(cls, given: Any, ranks: tuple[int, int], metric: tnlib.Metric | None) -> Any:
-        dense = cls.dense_type
-        if not isinstance(given, dense):
-            raise TypeError(f"conv must be a torch.nn.{dense.__name__}, got {type(given).__name__}")
-        conv: Any = given  # a torch convolution (its attributes typed as such)
-        if conv.groups != 1 or conv.padding_mode != "zeros":
-            raise ValueError(f"conv has groups={conv.groups}, padding_mode={conv.padding_mode!r}; a Tucker-2 "
-                             "network replaces a convolution with groups=1 and zero padding")
+        conv = cls._checked(given, "Tucker-2")
         if not isinstance(ranks, (tuple, list)) or len(ranks) != 2:
             raise ValueError(f"ranks must be (rank_out, rank_in), got {ranks!r}")
         r_out, r_in = positive_int("ranks[0]", ranks[0]), positive_int("ranks[1]", ranks[1])
@@ -74,25 +59,13 @@ class _TuckerConv(nn.Module):
         """Multiply-adds per output position (pixel, or step of a 1-d convolution) of the three convolutions."""
         return tucker_params(self.out_channels, self.in_channels, math.prod(self.kernel_size), *self.ranks)
 
-    @property
-    def num_weights(self) -> int:
-        """Stored weights (biases excluded)."""
-        return self.first.numel() + self.core.numel() + self.last.numel()
-
     def dense_weight(self) -> torch.Tensor:
         """The kernel ``(out, in, *kernel_size)`` the three factors stand for."""
         last, first = self.last.flatten(1), self.first.flatten(1)
         return torch.einsum("or,rs...,si->oi...", last, self.core, first)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = F.conv1d if self.dense_type is nn.Conv1d else F.conv2d
-        y = conv(x, self.first)
-        y = conv(y, self.core, None, self.stride, self.padding, self.dilation)
-        return conv(y, self.last, self.bias)
-
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, ranks={self.ranks}")
+        return f"{self.settings_repr()}, ranks={self.ranks}"
 
 
 class TuckerConv2d(_TuckerConv):
@@ -262,37 +235,13 @@ def build_tucker(conv: Any, factors: tuple[np.ndarray, np.ndarray, np.ndarray]) 
     """The :class:`TuckerConv1d` / :class:`TuckerConv2d` of ``conv`` holding ``factors = (U_out, G, U_in)`` (from
     :func:`tucker2`)."""
     u_out, core, u_in = factors
-    w = conv.weight
-    cls = TuckerConv1d if isinstance(conv, nn.Conv1d) else TuckerConv2d
-    self = cls.__new__(cls)
-    nn.Module.__init__(self)
-    self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-    self.kernel_size, self.stride = tuple(conv.kernel_size), tuple(conv.stride)
-    self.padding, self.dilation = conv.padding, tuple(conv.dilation)
+    self = start_network(TuckerConv1d if isinstance(conv, nn.Conv1d) else TuckerConv2d, conv)
     self.ranks = (int(core.shape[0]), int(core.shape[1]))
-
-    def like(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device=w.device, dtype=w.dtype)
-
     ones = (1,) * (core.ndim - 2)  # the 1 x 1 (or 1) kernels of the channel factors
-    self.first = nn.Parameter(like(u_in.T).reshape(*u_in.T.shape, *ones))
-    self.core = nn.Parameter(like(core))
-    self.last = nn.Parameter(like(u_out).reshape(*u_out.shape, *ones))
-    self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+    self.first = as_parameter(u_in.T, conv.weight, *u_in.T.shape, *ones)
+    self.core = as_parameter(core, conv.weight, *core.shape)
+    self.last = as_parameter(u_out, conv.weight, *u_out.shape, *ones)
     return self
 
 
-def _probe(layer: Any) -> torch.Tensor:
-    return conv_probe(layer, layer.core.dtype)
-
-
-for _cls, _replaces in ((TuckerConv2d, "Conv2d"), (TuckerConv1d, "Conv1d")):
-    register(LayerKind(
-        _cls,
-        (),
-        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "ranks"),
-        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation"),
-        _probe,
-        mpo_weights=lambda layer: [],
-        also_replaces=(_replaces,),
-    ))
+register_network(((TuckerConv2d, "Conv2d"), (TuckerConv1d, "Conv1d")), "ranks")
