@@ -8,8 +8,9 @@ deployment needs on top: it refuses a model in training mode, keeps the
 graph optimiser from folding cores into larger merged tensors, and drops the
 per-node source-location metadata (about a kilobyte a node), so the file is
 close to the stored size of the parameters. A :class:`~tnlib.nn.QuantizedLinear`
-exports as ``DequantizeLinear`` nodes on its codes (one byte per code, opset 21
-for group-wise scales), not as its dequantized float weight. onnxruntime then
+exports as ``DequantizeLinear`` nodes on its codes (``UINT4``, two to a byte,
+for 2-, 3- and 4-bit codes, else ``UINT8``; opset 21 for group-wise scales), not
+as its dequantized float weight. onnxruntime then
 runs it with no torch installed.
 """
 
@@ -20,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,6 +72,31 @@ def _dynamic(args: Any, axes: Any) -> tuple[Any, Any]:
         return args, {axis: torch.export.Dim("batch")}
     pairs = [_dynamic(a, axes) for a in args]
     return type(args)(p[0] for p in pairs), type(args)(p[1] for p in pairs)
+
+
+def _nibbles(proto: Any, onnx: Any) -> None:
+    """Store the codes and zero points of every ``DequantizeLinear`` node whose values all fit in four bits (a 2-,
+    3- or 4-bit layer) as ``UINT4``, two to a byte, in place of the exporter's ``UINT8``."""
+    consumers: dict[str, int] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    initializers = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        found = [initializers.get(node.input[0]), initializers.get(node.input[2])]
+        tensors = [t for t in found if t is not None]
+        if len(tensors) != 2 or any(t.data_type != onnx.TensorProto.UINT8 or consumers[t.name] != 1 for t in tensors):
+            continue
+        values = [onnx.numpy_helper.to_array(t) for t in tensors]
+        if any(v.size and int(v.max()) > 15 for v in values):
+            continue
+        for t, v in zip(tensors, values):
+            flat = v.astype(np.uint8).reshape(-1)
+            flat = np.append(flat, np.uint8(0)) if flat.size % 2 else flat
+            packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()  # low nibble first
+            t.CopyFrom(onnx.helper.make_tensor(t.name, onnx.TensorProto.UINT4, list(v.shape), packed, raw=True))
 
 
 def export_onnx(
@@ -199,6 +226,8 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     onnxscript_optimizer.optimize_ir(program.model, output_size_limit=_FOLD_LIMIT)
     proto = program.model_proto
+    if quantized:
+        _nibbles(proto, onnx)
     for node in proto.graph.node:
         del node.metadata_props[:]
         node.doc_string = ""

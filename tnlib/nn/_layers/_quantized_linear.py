@@ -169,9 +169,10 @@ class QuantizedLinear(nn.Module):
 @contextlib.contextmanager
 def onnx_dequantize(model: nn.Module) -> Iterator[int]:
     """While exporting ``model`` to ONNX: every :class:`QuantizedLinear` in it runs as ``DequantizeLinear`` nodes
-    on its codes (one byte per code, unpacked: ONNX has no 2- or 3-bit type, and 4-bit codes are not packed in
-    pairs yet) instead of the float weight the codes stand for, so the file holds the codes; yields how many such
-    layers there are. Their extra buffers are removed on exit."""
+    on its codes (unpacked to one byte each here; :func:`tnlib.nn.export_onnx` then stores codes of at most four
+    bits as ``UINT4``, two to a byte: ONNX has no 2- or 3-bit type) instead of the float weight the codes stand
+    for, so the file holds the codes; yields how many such layers there are. Their extra buffers are removed on
+    exit."""
     layers = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
     for layer in layers:
         for key, value in layer._onnx_buffers().items():
