@@ -4,7 +4,8 @@ budget, same calibration draw, paired over draws.
 For each draw (a random 256 of the pool's sentences; the held-out test sentences are never drawn) and each
 fraction of the encoder's 36 weights removed, a calibrated ``tnlib.nn.compress`` (uniform allocation) with and
 without ``share="role"`` (the six query, key, value, attention-output, FFN-in and FFN-out matrices each tried on
-one basis, kept where the pooled held-out error is lower). Reported: mean cosine of the sentence embeddings to the
+one basis, kept where the pooled held-out error of its layers is lower and, then, where the whole model's outputs
+move less on held-out calibration batches). Reported: mean cosine of the sentence embeddings to the
 dense model's on the test sentences, nearest-neighbour agreement, the groups kept, compress time; and the paired
 difference in cosine (share minus per-matrix) with its 95 % t interval over the draws. One BLAS thread, one torch
 thread.
@@ -43,12 +44,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--draws", type=int, default=None)
+    parser.add_argument("--removed", type=float, nargs="*", default=None, help="fractions of the weights removed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = dict(minilm_layers=12 if args.quick else 36, minilm_test=64 if args.quick else 256, minilm_pool=600)
     dense, layers, tokens, pool, evaluate = _minilm.setup(cfg)
     draws = args.draws or (1 if args.quick else 5)
-    removed = (0.4,) if args.quick else (0.2, 0.4, 0.6)
+    removed = args.removed or ((0.4,) if args.quick else (0.2, 0.4, 0.6))
     size = 64 if args.quick else 256
     print(f"## Shared bases across layers: all-MiniLM-L6-v2, {len(layers)} encoder matrices, {size} calibration "
           f"sentences per draw, {draws} draw(s), {cfg['minilm_test']} held-out test sentences\n")

@@ -95,6 +95,8 @@ def test_compress_keeps_a_shared_basis_where_it_errs_less_and_reports_both():
     assert all(isinstance(small.get_submodule(r.name), tn.SharedBasisLinear) for r in first)
     assert small.blocks[0][0].basis is small.blocks[3][0].basis
     assert all("shared basis of 4 layers" in r.note and "pooled error" in r.note for r in first)
+    # a group kept by its layers' errors stands only if the whole model's outputs move less on held-out batches
+    assert all("sharing shared bases: the model's outputs moved" in r.note and "held-out" in r.note for r in reports)
     assert sum(r.params_after for r in reports) <= sum(r.params_before for r in reports) / 4
     stored = {id(p): p.numel() for m in small.modules() if isinstance(m, (tn.SharedBasisLinear, tn.MPOLinear))
               for n, p in m.named_parameters(recurse=False) if n != "bias"}

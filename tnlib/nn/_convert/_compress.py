@@ -248,13 +248,13 @@ def compress(
         _check_example(model, example)
     recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
     twice = allocation == "global" and calibration is not None and total is None  # validated against uniform
+    judged = twice or (bool(groups) and calibration is not None)  # the model's outputs judge on held-out batches
     with tracking(progress, verbose, len(targets) * (2 if twice else 1)) as track:
         track.phase("compress: %d layer(s) to convert: %s", len(targets), ", ".join(targets))
         kept: list[Any] = []  # the first batches read: the sensitivities of a global budget, the check of the result
         held: list[Any] = []  # of those, the ones the fits never see: a global split is judged against uniform there
         if calibration is not None:  # a uniform budget needs only the first, for the check of the result
-            calibration = keeping(calibration, kept, MAX_BATCHES if allocation == "global" else 1,
-                                  held if twice else None)
+            calibration = keeping(calibration, kept, MAX_BATCHES if judged else 1, held if judged else None)
             track.phase("recording the input Grams of %d layer(s) from the calibration batches", len(recorded))
         grams = record_folds(model, recorded, calibration) if calibration is not None else {}
         # every layer is converted before any is replaced: a failure leaves the model whole
@@ -264,8 +264,7 @@ def compress(
             built, reports = _parameter_layers(model, targets, truncation, compression, num_cores, grams, goal,
                                                allocation, kept, held, track)
             if groups:
-                track.phase("%d group(s) of layers tried on one shared basis each", len(groups))
-                built, reports = apply_sharing(model, groups, built, reports, grams, track.phase)
+                built, reports = _sharing(model, groups, (built, reports), grams, kept, held, track)
         check = example if example is not None else kept[0] if kept else None
         dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
@@ -408,6 +407,19 @@ def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> n
     return source.build(original, mpos)
 
 
+def _sharing(model: nn.Module, groups: list[list[str]], alone: tuple[Built, list[LayerReport]],
+             grams: dict[str, dict[str, GramFolds]], kept: Sequence[Any], held: Sequence[Any],
+             track: Progress) -> tuple[Built, list[LayerReport]]:
+    """The per-matrix conversion ``alone`` with the groups whose shared basis errs less, by their layers' pooled
+    errors; with calibration, kept only if that also moves the whole model's outputs less on held-out batches."""
+    track.phase("%d group(s) of layers tried on one shared basis each", len(groups))
+    shared = apply_sharing(model, groups, alone[0], alone[1], grams, track.phase)
+    if not kept or shared[0] == alone[0]:
+        return shared
+    return _better_of(model, {"shared bases": shared, "per-matrix forms": alone}, held or kept, bool(held), track,
+                      "sharing")
+
+
 def _check_share(model: nn.Module, targets: list[str], share: Any, compression: float | None, total: int | None,
                  allocation: str) -> list[list[str]]:
     """The groups of ``share=`` among ``targets``, refused in words without a uniform parameter budget."""
@@ -449,18 +461,17 @@ def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnli
         return chosen
     track.phase("the uniform split too, to validate the global one on the model's outputs")
     uniform = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None, goal, track)
-    return _better_allocation(model, chosen, uniform, held or kept, bool(held), track)
+    return _better_of(model, {"global": chosen, "uniform": uniform}, held or kept, bool(held), track, "allocation")
 
 
-def _better_allocation(model: nn.Module, global_: tuple[Built, list[LayerReport]],
-                       uniform: tuple[Built, list[LayerReport]], batches: Sequence[Any], unseen: bool,
-                       track: Progress) -> tuple[Built, list[LayerReport]]:
-    """The global or the uniform allocation, whichever moves the whole model's outputs less on ``batches`` (the
-    sum of layer errors the global one minimises is a proxy; ``unseen``: no fit saw them); each report's note says
-    which and by how much."""
+def _better_of(model: nn.Module, candidates: dict[str, tuple[Built, list[LayerReport]]], batches: Sequence[Any],
+               unseen: bool, track: Progress, what: str) -> tuple[Built, list[LayerReport]]:
+    """Of two candidate conversions (the first preferred on a tie), the one that moves the whole model's outputs
+    less on ``batches`` (a sum of layer errors is a proxy; ``unseen``: no fit saw them), every report's note
+    saying which and by how much."""
     dense = [_outputs(model, b) for b in batches]
     change = {}
-    for label, (built, _) in (("global", global_), ("uniform", uniform)):
+    for label, (built, _) in candidates.items():
         trial = copy.deepcopy(model)
         for name, build in built:
             original = trial.get_submodule(name)
@@ -472,13 +483,13 @@ def _better_allocation(model: nn.Module, global_: tuple[Built, list[LayerReport]
             change[label] = math.inf
             continue
         change[label] = _output_change([t for d in dense for t in d], [t for m in moved for t in m])
-    keep = "global" if change["global"] <= change["uniform"] else "uniform"
-    other = "uniform" if keep == "global" else "global"
+    first, second = candidates
+    keep, other = (first, second) if change[first] <= change[second] else (second, first)
     where = "held-out" if unseen else "fitted (too few to hold one out)"
-    note = (f"allocation {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} {where} "
+    note = (f"{what} {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} {where} "
             f"calibration batch(es), {other} {change[other]:.3g}")
     track.phase("%s", note)
-    built, reports = global_ if keep == "global" else uniform
+    built, reports = candidates[keep]
     return built, [dataclasses.replace(r, note="; ".join(n for n in (r.note, note) if n)) for r in reports]
 
 
