@@ -195,7 +195,11 @@ def compress(
         ``calibration``, each layer's coefficients in its own), and kept only
         where its pooled error, on held-out calibration rows (on the weights
         without calibration), is below that of the per-matrix forms; each
-        member's report says both. Default ``None``: no sharing.
+        member's report says both. With calibration the groups so kept must
+        also move the whole model's outputs less than the per-matrix forms
+        on held-out calibration batches (one in four of the first eight,
+        which the fits then do not see), or none is kept; the reports say
+        which. Default ``None``: no sharing.
     verbose
         Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
         during this call: each phase (recording Grams, the global
