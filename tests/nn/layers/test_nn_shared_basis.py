@@ -162,7 +162,8 @@ def test_save_load_export_and_compile_keep_one_basis(tmp_path):
     (dict(compression=4, share="layers"), ValueError, "share must be 'role'"),
     (dict(compression=4, share=3), TypeError, "share must be 'role'"),
     (dict(compression=4, share=[["blocks.0.0"]]), ValueError, r"share\[0\] has 1 layer"),
-    (dict(compression=4, share=[["blocks.0.0", "blocks.9.0"]]), ValueError, "'blocks.9.0', which is not an nn.Linear"),
+    (dict(compression=4, share=[["blocks.0.0", "blocks.9.0"]]), ValueError,
+     "'blocks.9.0', which is not a real nn.Linear"),
     (dict(compression=4, share=[["blocks.0.0", "blocks.1.0"], ["blocks.1.0", "blocks.2.0"]]), ValueError,
      "already in another group"),
     (dict(truncation=tnlib.Truncation(max_bond=4), share="role"), ValueError, "share= needs compression="),
@@ -188,3 +189,15 @@ def test_mixed_input_sizes_and_bad_layers_are_refused():
         tn.SharedBasisLinear.from_linears([nn.Linear(4, 4), nn.Linear(4, 4)], rank=2, grams=[torch.eye(4)])
     with pytest.raises(TypeError, match="from_linears"):
         tn.SharedBasisLinear()
+    pair = [nn.Linear(4, 3), nn.Linear(4, 5)]
+    with pytest.raises(ValueError, match="grams must be finite"):
+        tn.SharedBasisLinear.from_linears(pair, rank=2, grams=[torch.eye(4), torch.full((4, 4), float("nan"))])
+    with pytest.raises(ValueError, match="grams must be positive definite"):
+        tn.SharedBasisLinear.from_linears(pair, rank=2, grams=[torch.zeros(4, 4), torch.zeros(4, 4)])
+    with pytest.raises(ValueError, match="real weights"):
+        tn.SharedBasisLinear.from_linears([nn.Linear(4, 4, dtype=torch.complex64)] * 2, rank=2)
+    bad = nn.Linear(4, 3)
+    with torch.no_grad():
+        bad.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="finite weights"):
+        tn.SharedBasisLinear.from_linears([bad, nn.Linear(4, 3)], rank=2)

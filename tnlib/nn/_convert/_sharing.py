@@ -41,7 +41,7 @@ def sharing_groups(model: nn.Module, targets: Sequence[str], share: Any) -> list
     ``nn.Linear`` layers of one ``in_features``, two or more), or explicit lists of names (checked)."""
     if share is None:
         return []
-    linear = {t: m for t in targets if type(m := model.get_submodule(t)) is nn.Linear}
+    linear = {t: m for t in targets if type(m := model.get_submodule(t)) is nn.Linear and not m.weight.is_complex()}
     if isinstance(share, str):
         if share != "role":
             raise ValueError(f"share must be 'role', a list of groups of layer names, or None; got {share!r}")
@@ -65,7 +65,7 @@ def _named_groups(share: Sequence[Sequence[Any]], linear: dict[str, nn.Linear]) 
             raise ValueError(f"share[{k}] has {len(names)} layer(s); a shared basis needs two or more")
         for n in names:
             if n not in linear:
-                raise ValueError(f"share[{k}] names {n!r}, which is not an nn.Linear being converted")
+                raise ValueError(f"share[{k}] names {n!r}, which is not a real nn.Linear being converted")
             if n in seen:
                 raise ValueError(f"share[{k}] names {n!r}, which is already in another group")
             seen.add(n)

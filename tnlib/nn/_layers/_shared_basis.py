@@ -76,9 +76,11 @@ class SharedBasisLinear(nn.Module):
             raise ValueError(f"linears must share in_features to share a basis, got {sorted(sizes)}")
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"rank must be a positive int, got {rank!r}")
+        if any(m.weight.is_complex() for m in linears):
+            raise ValueError("linears must hold real weights; a shared basis is fitted to real matrices")
         ws = [m.weight.detach().to(device="cpu", dtype=torch.float64).numpy() for m in linears]
-        if any(np.iscomplexobj(w) or not np.isfinite(w).all() for w in ws):
-            raise ValueError("linears must hold finite real weights")
+        if any(not np.isfinite(w).all() for w in ws):
+            raise ValueError("linears must hold finite weights")
         host = None
         if grams is not None:
             n = ws[0].shape[1]
@@ -86,7 +88,13 @@ class SharedBasisLinear(nn.Module):
             if len(host) != len(ws) or any(g.shape != (n, n) for g in host):
                 raise ValueError(f"grams must be one ({n}, {n}) Gram per layer, got "
                                  f"{[tuple(g.shape) for g in host]}")
-        basis, coefficients = shared_basis(ws, host, rank)
+            if any(not np.isfinite(g).all() for g in host):
+                raise ValueError("grams must be finite")
+        try:
+            basis, coefficients = shared_basis(ws, host, rank)
+        except np.linalg.LinAlgError:
+            raise ValueError("grams must be positive definite (their mean, and each with the basis): shrink them, "
+                             "e.g. (1 - s) C + s tr(C)/n I with s = tnlib.metric.SHRINKAGE") from None
         return build_shared(linears, basis, coefficients)
 
     @property
