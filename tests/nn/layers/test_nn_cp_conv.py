@@ -106,6 +106,7 @@ def test_save_load_and_export_keep_the_network(tmp_path):
     (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), 2, ValueError, "padding_mode='reflect'"),
     (nn.Conv2d(4, 4, 3), 0, ValueError, "rank"),
     (nn.Conv2d(4, 4, 3), 2.5, TypeError, "rank"),
+    (nn.Conv2d(4, 4, 3), 10**6, ValueError, r"rank=1000000 exceeds 16, a rank at which CP already holds"),
 ])
 def test_bad_arguments_are_refused(conv, rank, error, match):
     with pytest.raises(error, match=match):

@@ -101,7 +101,7 @@ def conv_choice(conv: nn.Conv1d | nn.Conv2d, budget: int, folds: GramFolds | Non
         candidates.append(("tucker-2", tucker2(w, r_out, r_in)))
         if fit is not None and np.trace(fit) > 0:  # also fitted in the layer's outputs, judged with the other
             candidates.append(("tucker-2", tucker2(w, r_out, r_in, gram=shrunk(fit))))
-    rank = budget // (out + n + taps)
+    rank = min(budget // (out + n + taps), out * n, out * taps, n * taps)  # past the bound CP is exact anyway
     if 1 <= rank and cp_params(out, n, taps, rank) < out * n * taps:
         cp = cp_kernel(w, rank)
         if cancellation(cp) <= 1:  # a degenerate fit (terms that cancel) is no candidate

@@ -39,6 +39,11 @@ class _CPConv(ConvNetwork):
     def _from_conv(cls, given: Any, rank: int) -> Any:
         conv = cls._checked(given, "CP")
         rank = positive_int("rank", rank)
+        taps = math.prod(conv.kernel_size)
+        bound = min(conv.out_channels * conv.in_channels, conv.out_channels * taps, conv.in_channels * taps)
+        if rank > bound:
+            raise ValueError(f"rank={rank} exceeds {bound}, a rank at which CP already holds every "
+                             f"({conv.out_channels}, {conv.in_channels}, {taps}) kernel exactly")
         w = wide(conv.weight).cpu().numpy()
         if np.iscomplexobj(w):
             raise ValueError("a CP network is fitted to a real kernel; conv's weight is complex")
@@ -108,7 +113,7 @@ class CPConv1d(_CPConv):
     --------
     >>> import torch, tnlib.nn
     >>> conv = torch.nn.Conv1d(8, 12, 3)
-    >>> exact = tnlib.nn.CPConv1d.from_conv1d(conv, rank=8 * 12)     # rank out * in always holds the kernel
+    >>> exact = tnlib.nn.CPConv1d.from_conv1d(conv, rank=8 * 3)      # rank in * taps always holds the kernel
     >>> x = torch.randn(1, 8, 20)
     >>> bool(torch.allclose(exact(x), conv(x), atol=1e-4))
     True
