@@ -51,7 +51,7 @@ from .truncation import warn_at_caller
 
 __all__ = [
     "Metric", "GramFactor", "SHRINKAGE", "SHRINKAGE_GRID", "check_input_gram", "check_shrinkage", "gram_factor",
-    "svd_rank", "choose_shrinkage", "resolve_metric", "checked_metric", "metric_factor",
+    "svd_rank", "choose_shrinkage", "resolve_metric", "checked_metric", "metric_factor", "shrunk",
 ]
 
 
@@ -462,6 +462,22 @@ def _shrunk_eigenvalues(eig: _Eigen, shrinkage: float) -> Any:
     return (1.0 - shrinkage) * eig.lam + shrinkage * eig.tau
 
 
+def shrunk(c: Any, shrinkage: float = SHRINKAGE) -> Any:
+    """The fitting metric ``C_s = (1 - s) C + s tau I`` of a Gram ``C`` (``tau = tr C / N``): positive definite
+    for a positive semi-definite ``C`` of positive trace and ``s > 0``.
+
+    Examples
+    --------
+    >>> import numpy as np, tnlib.metric
+    >>> tnlib.metric.shrunk(np.diag([4.0, 0.0]), 0.5)
+    array([[3., 0.],
+           [0., 1.]])
+    """
+    xp = namespace(c)
+    n = int(c.shape[0])
+    return (1.0 - shrinkage) * c + (shrinkage * _tau(c)) * xp.eye(n, dtype=c.dtype, device=array_api_compat.device(c))
+
+
 def gram_factor(c: Any, shrinkage: float = SHRINKAGE, held_out: Any = None) -> GramFactor:
     """The shrunk factor of a validated Gram matrix: ``C_s = (1 - s) C + s tau I = L L^H`` (``tau = tr C / N``).
 
@@ -471,9 +487,8 @@ def gram_factor(c: Any, shrinkage: float = SHRINKAGE, held_out: Any = None) -> G
     the whitened SVD's ``[W L]_r L^{-1}``, the singular values of ``W L``, and the errors ``||D L||``.
     """
     xp = namespace(c)
-    n = int(c.shape[0])
     tau = _tau(c)
-    metric = (1.0 - shrinkage) * c + (shrinkage * tau) * xp.eye(n, dtype=c.dtype, device=array_api_compat.device(c))
+    metric = shrunk(c, shrinkage)
     factor = linalg.cholesky_factor(metric) if tau > 0.0 else None
     if factor is None:
         eig = _eigen(c)

@@ -10,7 +10,8 @@ from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
-from tnlib.nn._layers._tucker_conv import shrunk, tucker2  # noqa: E402
+from tnlib.metric import shrunk  # noqa: E402
+from tnlib.nn._layers._tucker_conv import tucker2  # noqa: E402
 from tnlib.quantization import relative_error  # noqa: E402
 
 
@@ -209,6 +210,7 @@ def test_with_calibration_the_outputs_move_less_on_patches_of_the_same_kind():
     (torch.eye(54), TypeError, "metric must be a tnlib.Metric"),
     (tnlib.Metric(torch.eye(9)), ValueError, r"metric.gram has shape \(9, 9\); expected \(54, 54\)"),
     (tnlib.Metric(-torch.eye(54)), ValueError, "metric.gram"),
+    (tnlib.Metric(torch.zeros(54, 54)), ValueError, "metric.gram is zero"),
 ])
 def test_a_wrong_metric_is_refused_in_words(metric, error, match):
     with pytest.raises(error, match=match):

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tnlib.metric import shrunk
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._layers._cp_conv import build_cp, cancellation, cp_kernel, cp_params
-from tnlib.nn._layers._tucker_conv import build_tucker, shrunk, tucker2, tucker_params
+from tnlib.nn._layers._tucker_conv import build_tucker, tucker2, tucker_params
 from tnlib.quantization import relative_error
 
 __all__ = ["ConvChoice", "conv_choice"]

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tnlib.metric import shrunk
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._convert._layer_report import LayerReport
 from tnlib.nn._layers._shared_basis import build_member, shared_basis, shared_parameter
-from tnlib.nn._layers._tucker_conv import shrunk
 from tnlib.quantization import relative_error
 
 __all__ = ["sharing_groups", "SharedGroup", "shared_group", "apply_sharing"]

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib.metric import SHRINKAGE, checked_metric
+from tnlib.metric import SHRINKAGE, checked_metric, shrunk
 from tnlib.nn._layers._conv_network import ConvNetwork, as_parameter, register_network, start_network
 from tnlib.nn._layers._cores import positive_int, wide
 
-__all__ = ["TuckerConv1d", "TuckerConv2d", "tucker2", "tucker2_in_metric", "shrunk", "tucker_params", "build_tucker"]
+__all__ = ["TuckerConv1d", "TuckerConv2d", "tucker2", "tucker2_in_metric", "tucker_params", "build_tucker"]
 
 _SWEEPS = 10  # alternating refinements of the two channel factors after the truncated HOSVD
 
@@ -51,7 +51,11 @@ class _TuckerConv(ConvNetwork):
             if np.iscomplexobj(w):
                 raise ValueError("metric= fits a real kernel; conv's weight is complex (fit it without metric=)")
             checked = checked_metric(metric, w.reshape(w.shape[0], -1))
-            gram = shrunk(np.asarray(checked.gram), SHRINKAGE if checked.shrinkage is None else checked.shrinkage)
+            gram = np.asarray(checked.gram)
+            if not np.trace(gram) > 0:
+                raise ValueError("metric.gram is zero: the patches it was recorded from are all zero; fit without "
+                                 "metric=")
+            gram = shrunk(gram, SHRINKAGE if checked.shrinkage is None else checked.shrinkage)
         return build_tucker(conv, tucker2(w, r_out, r_in, gram=gram))
 
     @property
@@ -215,14 +219,6 @@ def tucker2_in_metric(w: np.ndarray, r_out: int, u_in: np.ndarray, gram: np.ndar
         best = trial
     _, u_out, core, u_in = best
     return u_out, core, u_in
-
-
-def shrunk(gram: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
-    """``(1 - s) C + s tau I`` (``tau = tr C / N``): the fitting metric of :mod:`tnlib.metric`, positive definite
-    for any Gram of positive trace."""
-    n = gram.shape[0]
-    tau = max(float(np.trace(gram)) / n, np.finfo(np.float64).tiny)
-    return (1 - shrinkage) * gram + shrinkage * tau * np.eye(n)
 
 
 def tucker_params(out: int, n: int, taps: int, r_out: int, r_in: int) -> int:
