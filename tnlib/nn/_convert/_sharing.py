@@ -28,7 +28,7 @@ from torch import nn
 from tnlib.metric import shrunk
 from tnlib.nn._convert._calibration import GramFolds
 from tnlib.nn._convert._layer_report import LayerReport
-from tnlib.nn._layers._shared_basis import build_member, shared_basis, shared_parameter
+from tnlib.nn._layers._shared_basis import build_member, shared_basis, shared_parameter, shared_params
 from tnlib.quantization import relative_error
 
 __all__ = ["sharing_groups", "SharedGroup", "shared_group", "apply_sharing"]
@@ -114,9 +114,8 @@ def shared_group(model: nn.Module, names: Sequence[str], reports: dict[str, Laye
     if any(b is None for b in budgets):
         return None
     ws = [_weight(model, n) for n in names]
-    n_in = ws[0].shape[1]
-    rank = min(sum(b for b in budgets if b is not None) // (n_in + sum(w.shape[0] for w in ws)), n_in,
-               sum(w.shape[0] for w in ws))
+    n_in, outs = ws[0].shape[1], [w.shape[0] for w in ws]
+    rank = min(sum(b for b in budgets if b is not None) // shared_params(n_in, outs, 1), n_in, sum(outs))
     if rank < 1:
         return None
     folds = [f for n in names if (f := grams.get(n, {}).get("weight")) is not None]
