@@ -156,3 +156,16 @@ def test_a_degenerate_fit_is_not_a_candidate():
         conv.weight.copy_(torch.from_numpy(w.reshape(16, 16, 3, 3)))
     small, reports = tn.compress(nn.Sequential(conv), compression=16 * 16 * 9 / (6 * (16 + 16 + 9)))
     assert not isinstance(small[0], tn.CPConv2d) and reports[0].relative_error > 0.5, reports[0].layouts
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_hostile_scales_fit_as_unit_scale_does(scale):
+    """The fit is scale-free: a kernel at 1e-200 or 1e200 gets the unit-scale factors times the scale (exactly,
+    powers of two aside), finite, with the same relative error."""
+    w = np.random.default_rng(0).standard_normal((12, 8, 9))
+    unit = cp_kernel(w, 6)
+    scaled = cp_kernel(w * scale, 6)
+    assert all(np.isfinite(f).all() for f in scaled)
+    error = np.linalg.norm(_rebuilt(unit) - w) / np.linalg.norm(w)
+    rebuilt = np.einsum("or,ir,tr->oit", scaled[0] / scale, scaled[1], scaled[2])
+    assert np.linalg.norm(rebuilt - w) / np.linalg.norm(w) == pytest.approx(error, rel=1e-6)

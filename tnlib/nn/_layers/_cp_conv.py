@@ -152,13 +152,23 @@ def cp_kernel(w: np.ndarray, rank: int, iterations: int | None = None) -> tuple[
 
     Each sweep solves for one factor with the other two fixed (normal equations: the Hadamard product of their
     Grams, with a 1e-12 relative ridge); the component norms are balanced across the factors after each sweep.
+    The fit is made at unit scale (``w`` divided by a power of two), so kernels of entries 1e-200 or 1e200 fit as
+    well as any; the scale returns in ``A``.
     """
     out, n = w.shape[:2]
-    t3 = w.reshape(out, n, -1)
-    taps = t3.shape[2]
-    total = float(np.sum(t3 * t3))
-    if total == 0:
+    largest = float(np.max(np.abs(w))) if w.size else 0.0
+    if largest == 0:
+        taps = int(np.prod(w.shape[2:]))
         return np.zeros((out, rank)), np.zeros((n, rank)), np.zeros((taps, rank))
+    shift = math.frexp(largest)[1]  # fitted at unit scale (exact power of two): no square over- or underflows
+    a, b, k = _fit(w.reshape(out, n, -1) * 2.0**-shift, rank, iterations)
+    return a * 2.0**shift, b, k
+
+
+def _fit(t3: np.ndarray, rank: int, iterations: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`cp_kernel` of a nonzero ``(out, in, taps)`` tensor of entries at most 1 in size."""
+    out, n, taps = t3.shape
+    total = float(np.sum(t3 * t3))
     a = _leading(t3.reshape(out, -1), rank)
     b = _leading(np.moveaxis(t3, 1, 0).reshape(n, -1), rank)
     k = _leading(np.moveaxis(t3, 2, 0).reshape(taps, -1), rank)
