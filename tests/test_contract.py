@@ -73,6 +73,25 @@ def _module_input(x: Any) -> Any:
     return _linear(x)
 
 
+def _rnn(x: Any, kind: str) -> Any:
+    """A bias-free ``nn.LSTM`` (16 -> 4) or ``nn.GRU`` (16 -> 4) whose weights are rows of the hostile ``x``."""
+    if isinstance(x, str):
+        return x
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    gates = 4 if kind == "lstm" else 3
+    inputs = int(t.shape[1]) if t.numel() else 0
+    rnn = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(max(inputs, 1), 4, bias=False, device="meta")
+    rows = t[: gates * 4]
+    rnn.weight_ih_l0 = torch.nn.Parameter(rows, requires_grad=False)  # any dtype, device, scale or emptiness
+    rnn.weight_hh_l0 = torch.nn.Parameter(rows[:, :4], requires_grad=False)
+    rnn.input_size = inputs
+    return rnn
+
+
+def _stored_max(layer: Any) -> float:
+    return float(layer.matrix("ih_l0", torch.float64, torch.device("cpu")).abs().max())
+
+
 def _symmetric(a: Any) -> Any:
     """A Gram-like matrix as hostile as ``a`` (its scale, dtype, NaN, emptiness, library), no products formed."""
     if isinstance(a, str):
@@ -111,6 +130,10 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
     "nn.QuantizedLinear": ("linear", lambda a: tn.QuantizedLinear.from_linear(_module_input(a),
                                                                              tnlib.Quantization(8, None)),
                            lambda layer: float(layer.dense_weight(torch.float64).detach().abs().max())),
+    "nn.QuantizedLSTM": ("lstm", lambda a: tn.QuantizedLSTM.from_lstm(_rnn(a, "lstm"), tnlib.Quantization(8, None)),
+                         _stored_max),
+    "nn.QuantizedGRU": ("gru", lambda a: tn.QuantizedGRU.from_gru(_rnn(a, "gru"), tnlib.Quantization(8, None)),
+                        _stored_max),
     "nn.LowRankLinear": ("linear", lambda a: tn.LowRankLinear.from_linear(_module_input(a), 4), None),
     "nn.stored_bytes": ("module", lambda a: tn.stored_bytes(_module_input(a)), None),
     "nn.count_parameters": ("module", lambda a: tn.count_parameters(_module_input(a)), None),
@@ -119,7 +142,8 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
 # Where a callable's documented contract differs from the default rule: (name, input) -> what must happen.
 EXPECT: dict[tuple[str, str], str] = {
     # real weights only, refused in words (complex layers take the MPO route)
-    **{(name, "complex"): "refuse" for name in ("quantize", "quantize_low_rank", "nn.QuantizedLinear")},
+    **{(name, "complex"): "refuse" for name in ("quantize", "quantize_low_rank", "nn.QuantizedLinear",
+                                                         "nn.QuantizedLSTM", "nn.QuantizedGRU")},
     # sizes and counts do not read values: NaN, inf, an empty or a meta weight are counted as they are
     **{("nn.stored_bytes", label): "ok" for label in ("NaN", "inf", "empty", "meta")},
     **{("nn.count_parameters", label): "ok" for label in ("NaN", "inf", "empty")},
@@ -211,6 +235,12 @@ SCALARS: dict[str, list[tuple[Callable[[], Any], str]]] = {
                     (lambda: tn.CPConv2d.from_conv2d(torch.nn.Conv1d(4, 4, 3), rank=2), "conv")],
     "nn.CPConv1d": [(lambda: tn.CPConv1d.from_conv1d(torch.nn.Conv1d(4, 4, 3), rank=-1), "rank"),
                     (lambda: tn.CPConv1d.from_conv1d(torch.nn.Conv1d(4, 4, 3, groups=2), rank=2), "groups")],
+    "nn.QuantizedLSTM": [(lambda: tn.QuantizedLSTM.from_lstm(torch.nn.GRU(4, 4)), "lstm"),
+                         (lambda: tn.QuantizedLSTM.from_lstm(torch.nn.LSTM(4, 8), rank=5), "rank"),
+                         (lambda: tn.QuantizedLSTM.from_lstm(torch.nn.LSTM(4, 8), metrics={"nope": None}), "nope")],
+    "nn.QuantizedGRU": [(lambda: tn.QuantizedGRU.from_gru(torch.nn.LSTM(4, 4)), "gru"),
+                        (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), "int4"), "quantization"),
+                        (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), metrics=[1]), "metrics")],
     "nn.MPOEmbedding": [(lambda: tn.MPOEmbedding.from_embedding(torch.nn.Linear(4, 4), tnlib.Truncation()),
                          "embedding")],
     "nn.LowRankLSTM": [(lambda: tn.LowRankLSTM(8, 8, rank=0), "rank")],

@@ -52,46 +52,69 @@ METHODS = ("round-to-nearest", "SVD + int4", *CALIBRATED)
 MODEL = "all-MiniLM-L6-v2 (pretrained)"
 
 
-def _budget(label: str, q: Quantization, shape) -> int:
+def budget_bytes(label: str, q: Quantization, shape) -> int:
     """The bytes one matrix gets at a budget: the plain width's own, or 2.5 bits per weight."""
     return int(shape[0] * shape[1] * 2.5 / 8) if label == "2.5 bits" else q.stored_bytes(tuple(shape))
 
 
-def _replaced(dense, layers, make):
-    """A copy of ``dense`` whose named layers' weights are ``make(name, W)`` (float64 out x in) and the bytes."""
+def _replaced(dense, params, make):
+    """A copy of ``dense`` whose weights named by ``params`` (parameter paths: ``encoder.0.weight``,
+    ``gru.weight_hh_l0``) are ``make(path, W)`` (float64 out x in), and the bytes they store."""
     model, stored = copy.deepcopy(dense), 0
-    for name in layers:
-        layer = model.get_submodule(name)
-        w = layer.weight.detach().to(torch.float64).numpy()
-        approx, used = make(name, w)
+    for path in params:
+        weight = model.get_parameter(path)
+        w = weight.detach().to(torch.float64).numpy()
+        approx, used = make(path, w)
         with torch.no_grad():
-            layer.weight.copy_(torch.from_numpy(approx).to(layer.weight.dtype))
+            weight.copy_(torch.from_numpy(approx).to(weight.dtype))
         stored += used
     return model, stored
 
 
-def rtn(dense, layers, q, grams=None):
-    def make(name, w):
-        m = tnlib.quantize(w, q, gram=None if grams is None else grams[name]["weight"])
+def gram_of(grams, path):
+    """The recorded input Gram of the weight at parameter ``path`` (``tnlib.nn.record_grams``'s nesting)."""
+    module, _, weight = path.rpartition(".")
+    return grams[module][weight]
+
+
+def rtn(dense, params, q, grams=None):
+    """Round-to-nearest at ``q`` of every weight in ``params``, or GPTQ in its Gram when ``grams`` are given."""
+    def make(path, w):
+        m = tnlib.quantize(w, q, gram=None if grams is None else gram_of(grams, path))
         return m.dequantize(), m.stored_bytes
-    return _replaced(dense, layers, make)
+    return _replaced(dense, params, make)
 
 
-def svd_int4(dense, layers, label, q_budget, grams):
+def svd_int4(dense, params, label, q_budget, grams):
+    """The activation-whitened SVD of every weight, both factors int4 per 32, at the largest multiple of 32 as rank
+    that fits its bytes; a matrix too small for rank 32 in its bytes is stored as int2 per 64 instead."""
     q = Quantization(4, 32)
 
     def make(name, w):
         out, n = w.shape
-        budget = _budget(label, q_budget, w.shape)
+        budget = budget_bytes(label, q_budget, w.shape)
         ranks = [r for r in range(32, min(out, n) + 1, 32)
                  if q.stored_bytes((out, r)) + q.stored_bytes((r, n)) <= budget]
+        if not ranks:
+            m = tnlib.quantize(w, Quantization(2, 64))
+            return m.dequantize(), m.stored_bytes
         r = ranks[-1]
-        gram = grams[name]["weight"].numpy()
+        gram = gram_of(grams, name).numpy()
         gram = gram / np.abs(gram).max()
         a, b = whitened_svd(w, gram)
         ua, vb = tnlib.quantize(a[:, :r], q), tnlib.quantize(b[:r], q)
         return ua.dequantize() @ vb.dequantize(), ua.stored_bytes + vb.stored_bytes
-    return _replaced(dense, layers, make)
+    return _replaced(dense, params, make)
+
+
+def forms_line(reports) -> str:
+    """How many matrices compress stored in each kind of form (``int4``, ``low-rank`` ...), from its reports."""
+    forms: dict[str, int] = {}
+    for r in reports:
+        for layout in r.layouts:
+            kind = layout.split(" ")[0] if layout.startswith("int") else "low-rank"
+            forms[kind] = forms.get(kind, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(forms.items()))
 
 
 def minilm_rows(cfg, seeds) -> list[dict]:
@@ -106,8 +129,9 @@ def minilm_rows(cfg, seeds) -> list[dict]:
                          **evaluate(model)))
         print(f"{method} at {label}, draw {seed}: {rows[-1]}", flush=True)
 
+    params = [f"{name}.weight" for name in layers]
     for label, q in BUDGETS:
-        add("round-to-nearest", label, 0, *rtn(dense, layers, q), 0.0)
+        add("round-to-nearest", label, 0, *rtn(dense, params, q), 0.0)
     for seed in seeds:
         rng = np.random.default_rng(300 + seed)
         picked = [pool[k] for k in rng.choice(len(pool), cfg["minilm_cal"], replace=False)]
@@ -119,21 +143,17 @@ def minilm_rows(cfg, seeds) -> list[dict]:
                          seconds=time.perf_counter() - start, cosine=float("nan"), agreement=float("nan")))
         for label, q in BUDGETS:
             start = time.perf_counter()
-            model, stored = rtn(dense, layers, q, grams)
+            model, stored = rtn(dense, params, q, grams)
             add("GPTQ", label, seed, model, stored, time.perf_counter() - start)
-            add("SVD + int4", label, seed, *svd_int4(dense, layers, label, q, grams), 0.0)
-            total = sum(_budget(label, q, s) for s in shapes.values())
+            add("SVD + int4", label, seed, *svd_int4(dense, params, label, q, grams), 0.0)
+            total = sum(budget_bytes(label, q, s) for s in shapes.values())
             for allocation in ("uniform", "global"):
                 start = time.perf_counter()
                 small, reports = tn.compress(dense, bytes=total, layers=layers, calibration=batches,
                                              allocation=allocation)
                 add(f"compress(bytes), {allocation}", label, seed, small, sum(r.bytes_after for r in reports),
                     time.perf_counter() - start)
-                forms = {}
-                for r in reports:
-                    kind = r.layouts[0].split(" x ")[0].split(" ")[0] if r.layouts[0].startswith("int") else "low-rank"
-                    forms[kind] = forms.get(kind, 0) + 1
-                rows[-1]["forms"] = ", ".join(f"{k} {v}" for k, v in sorted(forms.items()))
+                rows[-1]["forms"] = forms_line(reports)
     return rows
 
 
@@ -166,24 +186,25 @@ def report(rows) -> tuple[list[str], list[str]]:
             table(["method", *labels], body), ""]
     claims = [
         claim_line(f"{MODEL}: cosine of compress(bytes), global vs GPTQ at equal bytes",
-                   _compare(mine, "compress(bytes), global", "GPTQ", labels),
+                   compare_at_budgets(mine, "compress(bytes), global", "GPTQ", labels),
                    "a byte budget beats GPTQ at equal stored bytes"),
         claim_line(f"{MODEL}: cosine of compress(bytes), uniform vs GPTQ at equal bytes",
-                   _compare(mine, "compress(bytes), uniform", "GPTQ", labels),
+                   compare_at_budgets(mine, "compress(bytes), uniform", "GPTQ", labels),
                    "per-matrix byte budgets beat GPTQ at equal stored bytes"),
         claim_line(f"{MODEL}: cosine of compress(bytes), global vs SVD + int4 at equal bytes",
-                   _compare(mine, "compress(bytes), global", "SVD + int4", labels),
+                   compare_at_budgets(mine, "compress(bytes), global", "SVD + int4", labels),
                    "a byte budget beats the activation-whitened SVD with int4 factors at equal stored bytes"),
         claim_line(f"{MODEL}: cosine of compress(bytes), global vs uniform",
-                   _compare(mine, "compress(bytes), global", "compress(bytes), uniform", labels),
+                   compare_at_budgets(mine, "compress(bytes), global", "compress(bytes), uniform", labels),
                    "one global byte budget beats per-matrix shares"),
     ]
     return out, claims
 
 
-def _compare(rows, a, b, labels):
+def compare_at_budgets(rows, a, b, labels, metric="cosine", higher_is_better=True):
+    """Paired differences of ``metric`` between methods ``a`` and ``b`` at each budget (numbered 1, 2, 3)."""
     keyed = [dict(r, ratio=labels.index(r["budget"]) + 1.0) for r in rows if r["budget"] in labels]
-    return compare(keyed, "cosine", a, b, [labels.index(x) + 1.0 for x in labels], higher_is_better=True)
+    return compare(keyed, metric, a, b, [labels.index(x) + 1.0 for x in labels], higher_is_better=higher_is_better)
 
 
 def main(argv=None) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 EXPERIMENTS = ("classification", "forecasting", "speech", "fc", "tt_vs_mpo", "lowrank", "mpop", "pretrained",
-               "pretrained_whole", "bytes_whole",
+               "pretrained_whole", "bytes_whole", "bytes_recurrent",
                "inference", "scale")
 
 INTRO = """# Experiments: MPO compression against its baselines
@@ -42,6 +42,7 @@ also needs `apt-get install -y espeak-ng`):
 | 8 | Post-training compression of a pretrained recurrent model: which method (SVD, data-aware SVD, pruning, MPO layouts) at which size | tnlib's own question | `pretrained.py` |
 | 8b | The same for whole pretrained models (a GRU encoder-decoder, a transformer sentence encoder) with calibration: `compress` against the whitened SVD, one global budget against per-matrix budgets | tnlib's own question | `pretrained_whole.py` |
 | 8c | A whole pretrained encoder judged in stored bytes: `compress(bytes=...)` against round-to-nearest, GPTQ and SVD + int4 at equal bytes | Frantar et al. 2023 (GPTQ); Wang et al. 2024 (SVD-LLM) as baselines | `bytes_whole.py` |
+| 8d | The same for a whole pretrained recurrent encoder-decoder (g2p-en's GRUs, every recurrent matrix its own form) | Frantar et al. 2023 (GPTQ); Wang et al. 2024 (SVD-LLM) as baselines | `bytes_recurrent.py` |
 | 9 | Compressed LSTM layers infer faster than dense ones (MPO: Gao et al.; MPS-TT faster than MPO: Murua et al.) | Gao et al. 2020; Murua et al. 2020 | `inference.py` |
 | 10 | Experiments 1-3's comparison on a 2-layer LSTM of hidden 512 (3.2 M weights) at 100x | Gao et al. 2020 at scale | `scale.py` |
 

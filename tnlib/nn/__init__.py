@@ -39,6 +39,7 @@ from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
 from ._layers._quantized_linear import QuantizedLinear
+from ._layers._quantized_rnn import QuantizedGRU, QuantizedLSTM
 from ._layers._shared_basis import SharedBasisLinear
 from ._layers._tucker_conv import TuckerConv1d, TuckerConv2d
 from ._training._distill import distill
@@ -55,6 +56,8 @@ __all__ = [
     "MPOEmbedding",
     "MPOMultiheadAttention",
     "QuantizedLinear",
+    "QuantizedLSTM",
+    "QuantizedGRU",
     "SharedBasisLinear",
     "CPConv1d",
     "CPConv2d",

@@ -101,7 +101,8 @@ def test_a_shared_module_is_replaced_at_every_use():
 
 def test_other_kinds_stay_dense_with_a_warning_and_are_refused_by_name():
     model = nn.Sequential(nn.Conv1d(4, 64, 3), nn.Flatten(), nn.Linear(64 * 6, 32))
-    with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear layers only; 1 other layer\(s\) stay dense: 0"):
+    with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear, nn.LSTM and nn.GRU layers; 1 other layer\(s\) "
+                                         r"stay dense: 0"):
         small, reports = tn.compress(model, bytes=64 * 6 * 32 // 2)
     assert isinstance(small[0], nn.Conv1d) and [r.name for r in reports] == ["2"]
     with pytest.raises(ValueError, match=r"'0' is a Conv1d: leave it out of layers"):
@@ -219,3 +220,84 @@ def test_a_calibrated_global_byte_budget_weighs_matrices_by_the_outputs():
     heavy_a, _ = choose_forms(candidates, sizes, total, "global", {"a": 100.0, "b": 1.0})
     heavy_b, _ = choose_forms(candidates, sizes, total, "global", {"a": 1.0, "b": 100.0})
     assert heavy_a["a"].error < heavy_b["a"].error and heavy_b["b"].error < heavy_a["b"].error
+
+
+class _Tagger(nn.Module):
+    """Embedding -> 2-layer bidirectional LSTM -> GRU -> Linear: recurrent weights of several shapes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.emb = nn.Embedding(40, 32)
+        self.lstm = nn.LSTM(32, 32, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = nn.GRU(64, 32, batch_first=True)
+        self.head = nn.Linear(32, 40)
+
+    def forward(self, tokens):
+        return self.head(self.gru(self.lstm(self.emb(tokens))[0])[0])
+
+
+def _recurrent_weights(model):
+    return sum(p.numel() for n, p in model.named_parameters() if ".weight" in n and not n.startswith("emb"))
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_recurrent_layers_take_a_form_per_weight_matrix(allocation, calibrated):
+    """Every weight of every layer and direction of nn.LSTM / nn.GRU gets its own quantized form within the
+    bytes; the layer becomes a QuantizedLSTM / QuantizedGRU whose stored bytes are what the reports count."""
+    model = _Tagger().eval()
+    batches = [torch.randint(0, 40, (16, 12), generator=torch.Generator().manual_seed(k)) for k in range(8)]
+    budget = int(_recurrent_weights(model) * 3 / 8)
+    small, reports = tn.compress(model, bytes=budget, allocation=allocation,
+                                 calibration=batches if calibrated else None)
+    assert isinstance(small.lstm, tn.QuantizedLSTM) and isinstance(small.gru, tn.QuantizedGRU)
+    assert isinstance(small.head, tn.QuantizedLinear) and isinstance(small.emb, nn.Embedding)
+    by_name = {r.name: r for r in reports}
+    assert [len(by_name[n].layouts) for n in ("lstm", "gru", "head")] == [8, 2, 1]  # one form per matrix
+    assert by_name["lstm"].kind == "LSTM" and by_name["gru"].kind == "GRU"
+    assert sum(r.bytes_after for r in reports) <= budget
+    biases = sum(p.numel() * 4 for n, p in model.named_parameters() if ".bias" in n)
+    assert tn.stored_bytes(small) == sum(r.bytes_after for r in reports) + biases + model.emb.weight.numel() * 4
+    assert all((r.held_out_error is not None) == calibrated for r in reports)
+    x = batches[0]
+    with torch.no_grad():
+        error = float((small(x) - model(x)).norm() / model(x).norm())
+    assert error < 0.5
+
+
+def test_a_recurrent_layers_pooled_error_is_its_matrices():
+    """The report's relative error is that of all the layer's matrices together: ``||W - Q||_F / ||W||_F`` over
+    the stack, from the weights the built layer stores."""
+    model = _Tagger().eval()
+    small, reports = tn.compress(model, bytes=int(_recurrent_weights(model) * 3 / 8), layers=["gru"])
+    (report,) = reports
+    stored = small.gru.to_dense()
+    num = den = 0.0
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        w = getattr(model.gru, name).detach().double()
+        num += float((w - getattr(stored, name).detach().double()).norm() ** 2)
+        den += float(w.norm() ** 2)
+    assert report.relative_error == pytest.approx((num / den) ** 0.5, rel=1e-6)
+    assert report.params_before == 96 * 64 + 96 * 32 and report.bytes_before == 4 * report.params_before
+
+
+def test_the_chosen_form_is_refitted_on_every_calibration_row():
+    """The choice is made on a held-out fold; what is stored is then the chosen width, group and rank fitted by GPTQ
+    in the Gram of all the calibration rows, exactly as tnlib.quantize / quantize_low_rank give it."""
+    net = _net(4).double()
+    batches = [b.double() for b in _batches(4)]
+    budget = int(_weights(net) * 3 / 8)
+    small, reports = tn.compress(net, bytes=budget, calibration=batches)
+    grams = tn.record_grams(net, ["0", "2", "4"], batches)
+    for name in ("0", "2", "4"):
+        layer, w = small.get_submodule(name), net.get_submodule(name).weight.detach().numpy()
+        q, c = Quantization(layer.bits, layer.group_size), grams[name]["weight"].numpy()
+        if layer.rank is None:
+            expected = tnlib.quantize(w, q, gram=c).dequantize()
+        else:
+            u, v = tnlib.quantize_low_rank(w, layer.rank, q, gram=c)
+            expected = u.dequantize() @ v.dequantize()
+        np.testing.assert_allclose(layer.dense_weight(torch.float64).numpy(), expected, atol=1e-12)
+        report = next(r for r in reports if r.name == name)
+        assert report.output_error == pytest.approx(relative_error(w, expected, c), rel=1e-9)

@@ -12,7 +12,7 @@ from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn as tn  # noqa: E402
-from tnlib.nn._layers._quantized_linear import unpack_codes  # noqa: E402
+from tnlib.nn._layers._quantized_store import unpack_codes  # noqa: E402
 from tnlib.quantization import BITS, Quantization, pack, unpack  # noqa: E402
 
 

@@ -34,15 +34,24 @@ from tnlib.quantization import (
     gptq_factor,
     gptq_widths,
     quantize,
+    quantize_low_rank,
     relative_error,
     split_prefixes,
     whitened_svd,
 )
 
-__all__ = ["Form", "forms_of", "with_fit_error", "choose_forms", "BYTE_KINDS"]
+__all__ = ["Form", "forms_of", "refitted", "choose_forms", "BYTE_KINDS", "weight_key"]
 
-BYTE_KINDS = ("Linear", "Conv1D")
-"""The kinds of layer a byte budget converts (their weight is one matrix of ``x W^T``)."""
+BYTE_KINDS = ("Linear", "Conv1D", "LSTM", "GRU")
+"""The kinds of layer a byte budget converts: one weight matrix of ``x W^T`` (``Linear``, transformers'
+``Conv1D``), or one per layer, direction and side of a recurrent layer (``LSTM``, ``GRU``), each given its own
+form."""
+
+
+def weight_key(name: str, weight: str) -> str:
+    """How a byte budget names one weight matrix: the module's name for its only ``weight``, else the
+    parameter's path (``encoder.weight_hh_l0``)."""
+    return name if weight == "weight" else f"{name}.{weight}"
 
 _DENSE_BITS = (8, 4, 3, 2)
 _FACTOR_BITS = (8, 4)
@@ -165,15 +174,23 @@ def _rank_plans(out: int, n: int, g: int) -> dict[Quantization, list[int]]:
     return plans
 
 
-def with_fit_error(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:
-    """``form`` with its relative error on the rows the fit saw (calibration only)."""
+def refitted(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:
+    """The chosen ``form`` fitted again, at the same widths, groups and rank, on every calibration row (it was
+    chosen by its error on a held-out fold, fitted without it), with its relative error on those rows as
+    ``fit_error``; ``error`` and ``held_out_error`` stay those the choice was made by. Unchanged without
+    calibration or when its rows were too few to judge (``note``)."""
     if folds is None or form.note:
         return form
     m = w.detach().to(device="cpu", dtype=torch.float64).numpy()
-    fit, _ = _grams(folds)
-    f = form.factors
-    approx = f[0].dequantize() if len(f) == 1 else f[0].dequantize() @ f[1].dequantize()
-    return dataclasses.replace(form, fit_error=relative_error(m, approx, fit))
+    c = np.array(folds.gram().numpy())
+    q = form.factors[0].quantization
+    if len(form.factors) == 1:
+        factors: tuple[QuantizedMatrix, ...] = (quantize(m, q, gram=c),)
+    else:
+        factors = tuple(quantize_low_rank(m, int(form.factors[0].shape[1]), q, gram=c))
+    approx = factors[0].dequantize() if len(factors) == 1 else factors[0].dequantize() @ factors[1].dequantize()
+    return dataclasses.replace(form, factors=factors, stored_bytes=sum(f.stored_bytes for f in factors),
+                               fit_error=relative_error(m, approx, c))
 
 
 def _dense_groups(n: int) -> list[int | None]:
@@ -325,6 +342,7 @@ def byte_targets(targets: Sequence[str], kinds: dict[str, str], named: bool) -> 
     """The targets a byte budget converts and those it leaves dense (named ones of another kind: refused)."""
     others = [t for t in targets if kinds[t] not in BYTE_KINDS]
     if others and named:
-        raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D) layers; {others[0]!r} is a "
+        raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D), nn.LSTM and nn.GRU layers; "
+                         f"{others[0]!r} is a "
                          f"{kinds[others[0]]}: leave it out of layers=[...]")
     return [t for t in targets if kinds[t] in BYTE_KINDS], others

@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import math
 import warnings
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,7 +32,8 @@ from tnlib.nn._convert._bytes import (
     check_byte_options,
     choose_forms,
     forms_of,
-    with_fit_error,
+    refitted,
+    weight_key,
 )
 from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
 from tnlib.nn._convert._conv_choice import ConvChoice, conv_choice
@@ -46,6 +47,7 @@ from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
 from tnlib.nn._layers._mpo_attention import settle_parents
 from tnlib.nn._layers._quantized_linear import build_quantized
+from tnlib.nn._layers._quantized_rnn import build_quantized_rnn
 from tnlib.truncation import warn_at_caller
 
 __all__ = ["compress", "LayerReport", "SUPPORTED"]
@@ -152,17 +154,20 @@ def compress(
         ``dense_macs``.
     bytes
         A budget in stored bytes instead of parameters: the weights of the
-        converted ``nn.Linear`` layers (and ``transformers``' ``Conv1D``; other
-        kinds stay dense, with a warning, and are refused when named in
-        ``layers``) take at most this many bytes in all, counted as stored:
-        packed integer codes, float16 scales and zero points (biases stay
-        float and are not counted). Each weight becomes the
-        :class:`~tnlib.nn.QuantizedLinear` form of least error its bytes buy:
-        the weight itself at 8, 4, 3 or 2 bits, or a low-rank split with
-        4- or 8-bit factors (:mod:`tnlib.quantization`); with ``calibration``
-        fitted by GPTQ on three folds and judged on the held-out fourth, so a
-        byte budget is never worse there than plain quantization at the same
-        bytes. ``allocation="uniform"`` gives each weight the bytes of its
+        converted ``nn.Linear`` layers (and ``transformers``' ``Conv1D``),
+        ``nn.LSTM`` and ``nn.GRU`` layers (other kinds stay dense, with a
+        warning, and are refused when named in ``layers``) take at most this
+        many bytes in all, counted as stored: packed integer codes, float16
+        scales and zero points (biases stay float and are not counted). Each
+        weight matrix (each layer, direction and side of a recurrent layer
+        apart) takes the form of least error its bytes buy: the matrix itself
+        at 8, 4, 3 or 2 bits, or a low-rank split with 4- or 8-bit factors
+        (:mod:`tnlib.quantization`), as a :class:`~tnlib.nn.QuantizedLinear`,
+        :class:`~tnlib.nn.QuantizedLSTM` or :class:`~tnlib.nn.QuantizedGRU`;
+        with ``calibration`` fitted by GPTQ on three folds and judged on the
+        held-out fourth, so a byte budget is never worse there than plain
+        quantization at the same bytes, and the chosen form then fitted again
+        on every row. ``allocation="uniform"`` gives each weight the bytes of its
         share of the weights; ``"global"`` spends them where they remove the
         most change of the model's outputs (with calibration: each matrix's
         squared relative error weighted by its measured sensitivity and
@@ -371,40 +376,57 @@ def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[s
 
     kept, others = byte_targets(targets, {t: kind(model.get_submodule(t)) for t in targets}, named)
     if others:
-        warn_at_caller(f"bytes= converts nn.Linear layers only; {len(others)} other layer(s) stay dense: "
+        warn_at_caller(f"bytes= converts nn.Linear, nn.LSTM and nn.GRU layers; {len(others)} other layer(s) stay "
+                       "dense: "
                        f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}")
     return kept
 
 
 def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]], total: int,
                      allocation: str, track: Progress, batches: Sequence[Any] = ()) -> tuple[Built, list[LayerReport]]:
-    """Every target's weight as the quantized form a byte budget of ``total`` buys (``_bytes``), and reports."""
-    weights, candidates = {}, {}
+    """Every target's weights as the quantized forms a byte budget of ``total`` buys (``_bytes``), and reports:
+    each weight matrix (one of a linear layer; one per layer, direction and side of a recurrent one) is a
+    candidate of its own, named by :func:`weight_key`."""
+    weights: dict[str, tuple[str, str, torch.Tensor]] = {}  # key -> (module name, weight name, matrix)
+    candidates = {}
     for name in targets:
         track.step(name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
-        (w,) = source.weights(module).values()
-        if w.is_complex():
-            raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
-        weights[name] = (source.kind, w)
-        candidates[name] = forms_of(w, grams.get(name, {}).get("weight"))
-        track.done(name, f"{len(candidates[name])} candidate forms judged")
-    sizes = {name: w.numel() for name, (_, w) in weights.items()}
-    weighted = importance(model, targets, grams, batches) if allocation == "global" and batches else None
-    track.phase("choosing one form per layer for %d bytes (%s)", total, allocation)
+        for wname, w in source.weights(module).items():
+            if w.is_complex():
+                raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
+            key = weight_key(name, wname)
+            weights[key] = (name, wname, w)
+            candidates[key] = forms_of(w, grams.get(name, {}).get(wname))
+        track.done(name, f"{sum(len(candidates[k]) for k, v in weights.items() if v[0] == name)} candidate forms "
+                         "judged")
+    sizes = {key: w.numel() for key, (_, _, w) in weights.items()}
+    weighted = importance(model, {k: (n, wn) for k, (n, wn, _) in weights.items()}, grams, batches) \
+        if allocation == "global" and batches else None
+    track.phase("choosing one form per weight for %d bytes (%s)", total, allocation)
     chosen, budgets = choose_forms(candidates, sizes, total, allocation, weighted)
-    built: Built = [(name, functools.partial(_quantized, factors=chosen[name].factors)) for name in targets]
-    reports = [byte_report(name, kind, w, with_fit_error(chosen[name], w, grams.get(name, {}).get("weight")),
-                           budgets[name]) for name, (kind, w) in weights.items()]
-    for report in reports:
-        track.phase("layer %s: %r", report.name, report)
+    built: Built = []
+    reports = []
+    for name in targets:
+        keys = [k for k, v in weights.items() if v[0] == name]
+        kind = source_of(model.get_submodule(name)).kind  # type: ignore[union-attr]
+        parts = []
+        for k in keys:
+            folds = grams.get(name, {}).get(weights[k][1])
+            parts.append((weights[k][2], refitted(chosen[k], weights[k][2], folds), folds))
+        factors = {weights[k][1]: form.factors for k, (_, form, _) in zip(keys, parts)}
+        built.append((name, functools.partial(_quantized, factors=factors)))
+        reports.append(byte_report(name, kind, parts, sum(budgets[k] for k in keys)))
+        track.phase("layer %s: %r", name, reports[-1])
     return built, reports
 
 
-def _quantized(original: nn.Module, factors: Sequence[Any]) -> nn.Module:
-    return build_quantized(original, factors)
+def _quantized(original: nn.Module, factors: Mapping[str, Sequence[Any]]) -> nn.Module:
+    if isinstance(original, nn.RNNBase):
+        return build_quantized_rnn(original, factors)
+    return build_quantized(original, factors["weight"])
 
 
 def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> nn.Module:

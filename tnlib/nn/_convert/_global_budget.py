@@ -3,7 +3,7 @@ by how much the model's outputs move per unit of its error (:mod:`tnlib.nn._conv
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -85,26 +85,26 @@ def global_budgets(model: nn.Module, targets: Sequence[str], truncation: tnlib.T
     return out
 
 
-def importance(model: nn.Module, targets: Sequence[str], grams: dict[str, dict[str, GramFolds]],
+def importance(model: nn.Module, weights: Mapping[str, tuple[str, str]], grams: dict[str, dict[str, GramFolds]],
                batches: Sequence[Any]) -> dict[str, float] | None:
-    """Per single-weight target, how much the model's outputs move per unit of *relative* error of its weight:
-    its sensitivity (:mod:`tnlib.nn._convert._sensitivity`) times its signal ``||W L||_F^2`` in its metric
-    ``C = L L^T``. A byte budget shared by these weights the squared relative errors it balances. ``None``
-    without calibration or when the outputs carry nothing to measure."""
+    """Per weight (``{key: (module name, weight name)}``), how much the model's outputs move per unit of
+    *relative* error of it: its sensitivity (:mod:`tnlib.nn._convert._sensitivity`) times its signal
+    ``||W L||_F^2`` in its metric ``C = L L^T``. A byte budget shared by these weights the squared relative errors
+    it balances. ``None`` without calibration or when the outputs carry nothing to measure."""
     params: dict[str, Any] = {}
     as_matrix, factors, signals = {}, {}, {}
-    for name in targets:
+    for key, (name, wname) in weights.items():
         module = model.get_submodule(name)
         source = source_of(module)
-        folds = grams.get(name, {}).get("weight")
+        folds = grams.get(name, {}).get(wname)
         if source is None or folds is None:
             return None
         whitening = gram_factor(folds.gram())
-        weight: Any = module.weight
-        w64 = source.as_matrix(weight.detach()).to(torch.float64).cpu()
-        params[name], as_matrix[name], factors[name] = weight, source.as_matrix, whitening.L_inv
-        signals[name] = float(((w64 @ whitening.L) ** 2).sum())
+        params[key], as_matrix[key] = source.parameters_of(module)[wname]
+        factors[key] = whitening.L_inv
+        w64 = as_matrix[key](params[key].detach()).to(torch.float64).cpu()
+        signals[key] = float(((w64 @ whitening.L) ** 2).sum())
     sensitivities = output_change_per_error(model, params, as_matrix, factors, batches) if batches else None
     if sensitivities is None:
         return None
-    return {name: sensitivities[name] * signals[name] for name in targets}
+    return {key: sensitivities[key] * signals[key] for key in weights}

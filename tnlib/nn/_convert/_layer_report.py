@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -177,15 +177,34 @@ def _pooled_relative(errors: list[tuple[float, float]]) -> float:
     return math.sqrt(num / den)
 
 
-def byte_report(name: str, kind: str, w: torch.Tensor, form: Any, budget: int) -> LayerReport:
-    """The report of a weight stored as a quantized ``form`` (:mod:`tnlib.nn._convert._bytes`) within ``budget``."""
-    stored = sum(int(f.codes.size) for f in form.factors)
-    out, n = int(w.shape[0]), int(w.shape[1])
+def byte_report(name: str, kind: str, parts: Sequence[tuple[torch.Tensor, Any, GramFolds | None]],
+                budget: int) -> LayerReport:
+    """The report of a layer whose weights are stored as quantized forms (:mod:`tnlib.nn._convert._bytes`)
+    within ``budget``: ``parts`` holds each weight matrix, its form (refitted on every calibration row: its
+    ``fit_error`` is measured there) and its calibration folds; several weights' errors are pooled by their signals
+    (in the Gram each error is measured in)."""
+    forms = [form for _, form, _ in parts]
+    weight, fit, held = Pooled(), Pooled(), Pooled()
+    for w, form, folds in parts:
+        w64 = w.detach().to(device="cpu", dtype=torch.float64)
+        weight.add(form.weight_error, w64, torch.eye(int(w64.shape[1]), dtype=torch.float64))
+        held_gram = folds.fit_and_held()[1] if folds is not None else None
+        if form.fit_error is not None and folds is not None:  # measured on every calibration row (the refit's)
+            fit.add(form.fit_error, w64, folds.gram())
+        if form.held_out_error is not None and held_gram is not None:
+            held.add(form.held_out_error, w64, torch.from_numpy(held_gram))
+    stored = sum(int(f.codes.size) for form in forms for f in form.factors)
+    macs = sum(int(w.shape[0]) * int(w.shape[1]) if len(form.factors) == 1 else
+               int(form.factors[1].shape[0]) * (int(w.shape[0]) + int(w.shape[1])) for w, form, _ in parts)
+    before = sum(w.numel() for w, _, _ in parts)
+    notes = sorted({form.note for form in forms if form.note})
     return LayerReport(
-        name, kind, w.numel(), stored, form.weight_error, (), form.fit_error, None, (form.label,), form.note,
-        held_out_error=form.held_out_error,
-        macs=out * n if len(form.factors) == 1 else int(form.factors[1].shape[0]) * (out + n), dense_macs=out * n,
-        bytes_before=w.numel() * w.element_size(), bytes_after=form.stored_bytes, byte_budget=budget,
+        name, kind, before, stored, weight.value() or 0.0, (), fit.value() if fit.entries else None, None,
+        tuple(form.label for form in forms), "; ".join(notes),
+        held_out_error=held.value() if held.entries else None,
+        macs=macs, dense_macs=sum(int(w.shape[0]) * int(w.shape[1]) for w, _, _ in parts),
+        bytes_before=sum(w.numel() * w.element_size() for w, _, _ in parts),
+        bytes_after=sum(form.stored_bytes for form in forms), byte_budget=budget,
     )
 
 

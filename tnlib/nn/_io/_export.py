@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from tnlib._optional import optional
-from tnlib.nn._layers._quantized_linear import QDQ_OPSET, QuantizedLinear, onnx_dequantize
+from tnlib.nn._layers._quantized_store import QDQ_OPSET, QuantizedStore, onnx_dequantize
 
 __all__ = ["export_onnx"]
 
@@ -194,7 +194,7 @@ def export_onnx(
             raise ValueError(
                 f"args ({shapes}) do not run through {type(model).__name__}: {type(exc).__name__}: {first}"
             ) from None
-    quantized = any(isinstance(m, QuantizedLinear) for m in model.modules())
+    quantized = any(isinstance(m, QuantizedStore) for m in model.modules())
     if quantized:
         if opset_version is not None and opset_version < QDQ_OPSET:
             raise ValueError(f"opset_version={opset_version}: quantized layers export as DequantizeLinear nodes with "

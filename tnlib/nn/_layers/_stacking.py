@@ -133,7 +133,9 @@ class StackedRNN(nn.Module):
         x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if self.batch_first else input)
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input has {x.shape[-1]} features; this {self.cell_name} expects {self.input_size}")
-        check_input(x, next(self.parameters()), "input", type(self).__name__)
+        ref = next(self.parameters(), None)  # a quantized layer without biases has none: any float dtype is taken
+        if ref is not None:
+            check_input(x, ref, "input", type(self).__name__)
         if x.shape[0] == 0:
             raise ValueError(f"input has no time steps (shape {tuple(input.shape)}); give at least one")
         return x, unbatched
@@ -184,7 +186,7 @@ class StackedRNN(nn.Module):
 
     def to_dense(self) -> nn.Module:
         """The dense ``nn.LSTM`` / ``nn.GRU`` computing the same function."""
-        ref = next(self.parameters())
+        ref = self.dense_weights(0, 0)[0]  # the weights' dtype and device
         kind = nn.LSTM if self.gates == 4 else nn.GRU
         dense = kind(
             self.input_size,
@@ -255,7 +257,14 @@ def _fused(seq, f_ih, f_hh, b_ih, b_hh, state, gates: int):
         seq, w_ih = seq @ merged.right, merged.left.T.contiguous()
     else:
         w_ih = f_ih.matrix()
-    params = [w_ih, f_hh.matrix()] + ([] if b_ih is None else [b_ih, b_hh])
+    return fused_recurrence(seq, w_ih, f_hh.matrix(), b_ih, b_hh, state, gates)
+
+
+def fused_recurrence(seq, w_ih, w_hh, b_ih, b_hh, state, gates: int):
+    """torch's fused LSTM (``gates`` 4) or GRU (3) kernel, one layer and direction, over ``seq`` ``(T, B, I)``
+    with the dense ``w_ih`` ``(gates H x I)``, ``w_hh`` and biases (``None``: none) from ``state``:
+    ``(output, final state)``."""
+    params = [w_ih, w_hh] + ([] if b_ih is None else [b_ih, b_hh])
     if gates == 4:
         out, h, c = torch.lstm(seq, (state[0][None], state[1][None]), params, b_ih is not None, 1, 0.0, False,
                                False, False)
