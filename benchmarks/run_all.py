@@ -37,6 +37,7 @@ SCRIPTS = [
     ("bench_jax.py", []),
     ("bench_latency.py", []),
     ("bench_silero.py", []),
+    ("bench_silero_bytes.py", []),
     ("bench_deploy.py", []),
     ("bench_compress_time.py", []),
     ("bench_compress_minilm.py", []),

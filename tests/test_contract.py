@@ -88,6 +88,33 @@ def _rnn(x: Any, kind: str) -> Any:
     return rnn
 
 
+def _conv(x: Any, spatial: int) -> Any:
+    """A bias-free ``nn.Conv1d`` / ``nn.Conv2d`` with 1-wide kernels whose kernel matrix is the hostile ``x``."""
+    if isinstance(x, str):
+        return x
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    out, n = (int(d) for d in t.shape)
+    conv = (torch.nn.Conv1d if spatial == 1 else torch.nn.Conv2d)(max(n, 1), max(out, 1), 1, bias=False, device="meta")
+    conv.weight = torch.nn.Parameter(t.reshape(out, n, *(1,) * spatial), requires_grad=False)
+    conv.in_channels, conv.out_channels = n, out
+    return conv
+
+
+def _cell(x: Any, kind: str) -> Any:
+    """A bias-free ``nn.LSTMCell`` / ``nn.GRUCell`` (16 -> 4) whose weights are rows of the hostile ``x``."""
+    if isinstance(x, str):
+        return x
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    gates = 4 if kind == "lstm" else 3
+    inputs = int(t.shape[1]) if t.numel() else 0
+    cell = (torch.nn.LSTMCell if kind == "lstm" else torch.nn.GRUCell)(max(inputs, 1), 4, bias=False, device="meta")
+    rows = t[: gates * 4]
+    cell.weight_ih = torch.nn.Parameter(rows, requires_grad=False)
+    cell.weight_hh = torch.nn.Parameter(rows[:, :4], requires_grad=False)
+    cell.input_size = inputs
+    return cell
+
+
 def _stored_max(layer: Any) -> float:
     return float(layer.matrix("ih_l0", torch.float64, torch.device("cpu")).abs().max())
 
@@ -134,6 +161,16 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
                          _stored_max),
     "nn.QuantizedGRU": ("gru", lambda a: tn.QuantizedGRU.from_gru(_rnn(a, "gru"), tnlib.Quantization(8, None)),
                         _stored_max),
+    "nn.QuantizedLSTMCell": ("cell", lambda a: tn.QuantizedLSTMCell.from_lstm_cell(_cell(a, "lstm"),
+                                                                                 tnlib.Quantization(8, None)),
+                             lambda layer: float(layer.matrix("ih", torch.float64, torch.device("cpu")).abs().max())),
+    "nn.QuantizedGRUCell": ("cell", lambda a: tn.QuantizedGRUCell.from_gru_cell(_cell(a, "gru"),
+                                                                              tnlib.Quantization(8, None)),
+                            lambda layer: float(layer.matrix("ih", torch.float64, torch.device("cpu")).abs().max())),
+    "nn.QuantizedConv1d": ("conv", lambda a: tn.QuantizedConv1d.from_conv1d(_conv(a, 1), tnlib.Quantization(8, None)),
+                           lambda layer: float(layer.kernel(torch.float64).abs().max())),
+    "nn.QuantizedConv2d": ("conv", lambda a: tn.QuantizedConv2d.from_conv2d(_conv(a, 2), tnlib.Quantization(8, None)),
+                           lambda layer: float(layer.kernel(torch.float64).abs().max())),
     "nn.LowRankLinear": ("linear", lambda a: tn.LowRankLinear.from_linear(_module_input(a), 4), None),
     "nn.stored_bytes": ("module", lambda a: tn.stored_bytes(_module_input(a)), None),
     "nn.count_parameters": ("module", lambda a: tn.count_parameters(_module_input(a)), None),
@@ -143,7 +180,9 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
 EXPECT: dict[tuple[str, str], str] = {
     # real weights only, refused in words (complex layers take the MPO route)
     **{(name, "complex"): "refuse" for name in ("quantize", "quantize_low_rank", "nn.QuantizedLinear",
-                                                         "nn.QuantizedLSTM", "nn.QuantizedGRU")},
+                                                         "nn.QuantizedLSTM", "nn.QuantizedGRU", "nn.QuantizedConv1d",
+                                                         "nn.QuantizedConv2d", "nn.QuantizedLSTMCell",
+                                                         "nn.QuantizedGRUCell")},
     # sizes and counts do not read values: NaN, inf, an empty or a meta weight are counted as they are
     **{("nn.stored_bytes", label): "ok" for label in ("NaN", "inf", "empty", "meta")},
     **{("nn.count_parameters", label): "ok" for label in ("NaN", "inf", "empty")},
@@ -241,6 +280,16 @@ SCALARS: dict[str, list[tuple[Callable[[], Any], str]]] = {
     "nn.QuantizedGRU": [(lambda: tn.QuantizedGRU.from_gru(torch.nn.LSTM(4, 4)), "gru"),
                         (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), "int4"), "quantization"),
                         (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), metrics=[1]), "metrics")],
+    "nn.QuantizedLSTMCell": [(lambda: tn.QuantizedLSTMCell.from_lstm_cell(torch.nn.LSTMCell(4, 8), rank=0), "rank")],
+    "nn.QuantizedGRUCell": [(lambda: tn.QuantizedGRUCell.from_gru_cell(torch.nn.GRU(4, 8)), "cell"),
+                            (lambda: tn.QuantizedGRUCell.from_gru_cell(torch.nn.GRUCell(4, 8), metrics={"w": 1}), "w")],
+    "nn.QuantizedConv1d": [(lambda: tn.QuantizedConv1d.from_conv1d(torch.nn.Conv2d(4, 4, 3)), "conv"),
+                           (lambda: tn.QuantizedConv1d.from_conv1d(torch.nn.Conv1d(4, 4, 3, groups=2)), "groups"),
+                           (lambda: tn.QuantizedConv1d.from_conv1d(torch.nn.Conv1d(4, 8, 4), rank=0), "rank")],
+    "nn.QuantizedConv2d": [(lambda: tn.QuantizedConv2d.from_conv2d(torch.nn.Conv2d(4, 4, 3, padding=1,
+                                                                                   padding_mode="reflect")),
+                            "padding_mode"),
+                           (lambda: tn.QuantizedConv2d.from_conv2d(torch.nn.Conv2d(4, 8, 3), rank=9), "rank")],
     "nn.MPOEmbedding": [(lambda: tn.MPOEmbedding.from_embedding(torch.nn.Linear(4, 4), tnlib.Truncation()),
                          "embedding")],
     "nn.LowRankLSTM": [(lambda: tn.LowRankLSTM(8, 8, rank=0), "rank")],

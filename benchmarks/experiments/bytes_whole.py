@@ -59,14 +59,15 @@ def budget_bytes(label: str, q: Quantization, shape) -> int:
 
 def _replaced(dense, params, make):
     """A copy of ``dense`` whose weights named by ``params`` (parameter paths: ``encoder.0.weight``,
-    ``gru.weight_hh_l0``) are ``make(path, W)`` (float64 out x in), and the bytes they store."""
+    ``gru.weight_hh_l0``) are ``make(path, W)`` (float64 out x in; a convolution's kernel as out x in * taps), and
+    the bytes they store."""
     model, stored = copy.deepcopy(dense), 0
     for path in params:
         weight = model.get_parameter(path)
-        w = weight.detach().to(torch.float64).numpy()
+        w = weight.detach().to(torch.float64).reshape(weight.shape[0], -1).numpy()  # a kernel as out x in * taps
         approx, used = make(path, w)
         with torch.no_grad():
-            weight.copy_(torch.from_numpy(approx).to(weight.dtype))
+            weight.copy_(torch.from_numpy(approx).reshape(weight.shape).to(weight.dtype))
         stored += used
     return model, stored
 
@@ -78,9 +79,11 @@ def gram_of(grams, path):
 
 
 def rtn(dense, params, q, grams=None):
-    """Round-to-nearest at ``q`` of every weight in ``params``, or GPTQ in its Gram when ``grams`` are given."""
+    """Round-to-nearest at ``q`` of every weight in ``params``, or GPTQ in its Gram when ``grams`` are given;
+    ``q`` is a :class:`tnlib.Quantization`, or a function of the matrix's shape giving one."""
     def make(path, w):
-        m = tnlib.quantize(w, q, gram=None if grams is None else gram_of(grams, path))
+        width = q(w.shape) if callable(q) else q
+        m = tnlib.quantize(w, width, gram=None if grams is None else gram_of(grams, path))
         return m.dequantize(), m.stored_bytes
     return _replaced(dense, params, make)
 

@@ -38,8 +38,9 @@ from ._layers._mpo_conv import MPOConv1d, MPOConv2d
 from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._layers._quantized_conv import QuantizedConv1d, QuantizedConv2d
 from ._layers._quantized_linear import QuantizedLinear
-from ._layers._quantized_rnn import QuantizedGRU, QuantizedLSTM
+from ._layers._quantized_rnn import QuantizedGRU, QuantizedGRUCell, QuantizedLSTM, QuantizedLSTMCell
 from ._layers._shared_basis import SharedBasisLinear
 from ._layers._tucker_conv import TuckerConv1d, TuckerConv2d
 from ._training._distill import distill
@@ -58,6 +59,10 @@ __all__ = [
     "QuantizedLinear",
     "QuantizedLSTM",
     "QuantizedGRU",
+    "QuantizedLSTMCell",
+    "QuantizedGRUCell",
+    "QuantizedConv1d",
+    "QuantizedConv2d",
     "SharedBasisLinear",
     "CPConv1d",
     "CPConv2d",

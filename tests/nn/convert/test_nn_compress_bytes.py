@@ -100,13 +100,13 @@ def test_a_shared_module_is_replaced_at_every_use():
 
 
 def test_other_kinds_stay_dense_with_a_warning_and_are_refused_by_name():
-    model = nn.Sequential(nn.Conv1d(4, 64, 3), nn.Flatten(), nn.Linear(64 * 6, 32))
-    with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear, nn.LSTM and nn.GRU layers; 1 other layer\(s\) "
-                                         r"stay dense: 0"):
-        small, reports = tn.compress(model, bytes=64 * 6 * 32 // 2)
-    assert isinstance(small[0], nn.Conv1d) and [r.name for r in reports] == ["2"]
-    with pytest.raises(ValueError, match=r"'0' is a Conv1d: leave it out of layers"):
-        tn.compress(model, bytes=10_000, layers=["0", "2"])
+    model = nn.Sequential(nn.Embedding(100, 64), nn.Linear(64, 32))
+    with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear, nn.Conv1d/2d, nn.LSTM, nn.GRU and their cells; "
+                                         r"1 other layer\(s\) stay dense: 0"):
+        small, reports = tn.compress(model, bytes=64 * 32 // 2)
+    assert isinstance(small[0], nn.Embedding) and [r.name for r in reports] == ["1"]
+    with pytest.raises(ValueError, match=r"'0' is a Embedding: leave it out of layers"):
+        tn.compress(model, bytes=10_000, layers=["0", "1"])
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "100", float("nan")])
@@ -301,3 +301,43 @@ def test_the_chosen_form_is_refitted_on_every_calibration_row():
         np.testing.assert_allclose(layer.dense_weight(torch.float64).numpy(), expected, atol=1e-12)
         report = next(r for r in reports if r.name == name)
         assert report.output_error == pytest.approx(relative_error(w, expected, c), rel=1e-9)
+
+
+class _Streaming(nn.Module):
+    """Conv1d features, an LSTMCell run in the model's own loop, a Linear head (a voice-activity detector's
+    shape)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(11)
+        self.conv = nn.Conv1d(3, 32, 3, padding=1)
+        self.cell = nn.LSTMCell(32, 32)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, x):
+        feats = torch.relu(self.conv(x))
+        h = c = feats.new_zeros(x.shape[0], 32)
+        outs = []
+        for t in range(feats.shape[-1]):
+            h, c = self.cell(feats[..., t], (h, c))
+            outs.append(self.head(h))
+        return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+def test_convolutions_and_cells_take_byte_budgets(allocation):
+    model = _Streaming().eval()
+    batches = [torch.randn(4, 3, 20, generator=torch.Generator().manual_seed(k)) for k in range(8)]
+    weights = sum(p.numel() for n, p in model.named_parameters() if "weight" in n)
+    budget = weights * 4 // 8
+    small, reports = tn.compress(model, bytes=budget, calibration=batches, allocation=allocation)
+    assert isinstance(small.conv, tn.QuantizedConv1d) and isinstance(small.cell, tn.QuantizedLSTMCell)
+    assert [len(r.layouts) for r in reports] == [1, 2, 1] and [r.kind for r in reports] == ["Conv1d", "LSTMCell",
+                                                                                             "Linear"]
+    assert sum(r.bytes_after for r in reports) <= budget
+    assert all(r.held_out_error is not None for r in reports)
+    biases = sum(p.numel() * 4 for n, p in model.named_parameters() if "bias" in n)
+    assert tn.stored_bytes(small) == sum(r.bytes_after for r in reports) + biases
+    with torch.no_grad():
+        x = batches[0]
+        assert float((small(x) - model(x)).norm() / model(x).norm()) < 0.3

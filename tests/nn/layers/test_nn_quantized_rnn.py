@@ -159,3 +159,84 @@ def test_bad_input_is_refused_in_words():
         layer(torch.randn(3, 2, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="input has 4 features; this GRU expects 8"):
         layer(torch.randn(3, 2, 4))
+
+
+@settings(max_examples=20, deadline=None)
+@given(kind=st.sampled_from(["lstm", "gru"]), bias=st.booleans(), bits=st.sampled_from([8, 4, 2]),
+       rank=st.sampled_from([None, 16]), unbatched=st.booleans(), with_state=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_a_cell_is_torch_cell_on_the_stored_matrices(kind, bias, bits, rank, unbatched, with_state, seed):
+    torch.manual_seed(seed)
+    cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(32, 16, bias=bias).double()
+    q = Quantization(bits, 16)
+    layer = (tn.QuantizedLSTMCell.from_lstm_cell(cell, q, rank=rank) if kind == "lstm"
+             else tn.QuantizedGRUCell.from_gru_cell(cell, q, rank=rank))
+    dense = layer.to_dense()
+    for name in ("weight_ih", "weight_hh"):
+        m = getattr(cell, name).detach().numpy()
+        fs = [tnlib.quantize(m, q)] if rank is None else list(tnlib.quantize_low_rank(m, rank, q))
+        expected = fs[0].dequantize() if rank is None else fs[0].dequantize() @ fs[1].dequantize()
+        np.testing.assert_allclose(getattr(dense, name).detach().numpy(), expected, atol=1e-12)
+    shape = (32,) if unbatched else (3, 32)
+    x = torch.randn(*shape, dtype=torch.float64)
+    state = None
+    if with_state:
+        h = torch.randn(*shape[:-1], 16, dtype=torch.float64)
+        state = (h, torch.randn_like(h)) if kind == "lstm" else h
+    with torch.no_grad():
+        got, want = layer(x, state), dense(x, state)
+    for a, b in zip(got if kind == "lstm" else (got,), want if kind == "lstm" else (want,)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_cell_saves_compiles_and_exports_its_codes(kind, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(9)
+    cell = (nn.LSTMCell if kind == "lstm" else nn.GRUCell)(32, 64)
+    layer = (tn.QuantizedLSTMCell.from_lstm_cell(cell, Quantization(4, 32)) if kind == "lstm"
+             else tn.QuantizedGRUCell.from_gru_cell(cell, Quantization(4, 32))).eval()
+
+    class Step(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, h):
+            out = self.inner(x, (h, h) if kind == "lstm" else h)
+            return out[0] if kind == "lstm" else out
+
+    model = Step(layer).eval()
+    x, h = torch.randn(2, 32), torch.randn(2, 64)
+    with torch.no_grad():
+        want = model(x, h)
+    tn.save(layer, tmp_path / "c.safetensors")
+    back = tn.load(tmp_path / "c.safetensors")
+    assert type(back) is type(layer) and back.bits == (4, 4)
+    with torch.no_grad():
+        assert torch.equal(Step(back)(x, h), want)
+        torch.testing.assert_close(torch.compile(Step(back), fullgraph=True)(x, h), want, atol=1e-5, rtol=0)
+    path = tn.export_onnx(model, (x, h), tmp_path / "c.onnx")
+    assert sum(n.op_type == "DequantizeLinear" for n in onnx.load(str(path)).graph.node) == 2
+    session = ort.InferenceSession(str(path))
+    names = [i.name for i in session.get_inputs()]
+    for batch in (1, 4):
+        xb, hb = torch.randn(batch, 32), torch.randn(batch, 64)
+        with torch.no_grad():
+            np.testing.assert_allclose(session.run(None, dict(zip(names, (xb.numpy(), hb.numpy()))))[0],
+                                       model(xb, hb).numpy(), atol=1e-5)
+
+
+def test_a_cell_refuses_bad_input_in_words():
+    with pytest.raises(TypeError, match="cell must be a torch.nn.LSTMCell, got GRUCell"):
+        tn.QuantizedLSTMCell.from_lstm_cell(nn.GRUCell(4, 8))
+    with pytest.raises(ValueError, match=r"cell.weight_hh: group_size=64 does not divide"):
+        tn.QuantizedGRUCell.from_gru_cell(nn.GRUCell(64, 8), Quantization(4, 64))
+    layer = tn.QuantizedGRUCell.from_gru_cell(nn.GRUCell(8, 16), Quantization(8, None))
+    with pytest.raises(ValueError, match="input has 4 features; this cell expects 8"):
+        layer(torch.randn(2, 4))
+    with pytest.raises(ValueError, match=r"hx has shape \(2, 8\); expected \(2, 16\)"):
+        layer(torch.randn(2, 8), torch.randn(2, 8))
+    with pytest.raises(TypeError, match="input has dtype torch.float64"):
+        layer(torch.randn(2, 8, dtype=torch.float64))

@@ -42,10 +42,10 @@ from tnlib.quantization import (
 
 __all__ = ["Form", "forms_of", "refitted", "choose_forms", "BYTE_KINDS", "weight_key"]
 
-BYTE_KINDS = ("Linear", "Conv1D", "LSTM", "GRU")
+BYTE_KINDS = ("Linear", "Conv1D", "Conv1d", "Conv2d", "LSTM", "GRU", "LSTMCell", "GRUCell")
 """The kinds of layer a byte budget converts: one weight matrix of ``x W^T`` (``Linear``, transformers'
-``Conv1D``), or one per layer, direction and side of a recurrent layer (``LSTM``, ``GRU``), each given its own
-form."""
+``Conv1D``; a convolution's kernel as the matrix of its unfolded patches), or one per layer, direction and side of
+a recurrent layer or cell (``LSTM``, ``GRU``, ``LSTMCell``, ``GRUCell``), each given its own form."""
 
 
 def weight_key(name: str, weight: str) -> str:
@@ -130,8 +130,8 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
         return Form(label, factors, sum(f.stored_bytes for f in factors), errors[0], None, on_held, errors[1], note)
 
     found = []
-    for group in _dense_groups(n):  # every width at one group size in one pass over the columns
-        widths = [Quantization(b, group) for b in _DENSE_BITS if (b == 8) == (group is None)]
+    for group, bits in _dense_plans(n):  # every width at one group size in one pass over the columns
+        widths = [Quantization(b, group) for b in bits]
         made = [quantize(m, q) for q in widths] if fit is None else gptq_widths(m, factor, widths)
         for q, f in zip(widths, made):
             approx = f.dequantize()
@@ -193,11 +193,14 @@ def refitted(form: Form, w: torch.Tensor, folds: GramFolds | None) -> Form:
                                fit_error=relative_error(m, approx, c))
 
 
-def _dense_groups(n: int) -> list[int | None]:
-    """Group sizes of the plain quantized forms of a matrix with ``n`` columns: one per row (8 bits), and each
-    of 128, 64 and 32 that divides ``n`` (or one per row when none does)."""
-    groups: list[int | None] = [g for g in (128, 64, 32) if n % g == 0]
-    return [None, *(groups or [None])]
+def _dense_plans(n: int) -> list[tuple[int | None, tuple[int, ...]]]:
+    """``(group size, widths)`` of the plain quantized forms of a matrix with ``n`` columns: 8 bits with one scale
+    per row, and 4, 3 and 2 bits with each of 128, 64 and 32 that divides ``n``; every width with one scale per
+    row when none does (a convolution's ``in * taps`` columns, e.g. 129 x 3)."""
+    groups = [g for g in (128, 64, 32) if n % g == 0]
+    if not groups:
+        return [(None, _DENSE_BITS)]
+    return [(None, (8,)), *((g, tuple(b for b in _DENSE_BITS if b != 8)) for g in groups)]
 
 
 def _grams(folds: GramFolds | None) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -342,7 +345,8 @@ def byte_targets(targets: Sequence[str], kinds: dict[str, str], named: bool) -> 
     """The targets a byte budget converts and those it leaves dense (named ones of another kind: refused)."""
     others = [t for t in targets if kinds[t] not in BYTE_KINDS]
     if others and named:
-        raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D), nn.LSTM and nn.GRU layers; "
+        raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D), nn.Conv1d / nn.Conv2d (groups=1, "
+                         f"zero padding), nn.LSTM, nn.GRU and their cells; "
                          f"{others[0]!r} is a "
                          f"{kinds[others[0]]}: leave it out of layers=[...]")
     return [t for t in targets if kinds[t] in BYTE_KINDS], others

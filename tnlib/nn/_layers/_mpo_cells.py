@@ -27,7 +27,7 @@ from tnlib.nn._layers._mpo_rnn import gate_layout, gates_layout
 from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
 from tnlib.rnn import gru_cell, lstm_cell
 
-__all__ = ["MPOLSTMCell", "MPOGRUCell"]
+__all__ = ["MPOLSTMCell", "MPOGRUCell", "prepare_step"]
 
 
 class _MPOCell(MPOWeights, nn.Module):
@@ -101,26 +101,7 @@ class _MPOCell(MPOWeights, nn.Module):
         return dense
 
     def _prepare(self, input: torch.Tensor, hx: Any, states: int):
-        if input.dim() not in (1, 2):
-            raise ValueError(f"input must be (B, {self.input_size}) or ({self.input_size},), got {tuple(input.shape)}")
-        if input.shape[-1] != self.input_size:
-            raise ValueError(f"input has {input.shape[-1]} features; this cell expects {self.input_size}")
-        check_input(input, members(self.cores_ih)[0], "input", type(self).__name__)
-        unbatched = input.dim() == 1
-        x = input.unsqueeze(0) if unbatched else input
-        if hx is None:
-            parts = [x.new_zeros(x.shape[0], self.hidden_size)] * states
-        else:
-            parts = list(hx) if states == 2 else [hx]
-            parts = [p.unsqueeze(0) if unbatched else p for p in parts]
-            for p in parts:
-                check_input(p, x, "hx", type(self).__name__)
-                if tuple(p.shape) != (x.shape[0], self.hidden_size):
-                    raise ValueError(
-                        f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "
-                        f"{(self.hidden_size,) if unbatched else (x.shape[0], self.hidden_size)}"
-                    )
-        return unbatched, x, parts
+        return prepare_step(self, input, hx, states, members(self.cores_ih)[0])
 
     def _step(self, x: torch.Tensor, parts: list[torch.Tensor]) -> Any:
         """One step: torch's fused cell on the dense matrices where that is faster (:func:`fused_is_faster`;
@@ -154,6 +135,33 @@ class _MPOCell(MPOWeights, nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
+
+
+def prepare_step(cell: Any, input: torch.Tensor, hx: Any, states: int,
+                 ref: torch.Tensor | None) -> tuple[bool, torch.Tensor, list[torch.Tensor]]:
+    """A cell's ``input`` and ``hx`` checked as torch checks them (``ref``: a tensor of the weights' dtype and
+    device, ``None`` to take any float dtype): ``(unbatched, x (B, I), [h] or [h, c])``, zeros by default."""
+    if input.dim() not in (1, 2):
+        raise ValueError(f"input must be (B, {cell.input_size}) or ({cell.input_size},), got {tuple(input.shape)}")
+    if input.shape[-1] != cell.input_size:
+        raise ValueError(f"input has {input.shape[-1]} features; this cell expects {cell.input_size}")
+    if ref is not None:
+        check_input(input, ref, "input", type(cell).__name__)
+    unbatched = input.dim() == 1
+    x = input.unsqueeze(0) if unbatched else input
+    if hx is None:
+        parts = [x.new_zeros(x.shape[0], cell.hidden_size)] * states
+    else:
+        parts = list(hx) if states == 2 else [hx]
+        parts = [p.unsqueeze(0) if unbatched else p for p in parts]
+        for p in parts:
+            check_input(p, x, "hx", type(cell).__name__)
+            if tuple(p.shape) != (x.shape[0], cell.hidden_size):
+                raise ValueError(
+                    f"hx has shape {tuple(p.shape[1:]) if unbatched else tuple(p.shape)}; expected "
+                    f"{(cell.hidden_size,) if unbatched else (x.shape[0], cell.hidden_size)}"
+                )
+    return unbatched, x, parts
 
 
 class MPOLSTMCell(_MPOCell):
