@@ -37,6 +37,29 @@ import tnlib.nn  # noqa: E402
 LAYERS = ["stft_conv", "conv1", "conv2", "conv3", "conv4", "lstm_cell"]
 
 
+def task(n_test: int, secs: float):
+    """``(dense, test, labels, cal, p_dense)``: the pretrained model, ``n_test`` test streams of ``secs`` seconds
+    (held-out words and voices) with their speech labels, the calibration streams (other words and voices) and the
+    dense model's speech probabilities on the test streams."""
+    half = len(_data.WORDS) // 2
+    test, labels = streams(n_test, secs, _data.WORDS[half:], _data.TEST_VOICES, 11)
+    cal, _ = streams(max(2, n_test), secs, _data.WORDS[:half], _data.TRAIN_VOICES, 12)
+    dense = _silero.SileroVAD.pretrained()
+    with torch.no_grad():
+        p_dense = dense(test).numpy()
+    return dense, test, labels, cal, p_dense
+
+
+def calibration_crops(cal: torch.Tensor, draw: int) -> list[torch.Tensor]:
+    """Calibration draw ``draw``: four batches of four random 2 s crops of the calibration streams."""
+    crop = 2 * _data.RATE // _silero.CHUNK * _silero.CHUNK
+    gen = torch.Generator().manual_seed(draw)
+    starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
+    picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
+    return [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4], starts[i:i + 4])])
+            for i in range(0, 16, 4)]
+
+
 def interval(values):
     mean, lo, hi = t_interval(values)
     return f"{mean:.4f}" if lo != lo else f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
@@ -49,13 +72,7 @@ def main() -> None:
     n_test, secs, draws, ratios = (1, 3.0, 1, (4,)) if args.quick else (6, 12.0, 5, (2, 4))
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    half = len(_data.WORDS) // 2
-    test, labels = streams(n_test, secs, _data.WORDS[half:], _data.TEST_VOICES, 11)
-    cal, _ = streams(max(2, n_test), secs, _data.WORDS[:half], _data.TRAIN_VOICES, 12)
-    dense = _silero.SileroVAD.pretrained()
-    with torch.no_grad():
-        p_dense = dense(test).numpy()
-    crop = 2 * _data.RATE // _silero.CHUNK * _silero.CHUNK
+    dense, test, labels, cal, p_dense = task(n_test, secs)
     print(f"### The whole Silero VAD compressed ({n_test} test streams of {secs:.0f} s; {draws} calibration draws)\n")
     print(f"Dense: {sum(p.numel() for n, p in dense.named_parameters() if 'weight' in n)} weights, "
           f"ROC-AUC {auc(p_dense, labels):.4f}\n")
@@ -79,12 +96,7 @@ def main() -> None:
         row(ratio, "truncated SVD", "no", stored, "-", *zip(evaluate(model)))
         results = []
         for draw in range(draws):
-            gen = torch.Generator().manual_seed(draw)
-            starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
-            picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
-            batches = [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4], starts[i:i + 4])])
-                       for i in range(0, 16, 4)]
-            grams = tnlib.nn.record_grams(dense, LAYERS, batches)
+            grams = tnlib.nn.record_grams(dense, LAYERS, calibration_crops(cal, draw))
             model, stored = _baselines.svd(dense, LAYERS, ratio, grams)
             results.append(evaluate(model))
         row(ratio, "whitened SVD", "yes", stored, "-", *zip(*results))
@@ -92,12 +104,7 @@ def main() -> None:
         for calibrated in (False, True):
             aucs, agree, secs_taken, stored = [], [], [], 0
             for draw in range(draws if calibrated else 1):
-                gen = torch.Generator().manual_seed(draw)
-                starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
-                picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
-                batches = [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4],
-                                                                                            starts[i:i + 4])])
-                           for i in range(0, 16, 4)]
+                batches = calibration_crops(cal, draw)
                 t0 = time.perf_counter()
                 small, reports = tnlib.nn.compress(dense, compression=ratio, layers=LAYERS,
                                                    calibration=batches if calibrated else None)

@@ -26,11 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "experiments"))
 
-import _data  # noqa: E402
-import _silero  # noqa: E402
-from bench_silero import LAYERS, interval  # noqa: E402
+from bench_silero import LAYERS, calibration_crops, interval, task  # noqa: E402
 from bytes_whole import rtn  # noqa: E402
-from pretrained import auc, streams  # noqa: E402
+from pretrained import auc  # noqa: E402
 
 import tnlib  # noqa: E402
 import tnlib.nn  # noqa: E402
@@ -50,29 +48,16 @@ def main() -> None:
     n_test, secs, draws = (1, 3.0, 1) if args.quick else (6, 12.0, 5)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
-    half = len(_data.WORDS) // 2
-    test, labels = streams(n_test, secs, _data.WORDS[half:], _data.TEST_VOICES, 11)
-    cal, _ = streams(max(2, n_test), secs, _data.WORDS[:half], _data.TRAIN_VOICES, 12)
-    dense = _silero.SileroVAD.pretrained()
+    dense, test, labels, cal, p_dense = task(n_test, secs)
     params = [f"{n}.{w}" for n in LAYERS for w, _ in dense.get_submodule(n).named_parameters()
               if w.startswith("weight")]
     shapes = {p: tuple(dense.get_parameter(p).reshape(dense.get_parameter(p).shape[0], -1).shape) for p in params}
     weights = sum(a * b for a, b in shapes.values())
-    with torch.no_grad():
-        p_dense = dense(test).numpy()
-    crop = 2 * _data.RATE // _silero.CHUNK * _silero.CHUNK
 
     def evaluate(model):
         with torch.no_grad():
             p = model(test).numpy()
         return auc(p, labels), float(np.abs(p - p_dense).mean())
-
-    def calibration(draw: int):
-        gen = torch.Generator().manual_seed(draw)
-        starts = torch.randint(0, cal.shape[1] - crop, (16,), generator=gen)
-        picks = torch.randint(0, cal.shape[0], (16,), generator=gen)
-        return [torch.stack([cal[int(p), int(s):int(s) + crop] for p, s in zip(picks[i:i + 4], starts[i:i + 4])])
-                for i in range(0, 16, 4)]
 
     print(f"### The whole Silero VAD by stored bytes ({n_test} test streams of {secs:.0f} s; {draws} calibration "
           "draws)\n")
@@ -90,7 +75,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float]]] = {}
         seconds: dict[str, list[float]] = {}
         for draw in range(draws):
-            batches = calibration(draw)
+            batches = calibration_crops(cal, draw)
             grams = tnlib.nn.record_grams(dense, LAYERS, batches)
             model, stored = rtn(dense, params, width, grams)
             results.setdefault("GPTQ", []).append(evaluate(model))

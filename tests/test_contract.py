@@ -73,19 +73,22 @@ def _module_input(x: Any) -> Any:
     return _linear(x)
 
 
-def _rnn(x: Any, kind: str) -> Any:
-    """A bias-free ``nn.LSTM`` (16 -> 4) or ``nn.GRU`` (16 -> 4) whose weights are rows of the hostile ``x``."""
+def _rnn(x: Any, kind: str, cell: bool = False) -> Any:
+    """A bias-free ``nn.LSTM`` / ``nn.GRU`` (16 -> 4), or their cell, whose weights are rows of the hostile ``x``."""
     if isinstance(x, str):
         return x
     t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
     gates = 4 if kind == "lstm" else 3
     inputs = int(t.shape[1]) if t.numel() else 0
-    rnn = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(max(inputs, 1), 4, bias=False, device="meta")
+    make = {(True, True): torch.nn.LSTMCell, (True, False): torch.nn.LSTM, (False, True): torch.nn.GRUCell,
+            (False, False): torch.nn.GRU}[kind == "lstm", cell]
+    module = make(max(inputs, 1), 4, bias=False, device="meta")
     rows = t[: gates * 4]
-    rnn.weight_ih_l0 = torch.nn.Parameter(rows, requires_grad=False)  # any dtype, device, scale or emptiness
-    rnn.weight_hh_l0 = torch.nn.Parameter(rows[:, :4], requires_grad=False)
-    rnn.input_size = inputs
-    return rnn
+    suffix = "" if cell else "_l0"  # any dtype, device, scale or emptiness
+    setattr(module, "weight_ih" + suffix, torch.nn.Parameter(rows, requires_grad=False))
+    setattr(module, "weight_hh" + suffix, torch.nn.Parameter(rows[:, :4], requires_grad=False))
+    module.input_size = inputs
+    return module
 
 
 def _conv(x: Any, spatial: int) -> Any:
@@ -98,21 +101,6 @@ def _conv(x: Any, spatial: int) -> Any:
     conv.weight = torch.nn.Parameter(t.reshape(out, n, *(1,) * spatial), requires_grad=False)
     conv.in_channels, conv.out_channels = n, out
     return conv
-
-
-def _cell(x: Any, kind: str) -> Any:
-    """A bias-free ``nn.LSTMCell`` / ``nn.GRUCell`` (16 -> 4) whose weights are rows of the hostile ``x``."""
-    if isinstance(x, str):
-        return x
-    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
-    gates = 4 if kind == "lstm" else 3
-    inputs = int(t.shape[1]) if t.numel() else 0
-    cell = (torch.nn.LSTMCell if kind == "lstm" else torch.nn.GRUCell)(max(inputs, 1), 4, bias=False, device="meta")
-    rows = t[: gates * 4]
-    cell.weight_ih = torch.nn.Parameter(rows, requires_grad=False)
-    cell.weight_hh = torch.nn.Parameter(rows[:, :4], requires_grad=False)
-    cell.input_size = inputs
-    return cell
 
 
 def _stored_max(layer: Any) -> float:
@@ -161,10 +149,10 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
                          _stored_max),
     "nn.QuantizedGRU": ("gru", lambda a: tn.QuantizedGRU.from_gru(_rnn(a, "gru"), tnlib.Quantization(8, None)),
                         _stored_max),
-    "nn.QuantizedLSTMCell": ("cell", lambda a: tn.QuantizedLSTMCell.from_lstm_cell(_cell(a, "lstm"),
+    "nn.QuantizedLSTMCell": ("cell", lambda a: tn.QuantizedLSTMCell.from_lstm_cell(_rnn(a, "lstm", cell=True),
                                                                                  tnlib.Quantization(8, None)),
                              lambda layer: float(layer.matrix("ih", torch.float64, torch.device("cpu")).abs().max())),
-    "nn.QuantizedGRUCell": ("cell", lambda a: tn.QuantizedGRUCell.from_gru_cell(_cell(a, "gru"),
+    "nn.QuantizedGRUCell": ("cell", lambda a: tn.QuantizedGRUCell.from_gru_cell(_rnn(a, "gru", cell=True),
                                                                               tnlib.Quantization(8, None)),
                             lambda layer: float(layer.matrix("ih", torch.float64, torch.device("cpu")).abs().max())),
     "nn.QuantizedConv1d": ("conv", lambda a: tn.QuantizedConv1d.from_conv1d(_conv(a, 1), tnlib.Quantization(8, None)),

@@ -121,3 +121,27 @@ def phoneme_error_rate(predicted: list[list[str]], references: list[list[list[st
         edits += edit_distance(p, best)
         length += len(best)
     return edits / length
+
+
+def setup(cfg: dict):
+    """What the g2p-en experiments share: ``(dense, calibration, evaluate)``: the pretrained model,
+    ``calibration(seed, offset) -> batches`` (``cfg["g2p_cal"]`` words drawn by ``seed`` from a pool disjoint from the
+    test words, grouped by length), and ``evaluate(model) -> {"per", "agreement"}`` on the ``cfg["g2p_test"]`` test
+    words (phoneme error rate; share of words transcribed as the dense model does)."""
+    dense = G2P.pretrained()
+    vocab, refs = words(cfg["g2p_test"])
+    pool, _ = words(cfg["g2p_pool"], offset=cfg["g2p_test"])
+    groups = batches(vocab)
+    reference = transcribe(dense, groups)
+
+    def evaluate(model) -> dict:
+        said = transcribe(model, groups)
+        return dict(per=phoneme_error_rate(said, refs),
+                    agreement=float(np.mean([a == b for a, b in zip(said, reference)])))
+
+    def calibration(seed: int, offset: int) -> list[torch.Tensor]:
+        rng = np.random.default_rng(offset + seed)
+        return [letters for _, letters in batches([pool[k] for k in rng.choice(len(pool), cfg["g2p_cal"],
+                                                                                replace=False)])]
+
+    return dense, calibration, evaluate

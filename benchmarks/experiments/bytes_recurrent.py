@@ -33,16 +33,12 @@ compared paired over draws with Student-t intervals.
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import _g2p
-import numpy as np
 import torch
-from _common import claim_line, fmt, interval_cell, parse, rows_for, table, write_report
-from bytes_whole import BUDGETS, CALIBRATED, METHODS, budget_bytes, compare_at_budgets, forms_line, rtn, svd_int4
-
-import tnlib.nn as tn
+from _common import claim_line, fmt, parse, rows_for, write_report
+from bytes_whole import BUDGETS, byte_sweep, byte_tables, compare_at_budgets
 
 NAME = "bytes_recurrent"
 FULL = dict(seeds=5, g2p_test=1500, g2p_pool=3000, g2p_cal=512)
@@ -53,77 +49,18 @@ PARAMS = ["encoder.weight_ih_l0", "encoder.weight_hh_l0", "decoder.weight_ih_l0"
 
 
 def g2p_rows(cfg, seeds) -> list[dict]:
-    dense = _g2p.G2P.pretrained()
-    vocab, refs = _g2p.words(cfg["g2p_test"])
-    pool, _ = _g2p.words(cfg["g2p_pool"], offset=cfg["g2p_test"])
-    groups = _g2p.batches(vocab)
-    reference = _g2p.transcribe(dense, groups)
-    shapes = {p: tuple(dense.get_parameter(p).shape) for p in PARAMS}
-    weights = sum(a * b for a, b in shapes.values())
-
-    def evaluate(model) -> dict:
-        said = _g2p.transcribe(model, groups)
-        return dict(per=_g2p.phoneme_error_rate(said, refs),
-                    agreement=float(np.mean([a == b for a, b in zip(said, reference)])))
-
-    rows = [dict(model=MODEL, method="dense", budget="float32", seed=0, stored=4 * weights, seconds=0.0,
-                 **evaluate(dense))]
-
-    def add(method, label, seed, model, stored, seconds):
-        rows.append(dict(model=MODEL, method=method, budget=label, seed=seed, stored=stored, seconds=seconds,
-                         **evaluate(model)))
-        print(f"{method} at {label}, draw {seed}: {rows[-1]}", flush=True)
-
-    for label, q in BUDGETS:
-        add("round-to-nearest", label, 0, *rtn(dense, PARAMS, q), 0.0)
-    for seed in seeds:
-        rng = np.random.default_rng(500 + seed)
-        picked = [pool[k] for k in rng.choice(len(pool), cfg["g2p_cal"], replace=False)]
-        batches = [letters for _, letters in _g2p.batches(picked)]
-        grams = tn.record_grams(dense, _g2p.LAYERS, batches)
-        for label, q in BUDGETS:
-            start = time.perf_counter()
-            model, stored = rtn(dense, PARAMS, q, grams)
-            add("GPTQ", label, seed, model, stored, time.perf_counter() - start)
-            add("SVD + int4", label, seed, *svd_int4(dense, PARAMS, label, q, grams), 0.0)
-            total = sum(budget_bytes(label, q, s) for s in shapes.values())
-            for allocation in ("uniform", "global"):
-                start = time.perf_counter()
-                small, reports = tn.compress(dense, bytes=total, layers=_g2p.LAYERS, calibration=batches,
-                                             allocation=allocation)
-                add(f"compress(bytes), {allocation}", label, seed, small, sum(r.bytes_after for r in reports),
-                    time.perf_counter() - start)
-                rows[-1]["forms"] = forms_line(reports)
-    return rows
+    dense, calibration, evaluate = _g2p.setup(cfg)
+    return byte_sweep(MODEL, dense, _g2p.LAYERS, PARAMS, seeds, lambda seed: calibration(seed, 500), evaluate)
 
 
 def report(rows) -> tuple[list[str], list[str]]:
     mine = [r for r in rows if r["model"] == MODEL]
     dense = next(r for r in mine if r["method"] == "dense")
     labels = [label for label, _ in BUDGETS]
-    seeds = len({r["seed"] for r in mine if r["method"] in CALIBRATED})
-
-    def cell(method, label, key, digits=3):
-        return interval_cell([r[key] for r in mine if r["method"] == method and r["budget"] == label], digits)
-
-    def bits(method, label):
-        vals = [r["stored"] for r in mine if r["method"] == method and r["budget"] == label]
-        return f"{8 * np.mean(vals) / (dense['stored'] / 4):.2f} b" if vals else "-"
-
-    out = [f"Dense: {dense['stored']:,} bytes of float32 weights in the five matrices; phoneme error rate "
-           f"{fmt(dense['per'], digits=4)}. Cells: mean [95 % t-interval over {seeds} calibration draw(s)] for the "
-           "calibrated methods, one run for round-to-nearest; the bits per weight each method stored in brackets.",
-           ""]
-    for key, name in (("per", "phoneme error rate (lower is better)"),
-                      ("agreement", "words transcribed as the dense model does")):
-        body = [[m, *[f"{cell(m, b, key)} ({bits(m, b)})" for b in labels]] for m in METHODS]
-        out += [f"**{name}**", "", table(["method", *[f"at the bytes of {b}" for b in labels]], body), ""]
-    forms = [[m, *[next((r.get("forms", "") for r in mine if r["method"] == m and r["budget"] == b), "-")
-                   for b in labels]] for m in CALIBRATED[1:]]
-    out += ["**Forms compress chose (first draw; one per matrix: the two GRUs' four and the head)**", "",
-            table(["method", *labels], forms), ""]
-    body = [[m, *[cell(m, b, "seconds", 2) for b in labels]] for m in CALIBRATED]
-    out += ["**Time (s, one thread)**", "", table(["method", *labels], body), ""]
+    out = byte_tables(mine, (("per", "phoneme error rate (lower is better)"),
+                             ("agreement", "words transcribed as the dense model does")),
+                      f"the five matrices (the two GRUs' four and the head; dense phoneme error rate "
+                      f"{fmt(dense['per'], digits=4)})")
 
     def claim(a, b, what):
         return claim_line(f"{MODEL}: phoneme error rate of {a} vs {b} at equal bytes",

@@ -120,30 +120,32 @@ def forms_line(reports) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(forms.items()))
 
 
-def minilm_rows(cfg, seeds) -> list[dict]:
-    dense, layers, tokens, pool, evaluate = _minilm.setup(cfg)
-    shapes = {n: tuple(dense.get_submodule(n).weight.shape) for n in layers}
+def byte_sweep(model_name, dense, layers, params, seeds, calibration, evaluate, reference=None) -> list[dict]:
+    """The rows of every method at every budget of :data:`BUDGETS` for the weights ``params`` of ``layers``:
+    round-to-nearest once, then per calibration draw (``calibration(seed)``: its batches) GPTQ, SVD + int4 and
+    ``compress(bytes=...)`` uniform and global, each scored by ``evaluate(model)`` (a dict of metrics);
+    ``reference(grams)``, when given, is run and timed per draw as a time reference."""
+    shapes = {p: tuple(dense.get_parameter(p).reshape(dense.get_parameter(p).shape[0], -1).shape) for p in params}
     weights = sum(a * b for a, b in shapes.values())
-    rows = [dict(model=MODEL, method="dense", budget="float32", seed=0, stored=4 * weights, seconds=0.0,
-                 cosine=1.0, agreement=1.0)]
+    scores = evaluate(dense)
+    rows = [dict(model=model_name, method="dense", budget="float32", seed=0, stored=4 * weights, seconds=0.0,
+                 **scores)]
 
     def add(method, label, seed, model, stored, seconds):
-        rows.append(dict(model=MODEL, method=method, budget=label, seed=seed, stored=stored, seconds=seconds,
+        rows.append(dict(model=model_name, method=method, budget=label, seed=seed, stored=stored, seconds=seconds,
                          **evaluate(model)))
         print(f"{method} at {label}, draw {seed}: {rows[-1]}", flush=True)
 
-    params = [f"{name}.weight" for name in layers]
     for label, q in BUDGETS:
         add("round-to-nearest", label, 0, *rtn(dense, params, q), 0.0)
     for seed in seeds:
-        rng = np.random.default_rng(300 + seed)
-        picked = [pool[k] for k in rng.choice(len(pool), cfg["minilm_cal"], replace=False)]
-        batches = [tokens(picked[i : i + 32]) for i in range(0, len(picked), 32)]
+        batches = calibration(seed)
         grams = tn.record_grams(dense, layers, batches)
-        start = time.perf_counter()
-        _baselines.svd(dense, layers, 2, grams)
-        rows.append(dict(model=MODEL, method="whitened SVD (time reference)", budget="-", seed=seed, stored=0,
-                         seconds=time.perf_counter() - start, cosine=float("nan"), agreement=float("nan")))
+        if reference is not None:
+            start = time.perf_counter()
+            reference(grams)
+            rows.append(dict(model=model_name, method="whitened SVD (time reference)", budget="-", seed=seed,
+                             stored=0, seconds=time.perf_counter() - start, **dict.fromkeys(scores, float("nan"))))
         for label, q in BUDGETS:
             start = time.perf_counter()
             model, stored = rtn(dense, params, q, grams)
@@ -160,8 +162,21 @@ def minilm_rows(cfg, seeds) -> list[dict]:
     return rows
 
 
-def report(rows) -> tuple[list[str], list[str]]:
-    mine = [r for r in rows if r["model"] == MODEL]
+def minilm_rows(cfg, seeds) -> list[dict]:
+    dense, layers, tokens, pool, evaluate = _minilm.setup(cfg)
+
+    def calibration(seed):
+        rng = np.random.default_rng(300 + seed)
+        picked = [pool[k] for k in rng.choice(len(pool), cfg["minilm_cal"], replace=False)]
+        return [tokens(picked[i : i + 32]) for i in range(0, len(picked), 32)]
+
+    return byte_sweep(MODEL, dense, layers, [f"{name}.weight" for name in layers], seeds, calibration, evaluate,
+                      reference=lambda grams: _baselines.svd(dense, layers, 2, grams))
+
+
+def byte_tables(mine, metrics, what: str, time_note: str = "") -> list[str]:
+    """The tables of a :func:`byte_sweep`'s rows: one per metric (``(key, title)``), the forms compress chose and
+    the times; ``what`` describes the dense weights (the first sentence)."""
     dense = next(r for r in mine if r["method"] == "dense")
     labels = [label for label, _ in BUDGETS]
     seeds = len({r["seed"] for r in mine if r["method"] in CALIBRATED})
@@ -173,20 +188,28 @@ def report(rows) -> tuple[list[str], list[str]]:
         vals = [r["stored"] for r in mine if r["method"] == method and r["budget"] == label]
         return f"{8 * np.mean(vals) / (dense['stored'] / 4):.2f} b" if vals else "-"
 
-    out = [f"Dense: {dense['stored']:,} bytes of float32 weights in the 36 encoder matrices. Cells: mean [95 % "
-           f"t-interval over {seeds} calibration draw(s)] for the calibrated methods, one run for round-to-nearest; "
-           "the bits per weight each method stored in brackets.", ""]
-    for key, name in (("cosine", "cosine to the dense embeddings"), ("agreement", "nearest neighbour as dense")):
+    out = [f"Dense: {dense['stored']:,} bytes of float32 weights in {what}. Cells: mean [95 % t-interval over "
+           f"{seeds} calibration draw(s)] for the calibrated methods, one run for round-to-nearest; the bits per "
+           "weight each method stored in brackets.", ""]
+    for key, name in metrics:
         body = [[m, *[f"{cell(m, b, key)} ({bits(m, b)})" for b in labels]] for m in METHODS]
         out += [f"**{name}**", "", table(["method", *[f"at the bytes of {b}" for b in labels]], body), ""]
     forms = [[m, *[next((r.get("forms", "") for r in mine if r["method"] == m and r["budget"] == b), "-")
                    for b in labels]] for m in CALIBRATED[1:]]
     out += ["**Forms compress chose (first draw)**", "", table(["method", *labels], forms), ""]
+    body = [[m, *[cell(m, b, "seconds", 2) for b in labels]] for m in CALIBRATED]
+    out += [f"**Time (s, one thread)**{time_note}", "", table(["method", *labels], body), ""]
+    return out
+
+
+def report(rows) -> tuple[list[str], list[str]]:
+    mine = [r for r in rows if r["model"] == MODEL]
+    labels = [label for label, _ in BUDGETS]
     ref = [r["seconds"] for r in mine if r["method"] == "whitened SVD (time reference)"]
-    body = [[m, *[cell(m, b, "seconds", 1) for b in labels]] for m in CALIBRATED]
-    out += ["**Time (s, one thread)**; the activation-whitened SVD of every matrix at half its weights (experiment "
-            f"8b's baseline) took {fmt(float(np.mean(ref)), digits=1)} s", "",
-            table(["method", *labels], body), ""]
+    out = byte_tables(mine, (("cosine", "cosine to the dense embeddings"), ("agreement", "nearest neighbour as dense")),
+                      "the 36 encoder matrices",
+                      "; the activation-whitened SVD of every matrix at half its weights (experiment 8b's baseline) "
+                      f"took {fmt(float(np.mean(ref)), digits=1)} s")
     claims = [
         claim_line(f"{MODEL}: cosine of compress(bytes), global vs GPTQ at equal bytes",
                    compare_at_budgets(mine, "compress(bytes), global", "GPTQ", labels),

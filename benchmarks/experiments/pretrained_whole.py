@@ -80,21 +80,10 @@ def sweep(model_name, dense, layers, ratios, seeds, draw, evaluate) -> list[dict
 
 
 def g2p_rows(cfg, seeds) -> list[dict]:
-    dense = _g2p.G2P.pretrained()
-    vocab, refs = _g2p.words(cfg["g2p_test"])
-    pool, _ = _g2p.words(cfg["g2p_pool"], offset=cfg["g2p_test"])
-    groups = _g2p.batches(vocab)
-    reference = _g2p.transcribe(dense, groups)
-
-    def evaluate(model) -> dict:
-        said = _g2p.transcribe(model, groups)
-        return dict(per=_g2p.phoneme_error_rate(said, refs),
-                    agreement=float(np.mean([a == b for a, b in zip(said, reference)])))
+    dense, calibration, evaluate = _g2p.setup(cfg)
 
     def draw(seed: int):
-        rng = np.random.default_rng(100 + seed)
-        return [letters for _, letters in _g2p.batches([pool[k] for k in rng.choice(len(pool), cfg["g2p_cal"],
-                                                                                      replace=False)])]
+        return calibration(seed, 100)
 
     return sweep(G2P, dense, _g2p.LAYERS, cfg["ratios"], seeds, draw, evaluate)
 

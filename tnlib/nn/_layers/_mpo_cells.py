@@ -27,7 +27,7 @@ from tnlib.nn._layers._mpo_rnn import gate_layout, gates_layout
 from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
 from tnlib.rnn import gru_cell, lstm_cell
 
-__all__ = ["MPOLSTMCell", "MPOGRUCell", "prepare_step"]
+__all__ = ["MPOLSTMCell", "MPOGRUCell", "prepare_step", "dense_cell"]
 
 
 class _MPOCell(MPOWeights, nn.Module):
@@ -88,17 +88,7 @@ class _MPOCell(MPOWeights, nn.Module):
 
     def to_dense(self) -> nn.Module:
         """The dense ``nn.LSTMCell`` / ``nn.GRUCell`` computing the same function."""
-        ref = self.cores_ih[0]
-        dense: Any = self.dense_type(self.input_size, self.hidden_size, bias=self.bias_ih is not None,
-                                device=ref.device, dtype=ref.dtype)
-        w_ih, w_hh = self.dense_weights()
-        with torch.no_grad():
-            dense.weight_ih.copy_(w_ih)
-            dense.weight_hh.copy_(w_hh)
-            if self.bias_ih is not None and self.bias_hh is not None:
-                dense.bias_ih.copy_(self.bias_ih)
-                dense.bias_hh.copy_(self.bias_hh)
-        return dense
+        return dense_cell(self, *self.dense_weights())
 
     def _prepare(self, input: torch.Tensor, hx: Any, states: int):
         return prepare_step(self, input, hx, states, members(self.cores_ih)[0])
@@ -135,6 +125,20 @@ class _MPOCell(MPOWeights, nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
+
+
+def dense_cell(cell: Any, w_ih: torch.Tensor, w_hh: torch.Tensor) -> nn.Module:
+    """The dense ``cell.dense_type`` (``nn.LSTMCell`` / ``nn.GRUCell``) with the weights ``w_ih``, ``w_hh`` (their
+    dtype and device) and ``cell``'s biases."""
+    dense: Any = cell.dense_type(cell.input_size, cell.hidden_size, bias=cell.bias_ih is not None,
+                                 device=w_ih.device, dtype=w_ih.dtype)
+    with torch.no_grad():
+        dense.weight_ih.copy_(w_ih)
+        dense.weight_hh.copy_(w_hh)
+        if cell.bias_ih is not None and cell.bias_hh is not None:
+            dense.bias_ih.copy_(cell.bias_ih)
+            dense.bias_hh.copy_(cell.bias_hh)
+    return dense
 
 
 def prepare_step(cell: Any, input: torch.Tensor, hx: Any, states: int,

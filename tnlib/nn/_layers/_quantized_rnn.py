@@ -25,7 +25,7 @@ from tnlib._backend import capturing
 from tnlib.nn._convert._calibration import float64_metric
 from tnlib.nn._layers._cores import check_weight, copy_bias
 from tnlib.nn._layers._kinds import LayerKind, register
-from tnlib.nn._layers._mpo_cells import prepare_step
+from tnlib.nn._layers._mpo_cells import dense_cell, prepare_step
 from tnlib.nn._layers._quantized_linear import device_of, quantized_factors
 from tnlib.nn._layers._quantized_store import QuantizedStore, store_matrix
 from tnlib.nn._layers._stacking import (
@@ -295,16 +295,7 @@ class _QuantizedCell(QuantizedWeights):
 
     def to_dense(self) -> nn.Module:
         """The dense ``nn.LSTMCell`` / ``nn.GRUCell`` computing the same function."""
-        w_ih, w_hh = self.dense_weights()
-        dense: Any = self.dense_type(self.input_size, self.hidden_size, bias=self.bias_ih is not None,
-                                     device=w_ih.device, dtype=w_ih.dtype)
-        with torch.no_grad():
-            dense.weight_ih.copy_(w_ih)
-            dense.weight_hh.copy_(w_hh)
-            if self.bias_ih is not None and self.bias_hh is not None:
-                dense.bias_ih.copy_(self.bias_ih)
-                dense.bias_hh.copy_(self.bias_hh)
-        return dense
+        return dense_cell(self, *self.dense_weights())
 
     def _step(self, input: torch.Tensor, hx: Any, states: int) -> Any:
         unbatched, x, parts = prepare_step(self, input, hx, states, self.bias_ih)
