@@ -100,12 +100,12 @@ def test_a_shared_module_is_replaced_at_every_use():
 
 
 def test_other_kinds_stay_dense_with_a_warning_and_are_refused_by_name():
-    model = nn.Sequential(nn.Embedding(100, 64), nn.Linear(64, 32))
+    model = nn.Sequential(nn.MultiheadAttention(64, 4), nn.Linear(64, 32))
     with pytest.warns(UserWarning, match=r"bytes= converts nn.Linear, nn.Conv1d/2d, nn.LSTM, nn.GRU and their cells; "
                                          r"1 other layer\(s\) stay dense: 0"):
         small, reports = tn.compress(model, bytes=64 * 32 // 2)
-    assert isinstance(small[0], nn.Embedding) and [r.name for r in reports] == ["1"]
-    with pytest.raises(ValueError, match=r"'0' is a Embedding: leave it out of layers"):
+    assert isinstance(small[0], nn.MultiheadAttention) and [r.name for r in reports] == ["1"]
+    with pytest.raises(ValueError, match=r"'0' is a MultiheadAttention: leave it out of layers"):
         tn.compress(model, bytes=10_000, layers=["0", "1"])
 
 
@@ -341,3 +341,15 @@ def test_convolutions_and_cells_take_byte_budgets(allocation):
     with torch.no_grad():
         x = batches[0]
         assert float((small(x) - model(x)).norm() / model(x).norm()) < 0.3
+
+
+def test_a_weight_whose_calibration_inputs_are_all_zero_is_chosen_by_weight_error():
+    """A cell called from a zero state once per batch never multiplies its recurrent weight by anything: that
+    weight's Gram is zero, so its form is chosen by weight error (said in the report), not refused."""
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Linear(64, 32), nn.LSTMCell(32, 32))
+    batches = [torch.randn(16, 64) for _ in range(8)]
+    small, reports = tn.compress(model, bytes=(32 * 64 + 2 * 128 * 32) * 5 // 8, calibration=batches)
+    cell = next(r for r in reports if r.name == "1")
+    assert isinstance(small[1], tn.QuantizedLSTMCell) and "all zero" in cell.note
+    assert "all zero" not in next(r for r in reports if r.name == "0").note

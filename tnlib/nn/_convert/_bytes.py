@@ -120,6 +120,10 @@ def forms_of(w: torch.Tensor, folds: GramFolds | None) -> list[Form]:
         note = (f"calibration has {folds.rows} rows for {n} inputs, too few to judge the forms: chosen by "
                 "weight error, round-to-nearest")
         folds = None
+    elif folds is not None and not float(torch.trace(folds.gram())) > 0.0:
+        note = ("the calibration inputs of this weight are all zero (a state never set?): chosen by weight error, "
+                "round-to-nearest")
+        folds = None
     fit, held = _grams(folds)
     c = np.eye(n) if fit is None else fit
     factor = gptq_factor(c)
