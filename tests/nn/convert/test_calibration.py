@@ -282,16 +282,25 @@ def test_calibration_takes_labelled_pairs_and_numpy_batches():
     assert reports[0].held_out_error is not None
 
 
-def test_grams_too_large_for_memory_are_refused_before_any_batch_runs():
+def test_grams_too_large_for_memory_are_refused_by_record_grams_and_left_out_by_compress():
+    """record_grams refuses, before any batch runs, Grams beyond half the machine's memory; compress records the
+    layers whose Grams fit and converts the others without calibration, naming them in a warning."""
     from tnlib.nn._convert._calibration import check_gram_memory
 
     nn = torch.nn
-    net = nn.Sequential(nn.Conv2d(256, 1, 64), nn.Flatten(), nn.Linear(1, 4))  # 1M inputs per patch: 32 TB of Grams
+    torch.manual_seed(13)
+    net = nn.Sequential(nn.Linear(32768, 8), nn.ReLU(), nn.Linear(8, 8))  # 32,768 inputs: 32 GiB of Grams
     ran = []
-    net.register_forward_pre_hook(lambda *a: ran.append(1))
+    handle = net.register_forward_pre_hook(lambda *a: ran.append(1))
     with pytest.raises(ValueError, match=r"calibration would hold .* GiB of input Grams.*largest: '0'"):
-        tn.compress(net, compression=4, calibration=[torch.randn(1, 256, 64, 64)])
+        tn.record_grams(net, ["0", "2"], [torch.randn(1, 32768)])
     assert not ran  # refused before the model ran
+    handle.remove()
+    with pytest.warns(UserWarning, match=r"input Grams of 1 layer\(s\) would not fit in half this machine's memory: "
+                                         r"'0' \(32.0 GiB\); they are converted without calibration"):
+        small, reports = tn.compress(net, compression=2, calibration=[torch.randn(16, 32768) for _ in range(8)])
+    by_name = {r.name: r for r in reports}
+    assert by_name["0"].held_out_error is None and by_name["2"].held_out_error is not None
     small = nn.Sequential(nn.Linear(64, 64))
     check_gram_memory(small, ["0"], limit=4 * 8 * 64 * 64)  # exactly fits
     with pytest.raises(ValueError, match="more than the"):

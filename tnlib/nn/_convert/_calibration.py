@@ -36,7 +36,7 @@ from tnlib.nn._layers._kinds import source_of, sources
 from tnlib.nn._layers._stacking import suffix
 
 __all__ = ["record_grams", "record_folds", "GramFolds", "FOLDS", "ENOUGH_ROWS", "run_batch", "is_conv1d",
-           "check_gram_memory",
+           "check_gram_memory", "gram_bytes", "gram_limit", "affordable",
            "float64_metric", "record_input", "record_cell", "record_rnn", "record_patches"]
 
 
@@ -115,21 +115,48 @@ def _memory() -> int | None:
         return None
 
 
-def check_gram_memory(model: nn.Module, names: Sequence[str], limit: int | None = None) -> None:
-    """Refuse, before any batch is run, calibration whose Grams (``FOLDS`` float64 ``n x n`` sums per weight with
-    ``n`` inputs, a convolution's ``in * kh * kw`` per patch) would take more than ``limit`` bytes (default half
-    of this machine's memory), naming the largest layers."""
-    if limit is None:
-        memory = _memory()
-        if memory is None:
-            return
-        limit = memory // 2
+def gram_bytes(model: nn.Module, names: Sequence[str]) -> dict[str, int]:
+    """Bytes the recorded Grams of each of ``names`` take: ``FOLDS`` float64 ``n x n`` sums per weight with ``n``
+    inputs (a convolution's ``in * kh * kw`` per patch); layers that record nothing are left out."""
     need = {}
     for name in names:
         source = source_of(model.get_submodule(name))
         if source is None or source.record is None:
             continue
         need[name] = sum(FOLDS * 8 * int(w.shape[1]) ** 2 for w in source.weights(model.get_submodule(name)).values())
+    return need
+
+
+def gram_limit() -> int | None:
+    """The most bytes calibration may hold in Grams: half this machine's memory (``None`` where unknown)."""
+    memory = _memory()
+    return None if memory is None else memory // 2
+
+
+def affordable(model: nn.Module, names: Sequence[str], limit: int | None = None) -> tuple[list[str], list[str]]:
+    """``names`` split into those whose Grams are recorded and those left without (the largest first) so that the
+    recorded ones take at most ``limit`` bytes (default :func:`gram_limit`)."""
+    limit = gram_limit() if limit is None else limit
+    need = gram_bytes(model, names)
+    if limit is None or sum(need.values()) <= limit:
+        return list(names), []
+    dropped, total = [], sum(need.values())
+    for name in sorted(need, key=need.__getitem__, reverse=True):
+        if total <= limit:
+            break
+        dropped.append(name)
+        total -= need[name]
+    return [n for n in names if n not in dropped], dropped
+
+
+def check_gram_memory(model: nn.Module, names: Sequence[str], limit: int | None = None) -> None:
+    """Refuse, before any batch is run, calibration whose Grams (``FOLDS`` float64 ``n x n`` sums per weight with
+    ``n`` inputs, a convolution's ``in * kh * kw`` per patch) would take more than ``limit`` bytes (default half
+    of this machine's memory), naming the largest layers."""
+    limit = gram_limit() if limit is None else limit
+    if limit is None:
+        return
+    need = gram_bytes(model, names)
     if sum(need.values()) > limit:
         worst = sorted(need, key=need.get, reverse=True)[:3]  # type: ignore[arg-type]
         detail = ", ".join(f"{n!r} {need[n] / 2**30:.1f} GiB" for n in worst)

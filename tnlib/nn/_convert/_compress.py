@@ -35,7 +35,7 @@ from tnlib.nn._convert._bytes import (
     refitted,
     weight_key,
 )
-from tnlib.nn._convert._calibration import GramFolds, record_folds, run_batch
+from tnlib.nn._convert._calibration import GramFolds, affordable, gram_bytes, record_folds, run_batch
 from tnlib.nn._convert._conv_choice import ConvChoice, conv_choice
 from tnlib.nn._convert._global_budget import global_budgets, importance, keeping
 from tnlib.nn._convert._layer_report import LayerReport, byte_report, layer_report, network_report
@@ -126,7 +126,10 @@ def compress(
         is cross-validated over them, the fit sees three and the fourth
         chooses the layout and gives ``held_out_error`` (never worse there
         than the plain truncated SVD). Fewer rows than a weight has input
-        features warn. Needs a budget or a truncation.
+        features warn. Layers whose Grams (four float64 ``n x n`` sums per
+        weight with ``n`` inputs) would not fit in half this machine's
+        memory, largest first, are converted without calibration, with a
+        warning naming them. Needs a budget or a truncation.
     allocation
         How ``compression`` is shared: ``"uniform"`` (default), every weight
         matrix ``numel / compression``; ``"global"``, one budget of
@@ -256,7 +259,7 @@ def compress(
         raise ValueError("calibration needs compression= or a truncation: an exact conversion has nothing to fit")
     if example is not None:
         _check_example(model, example)
-    recorded = [t for t in targets if _records(model.get_submodule(t))]  # a lookup has no inputs to record
+    recorded = _within_memory(model, targets) if calibration is not None else []
     twice = allocation == "global" and calibration is not None and total is None  # validated against uniform
     judged = twice or (bool(groups) and calibration is not None)  # the model's outputs judge on held-out batches
     with tracking(progress, verbose, len(targets) * (2 if twice else 1)) as track:
@@ -298,6 +301,21 @@ def compress(
 
 Built = list[tuple[str, Callable[[nn.Module], nn.Module]]]
 """Per converted module name, what builds its replacement from the module."""
+
+
+def _within_memory(model: nn.Module, targets: list[str]) -> list[str]:
+    """The targets whose inputs calibration records (a lookup has none) and whose input Grams fit in half this
+    machine's memory, the largest left out first: those are converted without calibration (in weight space), with
+    a warning naming them."""
+    recorded = [t for t in targets if _records(model.get_submodule(t))]
+    kept, dropped = affordable(model, recorded)
+    if dropped:
+        need = gram_bytes(model, dropped)
+        detail = ", ".join(f"{n!r} ({need[n] / 2**30:.1f} GiB)" for n in dropped[:5])
+        warn_at_caller(f"the input Grams of {len(dropped)} layer(s) would not fit in half this machine's memory: "
+                       f"{detail}{' ...' if len(dropped) > 5 else ''}; they are converted without calibration (in "
+                       "weight space), the others with it")
+    return kept
 
 
 def _check_weights(model: nn.Module, targets: Sequence[str]) -> None:
