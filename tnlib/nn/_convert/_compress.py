@@ -159,15 +159,18 @@ def compress(
     bytes
         A budget in stored bytes instead of parameters: the weights of the
         converted ``nn.Linear`` layers (and ``transformers``' ``Conv1D``),
-        ``nn.LSTM`` and ``nn.GRU`` layers (other kinds stay dense, with a
-        warning, and are refused when named in ``layers``) take at most this
+        ``nn.Conv1d`` / ``nn.Conv2d`` (``groups=1``, zero padding), ``nn.LSTM``,
+        ``nn.GRU`` and their cells (other kinds stay dense, with a warning,
+        and are refused when named in ``layers``) take at most this
         many bytes in all, counted as stored: packed integer codes, float16
         scales and zero points (biases stay float and are not counted). Each
         weight matrix (each layer, direction and side of a recurrent layer
         apart) takes the form of least error its bytes buy: the matrix itself
         at 8, 4, 3 or 2 bits, or a low-rank split with 4- or 8-bit factors
-        (:mod:`tnlib.quantization`), as a :class:`~tnlib.nn.QuantizedLinear`,
-        :class:`~tnlib.nn.QuantizedLSTM` or :class:`~tnlib.nn.QuantizedGRU`;
+        (:mod:`tnlib.quantization`; a convolution's kernel as the matrix of
+        its unfolded patches), as a :class:`~tnlib.nn.QuantizedLinear`,
+        ``QuantizedConv1d`` / ``2d``, :class:`~tnlib.nn.QuantizedLSTM`,
+        :class:`~tnlib.nn.QuantizedGRU` or their cells;
         with ``calibration`` fitted by GPTQ on three folds and judged on the
         held-out fourth, so a byte budget is never worse there than plain
         quantization at the same bytes, and the chosen form then fitted again
