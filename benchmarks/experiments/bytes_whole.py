@@ -197,7 +197,7 @@ def byte_tables(mine, metrics, what: str, time_note: str = "") -> list[str]:
     forms = [[m, *[next((r.get("forms", "") for r in mine if r["method"] == m and r["budget"] == b), "-")
                    for b in labels]] for m in CALIBRATED[1:]]
     out += ["**Forms compress chose (first draw)**", "", table(["method", *labels], forms), ""]
-    body = [[m, *[cell(m, b, "seconds", 2) for b in labels]] for m in CALIBRATED]
+    body = [[m, *[cell(m, b, "seconds", 3) for b in labels]] for m in CALIBRATED]
     out += [f"**Time (s, one thread)**{time_note}", "", table(["method", *labels], body), ""]
     return out
 
@@ -209,7 +209,7 @@ def report(rows) -> tuple[list[str], list[str]]:
     out = byte_tables(mine, (("cosine", "cosine to the dense embeddings"), ("agreement", "nearest neighbour as dense")),
                       "the 36 encoder matrices",
                       "; the activation-whitened SVD of every matrix at half its weights (experiment 8b's baseline) "
-                      f"took {fmt(float(np.mean(ref)), digits=1)} s")
+                      f"took {fmt(float(np.mean(ref)), digits=3)} s")
     claims = [
         claim_line(f"{MODEL}: cosine of compress(bytes), global vs GPTQ at equal bytes",
                    compare_at_budgets(mine, "compress(bytes), global", "GPTQ", labels),
