@@ -43,6 +43,7 @@ from tnlib.rnn import gru_cell, lstm_cell
 __all__ = ["QuantizedLSTM", "QuantizedGRU", "QuantizedLSTMCell", "QuantizedGRUCell", "QuantizedWeights",
            "quantized_weights", "build_quantized_rnn", "build_quantized_cell", "check_rnn"]
 
+
 class _Matrices:
     """``x -> x W^T`` for a stored ``W`` given as ``[W]`` or ``[U, V]`` (``W = U V``)."""
 
