@@ -410,20 +410,23 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
     each weight matrix (one of a linear layer; one per layer, direction and side of a recurrent one) is a
     candidate of its own, named by :func:`weight_key`."""
     weights: dict[str, tuple[str, str, torch.Tensor]] = {}  # key -> (module name, weight name, matrix)
+    keys: dict[str, list[str]] = {}  # module name -> its weights' keys
+    kinds: dict[str, str] = {}
     candidates = {}
     for name in targets:
         track.step(name)
         module = model.get_submodule(name)
         source = source_of(module)
         assert source is not None
+        kinds[name], keys[name] = source.kind, []
         for wname, w in source.weights(module).items():
             if w.is_complex():
                 raise ValueError(f"layer {name!r} has a complex weight ({w.dtype}); bytes= quantizes real weights")
             key = weight_key(name, wname)
             weights[key] = (name, wname, w)
+            keys[name].append(key)
             candidates[key] = forms_of(w, grams.get(name, {}).get(wname))
-        track.done(name, f"{sum(len(candidates[k]) for k, v in weights.items() if v[0] == name)} candidate forms "
-                         "judged")
+        track.done(name, f"{sum(len(candidates[k]) for k in keys[name])} candidate forms judged")
     sizes = {key: w.numel() for key, (_, _, w) in weights.items()}
     weighted = importance(model, {k: (n, wn) for k, (n, wn, _) in weights.items()}, grams, batches) \
         if allocation == "global" and batches else None
@@ -432,15 +435,14 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
     built: Built = []
     reports = []
     for name in targets:
-        keys = [k for k, v in weights.items() if v[0] == name]
-        kind = source_of(model.get_submodule(name)).kind  # type: ignore[union-attr]
         parts = []
-        for k in keys:
-            folds = grams.get(name, {}).get(weights[k][1])
-            parts.append((weights[k][2], refitted(chosen[k], weights[k][2], folds), folds))
-        factors = {weights[k][1]: form.factors for k, (_, form, _) in zip(keys, parts)}
+        for k in keys[name]:
+            _, wname, w = weights[k]
+            folds = grams.get(name, {}).get(wname)
+            parts.append((w, refitted(chosen[k], w, folds), folds))
+        factors = {weights[k][1]: form.factors for k, (_, form, _) in zip(keys[name], parts)}
         built.append((name, functools.partial(_quantized, factors=factors)))
-        reports.append(byte_report(name, kind, parts, sum(budgets[k] for k in keys)))
+        reports.append(byte_report(name, kinds[name], parts, sum(budgets[k] for k in keys[name])))
         track.phase("layer %s: %r", name, reports[-1])
     return built, reports
 

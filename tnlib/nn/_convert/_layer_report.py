@@ -187,7 +187,7 @@ def byte_report(name: str, kind: str, parts: Sequence[tuple[torch.Tensor, Any, G
     weight, fit, held = Pooled(), Pooled(), Pooled()
     for w, form, folds in parts:
         w64 = w.detach().to(device="cpu", dtype=torch.float64)
-        weight.add(form.weight_error, w64, torch.eye(int(w64.shape[1]), dtype=torch.float64))
+        weight.add(form.weight_error, w64, None)
         held_gram = folds.fit_and_held()[1] if folds is not None else None
         if form.fit_error is not None and folds is not None:  # measured on every calibration row (the refit's)
             fit.add(form.fit_error, w64, folds.gram())
@@ -226,12 +226,12 @@ def mpo_macs(mpo: tnlib.MPO) -> int:
 
 class Pooled:
     """Relative errors of several weights pooled by their signals ``tr(W C W^T)`` (formed only when there are
-    several: one weight's pooled error is its own)."""
+    several: one weight's pooled error is its own); a ``gram`` of ``None`` is the identity (``||W||_F^2``)."""
 
     def __init__(self) -> None:
-        self.entries: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+        self.entries: list[tuple[float, torch.Tensor, torch.Tensor | None]] = []
 
-    def add(self, error: float, w: torch.Tensor, gram: torch.Tensor) -> None:
+    def add(self, error: float, w: torch.Tensor, gram: torch.Tensor | None) -> None:
         self.entries.append((error, w, gram))
 
     def value(self) -> float | None:
@@ -239,7 +239,7 @@ class Pooled:
             return self.entries[0][0]
         num = den = 0.0
         for error, w, gram in self.entries:
-            signal = float(torch.sum(w * (w @ gram.to(w.dtype))))
+            signal = float(torch.sum(w * w if gram is None else w * (w @ gram.to(w.dtype))))
             num += error**2 * signal
             den += signal
         return math.sqrt(max(num, 0.0) / den) if den > 0 else None

@@ -55,7 +55,7 @@ class _QuantizedConv(QuantizedStore):
             factors = quantized_factors(w, quantization, rank, gram)
         except ValueError as exc:
             raise ValueError(f"conv.weight as a {tuple(w.shape)} matrix: {exc}") from None
-        return build_quantized_conv(conv, factors)
+        return _assembled(cls, conv, factors)
 
     @classmethod
     def _check(cls, conv: Any) -> None:
@@ -162,9 +162,13 @@ def build_quantized_conv(conv: Any, factors: Sequence[QuantizedMatrix]) -> nn.Mo
     ``factors`` (its kernel matrix, or ``U``, ``V``), with its settings and bias."""
     cls: Any = QuantizedConv2d if isinstance(conv, nn.Conv2d) else QuantizedConv1d
     cls._check(conv)
+    return _assembled(cls, conv, factors)
+
+
+def _assembled(cls: Any, conv: Any, factors: Sequence[QuantizedMatrix]) -> Any:
+    """A ``cls`` layer with the settings and bias of the checked ``conv`` and the stored ``factors``."""
     layer = cls.__new__(cls)
     nn.Module.__init__(layer)
-    n = cls._spatial
     layer.in_channels, layer.out_channels = conv.in_channels, conv.out_channels
     layer.kernel_size, layer.stride, layer.dilation = (tuple(int(v) for v in getattr(conv, a))
                                                        for a in ("kernel_size", "stride", "dilation"))
@@ -177,7 +181,6 @@ def build_quantized_conv(conv: Any, factors: Sequence[QuantizedMatrix]) -> nn.Mo
         store_matrix(layer, name, f, device)
     layer.register_buffer("weight_dtype", torch.empty(0, dtype=conv.weight.dtype, device=device))
     layer.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
-    assert len(layer.kernel_size) == n
     return layer
 
 
