@@ -547,11 +547,12 @@ def choose_shrinkage(w: Any, rank: int, folds: Sequence[tuple[Any, Any, float]] 
 
 class _Shared(NamedTuple):
     """What the whitened SVDs of one ``W`` share across splits: whether it is tall (``N <= M``), the short
-    side's Gram (``W^H W`` when tall, else ``W W^H``) and its top ``rank`` eigenvectors (``s = 1``)."""
+    side's Gram (``W^H W`` when tall, else ``W W^H``), its top ``rank`` eigenvalues and eigenvectors (``s = 1``)."""
 
     rank: int
     tall: bool
     gram: Any
+    values: Any
     plain: Any
 
     @classmethod
@@ -559,7 +560,7 @@ class _Shared(NamedTuple):
         m, n = (int(d) for d in w.shape)
         rank = max(1, min(rank, m, n))
         gram = linalg.adjoint(w) @ w if n <= m else w @ linalg.adjoint(w)
-        return cls(rank, n <= m, gram, linalg.top_eigenvectors(gram, rank))
+        return cls(rank, n <= m, gram, *linalg.top_eigenpairs(gram, rank))
 
 
 class _Split(NamedTuple):
@@ -617,39 +618,44 @@ def _residuals(shared: _Shared, split: _Split) -> tuple[list[float], float]:
     ``tr(W H W^H)``.
 
     Everything a shrinkage does not change is formed once per split (or once per ``W``: ``shared``), and
-    each shrinkage costs one small ``eigh`` of the short side and products with its ``rank`` leading
-    eigenvectors (the exact traces, expanded; see the comments).
+    each shrinkage costs one small ``eigh`` of the short side and ``O(n^2 rank)`` products with its ``rank``
+    leading eigenvectors (the exact traces, reduced by the eigen-equation; see the comments).
     """
     xp = namespace(shared.gram)
     rank = shared.rank
     out = []
+
+    def weighted(z: Any, g: Any, mu: Any) -> float:  # sum_j mu_j z_j^H g z_j
+        return scalar(xp.sum(xp.real(xp.conj(z) * (g @ z)) * mu[None, :]))
+
     if shared.tall:
-        # W_hat = W P, P = Q D V V^H D^-1 Q^H: D = diag(sqrt(lam_s)), V the top eigenvectors of D T D, T = Q^H W^H W Q.
-        # With X = D V, Y = D^-1 V, Hq = Q^H H Q: tr((I-P) H (I-P)^H W^H W)
-        #   = tr(Hq T) - 2 Re tr(Y^H Hq T X) + tr((Y^H Hq Y)(X^H T X)).
-        # At s = 1 D is a multiple of I and V = Q^H V_1, V_1 the top eigenvectors of W^H W (shared).
+        # W_hat = W P, P = Q X Y^H Q^H with X = D V, Y = D^-1 V: D = diag(sqrt(lam_s)), V (and mu) the top
+        # eigenvectors (eigenvalues) of D T D, T = Q^H W^H W Q; Hq = Q^H H Q. tr((I-P) H (I-P)^H W^H W) expands to
+        # tr(Hq T) - 2 Re tr(Y^H Hq T X) + tr((Y^H Hq Y)(X^H T X)), and D T D V = V mu gives T X = Y mu and
+        # X^H T X = mu: it is tr(Hq T) - sum_j mu_j y_j^H Hq y_j. At s = 1 D = sqrt(tau) I and V = Q^H V_1, V_1 the
+        # top eigenvectors of W^H W (shared), mu = tau times its eigenvalues.
         eig = _eigen(split.fit)
         qh = linalg.adjoint(eig.q)
         t = qh @ shared.gram @ eig.q
         hq = qh @ split.held @ eig.q
-        ht = hq @ t
-        total = scalar(xp.real(xp.linalg.trace(ht)))  # tr(W H W^H)
+        total = scalar(xp.sum(xp.real(hq * xp.conj(t))))  # tr(Hq T) = tr(W H W^H), T Hermitian
         for s in SHRINKAGE_GRID:
             root = xp.sqrt(_shrunk_eigenvalues(eig, s))
-            v = qh @ shared.plain if s == 1.0 else linalg.top_eigenvectors((root[:, None] * t) * root[None, :], rank)
-            x, y = root[:, None] * v, v / root[:, None]
-            cross = xp.real(xp.linalg.trace(linalg.adjoint(y) @ ht @ x))
-            both = xp.real(xp.linalg.trace((linalg.adjoint(y) @ hq @ y) @ (linalg.adjoint(x) @ t @ x)))
-            out.append(max(total - 2.0 * scalar(cross) + scalar(both), 0.0))
+            if s == 1.0:
+                mu, v = shared.values * eig.tau, qh @ shared.plain
+            else:
+                mu, v = linalg.top_eigenpairs((root[:, None] * t) * root[None, :], rank)
+            out.append(max(total - weighted(v / root[:, None], hq, mu), 0.0))
     else:
         # W_hat = U U^H W, U the top eigenvectors of W C_s W^H = (1 - s) W C W^H + s tau W W^H, tau = tr(C) / N:
         # tr((I-U U^H) S (I-U U^H)) = tr(S) - tr(U^H S U), S = W H W^H
         signal, tau = split.held, max(split.tau, 0.0)
         total = scalar(xp.real(xp.linalg.trace(signal)))
+        ones = xp.ones((rank,), dtype=xp.real(signal).dtype)
         for s in SHRINKAGE_GRID:
             u = shared.plain if s == 1.0 else linalg.top_eigenvectors((1.0 - s) * split.fit + (s * tau) * shared.gram,
                                                                      rank)
-            out.append(max(total - scalar(xp.real(xp.linalg.trace(linalg.adjoint(u) @ signal @ u))), 0.0))
+            out.append(max(total - weighted(u, signal, ones), 0.0))
     return out, total
 
 

@@ -544,6 +544,16 @@ def test_a_global_allocation_worse_for_the_model_than_uniform_is_not_kept(monkey
     assert [r.share for r in reports] == [0.5, 0.5]
     moved = [float(n) for n in reports[0].note.replace(",", " ").split() if n.replace(".", "").isdigit()]
     assert moved[0] < moved[-1]  # uniform's change, then global's
+    # the split kept is fitted again on every batch, the two held out for the check included: the uniform one is
+    # then what a uniform compress returns (the same rows in the same folds)
+    mix = torch.randn(48, 48, dtype=torch.float64) * torch.logspace(0, -3, 48, dtype=torch.float64)
+    data = [torch.randn(32, 48, dtype=torch.float64) @ mix for _ in range(16)]  # inputs whose metric matters
+    kept, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
+    assert all("allocation uniform: the model's outputs moved" in r.note for r in reports)
+    uniform, _ = tn.compress(model, compression=4, calibration=data)
+    x = torch.randn(8, 48, dtype=torch.float64) @ mix
+    with torch.no_grad():
+        assert torch.allclose(kept(x), uniform(x), rtol=1e-9, atol=1e-12)
 
 
 def test_output_change_per_error_of_a_linear_layer_is_its_row_count():

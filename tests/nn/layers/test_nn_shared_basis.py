@@ -126,6 +126,19 @@ def test_a_group_that_errs_more_is_not_kept_and_says_so():
     small, reports = tn.compress(net, compression=4, calibration=calibration, share="role")
     assert not any(isinstance(m, tn.SharedBasisLinear) for m in small.modules())
     assert all(r.note.startswith("not shared basis of 3 layers") for r in reports), [r.note for r in reports]
+    # the batches held out to judge a group are fitted on too once none is kept: the per-matrix forms of every row
+    mixes = [torch.randn(32, 32) * torch.logspace(0, -0.4, 32) for _ in range(3)]  # each branch its own
+
+    def inputs(rows):
+        return torch.stack([torch.randn(rows, 32) @ m for m in mixes], dim=1)
+
+    calibration = [inputs(16) for _ in range(8)]
+    small, reports = tn.compress(net, compression=4, calibration=calibration, share="role")
+    assert not any(isinstance(m, tn.SharedBasisLinear) for m in small.modules())
+    alone, _ = tn.compress(net, compression=4, calibration=calibration)
+    x = inputs(5)
+    with torch.no_grad():
+        assert torch.allclose(small(x), alone(x), atol=1e-6)
 
 
 def test_without_calibration_the_weights_decide():

@@ -192,6 +192,11 @@ class GramFolds:
     def rows(self) -> int:
         return sum(self.counts)
 
+    def plus(self, other: GramFolds) -> GramFolds:
+        """The folds of both recordings' rows (fold ``k`` of each summed)."""
+        return GramFolds(tuple(a + b for a, b in zip(self.sums, other.sums)),
+                         tuple(a + b for a, b in zip(self.counts, other.counts)))
+
     def gram(self) -> torch.Tensor:
         """``C`` over every row."""
         return sum(self.sums[1:], self.sums[0]) / max(self.rows, 1)
@@ -229,7 +234,7 @@ class _Accumulator:
         """Add the rows of a batch; samples along ``sample_dim`` are dealt round-robin into the folds."""
         x = rows.detach().to(device="cpu", dtype=torch.float64)
         x = x.reshape(1, -1) if x.dim() == 1 else x.movedim(sample_dim, 0)
-        if not bool(torch.isfinite(x).all()):
+        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):  # a finite sum proves it, cheaply
             layer, _, weight = key.partition(":")
             bad = int((~torch.isfinite(x)).sum())
             raise _BadCalibration(
@@ -242,9 +247,9 @@ class _Accumulator:
             self.counts[key], self.samples[key] = [0] * FOLDS, 0
         fold = (self.samples[key] + torch.arange(x.shape[0])) % FOLDS
         for k in range(FOLDS):
-            part = x[fold == k].reshape(-1, features)
-            if part.shape[0]:
-                self.sums[key][k] += part.T @ part
+            part = x[fold == k].reshape(-1, features).numpy()
+            if part.shape[0]:  # NumPy's product of a matrix's transpose with itself is a syrk: half torch's flops
+                self.sums[key][k] += torch.from_numpy(part.T @ part)
                 self.counts[key][k] += part.shape[0]
         self.samples[key] += x.shape[0]
 

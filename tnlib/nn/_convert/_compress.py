@@ -277,10 +277,13 @@ def compress(
         if total is not None:
             built, reports = _quantize_layers(model, targets, grams, total, allocation, track, kept)
         else:
-            built, reports = _parameter_layers(model, targets, truncation, compression, num_cores, grams, goal,
-                                               allocation, kept, held, track)
+            every = functools.partial(_every_row, model, recorded, grams, held)  # the Grams of every batch
+            convert = functools.partial(_parameter_layers, model, targets, truncation, compression, num_cores,
+                                        goal=goal, allocation=allocation, track=track)
+            built, reports = convert(grams, kept=kept, held=held, every=every)
             if groups:
-                built, reports = _sharing(model, groups, (built, reports), grams, kept, held, track)
+                built, reports = _sharing(model, groups, (built, reports), grams, kept, held, track,
+                                          functools.partial(convert, kept=(), held=(), every=None), every)
         check = example if example is not None else kept[0] if kept else None
         dense = _outputs(model, check) if check is not None else None  # before an in-place conversion changes it
         out = model if inplace else copy.deepcopy(model)
@@ -462,16 +465,30 @@ def _built(source: Source, mpos: dict[str, tnlib.MPO], original: nn.Module) -> n
 
 
 def _sharing(model: nn.Module, groups: list[list[str]], alone: tuple[Built, list[LayerReport]],
-             grams: dict[str, dict[str, GramFolds]], kept: Sequence[Any], held: Sequence[Any],
-             track: Progress) -> tuple[Built, list[LayerReport]]:
+             grams: dict[str, dict[str, GramFolds]], kept: Sequence[Any], held: Sequence[Any], track: Progress,
+             convert: Callable[[dict[str, dict[str, GramFolds]]], tuple[Built, list[LayerReport]]],
+             every: Callable[[], dict[str, dict[str, GramFolds]]]) -> tuple[Built, list[LayerReport]]:
     """The per-matrix conversion ``alone`` with the groups whose shared basis errs less, by their layers' pooled
-    errors; with calibration, kept only if that also moves the whole model's outputs less on held-out batches."""
+    errors; with calibration, kept only if that also moves the whole model's outputs less on held-out batches.
+    Batches held out for that are then added to the Grams (``every``) and what was kept is fitted again on all
+    of them (``convert``, the per-matrix conversion, and the kept groups): no fit is left without them."""
     track.phase("%d group(s) of layers tried on one shared basis each", len(groups))
     shared = apply_sharing(model, groups, alone[0], alone[1], grams, track.phase)
-    if not kept or shared[0] == alone[0]:
-        return shared
-    return _better_of(model, {"shared bases": shared, "per-matrix forms": alone}, held or kept, bool(held), track,
-                      "sharing")
+    none_kept = shared[0] == alone[0]
+    label, note = ("shared bases", "") if not kept or none_kept else _better_of(
+        model, {"shared bases": shared, "per-matrix forms": alone}, held or kept, bool(held), track, "sharing")
+    if not held:
+        return _noted(shared if label == "shared bases" else alone, note)
+    track.phase("refitting on every calibration batch, the %d held out for the check included", len(held))
+    grams = every()
+    track.extend(len(alone[1]))
+    refit = convert(grams)
+    if none_kept:  # the groups' verdicts (on the fits of fewer rows) stay in the notes
+        said = {r.name: r.note for r in shared[1]}
+        return refit[0], [dataclasses.replace(r, note=said.get(r.name, r.note)) for r in refit[1]]
+    if label == "per-matrix forms":
+        return _noted(refit, note)
+    return _noted(apply_sharing(model, groups, refit[0], refit[1], grams, track.phase), note)
 
 
 def _check_share(model: nn.Module, targets: list[str], share: Any, compression: float | None, total: int | None,
@@ -501,7 +518,8 @@ def _network_instead(module: Any, source: Source, report: LayerReport, budget: i
 def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
                       compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
                       goal: tnlib.Objective, allocation: str, kept: Sequence[Any], held: Sequence[Any],
-                      track: Progress) -> tuple[Built, list[LayerReport]]:
+                      track: Progress, every: Callable[[], dict[str, dict[str, GramFolds]]] | None = None
+                      ) -> tuple[Built, list[LayerReport]]:
     """The MPO (or Tucker-2 / CP) layers of a parameter budget: uniform shares, or a global allocation, which with
     calibration batches is kept only where it moves the model's outputs less than the uniform split (on the
     ``held`` batches no fit saw, or on ``kept`` when none was held out)."""
@@ -515,14 +533,21 @@ def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnli
         return chosen
     track.phase("the uniform split too, to validate the global one on the model's outputs")
     uniform = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None, goal, track)
-    return _better_of(model, {"global": chosen, "uniform": uniform}, held or kept, bool(held), track, "allocation")
+    candidates = {"global": chosen, "uniform": uniform}
+    label, note = _better_of(model, candidates, held or kept, bool(held), track, "allocation")
+    if held and every is not None:  # the split kept, fitted again with the held-out batches' rows too
+        track.phase("refitting the %s split on every calibration batch, the %d held out included", label, len(held))
+        track.extend(len(targets))
+        candidates[label] = _mpo_layers(model, targets, truncation, compression, num_cores, every(),
+                                        shares if label == "global" else None, goal, track)
+    return _noted(candidates[label], note)
 
 
 def _better_of(model: nn.Module, candidates: dict[str, tuple[Built, list[LayerReport]]], batches: Sequence[Any],
-               unseen: bool, track: Progress, what: str) -> tuple[Built, list[LayerReport]]:
-    """Of two candidate conversions (the first preferred on a tie), the one that moves the whole model's outputs
-    less on ``batches`` (a sum of layer errors is a proxy; ``unseen``: no fit saw them), every report's note
-    saying which and by how much."""
+               unseen: bool, track: Progress, what: str) -> tuple[str, str]:
+    """Of two candidate conversions (the first preferred on a tie), the label of the one that moves the whole
+    model's outputs less on ``batches`` (a sum of layer errors is a proxy; ``unseen``: no fit saw them), and a
+    note saying which and by how much."""
     dense = [_outputs(model, b) for b in batches]
     change = {}
     for label, (built, _) in candidates.items():
@@ -543,8 +568,22 @@ def _better_of(model: nn.Module, candidates: dict[str, tuple[Built, list[LayerRe
     note = (f"{what} {keep}: the model's outputs moved {change[keep]:.3g} (relative) on {len(batches)} {where} "
             f"calibration batch(es), {other} {change[other]:.3g}")
     track.phase("%s", note)
-    built, reports = candidates[keep]
+    return keep, note
+
+
+def _noted(conversion: tuple[Built, list[LayerReport]], note: str) -> tuple[Built, list[LayerReport]]:
+    """``conversion`` with ``note`` added to every report's note."""
+    built, reports = conversion
     return built, [dataclasses.replace(r, note="; ".join(n for n in (r.note, note) if n)) for r in reports]
+
+
+def _every_row(model: nn.Module, names: Sequence[str], grams: dict[str, dict[str, GramFolds]],
+               held: Sequence[Any]) -> dict[str, dict[str, GramFolds]]:
+    """``grams`` with the rows of the ``held`` batches (withheld from the fits to judge the whole model) added,
+    their samples dealt round-robin into the folds as the others were."""
+    extra = record_folds(model, names, held)
+    return {name: {w: folds.plus(extra[name][w]) if w in extra.get(name, {}) else folds
+                   for w, folds in by_weight.items()} for name, by_weight in grams.items()}
 
 
 def _compare(out: nn.Module, batch: Any, dense: list[torch.Tensor] | None, undo: list[tuple[nn.Module, str, Any]],

@@ -45,6 +45,12 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
 
+    def extend(self, count: int) -> None:
+        """``count`` more layer conversions than the bar was opened for (a refit decided on the way)."""
+        if self.bar is not None:
+            self.bar.total += count
+            self.bar.refresh()
+
     def close(self, count: int) -> None:
         """The call ends: close the bar, log the total time."""
         if self.bar is not None:
