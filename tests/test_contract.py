@@ -103,6 +103,20 @@ def _conv(x: Any, spatial: int) -> Any:
     return conv
 
 
+def _attention(x: Any) -> Any:
+    """A bias-free one-head ``nn.MultiheadAttention`` whose four projections are rows of the hostile ``x`` (repeated
+    to fill them)."""
+    if isinstance(x, str):
+        return x
+    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
+    m, n = (int(d) for d in t.shape)
+    mha = torch.nn.MultiheadAttention(max(n, 1), 1, bias=False, device="meta")
+    rows = t.repeat(-(-3 * n // m), 1)[: 3 * n] if m else t
+    mha.in_proj_weight = torch.nn.Parameter(rows, requires_grad=False)
+    mha.out_proj.weight = torch.nn.Parameter(rows[:n], requires_grad=False)
+    return mha
+
+
 def _stored_max(layer: Any) -> float:
     return float(layer.matrix("ih_l0", torch.float64, torch.device("cpu")).abs().max())
 
@@ -159,6 +173,9 @@ ARRAYS: dict[str, tuple[str, Callable[[Any], Any], Callable[[Any], float] | None
                            lambda layer: float(layer.kernel(torch.float64).abs().max())),
     "nn.QuantizedConv2d": ("conv", lambda a: tn.QuantizedConv2d.from_conv2d(_conv(a, 2), tnlib.Quantization(8, None)),
                            lambda layer: float(layer.kernel(torch.float64).abs().max())),
+    "nn.QuantizedMultiheadAttention": (
+        "mha", lambda a: tn.QuantizedMultiheadAttention.from_mha(_attention(a), tnlib.Quantization(8, None)),
+        lambda layer: float(layer.matrix("out", torch.float64, torch.device("cpu")).abs().max())),
     "nn.LowRankLinear": ("linear", lambda a: tn.LowRankLinear.from_linear(_module_input(a), 4), None),
     "nn.stored_bytes": ("module", lambda a: tn.stored_bytes(_module_input(a)), None),
     "nn.count_parameters": ("module", lambda a: tn.count_parameters(_module_input(a)), None),
@@ -170,7 +187,7 @@ EXPECT: dict[tuple[str, str], str] = {
     **{(name, "complex"): "refuse" for name in ("quantize", "quantize_low_rank", "nn.QuantizedLinear",
                                                          "nn.QuantizedLSTM", "nn.QuantizedGRU", "nn.QuantizedConv1d",
                                                          "nn.QuantizedConv2d", "nn.QuantizedLSTMCell",
-                                                         "nn.QuantizedGRUCell")},
+                                                         "nn.QuantizedGRUCell", "nn.QuantizedMultiheadAttention")},
     # sizes and counts do not read values: NaN, inf, an empty or a meta weight are counted as they are
     **{("nn.stored_bytes", label): "ok" for label in ("NaN", "inf", "empty", "meta")},
     **{("nn.count_parameters", label): "ok" for label in ("NaN", "inf", "empty")},
@@ -269,6 +286,10 @@ SCALARS: dict[str, list[tuple[Callable[[], Any], str]]] = {
                         (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), "int4"), "quantization"),
                         (lambda: tn.QuantizedGRU.from_gru(torch.nn.GRU(4, 8), metrics=[1]), "metrics")],
     "nn.QuantizedLSTMCell": [(lambda: tn.QuantizedLSTMCell.from_lstm_cell(torch.nn.LSTMCell(4, 8), rank=0), "rank")],
+    "nn.QuantizedMultiheadAttention": [
+        (lambda: tn.QuantizedMultiheadAttention.from_mha(torch.nn.Linear(4, 4)), "mha"),
+        (lambda: tn.QuantizedMultiheadAttention.from_mha(torch.nn.MultiheadAttention(8, 2), rank=0), "rank"),
+        (lambda: tn.QuantizedMultiheadAttention.from_mha(torch.nn.MultiheadAttention(8, 2), metrics={"w": 1}), "w")],
     "nn.QuantizedGRUCell": [(lambda: tn.QuantizedGRUCell.from_gru_cell(torch.nn.GRU(4, 8)), "cell"),
                             (lambda: tn.QuantizedGRUCell.from_gru_cell(torch.nn.GRUCell(4, 8), metrics={"w": 1}), "w")],
     "nn.QuantizedConv1d": [(lambda: tn.QuantizedConv1d.from_conv1d(torch.nn.Conv2d(4, 4, 3)), "conv"),

@@ -104,6 +104,33 @@ def transcribe(model: nn.Module, groups) -> list[list[str]]:
     return [out[i] for i in range(len(out))]
 
 
+def perplexity(model: nn.Module, groups, references: list[list[list[str]]]) -> float:
+    """The teacher-forced perplexity of each word's first reference pronunciation and ``</s>``: the decoder fed
+    ``<s>`` and the reference phonemes (not its own guesses), ``exp`` of the mean negative log-likelihood of the
+    next phoneme over every step of every word. Words whose reference uses a phoneme outside the model's 74 are
+    skipped."""
+    nll, steps = 0.0, 0
+    with torch.no_grad():
+        for idx, letters in groups:
+            seqs = {r: [PHONEMES.index(p) for p in references[i][0]] for r, i in enumerate(idx)
+                    if all(p in PHONEMES for p in references[i][0])}
+            if not seqs:
+                continue
+            rows = sorted(seqs)
+            longest = max(len(s) for s in seqs.values()) + 1
+            inputs = torch.full((len(rows), longest), PHONEMES.index("<pad>"), dtype=torch.long)
+            targets = torch.full((len(rows), longest), -100, dtype=torch.long)  # ignored past each word's end
+            for k, r in enumerate(rows):
+                inputs[k, : len(seqs[r]) + 1] = torch.tensor([START, *seqs[r]])
+                targets[k, : len(seqs[r]) + 1] = torch.tensor([*seqs[r], END])
+            _, h = model.encoder(model.enc_emb(letters[rows]))
+            out, _ = model.decoder(model.dec_emb(inputs), h)
+            logits = model.fc(out).reshape(-1, len(PHONEMES))
+            nll += float(nn.functional.cross_entropy(logits, targets.reshape(-1), ignore_index=-100, reduction="sum"))
+            steps += int((targets != -100).sum())
+    return float(np.exp(nll / steps))
+
+
 def edit_distance(a: list[str], b: list[str]) -> int:
     row = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
@@ -126,8 +153,9 @@ def phoneme_error_rate(predicted: list[list[str]], references: list[list[list[st
 def setup(cfg: dict):
     """What the g2p-en experiments share: ``(dense, calibration, evaluate)``: the pretrained model,
     ``calibration(seed, offset) -> batches`` (``cfg["g2p_cal"]`` words drawn by ``seed`` from a pool disjoint from the
-    test words, grouped by length), and ``evaluate(model) -> {"per", "agreement"}`` on the ``cfg["g2p_test"]`` test
-    words (phoneme error rate; share of words transcribed as the dense model does)."""
+    test words, grouped by length), and ``evaluate(model) -> {"per", "agreement", "perplexity"}`` on the
+    ``cfg["g2p_test"]`` test words (phoneme error rate; share of words transcribed as the dense model does;
+    teacher-forced perplexity of the reference pronunciations)."""
     dense = G2P.pretrained()
     vocab, refs = words(cfg["g2p_test"])
     pool, _ = words(cfg["g2p_pool"], offset=cfg["g2p_test"])
@@ -137,7 +165,8 @@ def setup(cfg: dict):
     def evaluate(model) -> dict:
         said = transcribe(model, groups)
         return dict(per=phoneme_error_rate(said, refs),
-                    agreement=float(np.mean([a == b for a, b in zip(said, reference)])))
+                    agreement=float(np.mean([a == b for a, b in zip(said, reference)])),
+                    perplexity=perplexity(model, groups, refs))
 
     def calibration(seed: int, offset: int) -> list[torch.Tensor]:
         rng = np.random.default_rng(offset + seed)

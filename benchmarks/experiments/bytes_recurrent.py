@@ -10,6 +10,8 @@ and int3 with one scale per 64 weights, and 2.5 bits per weight. Methods,
 each given the same share of bytes per matrix unless said:
 
 * **round-to-nearest** (no calibration) at the plain width that fits;
+* **magnitude pruning** (no calibration): float16 values of the largest
+  weights beside a one-bit-per-weight mask, as many as the bytes hold;
 * **GPTQ** (Frantar et al. 2023), the same widths, each matrix's rounding
   compensated in its calibration Gram (the recurrent ones: the GRU's inputs
   and its hidden states, as ``tnlib.nn.record_grams`` records them);
@@ -23,7 +25,9 @@ each given the same share of bytes per matrix unless said:
 
 Metrics on CMUdict words the calibration never saw: the phoneme error rate
 (edits to the nearest reference pronunciation) of the greedy transcription,
-and the share of words transcribed exactly as the dense model does. Each
+the teacher-forced perplexity of the first reference pronunciation (the
+decoder fed the reference phonemes), and the share of words transcribed
+exactly as the dense model does. Each
 seed is one random draw of the calibration words; calibrated methods are
 compared paired over draws with Student-t intervals.
 
@@ -58,13 +62,15 @@ def report(rows) -> tuple[list[str], list[str]]:
     dense = next(r for r in mine if r["method"] == "dense")
     labels = [label for label, _ in BUDGETS]
     out = byte_tables(mine, (("per", "phoneme error rate (lower is better)"),
+                             ("perplexity", "teacher-forced perplexity of the reference pronunciations (lower is "
+                                            "better)"),
                              ("agreement", "words transcribed as the dense model does")),
                       f"the five matrices (the two GRUs' four and the head; dense phoneme error rate "
-                      f"{fmt(dense['per'], digits=4)})")
+                      f"{fmt(dense['per'], digits=4)}, teacher-forced perplexity {fmt(dense['perplexity'], digits=4)})")
 
-    def claim(a, b, what):
-        return claim_line(f"{MODEL}: phoneme error rate of {a} vs {b} at equal bytes",
-                          compare_at_budgets(mine, a, b, labels, "per", higher_is_better=False), what)
+    def claim(a, b, what, metric="per", name="phoneme error rate"):
+        return claim_line(f"{MODEL}: {name} of {a} vs {b} at equal bytes",
+                          compare_at_budgets(mine, a, b, labels, metric, higher_is_better=False), what)
 
     claims = [
         claim("compress(bytes), global", "GPTQ", "a byte budget beats GPTQ at equal stored bytes"),
@@ -72,6 +78,8 @@ def report(rows) -> tuple[list[str], list[str]]:
         claim("compress(bytes), global", "SVD + int4",
               "a byte budget beats the activation-whitened SVD with int4 factors at equal stored bytes"),
         claim("compress(bytes), global", "compress(bytes), uniform", "one global byte budget beats per-matrix shares"),
+        claim("compress(bytes), global", "GPTQ", "a byte budget beats GPTQ at equal stored bytes", "perplexity",
+              "teacher-forced perplexity"),
     ]
     return out, claims
 

@@ -9,6 +9,10 @@ int4 and int3 with one scale per 64 weights (4.31 and 3.31 bits per weight) and
 fits). Methods, each given the same share of bytes per matrix unless said:
 
 * **round-to-nearest** (no calibration) at the plain width that fits;
+* **magnitude pruning** (no calibration): the largest-magnitude weights of
+  each matrix kept in float16, the others zero, with the indices counted as
+  a one-bit-per-weight mask (``m n / 8`` bytes): as many weights as the rest
+  of the matrix's bytes hold (a fifth of them at 4.31 bits, a tenth at 2.5);
 * **GPTQ** (Frantar et al. 2023), the same widths, each matrix's rounding
   compensated in its calibration Gram;
 * **SVD + int4**: the activation-whitened truncated SVD (SVD-LLM's
@@ -37,6 +41,7 @@ import _baselines
 import _minilm
 import numpy as np
 import torch
+import torch.nn.utils.prune
 from _common import claim_line, compare, fmt, interval_cell, parse, rows_for, table, write_report
 
 import tnlib
@@ -48,7 +53,8 @@ FULL = dict(seeds=3, minilm_test=512, minilm_pool=512, minilm_cal=256, minilm_la
 SMOKE = dict(seeds=1, minilm_test=32, minilm_pool=64, minilm_cal=32, minilm_layers=2)
 BUDGETS = (("int4 g64", Quantization(4, 64)), ("int3 g64", Quantization(3, 64)), ("2.5 bits", Quantization(2, 64)))
 CALIBRATED = ("GPTQ", "compress(bytes), uniform", "compress(bytes), global")
-METHODS = ("round-to-nearest", "SVD + int4", *CALIBRATED)
+PLAIN = ("round-to-nearest", "magnitude pruning")
+METHODS = (*PLAIN, "SVD + int4", *CALIBRATED)
 MODEL = "all-MiniLM-L6-v2 (pretrained)"
 
 
@@ -88,6 +94,30 @@ def rtn(dense, params, q, grams=None):
     return _replaced(dense, params, make)
 
 
+def magnitude_pruned(dense, params, label, q_budget):
+    """Every weight in ``params`` magnitude-pruned (``torch.nn.utils.prune``'s L1 mask) to the weights its bytes hold
+    in float16 beside a one-bit-per-weight mask of where they are."""
+    def make(path, w):
+        mask_bytes = -(-w.size // 8)
+        keep = max(0, min(w.size, (budget_bytes(label, q_budget, w.shape) - mask_bytes) // 2))
+        mask = torch.nn.utils.prune.L1Unstructured(amount=w.size - keep).compute_mask(
+            torch.from_numpy(w), default_mask=torch.ones(w.shape, dtype=torch.float64)).numpy()
+        return (w * mask).astype(np.float16).astype(np.float64), mask_bytes + 2 * int(mask.sum())
+    return _replaced(dense, params, make)
+
+
+def plain_rows(model_name, dense, params, evaluate) -> list[dict]:
+    """The rows of the methods without calibration (:data:`PLAIN`) at every budget of :data:`BUDGETS`: one run each."""
+    rows = []
+    for label, q in BUDGETS:
+        for method, (model, stored) in (("round-to-nearest", rtn(dense, params, q)),
+                                        ("magnitude pruning", magnitude_pruned(dense, params, label, q))):
+            rows.append(dict(model=model_name, method=method, budget=label, seed=0, stored=stored, seconds=0.0,
+                             **evaluate(model)))
+            print(f"{method} at {label}: {rows[-1]}", flush=True)
+    return rows
+
+
 def svd_int4(dense, params, label, q_budget, grams):
     """The activation-whitened SVD of every weight, both factors int4 per 32, at the largest multiple of 32 as rank
     that fits its bytes; a matrix too small for rank 32 in its bytes is stored as int2 per 64 instead."""
@@ -122,8 +152,8 @@ def forms_line(reports) -> str:
 
 def byte_sweep(model_name, dense, layers, params, seeds, calibration, evaluate, reference=None) -> list[dict]:
     """The rows of every method at every budget of :data:`BUDGETS` for the weights ``params`` of ``layers``:
-    round-to-nearest once, then per calibration draw (``calibration(seed)``: its batches) GPTQ, SVD + int4 and
-    ``compress(bytes=...)`` uniform and global, each scored by ``evaluate(model)`` (a dict of metrics);
+    the methods without calibration once, then per calibration draw (``calibration(seed)``: its batches) GPTQ,
+    SVD + int4 and ``compress(bytes=...)`` uniform and global, each scored by ``evaluate(model)`` (a dict of metrics);
     ``reference(grams)``, when given, is run and timed per draw as a time reference."""
     shapes = {p: tuple(dense.get_parameter(p).reshape(dense.get_parameter(p).shape[0], -1).shape) for p in params}
     weights = sum(a * b for a, b in shapes.values())
@@ -136,8 +166,7 @@ def byte_sweep(model_name, dense, layers, params, seeds, calibration, evaluate, 
                          **evaluate(model)))
         print(f"{method} at {label}, draw {seed}: {rows[-1]}", flush=True)
 
-    for label, q in BUDGETS:
-        add("round-to-nearest", label, 0, *rtn(dense, params, q), 0.0)
+    rows += plain_rows(model_name, dense, params, evaluate)
     for seed in seeds:
         batches = calibration(seed)
         grams = tn.record_grams(dense, layers, batches)
@@ -189,8 +218,8 @@ def byte_tables(mine, metrics, what: str, time_note: str = "") -> list[str]:
         return f"{8 * np.mean(vals) / (dense['stored'] / 4):.2f} b" if vals else "-"
 
     out = [f"Dense: {dense['stored']:,} bytes of float32 weights in {what}. Cells: mean [95 % t-interval over "
-           f"{seeds} calibration draw(s)] for the calibrated methods, one run for round-to-nearest; the bits per "
-           "weight each method stored in brackets.", ""]
+           f"{seeds} calibration draw(s)] for the calibrated methods, one run for those without calibration; the "
+           "bits per weight each method stored in brackets.", ""]
     for key, name in metrics:
         body = [[m, *[f"{cell(m, b, key)} ({bits(m, b)})" for b in labels]] for m in METHODS]
         out += [f"**{name}**", "", table(["method", *[f"at the bytes of {b}" for b in labels]], body), ""]

@@ -38,6 +38,7 @@ from ._layers._mpo_conv import MPOConv1d, MPOConv2d
 from ._layers._mpo_embedding import MPOEmbedding
 from ._layers._mpo_linear import MPOLinear
 from ._layers._mpo_rnn import MPOGRU, MPOLSTM, gate_layout
+from ._layers._quantized_attention import QuantizedMultiheadAttention
 from ._layers._quantized_conv import QuantizedConv1d, QuantizedConv2d
 from ._layers._quantized_linear import QuantizedLinear
 from ._layers._quantized_rnn import QuantizedGRU, QuantizedGRUCell, QuantizedLSTM, QuantizedLSTMCell
@@ -63,6 +64,7 @@ __all__ = [
     "QuantizedGRUCell",
     "QuantizedConv1d",
     "QuantizedConv2d",
+    "QuantizedMultiheadAttention",
     "SharedBasisLinear",
     "CPConv1d",
     "CPConv2d",

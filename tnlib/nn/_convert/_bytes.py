@@ -42,10 +42,11 @@ from tnlib.quantization import (
 
 __all__ = ["Form", "forms_of", "refitted", "choose_forms", "BYTE_KINDS", "weight_key"]
 
-BYTE_KINDS = ("Linear", "Conv1D", "Conv1d", "Conv2d", "LSTM", "GRU", "LSTMCell", "GRUCell")
+BYTE_KINDS = ("Linear", "Conv1D", "Conv1d", "Conv2d", "LSTM", "GRU", "LSTMCell", "GRUCell", "MultiheadAttention")
 """The kinds of layer a byte budget converts: one weight matrix of ``x W^T`` (``Linear``, transformers'
 ``Conv1D``; a convolution's kernel as the matrix of its unfolded patches), or one per layer, direction and side of
-a recurrent layer or cell (``LSTM``, ``GRU``, ``LSTMCell``, ``GRUCell``), each given its own form."""
+a recurrent layer or cell (``LSTM``, ``GRU``, ``LSTMCell``, ``GRUCell``), or one per projection of an attention
+(``MultiheadAttention``: query, key, value, output), each given its own form."""
 
 
 def weight_key(name: str, weight: str) -> str:
@@ -350,7 +351,7 @@ def byte_targets(targets: Sequence[str], kinds: dict[str, str], named: bool) -> 
     others = [t for t in targets if kinds[t] not in BYTE_KINDS]
     if others and named:
         raise ValueError(f"bytes= converts nn.Linear (and transformers' Conv1D), nn.Conv1d / nn.Conv2d (groups=1, "
-                         f"zero padding), nn.LSTM, nn.GRU and their cells; "
-                         f"{others[0]!r} is a "
-                         f"{kinds[others[0]]}: leave it out of layers=[...]")
+                         f"zero padding), nn.LSTM, nn.GRU and their cells, nn.MultiheadAttention; "
+                         f"{others[0]!r} is an "
+                         f"nn.{kinds[others[0]]}: leave it out of layers=[...]")
     return [t for t in targets if kinds[t] in BYTE_KINDS], others

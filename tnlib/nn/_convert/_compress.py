@@ -43,9 +43,10 @@ from tnlib.nn._convert._progress import Progress, tracking
 from tnlib.nn._convert._sensitivity import MAX_BATCHES
 from tnlib.nn._convert._sharing import apply_sharing, sharing_groups
 from tnlib.nn._convert._targets import check_materialized, replace_everywhere, select_targets
+from tnlib.nn._layers._attention import settle_parents
 from tnlib.nn._layers._cores import check_weight, positive_int, wide
 from tnlib.nn._layers._kinds import Source, describe_supported, source_of
-from tnlib.nn._layers._mpo_attention import settle_parents
+from tnlib.nn._layers._quantized_attention import build_quantized_attention
 from tnlib.nn._layers._quantized_conv import build_quantized_conv
 from tnlib.nn._layers._quantized_linear import build_quantized
 from tnlib.nn._layers._quantized_rnn import build_quantized_cell, build_quantized_rnn
@@ -401,7 +402,8 @@ def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[s
 
     kept, others = byte_targets(targets, {t: kind(model.get_submodule(t)) for t in targets}, named)
     if others:
-        warn_at_caller(f"bytes= converts nn.Linear, nn.Conv1d/2d, nn.LSTM, nn.GRU and their cells; {len(others)} other "
+        warn_at_caller(f"bytes= converts nn.Linear, nn.Conv1d/2d, nn.LSTM, nn.GRU, their cells and "
+                       f"nn.MultiheadAttention; {len(others)} other "
                        "layer(s) stay dense: "
                        f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}")
     return kept
@@ -451,6 +453,8 @@ def _quantize_layers(model: nn.Module, targets: Sequence[str], grams: dict[str, 
 
 
 def _quantized(original: nn.Module, factors: Mapping[str, Sequence[Any]]) -> nn.Module:
+    if isinstance(original, nn.MultiheadAttention):
+        return build_quantized_attention(original, factors)
     if isinstance(original, nn.RNNBase):
         return build_quantized_rnn(original, factors)
     if isinstance(original, (nn.LSTMCell, nn.GRUCell)):

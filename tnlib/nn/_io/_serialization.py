@@ -21,8 +21,8 @@ from torch import nn
 
 from tnlib._files import atomic_write
 from tnlib._optional import optional
+from tnlib.nn._layers._attention import settle_parents
 from tnlib.nn._layers._kinds import LayerKind, attributes, kind_of_layer, kinds, source_of
-from tnlib.nn._layers._mpo_attention import settle_parents
 
 __all__ = ["save", "load"]
 

@@ -91,8 +91,10 @@ class QuantizedWeights(QuantizedStore):
         k, base = next((k, b) for k, (p, b, _) in enumerate(self.weight_entries()) if p == param)
         return _Matrices([self.matrix(n, dtype, device) for n in self._names(k, base)])
 
-    def _store(self, module: nn.Module, factors: Mapping[str, Sequence[QuantizedMatrix]]) -> None:
-        """The stored matrices from ``factors`` (by torch's weight name) and the float dtype of ``module``'s."""
+    def _store(self, module: nn.Module, factors: Mapping[str, Sequence[QuantizedMatrix]],
+               dtype: torch.dtype | None = None) -> None:
+        """The stored matrices from ``factors`` (by torch's weight name) and the float dtype of ``module``'s
+        weights (``dtype`` when given: a module whose weights are not named ``weight*``)."""
         bits, groups, ranks = [], [], []
         device = device_of(module)
         for param, base, shape in self.weight_entries():
@@ -105,7 +107,7 @@ class QuantizedWeights(QuantizedStore):
             for name, f in zip(names, fs):
                 store_matrix(self, name, f, device)
         self.bits, self.group_sizes, self.ranks = tuple(bits), tuple(groups), tuple(ranks)
-        dtype = next(p for n, p in module.named_parameters() if n.startswith("weight")).dtype
+        dtype = dtype or next(p for n, p in module.named_parameters() if n.startswith("weight")).dtype
         self.register_buffer("weight_dtype", torch.empty(0, dtype=dtype, device=device))
 
     def _forms(self) -> str:
