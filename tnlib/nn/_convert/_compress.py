@@ -146,8 +146,11 @@ def compress(
         model barely listens to gives up its budget, but never below a quarter
         of the rank its uniform share would give (no layer is starved); the
         uniform split is fitted too and kept instead where it moves the whole
-        model's outputs less on those batches (each report's ``note`` says
-        which, with both changes). Each report's ``share``
+        model's outputs less on those batches (one in four of the first eight
+        held out from both fits when there are four or more; each report's
+        ``note`` says which, with both changes); the split kept is then
+        fitted again on every batch, the held-out ones included (a third
+        conversion pass). Each report's ``share``
         gives the layer's part of the total.
     objective, tolerance
         How a searched layout is chosen (a :class:`tnlib.Objective`, or its
@@ -211,8 +214,9 @@ def compress(
         member's report says both. With calibration the groups so kept must
         also move the whole model's outputs less than the per-matrix forms
         on held-out calibration batches (one in four of the first eight,
-        which the fits then do not see), or none is kept; the reports say
-        which. Default ``None``: no sharing.
+        which the fits do not see), or none is kept; the reports say
+        which, and what is kept is fitted again on every batch, those
+        included. Default ``None``: no sharing.
     verbose
         Show on stderr what is logged at ``INFO`` on the ``tnlib.nn`` logger
         during this call: each phase (recording Grams, the global
