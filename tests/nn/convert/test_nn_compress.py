@@ -544,16 +544,23 @@ def test_a_global_allocation_worse_for_the_model_than_uniform_is_not_kept(monkey
     assert [r.share for r in reports] == [0.5, 0.5]
     moved = [float(n) for n in reports[0].note.replace(",", " ").split() if n.replace(".", "").isdigit()]
     assert moved[0] < moved[-1]  # uniform's change, then global's
-    # the split kept is fitted again on every batch, the two held out for the check included: the uniform one is
-    # then what a uniform compress returns (the same rows in the same folds)
+    # the forms of the split kept are fitted again on every batch, the two held out for the check included: each
+    # layer is its layout and rank fitted in the Gram of all sixteen batches (at one shrinkage of the grid)
     mix = torch.randn(48, 48, dtype=torch.float64) * torch.logspace(0, -3, 48, dtype=torch.float64)
     data = [torch.randn(32, 48, dtype=torch.float64) @ mix for _ in range(16)]  # inputs whose metric matters
     kept, reports = tn.compress(model, compression=4, calibration=data, allocation="global")
     assert all("allocation uniform: the model's outputs moved" in r.note for r in reports)
-    uniform, _ = tn.compress(model, compression=4, calibration=data)
-    x = torch.randn(8, 48, dtype=torch.float64) @ mix
-    with torch.no_grad():
-        assert torch.allclose(kept(x), uniform(x), rtol=1e-9, atol=1e-12)
+    grams = tn.record_grams(model, ["loud", "quiet"], data)
+    for name in ("loud", "quiet"):
+        layer, w = kept.get_submodule(name), model.get_submodule(name).weight.detach()
+        mpo = layer.mpo
+        dims = tuple(int(c.shape[1]) for c in mpo.cores), tuple(int(c.shape[2]) for c in mpo.cores)
+        fits = [tnlib.MPO.from_matrix(w, *dims, truncation=tnlib.Truncation(max_bond=mpo.bond_dims[0]),
+                                      metric=tnlib.Metric(grams[name]["weight"], shrinkage=s)).to_matrix()
+                for s in tnlib.metric.SHRINKAGE_GRID]
+        with torch.no_grad():
+            assert any(torch.allclose(layer.dense_weight(), f, rtol=1e-9, atol=1e-12) for f in fits), name
+        assert reports[[r.name for r in reports].index(name)].held_out_error is not None  # the choice's, kept
 
 
 def test_output_change_per_error_of_a_linear_layer_is_its_row_count():

@@ -148,9 +148,9 @@ def compress(
         uniform split is fitted too and kept instead where it moves the whole
         model's outputs less on those batches (one in four of the first eight
         held out from both fits when there are four or more; each report's
-        ``note`` says which, with both changes); the split kept is then
-        fitted again on every batch, the held-out ones included (a third
-        conversion pass). Each report's ``share``
+        ``note`` says which, with both changes); the forms of the split kept
+        (layouts, ranks, shrinkages) are then fitted again on every batch, the
+        held-out ones included. Each report's ``share``
         gives the layer's part of the total.
     objective, tolerance
         How a searched layout is chosen (a :class:`tnlib.Objective`, or its
@@ -369,12 +369,16 @@ def _check_budgets(model: Any, bytes: Any, truncation: Any, compression: Any, nu
 
 def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Truncation | None,
                 compression: float | None, num_cores: int | None, grams: dict[str, dict[str, GramFolds]],
-                shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective,
-                track: Progress) -> tuple[Built, list[LayerReport]]:
-    """Every target's weights as MPOs (a layout chooser's fit at each budget), what builds its layer, reports."""
+                shares: dict[str, dict[str, int]] | None, goal: tnlib.Objective, track: Progress,
+                fixed: Mapping[str, dict[str, tnlib.MPO]] | None = None
+                ) -> tuple[Built, list[LayerReport], dict[str, dict[str, tnlib.MPO]]]:
+    """Every target's weights as MPOs (a layout chooser's fit at each budget), what builds its layer, reports, and
+    the MPOs by layer. With ``fixed`` (such MPOs, by layer and weight), a weight with calibration is fitted again in
+    ``fixed``'s layout, bond dimensions and shrinkage, no search or choice made: the same form on these rows."""
     has_budget = compression is not None or (truncation is not None and truncation.max_params is not None)
     built: Built = []
     reports = []
+    chosen: dict[str, dict[str, tnlib.MPO]] = {}
     for name in targets:
         track.step(name)
         module = model.get_submodule(name)
@@ -382,7 +386,8 @@ def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Trun
         assert source is not None
         budgets = None if shares is None else shares[name]
         mpos, budget = _decompose_layer(name, module, source, truncation, compression, num_cores,
-                                        grams.get(name, {}), budgets, goal)
+                                        grams.get(name, {}), budgets, goal, None if fixed is None else fixed.get(name))
+        chosen[name] = mpos
         report = layer_report(name, source, module, mpos, grams.get(name, {}), budget if has_budget else None)
         network = _network_instead(module, source, report, budget if has_budget and num_cores is None else None,
                                    grams.get(name, {}).get("weight"))
@@ -393,7 +398,7 @@ def _mpo_layers(model: nn.Module, targets: Sequence[str], truncation: tnlib.Trun
             reports.append(report)
             built.append((name, functools.partial(_built, source, mpos)))
         track.done(name, reports[-1])
-    return built, reports
+    return built, reports, chosen
 
 
 def _linear_targets(model: nn.Module, targets: list[str], named: bool) -> list[str]:
@@ -536,18 +541,25 @@ def _parameter_layers(model: nn.Module, targets: Sequence[str], truncation: tnli
         assert compression is not None
         track.phase("allocating %g x fewer weights over all layers (global budget)", compression)
         shares = global_budgets(model, targets, truncation, compression, grams, kept)
-    chosen = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal, track)
+    built, reports, forms = _mpo_layers(model, targets, truncation, compression, num_cores, grams, shares, goal,
+                                        track)
     if shares is None or not kept:
-        return chosen
+        return built, reports
     track.phase("the uniform split too, to validate the global one on the model's outputs")
-    uniform = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None, goal, track)
-    candidates = {"global": chosen, "uniform": uniform}
+    u_built, u_reports, uniform_forms = _mpo_layers(model, targets, truncation, compression, num_cores, grams, None,
+                                                    goal, track)
+    candidates = {"global": (built, reports), "uniform": (u_built, u_reports)}
     label, note = _better_of(model, candidates, held or kept, bool(held), track, "allocation")
-    if held and every is not None:  # the split kept, fitted again with the held-out batches' rows too
-        track.phase("refitting the %s split on every calibration batch, the %d held out included", label, len(held))
+    if held and every is not None:  # the forms kept, fitted again with the held-out batches' rows too
+        track.phase("refitting the %s split's forms on every calibration batch, the %d held out included", label,
+                    len(held))
         track.extend(len(targets))
-        candidates[label] = _mpo_layers(model, targets, truncation, compression, num_cores, every(),
-                                        shares if label == "global" else None, goal, track)
+        built, reports, _ = _mpo_layers(model, targets, truncation, compression, num_cores, every(),
+                                        shares if label == "global" else None, goal, track,
+                                        forms if label == "global" else uniform_forms)
+        judged = {r.name: r.held_out_error for r in candidates[label][1]}  # the forms' choice, on held-out rows
+        candidates[label] = built, [dataclasses.replace(r, held_out_error=judged.get(r.name, r.held_out_error))
+                                    for r in reports]
     return _noted(candidates[label], note)
 
 
@@ -696,12 +708,27 @@ def _check_allocation(allocation: Any, budget: float | None) -> None:
                          "compression= or bytes=")
 
 
+def _refitted(w: torch.Tensor, form: tnlib.MPO, folds: GramFolds) -> tnlib.MPO:
+    """``w`` fitted in the metric of every row of ``folds`` in the form of ``form``: its layout, bond dimensions and
+    shrinkage (the whitened truncated SVD for the truncated SVD's layout)."""
+    out_dims = tuple(int(c.shape[1]) for c in form.cores)
+    in_dims = tuple(int(c.shape[2]) for c in form.cores)
+    bonds = form.bond_dims
+    shrinkage = form.report.shrinkage if form.report is not None else None
+    metric = tnlib.Metric(folds.gram(), shrinkage=1.0 if shrinkage is None else shrinkage)
+    with torch.no_grad():
+        return tnlib.MPO.from_matrix(w, out_dims, in_dims, metric=metric,
+                                     truncation=tnlib.Truncation(max_bond=bonds[0] if len(bonds) == 1 else bonds))
+
+
 def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.Truncation | None,
                      compression: float | None, num_cores: int | None, folds: dict[str, GramFolds],
                      budgets: dict[str, int] | None = None,
-                     objective: tnlib.Objective = tnlib.Objective()) -> tuple[dict[str, tnlib.MPO], int]:
+                     objective: tnlib.Objective = tnlib.Objective(),
+                     fixed: dict[str, tnlib.MPO] | None = None) -> tuple[dict[str, tnlib.MPO], int]:
     """Every weight of one layer as an MPO (searched layout at a budget, else the source's), and the budget:
-    the core's layout chooser (:meth:`tnlib.MPO.from_matrix`) does the rest, in the metric of the folds."""
+    the core's layout chooser (:meth:`tnlib.MPO.from_matrix`) does the rest, in the metric of the folds; a weight
+    in ``fixed`` with folds is fitted in their pooled Gram in the form of ``fixed``'s MPO (:func:`_refitted`)."""
     mpos: dict[str, tnlib.MPO] = {}
     budget = 0
     few = [f"{wname} ({f.rows} rows, {f.sums[0].shape[0]} features)" for wname, f in folds.items()
@@ -721,6 +748,10 @@ def _decompose_layer(name: str, module: Any, source: Source, truncation: tnlib.T
             t = tnlib.truncation.with_compression(truncation, w.numel(), compression)
         else:
             t = truncation
+        if fixed is not None and wname in fixed and wname in folds:
+            mpos[wname] = _refitted(wide(w).cpu(), fixed[wname], folds[wname])
+            budget += t.max_params if t is not None and t.max_params is not None else w.numel()
+            continue
         search = t is not None and t.max_params is not None and num_cores is None
         dims = (None, None) if search else source.layout(module, w, num_cores)
         metric = folds[wname].metric() if wname in folds else None
