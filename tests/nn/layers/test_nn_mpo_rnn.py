@@ -37,6 +37,35 @@ def test_mpolstm_gate_layout_and_unbatched_input():
     assert torch.allclose(mpo(x)[0], lstm(x)[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "cell", "attention"])
+def test_a_budget_without_a_layout_searches_each_weight_as_from_matrix_does(kind):
+    """With a max_params budget and no num_cores, each weight's layout is searched (as MPO.from_matrix and compress
+    do: the fast truncated-SVD layout when nothing beats it); num_cores keeps the gate layout."""
+    torch.manual_seed(0)
+    t = tnlib.Truncation(max_params=2048)
+    if kind == "lstm":
+        layer = nn.LSTM(32, 64, num_layers=2)
+        searched, gate = tn.MPOLSTM.from_lstm(layer, t), tn.MPOLSTM.from_lstm(layer, t, num_cores=3)
+        dense = {f"cores_{k}": getattr(layer, f"weight_{k}") for k in ("ih_l0", "hh_l0", "ih_l1", "hh_l1")}
+    elif kind == "cell":
+        layer = nn.LSTMCell(32, 64)
+        searched, gate = tn.MPOLSTMCell.from_lstm_cell(layer, t), tn.MPOLSTMCell.from_lstm_cell(layer, t, num_cores=3)
+        dense = {f"cores_{k}": getattr(layer, f"weight_{k}") for k in ("ih", "hh")}
+    else:
+        layer = nn.MultiheadAttention(64, 4)
+        searched, gate = tn.MPOMultiheadAttention.from_mha(layer, t), tn.MPOMultiheadAttention.from_mha(layer, t,
+                                                                                                         num_cores=3)
+        q, k, v = layer.in_proj_weight.chunk(3)
+        dense = {"cores_q": q, "cores_k": k, "cores_v": v, "cores_out": layer.out_proj.weight}
+    assert sorted(searched.mpo_names()) == sorted(dense)
+    for name, w in dense.items():
+        mpo, fixed = searched.mpo(name), gate.mpo(name)
+        assert len(fixed.cores) == 3 and mpo.num_params <= 2048
+        want = tnlib.MPO.from_matrix(w.detach().double(), truncation=t)
+        assert [tuple(c.shape) for c in mpo.cores] == [tuple(c.shape) for c in want.cores], name
+        torch.testing.assert_close(mpo.to_matrix().double(), want.to_matrix(), atol=1e-5, rtol=0)
+
+
 def test_lstm_forward_in_numpy_equals_the_torch_module():
     lstm = nn.LSTM(8, 16)
     mpo_lstm = tn.MPOLSTM.from_lstm(lstm, tnlib.Truncation(max_bond=6), num_cores=2)

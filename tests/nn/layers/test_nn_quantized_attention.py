@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
+from nn_helpers import FirstOutput, assert_exports_codes, assert_saves_loads_and_compiles  # noqa: E402
 from torch import nn  # noqa: E402
 
 import tnlib  # noqa: E402
@@ -102,38 +103,11 @@ def test_save_load_compile_and_onnx_keep_the_codes(tmp_path):
     mha = nn.MultiheadAttention(64, 4, batch_first=True).eval()
     layer = tn.QuantizedMultiheadAttention.from_mha(mha, Quantization(4, 32), rank=32).eval()
     x = torch.randn(2, 7, 64)
-    with torch.no_grad():
-        want = layer(x, x, x, need_weights=False)[0]
-    tn.save(layer, tmp_path / "q.safetensors")
-    back = tn.load(tmp_path / "q.safetensors")
-    assert type(back) is type(layer) and back.ranks == (32,) * 4 and back.bits == (4,) * 4
-    with torch.no_grad():
-        assert torch.equal(back(x, x, x, need_weights=False)[0], want)
-
-    class Outputs(nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return self.inner(x, x, x, need_weights=False)[0]
-
-    with torch.no_grad():
-        torch.testing.assert_close(torch.compile(Outputs(back), fullgraph=True)(x), want, atol=1e-5, rtol=0)
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    path = tn.export_onnx(Outputs(layer).eval(), (x,), tmp_path / "q.onnx")
-    proto = onnx.load(str(path))
-    assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) >= 8  # U and V of four projections
-    assert not any(t.data_type == onnx.TensorProto.FLOAT and int(np.prod(t.dims)) >= 64 * 32
-                   for t in proto.graph.initializer)  # no float weight in the file
-    session = ort.InferenceSession(str(path))
-    for batch in (1, 5):
-        xb = torch.randn(batch, 7, 64)
-        with torch.no_grad():
-            np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: xb.numpy()})[0],
-                                       layer(xb, xb, xb, need_weights=False)[0].numpy(), atol=1e-5)
-    assert not any(k.startswith("onnx_") for k in layer._buffers)
+    back = assert_saves_loads_and_compiles(layer, x, tmp_path / "q.safetensors", attention=True)
+    assert back.ranks == (32,) * 4 and back.bits == (4,) * 4
+    assert_exports_codes(FirstOutput(layer, attention=True), layer, x, tmp_path / "q.onnx",
+                         lambda b: torch.randn(b, 7, 64),
+                         nodes=8, largest=64 * 32)  # U and V of four projections
 
 
 def test_bad_input_is_refused_in_words():

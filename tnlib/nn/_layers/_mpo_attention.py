@@ -29,7 +29,7 @@ from tnlib.nn._layers._attention import (
 )
 from tnlib.nn._layers._cores import check_weight, copy_bias, members, positive_int, size_hint
 from tnlib.nn._layers._kinds import LayerKind, Source, register
-from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
+from tnlib.nn._layers._weights import MPOWeights, named_cores, searched, weight_lists
 
 __all__ = ["MPOMultiheadAttention", "record_attention"]
 
@@ -84,7 +84,9 @@ class MPOMultiheadAttention(MPOWeights, ProjectedAttention):
                  num_cores: int | None = None,
                  mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOMultiheadAttention:
         """Convert a trained ``nn.MultiheadAttention`` (exact when ``truncation`` is ``None``); ``mpos``
-        (``{"cores_q": mpo, "cores_k": ..., "cores_v": ..., "cores_out": ...}``) are used as they are."""
+        (``{"cores_q": mpo, "cores_k": ..., "cores_v": ..., "cores_out": ...}``) are used as they are; at a
+        ``max_params`` budget without ``num_cores`` each projection's layout is searched (as
+        :meth:`tnlib.MPO.from_matrix` does)."""
         check_mha(mha)
         self = cls.__new__(cls)
         nn.Module.__init__(self)
@@ -93,7 +95,7 @@ class MPOMultiheadAttention(MPOWeights, ProjectedAttention):
         for name, w in attention_weights(mha).items():
             check_weight(w, f"mha's {name}")
         for name, w in named_cores(attention_weights(mha)).items():
-            self._convert_mpo(name, w.detach(), truncation, mpos)
+            self._convert_mpo(name, w.detach(), truncation, mpos, searched(truncation, num_cores))
         copy_bias(self, "in_proj_bias", mha.in_proj_bias)
         copy_bias(self, "out_proj_bias", mha.out_proj.bias)
         self.bond_masks = {}

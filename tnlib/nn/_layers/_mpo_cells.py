@@ -24,7 +24,7 @@ from tnlib.nn._layers._cores import copy_bias, init_bias, members, positive_int,
 from tnlib.nn._layers._inference import check_input, form_key, fused_is_faster
 from tnlib.nn._layers._kinds import LayerKind, Source, register
 from tnlib.nn._layers._mpo_rnn import gate_layout, gates_layout
-from tnlib.nn._layers._weights import MPOWeights, named_cores, weight_lists
+from tnlib.nn._layers._weights import MPOWeights, named_cores, searched, weight_lists
 from tnlib.rnn import gru_cell, lstm_cell
 
 __all__ = ["MPOLSTMCell", "MPOGRUCell", "prepare_step", "dense_cell"]
@@ -67,7 +67,8 @@ class _MPOCell(MPOWeights, nn.Module):
         self._layout(num_cores, hidden_dims)
         mpos = self._check_mpos(mpos)
         for kind in ("ih", "hh"):
-            self._convert_mpo(f"cores_{kind}", getattr(dense, f"weight_{kind}"), truncation, mpos)
+            self._convert_mpo(f"cores_{kind}", getattr(dense, f"weight_{kind}"), truncation, mpos,
+                              searched(truncation, num_cores, hidden_dims))
             copy_bias(self, f"bias_{kind}", getattr(dense, f"bias_{kind}"))
         self.bond_masks = {}
         return self
@@ -198,7 +199,8 @@ class MPOLSTMCell(_MPOCell):
                        num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
                        mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOLSTMCell:
         """Convert a trained ``nn.LSTMCell`` (exact when ``truncation`` is ``None``); ``mpos``
-        (``{"cores_ih": mpo, "cores_hh": mpo}``) are used as they are."""
+        (``{"cores_ih": mpo, "cores_hh": mpo}``) are used as they are; at a ``max_params`` budget without
+        ``num_cores`` / ``hidden_dims`` each weight's layout is searched (:meth:`MPOLSTM.from_lstm`)."""
         return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -237,7 +239,8 @@ class MPOGRUCell(_MPOCell):
     def from_gru_cell(cls, cell: nn.GRUCell, truncation: tnlib.Truncation | None = None, *,
                       num_cores: int | None = None, hidden_dims: Sequence[int] | None = None,
                       mpos: Mapping[str, tnlib.MPO] | None = None) -> MPOGRUCell:
-        """Convert a trained ``nn.GRUCell`` (exact when ``truncation`` is ``None``)."""
+        """Convert a trained ``nn.GRUCell`` (exact when ``truncation`` is ``None``), as
+        :meth:`MPOLSTMCell.from_lstm_cell` converts a cell."""
         return cls._from_cell(cell, truncation, num_cores, hidden_dims, mpos)
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,7 +27,14 @@ from tnlib.nn._layers._cores import (
 )
 from tnlib.nn._layers._inference import inference_form, weight_operator
 
-__all__ = ["MPOWeights", "named_cores", "weight_lists"]
+__all__ = ["MPOWeights", "named_cores", "weight_lists", "searched"]
+
+
+def searched(truncation: tnlib.Truncation | None, *layout: Any) -> bool:
+    """Whether a conversion searches each weight's layout: a ``max_params`` budget and no layout given (every one
+    of ``layout``, the caller's ``num_cores`` / ``hidden_dims``, ``None``), as :meth:`tnlib.MPO.from_matrix` and
+    :func:`tnlib.nn.compress` do."""
+    return truncation is not None and truncation.max_params is not None and all(x is None for x in layout)
 
 
 class MPOWeights:
@@ -60,10 +67,13 @@ class MPOWeights:
         return mpos
 
     def _convert_mpo(self, name: str, w: torch.Tensor, truncation: tnlib.Truncation | None,
-                     mpos: Mapping[str, Any]) -> None:
-        """A trained weight ``w``: the given MPO where ``mpos`` names it, else decomposed in the gate layout."""
+                     mpos: Mapping[str, Any], search: bool = False) -> None:
+        """A trained weight ``w``: the given MPO where ``mpos`` names it, else decomposed in the layout searched at
+        ``truncation``'s budget (``search``, see :func:`searched`) or in the gate layout."""
         if name in mpos:
             cores = mpo_cores(mpos[name], (int(w.shape[0]), int(w.shape[1])), w, name)
+        elif search:
+            cores, _ = cores_from_matrix(w, None, None, truncation)
         else:
             in_dims = tnlib.factorize(int(w.shape[1]), len(self.gate_dims))
             cores, _ = cores_from_matrix(w, self.gate_dims, in_dims, truncation)
