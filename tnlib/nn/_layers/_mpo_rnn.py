@@ -140,7 +140,7 @@ class MPOLSTM(_MPOStack, StackedLSTM):
         each weight's layout is searched at its budget instead (as
         :meth:`tnlib.MPO.from_matrix`, :meth:`MPOLinear.from_linear` and
         :func:`tnlib.nn.compress` do; the truncated SVD's layout when nothing
-        beats it, which runs 3-5x faster than the gate layout at 10x and batch
+        beats it, which runs 2-5x faster than the gate layout at 10x and batch
         1): pass ``num_cores`` for the gate layout of Gao et al.
         """
         check_lstm(lstm)
