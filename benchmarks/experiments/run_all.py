@@ -103,9 +103,9 @@ synthesises new utterances); 2 keeps its chronological split (seeds vary
 the initialisation and batch order). Experiments 6 and 7 have 5 seeds and
 their own protocols (6: factorise, then one epoch of fine-tuning; 7: every
 variant fine-tunes the same epochs). Experiment 5's single-run timings are
-superseded by 9's repeated, paired ones. Experiment 8 keeps its earlier
-run (post-training compression; its optional distillation already gives
-every method the same steps). The raw results are the CSV files in `docs/experiments/`. The
+superseded by 9's repeated, paired ones. Experiment 8 (post-training
+compression; its optional distillation already gives every method the same
+steps) was rerun with 5 seeds. The raw results are the CSV files in `docs/experiments/`. The
 statements under "What the numbers say" are computed from those results by
 the scripts, not written by hand.
 
