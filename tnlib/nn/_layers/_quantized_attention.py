@@ -17,12 +17,10 @@ import torch
 from torch import nn
 
 import tnlib
-from tnlib.nn._convert._calibration import float64_metric
 from tnlib.nn._layers._attention import PROJECTIONS, ProjectedAttention, attention_weights, check_mha
-from tnlib.nn._layers._cores import check_weight, copy_bias
+from tnlib.nn._layers._cores import copy_bias
 from tnlib.nn._layers._kinds import LayerKind, register
-from tnlib.nn._layers._quantized_linear import quantized_factors
-from tnlib.nn._layers._quantized_rnn import QuantizedWeights
+from tnlib.nn._layers._quantized_rnn import QuantizedWeights, quantized_weights
 from tnlib.quantization import Quantization, QuantizedMatrix
 
 __all__ = ["QuantizedMultiheadAttention", "build_quantized_attention"]
@@ -56,26 +54,7 @@ class QuantizedMultiheadAttention(QuantizedWeights, ProjectedAttention):
         low-rank pair of that rank), by GPTQ in the Gram of ``metrics[name]`` (``weight_q``, ``weight_k``,
         ``weight_v``, ``weight_out``: the rows each projection multiplies) where given, else by rounding."""
         check_mha(mha)
-        if metrics is not None and not isinstance(metrics, Mapping):
-            raise TypeError(f"metrics must map projection names {list(PROJECTIONS)} to tnlib.Metric, got "
-                            f"{type(metrics).__name__}")
-        unknown = sorted(set(metrics or {}) - set(PROJECTIONS))
-        if unknown:
-            raise ValueError(f"metrics names {unknown}, which are not projections of an attention (its projections: "
-                             f"{list(PROJECTIONS)})")
-        weights = attention_weights(mha)
-        for name, w in weights.items():  # every projection checked before any is quantized
-            check_weight(w, f"mha's {name}")
-        factors = {}
-        for name, w in weights.items():
-            if rank is not None and rank > min(w.shape):
-                raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of {name}; pass at most {min(w.shape)}")
-            metric = float64_metric((metrics or {}).get(name))
-            try:
-                factors[name] = quantized_factors(w.detach(), quantization, rank,
-                                                  None if metric is None else metric.gram.numpy())
-            except ValueError as exc:
-                raise ValueError(f"mha's {name}: {exc}") from None
+        factors = quantized_weights(mha, "mha", quantization, rank, metrics, attention_weights(mha))
         return build_quantized_attention(mha, factors)
 
     def product(self, k: int, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +80,7 @@ def build_quantized_attention(mha: nn.MultiheadAttention,
     self = QuantizedMultiheadAttention.__new__(QuantizedMultiheadAttention)
     nn.Module.__init__(self)
     self._settings(mha.embed_dim, mha.num_heads, mha.dropout, mha.kdim, mha.vdim, mha.batch_first)
-    self._store(mha, factors, mha.out_proj.weight.dtype)
+    self._store(mha, factors)
     copy_bias(self, "in_proj_bias", mha.in_proj_bias)
     copy_bias(self, "out_proj_bias", mha.out_proj.bias)
     return self.train(mha.training)

@@ -91,10 +91,9 @@ class QuantizedWeights(QuantizedStore):
         k, base = next((k, b) for k, (p, b, _) in enumerate(self.weight_entries()) if p == param)
         return _Matrices([self.matrix(n, dtype, device) for n in self._names(k, base)])
 
-    def _store(self, module: nn.Module, factors: Mapping[str, Sequence[QuantizedMatrix]],
-               dtype: torch.dtype | None = None) -> None:
+    def _store(self, module: nn.Module, factors: Mapping[str, Sequence[QuantizedMatrix]]) -> None:
         """The stored matrices from ``factors`` (by torch's weight name) and the float dtype of ``module``'s
-        weights (``dtype`` when given: a module whose weights are not named ``weight*``)."""
+        weights (its first parameter whose own name holds ``weight``: ``weight_ih_l0``, ``in_proj_weight``)."""
         bits, groups, ranks = [], [], []
         device = device_of(module)
         for param, base, shape in self.weight_entries():
@@ -107,7 +106,7 @@ class QuantizedWeights(QuantizedStore):
             for name, f in zip(names, fs):
                 store_matrix(self, name, f, device)
         self.bits, self.group_sizes, self.ranks = tuple(bits), tuple(groups), tuple(ranks)
-        dtype = dtype or next(p for n, p in module.named_parameters() if n.startswith("weight")).dtype
+        dtype = next(p for n, p in module.named_parameters() if "weight" in n.rpartition(".")[2]).dtype
         self.register_buffer("weight_dtype", torch.empty(0, dtype=dtype, device=device))
 
     def _forms(self) -> str:
@@ -117,15 +116,19 @@ class QuantizedWeights(QuantizedStore):
 
 
 def quantized_weights(module: nn.Module, what: str, quantization: Quantization, rank: int | None,
-                      metrics: Mapping[str, tnlib.Metric] | None) -> dict[str, list[QuantizedMatrix]]:
-    """Every weight of ``module`` (named ``what`` in errors) quantized at ``quantization`` (and ``rank``), by
-    GPTQ in the Gram of ``metrics[name]`` where given."""
+                      metrics: Mapping[str, tnlib.Metric] | None,
+                      weights: Mapping[str, torch.Tensor] | None = None) -> dict[str, list[QuantizedMatrix]]:
+    """Every weight of ``module`` (named ``what`` in errors; ``weights`` by name when given, else its parameters
+    named ``weight*``) quantized at ``quantization`` (and ``rank``), by GPTQ in the Gram of ``metrics[name]`` where
+    given. Every weight is checked before any is quantized."""
+    if weights is None:
+        weights = {n: p for n, p in module.named_parameters() if n.startswith("weight")}
+    names = list(weights)
     if metrics is not None and not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics must map weight names (weight_ih_l0, ...) to tnlib.Metric, got "
+        raise TypeError(f"metrics must map weight names ({', '.join(names[:2])}, ...) to tnlib.Metric, got "
                         f"{type(metrics).__name__}")
-    names = [n for n, _ in module.named_parameters() if n.startswith("weight")]
     for name in names:
-        check_weight(getattr(module, name), f"{what}.{name}")
+        check_weight(weights[name], f"{what}.{name}")
     unknown = sorted(set(metrics or {}) - set(names))
     if unknown:
         raise ValueError(f"metrics names {unknown}, which are not weights of this {type(module).__name__} "
@@ -134,7 +137,7 @@ def quantized_weights(module: nn.Module, what: str, quantization: Quantization, 
     for name in names:
         metric = float64_metric((metrics or {}).get(name))
         gram = None if metric is None else metric.gram.numpy()
-        w = getattr(module, name).detach()
+        w = weights[name].detach()
         if rank is not None and rank > min(w.shape):
             raise ValueError(f"rank={rank} exceeds min{tuple(w.shape)} of {name}; pass at most {min(w.shape)}")
         try:
