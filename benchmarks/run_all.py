@@ -38,6 +38,7 @@ SCRIPTS = [
     ("bench_latency.py", []),
     ("bench_silero.py", []),
     ("bench_silero_bytes.py", []),
+    ("bench_crepe.py", []),
     ("bench_deploy.py", []),
     ("bench_compress_time.py", []),
     ("bench_compress_minilm.py", []),

@@ -315,3 +315,27 @@ def test_baselines_store_the_budget_and_whitening_lowers_the_output_error():
         return float(torch.trace(d @ c @ d.T))
 
     assert output_error(whitened) < output_error(plain)
+
+
+def test_crepe_decoding_and_tones():
+    """CREPE's bins decode to their frequencies (a peak at bin b: 10 * 2^((1997.38 + 20 b) / 1200) Hz), a peak
+    between two bins to the cents between them; the synthetic tones are normalized frames with fundamentals in
+    range, the same for the same seed and different for another."""
+    import _crepe
+
+    salience = np.zeros((3, _crepe.BINS))
+    salience[0, 100] = 1.0
+    salience[1, 200], salience[1, 201] = 0.5, 0.5
+    salience[2, 0] = 1.0
+    cents = 1200 * np.log2(_crepe.pitch(salience) / 10.0)
+    np.testing.assert_allclose(cents, _crepe.FIRST_BIN_CENTS + 20.0 * np.array([100, 200.5, 0]), atol=1e-9)
+    frames, f0 = _crepe.tones(16, seed=3)
+    assert frames.shape == (16, _crepe.WINDOW) and frames.dtype == torch.float32
+    np.testing.assert_allclose(frames.mean(1).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(frames.std(1, unbiased=False).numpy(), 1.0, atol=1e-4)
+    assert np.all((f0 >= _crepe.FMIN) & (f0 <= _crepe.FMAX))
+    again, f0_again = _crepe.tones(16, seed=3)
+    assert torch.equal(frames, again) and np.array_equal(f0, f0_again)
+    assert not np.allclose(_crepe.tones(16, seed=4)[1], f0)
+    net = _crepe.Crepe("tiny").eval()
+    assert net(frames).shape == (16, _crepe.BINS)
