@@ -158,6 +158,33 @@ def test_a_degenerate_fit_is_not_a_candidate():
     assert not isinstance(small[0], tn.CPConv2d) and reports[0].relative_error > 0.5, reports[0].layouts
 
 
+def test_with_calibration_a_cancelling_fit_is_judged_on_held_out_rows():
+    """With calibration the same cancelling fit is a candidate: the held-out patch rows measure whether the
+    inputs excite its large terms (refusing it by its weights alone cost CREPE's convolutions most of their
+    pitch accuracy, ``benchmarks/bench_crepe.py``). On inputs spread in every direction they do not, so it is
+    chosen, and its error on fresh inputs is the held-out one, far below the Tucker-2 network's > 0.5."""
+    rng = np.random.default_rng(0)
+    q = np.linalg.qr(rng.standard_normal((16, 6)))[0].T
+    z = np.linalg.qr(rng.standard_normal((9, 6)))[0].T
+    w = sum(np.einsum("o,i,t->oit", q[2 * j], q[2 * j], z[2 * j + 1])
+            + np.einsum("o,i,t->oit", q[2 * j], q[2 * j + 1], z[2 * j])
+            + np.einsum("o,i,t->oit", q[2 * j + 1], q[2 * j], z[2 * j]) for j in range(3))
+    assert cancellation(cp_kernel(w, 6)) > 2
+    conv = nn.Conv2d(16, 16, 3, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w.reshape(16, 16, 3, 3)))
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(8, 16, 10, 10, generator=gen, dtype=torch.float64) for _ in range(4)]
+    small, reports = tn.compress(nn.Sequential(conv), compression=16 * 16 * 9 / (6 * (16 + 16 + 9)),
+                                 calibration=batches)
+    assert isinstance(small[0], tn.CPConv2d), reports[0].layouts
+    assert reports[0].held_out_error < 0.05, reports[0]
+    fresh = torch.randn(8, 16, 10, 10, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        error = float(torch.linalg.norm(small(fresh) - conv(fresh)) / torch.linalg.norm(conv(fresh)))
+    assert error < 0.05
+
+
 @pytest.mark.parametrize("scale", [1e-200, 1e200])
 def test_hostile_scales_fit_as_unit_scale_does(scale):
     """The fit is scale-free: a kernel at 1e-200 or 1e200 gets the unit-scale factors times the scale (exactly,

@@ -14,13 +14,17 @@ and run as small convolutions that never form it (fewer multiply-adds too):
   metric ``(1 - s) C + s tau I`` of :data:`tnlib.metric.SHRINKAGE`);
 - CP (a ``1 x 1``, a depthwise and a ``1 x 1`` convolution:
   :class:`~tnlib.nn.CPConv1d`, :class:`~tnlib.nn.CPConv2d`): the largest rank
-  that fits, by alternating least squares on the kernel, unless the fit is
-  degenerate: terms whose norms sum past ``sqrt(rank)`` times the fit's norm
-  cancel (:func:`~tnlib.nn._layers._cp_conv.cancellation`), and their small
-  weight error hides large terms that inputs can excite (on the packaged
-  Silero VAD such fits, 6-40x the kernel's norm in total, lowered every
-  convolution's weight error at 4x and dropped the uncalibrated model's
-  ROC-AUC from 0.79 to 0.56).
+  that fits, by alternating least squares on the kernel. Without calibration
+  a degenerate fit is refused: terms whose norms sum past ``sqrt(rank)``
+  times the fit's norm cancel (:func:`~tnlib.nn._layers._cp_conv.cancellation`),
+  and their small weight error hides large terms that inputs can excite (on
+  the packaged Silero VAD such fits, 6-40x the kernel's norm in total,
+  lowered every convolution's weight error at 4x and dropped the uncalibrated
+  model's ROC-AUC from 0.79 to 0.56). With calibration it is judged like the
+  others, on the held-out patch rows, which measure whether the inputs excite
+  those terms (refused by the weights alone, the CP fits of the pretrained
+  CREPE's convolutions, cancellation 2-20, were never tried, though with them
+  the 2x model keeps its pitch accuracy: ``benchmarks/bench_crepe.py``).
 
 The one of least error is kept. Errors are measured as the MPO's are: relative to the kernel
 without calibration, relative to the layer's outputs on the held-out patch
@@ -105,7 +109,8 @@ def conv_choice(conv: nn.Conv1d | nn.Conv2d, budget: int, folds: GramFolds | Non
     rank = min(budget // (out + n + taps), out * n, out * taps, n * taps)  # past the bound CP is exact anyway
     if 1 <= rank and cp_params(out, n, taps, rank) < out * n * taps:
         cp = cp_kernel(w, rank)
-        if cancellation(cp) <= 1:  # a degenerate fit (terms that cancel) is no candidate
+        # a degenerate fit (terms that cancel) is judged only where held-out rows show what inputs excite
+        if held is not None or cancellation(cp) <= 1:
             candidates.append(("cp", cp))
     best = None
     for network, factors in candidates:
