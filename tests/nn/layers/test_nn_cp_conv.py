@@ -138,17 +138,23 @@ def test_orthogonal_terms_do_not_cancel_and_cancelling_ones_do(seed, rank):
     assert cancellation((a2, b2, k2)) > 10
 
 
+def _no_best_rank_six():
+    """A 16 x 16 x 9 kernel: three copies, in orthogonal directions, of the rank-3 tensor with no best rank-2
+    approximation (De Silva and Lim 2008)."""
+    rng = np.random.default_rng(0)
+    q = np.linalg.qr(rng.standard_normal((16, 6)))[0].T
+    z = np.linalg.qr(rng.standard_normal((9, 6)))[0].T
+    return sum(np.einsum("o,i,t->oit", q[2 * j], q[2 * j], z[2 * j + 1])
+               + np.einsum("o,i,t->oit", q[2 * j], q[2 * j + 1], z[2 * j])
+               + np.einsum("o,i,t->oit", q[2 * j + 1], q[2 * j], z[2 * j]) for j in range(3))
+
+
 def test_a_degenerate_fit_is_not_a_candidate():
     """Three copies, in orthogonal directions, of the classic tensor of rank 3 with no best rank-2
     approximation (De Silva and Lim 2008): rank-6 ALS reaches a small error only through large, cancelling
     terms. Compress at the budget of CP rank 6 does not choose it, though it errs far less on the kernel than the
     Tucker-2 network it keeps (Tucker-2 would need ranks (6, 6), twice the budget)."""
-    rng = np.random.default_rng(0)
-    q = np.linalg.qr(rng.standard_normal((16, 6)))[0].T
-    z = np.linalg.qr(rng.standard_normal((9, 6)))[0].T
-    w = sum(np.einsum("o,i,t->oit", q[2 * j], q[2 * j], z[2 * j + 1])
-            + np.einsum("o,i,t->oit", q[2 * j], q[2 * j + 1], z[2 * j])
-            + np.einsum("o,i,t->oit", q[2 * j + 1], q[2 * j], z[2 * j]) for j in range(3))
+    w = _no_best_rank_six()
     fit = cp_kernel(w, 6)
     assert cancellation(fit) > 2 and np.linalg.norm(_rebuilt(fit) - w) < 0.01 * np.linalg.norm(w)
     conv = nn.Conv2d(16, 16, 3, bias=False).double()
@@ -163,12 +169,7 @@ def test_with_calibration_a_cancelling_fit_is_judged_on_held_out_rows():
     inputs excite its large terms (refusing it by its weights alone cost CREPE's convolutions most of their
     pitch accuracy, ``benchmarks/bench_crepe.py``). On inputs spread in every direction they do not, so it is
     chosen, and its error on fresh inputs is the held-out one, far below the Tucker-2 network's > 0.5."""
-    rng = np.random.default_rng(0)
-    q = np.linalg.qr(rng.standard_normal((16, 6)))[0].T
-    z = np.linalg.qr(rng.standard_normal((9, 6)))[0].T
-    w = sum(np.einsum("o,i,t->oit", q[2 * j], q[2 * j], z[2 * j + 1])
-            + np.einsum("o,i,t->oit", q[2 * j], q[2 * j + 1], z[2 * j])
-            + np.einsum("o,i,t->oit", q[2 * j + 1], q[2 * j], z[2 * j]) for j in range(3))
+    w = _no_best_rank_six()
     assert cancellation(cp_kernel(w, 6)) > 2
     conv = nn.Conv2d(16, 16, 3, bias=False).double()
     with torch.no_grad():
